@@ -1,0 +1,40 @@
+# evalstream: `make demo` runs the main job, `make test` runs the tests. Both start from nothing.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: venv tools test demo bench lint fmt clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# External tools used by the tests (buf, promtool, redis-server, ...): installed idempotently.
+tools:
+	bash scripts/install-tools.sh
+
+test: venv tools
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+demo: venv
+	$(VENV)/bin/evalstream demo $(DEMO_ARGS)
+
+bench: venv
+	$(PY) bench/engine_ingest.py
+	$(PY) bench/engine_query.py
+
+lint: venv
+	$(VENV)/bin/ruff check client service tests bench
+	$(VENV)/bin/ruff format --check client service tests bench
+
+fmt: venv
+	$(VENV)/bin/ruff format client service tests bench
+	$(VENV)/bin/ruff check --fix client service tests bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
