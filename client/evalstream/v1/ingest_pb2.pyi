@@ -1,0 +1,39 @@
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class BatchStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BATCH_STATUS_UNSPECIFIED: _ClassVar[BatchStatus]
+    BATCH_STATUS_ACCEPTED: _ClassVar[BatchStatus]
+    BATCH_STATUS_DUPLICATE: _ClassVar[BatchStatus]
+    BATCH_STATUS_REJECTED: _ClassVar[BatchStatus]
+BATCH_STATUS_UNSPECIFIED: BatchStatus
+BATCH_STATUS_ACCEPTED: BatchStatus
+BATCH_STATUS_DUPLICATE: BatchStatus
+BATCH_STATUS_REJECTED: BatchStatus
+
+class BatchResult(_message.Message):
+    __slots__ = ("stream", "producer_id", "sequence", "status", "samples", "error_code", "error_message", "expected_sequence", "original_status")
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    PRODUCER_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    ORIGINAL_STATUS_FIELD_NUMBER: _ClassVar[int]
+    stream: str
+    producer_id: str
+    sequence: int
+    status: BatchStatus
+    samples: int
+    error_code: int
+    error_message: str
+    expected_sequence: int
+    original_status: BatchStatus
+    def __init__(self, stream: _Optional[str] = ..., producer_id: _Optional[str] = ..., sequence: _Optional[int] = ..., status: _Optional[_Union[BatchStatus, str]] = ..., samples: _Optional[int] = ..., error_code: _Optional[int] = ..., error_message: _Optional[str] = ..., expected_sequence: _Optional[int] = ..., original_status: _Optional[_Union[BatchStatus, str]] = ...) -> None: ...
