@@ -1,0 +1,201 @@
+"""The ingest kernel: turn one validated batch into additive count arrays (a *delta*).
+
+Every field of a delta is a float64 array that merges by addition (DESIGN §3.1). Integer counts are
+exact in float64 up to 2**53; weights make them real-valued sums. ``np.bincount`` does the
+scatter-add: on this machine it is about 6x faster than ``np.add.at`` for the same histogram.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .batch import Batch
+from .layout import BinLayout
+from .spec import StreamSpec
+
+__all__ = ["field_shapes", "compute_delta", "LOG_EPS"]
+
+# Probabilities are float32: clip like sklearn's log_loss does for float32 input.
+LOG_EPS = float(np.finfo(np.float32).eps)
+_ROW_CHUNK_CELLS = 1 << 22  # bounds the (rows, L, L) comparison tensors of the samples metrics
+
+
+def field_shapes(spec: StreamSpec) -> dict[str, tuple[int, ...]]:
+    """Name and shape of every additive field for ``spec`` (the state's layout)."""
+    C, K = spec.n_columns, spec.n_classes
+    binned = spec.resolution.kind == "bins"
+    B = BinLayout(spec.resolution.mantissa_bits).n_bins if binned else 0
+    shapes: dict[str, tuple[int, ...]] = {
+        "n": (2,),  # sample count, weight total
+        "prob_sum": (C,),
+        "calibration": (3, spec.calibration_bins),  # weight, weighted confidence, weighted hits
+    }
+    if spec.task == "multiclass":
+        if binned and spec.full_ovo:
+            shapes["hist"] = (K, K, B)
+        elif binned:
+            shapes["pos"] = (K, B)
+            shapes["all"] = (K, B)
+        shapes["confusion"] = (K, K)
+        shapes["rank"] = (max(spec.k_max, 1),)
+        shapes["log_loss"] = (1,)
+        shapes["brier"] = (1,)
+    else:
+        if binned:
+            shapes["pos"] = (C, B)
+            shapes["all"] = (C, B)
+        shapes["label_counts"] = (C, 4)  # tn, fp, fn, tp at the label's threshold
+        if spec.task == "binary":
+            shapes["log_loss"] = (1,)
+            shapes["brier"] = (1,)
+        else:
+            # weighted sums of per-sample precision, recall, f1, subset hits, label mismatches
+            shapes["samples_prf"] = (5,)
+            shapes["samples_auc"] = (2,)  # sum of per-sample AUC, weight of defined samples
+            shapes["samples_ap"] = (2,)
+    return shapes
+
+
+def _w(batch: Batch) -> np.ndarray:
+    return batch.weights if batch.weights is not None else np.ones(batch.n)
+
+
+def compute_delta(spec: StreamSpec, batch: Batch) -> dict[str, np.ndarray]:
+    """Counts contributed by ``batch`` (dense arrays shaped as ``field_shapes(spec)``)."""
+    shapes = field_shapes(spec)
+    w = batch.weights
+    weights = _w(batch)
+    scores = batch.scores
+    n, C = scores.shape
+    out: dict[str, np.ndarray] = {"n": np.array([float(n), float(weights.sum())])}
+    out["prob_sum"] = weights @ scores.astype(np.float64) if w is not None else scores.sum(
+        axis=0, dtype=np.float64)
+    binned = spec.resolution.kind == "bins"
+    if binned:
+        layout = BinLayout(spec.resolution.mantissa_bits)
+        B = layout.n_bins
+        bins = layout.bin_of(scores)
+    if spec.task == "multiclass":
+        K = C
+        labels = batch.labels
+        rows = np.arange(n)
+        if binned:
+            wk = None if w is None else np.repeat(w, K)
+            if "hist" in shapes:
+                flat = (labels[:, None] * (K * B) + np.arange(K) * B) + bins
+                out["hist"] = _count(flat.ravel(), wk, K * K * B).reshape(K, K, B)
+            else:
+                col = np.arange(K) * B + bins
+                out["all"] = _count(col.ravel(), wk, K * B).reshape(K, B)
+                out["pos"] = _count(col[rows, labels], w, K * B).reshape(K, B)
+        pred = np.argmax(scores, axis=1)
+        out["confusion"] = _count(labels * K + pred, w, K * K).reshape(K, K)
+        true_score = scores[rows, labels]
+        k_len = shapes["rank"][0]
+        if spec.k_max:
+            above = (scores > true_score[:, None]).sum(axis=1)
+            tied_after = ((scores == true_score[:, None]) & (np.arange(K) > labels[:, None])).sum(
+                axis=1)
+            rank = above + tied_after  # sklearn's stable argsort, reversed, puts later ties first
+            keep = rank < k_len
+            out["rank"] = _count(rank[keep], None if w is None else w[keep], k_len)
+        else:
+            out["rank"] = np.zeros(k_len)
+        p_true = np.clip(true_score.astype(np.float64), LOG_EPS, 1 - LOG_EPS)
+        out["log_loss"] = np.array([float(weights @ -np.log(p_true))])
+        s64 = scores.astype(np.float64)
+        sq = (s64 * s64).sum(axis=1) - 2 * s64[rows, labels] + 1.0
+        out["brier"] = np.array([float(weights @ sq)])
+        confidence = scores.max(axis=1).astype(np.float64)
+        hits = (pred == labels).astype(np.float64)
+    else:
+        labels = batch.labels  # bool (n, C)
+        if binned:
+            col = np.arange(C) * B + bins
+            wc = None if w is None else np.repeat(w, C)
+            out["all"] = _count(col.ravel(), wc, C * B).reshape(C, B)
+            pos_w = None if w is None else np.broadcast_to(w[:, None], (n, C))[labels]
+            out["pos"] = _count(col[labels], pos_w, C * B).reshape(C, B)
+        thresholds = np.asarray(spec.thresholds, dtype=np.float64)
+        pred = scores >= thresholds.astype(np.float32)
+        cell = np.arange(C) * 4 + labels * 2 + pred
+        wc = None if w is None else np.repeat(w, C)
+        out["label_counts"] = _count(cell.ravel(), wc, C * 4).reshape(C, 4)
+        p = scores.astype(np.float64)
+        y = labels.astype(np.float64)
+        if spec.task == "binary":
+            pc = np.clip(p[:, 0], LOG_EPS, 1 - LOG_EPS)
+            ll = -(y[:, 0] * np.log(pc) + (1 - y[:, 0]) * np.log1p(-pc))
+            out["log_loss"] = np.array([float(weights @ ll)])
+            out["brier"] = np.array([float(weights @ (y[:, 0] - p[:, 0]) ** 2)])
+        else:
+            out.update(_samples_sums(scores, labels, pred, weights))
+        confidence = p.ravel()
+        hits = y.ravel()
+        weights = np.repeat(weights, C)
+    nb = spec.calibration_bins
+    cbin = np.minimum((confidence * nb).astype(np.int64), nb - 1)
+    out["calibration"] = np.stack([
+        np.bincount(cbin, weights=weights, minlength=nb),
+        np.bincount(cbin, weights=weights * confidence, minlength=nb),
+        np.bincount(cbin, weights=weights * hits, minlength=nb),
+    ])
+    for name, shape in shapes.items():
+        assert out[name].shape == shape, (name, out[name].shape, shape)
+    return out
+
+
+def _count(index: np.ndarray, weights: np.ndarray | None, size: int) -> np.ndarray:
+    counts = np.bincount(index, weights=weights, minlength=size)
+    return counts.astype(np.float64, copy=False)
+
+
+def _samples_sums(
+    scores: np.ndarray, labels: np.ndarray, pred: np.ndarray, weights: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Weighted sums of the per-sample metrics behind sklearn's ``average='samples'``."""
+    tp = (pred & labels).sum(axis=1).astype(np.float64)
+    n_pred = pred.sum(axis=1)
+    n_true = labels.sum(axis=1)
+    fp = n_pred - tp
+    fn = n_true - tp
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(n_pred > 0, tp / n_pred, 0.0)
+        recall = np.where(n_true > 0, tp / n_true, 0.0)
+        denom = 2 * tp + fp + fn
+        f1 = np.where(denom > 0, 2 * tp / denom, 0.0)
+    subset = (pred == labels).all(axis=1)
+    mismatches = (pred != labels).sum(axis=1)
+    prf = np.array([
+        weights @ precision, weights @ recall, weights @ f1, weights @ subset, weights @ mismatches,
+    ])
+    n, L = scores.shape
+    auc_sum = auc_w = ap_sum = ap_w = 0.0
+    step = max(1, _ROW_CHUNK_CELLS // (L * L))
+    for start in range(0, n, step):
+        s = scores[start : start + step]
+        y = labels[start : start + step]
+        ww = weights[start : start + step]
+        n_pos = y.sum(axis=1)
+        # cmp[i, a, b] = 1 if s[a] > s[b], 0.5 if tied, 0 otherwise
+        gt = s[:, :, None] > s[:, None, :]
+        eq = s[:, :, None] == s[:, None, :]
+        pair = (y[:, :, None] & ~y[:, None, :])
+        wins = (gt & pair).sum(axis=(1, 2)) + 0.5 * (eq & pair).sum(axis=(1, 2))
+        n_pairs = n_pos * (L - n_pos)
+        ok = n_pairs > 0
+        auc_sum += float(ww[ok] @ (wins[ok] / n_pairs[ok]))
+        auc_w += float(ww[ok].sum())
+        # AP of a row: mean over its positives l of (#positives >= s_l) / (#labels >= s_l)
+        ge = ~gt  # ge[i, a, b] = s[b] >= s[a]
+        n_ge = ge.sum(axis=2)
+        n_pos_ge = (ge & y[:, None, :]).sum(axis=2)
+        has = n_pos > 0
+        prec = np.where(y, n_pos_ge / np.maximum(n_ge, 1), 0.0).sum(axis=1)
+        ap_sum += float(ww[has] @ (prec[has] / n_pos[has]))
+        ap_w += float(ww[has].sum())
+    return {
+        "samples_prf": prf.astype(np.float64),
+        "samples_auc": np.array([auc_sum, auc_w]),
+        "samples_ap": np.array([ap_sum, ap_w]),
+    }

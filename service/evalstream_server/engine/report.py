@@ -1,0 +1,466 @@
+"""The canonical report: one JSON-ready dict, the contract every interface returns.
+
+Every leaf is ``{"value": float | None, ...}``; undefined values are ``None`` with a ``reason``.
+AUC leaves carry guaranteed ``lower``/``upper`` bounds (the exact AUC of the unbinned scores lies
+inside), per-class and binary AUC a DeLong ``ci95``; precision and recall a Wilson ``ci95``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from . import confusion as cf
+from .errors import InvalidInputError
+from .layout import BinLayout
+from .ranking import ap_stats, auc_stats, pr_points, roc_points, thin_indices
+from .state import State
+from .views import Problem, ScoreView, view_of
+
+__all__ = ["build_report", "curve", "REPORT_VERSION"]
+
+REPORT_VERSION = 1
+_BOUND_SLACK = 1e-12  # float rounding: keep the guaranteed bounds guaranteed
+
+
+def _num(x: float | int | np.floating | None) -> float | int | None:
+    if x is None:
+        return None
+    if isinstance(x, int | np.integer) and not isinstance(x, bool):
+        return int(x)
+    x = float(x)
+    return None if math.isnan(x) else x
+
+
+def _leaf(value: float | None, reason: str | None = None, note: str | None = None,
+          **extra: Any) -> dict[str, Any]:
+    """A report leaf. ``reason`` explains a ``None`` value; ``note`` qualifies a defined one."""
+    out: dict[str, Any] = {"value": _num(value)}
+    if out["value"] is None:
+        out["reason"] = reason or "undefined"
+    elif note:
+        out["reason"] = note
+    for k, v in extra.items():
+        if v is not None:
+            out[k] = v
+    return out
+
+
+def _whole(x: float) -> float | int:
+    return int(round(x)) if float(x).is_integer() else float(x)
+
+
+def _stack(problems: list[Problem], fn) -> dict[str, np.ndarray]:
+    parts = [fn(p.pos, p.neg, p.atomic) for p in problems]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+# -- ranking groups --------------------------------------------------------------------------
+def _rank_leaf(stats: dict[str, np.ndarray], i: int, with_ci: bool, reason: str) -> dict:
+    v = _num(stats["value"][i])
+    if v is None:
+        return _leaf(None, reason)
+    extra = {
+        "lower": max(0.0, float(stats["lower"][i]) - _BOUND_SLACK),
+        "upper": min(1.0, float(stats["upper"][i]) + _BOUND_SLACK),
+    }
+    if with_ci and "ci_low" in stats and not math.isnan(stats["ci_low"][i]):
+        extra["ci95"] = [float(stats["ci_low"][i]), float(stats["ci_high"][i])]
+    return _leaf(v, **extra)
+
+
+def _average_leaf(
+    stats: dict[str, np.ndarray], weights: np.ndarray, names: list[str], what: str
+) -> dict:
+    value = stats["value"]
+    defined = ~np.isnan(value)
+    n_defined, n_total = int(defined.sum()), len(names)
+    w = np.where(defined, weights, 0.0)
+    if n_defined == 0 or w.sum() <= 0:
+        return _leaf(None, f"no {what} is defined in this window", n_defined=0, n_classes=n_total)
+    w = w / w.sum()
+    out = _leaf(
+        float(np.nansum(value * w)),
+        lower=max(0.0, float(np.nansum(stats["lower"] * w)) - _BOUND_SLACK),
+        upper=min(1.0, float(np.nansum(stats["upper"] * w)) + _BOUND_SLACK),
+        n_defined=n_defined,
+        n_classes=n_total,
+    )
+    if n_defined < n_total:
+        missing = [names[i] for i in np.flatnonzero(~defined)][:20]
+        out["reason"] = f"averaged over {n_defined} of {n_total} {what}s; undefined: {missing}"
+    return out
+
+
+def _undefined_reason(P: float, N: float) -> str:
+    if P <= 0 and N <= 0:
+        return "no samples in this window"
+    if P <= 0:
+        return "no positive samples in this window"
+    return "no negative samples in this window"
+
+
+def _per_class_rank(stats, names, with_ci) -> dict:
+    return {
+        name: _rank_leaf(stats, i, with_ci, _undefined_reason(stats["P"][i], stats.get(
+            "N", np.ones_like(stats["P"]))[i]))
+        for i, name in enumerate(names)
+    }
+
+
+def _ovo(view: ScoreView, K: int, names: list[str], support: np.ndarray) -> dict[str, dict]:
+    if not view.has_ovo:
+        reason = "one-vs-one needs the full (class, column, bin) state; this stream has more " \
+                 "classes than ovo_class_limit and keeps one-vs-rest state only"
+        return {"ovo_macro": _leaf(None, reason), "ovo_weighted": _leaf(None, reason)}
+    pairs = [(i, j) for i in range(K) for j in range(i + 1, K)]
+    mat = view.ovo_matrix(K)
+    a = np.array([p[0] for p in pairs], dtype=np.int64)
+    b = np.array([p[1] for p in pairs], dtype=np.int64)
+    m = len(pairs)
+    pair = {k: 0.5 * (mat[k][a, b] + mat[k][b, a]) for k in ("value", "lower", "upper")}
+    weights = np.array([support[i] + support[j] for i, j in pairs], dtype=np.float64)
+    labels = [f"{names[i]}|{names[j]}" for i, j in pairs]
+    macro = _average_leaf(pair, np.ones(m), labels, "class pair")
+    weighted = _average_leaf(pair, weights, labels, "class pair")
+    return {"ovo_macro": macro, "ovo_weighted": weighted}
+
+
+def _ranking_groups(state: State, view: ScoreView, names: list[str], support: np.ndarray):
+    spec = state.spec
+    ovr_auc = _stack(view.ovr(), auc_stats)
+    ovr_ap = _stack(view.ovr(), ap_stats)
+    micro = view.micro()
+    micro_auc = auc_stats(micro.pos, micro.neg, micro.atomic)
+    micro_ap = ap_stats(micro.pos, micro.neg, micro.atomic)
+    ovr_ap["N"] = ovr_auc["N"]
+    micro_ap["N"] = micro_auc["N"]
+    if spec.task == "binary":
+        auc = {"binary": _rank_leaf(ovr_auc, 0, True, _undefined_reason(
+            ovr_auc["P"][0], ovr_auc["N"][0]))}
+        ap = {"binary": _rank_leaf(ovr_ap, 0, False, _undefined_reason(
+            ovr_ap["P"][0], ovr_ap["N"][0]))}
+        return auc, ap
+    auc: dict[str, Any] = {"per_class": _per_class_rank(ovr_auc, names, True)}
+    ap: dict[str, Any] = {"per_class": _per_class_rank(ovr_ap, names, False)}
+    ones = np.ones(len(names))
+    what = "class" if spec.task == "multiclass" else "label"
+    auc["macro"] = _average_leaf(ovr_auc, ones, names, what)
+    auc["weighted"] = _average_leaf(ovr_auc, support, names, what)
+    auc["micro"] = _rank_leaf(micro_auc, 0, False, _undefined_reason(
+        micro_auc["P"][0], micro_auc["N"][0]))
+    ap["macro"] = _average_leaf(ovr_ap, ones, names, what)
+    ap["weighted"] = _average_leaf(ovr_ap, support, names, what)
+    ap["micro"] = _rank_leaf(micro_ap, 0, False, _undefined_reason(
+        micro_ap["P"][0], micro_ap["N"][0]))
+    if spec.task == "multiclass":
+        auc.update(_ovo(view, len(names), names, support))
+    else:
+        c = state.counts
+        for group, key in ((auc, "samples_auc"), (ap, "samples_ap")):
+            total, weight = c[key]
+            n_w = state.weight_total
+            if weight > 0:
+                reason = None
+                if weight < n_w:
+                    reason = ("averaged over samples whose labels are not all equal"
+                              if key == "samples_auc" else
+                              "averaged over samples with at least one positive label")
+                group["samples"] = _leaf(total / weight, note=reason,
+                                         weight_defined=_whole(weight))
+            else:
+                group["samples"] = _leaf(None, "no sample has both positive and negative labels"
+                                         if key == "samples_auc" else
+                                         "no sample has a positive label")
+    return auc, ap
+
+
+# -- threshold groups ------------------------------------------------------------------------
+def _prf_groups(
+    tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, names: list[str], averages_over: np.ndarray
+) -> dict[str, dict]:
+    """precision / recall / f1 groups with per-class, macro, weighted and micro leaves.
+
+    ``averages_over`` marks the classes sklearn's macro/weighted include (its ``labels``)."""
+    prf = cf.prf_from_counts(tp, fp, fn)
+    support = tp + fn
+    out: dict[str, dict] = {}
+    for metric in ("precision", "recall", "f1"):
+        per_class = {}
+        for i, name in enumerate(names):
+            if not averages_over[i]:
+                per_class[name] = _leaf(None, "class absent from labels and predictions")
+                continue
+            zd = bool(prf[f"{metric}_zero_division"][i])
+            if metric == "precision":
+                ci = cf.wilson(tp[i], tp[i] + fp[i])
+            elif metric == "recall":
+                ci = cf.wilson(tp[i], tp[i] + fn[i])
+            else:
+                ci = cf.f1_interval(tp[i], fp[i], fn[i])
+            reason = None
+            if zd:
+                reason = {"precision": "no predicted samples", "recall": "no true samples",
+                          "f1": "no true and no predicted samples"}[metric]
+                reason += "; zero_division=0 as sklearn"
+            per_class[name] = _leaf(float(prf[metric][i]), note=reason, ci95=ci,
+                                    zero_division=True if zd else None)
+        values = prf[metric][averages_over]
+        group: dict[str, Any] = {"per_class": per_class}
+        if values.size:
+            group["macro"] = _leaf(float(values.mean()), n_classes=int(values.size))
+            sw = support[averages_over]
+            group["weighted"] = _leaf(
+                float((values * sw).sum() / sw.sum()) if sw.sum() > 0 else 0.0,
+                note=None if sw.sum() > 0 else "no true samples; zero_division=0 as sklearn",
+            )
+        else:
+            group["macro"] = _leaf(None, "no samples in this window")
+            group["weighted"] = _leaf(None, "no samples in this window")
+        TP, FP, FN = tp[averages_over].sum(), fp[averages_over].sum(), fn[averages_over].sum()
+        micro = cf.prf_from_counts(np.array([TP]), np.array([FP]), np.array([FN]))
+        group["micro"] = _leaf(float(micro[metric][0]) if TP + FP + FN > 0 else None,
+                               "no samples in this window")
+        out[metric] = group
+    return out
+
+
+def _multilabel_cm(tp, fp, fn, tn) -> list:
+    return [[[_whole(tn[i]), _whole(fp[i])], [_whole(fn[i]), _whole(tp[i])]]
+            for i in range(len(tp))]
+
+
+def _calibration(state: State) -> dict:
+    cal = state.counts["calibration"]
+    W = cal[0].sum()
+    if W <= 0:
+        return _leaf(None, "no samples in this window")
+    kind = "top-label" if state.spec.task == "multiclass" else "positive-probability"
+    return _leaf(float(np.abs(cal[2] - cal[1]).sum() / W), n_bins=int(cal.shape[1]),
+                 definition=kind)
+
+
+def _imbalance(support, names, predicted_share, mean_prob, W, auc) -> dict:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        prevalence = support / W if W > 0 else np.full(len(names), np.nan)
+    empty = "no samples in this window"
+    out: dict[str, Any] = {
+        "support": {n: _leaf(_whole(support[i])) for i, n in enumerate(names)},
+        "prevalence": {n: _leaf(prevalence[i], empty) for i, n in enumerate(names)},
+        "predicted_prevalence": {
+            "argmax" if predicted_share is not None else "thresholded": {},
+            "mean_probability": {},
+        },
+    }
+    key = next(iter(out["predicted_prevalence"]))
+    for i, n in enumerate(names):
+        share = predicted_share[i] / W if W > 0 else None
+        out["predicted_prevalence"][key][n] = _leaf(share, empty)
+        out["predicted_prevalence"]["mean_probability"][n] = _leaf(
+            mean_prob[i] / W if W > 0 else None, empty)
+    if W <= 0:
+        out["imbalance_ratio"] = _leaf(None, empty)
+    elif support.min() <= 0:
+        absent = [names[i] for i in np.flatnonzero(support <= 0)][:20]
+        out["imbalance_ratio"] = _leaf(None, f"classes with no samples in this window: {absent}")
+    else:
+        out["imbalance_ratio"] = _leaf(float(support.max() / support.min()))
+    micro = auc.get("micro", {}).get("value")
+    macro = auc.get("macro", {}).get("value")
+    if micro is None or macro is None:
+        out["micro_macro_auc_gap"] = _leaf(None, "needs both micro and macro ROC AUC" if
+                                           "micro" in auc else "binary streams have one AUC")
+    else:
+        out["micro_macro_auc_gap"] = _leaf(micro - macro)
+    return out
+
+
+def build_report(state: State, window: str = "cumulative", curves: bool = False,
+                 max_points: int = 200) -> dict[str, Any]:
+    """The canonical report of ``state`` (see the README for the schema)."""
+    spec = state.spec
+    c = state.counts
+    names = list(spec.classes)
+    W = state.weight_total
+    view = view_of(state)
+    report: dict[str, Any] = {
+        "report_version": REPORT_VERSION,
+        "stream": spec.name,
+        "task": spec.task,
+        "classes": names,
+        "window": window,
+        "n_samples": state.n_samples,
+        "weight_total": W,
+        "resolution": _resolution_info(state),
+    }
+    na = "not defined for {} streams"
+    if spec.task == "multiclass":
+        cm = c["confusion"]
+        support = cm.sum(axis=1)
+        predicted = cm.sum(axis=0)
+        tp = np.diag(cm).copy()
+        fp, fn = predicted - tp, support - tp
+        tn = W - tp - fp - fn
+        present = (support > 0) | (predicted > 0)
+        auc, ap = _ranking_groups(state, view, names, support)
+        report.update(_prf_groups(tp, fp, fn, names, present))
+        acc = float(tp.sum() / W) if W > 0 else None
+        report["accuracy"] = _leaf(acc, "no samples in this window")
+        report["balanced_accuracy"] = _leaf(cf.balanced_accuracy(cm), "no samples in this window")
+        report["matthews_corrcoef"] = _leaf(cf.mcc(cm), "undefined: labels or predictions hold "
+                                            "a single class (sklearn returns 0.0)")
+        report["cohen_kappa"] = _leaf(cf.cohen_kappa(cm), "undefined: expected disagreement is 0")
+        report["hamming_loss"] = _leaf(1 - acc if acc is not None else None,
+                                       "no samples in this window")
+        rank_cum = np.cumsum(c["rank"])
+        report["top_k_accuracy"] = {
+            str(k): _leaf(float(rank_cum[k - 1] / W) if W > 0 else None,
+                          "no samples in this window")
+            for k in range(2, spec.k_max + 1)
+        }
+        report["log_loss"] = _leaf(c["log_loss"][0] / W if W > 0 else None,
+                                   "no samples in this window")
+        scale = 0.5 if len(names) < 3 else 1.0
+        report["brier_score"] = _leaf(scale * c["brier"][0] / W if W > 0 else None,
+                                      "no samples in this window")
+        report["confusion_matrix"] = [[_whole(v) for v in row] for row in cm]
+        report["imbalance"] = _imbalance(support, names, predicted, c["prob_sum"], W, auc)
+    else:
+        lc = c["label_counts"]
+        tn_l, fp_l, fn_l, tp_l = lc[:, 0], lc[:, 1], lc[:, 2], lc[:, 3]
+        if spec.task == "binary":
+            cm = np.array([[tn_l[0], fp_l[0]], [fn_l[0], tp_l[0]]])
+            support = cm.sum(axis=1)
+            predicted = cm.sum(axis=0)
+            tp = np.diag(cm).copy()
+            fp, fn = predicted - tp, support - tp
+            tn = W - tp - fp - fn
+            present = (support > 0) | (predicted > 0)
+            auc, ap = _ranking_groups(state, view, names, support)
+            groups = _prf_groups(tp, fp, fn, names, present)
+            pos = names[1]
+            for metric, group in groups.items():
+                leaf = dict(group["per_class"][pos])
+                if leaf["value"] is None:  # sklearn's binary average always reports the class
+                    z = cf.prf_from_counts(tp[1:], fp[1:], fn[1:])[metric][0]
+                    leaf = _leaf(float(z), note="no true and no predicted positives; "
+                                 "zero_division=0 as sklearn")
+                group["binary"] = leaf
+            report.update(groups)
+            acc = float(np.trace(cm) / W) if W > 0 else None
+            report["accuracy"] = _leaf(acc, "no samples in this window")
+            report["balanced_accuracy"] = _leaf(cf.balanced_accuracy(cm),
+                                                "no samples in this window")
+            report["matthews_corrcoef"] = _leaf(cf.mcc(cm), "undefined: labels or predictions "
+                                                "hold a single class (sklearn returns 0.0)")
+            report["cohen_kappa"] = _leaf(cf.cohen_kappa(cm),
+                                          "undefined: expected disagreement is 0")
+            report["hamming_loss"] = _leaf(1 - acc if acc is not None else None,
+                                           "no samples in this window")
+            report["top_k_accuracy"] = {}
+            report["log_loss"] = _leaf(c["log_loss"][0] / W if W > 0 else None,
+                                       "no samples in this window")
+            report["brier_score"] = _leaf(c["brier"][0] / W if W > 0 else None,
+                                          "no samples in this window")
+            report["confusion_matrix"] = [[_whole(v) for v in row] for row in cm]
+            mean_prob = np.array([W - c["prob_sum"][0], c["prob_sum"][0]])
+            report["imbalance"] = _imbalance(support, names, predicted, mean_prob, W, auc)
+            report["imbalance"]["predicted_prevalence"]["thresholded"] = \
+                report["imbalance"]["predicted_prevalence"].pop("argmax")
+        else:
+            support = tp_l + fn_l
+            tp, fp, fn, tn = tp_l, fp_l, fn_l, tn_l
+            auc, ap = _ranking_groups(state, view, names, support)
+            groups = _prf_groups(tp, fp, fn, names, np.ones(len(names), dtype=bool))
+            prf = c["samples_prf"]
+            for i, metric in enumerate(("precision", "recall", "f1")):
+                groups[metric]["samples"] = _leaf(prf[i] / W if W > 0 else None,
+                                                  "no samples in this window")
+            report.update(groups)
+            report["accuracy"] = _leaf(prf[3] / W if W > 0 else None,
+                                       "no samples in this window", definition="subset accuracy")
+            for key in ("balanced_accuracy", "matthews_corrcoef", "cohen_kappa"):
+                report[key] = _leaf(None, na.format("multilabel") + " (sklearn raises)")
+            report["hamming_loss"] = _leaf(prf[4] / (W * len(names)) if W > 0 else None,
+                                           "no samples in this window")
+            report["top_k_accuracy"] = {}
+            for key in ("log_loss", "brier_score"):
+                report[key] = _leaf(None, na.format("multilabel") + "; see per-label AUC and "
+                                    "expected_calibration_error")
+            report["confusion_matrix"] = None
+            report["imbalance"] = _imbalance(support, names, tp + fp, c["prob_sum"], W, auc)
+            report["imbalance"]["predicted_prevalence"]["thresholded"] = \
+                report["imbalance"]["predicted_prevalence"].pop("argmax")
+        report["multilabel_confusion_matrix"] = _multilabel_cm(tp_l, fp_l, fn_l, tn_l)
+    if spec.task == "multiclass":
+        report["multilabel_confusion_matrix"] = _multilabel_cm(tp, fp, fn, tn)
+    report["support"] = {
+        "per_class": report["imbalance"]["support"], "total": _leaf(_whole(W)),
+    }
+    report["roc_auc"] = auc
+    report["average_precision"] = ap
+    report["expected_calibration_error"] = _calibration(state)
+    if curves:
+        report["curves"] = _all_curves(state, view, max_points)
+    return report
+
+
+def _resolution_info(state: State) -> dict:
+    r = state.spec.resolution
+    if r.kind == "exact":
+        return {"kind": "exact", "max_samples": r.max_samples}
+    return {"kind": "bins", "mantissa_bits": r.mantissa_bits,
+            "n_bins": BinLayout(r.mantissa_bits).n_bins}
+
+
+def _problem_rows(state: State, view: ScoreView) -> dict[str, tuple[np.ndarray, ...]]:
+    """1-D (pos, neg, edges) per curve target: each class (or the positive class) and micro."""
+    names = list(state.spec.classes)
+    out = {}
+    row = 0
+    targets = [names[1]] if state.spec.task == "binary" else names
+    for prob in view.ovr():
+        for r in range(prob.pos.shape[0]):
+            out[targets[row]] = (prob.pos[r], prob.neg[r], prob.edges)
+            row += 1
+    if state.spec.task != "binary":
+        m = view.micro()
+        out["micro"] = (m.pos[0], m.neg[0], m.edges)
+    return out
+
+
+def _curve_dict(kind: str, pos, neg, edges, max_points: int) -> dict[str, Any]:
+    if kind == "roc":
+        x, y, t = roc_points(pos, neg, edges)
+        idx = thin_indices(x.size, max_points)
+        return {"x_name": "fpr", "y_name": "tpr", "x": _list(x[idx]), "y": _list(y[idx]),
+                "thresholds": _list(t[idx])}
+    precision, recall, t = pr_points(pos, neg, edges)
+    idx = thin_indices(precision.size, max_points)
+    t_full = np.concatenate([t, [np.nan]])
+    return {"x_name": "recall", "y_name": "precision", "x": _list(recall[idx]),
+            "y": _list(precision[idx]), "thresholds": _list(t_full[idx])}
+
+
+def _list(a: np.ndarray) -> list:
+    """JSON-safe floats: non-finite values (sklearn's leading ``inf`` threshold) become null."""
+    return [float(v) if math.isfinite(v) else None for v in a.tolist()]
+
+
+def _all_curves(state: State, view: ScoreView, max_points: int) -> dict[str, Any]:
+    rows = _problem_rows(state, view)
+    return {kind: {name: _curve_dict(kind, *r, max_points) for name, r in rows.items()}
+            for kind in ("roc", "pr")}
+
+
+def curve(state: State, kind: str, target: str, max_points: int = 200) -> dict[str, Any]:
+    """One ROC (``kind='roc'``) or precision-recall (``'pr'``) curve for a class name or
+    ``'micro'``. Points are thinned to at most ``max_points``."""
+    if kind not in ("roc", "pr"):
+        raise InvalidInputError("kind", "'roc' or 'pr'", repr(kind))
+    rows = _problem_rows(state, view_of(state))
+    if target not in rows:
+        raise InvalidInputError("class_name", f"one of {list(rows)}", repr(target))
+    return _curve_dict(kind, *rows[target], max_points)

@@ -1,0 +1,289 @@
+"""Mergeable stream state: additive count arrays, plus raw scores for the exact resolution.
+
+The merge contract (tested with Hypothesis): merging two states equals having fed one state the
+other's batches; merge is commutative and associative (exactly, for integer counts); batch order and
+batch split never change a state; ``State.from_bytes(s.to_bytes()) == s``.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .batch import Batch
+from .counting import compute_delta, field_shapes
+from .errors import CapacityError, IncompatibleStateError, InvalidInputError
+from .spec import StreamSpec
+
+__all__ = ["State", "ExactScores", "SparseCounts"]
+
+_MAGIC = b"EVSTATE\x00"
+_VERSION = 1
+
+
+@dataclass
+class ExactScores:
+    """Raw float32 scores with their labels and weights (exact resolution), in chunks."""
+
+    n_columns: int
+    multiclass: bool
+    labels: list[np.ndarray] = field(default_factory=list)
+    scores: list[np.ndarray] = field(default_factory=list)
+    weights: list[np.ndarray] = field(default_factory=list)
+    n: int = 0
+
+    def append(self, batch: Batch) -> None:
+        self.labels.append(batch.labels)
+        self.scores.append(batch.scores)
+        w = batch.weights if batch.weights is not None else np.ones(batch.n)
+        self.weights.append(w)
+        self.n += batch.n
+
+    def extend(self, other: ExactScores) -> None:
+        self.labels.extend(other.labels)
+        self.scores.extend(other.scores)
+        self.weights.extend(other.weights)
+        self.n += other.n
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All samples as ``(labels, scores, weights)``, compacted into one chunk."""
+        if len(self.scores) != 1:
+            C = self.n_columns
+            lab_shape = (0,) if self.multiclass else (0, C)
+            lab_dtype = np.int64 if self.multiclass else bool
+            self.labels = [np.concatenate(self.labels) if self.labels
+                           else np.zeros(lab_shape, lab_dtype)]
+            self.scores = [np.concatenate(self.scores) if self.scores
+                           else np.zeros((0, C), np.float32)]
+            self.weights = [np.concatenate(self.weights) if self.weights else np.zeros(0)]
+        return self.labels[0], self.scores[0], self.weights[0]
+
+    def copy(self) -> ExactScores:
+        out = ExactScores(self.n_columns, self.multiclass)
+        out.extend(self)
+        return out
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for part in (self.labels, self.scores, self.weights) for a in part)
+
+
+@dataclass
+class SparseCounts:
+    """Non-zero entries of a state's count arrays (closed window buckets are kept this way)."""
+
+    entries: dict[str, tuple[np.ndarray, np.ndarray]]
+    exact: ExactScores | None
+
+    @property
+    def nbytes(self) -> int:
+        total = sum(i.nbytes + v.nbytes for i, v in self.entries.values())
+        return total + (self.exact.nbytes if self.exact is not None else 0)
+
+
+class State:
+    """Counts for one stream over some set of batches.
+
+    Parameters
+    ----------
+    spec : StreamSpec
+        Fixes the layout; see ``StreamSpec.layout_key``.
+    """
+
+    def __init__(self, spec: StreamSpec) -> None:
+        self.spec = spec
+        self.counts = {name: np.zeros(shape) for name, shape in field_shapes(spec).items()}
+        self.exact: ExactScores | None = None
+        if spec.resolution.kind == "exact":
+            self.exact = ExactScores(spec.n_columns, spec.task == "multiclass")
+
+    # -- ingest -------------------------------------------------------------------------------
+    @property
+    def n_samples(self) -> int:
+        return int(round(self.counts["n"][0]))
+
+    @property
+    def weight_total(self) -> float:
+        return float(self.counts["n"][1])
+
+    def check_capacity(self, n_more: int) -> None:
+        """Raise ``CapacityError`` if ``n_more`` samples would not fit (exact resolution)."""
+        if self.exact is not None and self.exact.n + n_more > self.spec.resolution.max_samples:
+            cap = self.spec.resolution.max_samples
+            raise CapacityError(
+                "y_score", f"at most {cap} samples in total for an exact-resolution stream",
+                f"{self.exact.n} kept + {n_more} in this batch",
+                "use the binned resolution (bounded memory) or raise max_samples",
+            )
+
+    def add_delta(self, delta: dict[str, np.ndarray], batch: Batch | None = None) -> None:
+        """Add counts computed by ``compute_delta``; exact states also keep ``batch``."""
+        if self.exact is not None:
+            if batch is None:
+                raise ValueError("an exact-resolution state needs the batch with its delta")
+            self.check_capacity(batch.n)
+            self.exact.append(batch)
+        for name, arr in self.counts.items():
+            arr += delta[name]
+
+    def update(self, batch: Batch) -> None:
+        """Count one validated batch."""
+        self.check_capacity(batch.n)
+        self.add_delta(compute_delta(self.spec, batch), batch)
+
+    # -- merge ---------------------------------------------------------------------------------
+    def _check_compatible(self, other: State) -> None:
+        a, b = self.spec, other.spec
+        for what, left, right in (
+            ("task", a.task, b.task),
+            ("classes", list(a.classes), list(b.classes)),
+            ("resolution", str(a.resolution), str(b.resolution)),
+            ("ovo layout", a.full_ovo, b.full_ovo),
+            ("thresholds", list(a.thresholds), list(b.thresholds)),
+            ("top_k", a.k_max, b.k_max),
+            ("calibration_bins", a.calibration_bins, b.calibration_bins),
+        ):
+            if left != right:
+                raise IncompatibleStateError(repr(left), repr(right), what)
+
+    def merge_from(self, other: State) -> State:
+        """Add ``other`` into this state in place; returns ``self``."""
+        self._check_compatible(other)
+        if self.exact is not None and other.exact is not None:
+            self.check_capacity(other.exact.n)
+            self.exact.extend(other.exact)
+        for name, arr in self.counts.items():
+            arr += other.counts[name]
+        return self
+
+    def merge(self, other: State) -> State:
+        """A new state holding both ``self`` and ``other``."""
+        return self.copy().merge_from(other)
+
+    def copy(self) -> State:
+        out = State.__new__(State)
+        out.spec = self.spec
+        out.counts = {k: v.copy() for k, v in self.counts.items()}
+        out.exact = self.exact.copy() if self.exact is not None else None
+        return out
+
+    def reset(self) -> None:
+        for arr in self.counts.values():
+            arr[...] = 0
+        if self.exact is not None:
+            self.exact = ExactScores(self.spec.n_columns, self.spec.task == "multiclass")
+
+    # -- sparse form (window buckets) ----------------------------------------------------------
+    def to_sparse(self) -> SparseCounts:
+        entries = {}
+        for name, arr in self.counts.items():
+            flat = arr.ravel()
+            idx = np.flatnonzero(flat)
+            index = idx.astype(np.int32) if flat.size < 2**31 else idx
+            entries[name] = (index, flat[idx])
+        exact = self.exact.copy() if self.exact is not None else None
+        if exact is not None:
+            exact.arrays()
+        return SparseCounts(entries, exact)
+
+    def add_sparse(self, sparse: SparseCounts) -> None:
+        for name, (idx, values) in sparse.entries.items():
+            self.counts[name].ravel()[idx] += values
+        if self.exact is not None and sparse.exact is not None:
+            self.exact.extend(sparse.exact)
+
+    @classmethod
+    def from_sparse(cls, spec: StreamSpec, sparse: SparseCounts) -> State:
+        out = cls(spec)
+        out.add_sparse(sparse)
+        return out
+
+    # -- equality and bytes --------------------------------------------------------------------
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, State):
+            return NotImplemented
+        if self.spec.layout_key() != other.spec.layout_key():
+            return False
+        if any(not np.array_equal(v, other.counts[k]) for k, v in self.counts.items()):
+            return False
+        if self.exact is None or other.exact is None:
+            return self.exact is None and other.exact is None
+        a, b = self.exact.arrays(), other.exact.arrays()
+        return all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def nbytes(self) -> int:
+        total = sum(v.nbytes for v in self.counts.values())
+        return total + (self.exact.nbytes if self.exact is not None else 0)
+
+    def to_bytes(self) -> bytes:
+        """Versioned binary form: magic, version, JSON header (spec and layout), raw arrays."""
+        arrays = [np.ascontiguousarray(v, dtype="<f8") for v in self.counts.values()]
+        header: dict = {
+            "spec": self.spec.to_dict(),
+            "fields": [[k, list(v.shape)] for k, v in self.counts.items()],
+            "exact": None,
+        }
+        if self.exact is not None:
+            labels, scores, weights = self.exact.arrays()
+            header["exact"] = {"n": int(scores.shape[0])}
+            arrays += [
+                np.ascontiguousarray(labels, dtype="<i8" if self.exact.multiclass else "u1"),
+                np.ascontiguousarray(scores, dtype="<f4"),
+                np.ascontiguousarray(weights, dtype="<f8"),
+            ]
+        head = json.dumps(header, separators=(",", ":")).encode()
+        parts = [_MAGIC, struct.pack("<II", _VERSION, len(head)), head]
+        parts += [a.tobytes() for a in arrays]
+        return b"".join(parts)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> State:
+        """Inverse of ``to_bytes``; raises ``InvalidInputError`` on anything else."""
+        view = memoryview(data)
+        if bytes(view[:8]) != _MAGIC or len(view) < 16:
+            raise InvalidInputError("state", "bytes written by State.to_bytes", "another format")
+        version, head_len = struct.unpack("<II", view[8:16])
+        if version != _VERSION:
+            raise InvalidInputError("state", f"format version {_VERSION}", f"version {version}")
+        try:
+            header = json.loads(bytes(view[16 : 16 + head_len]))
+            spec = StreamSpec.from_dict(header["spec"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidInputError("state", "a valid header", f"{exc}") from exc
+        state = cls(spec)
+        offset = 16 + head_len
+        expected = {k: list(v.shape) for k, v in state.counts.items()}
+        if {k: s for k, s in header["fields"]} != expected:
+            raise InvalidInputError("state", f"fields {expected}", f"{header['fields']}")
+
+        def take(dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+            nonlocal offset
+            count = int(np.prod(shape))
+            size = np.dtype(dtype).itemsize * count
+            if offset + size > len(view):
+                raise InvalidInputError("state", "complete array data", "truncated bytes")
+            arr = np.frombuffer(view[offset : offset + size], dtype=dtype).reshape(shape)
+            offset += size
+            return arr.astype(dtype.lstrip("<"), copy=True)
+
+        for name, shape in header["fields"]:
+            state.counts[name] = take("<f8", tuple(shape)).astype(np.float64)
+        if state.exact is not None:
+            n = int((header.get("exact") or {}).get("n", 0))
+            C = spec.n_columns
+            multiclass = state.exact.multiclass
+            labels = take("<i8" if multiclass else "u1", (n,) if multiclass else (n, C))
+            scores = take("<f4", (n, C)).astype(np.float32)
+            weights = take("<f8", (n,))
+            if n:
+                state.exact.append(Batch(labels.astype(np.int64) if multiclass
+                                         else labels.astype(bool), scores, weights))
+        if offset != len(view):
+            raise InvalidInputError("state", f"{offset} bytes", f"{len(view)} bytes")
+        return state

@@ -1,0 +1,156 @@
+"""Binary problems (positives and negatives per bin) extracted from a state.
+
+A ``Problem`` stacks R binary problems over a common bin axis. The binned view returns one Problem
+for all classes at once (vectorised); the exact view maps each problem's own distinct scores to
+bins (one bin per value, every bin atomic), so it returns one Problem per row. Either way the
+ranking code in ``ranking.py`` is the same: only the bin map differs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .layout import BinLayout
+from .ranking import auc_stats, pairwise_auc
+from .state import State
+
+__all__ = ["Problem", "ScoreView", "view_of"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    pos: np.ndarray  # (R, B)
+    neg: np.ndarray  # (R, B)
+    atomic: np.ndarray  # broadcastable to (R, B)
+    edges: np.ndarray  # (B,) smallest score of each bin
+
+
+class ScoreView:
+    """Interface: ``ovr()``, ``micro()``, ``ovo(pairs)`` return lists of Problems whose rows,
+    concatenated, follow the classes (or the given ordered pairs)."""
+
+    def ovr(self) -> list[Problem]:
+        raise NotImplementedError
+
+    def micro(self) -> Problem:
+        raise NotImplementedError
+
+    def ovo(self, pairs: list[tuple[int, int]]) -> list[Problem]:
+        """Rows for ordered pairs (i, j): positives are class i, negatives class j, scored by
+        column i."""
+        raise NotImplementedError
+
+    @property
+    def has_ovo(self) -> bool:
+        raise NotImplementedError
+
+    def ovo_matrix(self, K: int) -> dict[str, np.ndarray]:
+        """(K, K) arrays ``value``, ``lower``, ``upper`` of ``A(i|j)`` (NaN where undefined)."""
+        pairs = [(i, j) for i in range(K) for j in range(K) if i != j]
+        parts = [auc_stats(p.pos, p.neg, p.atomic) for p in self.ovo(pairs)]
+        out = {}
+        for key in ("value", "lower", "upper"):
+            m = np.full((K, K), np.nan)
+            flat = np.concatenate([p[key] for p in parts])
+            for (i, j), v in zip(pairs, flat, strict=True):
+                m[i, j] = v
+            out[key] = m
+        return out
+
+
+class _BinnedView(ScoreView):
+    def __init__(self, state: State) -> None:
+        layout = BinLayout(state.spec.resolution.mantissa_bits)
+        self._atomic = layout.atomic
+        self._edges = layout.lower_edges
+        c = state.counts
+        self._hist = c.get("hist")
+        if self._hist is not None:
+            K = self._hist.shape[0]
+            idx = np.arange(K)
+            self._pos = self._hist[idx, idx, :]
+            self._neg = np.maximum(self._hist.sum(axis=0) - self._pos, 0.0)
+        else:
+            self._pos = c["pos"]
+            self._neg = np.maximum(c["all"] - c["pos"], 0.0)
+
+    @property
+    def has_ovo(self) -> bool:
+        return self._hist is not None
+
+    def ovr(self) -> list[Problem]:
+        return [Problem(self._pos, self._neg, self._atomic, self._edges)]
+
+    def micro(self) -> Problem:
+        return Problem(
+            self._pos.sum(axis=0, keepdims=True), self._neg.sum(axis=0, keepdims=True),
+            self._atomic, self._edges,
+        )
+
+    def ovo(self, pairs: list[tuple[int, int]]) -> list[Problem]:
+        if self._hist is None:
+            raise ValueError("one-vs-one needs the full histogram")
+        i = np.array([p[0] for p in pairs], dtype=np.int64)
+        j = np.array([p[1] for p in pairs], dtype=np.int64)
+        return [Problem(self._hist[i, i, :], self._hist[j, i, :], self._atomic, self._edges)]
+
+    def ovo_matrix(self, K: int) -> dict[str, np.ndarray]:
+        if self._hist is None:
+            raise ValueError("one-vs-one needs the full histogram")
+        return pairwise_auc(self._hist, self._atomic)
+
+
+def _exact_problem(values: np.ndarray, positive: np.ndarray, weights: np.ndarray) -> Problem:
+    uniq, inverse = np.unique(values, return_inverse=True)
+    total = np.bincount(inverse, weights=weights, minlength=uniq.size)
+    pos = np.bincount(inverse, weights=np.where(positive, weights, 0.0), minlength=uniq.size)
+    neg = np.maximum(total - pos, 0.0)
+    return Problem(pos[None, :], neg[None, :], np.ones(1, dtype=bool), uniq.astype(np.float64))
+
+
+class _ExactView(ScoreView):
+    def __init__(self, state: State) -> None:
+        assert state.exact is not None
+        self._labels, self._scores, self._weights = state.exact.arrays()
+        self._multiclass = state.exact.multiclass
+
+    @property
+    def has_ovo(self) -> bool:
+        return self._multiclass
+
+    def _positive(self, c: int) -> np.ndarray:
+        return self._labels == c if self._multiclass else self._labels[:, c]
+
+    def ovr(self) -> list[Problem]:
+        C = self._scores.shape[1]
+        return [
+            _exact_problem(self._scores[:, c], self._positive(c), self._weights) for c in range(C)
+        ]
+
+    def micro(self) -> Problem:
+        C = self._scores.shape[1]
+        if self._multiclass:
+            onehot = self._labels[:, None] == np.arange(C)[None, :]
+        else:
+            onehot = self._labels
+        return _exact_problem(
+            self._scores.ravel(), onehot.ravel(), np.repeat(self._weights, C)
+        )
+
+    def ovo(self, pairs: list[tuple[int, int]]) -> list[Problem]:
+        out = []
+        for i, j in pairs:
+            mask = (self._labels == i) | (self._labels == j)
+            out.append(_exact_problem(
+                self._scores[mask, i], self._labels[mask] == i, self._weights[mask]
+            ))
+        return out
+
+
+def view_of(state: State) -> ScoreView:
+    """The score view that matches the state's resolution."""
+    if state.exact is not None:
+        return _ExactView(state)
+    return _BinnedView(state)
