@@ -133,22 +133,20 @@ def pr_points(
     pos: np.ndarray, neg: np.ndarray, edges: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Precision-recall curve of one problem, like ``sklearn.metrics.precision_recall_curve``:
-    ``(precision, recall, thresholds)`` with thresholds ascending, stopping where full recall is
-    first reached, and the final point ``(1, 0)`` with no threshold."""
+    ``(precision, recall, thresholds)`` with thresholds ascending and the final point ``(1, 0)``
+    that has no threshold."""
     keep = (pos + neg) > 0
     p, n, t = pos[keep][::-1], neg[keep][::-1], np.asarray(edges, dtype=np.float64)[keep][::-1]
     tps = np.cumsum(p)
     fps = np.cumsum(n)
-    if tps.size == 0 or tps[-1] <= 0:
+    if tps.size == 0:
         return np.array([1.0]), np.array([0.0]), np.array([])
-    last = int(np.searchsorted(tps, tps[-1]))
-    sl = slice(0, last + 1)
-    precision = tps[sl] / (tps[sl] + fps[sl])
-    recall = tps[sl] / tps[-1]
+    precision = tps / (tps + fps)
+    recall = tps / tps[-1] if tps[-1] > 0 else np.ones_like(tps)
     return (
         np.concatenate([precision[::-1], [1.0]]),
         np.concatenate([recall[::-1], [0.0]]),
-        t[sl][::-1],
+        t[::-1],
     )
 
 
