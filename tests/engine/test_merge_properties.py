@@ -1,0 +1,147 @@
+"""The merge contract, with Hypothesis: merging equals feeding; merge commutes and associates;
+batch order and batch split never change a state; bytes round-trip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from evalstream_server.engine import IncompatibleStateError, State, StreamSpec, make_batch
+
+SPECS = {
+    "multiclass": StreamSpec(task="multiclass", classes=("a", "b", "c"), resolution="bins:3"),
+    "multiclass_ovr": StreamSpec(task="multiclass", classes=("a", "b", "c"),
+                                 resolution="bins:3", ovo_class_limit=2),
+    "binary": StreamSpec(task="binary", resolution="bins:4"),
+    "multilabel": StreamSpec(task="multilabel", classes=("x", "y", "z"), resolution="bins:2"),
+    "exact": StreamSpec(task="multiclass", classes=("a", "b", "c"), resolution="exact"),
+}
+FLOAT_FIELDS = ("log_loss", "brier", "prob_sum", "calibration", "samples_prf", "samples_auc",
+                "samples_ap")
+
+
+def _data(kind: str, seed: int, n: int, weighted: bool):
+    rng = np.random.default_rng(seed)
+    spec = SPECS[kind]
+    if spec.task == "multilabel":
+        y = (rng.random((n, 3)) < 0.4).astype(int)
+        s = rng.random((n, 3)).astype(np.float32)
+    elif spec.task == "binary":
+        y = rng.integers(0, 2, n)
+        s = np.round(rng.random(n), 2).astype(np.float32)
+    else:
+        y = rng.integers(0, 3, n)
+        s = rng.dirichlet([0.3, 0.3, 0.3], n).astype(np.float32)
+        s[rng.random(n) < 0.1] = np.eye(3, dtype=np.float32)[0]
+    # dyadic weights keep float sums exact, so equality can be exact
+    w = rng.integers(0, 8, n) / 4.0 if weighted else None
+    return spec, y, s, w
+
+
+def _state(spec, y, s, w, parts) -> State:
+    state = State(spec)
+    for sl in parts:
+        if sl.stop <= sl.start:
+            continue
+        state.update(make_batch(spec, y[sl], s[sl], None if w is None else w[sl]))
+    return state
+
+
+def _assert_same(a: State, b: State) -> None:
+    for name, arr in a.counts.items():
+        if name in FLOAT_FIELDS:  # float sums depend on addition order in the last bits
+            np.testing.assert_allclose(arr, b.counts[name], rtol=1e-12, atol=1e-9, err_msg=name)
+        else:
+            np.testing.assert_array_equal(arr, b.counts[name], err_msg=name)
+    if a.exact is not None:
+        la, sa, wa = a.exact.arrays()
+        lb, sb, wb = b.exact.arrays()
+        key_a = np.lexsort((sa[:, 0], sa[:, 1], la))
+        key_b = np.lexsort((sb[:, 0], sb[:, 1], lb))
+        np.testing.assert_array_equal(sa[key_a], sb[key_b])
+
+
+def _cuts(draw_list, n):
+    cuts = sorted({c for c in draw_list if 0 < c < n})
+    edges = [0, *cuts, n]
+    return [slice(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+
+
+settings.register_profile("engine", max_examples=40, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("engine")
+
+
+@given(kind=st.sampled_from(list(SPECS)), seed=st.integers(0, 2**16), n=st.integers(2, 300),
+       weighted=st.booleans(), cuts=st.lists(st.integers(1, 299), max_size=6),
+       order_seed=st.integers(0, 2**16))
+def test_any_split_and_order_give_the_same_state(kind, seed, n, weighted, cuts, order_seed):
+    spec, y, s, w = _data(kind, seed, n, weighted)
+    whole = _state(spec, y, s, w, [slice(0, n)])
+    parts = _cuts(cuts, n)
+    np.random.default_rng(order_seed).shuffle(parts)
+    _assert_same(whole, _state(spec, y, s, w, parts))
+
+
+@given(kind=st.sampled_from(list(SPECS)), seed=st.integers(0, 2**16), n=st.integers(3, 200),
+       weighted=st.booleans(), c1=st.integers(1, 199), c2=st.integers(1, 199))
+def test_merge_equals_feeding_and_is_commutative_and_associative(kind, seed, n, weighted, c1, c2):
+    spec, y, s, w = _data(kind, seed, n, weighted)
+    a_end, b_end = sorted((min(c1, n - 1), min(c2, n - 1)))
+    pa, pb, pc = slice(0, a_end), slice(a_end, b_end), slice(b_end, n)
+    A, B, C = (_state(spec, y, s, w, [p]) for p in (pa, pb, pc))
+    fed = _state(spec, y, s, w, [pa, pb, pc])
+    _assert_same(A.merge(B).merge(C), fed)
+    _assert_same(A.merge(B), B.merge(A))
+    _assert_same(A.merge(B).merge(C), A.merge(B.merge(C)))
+    if not weighted and spec.resolution.kind == "bins":
+        # integer counts: exactly equal, not only close
+        assert A.merge(B) .counts["n"].tolist() == B.merge(A).counts["n"].tolist()
+
+
+@given(kind=st.sampled_from(list(SPECS)), seed=st.integers(0, 2**16), n=st.integers(0, 150),
+       weighted=st.booleans())
+def test_bytes_round_trip(kind, seed, n, weighted):
+    spec, y, s, w = _data(kind, seed, max(n, 1), weighted)
+    state = _state(spec, y, s, w, [slice(0, n)] if n else [])
+    again = State.from_bytes(state.to_bytes())
+    assert again == state
+    assert again.spec.layout_key() == spec.layout_key()
+
+
+def test_merge_refuses_incompatible_states_naming_both():
+    a = State(StreamSpec(task="multiclass", classes=("a", "b", "c")))
+    b = State(StreamSpec(task="multiclass", classes=("a", "b", "d")))
+    with pytest.raises(IncompatibleStateError, match=r"classes.*'c'.*'d'"):
+        a.merge(b)
+    c = State(StreamSpec(task="multiclass", classes=("a", "b", "c"), resolution="bins:4"))
+    with pytest.raises(IncompatibleStateError, match="resolution.*bins:5.*bins:4"):
+        a.merge(c)
+    with pytest.raises(IncompatibleStateError, match="task"):
+        State(StreamSpec(task="binary")).merge(State(StreamSpec(task="multilabel",
+                                                                classes=("0", "1"))))
+
+
+def test_from_bytes_rejects_other_formats_and_truncation():
+    from evalstream_server.engine import InvalidInputError
+
+    state = State(SPECS["binary"])
+    raw = state.to_bytes()
+    with pytest.raises(InvalidInputError, match="state"):
+        State.from_bytes(b"not a state at all")
+    with pytest.raises(InvalidInputError, match="truncated|bytes"):
+        State.from_bytes(raw[:-10])
+
+
+def test_state_memory_is_independent_of_sample_count():
+    spec = StreamSpec(task="multiclass", classes=tuple("abcdefghij"))
+    state = State(spec)
+    rng = np.random.default_rng(0)
+    before = state.nbytes
+    for _ in range(5):
+        y = rng.integers(0, 10, 4096)
+        s = rng.dirichlet(np.ones(10), 4096).astype(np.float32)
+        state.update(make_batch(spec, y, s))
+    assert state.nbytes == before

@@ -1,0 +1,114 @@
+"""Sliding windows equal an engine fed only the window's batches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from evalstream_server.engine import (
+    InvalidInputError,
+    State,
+    StreamEngine,
+    StreamSpec,
+    UnknownWindowError,
+    make_batch,
+)
+
+from .test_merge_properties import _assert_same
+
+
+class FakeClock:
+    def __init__(self, t: float = 1_000_000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _batches(seed: int, n_batches: int, spec: StreamSpec):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n_batches):
+        n = int(rng.integers(1, 200))
+        y = rng.integers(0, spec.n_classes, n)
+        s = rng.dirichlet(np.ones(spec.n_classes) * 0.4, n).astype(np.float32)
+        out.append((y, s))
+    return out
+
+
+@pytest.mark.parametrize("resolution", ["bins:4", "exact"])
+def test_windows_equal_refeeding_the_windows_batches(resolution):
+    spec = StreamSpec(task="multiclass", classes=("a", "b", "c"), windows=("5m", "1h"),
+                      resolution=resolution, window_buckets=12)
+    clock = FakeClock()
+    eng = StreamEngine(spec, clock=clock)
+    rng = np.random.default_rng(7)
+    fed: list[tuple[float, tuple]] = []
+    for y, s in _batches(7, 120, spec):
+        clock.t += float(rng.exponential(40.0))
+        # some batches carry their own (possibly late) event time
+        stamp = clock.t - float(rng.uniform(0, 400)) if rng.random() < 0.3 else None
+        eng.update(y, s, timestamp=stamp)
+        fed.append((clock.t if stamp is None else stamp, (y, s)))
+        if rng.random() < 0.15:
+            for name, seconds in (("5m", 300), ("1h", 3600)):
+                width = seconds / 12
+                current = np.floor(clock.t / width)
+                want = State(spec)
+                for t, (yy, ss) in fed:
+                    if current - 12 < np.floor(t / width) <= current:
+                        want.update(make_batch(spec, yy, ss))
+                got = eng.state(name)
+                _assert_same(got, want)
+                assert eng.report(name)["window"] == name
+                assert eng.report(name)["n_samples"] == want.n_samples
+    whole = State(spec)
+    for _, (yy, ss) in fed:
+        whole.update(make_batch(spec, yy, ss))
+    _assert_same(eng.state("cumulative"), whole)
+
+
+def test_window_forgets_old_data_and_keeps_memory_bounded():
+    spec = StreamSpec(task="binary", windows=("1m",), window_buckets=6)
+    clock = FakeClock()
+    eng = StreamEngine(spec, clock=clock)
+    rng = np.random.default_rng(1)
+    for _ in range(600):
+        clock.t += 1.0
+        y = rng.integers(0, 2, 50)
+        eng.update(y, rng.random(50))
+    ring = eng.windows["1m"]
+    assert len(ring.buckets()) <= 6
+    assert eng.state("1m").n_samples <= 60 * 50
+    clock.t += 3600
+    assert eng.report("1m")["n_samples"] == 0
+    assert eng.report("1m")["roc_auc"]["binary"]["value"] is None
+    assert eng.report()["n_samples"] == 600 * 50
+
+
+def test_future_stamped_batch_appears_when_its_time_comes():
+    spec = StreamSpec(task="binary", windows=("1m",), window_buckets=6)
+    clock = FakeClock(600.0)
+    eng = StreamEngine(spec, clock=clock)
+    eng.update([0, 1], [0.2, 0.9], timestamp=700.0)
+    assert eng.state("1m").n_samples == 0
+    clock.t = 705.0
+    assert eng.state("1m").n_samples == 2
+
+
+def test_unknown_window_and_equivalent_spelling():
+    eng = StreamEngine(StreamSpec(task="binary", windows=("1h",)))
+    with pytest.raises(UnknownWindowError, match="window: expected one of"):
+        eng.state("5m")
+    assert eng.state("60m").n_samples == 0
+    with pytest.raises(InvalidInputError, match="windows"):
+        StreamSpec(task="binary", windows=("1h", "60m"))
+    with pytest.raises(InvalidInputError, match="timestamp"):
+        eng.update([0], [0.5], timestamp=float("nan"))
+
+
+def test_reset_forgets_everything():
+    eng = StreamEngine(StreamSpec(task="binary", windows=("5m",)))
+    eng.update([0, 1, 1], [0.1, 0.7, 0.8])
+    eng.reset()
+    assert eng.report()["n_samples"] == 0 and eng.report("5m")["n_samples"] == 0
