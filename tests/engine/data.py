@@ -11,8 +11,14 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def multiclass(seed: int, counts=(5000, 10000, 15000), scale: float = 6.0, signal: float = 0.8,
-               exact_share: float = 0.02, tie_decimals: int | None = None):
+def multiclass(
+    seed: int,
+    counts=(5000, 10000, 15000),
+    scale: float = 6.0,
+    signal: float = 0.8,
+    exact_share: float = 0.02,
+    tie_decimals: int | None = None,
+):
     """Labels with the given class counts (shuffled) and peaky float32 softmax scores.
 
     ``exact_share`` of the rows are exactly one-hot (exact 0s and 1s); ``tie_decimals`` rounds

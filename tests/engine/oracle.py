@@ -48,12 +48,16 @@ def expected(task: str, y, p32: np.ndarray, w=None, thresholds=None, k_max=0) ->
         out["roc_auc.binary"] = auc
         out["average_precision.binary"] = ap
         labels = sorted(set(np.unique(y)) | set(np.unique(pred)))
-        for name, fn in (("precision", skm.precision_score), ("recall", skm.recall_score),
-                         ("f1", skm.f1_score)):
+        for name, fn in (
+            ("precision", skm.precision_score),
+            ("recall", skm.recall_score),
+            ("f1", skm.f1_score),
+        ):
             out[f"{name}.binary"] = _quiet(fn, y, pred, sample_weight=w, zero_division=0)
             for avg in ("macro", "weighted", "micro"):
-                out[f"{name}.{avg}"] = _quiet(fn, y, pred, average=avg, labels=labels,
-                                              sample_weight=w, zero_division=0)
+                out[f"{name}.{avg}"] = _quiet(
+                    fn, y, pred, average=avg, labels=labels, sample_weight=w, zero_division=0
+                )
         out["accuracy"] = skm.accuracy_score(y, pred, sample_weight=w)
         out["balanced_accuracy"] = _quiet(skm.balanced_accuracy_score, y, pred, sample_weight=w)
         out["log_loss"] = _quiet(skm.log_loss, y, p32.reshape(-1), sample_weight=w, labels=[0, 1])
@@ -76,10 +80,12 @@ def expected(task: str, y, p32: np.ndarray, w=None, thresholds=None, k_max=0) ->
         for key, vals in (("roc_auc", aucs), ("average_precision", aps)):
             out[f"{key}.macro"] = _defined_average(vals, np.ones(K))
             out[f"{key}.weighted"] = _defined_average(vals, support)
-        out["roc_auc.micro"] = _binary_rank(Y.ravel(), p.ravel(),
-                                            None if w is None else np.repeat(w, K))[0]
+        out["roc_auc.micro"] = _binary_rank(
+            Y.ravel(), p.ravel(), None if w is None else np.repeat(w, K)
+        )[0]
         out["average_precision.micro"] = _binary_rank(
-            Y.ravel(), p.ravel(), None if w is None else np.repeat(w, K))[1]
+            Y.ravel(), p.ravel(), None if w is None else np.repeat(w, K)
+        )[1]
         if w is None:  # sklearn's one-vs-one takes no weights
             pair_vals, pair_w = [], []
             for i in range(K):
@@ -96,24 +102,31 @@ def expected(task: str, y, p32: np.ndarray, w=None, thresholds=None, k_max=0) ->
             out["roc_auc.ovo_macro"] = _defined_average(pair_vals, np.ones(len(pair_vals)))
             out["roc_auc.ovo_weighted"] = _defined_average(pair_vals, np.array(pair_w))
         labels = sorted(set(np.unique(y)) | set(np.unique(pred)))
-        for name, fn in (("precision", skm.precision_score), ("recall", skm.recall_score),
-                         ("f1", skm.f1_score)):
-            per = _quiet(fn, y, pred, average=None, labels=list(range(K)), sample_weight=w,
-                         zero_division=0)
+        for name, fn in (
+            ("precision", skm.precision_score),
+            ("recall", skm.recall_score),
+            ("f1", skm.f1_score),
+        ):
+            per = _quiet(
+                fn, y, pred, average=None, labels=list(range(K)), sample_weight=w, zero_division=0
+            )
             for c in labels:
                 out[f"{name}.per_class.{c}"] = float(per[c])
             for avg in ("macro", "weighted", "micro"):
-                out[f"{name}.{avg}"] = _quiet(fn, y, pred, average=avg, labels=labels,
-                                              sample_weight=w, zero_division=0)
+                out[f"{name}.{avg}"] = _quiet(
+                    fn, y, pred, average=avg, labels=labels, sample_weight=w, zero_division=0
+                )
         out["accuracy"] = skm.accuracy_score(y, pred, sample_weight=w)
         out["balanced_accuracy"] = _quiet(skm.balanced_accuracy_score, y, pred, sample_weight=w)
         out["hamming_loss"] = skm.hamming_loss(y, pred, sample_weight=w)
         for k in range(2, k_max + 1):
             out[f"top_k_accuracy.{k}"] = skm.top_k_accuracy_score(
-                y, p32, k=k, labels=list(range(K)), sample_weight=w)
+                y, p32, k=k, labels=list(range(K)), sample_weight=w
+            )
         out["log_loss"] = _quiet(skm.log_loss, y, p32, sample_weight=w, labels=list(range(K)))
-        out["brier_score"] = _quiet(skm.brier_score_loss, y, p32, sample_weight=w,
-                                    labels=list(range(K)))
+        out["brier_score"] = _quiet(
+            skm.brier_score_loss, y, p32, sample_weight=w, labels=list(range(K))
+        )
         cm = skm.confusion_matrix(y, pred, labels=list(range(K)), sample_weight=w)
         out["confusion_matrix"] = cm
         _mcc_kappa(out, y, pred, w, cm)
@@ -136,8 +149,7 @@ def expected(task: str, y, p32: np.ndarray, w=None, thresholds=None, k_max=0) ->
         out[f"{key}.weighted"] = _defined_average(vals, support)
     wr = None if w is None else np.repeat(w, L)
     out["roc_auc.micro"], out["average_precision.micro"] = _binary_rank(Y.ravel(), p.ravel(), wr)
-    rows_auc = [(i, _row_metric("auc", Y[i], p[i])) for i in range(len(Y))
-                if 0 < Y[i].sum() < L]
+    rows_auc = [(i, _row_metric("auc", Y[i], p[i])) for i in range(len(Y)) if 0 < Y[i].sum() < L]
     rows_ap = [(i, _row_metric("ap", Y[i], p[i])) for i in range(len(Y)) if Y[i].sum() > 0]
     for key, rows in (("roc_auc.samples", rows_auc), ("average_precision.samples", rows_ap)):
         if rows:
@@ -146,18 +158,21 @@ def expected(task: str, y, p32: np.ndarray, w=None, thresholds=None, k_max=0) ->
             out[key] = float(np.average([r[1] for r in rows], weights=ww[idx]))
         else:
             out[key] = None
-    for name, fn in (("precision", skm.precision_score), ("recall", skm.recall_score),
-                     ("f1", skm.f1_score)):
+    for name, fn in (
+        ("precision", skm.precision_score),
+        ("recall", skm.recall_score),
+        ("f1", skm.f1_score),
+    ):
         per = _quiet(fn, Y, pred, average=None, sample_weight=w, zero_division=0)
         for c in range(L):
             out[f"{name}.per_class.{c}"] = float(per[c])
         for avg in ("macro", "weighted", "micro", "samples"):
-            out[f"{name}.{avg}"] = _quiet(fn, Y, pred, average=avg, sample_weight=w,
-                                          zero_division=0)
+            out[f"{name}.{avg}"] = _quiet(
+                fn, Y, pred, average=avg, sample_weight=w, zero_division=0
+            )
     out["accuracy"] = skm.accuracy_score(Y, pred, sample_weight=w)
     out["hamming_loss"] = skm.hamming_loss(Y, pred, sample_weight=w)
-    out["multilabel_confusion_matrix"] = skm.multilabel_confusion_matrix(Y, pred,
-                                                                         sample_weight=w)
+    out["multilabel_confusion_matrix"] = skm.multilabel_confusion_matrix(Y, pred, sample_weight=w)
     return out
 
 
@@ -177,8 +192,9 @@ def _mcc_kappa(out, y, pred, w, cm):
     n = cm.sum()
     t, q = cm.sum(axis=1), cm.sum(axis=0)
     degenerate = (n * n - t @ t) * (n * n - q @ q) == 0
-    out["matthews_corrcoef"] = None if degenerate else skm.matthews_corrcoef(y, pred,
-                                                                             sample_weight=w)
+    out["matthews_corrcoef"] = (
+        None if degenerate else skm.matthews_corrcoef(y, pred, sample_weight=w)
+    )
     kappa = _quiet(skm.cohen_kappa_score, y, pred, sample_weight=w)
     out["cohen_kappa"] = None if np.isnan(kappa) else float(kappa)
 

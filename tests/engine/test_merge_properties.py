@@ -5,21 +5,28 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from evalstream_server.engine import IncompatibleStateError, State, StreamSpec, make_batch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from evalstream_server.engine import IncompatibleStateError, State, StreamSpec, make_batch
-
 SPECS = {
     "multiclass": StreamSpec(task="multiclass", classes=("a", "b", "c"), resolution="bins:3"),
-    "multiclass_ovr": StreamSpec(task="multiclass", classes=("a", "b", "c"),
-                                 resolution="bins:3", ovo_class_limit=2),
+    "multiclass_ovr": StreamSpec(
+        task="multiclass", classes=("a", "b", "c"), resolution="bins:3", ovo_class_limit=2
+    ),
     "binary": StreamSpec(task="binary", resolution="bins:4"),
     "multilabel": StreamSpec(task="multilabel", classes=("x", "y", "z"), resolution="bins:2"),
     "exact": StreamSpec(task="multiclass", classes=("a", "b", "c"), resolution="exact"),
 }
-FLOAT_FIELDS = ("log_loss", "brier", "prob_sum", "calibration", "samples_prf", "samples_auc",
-                "samples_ap")
+FLOAT_FIELDS = (
+    "log_loss",
+    "brier",
+    "prob_sum",
+    "calibration",
+    "samples_prf",
+    "samples_auc",
+    "samples_ap",
+)
 
 
 def _data(kind: str, seed: int, n: int, weighted: bool):
@@ -69,14 +76,20 @@ def _cuts(draw_list, n):
     return [slice(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True)]
 
 
-settings.register_profile("engine", max_examples=40, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
+    "engine", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 settings.load_profile("engine")
 
 
-@given(kind=st.sampled_from(list(SPECS)), seed=st.integers(0, 2**16), n=st.integers(2, 300),
-       weighted=st.booleans(), cuts=st.lists(st.integers(1, 299), max_size=6),
-       order_seed=st.integers(0, 2**16))
+@given(
+    kind=st.sampled_from(list(SPECS)),
+    seed=st.integers(0, 2**16),
+    n=st.integers(2, 300),
+    weighted=st.booleans(),
+    cuts=st.lists(st.integers(1, 299), max_size=6),
+    order_seed=st.integers(0, 2**16),
+)
 def test_any_split_and_order_give_the_same_state(kind, seed, n, weighted, cuts, order_seed):
     spec, y, s, w = _data(kind, seed, n, weighted)
     whole = _state(spec, y, s, w, [slice(0, n)])
@@ -85,8 +98,14 @@ def test_any_split_and_order_give_the_same_state(kind, seed, n, weighted, cuts, 
     _assert_same(whole, _state(spec, y, s, w, parts))
 
 
-@given(kind=st.sampled_from(list(SPECS)), seed=st.integers(0, 2**16), n=st.integers(3, 200),
-       weighted=st.booleans(), c1=st.integers(1, 199), c2=st.integers(1, 199))
+@given(
+    kind=st.sampled_from(list(SPECS)),
+    seed=st.integers(0, 2**16),
+    n=st.integers(3, 200),
+    weighted=st.booleans(),
+    c1=st.integers(1, 199),
+    c2=st.integers(1, 199),
+)
 def test_merge_equals_feeding_and_is_commutative_and_associative(kind, seed, n, weighted, c1, c2):
     spec, y, s, w = _data(kind, seed, n, weighted)
     a_end, b_end = sorted((min(c1, n - 1), min(c2, n - 1)))
@@ -98,11 +117,15 @@ def test_merge_equals_feeding_and_is_commutative_and_associative(kind, seed, n, 
     _assert_same(A.merge(B).merge(C), A.merge(B.merge(C)))
     if not weighted and spec.resolution.kind == "bins":
         # integer counts: exactly equal, not only close
-        assert A.merge(B) .counts["n"].tolist() == B.merge(A).counts["n"].tolist()
+        assert A.merge(B).counts["n"].tolist() == B.merge(A).counts["n"].tolist()
 
 
-@given(kind=st.sampled_from(list(SPECS)), seed=st.integers(0, 2**16), n=st.integers(0, 150),
-       weighted=st.booleans())
+@given(
+    kind=st.sampled_from(list(SPECS)),
+    seed=st.integers(0, 2**16),
+    n=st.integers(0, 150),
+    weighted=st.booleans(),
+)
 def test_bytes_round_trip(kind, seed, n, weighted):
     spec, y, s, w = _data(kind, seed, max(n, 1), weighted)
     state = _state(spec, y, s, w, [slice(0, n)] if n else [])
@@ -120,8 +143,9 @@ def test_merge_refuses_incompatible_states_naming_both():
     with pytest.raises(IncompatibleStateError, match="resolution.*bins:5.*bins:4"):
         a.merge(c)
     with pytest.raises(IncompatibleStateError, match="task"):
-        State(StreamSpec(task="binary")).merge(State(StreamSpec(task="multilabel",
-                                                                classes=("0", "1"))))
+        State(StreamSpec(task="binary")).merge(
+            State(StreamSpec(task="multilabel", classes=("0", "1")))
+        )
 
 
 def test_from_bytes_rejects_other_formats_and_truncation():

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from evalstream_server.engine import StreamEngine, StreamSpec
 
 from . import data
@@ -23,8 +22,7 @@ def _compare(report, exp, classes, binned: bool, loss_rtol=2e-6):
     for path, want in exp.items():
         if path in ("confusion_matrix", "multilabel_confusion_matrix"):
             got = np.array(report[path], dtype=float)
-            np.testing.assert_allclose(got, np.asarray(want, dtype=float), rtol=1e-12,
-                                       err_msg=path)
+            np.testing.assert_allclose(got, np.asarray(want, dtype=float), rtol=1e-12, err_msg=path)
             checked += 1
             continue
         node = leaf(report, path, classes)
@@ -45,8 +43,9 @@ def _compare(report, exp, classes, binned: bool, loss_rtol=2e-6):
     return checked
 
 
-def _feed_and_check(spec, y, scores, p32, weights=None, n_batches=6, seed=0, binned=False,
-                    every=True):
+def _feed_and_check(
+    spec, y, scores, p32, weights=None, n_batches=6, seed=0, binned=False, every=True
+):
     rng = np.random.default_rng(seed)
     eng = StreamEngine(spec)
     parts = data.splits(rng, len(y), n_batches)
@@ -57,8 +56,14 @@ def _feed_and_check(spec, y, scores, p32, weights=None, n_batches=6, seed=0, bin
         eng.update(y[sl], scores[sl], sample_weight=w)
         if every or i == len(parts) - 1:
             end = sl.stop
-            exp = expected(spec.task, y[:end], p32[:end], None if weights is None else
-                           weights[:end], thresholds=spec.thresholds or None, k_max=spec.k_max)
+            exp = expected(
+                spec.task,
+                y[:end],
+                p32[:end],
+                None if weights is None else weights[:end],
+                thresholds=spec.thresholds or None,
+                k_max=spec.k_max,
+            )
             total += _compare(eng.report(), exp, classes, binned)
     return eng, total
 
@@ -66,8 +71,9 @@ def _feed_and_check(spec, y, scores, p32, weights=None, n_batches=6, seed=0, bin
 @pytest.mark.parametrize("resolution", ["exact", "bins"])
 def test_multiclass_imbalanced_peaky_every_prefix(resolution):
     y, _, p32 = data.multiclass(1)
-    spec = StreamSpec(task="multiclass", classes=("cat", "dog", "eel"), resolution=resolution,
-                      top_k=3)
+    spec = StreamSpec(
+        task="multiclass", classes=("cat", "dog", "eel"), resolution=resolution, top_k=3
+    )
     _, checked = _feed_and_check(spec, y, p32, p32, binned=resolution == "bins")
     assert checked > 100
 
@@ -106,8 +112,9 @@ def test_multiclass_ties_binned_bounds_hold():
 def test_multiclass_logits_match_softmax_float32():
     y, logits, _ = data.multiclass(5, counts=(1500, 3000, 4500))
     p32 = data.softmax(logits).astype(np.float32)
-    spec = StreamSpec(task="multiclass", classes=("a", "b", "c"), scores="logits",
-                      resolution="exact")
+    spec = StreamSpec(
+        task="multiclass", classes=("a", "b", "c"), scores="logits", resolution="exact"
+    )
     _feed_and_check(spec, y, logits, p32, n_batches=3, every=False)
 
 
@@ -148,8 +155,12 @@ def test_binary_weighted():
 @pytest.mark.parametrize("resolution", ["exact", "bins"])
 def test_multilabel_every_prefix(resolution):
     Y, _, p32 = data.multilabel(9, n=1500)
-    spec = StreamSpec(task="multilabel", classes=tuple("abcde"), resolution=resolution,
-                      thresholds=(0.5, 0.4, 0.3, 0.5, 0.2))
+    spec = StreamSpec(
+        task="multilabel",
+        classes=tuple("abcde"),
+        resolution=resolution,
+        thresholds=(0.5, 0.4, 0.3, 0.5, 0.2),
+    )
     _feed_and_check(spec, Y, p32, p32, binned=resolution == "bins", n_batches=4)
 
 
@@ -157,8 +168,7 @@ def test_multilabel_weighted_logits_and_absent_label():
     Y, logits, _ = data.multilabel(10, n=2000, L=4, prevalence=(0.4, 0.2, 0.0, 0.1))
     p32 = (1 / (1 + np.exp(-logits))).astype(np.float32)
     w = np.random.default_rng(10).integers(0, 4, len(Y)).astype(float)
-    spec = StreamSpec(task="multilabel", classes=tuple("abcd"), scores="logits",
-                      resolution="exact")
+    spec = StreamSpec(task="multilabel", classes=tuple("abcd"), scores="logits", resolution="exact")
     eng, _ = _feed_and_check(spec, Y, logits, p32, weights=w, n_batches=3, every=False)
     rep = eng.report()
     assert rep["roc_auc"]["per_class"]["c"]["value"] is None
@@ -169,8 +179,7 @@ def test_multilabel_weighted_logits_and_absent_label():
 
 def test_expected_calibration_error_matches_numpy():
     y, _, p32 = data.multiclass(11, counts=(400, 900, 1300))
-    eng = StreamEngine(StreamSpec(task="multiclass", classes=("a", "b", "c"),
-                                  calibration_bins=10))
+    eng = StreamEngine(StreamSpec(task="multiclass", classes=("a", "b", "c"), calibration_bins=10))
     eng.update(y, p32)
     conf = p32.max(axis=1).astype(np.float64)
     hit = p32.argmax(axis=1) == y
@@ -190,9 +199,11 @@ def test_imbalance_section_matches_numpy():
         assert imb["support"][c]["value"] == (y == i).sum()
         assert imb["prevalence"][c]["value"] == pytest.approx((y == i).mean(), abs=1e-15)
         assert imb["predicted_prevalence"]["argmax"][c]["value"] == pytest.approx(
-            (p32.argmax(1) == i).mean(), abs=1e-15)
+            (p32.argmax(1) == i).mean(), abs=1e-15
+        )
         assert imb["predicted_prevalence"]["mean_probability"][c]["value"] == pytest.approx(
-            p32[:, i].astype(np.float64).sum() / n, rel=1e-12)
+            p32[:, i].astype(np.float64).sum() / n, rel=1e-12
+        )
     assert imb["imbalance_ratio"]["value"] == pytest.approx(40.0)
     gap = rep["roc_auc"]["micro"]["value"] - rep["roc_auc"]["macro"]["value"]
     assert imb["micro_macro_auc_gap"]["value"] == pytest.approx(gap, abs=1e-15)

@@ -6,15 +6,34 @@ import json
 
 import numpy as np
 import pytest
-
 from evalstream_server.engine import StreamEngine, StreamSpec
 
 from . import data
 
-TOP = {"stream", "task", "classes", "window", "n_samples", "support", "imbalance", "roc_auc",
-       "average_precision", "precision", "recall", "f1", "accuracy", "balanced_accuracy",
-       "matthews_corrcoef", "cohen_kappa", "log_loss", "brier_score", "hamming_loss",
-       "top_k_accuracy", "expected_calibration_error", "confusion_matrix"}
+TOP = {
+    "stream",
+    "task",
+    "classes",
+    "window",
+    "n_samples",
+    "support",
+    "imbalance",
+    "roc_auc",
+    "average_precision",
+    "precision",
+    "recall",
+    "f1",
+    "accuracy",
+    "balanced_accuracy",
+    "matthews_corrcoef",
+    "cohen_kappa",
+    "log_loss",
+    "brier_score",
+    "hamming_loss",
+    "top_k_accuracy",
+    "expected_calibration_error",
+    "confusion_matrix",
+}
 
 
 def _leaves(node, path=""):
@@ -60,8 +79,14 @@ def test_report_is_json_ready_with_every_top_level_key(task):
 
 def test_groups_and_leaves_by_task():
     mc = _engine("multiclass").report()
-    assert set(mc["roc_auc"]) == {"per_class", "macro", "weighted", "micro", "ovo_macro",
-                                  "ovo_weighted"}
+    assert set(mc["roc_auc"]) == {
+        "per_class",
+        "macro",
+        "weighted",
+        "micro",
+        "ovo_macro",
+        "ovo_weighted",
+    }
     assert set(mc["average_precision"]) == {"per_class", "macro", "weighted", "micro"}
     assert set(mc["f1"]["per_class"]) == {"cat", "dog", "eel"}
     assert "ci95" in mc["roc_auc"]["per_class"]["cat"]
@@ -101,8 +126,14 @@ def test_ovo_unavailable_above_class_limit_is_said():
 
 
 def test_spec_round_trips_through_dict():
-    spec = StreamSpec(task="multilabel", classes=("a", "b"), windows=("300s", "1h"),
-                      thresholds=(0.3, 0.6), resolution="exact:1000", name="s1")
+    spec = StreamSpec(
+        task="multilabel",
+        classes=("a", "b"),
+        windows=("300s", "1h"),
+        thresholds=(0.3, 0.6),
+        resolution="exact:1000",
+        name="s1",
+    )
     again = StreamSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
     assert again == spec
     assert again.windows == ("5m", "1h")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from evalstream_server.engine import (
     CapacityError,
     InvalidInputError,
@@ -19,29 +18,85 @@ BIN = StreamSpec(task="binary")
 GOOD = np.array([[0.2, 0.3, 0.5], [0.6, 0.2, 0.2]], dtype=np.float32)
 
 CASES = [
-    ("nan", MC, [0, 1], np.array([[np.nan, 0.5, 0.5], [0.6, 0.2, 0.2]]), None,
-     "y_score", r"finite numbers.*1 NaN"),
-    ("inf", MC, [0, 1], np.array([[np.inf, 0.5, 0.5], [0.6, 0.2, 0.2]]), None,
-     "y_score", r"1 infinite"),
+    (
+        "nan",
+        MC,
+        [0, 1],
+        np.array([[np.nan, 0.5, 0.5], [0.6, 0.2, 0.2]]),
+        None,
+        "y_score",
+        r"finite numbers.*1 NaN",
+    ),
+    (
+        "inf",
+        MC,
+        [0, 1],
+        np.array([[np.inf, 0.5, 0.5], [0.6, 0.2, 0.2]]),
+        None,
+        "y_score",
+        r"1 infinite",
+    ),
     ("columns", MC, [0, 1], np.ones((2, 4)) / 4, None, "y_score", r"shape \(n, 3\).*\(2, 4\)"),
     ("label range", MC, [0, 3], GOOD, None, "y_true", r"\[0, 2\].*1 out of range.*\[3\]"),
     ("negative label", MC, [-1, 0], GOOD, None, "y_true", r"out of range"),
-    ("multi-hot on multiclass", MC, [[1, 0, 1], [0, 1, 0]], GOOD, None, "y_true",
-     r"1-D array of class indices.*multilabel"),
-    ("indices on multilabel", ML, [0, 1], np.array([[0.1, 0.9], [0.8, 0.3]]), None, "y_true",
-     r"multi-hot matrix.*multiclass"),
-    ("multilabel values", ML, [[0, 2], [1, 0]], np.array([[0.1, 0.9], [0.8, 0.3]]), None,
-     "y_true", r"0 or 1"),
+    (
+        "multi-hot on multiclass",
+        MC,
+        [[1, 0, 1], [0, 1, 0]],
+        GOOD,
+        None,
+        "y_true",
+        r"1-D array of class indices.*multilabel",
+    ),
+    (
+        "indices on multilabel",
+        ML,
+        [0, 1],
+        np.array([[0.1, 0.9], [0.8, 0.3]]),
+        None,
+        "y_true",
+        r"multi-hot matrix.*multiclass",
+    ),
+    (
+        "multilabel values",
+        ML,
+        [[0, 2], [1, 0]],
+        np.array([[0.1, 0.9], [0.8, 0.3]]),
+        None,
+        "y_true",
+        r"0 or 1",
+    ),
     ("length", MC, [0, 1, 2], GOOD, None, "y_score", r"3 rows.*received 2 rows"),
-    ("rows not summing", MC, [0, 1], np.array([[0.2, 0.3, 0.6], [0.6, 0.2, 0.2]]), None,
-     "y_score", r"sum to 1.*logits"),
-    ("out of unit interval", BIN, [0, 1], np.array([-0.5, 2.0]), None, "y_score",
-     r"\[0, 1\].*logits"),
+    (
+        "rows not summing",
+        MC,
+        [0, 1],
+        np.array([[0.2, 0.3, 0.6], [0.6, 0.2, 0.2]]),
+        None,
+        "y_score",
+        r"sum to 1.*logits",
+    ),
+    (
+        "out of unit interval",
+        BIN,
+        [0, 1],
+        np.array([-0.5, 2.0]),
+        None,
+        "y_score",
+        r"\[0, 1\].*logits",
+    ),
     ("negative weight", MC, [0, 1], GOOD, [1.0, -2.0], "sample_weight", r"non-negative"),
     ("weight length", MC, [0, 1], GOOD, [1.0], "sample_weight", r"shape \(2,\)"),
     ("empty", MC, np.zeros(0, dtype=int), np.zeros((0, 3)), None, "y_true", r"at least 1"),
-    ("strings as scores", MC, [0, 1], [["a", "b", "c"], ["d", "e", "f"]], None, "y_score",
-     r"numeric"),
+    (
+        "strings as scores",
+        MC,
+        [0, 1],
+        [["a", "b", "c"], ["d", "e", "f"]],
+        None,
+        "y_score",
+        r"numeric",
+    ),
     ("unknown class name", MC, ["a", "zebra"], GOOD, None, "y_true", r"zebra"),
     ("binary label 2", BIN, [0, 2], np.array([0.1, 0.2]), None, "y_true", r"\[0, 1\]"),
     ("binary 3 columns", BIN, [0, 1], np.ones((2, 3)) / 3, None, "y_score", r"\(n, 2\)"),
@@ -54,8 +109,11 @@ def test_bad_batch_is_rejected_clearly_and_changes_nothing(case):
     _, spec, y, s, w, field, pattern = case
     eng = StreamEngine(spec)
     ok_y = [[1, 0], [0, 1]] if spec.task == "multilabel" else [0, 1]
-    ok_s = {"multiclass": GOOD, "multilabel": np.array([[0.9, 0.1], [0.2, 0.7]]),
-            "binary": np.array([0.3, 0.8])}[spec.task]
+    ok_s = {
+        "multiclass": GOOD,
+        "multilabel": np.array([[0.9, 0.1], [0.2, 0.7]]),
+        "binary": np.array([0.3, 0.8]),
+    }[spec.task]
     eng.update(ok_y, ok_s)
     before = eng.state().to_bytes()
     with pytest.raises(InvalidInputError) as info:
@@ -81,20 +139,26 @@ def test_exact_resolution_cap_is_a_clear_error_and_changes_nothing():
     assert eng.state().to_bytes() == before
 
 
-@pytest.mark.parametrize("kwargs, field", [
-    ({"task": "regression"}, "task"),
-    ({"task": "multiclass", "classes": ("a",)}, "classes"),
-    ({"task": "multiclass", "classes": ("a", "a")}, "classes"),
-    ({"task": "binary", "classes": ("a", "b", "c")}, "classes"),
-    ({"task": "binary", "scores": "probs"}, "scores"),
-    ({"task": "binary", "windows": ("5 minutes",)}, "windows"),
-    ({"task": "binary", "thresholds": (1.5,)}, "thresholds"),
-    ({"task": "multilabel", "classes": ("a", "b"), "thresholds": (0.1, 0.2, 0.3)}, "thresholds"),
-    ({"task": "multiclass", "classes": ("a", "b"), "thresholds": (0.5,)}, "thresholds"),
-    ({"task": "binary", "resolution": "bins:99"}, "resolution.mantissa_bits"),
-    ({"task": "binary", "resolution": "fuzzy"}, "resolution"),
-    ({"task": "binary", "top_k": 0}, "top_k"),
-])
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"task": "regression"}, "task"),
+        ({"task": "multiclass", "classes": ("a",)}, "classes"),
+        ({"task": "multiclass", "classes": ("a", "a")}, "classes"),
+        ({"task": "binary", "classes": ("a", "b", "c")}, "classes"),
+        ({"task": "binary", "scores": "probs"}, "scores"),
+        ({"task": "binary", "windows": ("5 minutes",)}, "windows"),
+        ({"task": "binary", "thresholds": (1.5,)}, "thresholds"),
+        (
+            {"task": "multilabel", "classes": ("a", "b"), "thresholds": (0.1, 0.2, 0.3)},
+            "thresholds",
+        ),
+        ({"task": "multiclass", "classes": ("a", "b"), "thresholds": (0.5,)}, "thresholds"),
+        ({"task": "binary", "resolution": "bins:99"}, "resolution.mantissa_bits"),
+        ({"task": "binary", "resolution": "fuzzy"}, "resolution"),
+        ({"task": "binary", "top_k": 0}, "top_k"),
+    ],
+)
 def test_bad_spec_names_the_field(kwargs, field):
     with pytest.raises(InvalidInputError) as info:
         StreamSpec(**kwargs)

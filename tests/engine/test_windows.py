@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from evalstream_server.engine import (
     InvalidInputError,
     State,
@@ -38,8 +37,13 @@ def _batches(seed: int, n_batches: int, spec: StreamSpec):
 
 @pytest.mark.parametrize("resolution", ["bins:4", "exact"])
 def test_windows_equal_refeeding_the_windows_batches(resolution):
-    spec = StreamSpec(task="multiclass", classes=("a", "b", "c"), windows=("5m", "1h"),
-                      resolution=resolution, window_buckets=12)
+    spec = StreamSpec(
+        task="multiclass",
+        classes=("a", "b", "c"),
+        windows=("5m", "1h"),
+        resolution=resolution,
+        window_buckets=12,
+    )
     clock = FakeClock()
     eng = StreamEngine(spec, clock=clock)
     rng = np.random.default_rng(7)

@@ -81,8 +81,10 @@ def _check_finite(a: np.ndarray, field: str, hint: str = "") -> None:
             n_inf = int(bad.sum()) - n_nan
             first = tuple(int(i) for i in np.argwhere(bad)[0])
             raise InvalidInputError(
-                field, "finite numbers",
-                f"{n_nan} NaN and {n_inf} infinite values (first at index {first})", hint,
+                field,
+                "finite numbers",
+                f"{n_nan} NaN and {n_inf} infinite values (first at index {first})",
+                hint,
             )
 
 
@@ -102,12 +104,16 @@ def _scores(spec: StreamSpec, y_score: object, n: int) -> np.ndarray:
         what = "classes" if spec.task == "multiclass" else "labels"
         if a.ndim != 2 or a.shape[1] != K:
             raise InvalidInputError(
-                "y_score", f"shape (n, {K}): one column per {what} {list(spec.classes)[:8]}"
-                + ("..." if K > 8 else ""), _describe(a),
+                "y_score",
+                f"shape (n, {K}): one column per {what} {list(spec.classes)[:8]}"
+                + ("..." if K > 8 else ""),
+                _describe(a),
             )
     if a.shape[0] != n:
         raise InvalidInputError(
-            "y_score", f"{n} rows, as many as y_true", f"{a.shape[0]} rows",
+            "y_score",
+            f"{n} rows, as many as y_true",
+            f"{a.shape[0]} rows",
         )
     _check_finite(a, "y_score")
     if spec.scores == "logits":
@@ -121,7 +127,9 @@ def _scores(spec: StreamSpec, y_score: object, n: int) -> np.ndarray:
     low, high = float(a.min()), float(a.max())
     if low < 0 or high > 1:
         raise InvalidInputError(
-            "y_score", "probabilities in [0, 1]", f"values in [{low:.6g}, {high:.6g}]",
+            "y_score",
+            "probabilities in [0, 1]",
+            f"values in [{low:.6g}, {high:.6g}]",
             "declare the stream with scores='logits' if these are logits",
         )
     if a.shape[1] > 1 and spec.task != "multilabel":
@@ -132,7 +140,8 @@ def _scores(spec: StreamSpec, y_score: object, n: int) -> np.ndarray:
         if off.any():
             i = int(np.argmax(off))
             raise InvalidInputError(
-                "y_score", f"probability rows that sum to 1 (tolerance {tol:.1e})",
+                "y_score",
+                f"probability rows that sum to 1 (tolerance {tol:.1e})",
                 f"{int(off.sum())} rows that do not (row {i} sums to {sums[i]:.6g})",
                 "declare the stream with scores='logits' if these are logits",
             )
@@ -149,7 +158,8 @@ def _labels(spec: StreamSpec, y_true: object) -> np.ndarray:
         unknown = sorted({str(v) for v in raw.tolist()} - index.keys())
         if unknown:
             raise InvalidInputError(
-                "y_true", f"class names among {list(spec.classes)}",
+                "y_true",
+                f"class names among {list(spec.classes)}",
                 f"unknown names {unknown[:5]}",
             )
         return np.fromiter((index[str(v)] for v in raw.tolist()), np.int64, raw.size)
@@ -157,23 +167,35 @@ def _labels(spec: StreamSpec, y_true: object) -> np.ndarray:
     _check_finite(a, "y_true")
     if spec.task == "multilabel":
         if a.ndim != 2 or a.shape[1] != K:
-            hint = ("class indices are for multiclass streams; pass a multi-hot (n, L) matrix"
-                    if a.ndim == 1 else "")
+            hint = (
+                "class indices are for multiclass streams; pass a multi-hot (n, L) matrix"
+                if a.ndim == 1
+                else ""
+            )
             raise InvalidInputError(
-                "y_true", f"a multi-hot matrix of shape (n, {K}) with values 0 or 1",
-                _describe(a), hint,
+                "y_true",
+                f"a multi-hot matrix of shape (n, {K}) with values 0 or 1",
+                _describe(a),
+                hint,
             )
         if not np.isin(a, (0, 1)).all():
             raise InvalidInputError(
-                "y_true", "multi-hot values 0 or 1",
+                "y_true",
+                "multi-hot values 0 or 1",
                 f"values {np.unique(a[~np.isin(a, (0, 1))])[:5].tolist()}",
             )
         return a.astype(bool)
     if a.ndim == 2 and a.shape[1] == 1:
         a = a[:, 0]
     if a.ndim != 1:
-        hint = ("multi-hot label rows are for multilabel streams; pass class indices, e.g. "
-                "y.argmax(axis=1) for one-hot rows") if a.ndim == 2 else ""
+        hint = (
+            (
+                "multi-hot label rows are for multilabel streams; pass class indices, e.g. "
+                "y.argmax(axis=1) for one-hot rows"
+            )
+            if a.ndim == 2
+            else ""
+        )
         raise InvalidInputError(
             "y_true", "a 1-D array of class indices, shape (n,)", _describe(a), hint
         )
@@ -186,7 +208,8 @@ def _labels(spec: StreamSpec, y_true: object) -> np.ndarray:
     if bad.any():
         values = np.unique(a[bad])[:5].tolist()
         raise InvalidInputError(
-            "y_true", f"class indices in [0, {high - 1}]",
+            "y_true",
+            f"class indices in [0, {high - 1}]",
             f"{int(bad.sum())} out of range, e.g. {values}",
         )
     if spec.task == "binary":
@@ -206,7 +229,8 @@ def _weights(sample_weight: object, n: int) -> np.ndarray | None:
     w = w.astype(np.float64)
     if (w < 0).any():
         raise InvalidInputError(
-            "sample_weight", "non-negative weights",
+            "sample_weight",
+            "non-negative weights",
             f"{int((w < 0).sum())} negative values (min {w.min():.6g})",
         )
     return w

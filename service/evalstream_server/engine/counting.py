@@ -68,8 +68,11 @@ def compute_delta(spec: StreamSpec, batch: Batch) -> dict[str, np.ndarray]:
     scores = batch.scores
     n, C = scores.shape
     out: dict[str, np.ndarray] = {"n": np.array([float(n), float(weights.sum())])}
-    out["prob_sum"] = weights @ scores.astype(np.float64) if w is not None else scores.sum(
-        axis=0, dtype=np.float64)
+    out["prob_sum"] = (
+        weights @ scores.astype(np.float64)
+        if w is not None
+        else scores.sum(axis=0, dtype=np.float64)
+    )
     binned = spec.resolution.kind == "bins"
     if binned:
         layout = BinLayout(spec.resolution.mantissa_bits)
@@ -95,7 +98,8 @@ def compute_delta(spec: StreamSpec, batch: Batch) -> dict[str, np.ndarray]:
         if spec.k_max:
             above = (scores > true_score[:, None]).sum(axis=1)
             tied_after = ((scores == true_score[:, None]) & (np.arange(K) > labels[:, None])).sum(
-                axis=1)
+                axis=1
+            )
             rank = above + tied_after  # sklearn's stable argsort, reversed, puts later ties first
             keep = rank < k_len
             out["rank"] = _count(rank[keep], None if w is None else w[keep], k_len)
@@ -135,11 +139,13 @@ def compute_delta(spec: StreamSpec, batch: Batch) -> dict[str, np.ndarray]:
         weights = np.repeat(weights, C)
     nb = spec.calibration_bins
     cbin = np.minimum((confidence * nb).astype(np.int64), nb - 1)
-    out["calibration"] = np.stack([
-        np.bincount(cbin, weights=weights, minlength=nb),
-        np.bincount(cbin, weights=weights * confidence, minlength=nb),
-        np.bincount(cbin, weights=weights * hits, minlength=nb),
-    ])
+    out["calibration"] = np.stack(
+        [
+            np.bincount(cbin, weights=weights, minlength=nb),
+            np.bincount(cbin, weights=weights * confidence, minlength=nb),
+            np.bincount(cbin, weights=weights * hits, minlength=nb),
+        ]
+    )
     for name, shape in shapes.items():
         assert out[name].shape == shape, (name, out[name].shape, shape)
     return out
@@ -166,9 +172,15 @@ def _samples_sums(
         f1 = np.where(denom > 0, 2 * tp / denom, 0.0)
     subset = (pred == labels).all(axis=1)
     mismatches = (pred != labels).sum(axis=1)
-    prf = np.array([
-        weights @ precision, weights @ recall, weights @ f1, weights @ subset, weights @ mismatches,
-    ])
+    prf = np.array(
+        [
+            weights @ precision,
+            weights @ recall,
+            weights @ f1,
+            weights @ subset,
+            weights @ mismatches,
+        ]
+    )
     n, L = scores.shape
     auc_sum = auc_w = ap_sum = ap_w = 0.0
     step = max(1, _ROW_CHUNK_CELLS // (L * L))
@@ -180,7 +192,7 @@ def _samples_sums(
         # cmp[i, a, b] = 1 if s[a] > s[b], 0.5 if tied, 0 otherwise
         gt = s[:, :, None] > s[:, None, :]
         eq = s[:, :, None] == s[:, None, :]
-        pair = (y[:, :, None] & ~y[:, None, :])
+        pair = y[:, :, None] & ~y[:, None, :]
         wins = (gt & pair).sum(axis=(1, 2)) + 0.5 * (eq & pair).sum(axis=(1, 2))
         n_pairs = n_pos * (L - n_pos)
         ok = n_pairs > 0

@@ -17,7 +17,7 @@ to 1): pairs tied there are true ties, exactly as sklearn counts them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -99,7 +99,7 @@ def _n_bins(m: int) -> int:
     return 4 + 149 * (1 << m)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _atomic(m: int) -> np.ndarray:
     n = _n_bins(m)
     mask = np.zeros(n, dtype=bool)
@@ -113,14 +113,14 @@ def _atomic(m: int) -> np.ndarray:
     return mask
 
 
-@lru_cache(maxsize=None)
+@cache
 def _lower_edges(m: int) -> np.ndarray:
     n, s = _n_bins(m), 23 - m
     half_bin = n - 2 - ((126 - _Q_MIN_EXPONENT) << m)
     edges = np.full(n, np.nan)
     edges[0] = 0.0
     edges[n - 1] = 1.0
-    # Lower half: bin 2 + k starts at the float32 whose bits are k << s (bin 2 at the first denormal).
+    # Lower half: bin 2 + k starts at the float32 whose bits are k << s (bin 2: first denormal).
     k = np.arange(half_bin - 2, dtype=np.uint32)
     low = (k << np.uint32(s)).view(np.float32).astype(np.float64)
     low[0] = float(np.nextafter(np.float32(0), np.float32(1)))

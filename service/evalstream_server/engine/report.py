@@ -34,8 +34,9 @@ def _num(x: float | int | np.floating | None) -> float | int | None:
     return None if math.isnan(x) else x
 
 
-def _leaf(value: float | None, reason: str | None = None, note: str | None = None,
-          **extra: Any) -> dict[str, Any]:
+def _leaf(
+    value: float | None, reason: str | None = None, note: str | None = None, **extra: Any
+) -> dict[str, Any]:
     """A report leaf. ``reason`` explains a ``None`` value; ``note`` qualifies a defined one."""
     out: dict[str, Any] = {"value": _num(value)}
     if out["value"] is None:
@@ -104,16 +105,22 @@ def _undefined_reason(P: float, N: float) -> str:
 
 def _per_class_rank(stats, names, with_ci) -> dict:
     return {
-        name: _rank_leaf(stats, i, with_ci, _undefined_reason(stats["P"][i], stats.get(
-            "N", np.ones_like(stats["P"]))[i]))
+        name: _rank_leaf(
+            stats,
+            i,
+            with_ci,
+            _undefined_reason(stats["P"][i], stats.get("N", np.ones_like(stats["P"]))[i]),
+        )
         for i, name in enumerate(names)
     }
 
 
 def _ovo(view: ScoreView, K: int, names: list[str], support: np.ndarray) -> dict[str, dict]:
     if not view.has_ovo:
-        reason = "one-vs-one needs the full (class, column, bin) state; this stream has more " \
-                 "classes than ovo_class_limit and keeps one-vs-rest state only"
+        reason = (
+            "one-vs-one needs the full (class, column, bin) state; this stream has more "
+            "classes than ovo_class_limit and keeps one-vs-rest state only"
+        )
         return {"ovo_macro": _leaf(None, reason), "ovo_weighted": _leaf(None, reason)}
     pairs = [(i, j) for i in range(K) for j in range(i + 1, K)]
     mat = view.ovo_matrix(K)
@@ -138,10 +145,16 @@ def _ranking_groups(state: State, view: ScoreView, names: list[str], support: np
     ovr_ap["N"] = ovr_auc["N"]
     micro_ap["N"] = micro_auc["N"]
     if spec.task == "binary":
-        auc = {"binary": _rank_leaf(ovr_auc, 0, True, _undefined_reason(
-            ovr_auc["P"][0], ovr_auc["N"][0]))}
-        ap = {"binary": _rank_leaf(ovr_ap, 0, False, _undefined_reason(
-            ovr_ap["P"][0], ovr_ap["N"][0]))}
+        auc = {
+            "binary": _rank_leaf(
+                ovr_auc, 0, True, _undefined_reason(ovr_auc["P"][0], ovr_auc["N"][0])
+            )
+        }
+        ap = {
+            "binary": _rank_leaf(
+                ovr_ap, 0, False, _undefined_reason(ovr_ap["P"][0], ovr_ap["N"][0])
+            )
+        }
         return auc, ap
     auc: dict[str, Any] = {"per_class": _per_class_rank(ovr_auc, names, True)}
     ap: dict[str, Any] = {"per_class": _per_class_rank(ovr_ap, names, False)}
@@ -149,12 +162,14 @@ def _ranking_groups(state: State, view: ScoreView, names: list[str], support: np
     what = "class" if spec.task == "multiclass" else "label"
     auc["macro"] = _average_leaf(ovr_auc, ones, names, what)
     auc["weighted"] = _average_leaf(ovr_auc, support, names, what)
-    auc["micro"] = _rank_leaf(micro_auc, 0, False, _undefined_reason(
-        micro_auc["P"][0], micro_auc["N"][0]))
+    auc["micro"] = _rank_leaf(
+        micro_auc, 0, False, _undefined_reason(micro_auc["P"][0], micro_auc["N"][0])
+    )
     ap["macro"] = _average_leaf(ovr_ap, ones, names, what)
     ap["weighted"] = _average_leaf(ovr_ap, support, names, what)
-    ap["micro"] = _rank_leaf(micro_ap, 0, False, _undefined_reason(
-        micro_ap["P"][0], micro_ap["N"][0]))
+    ap["micro"] = _rank_leaf(
+        micro_ap, 0, False, _undefined_reason(micro_ap["P"][0], micro_ap["N"][0])
+    )
     if spec.task == "multiclass":
         auc.update(_ovo(view, len(names), names, support))
     else:
@@ -165,15 +180,19 @@ def _ranking_groups(state: State, view: ScoreView, names: list[str], support: np
             if weight > 0:
                 reason = None
                 if weight < n_w:
-                    reason = ("averaged over samples whose labels are not all equal"
-                              if key == "samples_auc" else
-                              "averaged over samples with at least one positive label")
-                group["samples"] = _leaf(total / weight, note=reason,
-                                         weight_defined=_whole(weight))
+                    reason = (
+                        "averaged over samples whose labels are not all equal"
+                        if key == "samples_auc"
+                        else "averaged over samples with at least one positive label"
+                    )
+                group["samples"] = _leaf(total / weight, note=reason, weight_defined=_whole(weight))
             else:
-                group["samples"] = _leaf(None, "no sample has both positive and negative labels"
-                                         if key == "samples_auc" else
-                                         "no sample has a positive label")
+                group["samples"] = _leaf(
+                    None,
+                    "no sample has both positive and negative labels"
+                    if key == "samples_auc"
+                    else "no sample has a positive label",
+                )
     return auc, ap
 
 
@@ -202,11 +221,15 @@ def _prf_groups(
                 ci = cf.f1_interval(tp[i], fp[i], fn[i])
             reason = None
             if zd:
-                reason = {"precision": "no predicted samples", "recall": "no true samples",
-                          "f1": "no true and no predicted samples"}[metric]
+                reason = {
+                    "precision": "no predicted samples",
+                    "recall": "no true samples",
+                    "f1": "no true and no predicted samples",
+                }[metric]
                 reason += "; zero_division=0 as sklearn"
-            per_class[name] = _leaf(float(prf[metric][i]), note=reason, ci95=ci,
-                                    zero_division=True if zd else None)
+            per_class[name] = _leaf(
+                float(prf[metric][i]), note=reason, ci95=ci, zero_division=True if zd else None
+            )
         values = prf[metric][averages_over]
         group: dict[str, Any] = {"per_class": per_class}
         if values.size:
@@ -221,15 +244,17 @@ def _prf_groups(
             group["weighted"] = _leaf(None, "no samples in this window")
         TP, FP, FN = tp[averages_over].sum(), fp[averages_over].sum(), fn[averages_over].sum()
         micro = cf.prf_from_counts(np.array([TP]), np.array([FP]), np.array([FN]))
-        group["micro"] = _leaf(float(micro[metric][0]) if TP + FP + FN > 0 else None,
-                               "no samples in this window")
+        group["micro"] = _leaf(
+            float(micro[metric][0]) if TP + FP + FN > 0 else None, "no samples in this window"
+        )
         out[metric] = group
     return out
 
 
 def _multilabel_cm(tp, fp, fn, tn) -> list:
-    return [[[_whole(tn[i]), _whole(fp[i])], [_whole(fn[i]), _whole(tp[i])]]
-            for i in range(len(tp))]
+    return [
+        [[_whole(tn[i]), _whole(fp[i])], [_whole(fn[i]), _whole(tp[i])]] for i in range(len(tp))
+    ]
 
 
 def _calibration(state: State) -> dict:
@@ -238,8 +263,9 @@ def _calibration(state: State) -> dict:
     if W <= 0:
         return _leaf(None, "no samples in this window")
     kind = "top-label" if state.spec.task == "multiclass" else "positive-probability"
-    return _leaf(float(np.abs(cal[2] - cal[1]).sum() / W), n_bins=int(cal.shape[1]),
-                 definition=kind)
+    return _leaf(
+        float(np.abs(cal[2] - cal[1]).sum() / W), n_bins=int(cal.shape[1]), definition=kind
+    )
 
 
 def _imbalance(support, names, predicted_share, mean_prob, W, auc) -> dict:
@@ -259,7 +285,8 @@ def _imbalance(support, names, predicted_share, mean_prob, W, auc) -> dict:
         share = predicted_share[i] / W if W > 0 else None
         out["predicted_prevalence"][key][n] = _leaf(share, empty)
         out["predicted_prevalence"]["mean_probability"][n] = _leaf(
-            mean_prob[i] / W if W > 0 else None, empty)
+            mean_prob[i] / W if W > 0 else None, empty
+        )
     if W <= 0:
         out["imbalance_ratio"] = _leaf(None, empty)
     elif support.min() <= 0:
@@ -270,15 +297,20 @@ def _imbalance(support, names, predicted_share, mean_prob, W, auc) -> dict:
     micro = auc.get("micro", {}).get("value")
     macro = auc.get("macro", {}).get("value")
     if micro is None or macro is None:
-        out["micro_macro_auc_gap"] = _leaf(None, "needs both micro and macro ROC AUC" if
-                                           "micro" in auc else "binary streams have one AUC")
+        out["micro_macro_auc_gap"] = _leaf(
+            None,
+            "needs both micro and macro ROC AUC"
+            if "micro" in auc
+            else "binary streams have one AUC",
+        )
     else:
         out["micro_macro_auc_gap"] = _leaf(micro - macro)
     return out
 
 
-def build_report(state: State, window: str = "cumulative", curves: bool = False,
-                 max_points: int = 200) -> dict[str, Any]:
+def build_report(
+    state: State, window: str = "cumulative", curves: bool = False, max_points: int = 200
+) -> dict[str, Any]:
     """The canonical report of ``state`` (see the README for the schema)."""
     spec = state.spec
     c = state.counts
@@ -309,22 +341,27 @@ def build_report(state: State, window: str = "cumulative", curves: bool = False,
         acc = float(tp.sum() / W) if W > 0 else None
         report["accuracy"] = _leaf(acc, "no samples in this window")
         report["balanced_accuracy"] = _leaf(cf.balanced_accuracy(cm), "no samples in this window")
-        report["matthews_corrcoef"] = _leaf(cf.mcc(cm), "undefined: labels or predictions hold "
-                                            "a single class (sklearn returns 0.0)")
+        report["matthews_corrcoef"] = _leaf(
+            cf.mcc(cm), "undefined: labels or predictions hold a single class (sklearn returns 0.0)"
+        )
         report["cohen_kappa"] = _leaf(cf.cohen_kappa(cm), "undefined: expected disagreement is 0")
-        report["hamming_loss"] = _leaf(1 - acc if acc is not None else None,
-                                       "no samples in this window")
+        report["hamming_loss"] = _leaf(
+            1 - acc if acc is not None else None, "no samples in this window"
+        )
         rank_cum = np.cumsum(c["rank"])
         report["top_k_accuracy"] = {
-            str(k): _leaf(float(rank_cum[k - 1] / W) if W > 0 else None,
-                          "no samples in this window")
+            str(k): _leaf(
+                float(rank_cum[k - 1] / W) if W > 0 else None, "no samples in this window"
+            )
             for k in range(2, spec.k_max + 1)
         }
-        report["log_loss"] = _leaf(c["log_loss"][0] / W if W > 0 else None,
-                                   "no samples in this window")
+        report["log_loss"] = _leaf(
+            c["log_loss"][0] / W if W > 0 else None, "no samples in this window"
+        )
         scale = 0.5 if len(names) < 3 else 1.0
-        report["brier_score"] = _leaf(scale * c["brier"][0] / W if W > 0 else None,
-                                      "no samples in this window")
+        report["brier_score"] = _leaf(
+            scale * c["brier"][0] / W if W > 0 else None, "no samples in this window"
+        )
         report["confusion_matrix"] = [[_whole(v) for v in row] for row in cm]
         report["imbalance"] = _imbalance(support, names, predicted, c["prob_sum"], W, auc)
     else:
@@ -345,30 +382,40 @@ def build_report(state: State, window: str = "cumulative", curves: bool = False,
                 leaf = dict(group["per_class"][pos])
                 if leaf["value"] is None:  # sklearn's binary average always reports the class
                     z = cf.prf_from_counts(tp[1:], fp[1:], fn[1:])[metric][0]
-                    leaf = _leaf(float(z), note="no true and no predicted positives; "
-                                 "zero_division=0 as sklearn")
+                    leaf = _leaf(
+                        float(z),
+                        note="no true and no predicted positives; zero_division=0 as sklearn",
+                    )
                 group["binary"] = leaf
             report.update(groups)
             acc = float(np.trace(cm) / W) if W > 0 else None
             report["accuracy"] = _leaf(acc, "no samples in this window")
-            report["balanced_accuracy"] = _leaf(cf.balanced_accuracy(cm),
-                                                "no samples in this window")
-            report["matthews_corrcoef"] = _leaf(cf.mcc(cm), "undefined: labels or predictions "
-                                                "hold a single class (sklearn returns 0.0)")
-            report["cohen_kappa"] = _leaf(cf.cohen_kappa(cm),
-                                          "undefined: expected disagreement is 0")
-            report["hamming_loss"] = _leaf(1 - acc if acc is not None else None,
-                                           "no samples in this window")
+            report["balanced_accuracy"] = _leaf(
+                cf.balanced_accuracy(cm), "no samples in this window"
+            )
+            report["matthews_corrcoef"] = _leaf(
+                cf.mcc(cm),
+                "undefined: labels or predictions hold a single class (sklearn returns 0.0)",
+            )
+            report["cohen_kappa"] = _leaf(
+                cf.cohen_kappa(cm), "undefined: expected disagreement is 0"
+            )
+            report["hamming_loss"] = _leaf(
+                1 - acc if acc is not None else None, "no samples in this window"
+            )
             report["top_k_accuracy"] = {}
-            report["log_loss"] = _leaf(c["log_loss"][0] / W if W > 0 else None,
-                                       "no samples in this window")
-            report["brier_score"] = _leaf(c["brier"][0] / W if W > 0 else None,
-                                          "no samples in this window")
+            report["log_loss"] = _leaf(
+                c["log_loss"][0] / W if W > 0 else None, "no samples in this window"
+            )
+            report["brier_score"] = _leaf(
+                c["brier"][0] / W if W > 0 else None, "no samples in this window"
+            )
             report["confusion_matrix"] = [[_whole(v) for v in row] for row in cm]
             mean_prob = np.array([W - c["prob_sum"][0], c["prob_sum"][0]])
             report["imbalance"] = _imbalance(support, names, predicted, mean_prob, W, auc)
-            report["imbalance"]["predicted_prevalence"]["thresholded"] = \
-                report["imbalance"]["predicted_prevalence"].pop("argmax")
+            report["imbalance"]["predicted_prevalence"]["thresholded"] = report["imbalance"][
+                "predicted_prevalence"
+            ].pop("argmax")
         else:
             support = tp_l + fn_l
             tp, fp, fn, tn = tp_l, fp_l, fn_l, tn_l
@@ -376,28 +423,37 @@ def build_report(state: State, window: str = "cumulative", curves: bool = False,
             groups = _prf_groups(tp, fp, fn, names, np.ones(len(names), dtype=bool))
             prf = c["samples_prf"]
             for i, metric in enumerate(("precision", "recall", "f1")):
-                groups[metric]["samples"] = _leaf(prf[i] / W if W > 0 else None,
-                                                  "no samples in this window")
+                groups[metric]["samples"] = _leaf(
+                    prf[i] / W if W > 0 else None, "no samples in this window"
+                )
             report.update(groups)
-            report["accuracy"] = _leaf(prf[3] / W if W > 0 else None,
-                                       "no samples in this window", definition="subset accuracy")
+            report["accuracy"] = _leaf(
+                prf[3] / W if W > 0 else None,
+                "no samples in this window",
+                definition="subset accuracy",
+            )
             for key in ("balanced_accuracy", "matthews_corrcoef", "cohen_kappa"):
                 report[key] = _leaf(None, na.format("multilabel") + " (sklearn raises)")
-            report["hamming_loss"] = _leaf(prf[4] / (W * len(names)) if W > 0 else None,
-                                           "no samples in this window")
+            report["hamming_loss"] = _leaf(
+                prf[4] / (W * len(names)) if W > 0 else None, "no samples in this window"
+            )
             report["top_k_accuracy"] = {}
             for key in ("log_loss", "brier_score"):
-                report[key] = _leaf(None, na.format("multilabel") + "; see per-label AUC and "
-                                    "expected_calibration_error")
+                report[key] = _leaf(
+                    None,
+                    na.format("multilabel") + "; see per-label AUC and expected_calibration_error",
+                )
             report["confusion_matrix"] = None
             report["imbalance"] = _imbalance(support, names, tp + fp, c["prob_sum"], W, auc)
-            report["imbalance"]["predicted_prevalence"]["thresholded"] = \
-                report["imbalance"]["predicted_prevalence"].pop("argmax")
+            report["imbalance"]["predicted_prevalence"]["thresholded"] = report["imbalance"][
+                "predicted_prevalence"
+            ].pop("argmax")
         report["multilabel_confusion_matrix"] = _multilabel_cm(tp_l, fp_l, fn_l, tn_l)
     if spec.task == "multiclass":
         report["multilabel_confusion_matrix"] = _multilabel_cm(tp, fp, fn, tn)
     report["support"] = {
-        "per_class": report["imbalance"]["support"], "total": _leaf(_whole(W)),
+        "per_class": report["imbalance"]["support"],
+        "total": _leaf(_whole(W)),
     }
     report["roc_auc"] = auc
     report["average_precision"] = ap
@@ -411,8 +467,11 @@ def _resolution_info(state: State) -> dict:
     r = state.spec.resolution
     if r.kind == "exact":
         return {"kind": "exact", "max_samples": r.max_samples}
-    return {"kind": "bins", "mantissa_bits": r.mantissa_bits,
-            "n_bins": BinLayout(r.mantissa_bits).n_bins}
+    return {
+        "kind": "bins",
+        "mantissa_bits": r.mantissa_bits,
+        "n_bins": BinLayout(r.mantissa_bits).n_bins,
+    }
 
 
 def _problem_rows(state: State, view: ScoreView) -> dict[str, tuple[np.ndarray, ...]]:
@@ -435,13 +494,23 @@ def _curve_dict(kind: str, pos, neg, edges, max_points: int) -> dict[str, Any]:
     if kind == "roc":
         x, y, t = roc_points(pos, neg, edges)
         idx = thin_indices(x.size, max_points)
-        return {"x_name": "fpr", "y_name": "tpr", "x": _list(x[idx]), "y": _list(y[idx]),
-                "thresholds": _list(t[idx])}
+        return {
+            "x_name": "fpr",
+            "y_name": "tpr",
+            "x": _list(x[idx]),
+            "y": _list(y[idx]),
+            "thresholds": _list(t[idx]),
+        }
     precision, recall, t = pr_points(pos, neg, edges)
     idx = thin_indices(precision.size, max_points)
     t_full = np.concatenate([t, [np.nan]])
-    return {"x_name": "recall", "y_name": "precision", "x": _list(recall[idx]),
-            "y": _list(precision[idx]), "thresholds": _list(t_full[idx])}
+    return {
+        "x_name": "recall",
+        "y_name": "precision",
+        "x": _list(recall[idx]),
+        "y": _list(precision[idx]),
+        "thresholds": _list(t_full[idx]),
+    }
 
 
 def _list(a: np.ndarray) -> list:
@@ -451,8 +520,10 @@ def _list(a: np.ndarray) -> list:
 
 def _all_curves(state: State, view: ScoreView, max_points: int) -> dict[str, Any]:
     rows = _problem_rows(state, view)
-    return {kind: {name: _curve_dict(kind, *r, max_points) for name, r in rows.items()}
-            for kind in ("roc", "pr")}
+    return {
+        kind: {name: _curve_dict(kind, *r, max_points) for name, r in rows.items()}
+        for kind in ("roc", "pr")
+    }
 
 
 def curve(state: State, kind: str, target: str, max_points: int = 200) -> dict[str, Any]:

@@ -37,7 +37,8 @@ def parse_duration(text: str) -> int:
     match = _DURATION.match(text.strip()) if isinstance(text, str) else None
     if not match or int(match.group(1)) <= 0:
         raise InvalidInputError(
-            "windows", "durations such as '30s', '5m', '1h', '7d' (a positive integer and a unit)",
+            "windows",
+            "durations such as '30s', '5m', '1h', '7d' (a positive integer and a unit)",
             repr(text),
         )
     return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
@@ -79,8 +80,9 @@ class Resolution:
                 repr(m),
             )
         if not isinstance(self.max_samples, int) or self.max_samples < 1:
-            raise InvalidInputError("resolution.max_samples", "a positive integer", repr(
-                self.max_samples))
+            raise InvalidInputError(
+                "resolution.max_samples", "a positive integer", repr(self.max_samples)
+            )
 
     @classmethod
     def parse(cls, text: str | Resolution | None) -> Resolution:
@@ -99,7 +101,8 @@ class Resolution:
             if isinstance(exc, InvalidInputError):
                 raise
         raise InvalidInputError(
-            "resolution", "'bins', 'bins:<mantissa bits>', 'exact' or 'exact:<max samples>'",
+            "resolution",
+            "'bins', 'bins:<mantissa bits>', 'exact' or 'exact:<max samples>'",
             repr(text),
         )
 
@@ -158,9 +161,7 @@ class StreamSpec:
         if self.task not in TASKS:
             raise InvalidInputError("task", f"one of {list(TASKS)}", repr(self.task))
         if self.scores not in SCORE_KINDS:
-            raise InvalidInputError(
-                "scores", f"one of {list(SCORE_KINDS)}", repr(self.scores)
-            )
+            raise InvalidInputError("scores", f"one of {list(SCORE_KINDS)}", repr(self.scores))
         classes = tuple(str(c) for c in self.classes)
         if self.task == "binary" and not classes:
             classes = ("0", "1")
@@ -168,12 +169,14 @@ class StreamSpec:
         minimum = {"binary": 2, "multiclass": 2, "multilabel": 1}[self.task]
         if self.task == "binary" and len(classes) != 2:
             raise InvalidInputError(
-                "classes", "exactly 2 names for a binary stream (negative, positive)",
+                "classes",
+                "exactly 2 names for a binary stream (negative, positive)",
                 f"{len(classes)} names",
             )
         if len(classes) < minimum:
             raise InvalidInputError(
-                "classes", f"at least {minimum} names for a {self.task} stream",
+                "classes",
+                f"at least {minimum} names for a {self.task} stream",
                 f"{len(classes)} names",
             )
         if len(set(classes)) != len(classes):
@@ -189,8 +192,12 @@ class StreamSpec:
         object.__setattr__(self, "windows", tuple(format_duration(s) for s in seconds))
         object.__setattr__(self, "resolution", Resolution.parse(self.resolution))
         object.__setattr__(self, "thresholds", self._checked_thresholds())
-        for name, low in (("ovo_class_limit", 2), ("top_k", 1), ("calibration_bins", 1),
-                          ("window_buckets", 1)):
+        for name, low in (
+            ("ovo_class_limit", 2),
+            ("top_k", 1),
+            ("calibration_bins", 1),
+            ("window_buckets", 1),
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or value < low:
                 raise InvalidInputError(name, f"an integer >= {low}", repr(value))
@@ -209,7 +216,8 @@ class StreamSpec:
         if self.task == "multiclass":
             if raw:
                 raise InvalidInputError(
-                    "thresholds", "none for a multiclass stream (the prediction is the argmax)",
+                    "thresholds",
+                    "none for a multiclass stream (the prediction is the argmax)",
                     f"{len(raw)} values",
                 )
             return ()
@@ -218,9 +226,7 @@ class StreamSpec:
         if len(raw) == 1:
             raw = raw * n_out
         if len(raw) != n_out:
-            raise InvalidInputError(
-                "thresholds", f"1 or {n_out} values", f"{len(raw)} values"
-            )
+            raise InvalidInputError("thresholds", f"1 or {n_out} values", f"{len(raw)} values")
         for t in raw:
             if not 0.0 <= t <= 1.0:
                 raise InvalidInputError("thresholds", "values in [0, 1]", repr(t))
@@ -253,8 +259,13 @@ class StreamSpec:
     def layout_key(self) -> tuple:
         """What must match for two states to merge."""
         return (
-            self.task, self.classes, str(self.resolution), self.full_ovo, self.thresholds,
-            self.k_max, self.calibration_bins,
+            self.task,
+            self.classes,
+            str(self.resolution),
+            self.full_ovo,
+            self.thresholds,
+            self.k_max,
+            self.calibration_bins,
         )
 
     def with_name(self, name: str) -> StreamSpec:

@@ -54,10 +54,12 @@ class ExactScores:
             C = self.n_columns
             lab_shape = (0,) if self.multiclass else (0, C)
             lab_dtype = np.int64 if self.multiclass else bool
-            self.labels = [np.concatenate(self.labels) if self.labels
-                           else np.zeros(lab_shape, lab_dtype)]
-            self.scores = [np.concatenate(self.scores) if self.scores
-                           else np.zeros((0, C), np.float32)]
+            self.labels = [
+                np.concatenate(self.labels) if self.labels else np.zeros(lab_shape, lab_dtype)
+            ]
+            self.scores = [
+                np.concatenate(self.scores) if self.scores else np.zeros((0, C), np.float32)
+            ]
             self.weights = [np.concatenate(self.weights) if self.weights else np.zeros(0)]
         return self.labels[0], self.scores[0], self.weights[0]
 
@@ -114,7 +116,8 @@ class State:
         if self.exact is not None and self.exact.n + n_more > self.spec.resolution.max_samples:
             cap = self.spec.resolution.max_samples
             raise CapacityError(
-                "y_score", f"at most {cap} samples in total for an exact-resolution stream",
+                "y_score",
+                f"at most {cap} samples in total for an exact-resolution stream",
                 f"{self.exact.n} kept + {n_more} in this batch",
                 "use the binned resolution (bounded memory) or raise max_samples",
             )
@@ -282,8 +285,13 @@ class State:
             scores = take("<f4", (n, C)).astype(np.float32)
             weights = take("<f8", (n,))
             if n:
-                state.exact.append(Batch(labels.astype(np.int64) if multiclass
-                                         else labels.astype(bool), scores, weights))
+                state.exact.append(
+                    Batch(
+                        labels.astype(np.int64) if multiclass else labels.astype(bool),
+                        scores,
+                        weights,
+                    )
+                )
         if offset != len(view):
             raise InvalidInputError("state", f"{offset} bytes", f"{len(view)} bytes")
         return state

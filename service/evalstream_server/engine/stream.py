@@ -88,21 +88,32 @@ class StreamEngine:
         ring = self.windows.get(window)
         if ring is None:
             try:  # accept equivalent spellings: "60m" for "1h"
-                ring = next(r for r in self.windows.values() if r.seconds == parse_duration(
-                    window))
+                ring = next(r for r in self.windows.values() if r.seconds == parse_duration(window))
             except (StopIteration, InvalidInputError):
                 raise UnknownWindowError(window, self.window_names()) from None
         return ring.state(self.clock() if now is None else now)
 
-    def report(self, window: str = CUMULATIVE, curves: bool = False, max_points: int = 200,
-               now: float | None = None) -> dict[str, Any]:
+    def report(
+        self,
+        window: str = CUMULATIVE,
+        curves: bool = False,
+        max_points: int = 200,
+        now: float | None = None,
+    ) -> dict[str, Any]:
         """The canonical report for ``window``."""
         name = window or CUMULATIVE
-        return build_report(self.state(name, now), window=name, curves=curves,
-                            max_points=max_points)
+        return build_report(
+            self.state(name, now), window=name, curves=curves, max_points=max_points
+        )
 
-    def curve(self, kind: str, target: str, window: str = CUMULATIVE, max_points: int = 200,
-              now: float | None = None) -> dict[str, Any]:
+    def curve(
+        self,
+        kind: str,
+        target: str,
+        window: str = CUMULATIVE,
+        max_points: int = 200,
+        now: float | None = None,
+    ) -> dict[str, Any]:
         return curve(self.state(window, now), kind, target, max_points)
 
     def reset(self) -> None:

@@ -85,8 +85,10 @@ class _BinnedView(ScoreView):
 
     def micro(self) -> Problem:
         return Problem(
-            self._pos.sum(axis=0, keepdims=True), self._neg.sum(axis=0, keepdims=True),
-            self._atomic, self._edges,
+            self._pos.sum(axis=0, keepdims=True),
+            self._neg.sum(axis=0, keepdims=True),
+            self._atomic,
+            self._edges,
         )
 
     def ovo(self, pairs: list[tuple[int, int]]) -> list[Problem]:
@@ -135,17 +137,15 @@ class _ExactView(ScoreView):
             onehot = self._labels[:, None] == np.arange(C)[None, :]
         else:
             onehot = self._labels
-        return _exact_problem(
-            self._scores.ravel(), onehot.ravel(), np.repeat(self._weights, C)
-        )
+        return _exact_problem(self._scores.ravel(), onehot.ravel(), np.repeat(self._weights, C))
 
     def ovo(self, pairs: list[tuple[int, int]]) -> list[Problem]:
         out = []
         for i, j in pairs:
             mask = (self._labels == i) | (self._labels == j)
-            out.append(_exact_problem(
-                self._scores[mask, i], self._labels[mask] == i, self._weights[mask]
-            ))
+            out.append(
+                _exact_problem(self._scores[mask, i], self._labels[mask] == i, self._weights[mask])
+            )
         return out
 
 
