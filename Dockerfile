@@ -1,0 +1,41 @@
+# syntax=docker/dockerfile:1
+# evalstream service image: `docker build -t evalstream .` from the repository root.
+# CI has no container engine, so the build itself is not exercised there; hadolint lints this
+# file (tests/deploy/test_dockerfile.py). See docs/operations.md.
+ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
+
+# --- builder: a virtual environment with the project installed as the Makefile does --------
+FROM ${PYTHON_IMAGE} AS builder
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PYTHONDONTWRITEBYTECODE=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+COPY pyproject.toml constraints.txt README.md ./
+COPY client ./client
+COPY service ./service
+# Every dependency is pinned by constraints.txt (the versions the test suite ran with).
+RUN pip install --no-cache-dir -c constraints.txt .
+
+# --- runtime: the venv only, as a non-root user ---------------------------------------------
+FROM ${PYTHON_IMAGE} AS runtime
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+RUN groupadd --system --gid 10001 evalstream \
+    && useradd --system --uid 10001 --gid evalstream --no-create-home \
+        --home-dir /var/lib/evalstream --shell /usr/sbin/nologin evalstream \
+    && mkdir -p /var/lib/evalstream \
+    && chown evalstream:evalstream /var/lib/evalstream
+COPY --from=builder /opt/venv /opt/venv
+# Numeric so that Kubernetes' runAsNonRoot can verify it.
+USER 10001:10001
+WORKDIR /var/lib/evalstream
+VOLUME ["/var/lib/evalstream"]
+# 50051: gRPC API (with grpc.health.v1 and reflection); 9464: Prometheus metrics.
+EXPOSE 50051 9464
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import sys, grpc; from grpc_health.v1 import health_pb2 as pb, health_pb2_grpc as rpc; stub = rpc.HealthStub(grpc.insecure_channel('127.0.0.1:50051')); reply = stub.Check(pb.HealthCheckRequest(service=''), timeout=3); sys.exit(reply.status != pb.HealthCheckResponse.SERVING)"]
+ENTRYPOINT ["evalstream"]
+CMD ["serve", "--host", "0.0.0.0", "--port", "50051", "--metrics-port", "9464", "--data-dir", "/var/lib/evalstream"]
