@@ -48,7 +48,7 @@ CONTRACT_METRICS = frozenset(
         "evalstream_class_true_positives_total",
         "evalstream_class_false_positives_total",
         "evalstream_class_false_negatives_total",
-        "evalstream_class_support_total",
+        "evalstream_class_samples_total",
     }
 )
 

@@ -29,7 +29,7 @@ ScoreKind = Literal["probabilities", "logits"]
 
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_NAME = re.compile(r"^[A-Za-z0-9_.:/-]{1,128}$")
+_NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
 
 def parse_duration(text: str) -> int:
@@ -182,6 +182,10 @@ class StreamSpec:
         if len(set(classes)) != len(classes):
             dupes = sorted({c for c in classes if classes.count(c) > 1})
             raise InvalidInputError("classes", "unique names", f"duplicates {dupes}")
+        if "micro" in classes and self.task != "binary":
+            raise InvalidInputError(
+                "classes", "names other than 'micro' (it names the pooled curve)", "'micro'"
+            )
         for c in classes:
             if not c or len(c) > 128:
                 raise InvalidInputError("classes", "names of 1 to 128 characters", repr(c))
@@ -207,7 +211,7 @@ class StreamSpec:
             )
         if self.name and not _NAME.match(self.name):
             raise InvalidInputError(
-                "name", "1 to 128 characters from letters, digits and _ . : / -", repr(self.name)
+                "name", "1 to 128 characters from letters, digits and . _ -", repr(self.name)
             )
 
     def _checked_thresholds(self) -> tuple[float, ...]:

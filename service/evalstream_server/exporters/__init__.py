@@ -1,0 +1,5 @@
+"""Exporters: read store snapshots and present them to monitoring systems."""
+
+from .prometheus import EvalstreamCollector
+
+__all__ = ["EvalstreamCollector"]

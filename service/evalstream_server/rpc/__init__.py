@@ -1,0 +1,1 @@
+"""gRPC adapter: protobuf <-> engine types, one error -> status table, the servicer."""

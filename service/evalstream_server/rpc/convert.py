@@ -1,0 +1,183 @@
+"""Protobuf messages <-> engine types. Conversion and checks only; no maths."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from evalstream.v1 import curve_pb2, stream_pb2, tensor_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from ..engine import InvalidInputError, Resolution, StreamSpec
+from ..store import StreamRecord
+
+__all__ = [
+    "decode_tensor",
+    "spec_from_config",
+    "config_from_spec",
+    "stream_info",
+    "curve_message",
+    "timestamp",
+    "seconds",
+]
+
+_DTYPES = {
+    tensor_pb2.DATA_TYPE_FLOAT32: np.dtype("<f4"),
+    tensor_pb2.DATA_TYPE_FLOAT16: np.dtype("<f2"),
+    tensor_pb2.DATA_TYPE_FLOAT64: np.dtype("<f8"),
+    tensor_pb2.DATA_TYPE_INT32: np.dtype("<i4"),
+    tensor_pb2.DATA_TYPE_INT64: np.dtype("<i8"),
+    tensor_pb2.DATA_TYPE_UINT8: np.dtype("u1"),
+    tensor_pb2.DATA_TYPE_BOOL: np.dtype("?"),
+}
+_TASKS = {
+    stream_pb2.TASK_BINARY: "binary",
+    stream_pb2.TASK_MULTICLASS: "multiclass",
+    stream_pb2.TASK_MULTILABEL: "multilabel",
+}
+_SCORES = {
+    stream_pb2.SCORE_KIND_PROBABILITIES: "probabilities",
+    stream_pb2.SCORE_KIND_LOGITS: "logits",
+}
+MAX_RANK = 2
+
+
+def decode_tensor(t: tensor_pb2.Tensor, field: str, max_elements: int) -> np.ndarray:
+    """A read-only numpy view of a Tensor, after checking dtype, shape and byte length."""
+    dtype = _DTYPES.get(t.dtype)
+    if dtype is None:
+        name = (
+            tensor_pb2.DataType.Name(t.dtype)
+            if t.dtype in tensor_pb2.DataType.values()
+            else str(t.dtype)
+        )
+        raise InvalidInputError(
+            f"{field}.dtype", f"one of {sorted(tensor_pb2.DataType.keys())[1:]}", name
+        )
+    shape = tuple(int(d) for d in t.shape)
+    if not 1 <= len(shape) <= MAX_RANK or any(d < 0 for d in shape):
+        raise InvalidInputError(
+            f"{field}.shape", "1 or 2 non-negative dimensions", str(list(shape))
+        )
+    count = math.prod(shape)
+    if count > max_elements:
+        raise InvalidInputError(
+            f"{field}.shape", f"at most {max_elements} elements", f"{count} ({list(shape)})"
+        )
+    if len(t.data) != count * dtype.itemsize:
+        raise InvalidInputError(
+            f"{field}.data",
+            f"{count * dtype.itemsize} bytes for {dtype.name} shape {list(shape)}",
+            f"{len(t.data)} bytes",
+        )
+    return np.frombuffer(t.data, dtype=dtype).reshape(shape)
+
+
+def spec_from_config(c: stream_pb2.StreamConfig, max_classes: int) -> StreamSpec:
+    """A StreamSpec from a StreamConfig; zero and empty fields take the server defaults."""
+    if c.task not in _TASKS:
+        raise InvalidInputError(
+            "config.task",
+            "TASK_BINARY, TASK_MULTICLASS or TASK_MULTILABEL",
+            stream_pb2.Task.Name(c.task) if c.task in stream_pb2.Task.values() else str(c.task),
+        )
+    if c.score_kind not in _SCORES:
+        raise InvalidInputError(
+            "config.score_kind",
+            "SCORE_KIND_PROBABILITIES or SCORE_KIND_LOGITS (declared, never guessed)",
+            stream_pb2.ScoreKind.Name(c.score_kind)
+            if c.score_kind in stream_pb2.ScoreKind.values()
+            else str(c.score_kind),
+        )
+    if len(c.classes) > max_classes:
+        raise InvalidInputError(
+            "config.classes", f"at most {max_classes} classes", f"{len(c.classes)}"
+        )
+    which = c.resolution.WhichOneof("kind")
+    if which == "exact":
+        resolution = Resolution(
+            "exact", max_samples=int(c.resolution.exact.max_samples) or 1_000_000
+        )
+    else:
+        bits = c.resolution.binned.mantissa_bits if which == "binned" else 0
+        resolution = Resolution("bins", mantissa_bits=int(bits) or 5)
+    kwargs: dict[str, Any] = {}
+    if c.ovo_class_limit:
+        kwargs["ovo_class_limit"] = int(c.ovo_class_limit)
+    if c.top_k:
+        kwargs["top_k"] = int(c.top_k)
+    if c.calibration_bins:
+        kwargs["calibration_bins"] = int(c.calibration_bins)
+    return StreamSpec(
+        task=_TASKS[c.task],
+        classes=tuple(c.classes),
+        scores=_SCORES[c.score_kind],
+        windows=tuple(c.windows),
+        thresholds=tuple(c.thresholds),
+        resolution=resolution,
+        name=c.name,
+        **kwargs,
+    )
+
+
+def config_from_spec(spec: StreamSpec) -> stream_pb2.StreamConfig:
+    inv_task = {v: k for k, v in _TASKS.items()}
+    inv_scores = {v: k for k, v in _SCORES.items()}
+    c = stream_pb2.StreamConfig(
+        name=spec.name,
+        task=inv_task[spec.task],
+        classes=list(spec.classes),
+        score_kind=inv_scores[spec.scores],
+        windows=list(spec.windows),
+        thresholds=list(spec.thresholds),
+        ovo_class_limit=spec.ovo_class_limit,
+        top_k=spec.top_k,
+        calibration_bins=spec.calibration_bins,
+    )
+    if spec.resolution.kind == "exact":
+        c.resolution.exact.max_samples = spec.resolution.max_samples
+    else:
+        c.resolution.binned.mantissa_bits = spec.resolution.mantissa_bits
+    return c
+
+
+def timestamp(t: float) -> Timestamp:
+    ts = Timestamp()
+    ts.FromNanoseconds(int(round(t * 1e9)))
+    return ts
+
+
+def seconds(ts: Timestamp) -> float:
+    return ts.seconds + ts.nanos / 1e9
+
+
+def stream_info(record: StreamRecord) -> stream_pb2.StreamInfo:
+    info = stream_pb2.StreamInfo(
+        config=config_from_spec(record.spec),
+        create_time=timestamp(record.create_time),
+        sample_count=record.engine.cumulative.n_samples,
+        ovo_available=record.spec.full_ovo,
+    )
+    if record.update_time is not None:
+        info.update_time.CopyFrom(timestamp(record.update_time))
+    return info
+
+
+def curve_message(d: dict[str, Any], kind: int, target: str) -> curve_pb2.Curve:
+    def num(v: float | None, missing: float) -> float:
+        return missing if v is None else float(v)
+
+    roc = kind == curve_pb2.CURVE_KIND_ROC
+    return curve_pb2.Curve(
+        kind=kind,
+        class_name=target,
+        x=[num(v, math.nan) for v in d["x"]],
+        y=[num(v, math.nan) for v in d["y"]],
+        # JSON nulls: ROC's leading threshold is +inf (as sklearn); PR's last point has none (NaN)
+        thresholds=[
+            num(v, math.inf if i == 0 and roc else math.nan) for i, v in enumerate(d["thresholds"])
+        ],
+        x_name=d["x_name"],
+        y_name=d["y_name"],
+    )

@@ -1,0 +1,352 @@
+"""The EvalstreamService servicer: converts messages and delegates to the store.
+
+Requests arrive as raw bytes and are parsed here, so protobuf garbage is answered with
+INVALID_ARGUMENT (grpc's own deserializer would answer INTERNAL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from evalstream.v1 import (
+    curve_pb2,
+    ingest_pb2,
+)
+from evalstream.v1 import (
+    evalstream_service_pb2 as pb,
+)
+from google.protobuf.message import Message
+
+from ..engine import InvalidInputError
+from ..store import BatchOutcome, LimitExceededError, NotFoundError, Store
+from . import convert
+from .errors import status_for
+
+__all__ = ["EvalstreamServicer", "ServiceLimits", "SERVICE_NAME", "method_handlers"]
+
+log = logging.getLogger("evalstream.rpc")
+SERVICE_NAME = "evalstream.v1.EvalstreamService"
+_STATUS = {
+    "accepted": ingest_pb2.BATCH_STATUS_ACCEPTED,
+    "duplicate": ingest_pb2.BATCH_STATUS_DUPLICATE,
+    "rejected": ingest_pb2.BATCH_STATUS_REJECTED,
+}
+
+
+@dataclass(frozen=True)
+class ServiceLimits:
+    max_batch_rows: int = 65536
+    max_classes: int = 1000
+    max_windows: int = 8
+    max_curve_points: int = 10000
+    min_watch_interval: float = 0.1
+
+
+class EvalstreamServicer:
+    """Implements every RPC of ``evalstream.v1.EvalstreamService`` on a ``Store``."""
+
+    def __init__(self, store: Store, limits: ServiceLimits | None = None) -> None:
+        self.store = store
+        self.limits = limits or ServiceLimits()
+
+    # -- streams -------------------------------------------------------------------------------
+    async def CreateStream(self, req: pb.CreateStreamRequest, ctx) -> pb.CreateStreamResponse:
+        if len(req.config.windows) > self.limits.max_windows:
+            raise LimitExceededError(
+                "config.windows", self.limits.max_windows, len(req.config.windows)
+            )
+        spec = convert.spec_from_config(req.config, self.limits.max_classes)
+        record = self.store.create(spec)
+        log.info("stream created", extra={"stream": spec.name, "task": spec.task})
+        return pb.CreateStreamResponse(stream=convert.stream_info(record))
+
+    async def GetStream(self, req: pb.GetStreamRequest, ctx) -> pb.GetStreamResponse:
+        return pb.GetStreamResponse(stream=convert.stream_info(self.store.get(req.name)))
+
+    async def ListStreams(self, req: pb.ListStreamsRequest, ctx) -> pb.ListStreamsResponse:
+        size = req.page_size or 100
+        names = [n for n in self.store.names() if n > req.page_token]
+        page = names[:size]
+        out = pb.ListStreamsResponse()
+        for name in page:
+            try:
+                out.streams.append(convert.stream_info(self.store.get(name)))
+            except NotFoundError:  # deleted meanwhile
+                continue
+        if len(names) > size:
+            out.next_page_token = page[-1]
+        return out
+
+    async def DeleteStream(self, req: pb.DeleteStreamRequest, ctx) -> pb.DeleteStreamResponse:
+        self.store.delete(req.name)
+        log.info("stream deleted", extra={"stream": req.name})
+        return pb.DeleteStreamResponse()
+
+    async def ResetStream(self, req: pb.ResetStreamRequest, ctx) -> pb.ResetStreamResponse:
+        record = self.store.reset(req.name, forget_producers=req.forget_producers)
+        return pb.ResetStreamResponse(stream=convert.stream_info(record))
+
+    # -- ingest --------------------------------------------------------------------------------
+    def _one_batch(self, req: pb.IngestRequest) -> ingest_pb2.BatchResult:
+        result = ingest_pb2.BatchResult(
+            stream=req.stream, producer_id=req.producer_id, sequence=req.sequence
+        )
+        try:
+            record = self.store.get(req.stream)
+        except NotFoundError as exc:
+            result.status = ingest_pb2.BATCH_STATUS_REJECTED
+            result.error_code = grpc.StatusCode.NOT_FOUND.value[0]
+            result.error_message = str(exc)
+            return result
+        batch: Any
+        try:
+            if req.sequence and not req.producer_id:
+                raise InvalidInputError(
+                    "producer_id", "a producer id when sequence is set", "an empty producer id"
+                )
+            rows = self.limits.max_batch_rows
+            if req.scores.shape and req.scores.shape[0] > rows:
+                raise LimitExceededError("batch rows", rows, req.scores.shape[0])
+            width = max(record.spec.n_classes, 2)
+            scores = convert.decode_tensor(req.scores, "scores", rows * width)
+            labels = convert.decode_tensor(req.labels, "labels", rows * width)
+            weights = None
+            if req.HasField("sample_weight"):
+                weights = convert.decode_tensor(req.sample_weight, "sample_weight", rows)
+            batch = record.engine.validate(labels, scores, weights)
+        except (InvalidInputError, LimitExceededError) as exc:
+            if not req.sequence:  # unsequenced: nothing to consume, just reject
+                code, message = status_for(exc)
+                result.status = ingest_pb2.BATCH_STATUS_REJECTED
+                result.error_code = code.value[0]
+                result.error_message = message
+                return result
+            batch = exc
+        ts = convert.seconds(req.event_time) if req.HasField("event_time") else None
+        outcome = self.store.ingest(req.stream, req.producer_id, req.sequence, batch, ts)
+        return _fill(result, outcome)
+
+    async def Ingest(
+        self, requests: AsyncIterator[pb.IngestRequest], ctx
+    ) -> AsyncIterator[pb.IngestResponse]:
+        """Apply batches as they arrive; acknowledge them coalesced, in order."""
+        queue: asyncio.Queue[ingest_pb2.BatchResult | None] = asyncio.Queue()
+        totals = pb.IngestResponse()
+
+        async def read() -> None:
+            try:
+                async for req in requests:
+                    queue.put_nowait(self._one_batch(req))
+            finally:
+                queue.put_nowait(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            done = False
+            while not done:
+                first = await queue.get()
+                pending = [first]
+                while not queue.empty():
+                    pending.append(queue.get_nowait())
+                out = pb.IngestResponse()
+                for item in pending:
+                    if item is None:
+                        done = True
+                        continue
+                    out.results.append(item)
+                    _count(totals, item)
+                if not out.results and not done:
+                    continue
+                for field in (
+                    "accepted_batches",
+                    "duplicate_batches",
+                    "rejected_batches",
+                    "accepted_samples",
+                    "rejected_samples",
+                ):
+                    setattr(out, field, getattr(totals, field))
+                if out.results or done:
+                    yield out
+            await reader  # re-raise a failed read (bad message: the call fails)
+        finally:
+            if not reader.done():
+                reader.cancel()
+
+    # -- queries -------------------------------------------------------------------------------
+    def _report_json(self, stream: str, window: str, curves: bool, max_points: int) -> str:
+        points = min(max_points or 200, self.limits.max_curve_points)
+        report = self.store.report(stream, window or "cumulative", curves=curves, max_points=points)
+        return json.dumps(report, allow_nan=False, separators=(",", ":"))
+
+    async def GetReport(self, req: pb.GetReportRequest, ctx) -> pb.GetReportResponse:
+        window = req.window or "cumulative"
+        text = self._report_json(req.stream, window, req.include_curves, req.max_curve_points)
+        return pb.GetReportResponse(
+            stream=req.stream,
+            window=window,
+            report_json=text,
+            generated_time=convert.timestamp(time.time()),
+        )
+
+    async def GetCurve(self, req: pb.GetCurveRequest, ctx) -> pb.GetCurveResponse:
+        window = req.window or "cumulative"
+        record = self.store.get(req.stream)
+        kind = req.kind or curve_pb2.CURVE_KIND_ROC
+        if kind not in (curve_pb2.CURVE_KIND_ROC, curve_pb2.CURVE_KIND_PRECISION_RECALL):
+            raise InvalidInputError(
+                "kind", "CURVE_KIND_ROC or CURVE_KIND_PRECISION_RECALL", str(req.kind)
+            )
+        target = req.class_name or (
+            record.spec.classes[1] if record.spec.task == "binary" else "micro"
+        )
+        points = min(req.max_points or 200, self.limits.max_curve_points)
+        d = self.store.curve(
+            req.stream, window, "roc" if kind == curve_pb2.CURVE_KIND_ROC else "pr", target, points
+        )
+        return pb.GetCurveResponse(
+            stream=req.stream,
+            window=window,
+            generated_time=convert.timestamp(time.time()),
+            curve=convert.curve_message(d, kind, target),
+        )
+
+    async def WatchReport(
+        self, req: pb.WatchReportRequest, ctx
+    ) -> AsyncIterator[pb.WatchReportResponse]:
+        window = req.window or "cumulative"
+        interval = (
+            req.interval.seconds + req.interval.nanos / 1e9 if req.HasField("interval") else 5.0
+        )
+        if interval < self.limits.min_watch_interval:
+            raise InvalidInputError(
+                "interval", f"at least {self.limits.min_watch_interval} s", f"{interval} s"
+            )
+        self.store.get(req.stream)
+        while True:
+            text = self._report_json(req.stream, window, req.include_curves, req.max_curve_points)
+            yield pb.WatchReportResponse(
+                stream=req.stream,
+                window=window,
+                report_json=text,
+                generated_time=convert.timestamp(time.time()),
+            )
+            await asyncio.sleep(interval)
+
+
+def _fill(result: ingest_pb2.BatchResult, outcome: BatchOutcome) -> ingest_pb2.BatchResult:
+    result.status = _STATUS[outcome.status]
+    result.samples = outcome.samples
+    result.error_code = outcome.error_code
+    result.error_message = outcome.error_message
+    result.expected_sequence = outcome.expected_sequence
+    if outcome.original_status:
+        result.original_status = _STATUS[outcome.original_status]
+    return result
+
+
+def _count(totals: pb.IngestResponse, r: ingest_pb2.BatchResult) -> None:
+    if r.status == ingest_pb2.BATCH_STATUS_ACCEPTED:
+        totals.accepted_batches += 1
+        totals.accepted_samples += r.samples
+    elif r.status == ingest_pb2.BATCH_STATUS_DUPLICATE:
+        totals.duplicate_batches += 1
+    else:
+        totals.rejected_batches += 1
+
+
+# -- registration with raw-bytes parsing ------------------------------------------------------
+_METHODS: dict[str, tuple[str, type[Message]]] = {
+    "CreateStream": ("unary_unary", pb.CreateStreamRequest),
+    "GetStream": ("unary_unary", pb.GetStreamRequest),
+    "ListStreams": ("unary_unary", pb.ListStreamsRequest),
+    "DeleteStream": ("unary_unary", pb.DeleteStreamRequest),
+    "ResetStream": ("unary_unary", pb.ResetStreamRequest),
+    "Ingest": ("stream_stream", pb.IngestRequest),
+    "GetReport": ("unary_unary", pb.GetReportRequest),
+    "GetCurve": ("unary_unary", pb.GetCurveRequest),
+    "WatchReport": ("unary_stream", pb.WatchReportRequest),
+}
+
+
+async def _abort(ctx: grpc.aio.ServicerContext, exc: BaseException) -> None:
+    code, message = status_for(exc)
+    if isinstance(exc, LimitExceededError) and exc.retry_after is not None:
+        ctx.set_trailing_metadata((("retry-after-ms", str(int(exc.retry_after * 1000))),))
+    await ctx.abort(code, message)
+
+
+def method_handlers(
+    servicer: EvalstreamServicer, interceptor: Callable[[str, Any], Awaitable[None]] | None = None
+) -> grpc.GenericRpcHandler:
+    """A generic handler whose methods parse the raw request bytes themselves."""
+    handlers = {}
+    for name, (kind, req_type) in _METHODS.items():
+        impl = getattr(servicer, name)
+        handlers[name] = _wrap(name, kind, req_type, impl, interceptor)
+    return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
+
+
+def _wrap(name, kind, req_type, impl, interceptor):
+    def parse(raw: bytes) -> Message:
+        return req_type.FromString(raw)
+
+    ser = lambda m: m.SerializeToString()  # noqa: E731
+
+    if kind == "unary_unary":
+
+        async def unary(raw: bytes, ctx):
+            try:
+                if interceptor is not None:
+                    await interceptor(name, ctx)
+                return await impl(parse(raw), ctx)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - mapped by the table
+                if isinstance(exc, grpc.aio.AbortError):
+                    raise
+                await _abort(ctx, exc)
+
+        return grpc.unary_unary_rpc_method_handler(unary, response_serializer=ser)
+
+    if kind == "unary_stream":
+
+        async def unary_stream(raw: bytes, ctx):
+            try:
+                if interceptor is not None:
+                    await interceptor(name, ctx)
+                async for item in impl(parse(raw), ctx):
+                    yield item
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                if isinstance(exc, grpc.aio.AbortError):
+                    raise
+                await _abort(ctx, exc)
+
+        return grpc.unary_stream_rpc_method_handler(unary_stream, response_serializer=ser)
+
+    async def stream_stream(raw_iter, ctx):
+        async def parsed():
+            async for raw in raw_iter:
+                yield parse(raw)
+
+        try:
+            if interceptor is not None:
+                await interceptor(name, ctx)
+            async for item in impl(parsed(), ctx):
+                yield item
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            if isinstance(exc, grpc.aio.AbortError):
+                raise
+            await _abort(ctx, exc)
+
+    return grpc.stream_stream_rpc_method_handler(stream_stream, response_serializer=ser)

@@ -1,0 +1,140 @@
+"""Build and run the server: gRPC (grpc.aio) with health and reflection, plus /metrics.
+
+A server is constructed, not global: ``await start_server(settings)`` returns a ``RunningServer``
+with the bound ports, so tests bind port 0 and own the lifecycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry, start_http_server
+
+from .exporters import EvalstreamCollector
+from .rpc.servicer import SERVICE_NAME, EvalstreamServicer, ServiceLimits, method_handlers
+from .settings import Settings
+from .store import MemoryStore
+
+__all__ = ["RunningServer", "start_server", "serve_forever", "build_store"]
+
+log = logging.getLogger("evalstream.server")
+
+
+def build_store(settings: Settings) -> MemoryStore:
+    """The store the settings ask for (in-memory until the durable store lands)."""
+    return MemoryStore(max_streams=settings.max_streams)
+
+
+@dataclass
+class RunningServer:
+    settings: Settings
+    store: MemoryStore
+    grpc_server: grpc.aio.Server
+    grpc_port: int
+    metrics_port: int | None
+    health: health.aio.HealthServicer
+    registry: CollectorRegistry
+    _metrics_httpd: object | None = None
+
+    @property
+    def target(self) -> str:
+        host = self.settings.host
+        host = f"[{host}]" if ":" in host and not host.startswith("[") else host
+        return f"{host}:{self.grpc_port}"
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Graceful shutdown: report NOT_SERVING, drain RPCs for ``grace`` seconds, close."""
+        grace = self.settings.shutdown_grace if grace is None else grace
+        await self.health.enter_graceful_shutdown()
+        await self.grpc_server.stop(grace)
+        if self._metrics_httpd is not None:
+            self._metrics_httpd.shutdown()  # type: ignore[attr-defined]
+            self._metrics_httpd.server_close()  # type: ignore[attr-defined]
+        self.store.close()
+        log.info("server stopped")
+
+
+async def start_server(settings: Settings, store: MemoryStore | None = None) -> RunningServer:
+    """Start gRPC (and /metrics unless ``metrics_port == -1``); return the running server."""
+    _check_protobuf_backend()
+    store = store if store is not None else build_store(settings)
+    options = [
+        ("grpc.max_receive_message_length", settings.max_receive_bytes),
+        ("grpc.max_send_message_length", settings.max_send_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+    server = grpc.aio.server(options=options)
+    limits = ServiceLimits(
+        max_batch_rows=settings.max_batch_rows,
+        max_classes=settings.max_classes,
+        max_windows=settings.max_windows,
+    )
+    server.add_generic_rpc_handlers((method_handlers(EvalstreamServicer(store, limits)),))
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (
+            SERVICE_NAME,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
+        server,
+    )
+    port = server.add_insecure_port(f"{_bracket(settings.host)}:{settings.grpc_port}")
+    if port == 0:
+        raise OSError(f"could not bind gRPC to {settings.host}:{settings.grpc_port}")
+    await server.start()
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(EvalstreamCollector(store, settings.max_class_series))
+    httpd, metrics_port = None, None
+    if settings.metrics_port >= 0:
+        httpd, _thread = start_http_server(
+            settings.metrics_port, addr=settings.metrics_host, registry=registry
+        )
+        metrics_port = httpd.server_port
+    log.info(
+        "serving",
+        extra={
+            "grpc": f"{settings.host}:{port}",
+            "metrics": f"{settings.metrics_host}:{metrics_port}",
+        },
+    )
+    return RunningServer(
+        settings, store, server, port, metrics_port, health_servicer, registry, httpd
+    )
+
+
+def _bracket(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def _check_protobuf_backend() -> None:
+    from google.protobuf.internal import api_implementation
+
+    kind = api_implementation.Type()
+    if kind == "python":
+        raise RuntimeError(
+            "protobuf runs on its pure-Python backend (PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION="
+            "python?); it is 10-100x slower at parsing batches. Unset that variable or install "
+            "the protobuf wheel for this platform (upb backend)."
+        )
+
+
+async def serve_forever(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    running = await start_server(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down", extra={"grace_s": settings.shutdown_grace})
+    await running.stop()

@@ -1,0 +1,59 @@
+"""Server settings: one object, built from flags or ``EVALSTREAM_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+
+__all__ = ["Settings"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything ``evalstream serve`` can be told. Each field ``x`` also reads ``EVALSTREAM_X``.
+
+    Message sizes are set on purpose: clients split batches at about 1 MiB, the server accepts up
+    to ``max_receive_bytes`` (4 MiB, like MLServer), and answers up to ``max_send_bytes`` (reports
+    with curves can be large).
+    """
+
+    host: str = "127.0.0.1"
+    grpc_port: int = 50051
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9464  # 0 picks a free port; -1 disables the /metrics endpoint
+    data_dir: str = ""
+    max_receive_bytes: int = 4 * 1024 * 1024
+    max_send_bytes: int = 64 * 1024 * 1024
+    max_streams: int = 1000
+    max_classes: int = 1000
+    max_windows: int = 8
+    max_batch_rows: int = 65536
+    max_class_series: int = 100  # classes per stream that get per-class Prometheus series
+    shutdown_grace: float = 10.0
+    log_level: str = "INFO"
+    log_format: str = "json"  # json or text
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get(f"EVALSTREAM_{f.name.upper()}")
+            if raw is not None:
+                values[f.name] = _parse(f.type, raw, f.name)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _parse(kind: object, raw: str, name: str) -> object:
+    text = str(kind)
+    try:
+        if text == "int":
+            return int(raw)
+        if text == "float":
+            return float(raw)
+    except ValueError:
+        raise ValueError(
+            f"EVALSTREAM_{name.upper()}: expected a {text}, received {raw!r}"
+        ) from None
+    return raw

@@ -1,0 +1,21 @@
+"""Who owns stream state: the store interface and its implementations."""
+
+from .base import (
+    AlreadyExistsError,
+    BatchOutcome,
+    LimitExceededError,
+    NotFoundError,
+    Store,
+    StreamRecord,
+)
+from .memory import MemoryStore
+
+__all__ = [
+    "AlreadyExistsError",
+    "BatchOutcome",
+    "LimitExceededError",
+    "MemoryStore",
+    "NotFoundError",
+    "Store",
+    "StreamRecord",
+]

@@ -1,0 +1,141 @@
+"""The store interface: streams, exactly-once ingest, snapshots for queries and exporters.
+
+A store owns every stream's engine and the last sequence of every (stream, producer). The durable
+and the shared stores implement the same interface, so the RPC layer and the exporter never know
+which one they talk to.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..engine import Batch, State, StreamEngine, StreamSpec
+
+__all__ = [
+    "AlreadyExistsError",
+    "BatchOutcome",
+    "LimitExceededError",
+    "NotFoundError",
+    "Store",
+    "StreamRecord",
+]
+
+Status = Literal["accepted", "duplicate", "rejected"]
+
+
+class NotFoundError(KeyError):
+    """No stream of that name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"stream {name!r} not found")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class AlreadyExistsError(ValueError):
+    """A stream of that name exists."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"stream {name!r} already exists; delete it first or pick another name")
+
+
+class LimitExceededError(RuntimeError):
+    """A configured limit (streams, rows, rate) would be exceeded; retry later or ask less."""
+
+    def __init__(
+        self, what: str, limit: float, received: float, retry_after: float | None = None
+    ) -> None:
+        self.what = what
+        self.limit = limit
+        self.received = received
+        self.retry_after = retry_after
+        msg = f"{what}: limit {limit:g}, received {received:g}"
+        if retry_after is not None:
+            msg += f"; retry after {retry_after:.3f} s"
+        super().__init__(msg)
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What happened to one sequenced batch (recorded, so a duplicate gets the same answer)."""
+
+    status: Status
+    samples: int = 0
+    error_code: int = 0  # grpc.StatusCode value[0]; 0 = OK
+    error_message: str = ""
+    expected_sequence: int = 0
+    original_status: Status | None = None
+
+
+@dataclass
+class StreamRecord:
+    """A stream's definition, engine and producer bookkeeping."""
+
+    spec: StreamSpec
+    engine: StreamEngine
+    create_time: float
+    update_time: float | None = None
+    producers: dict[str, int] = field(default_factory=dict)  # producer -> last sequence
+    outcomes: dict[str, dict[int, BatchOutcome]] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+class Store(abc.ABC):
+    """Interface every store implements. Methods are thread-safe."""
+
+    @abc.abstractmethod
+    def create(self, spec: StreamSpec) -> StreamRecord: ...
+
+    @abc.abstractmethod
+    def get(self, name: str) -> StreamRecord: ...
+
+    @abc.abstractmethod
+    def names(self) -> list[str]: ...
+
+    @abc.abstractmethod
+    def delete(self, name: str) -> None: ...
+
+    @abc.abstractmethod
+    def reset(self, name: str, forget_producers: bool = False) -> StreamRecord: ...
+
+    @abc.abstractmethod
+    def ingest(
+        self,
+        name: str,
+        producer_id: str,
+        sequence: int,
+        batch: Batch | Exception,
+        timestamp: float | None,
+    ) -> BatchOutcome:
+        """Count ``batch`` exactly once for ``(producer_id, sequence)``.
+
+        ``batch`` may be the validation error of a rejected batch: it still consumes its
+        sequence number (so the producer does not stall) and its outcome is recorded."""
+
+    @abc.abstractmethod
+    def expected_sequence(self, name: str, producer_id: str) -> int: ...
+
+    @abc.abstractmethod
+    def state(self, name: str, window: str) -> State:
+        """A snapshot of a window's state, safe to use without locks."""
+
+    @abc.abstractmethod
+    def report(
+        self, name: str, window: str, curves: bool = False, max_points: int = 200
+    ) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    def curve(
+        self, name: str, window: str, kind: str, target: str, max_points: int = 200
+    ) -> dict[str, Any]: ...
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (files, connections)."""

@@ -1,0 +1,199 @@
+"""In-memory store: the state lives in this process (the durable store extends it)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..engine import Batch, InvalidInputError, State, StreamEngine, StreamSpec
+from .base import (
+    AlreadyExistsError,
+    BatchOutcome,
+    LimitExceededError,
+    NotFoundError,
+    Store,
+    StreamRecord,
+)
+
+__all__ = ["MemoryStore", "OUTCOME_MEMORY"]
+
+OUTCOME_MEMORY = 4096  # recorded outcomes kept per producer for duplicate answers
+_INVALID_ARGUMENT = 3
+_OUT_OF_RANGE = 11
+_RESOURCE_EXHAUSTED = 8
+
+
+class MemoryStore(Store):
+    """Streams in a dict, one lock per store (engine updates are short and CPU-bound).
+
+    Parameters
+    ----------
+    max_streams : int
+        Creating more streams raises ``LimitExceededError``.
+    clock : callable
+        Wall clock in seconds, shared with the engines' windows.
+    """
+
+    def __init__(self, max_streams: int = 1000, clock: Callable[[], float] = time.time) -> None:
+        self.max_streams = max_streams
+        self.clock = clock
+        self._streams: dict[str, StreamRecord] = {}
+        self._lock = threading.RLock()
+
+    # -- streams -------------------------------------------------------------------------------
+    def create(self, spec: StreamSpec) -> StreamRecord:
+        if not spec.name:
+            raise InvalidInputError("config.name", "a stream name", "an empty name")
+        with self._lock:
+            if spec.name in self._streams:
+                raise AlreadyExistsError(spec.name)
+            if len(self._streams) >= self.max_streams:
+                raise LimitExceededError("streams", self.max_streams, len(self._streams) + 1)
+            record = StreamRecord(spec, StreamEngine(spec, clock=self.clock), self.clock())
+            self._streams[spec.name] = record
+            self._on_create(record)
+            return record
+
+    def get(self, name: str) -> StreamRecord:
+        with self._lock:
+            try:
+                return self._streams[name]
+            except KeyError:
+                raise NotFoundError(name) from None
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return sorted(self._streams)
+
+    def delete(self, name: str) -> None:
+        with self._lock:
+            if name not in self._streams:
+                raise NotFoundError(name)
+            del self._streams[name]
+            self._on_delete(name)
+
+    def reset(self, name: str, forget_producers: bool = False) -> StreamRecord:
+        with self._lock:
+            record = self.get(name)
+            record.engine.reset()
+            if forget_producers:
+                record.producers.clear()
+                record.outcomes.clear()
+            self._on_reset(record, forget_producers)
+            return record
+
+    # -- ingest --------------------------------------------------------------------------------
+    def expected_sequence(self, name: str, producer_id: str) -> int:
+        with self._lock:
+            return self.get(name).producers.get(producer_id, 0) + 1
+
+    def ingest(
+        self,
+        name: str,
+        producer_id: str,
+        sequence: int,
+        batch: Batch | Exception,
+        timestamp: float | None,
+    ) -> BatchOutcome:
+        with self._lock:
+            record = self.get(name)
+            if sequence:
+                if not producer_id:
+                    raise InvalidInputError(
+                        "producer_id", "a producer id with a sequence", "an empty producer id"
+                    )
+                last = record.producers.get(producer_id, 0)
+                if sequence <= last:
+                    seen = record.outcomes.get(producer_id, {}).get(sequence)
+                    return BatchOutcome(
+                        "duplicate",
+                        samples=seen.samples if seen else 0,
+                        expected_sequence=last + 1,
+                        original_status=seen.status if seen else "accepted",
+                        error_code=seen.error_code if seen else 0,
+                        error_message=seen.error_message if seen else "",
+                    )
+                if sequence > last + 1:
+                    return BatchOutcome(
+                        "rejected",
+                        error_code=_OUT_OF_RANGE,
+                        expected_sequence=last + 1,
+                        error_message=f"sequence: expected {last + 1} for producer "
+                        f"{producer_id!r}, received {sequence} (a gap: batches "
+                        f"{last + 1}..{sequence - 1} were never acknowledged; resend them)",
+                    )
+            outcome = self._apply(record, batch, timestamp)
+            if sequence:
+                record.producers[producer_id] = sequence
+                book = record.outcomes.setdefault(producer_id, {})
+                book[sequence] = outcome
+                if len(book) > OUTCOME_MEMORY:
+                    for old in sorted(book)[: len(book) - OUTCOME_MEMORY]:
+                        del book[old]
+                outcome = BatchOutcome(**{**outcome.__dict__, "expected_sequence": sequence + 1})
+            self._on_ingest(record, producer_id, sequence, batch, timestamp, outcome)
+            return outcome
+
+    def _apply(
+        self, record: StreamRecord, batch: Batch | Exception, timestamp: float | None
+    ) -> BatchOutcome:
+        if isinstance(batch, Exception):
+            code = (
+                _RESOURCE_EXHAUSTED if isinstance(batch, LimitExceededError) else _INVALID_ARGUMENT
+            )
+            return BatchOutcome("rejected", error_code=code, error_message=str(batch))
+        try:
+            n = record.engine.ingest(batch, timestamp)
+        except InvalidInputError as exc:  # e.g. the exact-resolution cap
+            return BatchOutcome("rejected", error_code=_RESOURCE_EXHAUSTED, error_message=str(exc))
+        record.update_time = self.clock()
+        return BatchOutcome("accepted", samples=n)
+
+    # -- queries -------------------------------------------------------------------------------
+    def state(self, name: str, window: str) -> State:
+        with self._lock:
+            return self.get(name).engine.state(window)
+
+    def report(
+        self, name: str, window: str, curves: bool = False, max_points: int = 200
+    ) -> dict[str, Any]:
+        state = self.state(name, window)
+        from ..engine import build_report
+
+        return build_report(
+            state, window=window or "cumulative", curves=curves, max_points=max_points
+        )
+
+    def curve(
+        self, name: str, window: str, kind: str, target: str, max_points: int = 200
+    ) -> dict[str, Any]:
+        from ..engine import curve
+
+        return curve(self.state(name, window), kind, target, max_points)
+
+    def records(self) -> list[StreamRecord]:
+        with self._lock:
+            return list(self._streams.values())
+
+    # -- hooks for the durable store -----------------------------------------------------------
+    def _on_create(self, record: StreamRecord) -> None:
+        """Called under the lock after a stream is created."""
+
+    def _on_delete(self, name: str) -> None:
+        """Called under the lock after a stream is deleted."""
+
+    def _on_reset(self, record: StreamRecord, forget_producers: bool) -> None:
+        """Called under the lock after a stream is reset."""
+
+    def _on_ingest(
+        self,
+        record: StreamRecord,
+        producer_id: str,
+        sequence: int,
+        batch: Batch | Exception,
+        timestamp: float | None,
+        outcome: BatchOutcome,
+    ) -> None:
+        """Called under the lock after a batch was applied or rejected."""
