@@ -65,7 +65,121 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-_PARSER_BUILDERS: list[Callable[[argparse._SubParsersAction], None]] = [_add_evaluate]
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="run the gRPC server and the /metrics endpoint",
+        description="Every flag can also be set as EVALSTREAM_<NAME> "
+        "(e.g. EVALSTREAM_GRPC_PORT); flags win.",
+    )
+    p.add_argument("--host", help="gRPC bind address (default 127.0.0.1)")
+    p.add_argument("--grpc-port", type=int, help="gRPC port (default 50051; 0 = any free)")
+    p.add_argument("--metrics-host", help="/metrics bind address (default 127.0.0.1)")
+    p.add_argument("--metrics-port", type=int, help="/metrics port (default 9464; -1 = off)")
+    p.add_argument("--data-dir", help="directory for durable state")
+    p.add_argument("--max-streams", type=int)
+    p.add_argument("--max-classes", type=int)
+    p.add_argument("--max-batch-rows", type=int)
+    p.add_argument(
+        "--max-class-series",
+        type=int,
+        help="classes per stream that get per-class Prometheus series",
+    )
+    p.add_argument("--log-level")
+    p.add_argument("--log-format", choices=["json", "text"])
+
+
+@_command("serve")
+def _serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .logs import configure_logging
+    from .server import serve_forever
+    from .settings import Settings
+
+    keys = (
+        "host",
+        "grpc_port",
+        "metrics_host",
+        "metrics_port",
+        "data_dir",
+        "max_streams",
+        "max_classes",
+        "max_batch_rows",
+        "max_class_series",
+        "log_level",
+        "log_format",
+    )
+    settings = Settings.from_env(**{k: getattr(args, k) for k in keys})
+    configure_logging(settings.log_level, settings.log_format)
+    asyncio.run(serve_forever(settings))
+    return 0
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="print a stream's report from a running server")
+    p.add_argument("--target", default="127.0.0.1:50051", help="HOST:PORT of the server")
+    p.add_argument("--stream", required=True)
+    p.add_argument("--window", default="cumulative")
+    p.add_argument("--json", action="store_true", help="print the canonical report as JSON")
+    p.add_argument("--token", default=None, help="bearer token (or EVALSTREAM_TOKEN)")
+
+
+@_command("report")
+def _report(args: argparse.Namespace) -> int:
+    import os
+
+    from evalstream import EvalClient, EvalstreamError
+    from evalstream.text import format_report
+
+    token = args.token or os.environ.get("EVALSTREAM_TOKEN")
+    try:
+        with EvalClient(args.target, token=token) as client:
+            report = client.report(args.stream, window=args.window).to_dict()
+    except EvalstreamError as exc:
+        print(f"evalstream report: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        json.dump(report, sys.stdout, indent=1, allow_nan=False)
+        sys.stdout.write("\n")
+    else:
+        print(format_report(report))
+    return 0
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="a live tour: server, imbalanced stream, live report")
+    p.add_argument("--duration", type=float, default=30.0, help="seconds (default 30)")
+    p.add_argument("--forever", action="store_true", help="run until Ctrl-C")
+    p.add_argument("--rate", type=int, default=20000, help="samples per second")
+    p.add_argument("--report-every", type=float, default=3.0)
+    p.add_argument("--grpc-port", type=int, default=0)
+    p.add_argument("--metrics-port", type=int, default=9464)
+    p.add_argument("--data-dir", default="")
+
+
+@_command("demo")
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(
+        duration=args.duration,
+        forever=args.forever,
+        rate=args.rate,
+        report_every=args.report_every,
+        grpc_port=args.grpc_port,
+        metrics_port=args.metrics_port,
+        data_dir=args.data_dir,
+    )
+    return 0
+
+
+_PARSER_BUILDERS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_evaluate,
+    _add_serve,
+    _add_report,
+    _add_demo,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,7 +21,7 @@ from .rpc.servicer import SERVICE_NAME, EvalstreamServicer, ServiceLimits, metho
 from .settings import Settings
 from .store import MemoryStore
 
-__all__ = ["RunningServer", "start_server", "serve_forever", "build_store"]
+__all__ = ["RunningServer", "ServerThread", "start_server", "serve_forever", "build_store"]
 
 log = logging.getLogger("evalstream.server")
 
@@ -138,3 +138,62 @@ async def serve_forever(settings: Settings) -> None:
     await stop.wait()
     log.info("shutting down", extra={"grace_s": settings.shutdown_grace})
     await running.stop()
+
+
+class ServerThread:
+    """Run a server on its own event loop in a background thread (demo, tests, notebooks).
+
+    Examples
+    --------
+    >>> with ServerThread(Settings(grpc_port=0, metrics_port=-1)) as srv:  # doctest: +SKIP
+    ...     print(srv.target)
+    """
+
+    def __init__(self, settings: Settings, store: MemoryStore | None = None) -> None:
+        import threading
+
+        self.settings = settings
+        self._store = store
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="evalstream-server", daemon=True
+        )
+        self.running: RunningServer | None = None
+
+    def start(self) -> ServerThread:
+        self._thread.start()
+        fut = asyncio.run_coroutine_threadsafe(start_server(self.settings, self._store), self._loop)
+        self.running = fut.result(timeout=30)
+        return self
+
+    @property
+    def target(self) -> str:
+        assert self.running is not None
+        return self.running.target
+
+    @property
+    def metrics_port(self) -> int | None:
+        assert self.running is not None
+        return self.running.metrics_port
+
+    @property
+    def store(self) -> MemoryStore:
+        assert self.running is not None
+        return self.running.store
+
+    def stop(self, grace: float = 1.0) -> None:
+        if self.running is not None:
+            fut = asyncio.run_coroutine_threadsafe(self.running.stop(grace), self._loop)
+            fut.result(timeout=grace + 30)
+            self.running = None
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+        if not self._loop.is_running():
+            self._loop.close()
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
