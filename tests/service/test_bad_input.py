@@ -25,28 +25,71 @@ def _n(stub, name):
 def streams(stub):
     create(stub, "mc")
     create(stub, "ml", task="multilabel", classes=("x", "y"))
-    ok = pb.IngestRequest(stream="mc", producer_id="seed", sequence=1, scores=tensor(P),
-                          labels=tensor(Y))
+    ok = pb.IngestRequest(
+        stream="mc", producer_id="seed", sequence=1, scores=tensor(P), labels=tensor(Y)
+    )
     ingest(stub, [ok])
     return stub
 
 
 BAD = [
-    ("nan scores", "mc", np.array([[np.nan, 0.5, 0.5], [0.6, 0.2, 0.2]], np.float32), Y, None,
-     "y_score", "NaN"),
-    ("inf scores", "mc", np.array([[np.inf, 0.5, 0.5], [0.6, 0.2, 0.2]], np.float32), Y, None,
-     "y_score", "infinite"),
+    (
+        "nan scores",
+        "mc",
+        np.array([[np.nan, 0.5, 0.5], [0.6, 0.2, 0.2]], np.float32),
+        Y,
+        None,
+        "y_score",
+        "NaN",
+    ),
+    (
+        "inf scores",
+        "mc",
+        np.array([[np.inf, 0.5, 0.5], [0.6, 0.2, 0.2]], np.float32),
+        Y,
+        None,
+        "y_score",
+        "infinite",
+    ),
     ("column count", "mc", np.full((2, 4), 0.25, np.float32), Y, None, "y_score", "(n, 3)"),
     ("label range", "mc", P, np.array([0, 7], np.int32), None, "y_true", "[0, 2]"),
-    ("multi-hot on multiclass", "mc", P, np.array([[1, 0, 1], [0, 1, 0]], np.uint8), None,
-     "y_true", "multilabel"),
-    ("indices on multilabel", "ml", np.array([[0.1, 0.9], [0.8, 0.2]], np.float32),
-     np.array([0, 1], np.int32), None, "y_true", "multi-hot"),
-    ("rows not summing to 1", "mc", np.array([[0.5, 0.5, 0.5], [0.6, 0.2, 0.2]], np.float32), Y,
-     None, "y_score", "logits"),
+    (
+        "multi-hot on multiclass",
+        "mc",
+        P,
+        np.array([[1, 0, 1], [0, 1, 0]], np.uint8),
+        None,
+        "y_true",
+        "multilabel",
+    ),
+    (
+        "indices on multilabel",
+        "ml",
+        np.array([[0.1, 0.9], [0.8, 0.2]], np.float32),
+        np.array([0, 1], np.int32),
+        None,
+        "y_true",
+        "multi-hot",
+    ),
+    (
+        "rows not summing to 1",
+        "mc",
+        np.array([[0.5, 0.5, 0.5], [0.6, 0.2, 0.2]], np.float32),
+        Y,
+        None,
+        "y_score",
+        "logits",
+    ),
     ("negative weights", "mc", P, Y, np.array([1.0, -1.0]), "sample_weight", "non-negative"),
-    ("empty batch", "mc", np.zeros((0, 3), np.float32), np.zeros(0, np.int32), None, "y_true",
-     "at least 1"),
+    (
+        "empty batch",
+        "mc",
+        np.zeros((0, 3), np.float32),
+        np.zeros(0, np.int32),
+        None,
+        "y_true",
+        "at least 1",
+    ),
     ("length mismatch", "mc", P, np.array([0, 1, 2], np.int32), None, "y_score", "3 rows"),
 ]
 
@@ -55,8 +98,13 @@ BAD = [
 def test_bad_batches_are_rejected_with_the_field_and_change_nothing(streams, case):
     _, stream, scores, labels, weights, field, word = case
     before = _n(streams, stream)
-    req = pb.IngestRequest(stream=stream, producer_id=f"bad-{case[0]}", sequence=1,
-                           scores=tensor(scores), labels=tensor(labels))
+    req = pb.IngestRequest(
+        stream=stream,
+        producer_id=f"bad-{case[0]}",
+        sequence=1,
+        scores=tensor(scores),
+        labels=tensor(labels),
+    )
     if weights is not None:
         req.sample_weight.CopyFrom(tensor(weights))
     results, totals = ingest(streams, [req])
@@ -73,21 +121,30 @@ def test_bad_batches_are_rejected_with_the_field_and_change_nothing(streams, cas
 
 def test_bytes_that_are_not_the_declared_dtype_and_shape(streams):
     bad = tensor_pb2.Tensor(dtype=tensor_pb2.DATA_TYPE_FLOAT32, shape=[2, 3], data=b"\x00" * 20)
-    req = pb.IngestRequest(stream="mc", producer_id="dtype", sequence=1, scores=bad,
-                           labels=tensor(Y))
+    req = pb.IngestRequest(
+        stream="mc", producer_id="dtype", sequence=1, scores=bad, labels=tensor(Y)
+    )
     (r,), _ = ingest(streams, [req])
     assert r.status == ingest_pb2.BATCH_STATUS_REJECTED
-    assert "scores.data: expected 24 bytes for float32 shape [2, 3], received 20 bytes" \
+    assert (
+        "scores.data: expected 24 bytes for float32 shape [2, 3], received 20 bytes"
         in r.error_message
-    req = pb.IngestRequest(stream="mc", producer_id="dtype2", sequence=1, labels=tensor(Y),
-                           scores=tensor_pb2.Tensor(dtype=0, shape=[2, 3], data=P.tobytes()))
+    )
+    req = pb.IngestRequest(
+        stream="mc",
+        producer_id="dtype2",
+        sequence=1,
+        labels=tensor(Y),
+        scores=tensor_pb2.Tensor(dtype=0, shape=[2, 3], data=P.tobytes()),
+    )
     (r,), _ = ingest(streams, [req])
     assert "scores.dtype" in r.error_message and "DATA_TYPE_UNSPECIFIED" in r.error_message
 
 
 def test_unknown_stream_is_not_found_and_consumes_nothing(streams):
-    req = pb.IngestRequest(stream="nope", producer_id="x", sequence=1, scores=tensor(P),
-                           labels=tensor(Y))
+    req = pb.IngestRequest(
+        stream="nope", producer_id="x", sequence=1, scores=tensor(P), labels=tensor(Y)
+    )
     (r,), _ = ingest(streams, [req])
     assert r.error_code == grpc.StatusCode.NOT_FOUND.value[0] and "nope" in r.error_message
     with pytest.raises(grpc.RpcError) as info:
@@ -103,8 +160,9 @@ def test_existing_stream_name_is_already_exists(streams):
 
 
 def test_undeclared_task_or_score_kind_is_invalid(streams):
-    cfg = stream_pb2.StreamConfig(name="nokind", task=stream_pb2.TASK_MULTICLASS,
-                                  classes=["a", "b"])
+    cfg = stream_pb2.StreamConfig(
+        name="nokind", task=stream_pb2.TASK_MULTICLASS, classes=["a", "b"]
+    )
     with pytest.raises(grpc.RpcError) as info:
         streams.CreateStream(pb.CreateStreamRequest(config=cfg))
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -113,8 +171,13 @@ def test_undeclared_task_or_score_kind_is_invalid(streams):
 
 def test_oversized_message_is_resource_exhausted(streams):
     big = np.zeros((120_000, 3), np.float32)  # 1.4 MiB > the 1 MiB limit of this server
-    req = pb.IngestRequest(stream="mc", producer_id="big", sequence=1, scores=tensor(big),
-                           labels=tensor(np.zeros(120_000, np.int32)))
+    req = pb.IngestRequest(
+        stream="mc",
+        producer_id="big",
+        sequence=1,
+        scores=tensor(big),
+        labels=tensor(np.zeros(120_000, np.int32)),
+    )
     with pytest.raises(grpc.RpcError) as info:
         ingest(streams, [req])
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -124,8 +187,13 @@ def test_oversized_message_is_resource_exhausted(streams):
 def test_too_many_rows_is_resource_exhausted_per_batch(streams):
     rows = 20001
     scores = np.tile(P[:1], (rows, 1))
-    req = pb.IngestRequest(stream="mc", producer_id="rows", sequence=1, scores=tensor(scores),
-                           labels=tensor(np.zeros(rows, np.int32)))
+    req = pb.IngestRequest(
+        stream="mc",
+        producer_id="rows",
+        sequence=1,
+        scores=tensor(scores),
+        labels=tensor(np.zeros(rows, np.int32)),
+    )
     (r,), _ = ingest(streams, [req])
     assert r.error_code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
     assert "batch rows: limit 20000, received 20001" in r.error_message
@@ -152,13 +220,22 @@ def test_protobuf_garbage_on_the_ingest_stream(server, streams):
 
 def test_exactly_once_duplicates_and_gaps(streams):
     create(streams, "seq")
-    reqs = [pb.IngestRequest(stream="seq", producer_id="p", sequence=s, scores=tensor(P),
-                             labels=tensor(Y)) for s in (1, 2, 2, 1, 5, 3)]
+    reqs = [
+        pb.IngestRequest(
+            stream="seq", producer_id="p", sequence=s, scores=tensor(P), labels=tensor(Y)
+        )
+        for s in (1, 2, 2, 1, 5, 3)
+    ]
     results, totals = ingest(streams, reqs)
     status = [r.status for r in results]
-    assert status == [ingest_pb2.BATCH_STATUS_ACCEPTED, ingest_pb2.BATCH_STATUS_ACCEPTED,
-                      ingest_pb2.BATCH_STATUS_DUPLICATE, ingest_pb2.BATCH_STATUS_DUPLICATE,
-                      ingest_pb2.BATCH_STATUS_REJECTED, ingest_pb2.BATCH_STATUS_ACCEPTED]
+    assert status == [
+        ingest_pb2.BATCH_STATUS_ACCEPTED,
+        ingest_pb2.BATCH_STATUS_ACCEPTED,
+        ingest_pb2.BATCH_STATUS_DUPLICATE,
+        ingest_pb2.BATCH_STATUS_DUPLICATE,
+        ingest_pb2.BATCH_STATUS_REJECTED,
+        ingest_pb2.BATCH_STATUS_ACCEPTED,
+    ]
     assert results[2].original_status == ingest_pb2.BATCH_STATUS_ACCEPTED
     assert results[4].error_code == grpc.StatusCode.OUT_OF_RANGE.value[0]
     assert results[4].expected_sequence == 3 and "gap" in results[4].error_message

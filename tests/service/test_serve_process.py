@@ -1,0 +1,110 @@
+"""``evalstream serve`` as a real process: env and flags, health, SIGTERM drains and exits 0."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+import yaml
+from evalstream_server.cli import build_parser
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_serving(target: str, deadline_s: float = 30.0) -> None:
+    end = time.monotonic() + deadline_s
+    with grpc.insecure_channel(target) as ch:
+        stub = health_pb2_grpc.HealthStub(ch)
+        while time.monotonic() < end:
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                time.sleep(0.1)
+    raise AssertionError(f"server at {target} never became SERVING")
+
+
+def test_serve_reads_env_and_flags_and_stops_gracefully_on_sigterm(tmp_path):
+    grpc_port, metrics_port = _free_port(), _free_port()
+    env = dict(os.environ, EVALSTREAM_GRPC_PORT=str(grpc_port), EVALSTREAM_LOG_FORMAT="json")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "evalstream_server.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--metrics-port",
+            str(metrics_port),
+            "--data-dir",
+            str(tmp_path),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_serving(f"127.0.0.1:{grpc_port}")
+        import urllib.request
+
+        body = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read()
+        assert body is not None
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert proc.returncode == 0, err
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    msgs = [line["msg"] for line in lines]
+    assert "serving" in msgs and "shutting down" in msgs and "server stopped" in msgs
+    serving = next(line for line in lines if line["msg"] == "serving")
+    assert serving["grpc"] == f"127.0.0.1:{grpc_port}"
+
+
+def test_container_command_lines_parse_with_the_real_cli():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    cmd_line = next(line for line in dockerfile.splitlines() if line.startswith("CMD ["))
+    args = json.loads(cmd_line[len("CMD ") :])
+    ns = build_parser().parse_args(args)
+    assert ns.grpc_port == 50051 and ns.metrics_host == "0.0.0.0"
+    sts = next(
+        d
+        for d in yaml.safe_load_all((ROOT / "deploy/k8s/statefulset.yaml").read_text())
+        if d and d.get("kind") == "StatefulSet"
+    )
+    container = sts["spec"]["template"]["spec"]["containers"][0]
+    k8s_args = [a if not a.startswith("$(") else "1" for a in container["args"]]
+    build_parser().parse_args(k8s_args)
+    assert "--grpc-port" in container["args"]
+
+
+@pytest.mark.parametrize("bad", ["--grpc-port=abc", "--log-format=xml"])
+def test_bad_flags_fail_fast(bad):
+    proc = subprocess.run(
+        [sys.executable, "-m", "evalstream_server.cli", "serve", bad],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "error" in proc.stderr, shlex.join(proc.args)
