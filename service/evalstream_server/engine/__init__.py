@@ -10,7 +10,7 @@ from .layout import BinLayout
 from .report import REPORT_VERSION, build_report, curve
 from .spec import Resolution, StreamSpec, format_duration, parse_duration
 from .state import State
-from .stream import CUMULATIVE, StreamEngine
+from .stream import CUMULATIVE, StreamEngine, engine_from_bytes, engine_to_bytes
 
 __all__ = [
     "Batch",
@@ -27,6 +27,8 @@ __all__ = [
     "UnknownWindowError",
     "build_report",
     "curve",
+    "engine_from_bytes",
+    "engine_to_bytes",
     "format_duration",
     "make_batch",
     "parse_duration",

@@ -89,6 +89,13 @@ class WindowRing:
         self._cache = (self._version, current, total)
         return total.copy()
 
+    def restore_bucket(self, bid: int, state: State, is_open: bool) -> None:
+        """Put back a bucket read from storage (the open one stays dense)."""
+        self._buckets[bid] = state if is_open else state.to_sparse()
+        if is_open:
+            self._open = bid
+        self._version += 1
+
     def reset(self) -> None:
         self._buckets.clear()
         self._open = None
