@@ -27,7 +27,12 @@ log = logging.getLogger("evalstream.server")
 
 
 def build_store(settings: Settings) -> MemoryStore:
-    """The store the settings ask for (in-memory until the durable store lands)."""
+    """The durable SQLite store under ``data_dir``, or in-memory state without one."""
+    if settings.data_dir:
+        from .store.durable import DurableStore
+
+        return DurableStore(settings.data_dir, max_streams=settings.max_streams,
+                            synchronous=settings.durability.upper())
     return MemoryStore(max_streams=settings.max_streams)
 
 

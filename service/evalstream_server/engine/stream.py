@@ -57,9 +57,12 @@ class StreamEngine:
         """Check a batch without counting it (raises ``InvalidInputError``)."""
         return make_batch(self.spec, y_true, y_score, sample_weight)
 
-    def ingest(self, batch: Batch, timestamp: float | None = None) -> int:
-        """Count a validated batch stamped ``timestamp`` (default: now). Returns its size."""
-        now = self.clock()
+    def ingest(self, batch: Batch, timestamp: float | None = None,
+               now: float | None = None) -> int:
+        """Count a validated batch stamped ``timestamp`` (default: now). Returns its size.
+
+        ``now`` overrides the clock (replaying a log reproduces the windows exactly)."""
+        now = self.clock() if now is None else now
         t = now if timestamp is None else float(timestamp)
         if not np.isfinite(t):
             raise InvalidInputError("timestamp", "a finite number of seconds", repr(timestamp))

@@ -9,6 +9,7 @@ from google.protobuf.message import DecodeError
 
 from ..engine import IncompatibleStateError, InvalidInputError, UnknownWindowError
 from ..store import AlreadyExistsError, LimitExceededError, NotFoundError
+from ..store.durable import StoreUnavailableError
 
 __all__ = ["status_for", "GENERIC_INTERNAL"]
 
@@ -18,6 +19,7 @@ GENERIC_INTERNAL = "internal error; the server logged the details"
 # Order matters: the first matching type wins (CapacityError is an InvalidInputError).
 _TABLE: list[tuple[type[BaseException], grpc.StatusCode]] = [
     (LimitExceededError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (StoreUnavailableError, grpc.StatusCode.UNAVAILABLE),
     (NotFoundError, grpc.StatusCode.NOT_FOUND),
     (AlreadyExistsError, grpc.StatusCode.ALREADY_EXISTS),
     (IncompatibleStateError, grpc.StatusCode.FAILED_PRECONDITION),

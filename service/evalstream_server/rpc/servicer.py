@@ -164,6 +164,7 @@ class EvalstreamServicer:
                     _count(totals, item)
                 if not out.results and not done:
                     continue
+                self.store.flush()  # acks wait for durability (one commit per burst)
                 for field in (
                     "accepted_batches",
                     "duplicate_batches",

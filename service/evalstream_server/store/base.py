@@ -137,5 +137,8 @@ class Store(abc.ABC):
         self, name: str, window: str, kind: str, target: str, max_points: int = 200
     ) -> dict[str, Any]: ...
 
+    def flush(self) -> None:  # noqa: B027 - optional hook
+        """Make every batch ingested so far durable (acks are sent after this returns)."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (files, connections)."""

@@ -124,7 +124,8 @@ class MemoryStore(Store):
                         f"{producer_id!r}, received {sequence} (a gap: batches "
                         f"{last + 1}..{sequence - 1} were never acknowledged; resend them)",
                     )
-            outcome = self._apply(record, batch, timestamp)
+            now = self.clock()
+            outcome = self._apply(record, batch, timestamp, now)
             if sequence:
                 record.producers[producer_id] = sequence
                 book = record.outcomes.setdefault(producer_id, {})
@@ -133,11 +134,11 @@ class MemoryStore(Store):
                     for old in sorted(book)[: len(book) - OUTCOME_MEMORY]:
                         del book[old]
                 outcome = BatchOutcome(**{**outcome.__dict__, "expected_sequence": sequence + 1})
-            self._on_ingest(record, producer_id, sequence, batch, timestamp, outcome)
+            self._on_ingest(record, producer_id, sequence, batch, timestamp, now, outcome)
             return outcome
 
     def _apply(
-        self, record: StreamRecord, batch: Batch | Exception, timestamp: float | None
+        self, record: StreamRecord, batch: Batch | Exception, timestamp: float | None, now: float
     ) -> BatchOutcome:
         if isinstance(batch, Exception):
             code = (
@@ -145,10 +146,10 @@ class MemoryStore(Store):
             )
             return BatchOutcome("rejected", error_code=code, error_message=str(batch))
         try:
-            n = record.engine.ingest(batch, timestamp)
+            n = record.engine.ingest(batch, timestamp, now=now)
         except InvalidInputError as exc:  # e.g. the exact-resolution cap
             return BatchOutcome("rejected", error_code=_RESOURCE_EXHAUSTED, error_message=str(exc))
-        record.update_time = self.clock()
+        record.update_time = now
         return BatchOutcome("accepted", samples=n)
 
     # -- queries -------------------------------------------------------------------------------
@@ -194,6 +195,7 @@ class MemoryStore(Store):
         sequence: int,
         batch: Batch | Exception,
         timestamp: float | None,
+        now: float,
         outcome: BatchOutcome,
     ) -> None:
         """Called under the lock after a batch was applied or rejected."""
