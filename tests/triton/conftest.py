@@ -1,0 +1,176 @@
+"""A live KServe V2 inference server for the Triton tests: MLServer serving ``digits_cnn``.
+
+Triton itself cannot run here (DESIGN.md §6); MLServer speaks the same gRPC protocol and serves
+the Triton model repository ``deploy/triton/model_repository/digits_cnn`` through our runtime
+``deploy/mlserver/onnx_runtime.py``. It runs from its own venv, ``.tools/mlserver-venv``, which
+``bash scripts/install-tools.sh`` creates.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import tritonclient.grpc as grpcclient
+
+ROOT = Path(__file__).resolve().parents[2]
+MLSERVER_VENV = ROOT / ".tools/mlserver-venv"
+MODEL_DIR = ROOT / "deploy/triton/model_repository/digits_cnn"
+EVAL_PATH = ROOT / "deploy/triton/digits_eval.npz"
+START_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 15.0
+
+
+@dataclass(frozen=True)
+class V2Server:
+    """A running V2-protocol inference server.
+
+    Attributes
+    ----------
+    grpc_url : str
+        ``"127.0.0.1:PORT"``, as ``tritonclient.grpc.InferenceServerClient(url=...)`` takes it.
+    http_url : str
+        ``"http://127.0.0.1:PORT"`` (MLServer's REST endpoint; V2 over HTTP).
+    model_name : str
+        The served model, ``"digits_cnn"``.
+    model_dir : Path
+        The Triton model directory it serves (``config.pbtxt``, ``1/model.onnx``).
+    python : Path
+        The MLServer venv's interpreter, which has onnxruntime.
+    log_path : Path
+        The server's combined stdout and stderr.
+    """
+
+    grpc_url: str
+    http_url: str
+    model_name: str
+    model_dir: Path
+    python: Path
+    log_path: Path
+
+
+def _load_write_settings():
+    # deploy/ is not a package: load the helper by path.
+    path = ROOT / "deploy/mlserver/write_settings.py"
+    spec = importlib.util.spec_from_file_location("_evalstream_mlserver_settings", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.write_settings
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _log_tail(path: Path, n: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return "(no log)"
+
+
+def _ready(url: str, model: str) -> bool:
+    # A fresh channel per probe: a reused one backs off (up to minutes) after refused connects.
+    client = grpcclient.InferenceServerClient(url)
+    try:
+        return client.is_server_live(client_timeout=2) and client.is_model_ready(
+            model, client_timeout=2
+        )
+    except Exception:  # not listening yet, or the model still loading
+        return False
+    finally:
+        client.close()
+
+
+def _wait_ready(proc: subprocess.Popen, url: str, model: str) -> str | None:
+    """Poll until the server is live and the model ready; say why not otherwise."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return f"exited with code {proc.returncode} before {model!r} was ready"
+        if _ready(url, model):
+            return None
+        time.sleep(0.2)
+    return f"did not report {model!r} ready within {START_TIMEOUT_S:.0f} s"
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM the server's process group (it and its children), SIGKILL after a timeout."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            pass
+        except ProcessLookupError:
+            return
+    try:  # children that outlived their parent are still in its group
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def _start(settings_dir: Path, log_path: Path) -> tuple[subprocess.Popen, str, str]:
+    grpc_port, http_port = _free_port(), _free_port()
+    _load_write_settings()(
+        settings_dir, grpc_port=grpc_port, http_port=http_port, model_dir=MODEL_DIR
+    )
+    # MLSERVER_* variables would override settings.json (pydantic settings): drop them.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLSERVER")}
+    env["PYTHONUNBUFFERED"] = "1"
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            [str(MLSERVER_VENV / "bin/mlserver"), "start", str(settings_dir)],
+            cwd=settings_dir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so _stop reaches its children
+        )
+    return proc, f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{http_port}"
+
+
+@pytest.fixture(scope="session")
+def mlserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[V2Server]:
+    """Start MLServer on free loopback ports, wait until ``digits_cnn`` is ready, stop it after."""
+    if not (MLSERVER_VENV / "bin/mlserver").is_file():
+        pytest.fail(
+            f"MLServer is not installed ({MLSERVER_VENV.relative_to(ROOT)}/bin/mlserver is "
+            "missing): run `bash scripts/install-tools.sh`",
+            pytrace=False,
+        )
+    settings_dir = tmp_path_factory.mktemp("mlserver")
+    log_path = settings_dir / "mlserver.log"
+    # Ports are picked free, then bound by MLServer: retry if another process took one between.
+    for attempt in range(3):
+        proc, grpc_url, http_url = _start(settings_dir, log_path)
+        failure = _wait_ready(proc, grpc_url, "digits_cnn")
+        if failure is None:
+            break
+        _stop(proc)
+        if "address already in use" in _log_tail(log_path).lower() and attempt < 2:
+            continue
+        pytest.fail(f"MLServer {failure}; log {log_path}:\n{_log_tail(log_path)}", pytrace=False)
+    try:
+        yield V2Server(
+            grpc_url=grpc_url,
+            http_url=http_url,
+            model_name="digits_cnn",
+            model_dir=MODEL_DIR,
+            python=MLSERVER_VENV / "bin/python",
+            log_path=log_path,
+        )
+    finally:
+        _stop(proc)
