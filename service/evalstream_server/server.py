@@ -31,8 +31,11 @@ def build_store(settings: Settings) -> MemoryStore:
     if settings.data_dir:
         from .store.durable import DurableStore
 
-        return DurableStore(settings.data_dir, max_streams=settings.max_streams,
-                            synchronous=settings.durability.upper())
+        return DurableStore(
+            settings.data_dir,
+            max_streams=settings.max_streams,
+            synchronous=settings.durability.upper(),
+        )
     return MemoryStore(max_streams=settings.max_streams)
 
 

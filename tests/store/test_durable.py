@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from evalstream_server.engine import StreamSpec
 from evalstream_server.store.durable import DurableStore
 
@@ -41,15 +40,17 @@ def _feed(store, name, rng, n_batches, start_seq=1, producer="p"):
 def test_restart_resumes_streams_windows_and_producers(tmp_path, snapshot_every):
     clock = Clock()
     store = DurableStore(tmp_path, clock=clock, snapshot_every=snapshot_every)
-    store.create(StreamSpec(task="multiclass", classes=("a", "b", "c"), windows=("5m", "1h"),
-                            name="mc"))
-    store.create(StreamSpec(task="multilabel", classes=("x", "y"), name="ml",
-                            resolution="exact"))
+    store.create(
+        StreamSpec(task="multiclass", classes=("a", "b", "c"), windows=("5m", "1h"), name="mc")
+    )
+    store.create(StreamSpec(task="multilabel", classes=("x", "y"), name="ml", resolution="exact"))
     rng = np.random.default_rng(0)
     _feed(store, "mc", rng, 23)
     _feed(store, "ml", rng, 9)
-    expected = {(n, w): store.state(n, w) for n, w in
-                (("mc", "cumulative"), ("mc", "5m"), ("mc", "1h"), ("ml", "cumulative"))}
+    expected = {
+        (n, w): store.state(n, w)
+        for n, w in (("mc", "cumulative"), ("mc", "5m"), ("mc", "1h"), ("ml", "cumulative"))
+    }
     update_time = store.get("mc").update_time
     # a crash: no close(), no final snapshot; the connection simply goes away
     store._db.close()

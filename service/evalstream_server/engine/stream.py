@@ -57,8 +57,7 @@ class StreamEngine:
         """Check a batch without counting it (raises ``InvalidInputError``)."""
         return make_batch(self.spec, y_true, y_score, sample_weight)
 
-    def ingest(self, batch: Batch, timestamp: float | None = None,
-               now: float | None = None) -> int:
+    def ingest(self, batch: Batch, timestamp: float | None = None, now: float | None = None) -> int:
         """Count a validated batch stamped ``timestamp`` (default: now). Returns its size.
 
         ``now`` overrides the clock (replaying a log reproduces the windows exactly)."""
@@ -173,8 +172,11 @@ def engine_to_bytes(engine: StreamEngine) -> bytes:
     for name, ring in engine.windows.items():
         entries = []
         for bid, bucket in sorted(ring.buckets().items()):
-            state = State.from_sparse(engine.spec, bucket) if isinstance(
-                bucket, SparseCounts) else bucket
+            state = (
+                State.from_sparse(engine.spec, bucket)
+                if isinstance(bucket, SparseCounts)
+                else bucket
+            )
             entries.append([bid, len(parts), bid == ring._open])
             parts.append(state.to_bytes())
         header["windows"][name] = entries
@@ -191,8 +193,9 @@ def engine_from_bytes(data: bytes, clock: Callable[[], float] = time.time) -> St
     head, *parts = _unpack(data[8:])
     header = json.loads(head)
     if header.get("version") != _ENGINE_VERSION:
-        raise InvalidInputError("engine", f"version {_ENGINE_VERSION}",
-                                f"version {header.get('version')}")
+        raise InvalidInputError(
+            "engine", f"version {_ENGINE_VERSION}", f"version {header.get('version')}"
+        )
     cumulative = State.from_bytes(parts[0])
     engine = StreamEngine(cumulative.spec, clock=clock)
     engine.cumulative = cumulative

@@ -67,9 +67,14 @@ class DurableStore(MemoryStore):
     synchronous : {"FULL", "NORMAL"}
     """
 
-    def __init__(self, data_dir: str | Path, max_streams: int = 1000,
-                 clock: Callable[[], float] = time.time, snapshot_every: int = 2000,
-                 synchronous: str = "FULL") -> None:
+    def __init__(
+        self,
+        data_dir: str | Path,
+        max_streams: int = 1000,
+        clock: Callable[[], float] = time.time,
+        snapshot_every: int = 2000,
+        synchronous: str = "FULL",
+    ) -> None:
         super().__init__(max_streams=max_streams, clock=clock)
         self.path = Path(data_dir) / "evalstream.db"
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -85,9 +90,15 @@ class DurableStore(MemoryStore):
         started = time.perf_counter()
         replayed = self._recover()
         self.recovery_seconds = time.perf_counter() - started
-        log.info("recovered", extra={"streams": len(self._streams), "replayed_batches": replayed,
-                                     "seconds": round(self.recovery_seconds, 4),
-                                     "path": str(self.path)})
+        log.info(
+            "recovered",
+            extra={
+                "streams": len(self._streams),
+                "replayed_batches": replayed,
+                "seconds": round(self.recovery_seconds, 4),
+                "path": str(self.path),
+            },
+        )
 
     # -- transactions --------------------------------------------------------------------------
     def _tx(self) -> sqlite3.Connection:
@@ -116,8 +127,10 @@ class DurableStore(MemoryStore):
 
     # -- hooks ---------------------------------------------------------------------------------
     def _on_create(self, record: StreamRecord) -> None:
-        self._tx().execute("INSERT INTO streams VALUES (?, ?, ?)",
-                           (record.name, json.dumps(record.spec.to_dict()), record.create_time))
+        self._tx().execute(
+            "INSERT INTO streams VALUES (?, ?, ?)",
+            (record.name, json.dumps(record.spec.to_dict()), record.create_time),
+        )
         self.flush()
 
     def _on_delete(self, name: str) -> None:
@@ -135,39 +148,60 @@ class DurableStore(MemoryStore):
             db.execute("DELETE FROM outcomes WHERE stream = ?", (record.name,))
         self._snapshot(record)
 
-    def _on_ingest(self, record: StreamRecord, producer_id: str, sequence: int,
-                   batch: Batch | Exception, timestamp: float | None, now: float,
-                   outcome: BatchOutcome) -> None:
+    def _on_ingest(
+        self,
+        record: StreamRecord,
+        producer_id: str,
+        sequence: int,
+        batch: Batch | Exception,
+        timestamp: float | None,
+        now: float,
+        outcome: BatchOutcome,
+    ) -> None:
         db = self._tx()
         if outcome.status == "accepted" and isinstance(batch, Batch):
             labels = batch.labels.astype(np.int32 if batch.labels.ndim == 1 else np.uint8)
             cur = db.execute(
                 "INSERT INTO batches (stream, ts, now, n, labels, scores, weights) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (record.name, timestamp, now, batch.n, labels.tobytes(),
-                 np.ascontiguousarray(batch.scores).tobytes(),
-                 None if batch.weights is None else batch.weights.tobytes()))
+                (
+                    record.name,
+                    timestamp,
+                    now,
+                    batch.n,
+                    labels.tobytes(),
+                    np.ascontiguousarray(batch.scores).tobytes(),
+                    None if batch.weights is None else batch.weights.tobytes(),
+                ),
+            )
             self._last_batch_id[record.name] = int(cur.lastrowid or 0)
             self._since_snapshot[record.name] = self._since_snapshot.get(record.name, 0) + 1
         if sequence:
             db.execute(
                 "INSERT INTO producers VALUES (?, ?, ?) ON CONFLICT (stream, producer) "
-                "DO UPDATE SET last_seq = excluded.last_seq", (record.name, producer_id, sequence))
-            db.execute("INSERT OR REPLACE INTO outcomes VALUES (?, ?, ?, ?)",
-                       (record.name, producer_id, sequence, json.dumps(outcome.__dict__)))
+                "DO UPDATE SET last_seq = excluded.last_seq",
+                (record.name, producer_id, sequence),
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO outcomes VALUES (?, ?, ?, ?)",
+                (record.name, producer_id, sequence, json.dumps(outcome.__dict__)),
+            )
 
     # -- snapshots and recovery ----------------------------------------------------------------
     def _snapshot(self, record: StreamRecord) -> None:
         """Write the engine and drop the log rows it covers, in one transaction."""
         db = self._tx()
         upto = self._last_batch_id.get(record.name, 0)
-        db.execute("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?)",
-                   (record.name, upto, engine_to_bytes(record.engine), record.update_time,
-                    self.clock()))
+        db.execute(
+            "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?)",
+            (record.name, upto, engine_to_bytes(record.engine), record.update_time, self.clock()),
+        )
         db.execute("DELETE FROM batches WHERE stream = ? AND id <= ?", (record.name, upto))
         for producer, last in record.producers.items():
-            db.execute("DELETE FROM outcomes WHERE stream = ? AND producer = ? AND seq <= ?",
-                       (record.name, producer, last - OUTCOME_MEMORY))
+            db.execute(
+                "DELETE FROM outcomes WHERE stream = ? AND producer = ? AND seq <= ?",
+                (record.name, producer, last - OUTCOME_MEMORY),
+            )
         self._since_snapshot[record.name] = 0
         if self._in_tx:
             self._db.execute("COMMIT")
@@ -190,7 +224,9 @@ class DurableStore(MemoryStore):
             last_id = after
             for bid, ts, now, n, labels, scores, weights in self._db.execute(
                 "SELECT id, ts, now, n, labels, scores, weights FROM batches "
-                "WHERE stream = ? AND id > ? ORDER BY id", (name, after)):
+                "WHERE stream = ? AND id > ? ORDER BY id",
+                (name, after),
+            ):
                 batch = _decode_batch(spec, n, labels, scores, weights)
                 engine.ingest(batch, ts, now=now)
                 record.update_time = now
@@ -199,12 +235,15 @@ class DurableStore(MemoryStore):
             self._last_batch_id[name] = last_id
             self._since_snapshot[name] = replayed
             for producer, last in self._db.execute(
-                    "SELECT producer, last_seq FROM producers WHERE stream = ?", (name,)):
+                "SELECT producer, last_seq FROM producers WHERE stream = ?", (name,)
+            ):
                 record.producers[producer] = int(last)
             for producer, seq, outcome in self._db.execute(
-                    "SELECT producer, seq, outcome FROM outcomes WHERE stream = ?", (name,)):
+                "SELECT producer, seq, outcome FROM outcomes WHERE stream = ?", (name,)
+            ):
                 record.outcomes.setdefault(producer, {})[int(seq)] = BatchOutcome(
-                    **json.loads(outcome))
+                    **json.loads(outcome)
+                )
             self._streams[name] = record
         return replayed
 
@@ -226,8 +265,9 @@ class DurableStore(MemoryStore):
         return sum(os.path.getsize(p) for p in self.path.parent.glob("evalstream.db*"))
 
 
-def _decode_batch(spec: StreamSpec, n: int, labels: bytes, scores: bytes,
-                  weights: bytes | None) -> Batch:
+def _decode_batch(
+    spec: StreamSpec, n: int, labels: bytes, scores: bytes, weights: bytes | None
+) -> Batch:
     C = spec.n_columns
     if spec.task == "multiclass":
         lab = np.frombuffer(labels, dtype=np.int32).astype(np.int64)
