@@ -107,7 +107,7 @@ def test_kill_dash_nine_loses_nothing_acknowledged_and_counts_nothing_twice(tmp_
             with grpc.insecure_channel(target) as ch:
                 stub = rpc.EvalstreamServiceStub(ch)
 
-                def requests():
+                def requests(unacked=unacked):
                     for seq in unacked:
                         i = seq - 1
                         yield pb.IngestRequest(
