@@ -1,0 +1,41 @@
+"""The engine benchmarks still run: each script with ``--quick`` exits 0 and prints its table.
+
+Timings are never asserted (STYLE habit 10): a quick run's numbers mean nothing.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+@pytest.mark.parametrize(
+    ("script", "header"),
+    [
+        ("engine_ingest.py", ["K", "state", "implementation", "samples/s", "evalstream ÷ this"]),
+        ("engine_query.py", ["query (K = 10)", "implementation", "p50", "p99", "sklearn ÷ this"]),
+    ],
+)
+def test_benchmark_quick_run_prints_its_table(script: str, header: list[str]) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    lines = proc.stdout.splitlines()
+    found = [i for i, line in enumerate(lines) if _cells(line)[: len(header)] == header]
+    assert found, f"no table header {header} in:\n{proc.stdout[-2000:]}"
+    # a Markdown table: the header is followed by its separator line
+    assert set(lines[found[0] + 1]) <= set("|- ")
