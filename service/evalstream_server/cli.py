@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 __all__ = ["main", "build_parser"]
 
@@ -55,7 +57,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         logits=args.logits,
         batch_size=args.batch_size,
         resolution=args.resolution,
-        name=str(args.path),
+        name=re.sub(r"[^A-Za-z0-9._-]", "_", Path(args.path).stem)[:128] or "evaluate",
     )
     if args.json:
         json.dump(report, sys.stdout, indent=1, allow_nan=False)

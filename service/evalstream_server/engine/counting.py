@@ -1,8 +1,10 @@
 """The ingest kernel: turn one validated batch into additive count arrays (a *delta*).
 
-Every field of a delta is a float64 array that merges by addition (DESIGN §3.1). Integer counts are
-exact in float64 up to 2**53; weights make them real-valued sums. ``np.bincount`` does the
-scatter-add: on this machine it is about 6x faster than ``np.add.at`` for the same histogram.
+Every field of a delta merges by addition (DESIGN §3.1). Integer counts are exact in float64 up to
+2**53; weights make them real-valued sums. The large score histograms are not materialised per
+batch: their delta is a ``Scatter`` (flat indices and weights) that each target state applies with
+``np.add.at``, which touches only the batch's cells. A dense per-batch histogram (``np.bincount``
+with ``minlength``, then a float conversion and a full-array add) measured 30x slower at K = 10.
 """
 
 from __future__ import annotations
@@ -13,11 +15,32 @@ from .batch import Batch
 from .layout import BinLayout
 from .spec import StreamSpec
 
-__all__ = ["field_shapes", "compute_delta", "LOG_EPS"]
+__all__ = ["field_shapes", "compute_delta", "LOG_EPS", "Scatter", "SCATTER_FIELDS"]
 
 # Probabilities are float32: clip like sklearn's log_loss does for float32 input.
 LOG_EPS = float(np.finfo(np.float32).eps)
 _ROW_CHUNK_CELLS = 1 << 22  # bounds the (rows, L, L) comparison tensors of the samples metrics
+
+
+SCATTER_FIELDS = ("hist", "pos", "all")
+
+
+class Scatter:
+    """A delta given as flat indices and weights (``None``: each index counts 1)."""
+
+    __slots__ = ("index", "weights")
+
+    def __init__(self, index: np.ndarray, weights: np.ndarray | None) -> None:
+        self.index = index
+        self.weights = weights
+
+    def add_to(self, target: np.ndarray) -> None:
+        np.add.at(target.reshape(-1), self.index, 1.0 if self.weights is None else self.weights)
+
+    def dense(self, shape: tuple[int, ...]) -> np.ndarray:
+        out = np.zeros(shape)
+        self.add_to(out)
+        return out
 
 
 def field_shapes(spec: StreamSpec) -> dict[str, tuple[int, ...]]:
@@ -60,8 +83,9 @@ def _w(batch: Batch) -> np.ndarray:
     return batch.weights if batch.weights is not None else np.ones(batch.n)
 
 
-def compute_delta(spec: StreamSpec, batch: Batch) -> dict[str, np.ndarray]:
-    """Counts contributed by ``batch`` (dense arrays shaped as ``field_shapes(spec)``)."""
+def compute_delta(spec: StreamSpec, batch: Batch) -> dict[str, np.ndarray | Scatter]:
+    """Counts contributed by ``batch``: dense arrays shaped as ``field_shapes(spec)``, and
+    ``Scatter`` deltas for the score histograms."""
     shapes = field_shapes(spec)
     w = batch.weights
     weights = _w(batch)
@@ -86,14 +110,15 @@ def compute_delta(spec: StreamSpec, batch: Batch) -> dict[str, np.ndarray]:
             wk = None if w is None else np.repeat(w, K)
             if "hist" in shapes:
                 flat = (labels[:, None] * (K * B) + np.arange(K) * B) + bins
-                out["hist"] = _count(flat.ravel(), wk, K * K * B).reshape(K, K, B)
+                out["hist"] = Scatter(flat.ravel(), wk)
             else:
                 col = np.arange(K) * B + bins
-                out["all"] = _count(col.ravel(), wk, K * B).reshape(K, B)
-                out["pos"] = _count(col[rows, labels], w, K * B).reshape(K, B)
+                out["all"] = Scatter(col.ravel(), wk)
+                out["pos"] = Scatter(col[rows, labels], w)
         pred = np.argmax(scores, axis=1)
         out["confusion"] = _count(labels * K + pred, w, K * K).reshape(K, K)
         true_score = scores[rows, labels]
+        top_score = scores[rows, pred]
         k_len = shapes["rank"][0]
         if spec.k_max:
             above = (scores > true_score[:, None]).sum(axis=1)
@@ -107,19 +132,19 @@ def compute_delta(spec: StreamSpec, batch: Batch) -> dict[str, np.ndarray]:
             out["rank"] = np.zeros(k_len)
         p_true = np.clip(true_score.astype(np.float64), LOG_EPS, 1 - LOG_EPS)
         out["log_loss"] = np.array([float(weights @ -np.log(p_true))])
-        s64 = scores.astype(np.float64)
-        sq = (s64 * s64).sum(axis=1) - 2 * s64[rows, labels] + 1.0
+        sq = np.einsum("ij,ij->i", scores, scores, dtype=np.float64)
+        sq += 1.0 - 2.0 * true_score.astype(np.float64)
         out["brier"] = np.array([float(weights @ sq)])
-        confidence = scores.max(axis=1).astype(np.float64)
+        confidence = top_score.astype(np.float64)
         hits = (pred == labels).astype(np.float64)
     else:
         labels = batch.labels  # bool (n, C)
         if binned:
             col = np.arange(C) * B + bins
             wc = None if w is None else np.repeat(w, C)
-            out["all"] = _count(col.ravel(), wc, C * B).reshape(C, B)
+            out["all"] = Scatter(col.ravel(), wc)
             pos_w = None if w is None else np.broadcast_to(w[:, None], (n, C))[labels]
-            out["pos"] = _count(col[labels], pos_w, C * B).reshape(C, B)
+            out["pos"] = Scatter(col[labels], pos_w)
         thresholds = np.asarray(spec.thresholds, dtype=np.float64)
         pred = scores >= thresholds.astype(np.float32)
         cell = np.arange(C) * 4 + labels * 2 + pred
@@ -146,8 +171,6 @@ def compute_delta(spec: StreamSpec, batch: Batch) -> dict[str, np.ndarray]:
             np.bincount(cbin, weights=weights * hits, minlength=nb),
         ]
     )
-    for name, shape in shapes.items():
-        assert out[name].shape == shape, (name, out[name].shape, shape)
     return out
 
 

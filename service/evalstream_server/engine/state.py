@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .batch import Batch
-from .counting import compute_delta, field_shapes
+from .counting import Scatter, compute_delta, field_shapes
 from .errors import CapacityError, IncompatibleStateError, InvalidInputError
 from .spec import StreamSpec
 
@@ -130,7 +130,11 @@ class State:
             self.check_capacity(batch.n)
             self.exact.append(batch)
         for name, arr in self.counts.items():
-            arr += delta[name]
+            d = delta[name]
+            if isinstance(d, Scatter):
+                d.add_to(arr)
+            else:
+                arr += d
 
     def update(self, batch: Batch) -> None:
         """Count one validated batch."""
