@@ -91,8 +91,13 @@ def ap_stats(pos: np.ndarray, neg: np.ndarray, atomic: np.ndarray) -> dict[str, 
         point = np.where(has, pos * (a + pos) / (c + pos + neg), 0.0)
         up = np.where(has, pos * (a + pos) / (c + pos), 0.0)
         m = c + neg
-        low_free = pos - (m - a) * (digamma(m + pos + 1.0) - digamma(m + 1.0))
-        low = np.where(has, low_free, 0.0)
+        # closed-form lower bound only where it differs from the tie value: non-atomic bins
+        # holding positives (the digamma evaluations are the costly part of the report)
+        need = has & ~atom
+        low = point.copy()
+        if need.any():
+            mm, pp, aa = m[need], pos[need], a[need]
+            low[need] = pp - (mm - aa) * (digamma(mm + pp + 1.0) - digamma(mm + 1.0))
         up = np.where(atom, point, up)
         low = np.where(atom, point, low)
         value = point.sum(axis=1) / np.where(P > 0, P, np.nan)
@@ -162,9 +167,10 @@ def pairwise_auc(hist: np.ndarray, atomic: np.ndarray) -> dict[str, np.ndarray]:
     K = hist.shape[0]
     idx = np.arange(K)
     pos = hist[idx, idx, :]  # (K, B)
-    below = np.cumsum(hist, axis=2)
-    below -= hist
-    wins = np.einsum("ib,jib->ij", pos, below)
+    # wins(i|j) = sum_b neg_ji[b] * (positives of i above b): the cumulative sum runs over (K, B)
+    # instead of the whole (K, K, B) histogram
+    pos_above = pos.sum(axis=1, keepdims=True) - np.cumsum(pos, axis=1)
+    wins = np.einsum("ib,jib->ij", pos_above, hist)
     ties = np.einsum("ib,jib->ij", pos, hist)
     ties_atomic = np.einsum("ib,jib->ij", pos * atomic, hist)
     P = pos.sum(axis=1)

@@ -66,15 +66,24 @@ class _BinnedView(ScoreView):
         self._atomic = layout.atomic
         self._edges = layout.lower_edges
         c = state.counts
-        self._hist = c.get("hist")
-        if self._hist is not None:
-            K = self._hist.shape[0]
+        hist = c.get("hist")
+        # Bins empty in every column change no metric: drop them once, up front (most of the
+        # 4772 bins are empty for typical score distributions).
+        if hist is not None:
+            K = hist.shape[0]
+            column_totals = hist.sum(axis=0)  # (K, B): all samples scored by each column
+            occupied = np.flatnonzero(column_totals.any(axis=0))
+            self._hist = hist[:, :, occupied]
             idx = np.arange(K)
             self._pos = self._hist[idx, idx, :]
-            self._neg = np.maximum(self._hist.sum(axis=0) - self._pos, 0.0)
+            self._neg = np.maximum(column_totals[:, occupied] - self._pos, 0.0)
         else:
-            self._pos = c["pos"]
-            self._neg = np.maximum(c["all"] - c["pos"], 0.0)
+            occupied = np.flatnonzero(c["all"].any(axis=0))
+            self._hist = None
+            self._pos = c["pos"][:, occupied]
+            self._neg = np.maximum(c["all"][:, occupied] - self._pos, 0.0)
+        self._atomic = self._atomic[occupied]
+        self._edges = self._edges[occupied]
 
     @property
     def has_ovo(self) -> bool:
