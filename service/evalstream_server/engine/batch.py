@@ -73,7 +73,14 @@ def _as_numeric(value: object, field: str) -> np.ndarray:
     return a
 
 
-def _check_finite(a: np.ndarray, field: str, hint: str = "") -> None:
+def _check_finite(a: np.ndarray, field: str, hint: str = "") -> tuple[float, float]:
+    """Raise on NaN or inf; return ``(min, max)`` (NaN and inf propagate into min/max, so two
+    reductions replace a full ``isfinite`` pass in the common case)."""
+    if not a.size:
+        return 0.0, 0.0
+    low, high = float(a.min()), float(a.max())
+    if np.isfinite(low) and np.isfinite(high):
+        return low, high
     if np.issubdtype(a.dtype, np.floating):
         bad = ~np.isfinite(a)
         if bad.any():
@@ -86,6 +93,7 @@ def _check_finite(a: np.ndarray, field: str, hint: str = "") -> None:
                 f"{n_nan} NaN and {n_inf} infinite values (first at index {first})",
                 hint,
             )
+    return low, high
 
 
 def _scores(spec: StreamSpec, y_score: object, n: int) -> np.ndarray:
@@ -115,7 +123,7 @@ def _scores(spec: StreamSpec, y_score: object, n: int) -> np.ndarray:
             f"{n} rows, as many as y_true",
             f"{a.shape[0]} rows",
         )
-    _check_finite(a, "y_score")
+    low, high = _check_finite(a, "y_score")
     if spec.scores == "logits":
         if spec.task == "multiclass":
             p = softmax(a)
@@ -124,7 +132,6 @@ def _scores(spec: StreamSpec, y_score: object, n: int) -> np.ndarray:
         else:
             p = sigmoid(a)
         return p.astype(np.float32)
-    low, high = float(a.min()), float(a.max())
     if low < 0 or high > 1:
         raise InvalidInputError(
             "y_score",

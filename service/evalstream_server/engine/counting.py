@@ -108,11 +108,13 @@ def compute_delta(spec: StreamSpec, batch: Batch) -> dict[str, np.ndarray | Scat
         rows = np.arange(n)
         if binned:
             wk = None if w is None else np.repeat(w, K)
-            if "hist" in shapes:
-                flat = (labels[:, None] * (K * B) + np.arange(K) * B) + bins
+            if "hist" in shapes:  # int32 indices: K * K * B < 2**31 for every allowed layout
+                lab = labels.astype(np.int32)
+                flat = lab[:, None] * np.int32(K * B) + np.arange(0, K * B, B, dtype=np.int32)
+                flat += bins
                 out["hist"] = Scatter(flat.ravel(), wk)
             else:
-                col = np.arange(K) * B + bins
+                col = np.arange(0, K * B, B, dtype=np.int32) + bins
                 out["all"] = Scatter(col.ravel(), wk)
                 out["pos"] = Scatter(col[rows, labels], w)
         pred = np.argmax(scores, axis=1)
@@ -140,7 +142,7 @@ def compute_delta(spec: StreamSpec, batch: Batch) -> dict[str, np.ndarray | Scat
     else:
         labels = batch.labels  # bool (n, C)
         if binned:
-            col = np.arange(C) * B + bins
+            col = np.arange(0, C * B, B, dtype=np.int32) + bins
             wc = None if w is None else np.repeat(w, C)
             out["all"] = Scatter(col.ravel(), wc)
             pos_w = None if w is None else np.broadcast_to(w[:, None], (n, C))[labels]

@@ -63,18 +63,18 @@ class BinLayout:
         return self.n_bins - 2 - (126 - _Q_MIN_EXPONENT << self.mantissa_bits)
 
     def bin_of(self, p: np.ndarray) -> np.ndarray:
-        """Map float32 probabilities in [0, 1] (any shape) to int64 bin indices."""
+        """Map float32 probabilities in [0, 1] (any shape) to int32 bin indices."""
         p = np.ascontiguousarray(p, dtype=np.float32)
-        s = self._shift
-        bits = p.view(np.uint32)
-        low = (bits >> s).astype(np.int64)
-        low += 2
+        s = np.int32(self._shift)
+        n = self.n_bins
+        bits = p.view(np.int32)  # non-negative for p in [0, 1]
+        low = (bits >> s) + np.int32(2)
         q = np.float32(1.0) - p
-        high = (q.view(np.uint32) >> s).astype(np.int64)
-        high = (self.n_bins - 2 + (_Q_MIN_EXPONENT << self.mantissa_bits)) - high
-        out = np.where(bits < _HALF_BITS, low, high)
-        out[p == 0] = 0
-        out[p == 1] = self.n_bins - 1
+        high = np.int32(n - 2 + (_Q_MIN_EXPONENT << self.mantissa_bits)) - (q.view(np.int32) >> s)
+        out = np.where(bits < np.int32(_HALF_BITS), low, high)
+        # p == 0 and p == 1 are the only values the arithmetic above misplaces
+        out[bits == 0] = 0
+        out[bits == np.int32(0x3F800000)] = n - 1
         return out
 
     @property
