@@ -1,6 +1,10 @@
+import datetime
+
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -17,7 +21,7 @@ BATCH_STATUS_DUPLICATE: BatchStatus
 BATCH_STATUS_REJECTED: BatchStatus
 
 class BatchResult(_message.Message):
-    __slots__ = ("stream", "producer_id", "sequence", "status", "samples", "error_code", "error_message", "expected_sequence", "original_status")
+    __slots__ = ("stream", "producer_id", "sequence", "status", "samples", "error_code", "error_message", "expected_sequence", "original_status", "retry_after")
     STREAM_FIELD_NUMBER: _ClassVar[int]
     PRODUCER_ID_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
@@ -27,6 +31,7 @@ class BatchResult(_message.Message):
     ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     ORIGINAL_STATUS_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AFTER_FIELD_NUMBER: _ClassVar[int]
     stream: str
     producer_id: str
     sequence: int
@@ -36,4 +41,5 @@ class BatchResult(_message.Message):
     error_message: str
     expected_sequence: int
     original_status: BatchStatus
-    def __init__(self, stream: _Optional[str] = ..., producer_id: _Optional[str] = ..., sequence: _Optional[int] = ..., status: _Optional[_Union[BatchStatus, str]] = ..., samples: _Optional[int] = ..., error_code: _Optional[int] = ..., error_message: _Optional[str] = ..., expected_sequence: _Optional[int] = ..., original_status: _Optional[_Union[BatchStatus, str]] = ...) -> None: ...
+    retry_after: _duration_pb2.Duration
+    def __init__(self, stream: _Optional[str] = ..., producer_id: _Optional[str] = ..., sequence: _Optional[int] = ..., status: _Optional[_Union[BatchStatus, str]] = ..., samples: _Optional[int] = ..., error_code: _Optional[int] = ..., error_message: _Optional[str] = ..., expected_sequence: _Optional[int] = ..., original_status: _Optional[_Union[BatchStatus, str]] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
