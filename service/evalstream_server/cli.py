@@ -89,6 +89,17 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--log-level")
     p.add_argument("--log-format", choices=["json", "text"])
+    p.add_argument(
+        "--durability",
+        choices=["full", "normal"],
+        help="full: acknowledged batches survive power loss (fsync per commit)",
+    )
+    p.add_argument("--tls-cert", help="PEM certificate chain: serve gRPC over TLS")
+    p.add_argument("--tls-key", help="PEM private key for --tls-cert")
+    p.add_argument("--tls-client-ca", help="PEM CA: require client certificates (mutual TLS)")
+    p.add_argument("--token-file", help="lines of tenant:token (EVALSTREAM_TOKENS adds more)")
+    p.add_argument("--stream-rate", type=float, help="samples/s per stream (0 = unlimited)")
+    p.add_argument("--tenant-rate", type=float, help="samples/s per tenant (0 = unlimited)")
 
 
 @_command("serve")
@@ -111,6 +122,13 @@ def _serve(args: argparse.Namespace) -> int:
         "max_class_series",
         "log_level",
         "log_format",
+        "durability",
+        "tls_cert",
+        "tls_key",
+        "tls_client_ca",
+        "token_file",
+        "stream_rate",
+        "tenant_rate",
     )
     settings = Settings.from_env(**{k: getattr(args, k) for k in keys})
     configure_logging(settings.log_level, settings.log_format)

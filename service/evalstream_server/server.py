@@ -16,7 +16,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
+from .auth import Authenticator, load_tokens, server_credentials
 from .exporters import EvalstreamCollector
+from .ratelimit import RateLimiter
 from .rpc.servicer import SERVICE_NAME, EvalstreamServicer, ServiceLimits, method_handlers
 from .settings import Settings
 from .store import MemoryStore
@@ -77,13 +79,18 @@ async def start_server(settings: Settings, store: MemoryStore | None = None) -> 
         ("grpc.max_send_message_length", settings.max_send_bytes),
         ("grpc.so_reuseport", 0),
     ]
-    server = grpc.aio.server(options=options)
+    server = grpc.aio.server(
+        options=options, maximum_concurrent_rpcs=settings.max_concurrent_rpcs or None
+    )
     limits = ServiceLimits(
         max_batch_rows=settings.max_batch_rows,
         max_classes=settings.max_classes,
         max_windows=settings.max_windows,
     )
-    server.add_generic_rpc_handlers((method_handlers(EvalstreamServicer(store, limits)),))
+    limiter = RateLimiter(settings.stream_rate, settings.tenant_rate, settings.rate_burst_seconds)
+    authenticator = Authenticator(load_tokens(settings.token_file))
+    servicer = EvalstreamServicer(store, limits, limiter)
+    server.add_generic_rpc_handlers((method_handlers(servicer, authenticator),))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -94,7 +101,16 @@ async def start_server(settings: Settings, store: MemoryStore | None = None) -> 
         ),
         server,
     )
-    port = server.add_insecure_port(f"{_bracket(settings.host)}:{settings.grpc_port}")
+    address = f"{_bracket(settings.host)}:{settings.grpc_port}"
+    if settings.tls_cert or settings.tls_key:
+        if not (settings.tls_cert and settings.tls_key):
+            raise ValueError("tls: expected both --tls-cert and --tls-key, received one")
+        creds = server_credentials(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+        port = server.add_secure_port(address, creds)
+    else:
+        if settings.tls_client_ca:
+            raise ValueError("tls: --tls-client-ca needs --tls-cert and --tls-key")
+        port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"could not bind gRPC to {settings.host}:{settings.grpc_port}")
     await server.start()
@@ -112,6 +128,9 @@ async def start_server(settings: Settings, store: MemoryStore | None = None) -> 
         "serving",
         extra={
             "grpc": f"{settings.host}:{port}",
+            "tls": bool(settings.tls_cert),
+            "mtls": bool(settings.tls_client_ca),
+            "tokens": authenticator.enabled,
             "metrics": f"{settings.metrics_host}:{metrics_port}",
         },
     )

@@ -30,6 +30,14 @@ class Settings:
     max_windows: int = 8
     max_batch_rows: int = 65536
     max_class_series: int = 100  # classes per stream that get per-class Prometheus series
+    max_concurrent_rpcs: int = 256  # further calls wait in gRPC's queue (RESOURCE_EXHAUSTED)
+    stream_rate: float = 0.0  # samples per second per stream; 0 = unlimited
+    tenant_rate: float = 0.0  # samples per second per tenant; 0 = unlimited
+    rate_burst_seconds: float = 2.0  # a bucket holds this many seconds of its rate
+    token_file: str = ""  # lines of tenant:token; EVALSTREAM_TOKENS adds more
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""  # set: clients must present a certificate it signed (mTLS)
     shutdown_grace: float = 10.0
     log_level: str = "INFO"
     log_format: str = "json"  # json or text

@@ -32,8 +32,11 @@ _TABLE: list[tuple[type[BaseException], grpc.StatusCode]] = [
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """``(code, message)`` for an exception; unknown errors become INTERNAL with a generic
     message and a logged traceback."""
+    from ..auth import AuthError
     from ..engine import CapacityError
 
+    if isinstance(exc, AuthError):
+        return exc.code, str(exc)
     if isinstance(exc, CapacityError):
         return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
     for kind, code in _TABLE:

@@ -7,10 +7,11 @@ INVALID_ARGUMENT (grpc's own deserializer would answer INTERNAL).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,14 +25,17 @@ from evalstream.v1 import (
 )
 from google.protobuf.message import Message
 
+from ..auth import Authenticator, AuthError
 from ..engine import InvalidInputError
-from ..store import BatchOutcome, LimitExceededError, NotFoundError, Store
+from ..ratelimit import RateLimiter
+from ..store import BatchOutcome, LimitExceededError, NotFoundError, Store, StreamRecord
 from . import convert
 from .errors import status_for
 
-__all__ = ["EvalstreamServicer", "ServiceLimits", "SERVICE_NAME", "method_handlers"]
+__all__ = ["EvalstreamServicer", "ServiceLimits", "SERVICE_NAME", "method_handlers", "TENANT"]
 
 log = logging.getLogger("evalstream.rpc")
+TENANT: contextvars.ContextVar[str] = contextvars.ContextVar("tenant", default="")
 SERVICE_NAME = "evalstream.v1.EvalstreamService"
 _STATUS = {
     "accepted": ingest_pb2.BATCH_STATUS_ACCEPTED,
@@ -52,9 +56,24 @@ class ServiceLimits:
 class EvalstreamServicer:
     """Implements every RPC of ``evalstream.v1.EvalstreamService`` on a ``Store``."""
 
-    def __init__(self, store: Store, limits: ServiceLimits | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        limits: ServiceLimits | None = None,
+        rate_limiter: RateLimiter | None = None,
+    ) -> None:
         self.store = store
         self.limits = limits or ServiceLimits()
+        self.rate_limiter = rate_limiter or RateLimiter()
+
+    def _record(self, name: str) -> StreamRecord:
+        """The stream, if the calling tenant owns it (PERMISSION_DENIED otherwise)."""
+        record = self.store.get(name)
+        if record.tenant != TENANT.get():
+            raise AuthError(
+                grpc.StatusCode.PERMISSION_DENIED, f"stream {name!r} belongs to another tenant"
+            )
+        return record
 
     # -- streams -------------------------------------------------------------------------------
     async def CreateStream(self, req: pb.CreateStreamRequest, ctx) -> pb.CreateStreamResponse:
@@ -63,33 +82,45 @@ class EvalstreamServicer:
                 "config.windows", self.limits.max_windows, len(req.config.windows)
             )
         spec = convert.spec_from_config(req.config, self.limits.max_classes)
-        record = self.store.create(spec)
+        record = self.store.create(spec, tenant=TENANT.get())
         log.info("stream created", extra={"stream": spec.name, "task": spec.task})
         return pb.CreateStreamResponse(stream=convert.stream_info(record))
 
     async def GetStream(self, req: pb.GetStreamRequest, ctx) -> pb.GetStreamResponse:
-        return pb.GetStreamResponse(stream=convert.stream_info(self.store.get(req.name)))
+        return pb.GetStreamResponse(stream=convert.stream_info(self._record(req.name)))
 
     async def ListStreams(self, req: pb.ListStreamsRequest, ctx) -> pb.ListStreamsResponse:
         size = req.page_size or 100
-        names = [n for n in self.store.names() if n > req.page_token]
+        tenant = TENANT.get()
+        names = [n for n in self.store.names() if n > req.page_token and self._owner(n) == tenant]
         page = names[:size]
         out = pb.ListStreamsResponse()
         for name in page:
             try:
-                out.streams.append(convert.stream_info(self.store.get(name)))
+                record = self.store.get(name)
             except NotFoundError:  # deleted meanwhile
                 continue
+            if record.tenant == TENANT.get():
+                out.streams.append(convert.stream_info(record))
         if len(names) > size:
             out.next_page_token = page[-1]
         return out
 
+    def _owner(self, name: str) -> str | None:
+        try:
+            return self.store.get(name).tenant
+        except NotFoundError:
+            return None
+
     async def DeleteStream(self, req: pb.DeleteStreamRequest, ctx) -> pb.DeleteStreamResponse:
+        self._record(req.name)
         self.store.delete(req.name)
+        self.rate_limiter.forget(TENANT.get(), req.name)
         log.info("stream deleted", extra={"stream": req.name})
         return pb.DeleteStreamResponse()
 
     async def ResetStream(self, req: pb.ResetStreamRequest, ctx) -> pb.ResetStreamResponse:
+        self._record(req.name)
         record = self.store.reset(req.name, forget_producers=req.forget_producers)
         return pb.ResetStreamResponse(stream=convert.stream_info(record))
 
@@ -99,11 +130,12 @@ class EvalstreamServicer:
             stream=req.stream, producer_id=req.producer_id, sequence=req.sequence
         )
         try:
-            record = self.store.get(req.stream)
-        except NotFoundError as exc:
+            record = self._record(req.stream)
+        except (NotFoundError, AuthError) as exc:
+            code, message = status_for(exc)
             result.status = ingest_pb2.BATCH_STATUS_REJECTED
-            result.error_code = grpc.StatusCode.NOT_FOUND.value[0]
-            result.error_message = str(exc)
+            result.error_code = code.value[0]
+            result.error_message = message
             return result
         batch: Any
         try:
@@ -130,8 +162,32 @@ class EvalstreamServicer:
                 return result
             batch = exc
         ts = convert.seconds(req.event_time) if req.HasField("event_time") else None
+        if not isinstance(batch, Exception) and self._rate_limited(req, record, batch.n, result):
+            return result
         outcome = self.store.ingest(req.stream, req.producer_id, req.sequence, batch, ts)
         return _fill(result, outcome)
+
+    def _rate_limited(
+        self, req: pb.IngestRequest, record: StreamRecord, n: int, result: ingest_pb2.BatchResult
+    ) -> bool:
+        """Fill ``result`` and return True if the batch must wait (its number is not consumed).
+        Duplicates and gaps are not charged: the store answers them without counting."""
+        expected = self.store.expected_sequence(req.stream, req.producer_id) if req.sequence else 0
+        if req.sequence and req.sequence != expected:
+            return False
+        wait = self.rate_limiter.admit(record.tenant, req.stream, n)
+        if wait <= 0:
+            return False
+        result.status = ingest_pb2.BATCH_STATUS_REJECTED
+        result.samples = n
+        result.error_code = grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+        result.error_message = (
+            f"ingest rate: limit reached for stream {req.stream!r}; retry "
+            f"after {wait:.3f} s with the same sequence number"
+        )
+        result.expected_sequence = expected
+        result.retry_after.FromNanoseconds(int(wait * 1e9))
+        return True
 
     async def Ingest(
         self, requests: AsyncIterator[pb.IngestRequest], ctx
@@ -182,6 +238,7 @@ class EvalstreamServicer:
 
     # -- queries -------------------------------------------------------------------------------
     def _report_json(self, stream: str, window: str, curves: bool, max_points: int) -> str:
+        self._record(stream)
         points = min(max_points or 200, self.limits.max_curve_points)
         report = self.store.report(stream, window or "cumulative", curves=curves, max_points=points)
         return json.dumps(report, allow_nan=False, separators=(",", ":"))
@@ -198,7 +255,7 @@ class EvalstreamServicer:
 
     async def GetCurve(self, req: pb.GetCurveRequest, ctx) -> pb.GetCurveResponse:
         window = req.window or "cumulative"
-        record = self.store.get(req.stream)
+        record = self._record(req.stream)
         kind = req.kind or curve_pb2.CURVE_KIND_ROC
         if kind not in (curve_pb2.CURVE_KIND_ROC, curve_pb2.CURVE_KIND_PRECISION_RECALL):
             raise InvalidInputError(
@@ -229,7 +286,7 @@ class EvalstreamServicer:
             raise InvalidInputError(
                 "interval", f"at least {self.limits.min_watch_interval} s", f"{interval} s"
             )
-        self.store.get(req.stream)
+        self._record(req.stream)
         while True:
             text = self._report_json(req.stream, window, req.include_curves, req.max_curve_points)
             yield pb.WatchReportResponse(
@@ -284,19 +341,22 @@ async def _abort(ctx: grpc.aio.ServicerContext, exc: BaseException) -> None:
 
 
 def method_handlers(
-    servicer: EvalstreamServicer, interceptor: Callable[[str, Any], Awaitable[None]] | None = None
+    servicer: EvalstreamServicer, authenticator: Authenticator | None = None
 ) -> grpc.GenericRpcHandler:
     """A generic handler whose methods parse the raw request bytes themselves."""
     handlers = {}
     for name, (kind, req_type) in _METHODS.items():
         impl = getattr(servicer, name)
-        handlers[name] = _wrap(name, kind, req_type, impl, interceptor)
+        handlers[name] = _wrap(name, kind, req_type, impl, authenticator or Authenticator({}))
     return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
 
 
-def _wrap(name, kind, req_type, impl, interceptor):
+def _wrap(name, kind, req_type, impl, auth: Authenticator):
     def parse(raw: bytes) -> Message:
         return req_type.FromString(raw)
+
+    def authenticate(ctx) -> None:
+        TENANT.set(auth.tenant(ctx.invocation_metadata()))
 
     ser = lambda m: m.SerializeToString()  # noqa: E731
 
@@ -304,8 +364,7 @@ def _wrap(name, kind, req_type, impl, interceptor):
 
         async def unary(raw: bytes, ctx):
             try:
-                if interceptor is not None:
-                    await interceptor(name, ctx)
+                authenticate(ctx)
                 return await impl(parse(raw), ctx)
             except asyncio.CancelledError:
                 raise
@@ -320,8 +379,7 @@ def _wrap(name, kind, req_type, impl, interceptor):
 
         async def unary_stream(raw: bytes, ctx):
             try:
-                if interceptor is not None:
-                    await interceptor(name, ctx)
+                authenticate(ctx)
                 async for item in impl(parse(raw), ctx):
                     yield item
             except asyncio.CancelledError:
@@ -339,8 +397,7 @@ def _wrap(name, kind, req_type, impl, interceptor):
                 yield parse(raw)
 
         try:
-            if interceptor is not None:
-                await interceptor(name, ctx)
+            authenticate(ctx)
             async for item in impl(parsed(), ctx):
                 yield item
         except asyncio.CancelledError:

@@ -80,6 +80,7 @@ class StreamRecord:
     engine: StreamEngine
     create_time: float
     update_time: float | None = None
+    tenant: str = ""  # owner; other tenants get PERMISSION_DENIED
     producers: dict[str, int] = field(default_factory=dict)  # producer -> last sequence
     outcomes: dict[str, dict[int, BatchOutcome]] = field(default_factory=dict)
 
@@ -92,7 +93,7 @@ class Store(abc.ABC):
     """Interface every store implements. Methods are thread-safe."""
 
     @abc.abstractmethod
-    def create(self, spec: StreamSpec) -> StreamRecord: ...
+    def create(self, spec: StreamSpec, tenant: str = "") -> StreamRecord: ...
 
     @abc.abstractmethod
     def get(self, name: str) -> StreamRecord: ...

@@ -35,7 +35,8 @@ __all__ = ["DurableStore", "StoreUnavailableError"]
 log = logging.getLogger("evalstream.store")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS streams (
-    name TEXT PRIMARY KEY, spec TEXT NOT NULL, create_time REAL NOT NULL);
+    name TEXT PRIMARY KEY, spec TEXT NOT NULL, create_time REAL NOT NULL,
+    tenant TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS producers (
     stream TEXT NOT NULL, producer TEXT NOT NULL, last_seq INTEGER NOT NULL,
     PRIMARY KEY (stream, producer));
@@ -128,8 +129,8 @@ class DurableStore(MemoryStore):
     # -- hooks ---------------------------------------------------------------------------------
     def _on_create(self, record: StreamRecord) -> None:
         self._tx().execute(
-            "INSERT INTO streams VALUES (?, ?, ?)",
-            (record.name, json.dumps(record.spec.to_dict()), record.create_time),
+            "INSERT INTO streams VALUES (?, ?, ?, ?)",
+            (record.name, json.dumps(record.spec.to_dict()), record.create_time, record.tenant),
         )
         self.flush()
 
@@ -209,8 +210,8 @@ class DurableStore(MemoryStore):
 
     def _recover(self) -> int:
         replayed = 0
-        rows = self._db.execute("SELECT name, spec, create_time FROM streams").fetchall()
-        for name, spec_json, create_time in rows:
+        rows = self._db.execute("SELECT name, spec, create_time, tenant FROM streams").fetchall()
+        for name, spec_json, create_time, tenant in rows:
             spec = StreamSpec.from_dict(json.loads(spec_json))
             engine = StreamEngine(spec, clock=self.clock)
             snap = self._db.execute(
@@ -220,7 +221,7 @@ class DurableStore(MemoryStore):
             if snap is not None:
                 after, blob, update_time = snap
                 engine = engine_from_bytes(blob, clock=self.clock)
-            record = StreamRecord(spec, engine, create_time, update_time=update_time)
+            record = StreamRecord(spec, engine, create_time, update_time=update_time, tenant=tenant)
             last_id = after
             for bid, ts, now, n, labels, scores, weights in self._db.execute(
                 "SELECT id, ts, now, n, labels, scores, weights FROM batches "

@@ -43,7 +43,7 @@ class MemoryStore(Store):
         self._lock = threading.RLock()
 
     # -- streams -------------------------------------------------------------------------------
-    def create(self, spec: StreamSpec) -> StreamRecord:
+    def create(self, spec: StreamSpec, tenant: str = "") -> StreamRecord:
         if not spec.name:
             raise InvalidInputError("config.name", "a stream name", "an empty name")
         with self._lock:
@@ -51,7 +51,9 @@ class MemoryStore(Store):
                 raise AlreadyExistsError(spec.name)
             if len(self._streams) >= self.max_streams:
                 raise LimitExceededError("streams", self.max_streams, len(self._streams) + 1)
-            record = StreamRecord(spec, StreamEngine(spec, clock=self.clock), self.clock())
+            record = StreamRecord(
+                spec, StreamEngine(spec, clock=self.clock), self.clock(), tenant=tenant
+            )
             self._streams[spec.name] = record
             self._on_create(record)
             return record
