@@ -10,11 +10,10 @@ import pytest
 from evalstream.v1 import evalstream_service_pb2 as pb
 from evalstream.v1 import evalstream_service_pb2_grpc as rpc
 from evalstream.v1 import ingest_pb2, stream_pb2
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from evalstream_server.auth import load_tokens
 from evalstream_server.server import ServerThread
 from evalstream_server.settings import Settings
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from .conftest import tensor
 
@@ -29,34 +28,93 @@ def _openssl(*args: str, cwd) -> None:
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory):
     d = tmp_path_factory.mktemp("pki")
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca",
-             "-keyout", "ca.key", "-out", "ca.pem", cwd=d)
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        cwd=d,
+    )
     (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
     for name in ("server", "client", "rogue"):
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
-                 "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=d)
+        _openssl(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            f"/CN={name}",
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.csr",
+            cwd=d,
+        )
     for name in ("server", "client"):
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-                 "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", f"{name}.pem",
-                 cwd=d)
-    _openssl("x509", "-req", "-in", "rogue.csr", "-signkey", "rogue.key", "-days", "2",
-             "-out", "rogue.pem", cwd=d)  # self-signed: not trusted by the server
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            f"{name}.pem",
+            cwd=d,
+        )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        "rogue.csr",
+        "-signkey",
+        "rogue.key",
+        "-days",
+        "2",
+        "-out",
+        "rogue.pem",
+        cwd=d,
+    )  # self-signed: not trusted by the server
     return d
 
 
 def _cfg(name: str) -> pb.CreateStreamRequest:
-    return pb.CreateStreamRequest(config=stream_pb2.StreamConfig(
-        name=name, task=stream_pb2.TASK_BINARY, score_kind=stream_pb2.SCORE_KIND_PROBABILITIES))
+    return pb.CreateStreamRequest(
+        config=stream_pb2.StreamConfig(
+            name=name, task=stream_pb2.TASK_BINARY, score_kind=stream_pb2.SCORE_KIND_PROBABILITIES
+        )
+    )
 
 
 def _health(channel) -> int:
-    return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(),
-                                                     timeout=5).status
+    return (
+        health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status
+    )
 
 
 def test_tls_accepts_trusting_clients_and_refuses_plaintext(certs):
-    settings = Settings(grpc_port=0, metrics_port=-1, tls_cert=str(certs / "server.pem"),
-                        tls_key=str(certs / "server.key"))
+    settings = Settings(
+        grpc_port=0,
+        metrics_port=-1,
+        tls_cert=str(certs / "server.pem"),
+        tls_key=str(certs / "server.key"),
+    )
     with ServerThread(settings) as srv:
         creds = grpc.ssl_channel_credentials((certs / "ca.pem").read_bytes())
         with grpc.secure_channel(srv.target, creds) as ch:
@@ -68,19 +126,27 @@ def test_tls_accepts_trusting_clients_and_refuses_plaintext(certs):
 
 
 def test_mutual_tls_requires_a_client_certificate_signed_by_the_ca(certs):
-    settings = Settings(grpc_port=0, metrics_port=-1, tls_cert=str(certs / "server.pem"),
-                        tls_key=str(certs / "server.key"), tls_client_ca=str(certs / "ca.pem"))
+    settings = Settings(
+        grpc_port=0,
+        metrics_port=-1,
+        tls_cert=str(certs / "server.pem"),
+        tls_key=str(certs / "server.key"),
+        tls_client_ca=str(certs / "ca.pem"),
+    )
     ca = (certs / "ca.pem").read_bytes()
     with ServerThread(settings) as srv:
-        good = grpc.ssl_channel_credentials(ca, (certs / "client.key").read_bytes(),
-                                            (certs / "client.pem").read_bytes())
+        good = grpc.ssl_channel_credentials(
+            ca, (certs / "client.key").read_bytes(), (certs / "client.pem").read_bytes()
+        )
         with grpc.secure_channel(srv.target, good) as ch:
             assert _health(ch) == health_pb2.HealthCheckResponse.SERVING
-        for creds in (grpc.ssl_channel_credentials(ca),
-                      grpc.ssl_channel_credentials(ca, (certs / "rogue.key").read_bytes(),
-                                                   (certs / "rogue.pem").read_bytes())):
-            with grpc.secure_channel(srv.target, creds) as ch, \
-                    pytest.raises(grpc.RpcError) as info:
+        for creds in (
+            grpc.ssl_channel_credentials(ca),
+            grpc.ssl_channel_credentials(
+                ca, (certs / "rogue.key").read_bytes(), (certs / "rogue.pem").read_bytes()
+            ),
+        ):
+            with grpc.secure_channel(srv.target, creds) as ch, pytest.raises(grpc.RpcError) as info:
                 _health(ch)
             assert info.value.code() == grpc.StatusCode.UNAVAILABLE
 
@@ -107,12 +173,18 @@ def test_tokens_are_required_and_checked(tenants):
         assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
         assert "Bearer" in info.value.details()
         with pytest.raises(grpc.RpcError) as info:
-            stub.ListStreams(pb.ListStreamsRequest(), timeout=5,
-                             metadata=(("authorization", "Bearer not-a-known-token-xxxx"),))
+            stub.ListStreams(
+                pb.ListStreamsRequest(),
+                timeout=5,
+                metadata=(("authorization", "Bearer not-a-known-token-xxxx"),),
+            )
         assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
         with pytest.raises(grpc.RpcError) as info:
-            stub.ListStreams(pb.ListStreamsRequest(), timeout=5,
-                             metadata=(("authorization", f"Basic {TOKEN_A}"),))
+            stub.ListStreams(
+                pb.ListStreamsRequest(),
+                timeout=5,
+                metadata=(("authorization", f"Basic {TOKEN_A}"),),
+            )
         assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
         # health stays open for probes
         assert _health(ch) == health_pb2.HealthCheckResponse.SERVING
@@ -123,28 +195,37 @@ def test_streams_are_scoped_per_tenant(tenants):
     ch_b, b, meta_b = _stub(tenants, TOKEN_B)
     with ch_a, ch_b:
         a.CreateStream(_cfg("a-only"), metadata=meta_a, timeout=5)
-        names_a = [s.config.name for s in a.ListStreams(pb.ListStreamsRequest(), metadata=meta_a,
-                                                        timeout=5).streams]
-        names_b = [s.config.name for s in b.ListStreams(pb.ListStreamsRequest(), metadata=meta_b,
-                                                        timeout=5).streams]
+        names_a = [
+            s.config.name
+            for s in a.ListStreams(pb.ListStreamsRequest(), metadata=meta_a, timeout=5).streams
+        ]
+        names_b = [
+            s.config.name
+            for s in b.ListStreams(pb.ListStreamsRequest(), metadata=meta_b, timeout=5).streams
+        ]
         assert "a-only" in names_a and "a-only" not in names_b
-        for call, req in ((b.GetStream, pb.GetStreamRequest(name="a-only")),
-                          (b.GetReport, pb.GetReportRequest(stream="a-only")),
-                          (b.DeleteStream, pb.DeleteStreamRequest(name="a-only")),
-                          (b.ResetStream, pb.ResetStreamRequest(name="a-only"))):
+        for call, req in (
+            (b.GetStream, pb.GetStreamRequest(name="a-only")),
+            (b.GetReport, pb.GetReportRequest(stream="a-only")),
+            (b.DeleteStream, pb.DeleteStreamRequest(name="a-only")),
+            (b.ResetStream, pb.ResetStreamRequest(name="a-only")),
+        ):
             with pytest.raises(grpc.RpcError) as info:
                 call(req, metadata=meta_b, timeout=5)
             assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
         y = np.array([0, 1], np.int32)
         s = np.array([0.2, 0.9], np.float32)
-        req = pb.IngestRequest(stream="a-only", producer_id="p", sequence=1, scores=tensor(s),
-                               labels=tensor(y))
-        (res,) = [r for resp in b.Ingest(iter([req]), metadata=meta_b, timeout=5)
-                  for r in resp.results]
+        req = pb.IngestRequest(
+            stream="a-only", producer_id="p", sequence=1, scores=tensor(s), labels=tensor(y)
+        )
+        (res,) = [
+            r for resp in b.Ingest(iter([req]), metadata=meta_b, timeout=5) for r in resp.results
+        ]
         assert res.status == ingest_pb2.BATCH_STATUS_REJECTED
         assert res.error_code == grpc.StatusCode.PERMISSION_DENIED.value[0]
-        (res,) = [r for resp in a.Ingest(iter([req]), metadata=meta_a, timeout=5)
-                  for r in resp.results]
+        (res,) = [
+            r for resp in a.Ingest(iter([req]), metadata=meta_a, timeout=5) for r in resp.results
+        ]
         assert res.status == ingest_pb2.BATCH_STATUS_ACCEPTED  # B's attempt consumed nothing
 
 
@@ -165,8 +246,12 @@ def test_rate_limit_answers_resource_exhausted_with_retry_after_and_keeps_the_se
         rows = 800
         y = np.zeros(rows, np.int32)
         s = np.full(rows, 0.3, np.float32)
-        reqs = [pb.IngestRequest(stream="limited", producer_id="p", sequence=q,
-                                 scores=tensor(s), labels=tensor(y)) for q in (1, 2)]
+        reqs = [
+            pb.IngestRequest(
+                stream="limited", producer_id="p", sequence=q, scores=tensor(s), labels=tensor(y)
+            )
+            for q in (1, 2)
+        ]
         results = [r for resp in stub.Ingest(iter(reqs), timeout=10) for r in resp.results]
         assert results[0].status == ingest_pb2.BATCH_STATUS_ACCEPTED
         limited = results[1]

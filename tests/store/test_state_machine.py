@@ -1,0 +1,109 @@
+"""A Hypothesis state machine over ingest, ack (commit), crash, restart and retry, against a model
+of what was acknowledged: after any sequence of steps, the store counts every acknowledged batch
+exactly once and nothing else."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+
+import numpy as np
+from evalstream_server.engine import InvalidInputError, StreamSpec
+from evalstream_server.store.durable import DurableStore
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+SPEC = StreamSpec(task="binary", name="sm")
+
+
+def _batch(store, seq: int):
+    """Deterministic content per sequence number: seq rows, labels alternate."""
+    rng = np.random.default_rng(seq)
+    n = 1 + seq % 7
+    y = rng.integers(0, 2, n)
+    s = rng.random(n)
+    return store.get("sm").engine.validate(y, s), n
+
+
+class CrashyProducer(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = tempfile.mkdtemp(prefix="evalstream-sm-")
+        self.store = DurableStore(self.dir, snapshot_every=3)
+        self.store.create(SPEC)
+        self.next_seq = 1  # producer's next new sequence
+        self.in_tx: list[int] = []  # sent to this server instance, not yet committed
+        self.lost: list[int] = []  # sent before a crash, never acknowledged: to resend
+        self.acked_samples = 0
+        self.acked: set[int] = set()
+        self.bad: set[int] = set()  # sequences whose content is invalid
+
+    def teardown(self) -> None:
+        try:
+            self.store._db.close()
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _send(self, seq: int) -> None:
+        if seq in self.bad:
+            item = InvalidInputError("y_score", "finite numbers", "1 NaN")
+        else:
+            item, _ = _batch(self.store, seq)
+        out = self.store.ingest("sm", "p", seq, item, None)
+        assert out.status == ("rejected" if seq in self.bad else "accepted"), (seq, out)
+        assert out.expected_sequence == seq + 1
+        self.in_tx.append(seq)
+
+    def _samples(self, seqs) -> int:
+        return sum(_batch(self.store, s)[1] for s in seqs if s not in self.bad)
+
+    @precondition(lambda self: not self.lost)  # a real client resends the lost ones first
+    @rule(bad=st.booleans())
+    def ingest_new(self, bad):
+        seq = self.next_seq
+        self.next_seq += 1
+        if bad:
+            self.bad.add(seq)
+        self._send(seq)
+
+    @rule()
+    def ack(self):
+        self.store.flush()  # the commit: only now are the batches acknowledged
+        self.acked.update(self.in_tx)
+        self.acked_samples += self._samples(self.in_tx)
+        self.in_tx = []
+
+    @rule()
+    def crash_and_restart(self):
+        self.store._db.close()  # the open transaction is lost, as with kill -9
+        self.store = DurableStore(self.dir, snapshot_every=3)
+        self.lost = sorted(self.lost + self.in_tx)
+        self.in_tx = []
+
+    @precondition(lambda self: self.lost)
+    @rule()
+    def resend_lost(self):
+        assert self.store.expected_sequence("sm", "p") == self.lost[0]
+        for seq in self.lost:
+            self._send(seq)
+        self.lost = []
+
+    @precondition(lambda self: self.acked)
+    @rule(data=st.data())
+    def resend_an_acked_batch(self, data):
+        seq = data.draw(st.sampled_from(sorted(self.acked)))
+        out = self.store.ingest("sm", "p", seq, _batch(self.store, seq)[0], None)
+        assert out.status == "duplicate"
+        assert out.original_status == ("rejected" if seq in self.bad else "accepted")
+
+    @invariant()
+    def acknowledged_counted_exactly_once(self):
+        n = self.store.state("sm", "cumulative").n_samples
+        assert n == self.acked_samples + self._samples(self.in_tx)
+        expected = max(self.acked | set(self.in_tx), default=0) + 1
+        assert self.store.expected_sequence("sm", "p") == expected
+
+
+CrashyProducer.TestCase.settings = settings(max_examples=40, stateful_step_count=25, deadline=None)
+TestCrashyProducer = CrashyProducer.TestCase
