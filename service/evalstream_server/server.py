@@ -216,8 +216,8 @@ class ServerThread:
         if self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)
-        if not self._loop.is_running():
-            self._loop.close()
+        # The loop is left to the garbage collector: closing it while grpc's poller thread still
+        # holds its file descriptor logs a spurious EBADF.
 
     def __enter__(self) -> ServerThread:
         return self.start()
