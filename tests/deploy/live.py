@@ -1,0 +1,402 @@
+"""Helpers for the live monitoring tests: a real Prometheus process, its HTTP API, the streams fed
+through the real gRPC service, and the dashboards' panel queries.
+
+Everything runs on 127.0.0.1, on ports picked by the OS; every wait is bounded. Used by
+``test_live_prometheus.py``, which owns the fixtures (and so the processes' lifetimes).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from evalstream.v1 import evalstream_service_pb2 as pb
+from evalstream.v1 import ingest_pb2, stream_pb2, tensor_pb2
+
+REPO = Path(__file__).resolve().parents[2]
+PROM_DIR = REPO / "deploy" / "prometheus"
+DASHBOARD_DIR = REPO / "deploy" / "grafana" / "dashboards"
+INSTALL_HINT = "run bash scripts/install-tools.sh"
+
+# Grafana's built-in variables, as the dashboards would resolve them over a 1 h range with the
+# datasource's timeInterval (the scrape interval). $stream and $window are resolved per case.
+BUILTIN_VARIABLES = {"__rate_interval": "1m", "__interval": "1m", "__range": "1h"}
+_VARIABLE = re.compile(r"\$\{(\w+)\}|\$(\w+)")
+
+
+# ----------------------------------------------------------------------------------------------
+# Prometheus: the process and its HTTP API
+
+
+def find_prometheus() -> str:
+    found = shutil.which("prometheus")
+    if not found and Path("/usr/bin/prometheus").is_file():
+        found = "/usr/bin/prometheus"
+    if not found:
+        pytest.fail(f"prometheus is not installed: {INSTALL_HINT}", pytrace=False)
+    return found
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scrape_config(metrics_port: int, rule_files: list[Path]) -> dict:
+    """The repository's prometheus.yml, cut down to the evalstream job on the live service.
+
+    Kept from the repository: the global section (external labels) and the evalstream job
+    (its name, which every alert selects, and its metrics path). Changed: scrape and evaluation
+    every second, the target, the rule files; dropped: Alertmanager and the other jobs (nothing
+    outside loopback is reachable).
+    """
+    repo = yaml.safe_load((PROM_DIR / "prometheus.yml").read_text())
+    jobs = [j for j in repo["scrape_configs"] if j["job_name"] == "evalstream"]
+    assert len(jobs) == 1, "deploy/prometheus/prometheus.yml has no job_name: evalstream"
+    job = dict(jobs[0])
+    job.update(
+        scrape_interval="1s",
+        scrape_timeout="1s",
+        static_configs=[{"targets": [f"127.0.0.1:{metrics_port}"]}],
+    )
+    global_ = dict(repo.get("global", {}))
+    global_.update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
+    return {
+        "global": global_,
+        "rule_files": [str(p) for p in rule_files],
+        "scrape_configs": [job],
+    }
+
+
+class PrometheusError(AssertionError):
+    pass
+
+
+class PrometheusAPI:
+    """The few endpoints of Prometheus' HTTP API the tests use (urllib only)."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+
+    def _get(self, path: str, params: dict | list | None = None, timeout: float = 5) -> object:
+        url = self.base + path
+        if params:
+            url += "?" + urllib.parse.urlencode(params)
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as resp:
+                doc = json.loads(resp.read())
+        except urllib.error.HTTPError as exc:  # 400/422 carry the PromQL error as JSON
+            body = exc.read().decode(errors="replace")
+            raise PrometheusError(f"GET {path} {params}: HTTP {exc.code}: {body}") from None
+        if doc.get("status") != "success":
+            raise PrometheusError(f"GET {path} {params}: {doc}")
+        return doc["data"]
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.base + "/-/ready", timeout=2) as resp:
+                return resp.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def query(self, expr: str, at: float | None = None) -> list[dict]:
+        """Instant query at ``at`` (default now): a list of {"metric": labels, "value": float}."""
+        params = {"query": expr}
+        if at is not None:
+            params["time"] = f"{at:.3f}"
+        data = self._get("/api/v1/query", params)
+        if data["resultType"] == "scalar":
+            return [{"metric": {}, "value": float(data["result"][1])}]
+        assert data["resultType"] == "vector", (expr, data["resultType"])
+        return [{"metric": r["metric"], "value": float(r["value"][1])} for r in data["result"]]
+
+    def alerts(self) -> list[dict]:
+        return self._get("/api/v1/alerts")["alerts"]
+
+    def rule_groups(self) -> list[dict]:
+        return self._get("/api/v1/rules")["groups"]
+
+    def label_values(self, label: str, selector: str) -> list[str]:
+        return self._get(f"/api/v1/label/{label}/values", [("match[]", selector)])
+
+
+@dataclass
+class PrometheusProcess:
+    """A Prometheus server in a temporary directory; ``stop()`` always ends it."""
+
+    binary: str
+    workdir: Path
+    config: dict
+    proc: subprocess.Popen | None = None
+    api: PrometheusAPI | None = None
+    log_path: Path = field(init=False)
+
+    def start(self, timeout: float = 30) -> PrometheusAPI:
+        config_path = self.workdir / "prometheus.yml"
+        config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
+        self.log_path = self.workdir / "prometheus.log"
+        for _attempt in range(3):  # the free port can be taken between probing and binding
+            port = free_port()
+            with self.log_path.open("ab") as log:
+                self.proc = subprocess.Popen(
+                    [
+                        self.binary,
+                        f"--config.file={config_path}",
+                        f"--storage.tsdb.path={self.workdir / 'data'}",
+                        f"--web.listen-address=127.0.0.1:{port}",
+                        "--log.level=info",
+                    ],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=self.workdir,
+                )
+            api = PrometheusAPI(f"http://127.0.0.1:{port}")
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                if api.ready():
+                    self.api = api
+                    return api
+                time.sleep(0.1)
+            if self.proc.poll() is None:  # still running but never ready
+                break
+            if "address already in use" not in self.log_tail():
+                break
+        self.stop()
+        pytest.fail(f"Prometheus did not become ready:\n{self.log_tail()}", pytrace=False)
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.proc = None
+
+
+def wait_until(
+    what: str,
+    probe: Callable[[], object],
+    timeout: float,
+    interval: float = 0.2,
+    detail: Callable[[], str] | None = None,
+):
+    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            extra = f"\n{detail()}" if detail else ""
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}{extra}", pytrace=False)
+        time.sleep(interval)
+
+
+def parse_time(text: str) -> float:
+    """Unix time of an RFC 3339 timestamp as Prometheus writes it (nanosecond fractions)."""
+    m = re.match(r"^(.*T\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$", text)
+    assert m, text
+    base = datetime.fromisoformat(m[1] + ("+00:00" if m[3] == "Z" else m[3]))
+    return base.timestamp() + (float("0." + m[2]) if m[2] else 0.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Rule files
+
+
+def shortened_alert_rules(original: dict, group: str, new_for: str) -> dict:
+    """A copy of alerts.yml with the ``for`` of every alert in ``group`` set to ``new_for``."""
+    doc = json.loads(json.dumps(original))  # deep copy
+    groups = {g["name"]: g for g in doc["groups"]}
+    assert group in groups, f"alerts.yml has no group {group!r}"
+    for rule in groups[group]["rules"]:
+        rule["for"] = new_for
+    return doc
+
+
+def threshold(expr: str, pattern: str) -> float:
+    """A number from an alert expression, e.g. the 0.50 of ``...:minority{window="1h"} < 0.50``."""
+    m = re.search(pattern, expr)
+    assert m, f"pattern {pattern!r} not in alert expression:\n{expr}"
+    return float(m[1])
+
+
+# ----------------------------------------------------------------------------------------------
+# Streams fed through the gRPC service
+
+CLASSES = ("car", "truck", "bike", "bus")
+PREVALENCE = (0.60, 0.27, 0.08, 0.05)  # bike and bus are minority classes (< 10%)
+WINDOWS = ("5m", "1h")
+
+
+@dataclass(frozen=True)
+class StreamPlan:
+    name: str
+    seed: int
+    batches: int
+    batch_rows: int
+    degraded: bool  # the minority class "bus" is mostly confused with "car"
+
+    @property
+    def n_samples(self) -> int:
+        return self.batches * self.batch_rows
+
+
+def stream_data(plan: StreamPlan) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded labels and softmax probabilities.
+
+    Every class' logit gets +3 on its own samples (one-vs-rest AUC about 0.997, recall about 0.96).
+    In the degraded stream 80% of the "bus" samples instead get +3 on "car" and -4.5 on "bus":
+    bus recall about 0.25, bus AUC about 0.42, micro minus macro AUC about 0.12, and bus is still
+    predicted about half as often as it occurs (no prediction collapse).
+    """
+    rng = np.random.default_rng(plan.seed)
+    n = plan.n_samples
+    y = rng.choice(len(CLASSES), n, p=PREVALENCE).astype(np.int32)
+    logits = rng.normal(size=(n, len(CLASSES)))
+    logits[np.arange(n), y] += 3.0
+    if plan.degraded:
+        bus = np.flatnonzero(y == CLASSES.index("bus"))
+        confused = bus[rng.random(bus.size) < 0.8]
+        logits[confused, CLASSES.index("bus")] -= 4.5
+        logits[confused, CLASSES.index("car")] += 3.0
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    return y, p.astype(np.float32)
+
+
+def _tensor(a: np.ndarray) -> tensor_pb2.Tensor:
+    dtypes = {"float32": tensor_pb2.DATA_TYPE_FLOAT32, "int32": tensor_pb2.DATA_TYPE_INT32}
+    a = np.ascontiguousarray(a)
+    return tensor_pb2.Tensor(dtype=dtypes[a.dtype.name], shape=list(a.shape), data=a.tobytes())
+
+
+def create_stream(stub, plan: StreamPlan) -> None:
+    config = stream_pb2.StreamConfig(
+        name=plan.name,
+        task=stream_pb2.TASK_MULTICLASS,
+        classes=list(CLASSES),
+        windows=list(WINDOWS),
+        score_kind=stream_pb2.SCORE_KIND_PROBABILITIES,
+    )
+    stub.CreateStream(pb.CreateStreamRequest(config=config), timeout=10)
+
+
+def ingest_stream(stub, plan: StreamPlan) -> None:
+    y, p = stream_data(plan)
+    rows = plan.batch_rows
+    requests = [
+        pb.IngestRequest(
+            stream=plan.name,
+            producer_id="live-test",
+            sequence=i + 1,
+            scores=_tensor(p[i * rows : (i + 1) * rows]),
+            labels=_tensor(y[i * rows : (i + 1) * rows]),
+        )
+        for i in range(plan.batches)
+    ]
+    accepted = 0
+    for response in stub.Ingest(iter(requests), timeout=30):
+        for result in response.results:
+            assert result.status == ingest_pb2.BATCH_STATUS_ACCEPTED, result
+            accepted += result.samples
+    assert accepted == plan.n_samples
+
+
+def get_report(stub, stream: str, window: str) -> dict:
+    resp = stub.GetReport(pb.GetReportRequest(stream=stream, window=window), timeout=30)
+    return json.loads(resp.report_json)
+
+
+# ----------------------------------------------------------------------------------------------
+# Dashboards
+
+
+@dataclass(frozen=True)
+class PanelQuery:
+    dashboard: str
+    panel: str
+    ref_id: str
+    expr: str
+
+    @property
+    def where(self) -> str:
+        return f"{self.dashboard}: panel {self.panel!r} target {self.ref_id}"
+
+
+def load_dashboards() -> dict[str, dict]:
+    files = sorted(DASHBOARD_DIR.glob("*.json"))
+    assert files, f"no dashboards under {DASHBOARD_DIR}"
+    return {p.name: json.loads(p.read_text()) for p in files}
+
+
+def _walk(panels: list[dict]) -> Iterator[dict]:
+    for panel in panels:
+        yield panel
+        yield from _walk(panel.get("panels", []))
+
+
+def panel_queries(name: str, dashboard: dict) -> list[PanelQuery]:
+    return [
+        PanelQuery(name, panel.get("title", ""), target.get("refId", "?"), target["expr"])
+        for panel in _walk(dashboard["panels"])
+        for target in panel.get("targets", [])
+    ]
+
+
+def variable_queries(dashboard: dict) -> dict[str, tuple[str, str]]:
+    """name -> (selector, label) for every ``label_values(selector, label)`` variable."""
+    out = {}
+    for var in dashboard.get("templating", {}).get("list", []):
+        if var.get("type") != "query":
+            continue
+        query = var["query"]["query"] if isinstance(var["query"], dict) else var["query"]
+        m = re.match(r"^label_values\((?P<selector>.+),\s*(?P<label>\w+)\)$", query.strip())
+        assert m, f"variable {var['name']}: expected label_values(<selector>, <label>): {query}"
+        out[var["name"]] = (m["selector"], m["label"])
+    return out
+
+
+def substitute(expr: str, values: dict[str, str]) -> str:
+    """Replace ``$name`` and ``${name}``; an unknown variable fails the test."""
+    known = {**BUILTIN_VARIABLES, **values}
+
+    def repl(m: re.Match) -> str:
+        name = m[1] or m[2]
+        if name not in known:
+            pytest.fail(f"unknown Grafana variable ${name} in {expr!r}", pytrace=False)
+        return known[name]
+
+    return _VARIABLE.sub(repl, expr)
+
+
+def finite(value: float) -> bool:
+    return not (math.isnan(value) or math.isinf(value))
