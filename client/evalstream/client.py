@@ -1,0 +1,413 @@
+"""``EvalClient``: the Python client of the evalstream service over a synchronous gRPC channel."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+import numpy as np
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from .errors import error_from_rpc
+from .ingest import LogResult, Sequences, deliver
+from .report import Curve, Report
+from .streams import StreamInfo, stream_config
+from .tensors import MAX_BATCH_ROWS, MESSAGE_BYTES, to_rows
+from .v1 import curve_pb2
+from .v1 import evalstream_service_pb2 as pb
+from .v1.evalstream_service_pb2_grpc import EvalstreamServiceStub
+from .writer import Writer
+
+__all__ = ["EvalClient"]
+
+MAX_SEND_BYTES = 4 * 1024 * 1024  # the server's default receive limit
+MAX_RECEIVE_BYTES = 64 * 1024 * 1024  # reports with curves can be large
+_CURVE_KINDS = {
+    "roc": curve_pb2.CURVE_KIND_ROC,
+    "pr": curve_pb2.CURVE_KIND_PRECISION_RECALL,
+    "precision_recall": curve_pb2.CURVE_KIND_PRECISION_RECALL,
+}
+
+
+class EvalClient:
+    """Client of an evalstream server. Thread-safe; a context manager; ``close()`` when done.
+
+    Parameters
+    ----------
+    target : str
+        ``"host:port"`` of the server.
+    token : str, optional
+        Sent as ``authorization: Bearer <token>`` metadata on every call.
+    tls : bool, dict or object, optional
+        None or False: plaintext. True: TLS with the system's root certificates. A dict (or an
+        object with these attributes) of PEM bytes ``root_certificates``, ``certificate_chain``
+        and ``private_key`` (the last two for mutual TLS), and optionally ``server_name`` to
+        check the server's certificate against another name than the target's host.
+    timeout : float
+        Deadline in seconds of each unary call. An Ingest call of ``log`` gets ``timeout`` plus
+        one second per MiB it sends; ``watch`` and writers have none.
+    producer_id : str, optional
+        The producer id of exactly-once delivery; default a fresh UUID4 per client. Sequence
+        numbers start at 1 per (client, stream). A client created again with the same id that
+        logs the same data in the same order replays idempotently: the server answers DUPLICATE
+        for what it had applied.
+    max_batch_rows : int
+        Most rows per message (the server's ``max_batch_rows``).
+    options : sequence of (str, value)
+        Extra gRPC channel options.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        token: str | None = None,
+        tls: Any = None,
+        timeout: float = 30.0,
+        *,
+        producer_id: str | None = None,
+        max_batch_rows: int = MAX_BATCH_ROWS,
+        options: Sequence[tuple[str, Any]] = (),
+    ) -> None:
+        self.target = target
+        self.timeout = timeout
+        self.producer_id = producer_id or str(uuid.uuid4())
+        self.max_batch_rows = max_batch_rows
+        self._channel = _channel(target, tls, options)
+        self._stub = EvalstreamServiceStub(self._channel)
+        self._metadata: tuple[tuple[str, str], ...] = (
+            (("authorization", f"Bearer {token}"),) if token else ()
+        )
+        self._sequences = Sequences()
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self._writer_ids = itertools.count(1)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the channel; calls in flight fail with ``UnavailableError``."""
+        self._channel.close()
+
+    def __enter__(self) -> EvalClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"EvalClient(target={self.target!r}, producer_id={self.producer_id!r})"
+
+    def _unary(self, method: Any, request: Any) -> Any:
+        try:
+            return method(request, timeout=self.timeout, metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc) from None
+
+    # -- streams -------------------------------------------------------------------------------
+    def create_stream(
+        self,
+        name: str,
+        task: str,
+        classes: Sequence[str],
+        scores: str = "probabilities",
+        windows: Sequence[str] = (),
+        thresholds: Sequence[float] | float = (),
+        resolution: str = "bins",
+        ovo_class_limit: int | None = None,
+        top_k: int | None = None,
+        calibration_bins: int | None = None,
+    ) -> StreamInfo:
+        """Create a stream; return it with the server's defaults filled in.
+
+        Parameters
+        ----------
+        name : str
+            1 to 128 characters from ``[A-Za-z0-9._-]``.
+        task : {"binary", "multiclass", "multilabel"}
+            Declared, never guessed from the data.
+        classes : sequence of str
+            Class names (binary: the negative, then the positive class).
+        scores : {"probabilities", "logits"}
+        windows : sequence of str
+            Sliding windows besides the cumulative state, e.g. ``("5m", "1h")``.
+        thresholds : float or sequence of float
+            Decision thresholds of binary and multilabel streams (default 0.5).
+        resolution : str
+            ``"bins"`` (bounded memory, AUC and AP within guaranteed bounds), ``"bins:<m>"``
+            (``m`` mantissa bits), ``"exact"`` (sklearn's values, memory linear in the samples)
+            or ``"exact:<max samples>"``.
+        ovo_class_limit, top_k, calibration_bins : int, optional
+            None takes the server default.
+
+        Raises
+        ------
+        AlreadyExistsError, InvalidArgumentError
+        """
+        config = stream_config(
+            name, task, classes, scores, windows, thresholds, resolution,
+            ovo_class_limit, top_k, calibration_bins,
+        )  # fmt: skip
+        response = self._unary(self._stub.CreateStream, pb.CreateStreamRequest(config=config))
+        self._sequences.forget(name)  # a new stream knows no producer
+        return StreamInfo.from_proto(response.stream)
+
+    def get_stream(self, name: str) -> StreamInfo:
+        """One stream. Raises ``NotFoundError``."""
+        response = self._unary(self._stub.GetStream, pb.GetStreamRequest(name=name))
+        return StreamInfo.from_proto(response.stream)
+
+    def list_streams(self, page_size: int = 0) -> list[StreamInfo]:
+        """Every stream in name order (follows the pages; ``page_size`` 0 = server default)."""
+        out: list[StreamInfo] = []
+        token, seen = "", set()
+        while True:
+            request = pb.ListStreamsRequest(page_size=page_size, page_token=token)
+            response = self._unary(self._stub.ListStreams, request)
+            out.extend(StreamInfo.from_proto(s) for s in response.streams)
+            token = response.next_page_token
+            if not token or token in seen:  # a repeated token would loop forever
+                return out
+            seen.add(token)
+
+    def delete_stream(self, name: str) -> None:
+        """Delete a stream with its state. Raises ``NotFoundError``."""
+        self._unary(self._stub.DeleteStream, pb.DeleteStreamRequest(name=name))
+        self._sequences.forget(name)
+
+    def reset_stream(self, name: str, forget_producers: bool = False) -> StreamInfo:
+        """Clear a stream's counts, keeping its config. ``forget_producers`` also clears the
+        producers' sequence numbers (this client then numbers from 1 again)."""
+        request = pb.ResetStreamRequest(name=name, forget_producers=forget_producers)
+        response = self._unary(self._stub.ResetStream, request)
+        if forget_producers:
+            self._sequences.forget(name)
+        return StreamInfo.from_proto(response.stream)
+
+    # -- ingest --------------------------------------------------------------------------------
+    def log(
+        self,
+        stream: str,
+        y_true: Any,
+        y_score: Any,
+        sample_weight: Any = None,
+        timestamp: float | datetime | None = None,
+    ) -> LogResult:
+        """Send labelled scores; return once every batch has been acknowledged.
+
+        Rows are split into messages of at most about 1 MiB and streamed over one Ingest call,
+        each batch with this client's ``(producer_id, sequence)`` (exactly once: a broken call is
+        retried without double counting).
+
+        Parameters
+        ----------
+        stream : str
+        y_true : array-like
+            Class indices (or class names) of shape (n,) for binary and multiclass streams,
+            multi-hot rows of shape (n, L) for multilabel streams.
+        y_score : array-like
+            Shape (n,) or (n, 2) (binary), (n, K) (multiclass), (n, L) (multilabel). Sent as
+            float32 (float16 input as float16).
+        sample_weight : array-like of shape (n,), optional
+        timestamp : float or datetime, optional
+            The event time of every row (unix seconds; a naive datetime is local time, as
+            ``datetime.timestamp`` reads it). Default: the server's clock.
+
+        Returns
+        -------
+        LogResult
+
+        Raises
+        ------
+        InvalidBatchError
+            After the call completed, if the server rejected batches for their content. Other
+            batches of the same call may have been accepted and stay applied: the error says
+            which rows were rejected, and ``error.result`` holds the call's totals.
+        NotFoundError
+            No such stream.
+        ValueError
+            Before sending anything, for what the wire cannot carry (arrays of more than two
+            dimensions, non-integer labels, arrays of different lengths).
+        """
+        classes = None
+        if np.asarray(y_true).dtype.kind in "USO":
+            classes = self.get_stream(stream).classes
+        rows = to_rows(y_true, y_score, sample_weight, classes=classes)
+        if rows.n == 0:
+            return LogResult()
+        event_time = _timestamp(timestamp)
+        per_message = rows.rows_per_message(MESSAGE_BYTES, self.max_batch_rows)
+        deadline = self.timeout + rows.n * rows.row_bytes / 2**20
+
+        def ingest(requests):
+            return self._stub.Ingest(requests, timeout=deadline, metadata=self._metadata)
+
+        with self._lock(stream):  # one call at a time per stream keeps the numbering in order
+            return deliver(
+                ingest, stream, self.producer_id, rows, per_message, self._sequences, event_time
+            )
+
+    def writer(
+        self,
+        stream: str,
+        max_buffer_rows: int = 65536,
+        flush_rows: int = 4096,
+        flush_interval: float = 1.0,
+    ) -> Writer:
+        """A background writer for continuous logging from a serving loop (see ``Writer``).
+
+        ``w.log(y_true, y_score)`` appends to a buffer of at most ``max_buffer_rows`` rows
+        (bounded memory: it blocks while the buffer is full); a background thread sends batches
+        every ``flush_rows`` rows or ``flush_interval`` seconds over one long-lived Ingest
+        stream, with its own producer id. ``flush()`` waits for the acknowledgements;
+        ``close()`` (or leaving the ``with`` block) flushes and stops. Raises ``NotFoundError``
+        now if the stream does not exist.
+        """
+        info = self.get_stream(stream)
+
+        def ingest(requests):
+            return self._stub.Ingest(requests, metadata=self._metadata)
+
+        return Writer(
+            ingest,
+            stream,
+            f"{self.producer_id}/writer-{next(self._writer_ids)}",
+            classes=info.classes,
+            max_buffer_rows=max_buffer_rows,
+            flush_rows=flush_rows,
+            flush_interval=flush_interval,
+            max_batch_rows=self.max_batch_rows,
+        )
+
+    def _lock(self, stream: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(stream, threading.Lock())
+
+    # -- queries -------------------------------------------------------------------------------
+    def report(
+        self,
+        stream: str,
+        window: str = "cumulative",
+        curves: bool = False,
+        max_curve_points: int = 200,
+    ) -> Report:
+        """The report of one window (``"cumulative"`` or one of the stream's windows);
+        ``curves=True`` includes the ROC and PR curves for ``Report.roc_curve``."""
+        request = pb.GetReportRequest(
+            stream=stream, window=window, include_curves=curves, max_curve_points=max_curve_points
+        )
+        response = self._unary(self._stub.GetReport, request)
+        return Report.from_json(response.report_json, _datetime(response.generated_time))
+
+    def watch(
+        self,
+        stream: str,
+        window: str = "cumulative",
+        interval: float | None = 5.0,
+        curves: bool = False,
+        max_curve_points: int = 200,
+    ) -> Iterator[Report]:
+        """Reports now and then every ``interval`` seconds (None: the server's default), until
+        the generator is closed (the call is cancelled then). Raises ``NotFoundError`` when the
+        stream goes away."""
+        request = pb.WatchReportRequest(
+            stream=stream, window=window, include_curves=curves, max_curve_points=max_curve_points
+        )
+        if interval:  # None or 0: leave it unset, the server's default
+            request.interval.CopyFrom(
+                Duration(seconds=int(interval), nanos=int(round(interval % 1 * 1e9)))
+            )
+        call = self._stub.WatchReport(request, metadata=self._metadata)
+        try:
+            for response in call:
+                yield Report.from_json(response.report_json, _datetime(response.generated_time))
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc) from None
+        finally:
+            call.cancel()
+
+    def curve(
+        self,
+        stream: str,
+        kind: str = "roc",
+        class_name: str | None = None,
+        window: str = "cumulative",
+        max_points: int = 200,
+    ) -> Curve:
+        """One ROC (``kind="roc"``) or precision-recall (``"pr"``) curve of a class, or of
+        ``"micro"`` (default for multiclass and multilabel; binary: the positive class)."""
+        if kind not in _CURVE_KINDS:
+            raise ValueError(f"kind: expected 'roc' or 'pr', received {kind!r}")
+        request = pb.GetCurveRequest(
+            stream=stream,
+            window=window,
+            kind=_CURVE_KINDS[kind],
+            class_name=class_name or "",
+            max_points=max_points,
+        )
+        response = self._unary(self._stub.GetCurve, request)
+        c = response.curve
+        x, y = np.array(c.x, dtype=np.float64), np.array(c.y, dtype=np.float64)
+        thresholds = np.array(c.thresholds, dtype=np.float64)
+        is_roc = c.kind == curve_pb2.CURVE_KIND_ROC
+        if (
+            not is_roc
+            and thresholds.size == x.size
+            and thresholds.size
+            and np.isnan(thresholds[-1])
+        ):
+            thresholds = thresholds[:-1]  # the last PR point (recall 0) has no threshold
+        return Curve(
+            stream=response.stream,
+            window=response.window,
+            kind="roc" if is_roc else "pr",
+            class_name=c.class_name,
+            x=x,
+            y=y,
+            thresholds=thresholds,
+            x_name=c.x_name,
+            y_name=c.y_name,
+        )
+
+
+def _channel(target: str, tls: Any, options: Sequence[tuple[str, Any]]) -> grpc.Channel:
+    opts = [
+        ("grpc.max_send_message_length", MAX_SEND_BYTES),
+        ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
+        *options,
+    ]
+    if not tls:
+        return grpc.insecure_channel(target, options=opts)
+    if tls is True:
+        return grpc.secure_channel(target, grpc.ssl_channel_credentials(), options=opts)
+
+    def get(key: str) -> bytes | None:
+        value = tls.get(key) if isinstance(tls, Mapping) else getattr(tls, key, None)
+        return value.encode() if isinstance(value, str) else value
+
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=get("root_certificates"),
+        private_key=get("private_key"),
+        certificate_chain=get("certificate_chain"),
+    )
+    server_name = get("server_name")
+    if server_name:
+        opts.append(("grpc.ssl_target_name_override", server_name.decode()))
+    return grpc.secure_channel(target, credentials, options=opts)
+
+
+def _timestamp(value: float | datetime | None) -> Timestamp | None:
+    if value is None:
+        return None
+    seconds = value.timestamp() if isinstance(value, datetime) else float(value)
+    ts = Timestamp()
+    ts.FromNanoseconds(int(round(seconds * 1e9)))
+    return ts
+
+
+def _datetime(ts: Timestamp) -> datetime | None:
+    return ts.ToDatetime(tzinfo=UTC) if ts.seconds or ts.nanos else None

@@ -1,0 +1,421 @@
+"""``Report``: the canonical report of one window, answered with scikit-learn's names.
+
+The server computes every number; a ``Report`` only looks them up. Its methods take sklearn's
+parameters (``average``, ``multi_class``, ``k``) and refuse the combinations sklearn refuses, with
+sklearn's wording. Undefined values (the AUC of a class with no positives in the window, say) are
+``None``, never NaN and never a silent 0; the canonical dict says why in the leaf's ``reason``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from .text import classification_report, format_report
+
+__all__ = ["Report", "Curve"]
+
+_AVERAGES = (None, "micro", "macro", "weighted", "samples", "binary")
+_METRIC_ALIASES = {
+    "roc_auc_score": "roc_auc",
+    "auc": "roc_auc",
+    "average_precision_score": "average_precision",
+    "ap": "average_precision",
+    "precision_score": "precision",
+    "recall_score": "recall",
+    "f1_score": "f1",
+}
+_TARGET = {"multiclass": "multiclass", "multilabel": "multilabel-indicator", "binary": "binary"}
+
+
+@dataclass(frozen=True, eq=False)
+class Curve:
+    """One ROC or precision-recall curve, as ``GetCurve`` returns it.
+
+    Points are in sklearn's order: ROC as ``roc_curve`` returns them (``thresholds[0]`` is
+    ``inf``), precision-recall as ``precision_recall_curve`` (one threshold fewer than points).
+
+    Attributes
+    ----------
+    stream, window : str
+    kind : {"roc", "pr"}
+    class_name : str
+        A class name, or ``"micro"`` for the pooled (sample, class) items.
+    x, y : ndarray
+        ROC: false and true positive rates; PR: recall and precision.
+    thresholds : ndarray
+        Score thresholds on the probability scale.
+    x_name, y_name : str
+        ``"fpr"``/``"tpr"`` or ``"recall"``/``"precision"``.
+    """
+
+    stream: str
+    window: str
+    kind: str
+    class_name: str
+    x: np.ndarray
+    y: np.ndarray
+    thresholds: np.ndarray
+    x_name: str
+    y_name: str
+
+    def as_sklearn(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(fpr, tpr, thresholds)`` like ``roc_curve``, or ``(precision, recall, thresholds)``
+        like ``precision_recall_curve``."""
+        if self.kind == "roc":
+            return self.x, self.y, self.thresholds
+        return self.y, self.x, self.thresholds
+
+
+class Report:
+    """The canonical report of one stream window, with sklearn-named accessors.
+
+    Parameters
+    ----------
+    data : dict
+        The canonical report (``GetReportResponse.report_json`` parsed).
+    generated_time : datetime, optional
+        When the server computed it.
+
+    Notes
+    -----
+    Every metric method returns a float, or ``None`` where the value is undefined in this window
+    (not NaN). Methods for metrics a task does not have (``confusion_matrix`` of a multilabel
+    stream, say) raise ``ValueError`` as sklearn does.
+    """
+
+    def __init__(self, data: dict[str, Any], generated_time: datetime | None = None) -> None:
+        self._d = data
+        self.generated_time = generated_time
+
+    @classmethod
+    def from_json(cls, text: str, generated_time: datetime | None = None) -> Report:
+        return cls(json.loads(text), generated_time)
+
+    # -- identity ------------------------------------------------------------------------------
+    @property
+    def stream(self) -> str:
+        return self._d.get("stream", "")
+
+    @property
+    def window(self) -> str:
+        return self._d.get("window", "cumulative")
+
+    @property
+    def task(self) -> str:
+        return self._d["task"]
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self._d["classes"])
+
+    @property
+    def n_samples(self) -> int:
+        return int(self._d["n_samples"])
+
+    @property
+    def weight_total(self) -> float:
+        return self._d.get("weight_total", self.n_samples)
+
+    @property
+    def resolution(self) -> dict[str, Any]:
+        return dict(self._d.get("resolution", {}))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The canonical report (a deep copy)."""
+        return copy.deepcopy(self._d)
+
+    def leaf(self, path: str | Sequence[str]) -> dict[str, Any]:
+        """The leaf at ``path``: ``"roc_auc.per_class.cat"`` or ``("roc_auc", "per_class",
+        "cat")``. Dotted paths also resolve class names that contain dots."""
+        parts = path.split(".") if isinstance(path, str) else list(path)
+        node: Any = self._d
+        i = 0
+        while i < len(parts):
+            if not isinstance(node, dict):
+                raise KeyError(f"{path!r}: {'.'.join(parts[:i])} is not a group")
+            for j in range(len(parts), i, -1):  # longest key first: names may hold dots
+                key = ".".join(parts[i:j])
+                if key in node:
+                    node, i = node[key], j
+                    break
+            else:
+                raise KeyError(
+                    f"{path!r}: no key {parts[i]!r} under {'.'.join(parts[:i]) or 'the report'}; "
+                    f"keys: {sorted(node)[:20]}"
+                )
+        return copy.deepcopy(node)
+
+    # -- ranking metrics -----------------------------------------------------------------------
+    def roc_auc_score(
+        self, average: str | None = "macro", multi_class: str = "ovr"
+    ) -> float | dict[str, float | None] | None:
+        """ROC AUC as ``sklearn.metrics.roc_auc_score``.
+
+        Parameters
+        ----------
+        average : {"macro", "weighted", "micro", "samples"} or None
+            Binary streams ignore it (as sklearn). None gives a dict keyed by class name.
+            ``"samples"`` is for multilabel streams only.
+        multi_class : {"ovr", "ovo"}
+            Multiclass streams only: one-vs-rest or one-vs-one (Hand & Till); ``"ovo"`` takes
+            ``"macro"`` or ``"weighted"``.
+        """
+        group = self._d["roc_auc"]
+        if self.task == "binary":
+            return _value(group["binary"])
+        if self.task == "multiclass":
+            if multi_class not in ("ovr", "ovo"):
+                raise ValueError(
+                    f"multi_class must be in ('ovo', 'ovr'), got {multi_class!r}; a multiclass "
+                    "stream needs one of them"
+                )
+            if multi_class == "ovo":
+                if average not in ("macro", "weighted"):
+                    raise ValueError(
+                        f"average must be one of ('macro', 'weighted') for multi_class='ovo', "
+                        f"got {average!r}"
+                    )
+                return _value(group[f"ovo_{average}"])
+            allowed: tuple = ("macro", "weighted", "micro", None)
+        else:
+            allowed = ("macro", "weighted", "micro", "samples", None)
+        return self._ranked(group, average, allowed, "roc_auc_score")
+
+    def average_precision_score(
+        self, average: str | None = "macro"
+    ) -> float | dict[str, float | None] | None:
+        """Average precision as ``sklearn.metrics.average_precision_score`` (binary streams
+        ignore ``average``; ``"samples"`` is multilabel only; None gives a dict by class)."""
+        group = self._d["average_precision"]
+        if self.task == "binary":
+            return _value(group["binary"])
+        allowed: tuple = ("macro", "weighted", "micro", None)
+        if self.task == "multilabel":
+            allowed += ("samples",)
+        return self._ranked(group, average, allowed, "average_precision_score")
+
+    def _ranked(self, group: dict, average: str | None, allowed: tuple, name: str):
+        if average not in allowed:
+            raise ValueError(
+                f"{name}: average must be one of {allowed} for {self.task} streams, got {average!r}"
+            )
+        if average is None:
+            return {k: _value(v) for k, v in group["per_class"].items()}
+        return _value(group[average])
+
+    # -- threshold metrics ---------------------------------------------------------------------
+    def precision_score(self, average: str | None = "binary"):
+        """Precision as ``sklearn.metrics.precision_score`` (``zero_division=0``).
+
+        ``average`` is one of ``"binary"`` (the default, binary streams only), ``"micro"``,
+        ``"macro"``, ``"weighted"``, ``"samples"`` (multilabel) or None (a dict by class).
+        """
+        return self._prf("precision", average)
+
+    def recall_score(self, average: str | None = "binary"):
+        """Recall as ``sklearn.metrics.recall_score``; ``average`` as in ``precision_score``."""
+        return self._prf("recall", average)
+
+    def f1_score(self, average: str | None = "binary"):
+        """F1 as ``sklearn.metrics.f1_score``; ``average`` as in ``precision_score``."""
+        return self._prf("f1", average)
+
+    def _prf(self, metric: str, average: str | None):
+        if average not in _AVERAGES:
+            raise ValueError(f"average has to be one of {_AVERAGES}, got {average!r}")
+        group = self._d[metric]
+        if average == "binary" and self.task != "binary":
+            options = [None, "micro", "macro", "weighted"]
+            if self.task == "multilabel":
+                options.append("samples")
+            raise ValueError(
+                f"Target is {_TARGET[self.task]} but average='binary'. Please choose another "
+                f"average setting, one of {options}."
+            )
+        if average == "samples" and self.task != "multilabel":
+            raise ValueError(
+                "Sample-based precision, recall, fscore is not meaningful outside multilabel "
+                "classification. See the accuracy_score instead."
+            )
+        if average is None:
+            return {k: _value(v) for k, v in group["per_class"].items()}
+        return _value(group[average])
+
+    def accuracy_score(self) -> float | None:
+        """Accuracy (multilabel: subset accuracy, as sklearn)."""
+        return _value(self._d["accuracy"])
+
+    def balanced_accuracy_score(self) -> float | None:
+        return self._scalar("balanced_accuracy", "balanced_accuracy_score", ("multilabel",))
+
+    def matthews_corrcoef(self) -> float | None:
+        """MCC; None where sklearn divides by zero (it returns 0.0 there)."""
+        return self._scalar("matthews_corrcoef", "matthews_corrcoef", ("multilabel",))
+
+    def cohen_kappa_score(self) -> float | None:
+        return self._scalar("cohen_kappa", "cohen_kappa_score", ("multilabel",))
+
+    def hamming_loss(self) -> float | None:
+        return _value(self._d["hamming_loss"])
+
+    def log_loss(self) -> float | None:
+        return self._scalar("log_loss", "log_loss", ("multilabel",))
+
+    def brier_score_loss(self) -> float | None:
+        return self._scalar("brier_score", "brier_score_loss", ("multilabel",))
+
+    def expected_calibration_error(self) -> float | None:
+        return _value(self._d["expected_calibration_error"])
+
+    def top_k_accuracy_score(self, k: int = 2) -> float | None:
+        """Top-k accuracy as ``sklearn.metrics.top_k_accuracy_score`` (multiclass streams, k up
+        to the stream's ``top_k``)."""
+        if self.task != "multiclass":
+            raise ValueError(
+                f"top_k_accuracy_score: defined for multiclass streams, not {self.task}"
+            )
+        if k == 1:
+            return self.accuracy_score()
+        table = self._d.get("top_k_accuracy") or {}
+        if str(k) in table:
+            return _value(table[str(k)])
+        if k >= len(self.classes):  # sklearn: a perfect score, with a warning
+            return 1.0 if self.weight_total else None
+        largest = max((int(x) for x in table), default=1)
+        raise ValueError(
+            f"k: expected 1 to {largest} (the stream's top_k), got {k}; create the stream with "
+            "a larger top_k"
+        )
+
+    def confusion_matrix(self) -> np.ndarray:
+        """The (n_classes, n_classes) matrix, rows true and columns predicted classes (float when
+        sample weights were logged)."""
+        cm = self._d.get("confusion_matrix")
+        if cm is None:
+            raise ValueError(
+                f"confusion_matrix: {_TARGET[self.task]} is not supported; use "
+                "multilabel_confusion_matrix()"
+            )
+        return np.asarray(cm)
+
+    def multilabel_confusion_matrix(self) -> np.ndarray:
+        """(n_labels, 2, 2) matrices ``[[tn, fp], [fn, tp]]`` as sklearn's (binary streams: the
+        positive class only)."""
+        return np.asarray(self._d["multilabel_confusion_matrix"])
+
+    def classification_report(self, digits: int = 3) -> str:
+        """Text like ``sklearn.metrics.classification_report``, with ROC AUC and AP columns."""
+        return classification_report(self._d, digits)
+
+    def _scalar(self, key: str, name: str, not_for: tuple[str, ...]) -> float | None:
+        if self.task in not_for:
+            reason = self._d.get(key, {}).get("reason", "")
+            raise ValueError(f"{name} is not defined for {self.task} streams ({reason})")
+        return _value(self._d[key])
+
+    # -- curves, bounds, intervals -------------------------------------------------------------
+    def roc_curve(self, cls: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(fpr, tpr, thresholds)`` of class ``cls`` (default: the positive class of a binary
+        stream, ``"micro"`` otherwise), from a report fetched with ``curves=True``."""
+        d = self._curve("roc", cls)
+        t = np.array([np.inf if v is None else v for v in d["thresholds"]], dtype=np.float64)
+        return _arr(d["x"]), _arr(d["y"]), t
+
+    def precision_recall_curve(
+        self, cls: str | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(precision, recall, thresholds)`` as ``precision_recall_curve`` (one threshold
+        fewer than points), from a report fetched with ``curves=True``."""
+        d = self._curve("pr", cls)
+        t = list(d["thresholds"])
+        if t and t[-1] is None:
+            t = t[:-1]  # the last point (recall 0, precision 1) has no threshold
+        return _arr(d["y"]), _arr(d["x"]), _arr(t)
+
+    def _curve(self, kind: str, cls: str | None) -> dict[str, Any]:
+        curves = self._d.get("curves")
+        if not curves:
+            raise ValueError(
+                "this report has no curves: fetch it with client.report(stream, curves=True), "
+                "or ask for one curve with client.curve(stream, kind, class_name)"
+            )
+        name = cls if cls is not None else (self.classes[1] if self.task == "binary" else "micro")
+        table = curves[kind]
+        if name not in table:
+            raise KeyError(f"cls: expected one of {list(table)}, got {name!r}")
+        return table[name]
+
+    def bounds(
+        self, metric: str = "roc_auc", average: str | None = "macro"
+    ) -> tuple[float | None, float | None]:
+        """Guaranteed ``(lower, upper)`` bounds of a ranking metric: the exact value on the
+        unbinned scores lies inside. ``average`` is an average (``"macro"``, ``"weighted"``,
+        ``"micro"``, ``"ovo_macro"``, ...) or a class name; binary streams ignore it.
+        ``(None, None)`` where the value is undefined."""
+        node = self._ranking_leaf(metric, average)
+        if node.get("value") is None:
+            return None, None
+        if "lower" not in node:
+            raise ValueError(f"{metric}/{average} carries no bounds")
+        return node["lower"], node["upper"]
+
+    def ci95(self, metric: str = "roc_auc", cls: str | None = None) -> tuple[float, float] | None:
+        """The 95% interval of a per-class (or binary) value: DeLong for ROC AUC, Wilson for
+        precision and recall. None where the report has none."""
+        metric = _METRIC_ALIASES.get(metric, metric)
+        group = self._d[metric]
+        if cls is None:
+            if "binary" not in group:
+                raise ValueError(
+                    f"cls: name a class of {self.classes[:10]} for a {self.task} stream"
+                )
+            node = group["binary"]
+        elif cls in group.get("per_class", {}):
+            node = group["per_class"][cls]
+        elif cls in group:
+            node = group[cls]
+        else:
+            raise KeyError(f"cls: expected a class of {self.classes[:10]}, got {cls!r}")
+        ci = node.get("ci95")
+        return None if ci is None else (ci[0], ci[1])
+
+    def _ranking_leaf(self, metric: str, average: str | None) -> dict[str, Any]:
+        metric = _METRIC_ALIASES.get(metric, metric)
+        if metric not in ("roc_auc", "average_precision"):
+            raise ValueError(
+                f"metric: expected 'roc_auc' or 'average_precision' (only ranking metrics carry "
+                f"bounds), got {metric!r}"
+            )
+        group = self._d[metric]
+        if self.task == "binary":
+            return group["binary"]
+        if average in group and average != "per_class":
+            return group[average]
+        if average is not None and average in group.get("per_class", {}):
+            return group["per_class"][average]
+        keys = [k for k in group if k != "per_class"]
+        raise KeyError(f"average: expected one of {keys} or a class name, got {average!r}")
+
+    def __str__(self) -> str:
+        return format_report(self._d)
+
+    def __repr__(self) -> str:
+        return (
+            f"Report(stream={self.stream!r}, window={self.window!r}, task={self.task!r}, "
+            f"n_samples={self.n_samples})"
+        )
+
+
+def _value(leaf: dict[str, Any]) -> float | None:
+    return leaf.get("value")
+
+
+def _arr(values: list) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
