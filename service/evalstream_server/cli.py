@@ -194,11 +194,116 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, received {text}")
+    return value
+
+
+def _add_triton_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "triton-eval",
+        help="score a labelled set with a model served by Triton, stream it, print the report",
+        description="Check that the inference server (NVIDIA Triton, or any KServe V2 gRPC "
+        "server) and the model are ready, read the model's metadata, create the stream when "
+        "missing (multiclass; classes from --classes or 0..K-1 for K model outputs), stream "
+        "(labels, scores) into evalstream exactly once per run, and print the stream's report. "
+        "Exit codes: 0 ok, 2 bad data or arguments, 1 a server failed.",
+    )
+    p.add_argument("--triton", required=True, help="HOST:PORT of the inference server's gRPC")
+    p.add_argument("--model", required=True, help="model name on the inference server")
+    p.add_argument("--model-version", default="", help="model version (default: the server's)")
+    p.add_argument("--data", required=True, help=".npz with arrays inputs and labels")
+    p.add_argument("--stream", required=True, help="evalstream stream to feed")
+    p.add_argument("--target", default="127.0.0.1:50051", help="HOST:PORT of evalstream")
+    p.add_argument("--classes", type=_csv_list, default=None, help="class names, a,b,c")
+    p.add_argument(
+        "--outputs",
+        choices=["logits", "probabilities"],
+        default=None,
+        help="what the model outputs (default: the stream's kind; logits for a new stream)",
+    )
+    p.add_argument("--concurrency", type=_positive_int, default=4, help="requests in flight")
+    p.add_argument("--batch-size", type=_positive_int, default=64, help="rows per request")
+    p.add_argument("--input", default=None, help="model input name (default: from metadata)")
+    p.add_argument("--output", default=None, help="model output name (default: from metadata)")
+    p.add_argument("--resolution", default="bins", help="of a new stream: bins, exact, ...")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    p.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=10.0,
+        help="seconds to wait for the inference server and the model to be ready",
+    )
+    p.add_argument("--token", default=None, help="evalstream bearer token (or EVALSTREAM_TOKEN)")
+    p.add_argument("--json", action="store_true", help="print the canonical report as JSON")
+
+
+@_command("triton-eval")
+def _triton_eval(args: argparse.Namespace) -> int:
+    import os
+
+    from evalstream import EvalstreamError, InvalidArgumentError, InvalidBatchError
+    from evalstream.text import format_report
+
+    from .sources import SourceInputError, SourceUnavailableError, triton_eval
+
+    def fail(code: int, exc: Exception, what: str = "") -> int:
+        text = " ".join(str(exc).split())  # one line
+        print(f"evalstream triton-eval: {what}{text}", file=sys.stderr)
+        return code
+
+    try:
+        run = triton_eval(
+            triton=args.triton,
+            model=args.model,
+            version=args.model_version,
+            data=args.data,
+            stream=args.stream,
+            target=args.target,
+            classes=args.classes,
+            outputs=args.outputs,
+            concurrency=args.concurrency,
+            batch_size=args.batch_size,
+            input_name=args.input,
+            output_name=args.output,
+            resolution=args.resolution,
+            timeout=args.timeout,
+            connect_timeout=args.connect_timeout,
+            token=args.token or os.environ.get("EVALSTREAM_TOKEN"),
+            progress=True,
+        )
+    except SourceInputError as exc:  # its message names the field: data, labels, model...
+        return fail(2, exc)
+    except SourceUnavailableError as exc:  # names the inference server
+        return fail(1, exc)
+    except (InvalidArgumentError, InvalidBatchError) as exc:
+        return fail(2, exc, f"evalstream server {args.target} refused: ")
+    except EvalstreamError as exc:
+        return fail(1, exc, f"evalstream server {args.target}: ")
+    except ValueError as exc:  # the client refuses what the wire cannot carry
+        return fail(2, exc)
+    print(
+        f"triton-eval: model {run.model.name!r} -> stream {run.stream!r}"
+        + (" (created)" if run.created else "")
+        + f": {run.samples} samples acknowledged",
+        file=sys.stderr,
+    )
+    if args.json:
+        json.dump(run.report, sys.stdout, indent=1, allow_nan=False)
+        sys.stdout.write("\n")
+    else:
+        print(format_report(run.report))
+    return 0
+
+
 _PARSER_BUILDERS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_evaluate,
     _add_serve,
     _add_report,
     _add_demo,
+    _add_triton_eval,
 ]
 
 

@@ -65,7 +65,7 @@ def test_nan_batch_is_rejected_naming_the_field_and_changes_nothing(client, name
     with pytest.raises(InvalidBatchError) as info:
         client.log(name, y[60:], bad)
     err = info.value
-    assert err.code == "INVALID_ARGUMENT" and "y_score" in err.details and "NaN" in err.details
+    assert err.code == "INVALID_ARGUMENT" and "scores" in err.details and "NaN" in err.details
     assert (err.batch_index, err.rows) == (0, (0, 60))
     assert err.result.rejected_batches == 1 and err.result.accepted_batches == 0
     assert client.get_stream(name).sample_count == 60

@@ -97,7 +97,7 @@ def test_rejected_batch_surfaces_on_the_next_call_and_writing_goes_on(client, na
     w = client.writer(name, flush_rows=10, flush_interval=0.05)
     w.log(y[:10], p[:10])
     w.log(y[:10], bad)
-    with pytest.raises(InvalidBatchError, match="y_score") as info:
+    with pytest.raises(InvalidBatchError, match="scores") as info:
         w.flush(timeout=JOIN)
     assert info.value.rows == (10, 20) and info.value.code == "INVALID_ARGUMENT"
     w.log(y[10:], p[10:])

@@ -137,3 +137,13 @@ def test_spec_round_trips_through_dict():
     again = StreamSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
     assert again == spec
     assert again.windows == ("5m", "1h")
+
+
+def test_binary_multilabel_confusion_matrix_matches_sklearn():
+    import sklearn.metrics as skm
+
+    y, _, p = data.binary(5, 300, 60)
+    eng = StreamEngine(StreamSpec(task="binary"))
+    eng.update(y, p)
+    want = skm.multilabel_confusion_matrix(y, (p >= np.float32(0.5)).astype(int))
+    np.testing.assert_array_equal(np.array(eng.report()["multilabel_confusion_matrix"]), want)

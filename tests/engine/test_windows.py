@@ -122,8 +122,9 @@ def test_reset_forgets_everything():
 def test_engine_bytes_round_trip_keeps_windows(resolution):
     from evalstream_server.engine import engine_from_bytes, engine_to_bytes
 
-    spec = StreamSpec(task="multiclass", classes=("a", "b", "c"), windows=("5m", "1h"),
-                      resolution=resolution)
+    spec = StreamSpec(
+        task="multiclass", classes=("a", "b", "c"), windows=("5m", "1h"), resolution=resolution
+    )
     clock = FakeClock()
     eng = StreamEngine(spec, clock=clock)
     for y, s in _batches(3, 40, spec):

@@ -39,7 +39,7 @@ BAD = [
         np.array([[np.nan, 0.5, 0.5], [0.6, 0.2, 0.2]], np.float32),
         Y,
         None,
-        "y_score",
+        "scores",
         "NaN",
     ),
     (
@@ -48,18 +48,18 @@ BAD = [
         np.array([[np.inf, 0.5, 0.5], [0.6, 0.2, 0.2]], np.float32),
         Y,
         None,
-        "y_score",
+        "scores",
         "infinite",
     ),
-    ("column count", "mc", np.full((2, 4), 0.25, np.float32), Y, None, "y_score", "(n, 3)"),
-    ("label range", "mc", P, np.array([0, 7], np.int32), None, "y_true", "[0, 2]"),
+    ("column count", "mc", np.full((2, 4), 0.25, np.float32), Y, None, "scores", "(n, 3)"),
+    ("label range", "mc", P, np.array([0, 7], np.int32), None, "labels", "[0, 2]"),
     (
         "multi-hot on multiclass",
         "mc",
         P,
         np.array([[1, 0, 1], [0, 1, 0]], np.uint8),
         None,
-        "y_true",
+        "labels",
         "multilabel",
     ),
     (
@@ -68,7 +68,7 @@ BAD = [
         np.array([[0.1, 0.9], [0.8, 0.2]], np.float32),
         np.array([0, 1], np.int32),
         None,
-        "y_true",
+        "labels",
         "multi-hot",
     ),
     (
@@ -77,7 +77,7 @@ BAD = [
         np.array([[0.5, 0.5, 0.5], [0.6, 0.2, 0.2]], np.float32),
         Y,
         None,
-        "y_score",
+        "scores",
         "logits",
     ),
     ("negative weights", "mc", P, Y, np.array([1.0, -1.0]), "sample_weight", "non-negative"),
@@ -87,10 +87,10 @@ BAD = [
         np.zeros((0, 3), np.float32),
         np.zeros(0, np.int32),
         None,
-        "y_true",
+        "labels",
         "at least 1",
     ),
-    ("length mismatch", "mc", P, np.array([0, 1, 2], np.int32), None, "y_score", "3 rows"),
+    ("length mismatch", "mc", P, np.array([0, 1, 2], np.int32), None, "scores", "3 rows"),
 ]
 
 

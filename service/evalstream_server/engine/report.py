@@ -448,7 +448,10 @@ def build_report(
             report["imbalance"]["predicted_prevalence"]["thresholded"] = report["imbalance"][
                 "predicted_prevalence"
             ].pop("argmax")
-        report["multilabel_confusion_matrix"] = _multilabel_cm(tp_l, fp_l, fn_l, tn_l)
+        if spec.task == "binary":  # one 2x2 per class, as sklearn's (2, 2, 2)
+            report["multilabel_confusion_matrix"] = _multilabel_cm(tp, fp, fn, tn)
+        else:
+            report["multilabel_confusion_matrix"] = _multilabel_cm(tp_l, fp_l, fn_l, tn_l)
     if spec.task == "multiclass":
         report["multilabel_confusion_matrix"] = _multilabel_cm(tp, fp, fn, tn)
     report["support"] = {

@@ -138,11 +138,7 @@ class EvalstreamCollector(Collector):
         lc = ["stream", "class"]
         mcm = r["multilabel_confusion_matrix"]
         classes = r["classes"]
-        if r["task"] == "binary":  # one 2x2 for the positive class; per-class twins for both
-            (tn, fp), (fn, tp) = mcm[0]
-            cells = {classes[1]: (tp, fp, fn), classes[0]: (tn, fn, fp)}
-        else:
-            cells = {c: (m[1][1], m[0][1], m[1][0]) for c, m in zip(classes, mcm, strict=True)}
+        cells = {c: (m[1][1], m[0][1], m[1][0]) for c, m in zip(classes, mcm, strict=True)}
         names = self._classes(r)
         tp_f = g.counter("class_true_positives", "True positives (cumulative)", lc)
         fp_f = g.counter("class_false_positives", "False positives (cumulative)", lc)

@@ -175,8 +175,10 @@ def curve_message(d: dict[str, Any], kind: int, target: str) -> curve_pb2.Curve:
         x=[num(v, math.nan) for v in d["x"]],
         y=[num(v, math.nan) for v in d["y"]],
         # JSON nulls: ROC's leading threshold is +inf (as sklearn); PR's last point has none (NaN)
+        # PR curves have one threshold fewer than points (as sklearn)
         thresholds=[
-            num(v, math.inf if i == 0 and roc else math.nan) for i, v in enumerate(d["thresholds"])
+            num(v, math.inf if i == 0 and roc else math.nan)
+            for i, v in enumerate(d["thresholds"] if roc else d["thresholds"][:-1])
         ],
         x_name=d["x_name"],
         y_name=d["y_name"],

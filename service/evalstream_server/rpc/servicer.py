@@ -138,6 +138,13 @@ class EvalstreamServicer:
             result.error_message = message
             return result
         batch: Any
+        rows_claimed = int(req.scores.shape[0]) if req.scores.shape else 0
+        result.samples = max(rows_claimed, 0)
+        if req.sequence and req.producer_id:
+            expected = self.store.expected_sequence(req.stream, req.producer_id)
+            if req.sequence != expected:  # duplicate or gap: answered without reading the data
+                outcome = self.store.ingest(req.stream, req.producer_id, req.sequence, None, None)
+                return _fill(result, outcome)
         try:
             if req.sequence and not req.producer_id:
                 raise InvalidInputError(
@@ -154,6 +161,7 @@ class EvalstreamServicer:
                 weights = convert.decode_tensor(req.sample_weight, "sample_weight", rows)
             batch = record.engine.validate(labels, scores, weights)
         except (InvalidInputError, LimitExceededError) as exc:
+            exc = _wire_names(exc)
             if not req.sequence:  # unsequenced: nothing to consume, just reject
                 code, message = status_for(exc)
                 result.status = ingest_pb2.BATCH_STATUS_REJECTED
@@ -280,12 +288,10 @@ class EvalstreamServicer:
     ) -> AsyncIterator[pb.WatchReportResponse]:
         window = req.window or "cumulative"
         interval = (
-            req.interval.seconds + req.interval.nanos / 1e9 if req.HasField("interval") else 5.0
+            req.interval.seconds + req.interval.nanos / 1e9 if req.HasField("interval") else 0.0
         )
-        if interval < self.limits.min_watch_interval:
-            raise InvalidInputError(
-                "interval", f"at least {self.limits.min_watch_interval} s", f"{interval} s"
-            )
+        # zero means the server default; shorter intervals are raised to the minimum
+        interval = 5.0 if interval <= 0 else max(interval, self.limits.min_watch_interval)
         self._record(req.stream)
         while True:
             text = self._report_json(req.stream, window, req.include_curves, req.max_curve_points)
@@ -317,6 +323,17 @@ def _count(totals: pb.IngestResponse, r: ingest_pb2.BatchResult) -> None:
         totals.duplicate_batches += 1
     else:
         totals.rejected_batches += 1
+        totals.rejected_samples += r.samples
+
+
+_WIRE_FIELDS = {"y_score": "scores", "y_true": "labels"}
+
+
+def _wire_names(exc: Exception) -> Exception:
+    """Engine errors name the Python arguments; on the wire the fields are scores and labels."""
+    if isinstance(exc, InvalidInputError) and exc.field in _WIRE_FIELDS:
+        return type(exc)(_WIRE_FIELDS[exc.field], exc.expected, exc.received, exc.hint)
+    return exc
 
 
 # -- registration with raw-bytes parsing ------------------------------------------------------

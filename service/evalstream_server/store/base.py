@@ -113,10 +113,13 @@ class Store(abc.ABC):
         name: str,
         producer_id: str,
         sequence: int,
-        batch: Batch | Exception,
+        batch: Batch | Exception | None,
         timestamp: float | None,
     ) -> BatchOutcome:
         """Count ``batch`` exactly once for ``(producer_id, sequence)``.
+
+        ``batch`` may be ``None`` when the sequence is not the expected one: a duplicate or a
+        gap is answered without the data.
 
         ``batch`` may be the validation error of a rejected batch: it still consumes its
         sequence number (so the producer does not stall) and its outcome is recorded."""

@@ -96,7 +96,7 @@ class MemoryStore(Store):
         name: str,
         producer_id: str,
         sequence: int,
-        batch: Batch | Exception,
+        batch: Batch | Exception | None,
         timestamp: float | None,
     ) -> BatchOutcome:
         with self._lock:
@@ -127,6 +127,8 @@ class MemoryStore(Store):
                         f"{last + 1}..{sequence - 1} were never acknowledged; resend them)",
                     )
             now = self.clock()
+            if batch is None:
+                raise ValueError("a batch is needed for the expected sequence number")
             outcome = self._apply(record, batch, timestamp, now)
             if sequence:
                 record.producers[producer_id] = sequence

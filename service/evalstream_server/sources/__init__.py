@@ -1,0 +1,37 @@
+"""Sources: where a job's scores come from, converted for the evalstream client.
+
+Thin adapters (STYLE.md): a source fetches scores and says clearly when it cannot; the maths stays
+in the engine. ``TritonSource`` reads a model served over the KServe V2 gRPC protocol (NVIDIA
+Triton, MLServer, KServe); ``triton_eval`` streams its scores on a labelled set into a stream.
+"""
+
+from .errors import SourceError, SourceInputError, SourceUnavailableError
+from .evalset import check_labels, load_eval_set
+from .progress import ProgressLine
+from .triton import OUTPUT_KINDS, ModelInfo, TritonSource
+from .triton_eval import (
+    EvalRun,
+    StreamPlan,
+    ensure_stream,
+    feed_stream,
+    plan_stream,
+    triton_eval,
+)
+
+__all__ = [
+    "TritonSource",
+    "ModelInfo",
+    "OUTPUT_KINDS",
+    "SourceError",
+    "SourceInputError",
+    "SourceUnavailableError",
+    "load_eval_set",
+    "check_labels",
+    "ProgressLine",
+    "EvalRun",
+    "StreamPlan",
+    "plan_stream",
+    "triton_eval",
+    "ensure_stream",
+    "feed_stream",
+]
