@@ -211,32 +211,39 @@ def _add_triton_eval(sub: argparse._SubParsersAction) -> None:
         "(labels, scores) into evalstream exactly once per run, and print the stream's report. "
         "Exit codes: 0 ok, 2 bad data or arguments, 1 a server failed.",
     )
-    p.add_argument("--triton", required=True, help="HOST:PORT of the inference server's gRPC")
-    p.add_argument("--model", required=True, help="model name on the inference server")
-    p.add_argument("--model-version", default="", help="model version (default: the server's)")
-    p.add_argument("--data", required=True, help=".npz with arrays inputs and labels")
-    p.add_argument("--stream", required=True, help="evalstream stream to feed")
-    p.add_argument("--target", default="127.0.0.1:50051", help="HOST:PORT of evalstream")
-    p.add_argument("--classes", type=_csv_list, default=None, help="class names, a,b,c")
+    p.add_argument(
+        "--triton", required=True, metavar="HOST:PORT", help="the inference server's gRPC"
+    )
+    p.add_argument("--model", required=True, metavar="NAME", help="model on the inference server")
+    p.add_argument("--model-version", default="", metavar="V", help="default: the server's")
+    p.add_argument("--data", required=True, metavar="PATH", help=".npz: inputs, labels")
+    p.add_argument("--stream", required=True, metavar="NAME", help="evalstream stream to feed")
+    p.add_argument(
+        "--target", default="127.0.0.1:50051", metavar="HOST:PORT", help="evalstream's gRPC"
+    )
+    p.add_argument("--classes", type=_csv_list, default=None, metavar="A,B,...")
     p.add_argument(
         "--outputs",
         choices=["logits", "probabilities"],
         default=None,
         help="what the model outputs (default: the stream's kind; logits for a new stream)",
     )
-    p.add_argument("--concurrency", type=_positive_int, default=4, help="requests in flight")
-    p.add_argument("--batch-size", type=_positive_int, default=64, help="rows per request")
-    p.add_argument("--input", default=None, help="model input name (default: from metadata)")
-    p.add_argument("--output", default=None, help="model output name (default: from metadata)")
+    p.add_argument("--concurrency", type=_positive_int, default=4, metavar="N", help="default 4")
+    p.add_argument(
+        "--batch-size", type=_positive_int, default=64, metavar="N", help="rows per request (64)"
+    )
+    p.add_argument("--input", metavar="NAME", help="model input (default: from metadata)")
+    p.add_argument("--output", metavar="NAME", help="model output (default: from metadata)")
     p.add_argument("--resolution", default="bins", help="of a new stream: bins, exact, ...")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    p.add_argument("--timeout", type=float, default=30.0, metavar="S", help="per request (30)")
     p.add_argument(
         "--connect-timeout",
         type=float,
         default=10.0,
-        help="seconds to wait for the inference server and the model to be ready",
+        metavar="S",
+        help="wait for the inference server and the model to be ready (10)",
     )
-    p.add_argument("--token", default=None, help="evalstream bearer token (or EVALSTREAM_TOKEN)")
+    p.add_argument("--token", metavar="T", help="evalstream bearer token (or EVALSTREAM_TOKEN)")
     p.add_argument("--json", action="store_true", help="print the canonical report as JSON")
 
 

@@ -65,8 +65,14 @@ def run_demo(
     echo: Callable[[str], None] = print,
 ) -> dict:
     """Run the demo; returns the final cumulative report (canonical dict)."""
+    import tempfile
+
     from evalstream import EvalClient
 
+    scratch = None
+    if not data_dir:  # the embedded default: the durable SQLite store, here in a scratch dir
+        scratch = tempfile.TemporaryDirectory(prefix="evalstream-demo-")
+        data_dir = scratch.name
     settings = Settings.from_env(
         grpc_port=grpc_port,
         metrics_port=metrics_port,
@@ -133,3 +139,5 @@ def run_demo(
             return final.to_dict()
     finally:
         server.stop()
+        if scratch is not None:
+            scratch.cleanup()
