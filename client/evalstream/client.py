@@ -73,11 +73,13 @@ class EvalClient:
         producer_id: str | None = None,
         max_batch_rows: int = MAX_BATCH_ROWS,
         options: Sequence[tuple[str, Any]] = (),
+        retry_deadline: float = 60.0,
     ) -> None:
         self.target = target
         self.timeout = timeout
         self.producer_id = producer_id or str(uuid.uuid4())
         self.max_batch_rows = max_batch_rows
+        self.retry_deadline = retry_deadline
         self._channel = _channel(target, tls, options)
         self._stub = EvalstreamServiceStub(self._channel)
         self._metadata: tuple[tuple[str, str], ...] = (
@@ -248,7 +250,14 @@ class EvalClient:
 
         with self._lock(stream):  # one call at a time per stream keeps the numbering in order
             return deliver(
-                ingest, stream, self.producer_id, rows, per_message, self._sequences, event_time
+                ingest,
+                stream,
+                self.producer_id,
+                rows,
+                per_message,
+                self._sequences,
+                event_time,
+                retry_deadline=self.retry_deadline,
             )
 
     def writer(
@@ -378,6 +387,10 @@ def _channel(target: str, tls: Any, options: Sequence[tuple[str, Any]]) -> grpc.
     opts = [
         ("grpc.max_send_message_length", MAX_SEND_BYTES),
         ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
+        # reconnect quickly after a server restart (grpc's default backoff grows to 120 s)
+        ("grpc.initial_reconnect_backoff_ms", 100),
+        ("grpc.min_reconnect_backoff_ms", 100),
+        ("grpc.max_reconnect_backoff_ms", 1000),
         *options,
     ]
     if not tls:

@@ -201,6 +201,7 @@ def deliver(
     rows_per_message: int,
     sequences: Sequences,
     event_time: Any = None,
+    retry_deadline: float = 60.0,
 ) -> LogResult:
     """Send ``rows`` in messages of ``rows_per_message`` rows; return once each has an outcome.
 
@@ -208,8 +209,11 @@ def deliver(
     Raises ``InvalidBatchError`` (after the call) if batches were rejected for their content,
     ``NotFoundError`` for an unknown stream, and the mapped error of a call that failed for good.
     The returned or raised error's ``result`` holds the totals either way. Gives up after
-    ``MAX_ROUNDS`` calls in a row that settled no batch.
+    ``MAX_ROUNDS`` calls in a row that settled no batch, or, while the server is unreachable
+    (a dropped connection, a restart), once ``retry_deadline`` seconds have passed: until then it
+    reconnects with exponential backoff (capped at 1 s) and resends what is unacknowledged.
     """
+    give_up_at = time.monotonic() + retry_deadline
     n = rows.n
     spans = [(a, min(a + rows_per_message, n)) for a in range(0, n, rows_per_message)]
     result = LogResult()
@@ -255,6 +259,9 @@ def deliver(
             raise _with_result(error_from_rpc(failure), result)
         pending = sorted(retry + order[len(results) :])
         stalled = 0 if settled else stalled + 1
+        if failure is not None and pending and time.monotonic() < give_up_at:
+            # unreachable (restart, dropped connection): keep trying until the deadline
+            stalled = min(stalled, MAX_ROUNDS - 1)
         if refused:
             if refused[0].error_code == _NOT_FOUND:  # no stream, so no numbering either
                 sequences.forget(stream)

@@ -41,11 +41,16 @@ def test_flood_is_slowed_not_dropped_and_memory_stays_bounded(tmp_path):
     payload = (tensor(p), tensor(y))
     try:
         with grpc.insecure_channel(target) as ch:
-            rpc.EvalstreamServiceStub(ch).CreateStream(pb.CreateStreamRequest(
-                config=stream_pb2.StreamConfig(
-                    name="flood", task=stream_pb2.TASK_MULTICLASS,
-                    classes=[f"c{i}" for i in range(K)],
-                    score_kind=stream_pb2.SCORE_KIND_PROBABILITIES)))
+            rpc.EvalstreamServiceStub(ch).CreateStream(
+                pb.CreateStreamRequest(
+                    config=stream_pb2.StreamConfig(
+                        name="flood",
+                        task=stream_pb2.TASK_MULTICLASS,
+                        classes=[f"c{i}" for i in range(K)],
+                        score_kind=stream_pb2.SCORE_KIND_PROBABILITIES,
+                    )
+                )
+            )
         baseline = _peak_rss_mib(server.proc.pid)
         accepted = [0] * PRODUCERS
         send_seconds = [0.0] * PRODUCERS
@@ -54,8 +59,14 @@ def test_flood_is_slowed_not_dropped_and_memory_stays_bounded(tmp_path):
         def producer(i: int) -> None:
             def requests():
                 for seq in range(1, BATCHES + 1):
-                    yield pb.IngestRequest(stream="flood", producer_id=f"p{i}", sequence=seq,
-                                           scores=payload[0], labels=payload[1])
+                    yield pb.IngestRequest(
+                        stream="flood",
+                        producer_id=f"p{i}",
+                        sequence=seq,
+                        scores=payload[0],
+                        labels=payload[1],
+                    )
+
             try:
                 start = time.perf_counter()
                 with grpc.insecure_channel(target) as ch:
@@ -77,12 +88,17 @@ def test_flood_is_slowed_not_dropped_and_memory_stays_bounded(tmp_path):
         assert accepted == [BATCHES * ROWS] * PRODUCERS  # nothing dropped
         peak = _peak_rss_mib(server.proc.pid)
         with grpc.insecure_channel(target) as ch:
-            rep = json.loads(rpc.EvalstreamServiceStub(ch).GetReport(
-                pb.GetReportRequest(stream="flood")).report_json)
+            rep = json.loads(
+                rpc.EvalstreamServiceStub(ch)
+                .GetReport(pb.GetReportRequest(stream="flood"))
+                .report_json
+            )
         assert rep["n_samples"] == total
-        print(f"\nflood: {total} samples from {PRODUCERS} producers in {wall:.1f} s "
-              f"({total / wall / 1e6:.2f} M samples/s); server RSS peak {peak:.0f} MiB "
-              f"(baseline {baseline:.0f} MiB)")
+        print(
+            f"\nflood: {total} samples from {PRODUCERS} producers in {wall:.1f} s "
+            f"({total / wall / 1e6:.2f} M samples/s); server RSS peak {peak:.0f} MiB "
+            f"(baseline {baseline:.0f} MiB)"
+        )
         assert peak < RSS_BOUND_MIB, f"peak RSS {peak:.0f} MiB >= {RSS_BOUND_MIB} MiB"
         # slowed, not dropped: the senders took as long as the server needed (they could not
         # push 8 x 60 x 160 KiB faster than it was consumed)
