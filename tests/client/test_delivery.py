@@ -151,7 +151,7 @@ def test_content_rejection_is_final_and_reported_after_the_call():
 def test_a_server_that_stays_away_gives_unavailable_with_totals():
     fake = FakeIngest(plans=[("break", 0)] * 10)
     with pytest.raises(UnavailableError) as info:
-        deliver(fake, "s", "pid", _rows(30), 10, Sequences())
+        deliver(fake, "s", "pid", _rows(30), 10, Sequences(), retry_deadline=0.0)
     assert fake.calls == ingest.MAX_ROUNDS and fake.applied == 10  # its ack was lost each time
     result = info.value.result
     assert (result.accepted_batches, result.rejected_batches, len(result.errors)) == (0, 0, 3)
@@ -171,3 +171,11 @@ def test_writer_reconnects_and_resyncs():
     result = w.close(timeout=JOIN)
     assert (result.accepted_samples, result.rejected_batches) == (80, 0)
     assert fake.applied == 80
+
+
+def test_an_unreachable_server_is_retried_until_the_deadline():
+    fake = FakeIngest(plans=[("break", 0)] * 8)
+    result = deliver(fake, "s", "pid", _rows(30), 10, Sequences(), retry_deadline=60.0)
+    # more than MAX_ROUNDS broken calls in a row, then the server answers: all delivered once
+    assert fake.calls > ingest.MAX_ROUNDS
+    assert result.accepted_batches + result.duplicate_batches == 3
