@@ -132,7 +132,11 @@ def _serve(args: argparse.Namespace) -> int:
     )
     settings = Settings.from_env(**{k: getattr(args, k) for k in keys})
     configure_logging(settings.log_level, settings.log_format)
-    asyncio.run(serve_forever(settings))
+    try:
+        asyncio.run(serve_forever(settings))
+    except (RuntimeError, ValueError, OSError) as exc:  # refusals to start: say why, no trace
+        print(f"evalstream serve: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -108,3 +108,25 @@ def test_bad_flags_fail_fast(bad):
         timeout=60,
     )
     assert proc.returncode == 2 and "error" in proc.stderr, shlex.join(proc.args)
+
+
+def test_refuses_to_start_on_the_pure_python_protobuf_backend():
+    env = dict(os.environ, PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION="python")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "evalstream_server.cli",
+            "serve",
+            "--grpc-port",
+            "0",
+            "--metrics-port",
+            "-1",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    assert "pure-Python backend" in proc.stderr and "Traceback" not in proc.stderr
