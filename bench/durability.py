@@ -107,11 +107,11 @@ def _recovery_seconds(batches: int, work) -> tuple[float, float]:
                 store.flush()
         store.flush()
         size = store.size_bytes
-        store._db.close()  # as after kill -9: no final snapshot
+        store._simulate_crash()  # as after kill -9: no final snapshot
         start = time.perf_counter()
         again = DurableStore(d, snapshot_every=10**9)
         elapsed = time.perf_counter() - start
-        again._db.close()
+        again._simulate_crash()
         return elapsed, size
     finally:
         shutil.rmtree(d, ignore_errors=True)

@@ -19,13 +19,13 @@ def test_log_survives_kill_dash_nine_and_restart(tmp_path):
     server.start()
     target = f"127.0.0.1:{server.port}"
     rng = np.random.default_rng(11)
-    n = 1_500_000
+    n = 3_000_000
     y = rng.choice(3, n, p=[0.7, 0.2, 0.1])
     p = rng.dirichlet(np.ones(3) * 0.5, n).astype(np.float32)
     try:
         with EvalClient(target, retry_deadline=60) as client:
             client.create_stream(
-                "restart", task="multiclass", classes=["a", "b", "c"], resolution="exact:2000000"
+                "restart", task="multiclass", classes=["a", "b", "c"], resolution="exact:4000000"
             )
             outcome: dict = {}
 
@@ -37,7 +37,10 @@ def test_log_survives_kill_dash_nine_and_restart(tmp_path):
 
             t = threading.Thread(target=produce)
             t.start()
-            time.sleep(0.4)  # some messages are acknowledged, the rest in flight
+            with EvalClient(target) as watcher:  # kill once some batches have arrived
+                end = time.monotonic() + 20
+                while watcher.get_stream("restart").sample_count == 0 and time.monotonic() < end:
+                    time.sleep(0.01)
             killed_after_done = not t.is_alive()
             server.kill9()
             time.sleep(1.0)  # the client keeps retrying against a dead port meanwhile

@@ -53,7 +53,7 @@ def test_restart_resumes_streams_windows_and_producers(tmp_path, snapshot_every)
     }
     update_time = store.get("mc").update_time
     # a crash: no close(), no final snapshot; the connection simply goes away
-    store._db.close()
+    store._simulate_crash()
     again = DurableStore(tmp_path, clock=clock, snapshot_every=snapshot_every)
     for (n, w), state in expected.items():
         _assert_same(again.state(n, w), state)
@@ -72,7 +72,7 @@ def test_uncommitted_batches_are_not_recovered(tmp_path):
     store.ingest("b", "p", 1, batch, None)
     store.flush()
     store.ingest("b", "p", 2, batch, None)  # never flushed: never acknowledged
-    store._db.close()
+    store._simulate_crash()
     again = DurableStore(tmp_path, clock=clock)
     assert again.state("b", "cumulative").n_samples == 2
     assert again.expected_sequence("b", "p") == 2  # the producer resends 2: counted once
@@ -87,7 +87,7 @@ def test_rejected_batches_consume_their_sequence_durably(tmp_path):
     out = store.ingest("b", "p", 1, InvalidInputError("y_score", "finite", "NaN"), None)
     assert out.status == "rejected" and out.expected_sequence == 2
     store.flush()
-    store._db.close()
+    store._simulate_crash()
     again = DurableStore(tmp_path)
     assert again.expected_sequence("b", "p") == 2
     dup = again.ingest("b", "p", 1, InvalidInputError("y_score", "finite", "NaN"), None)
@@ -103,7 +103,7 @@ def test_delete_and_reset_are_durable(tmp_path):
     _feed(store, "reset", rng, 3)
     store.delete("gone")
     store.reset("reset", forget_producers=True)
-    store._db.close()
+    store._simulate_crash()
     again = DurableStore(tmp_path)
     assert again.names() == ["reset"]
     assert again.state("reset", "cumulative").n_samples == 0

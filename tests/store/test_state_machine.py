@@ -41,7 +41,7 @@ class CrashyProducer(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         try:
-            self.store._db.close()
+            self.store._simulate_crash()
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -76,7 +76,7 @@ class CrashyProducer(RuleBasedStateMachine):
 
     @rule()
     def crash_and_restart(self):
-        self.store._db.close()  # the open transaction is lost, as with kill -9
+        self.store._simulate_crash()  # the open transaction is lost, as with kill -9
         self.store = DurableStore(self.dir, snapshot_every=3)
         self.lost = sorted(self.lost + self.in_tx)
         self.in_tx = []

@@ -228,7 +228,7 @@ class EvalstreamServicer:
                     _count(totals, item)
                 if not out.results and not done:
                     continue
-                self.store.flush()  # acks wait for durability (one commit per burst)
+                await self.store.flush_async()  # acks wait for durability (group commit)
                 for field in (
                     "accepted_batches",
                     "duplicate_batches",

@@ -144,5 +144,9 @@ class Store(abc.ABC):
     def flush(self) -> None:  # noqa: B027 - optional hook
         """Make every batch ingested so far durable (acks are sent after this returns)."""
 
+    async def flush_async(self) -> None:
+        """``flush`` for the event loop (stores that commit may do it off the loop thread)."""
+        self.flush()
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (files, connections)."""
