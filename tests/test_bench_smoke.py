@@ -1,4 +1,4 @@
-"""The engine benchmarks still run: each script with ``--quick`` exits 0 and prints its table.
+"""The benchmarks still run: each script with ``--quick`` exits 0 and prints its table.
 
 Timings are never asserted (STYLE habit 10): a quick run's numbers mean nothing.
 """
@@ -23,6 +23,12 @@ def _cells(line: str) -> list[str]:
     [
         ("engine_ingest.py", ["K", "state", "implementation", "samples/s", "evalstream ÷ this"]),
         ("engine_query.py", ["query (K = 10)", "implementation", "p50", "p99", "sklearn ÷ this"]),
+        (
+            "service_ingest.py",
+            ["server (K = 10, 4096 rows per message)", "samples/s (best)", "samples/s (median)"],
+        ),
+        ("service_query.py", ["query (K = 10)", "path", "p50", "p99", "÷ engine in-process (p50)"]),
+        ("scrape.py", ["what (one scrape or sweep)", "p50", "p99", "÷ reference (p50)"]),
     ],
 )
 def test_benchmark_quick_run_prints_its_table(script: str, header: list[str]) -> None:
