@@ -180,3 +180,28 @@ def test_per_class_series_are_capped():
     fams = {f.name: f for f in text_string_to_metric_families(generate_latest(reg).decode())}
     classes_seen = {s.labels["class"] for s in fams["evalstream_class_support"].samples}
     assert classes_seen == {f"c{i}" for i in range(5)}
+
+
+def test_idle_streams_are_not_recomputed_on_the_next_scrape(monkeypatch):
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from evalstream_server.engine import StreamSpec
+    from evalstream_server.exporters import EvalstreamCollector
+    from evalstream_server.exporters import prometheus as exporter
+    from evalstream_server.store import MemoryStore
+
+    store = MemoryStore()
+    store.create(StreamSpec(task="binary", name="idle", windows=("1h",)))
+    batch = store.get("idle").engine.validate([0, 1, 1], [0.1, 0.8, 0.4])
+    store.ingest("idle", "p", 1, batch, None)
+    reg = CollectorRegistry()
+    reg.register(EvalstreamCollector(store))
+    calls = []
+    real = exporter.build_report
+    monkeypatch.setattr(exporter, "build_report", lambda *a, **k: calls.append(1) or real(*a, **k))
+    first = generate_latest(reg)
+    assert len(calls) == 2  # cumulative and 1h
+    assert generate_latest(reg) == first and len(calls) == 2  # nothing changed: cached
+    store.ingest("idle", "p", 2, batch, None)
+    second = generate_latest(reg)
+    assert len(calls) == 4 and second != first

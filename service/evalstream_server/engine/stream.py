@@ -51,6 +51,7 @@ class StreamEngine:
             for name in spec.windows
         }
         self.n_batches = 0
+        self.version = 0  # changes with every ingest and reset (caches key on it)
         self.last_ingest_time: float | None = None
 
     def validate(self, y_true: Any, y_score: Any, sample_weight: Any = None) -> Batch:
@@ -71,6 +72,7 @@ class StreamEngine:
         for ring in self.windows.values():
             ring.add(delta, batch, t, now)
         self.n_batches += 1
+        self.version += 1
         self.last_ingest_time = now
         return batch.n
 
@@ -124,6 +126,7 @@ class StreamEngine:
         for ring in self.windows.values():
             ring.reset()
         self.n_batches = 0
+        self.version += 1
 
     @property
     def nbytes(self) -> int:

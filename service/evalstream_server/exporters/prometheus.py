@@ -37,20 +37,34 @@ class EvalstreamCollector(Collector):
     def __init__(self, store: MemoryStore, max_class_series: int = 100) -> None:
         self.store = store
         self.max_class_series = max_class_series
+        # (stream, window) -> (key, n_samples, report): a window whose engine did not change and
+        # whose time bucket did not move is not recomputed (idle streams cost nothing to scrape)
+        self._cache: dict[tuple[str, str], tuple[tuple, int, dict]] = {}
+
+    def _report(self, record, window: str) -> tuple[int, dict]:
+        engine = record.engine
+        ring = engine.windows.get(window)
+        bucket = ring.bucket_of(engine.clock()) if ring is not None else None
+        key = (id(engine), engine.version, bucket)
+        hit = self._cache.get((record.name, window))
+        if hit is not None and hit[0] == key:
+            return hit[1], hit[2]
+        state = self.store.state(record.name, window)
+        report = build_report(state, window=window)
+        self._cache[(record.name, window)] = (key, state.n_samples, report)
+        return state.n_samples, report
 
     def describe(self) -> list[Metric]:
         return []  # computed at scrape time; do not collect on registration
 
     def collect(self) -> Iterator[Metric]:
         g = _Families()
+        live = set()
         for record in self.store.records():
             name = record.spec.name
-            try:
-                states = {w: self.store.state(name, w) for w in record.engine.window_names()}
-            except NotFoundError:
-                continue
-            cum = states["cumulative"]
-            g.counter("samples", "Samples accepted", ["stream"]).add_metric([name], cum.n_samples)
+            g.counter("samples", "Samples accepted", ["stream"]).add_metric(
+                [name], record.engine.cumulative.n_samples
+            )
             g.counter("batches", "Batches accepted", ["stream"]).add_metric(
                 [name], record.engine.n_batches
             )
@@ -60,15 +74,20 @@ class EvalstreamCollector(Collector):
                     "Unix time of the last accepted batch",
                     ["stream"],
                 ).add_metric([name], record.update_time)
-            for window, state in states.items():
+            for window in record.engine.window_names():
+                live.add((name, window))
                 try:
-                    report = build_report(state, window=window)
+                    _, report = self._report(record, window)
+                except NotFoundError:
+                    break
                 except Exception:  # noqa: BLE001 - one bad stream must not break the scrape
                     log.exception("report failed", extra={"stream": name, "window": window})
                     continue
                 self._window(g, name, window, report)
                 if window == "cumulative":
                     self._counters(g, name, report)
+        for gone in set(self._cache) - live:
+            del self._cache[gone]
         yield from g.all()
 
     def _classes(self, report: dict) -> list[str]:
