@@ -185,9 +185,10 @@ class DurableStore(MemoryStore):
                     timestamp,
                     now,
                     batch.n,
-                    labels.tobytes(),
-                    np.ascontiguousarray(batch.scores).tobytes(),
-                    None if batch.weights is None else batch.weights.tobytes(),
+                    # buffers, not copies: the writer thread reads them (batches are immutable)
+                    memoryview(labels),
+                    memoryview(np.ascontiguousarray(batch.scores)),
+                    None if batch.weights is None else memoryview(batch.weights),
                 ),
             )
             self._last_batch_id[record.name] = bid
