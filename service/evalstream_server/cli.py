@@ -79,6 +79,12 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metrics-host", help="/metrics bind address (default 127.0.0.1)")
     p.add_argument("--metrics-port", type=int, help="/metrics port (default 9464; -1 = off)")
     p.add_argument("--data-dir", help="directory for durable state")
+    p.add_argument(
+        "--store",
+        metavar="URL",
+        help="redis://HOST:PORT/DB or rediss://...: keep state in Redis, shared by replicas "
+        "(docs/replicas.md)",
+    )
     p.add_argument("--max-streams", type=int)
     p.add_argument("--max-classes", type=int)
     p.add_argument("--max-batch-rows", type=int)
@@ -116,6 +122,7 @@ def _serve(args: argparse.Namespace) -> int:
         "metrics_host",
         "metrics_port",
         "data_dir",
+        "store",
         "max_streams",
         "max_classes",
         "max_batch_rows",

@@ -21,15 +21,22 @@ from .exporters import EvalstreamCollector
 from .ratelimit import RateLimiter
 from .rpc.servicer import SERVICE_NAME, EvalstreamServicer, ServiceLimits, method_handlers
 from .settings import Settings
-from .store import MemoryStore
+from .store import MemoryStore, Store
 
 __all__ = ["RunningServer", "ServerThread", "start_server", "serve_forever", "build_store"]
 
 log = logging.getLogger("evalstream.server")
 
 
-def build_store(settings: Settings) -> MemoryStore:
-    """The durable SQLite store under ``data_dir``, or in-memory state without one."""
+def build_store(settings: Settings) -> Store:
+    """The Redis store for a ``redis://`` or ``rediss://`` ``store`` URL (replicas), else the
+    durable SQLite store under ``data_dir``, or in-memory state without one."""
+    if settings.store:
+        if settings.data_dir:
+            raise ValueError("store: --store and --data-dir exclude each other; pick one")
+        from .store.redis_store import RedisStore
+
+        return RedisStore.from_url(settings.store, max_streams=settings.max_streams)
     if settings.data_dir:
         from .store.durable import DurableStore
 

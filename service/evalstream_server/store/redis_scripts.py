@@ -1,0 +1,238 @@
+"""Key layout and server-side Lua scripts of the Redis store.
+
+Every change to shared state is one script, so it is atomic: a commit checks the producer
+sequences *and* appends the counts in one step, and a replica that dies between two scripts
+leaves nothing half-applied. Keys of one stream share the hash tag ``{name}``.
+
+Keys (``P`` is the prefix, default ``evalstream``)::
+
+    P:streams                  SET     stream names
+    P:ids                      STRING  counter: stream ids and log epochs
+    P:exporter                 STRING  replica id holding the Prometheus export lease (PX ttl)
+    P:{s}:meta                 HASH    spec, tenant, create_time, uid, epoch, ver, batches,
+                                       update_time
+    P:{s}:prod                 HASH    producer -> last consumed sequence
+    P:{s}:out                  HASH    "producer\\nseq" -> recorded outcome (last 4096/producer)
+    P:{s}:commits              HASH    replica id -> last commit number applied (idempotence)
+    P:{s}:cum                  STRING  sparse log of the cumulative counts
+    P:{s}:w:<seconds>:<bucket> STRING  sparse log of one window bucket (EXPIREAT its end)
+    P:{s}:buckets              ZSET    bucket key -> expiry (reset and delete find them here)
+    P:{s}:stage:<replica>:<n>  STRING  a large commit's payload, staged in chunks (EXPIRE 600)
+
+``uid`` names one incarnation of a stream (a commit for a deleted or re-created stream is
+refused); ``epoch`` changes whenever a log's prefix is rewritten (compaction, reset), so a
+compaction never replaces bytes it did not read; ``ver`` changes with every commit and reset, so a
+replica revalidates a cached merged state with one small read.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+
+__all__ = ["Keys", "Scripts"]
+
+
+class Keys:
+    """Key names for one prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.streams = f"{prefix}:streams"
+        self.ids = f"{prefix}:ids"
+        self.exporter = f"{prefix}:exporter"
+
+    def of(self, stream: str, what: str) -> str:
+        return f"{self.prefix}:{{{stream}}}:{what}"
+
+    def bucket(self, stream: str, seconds: int, bucket: int) -> str:
+        return self.of(stream, f"w:{seconds}:{bucket}")
+
+    def stage(self, stream: str, replica: str, number: int) -> str:
+        return self.of(stream, f"stage:{replica}:{number}")
+
+
+# KEYS: meta prod out commits buckets stage target...
+# ARGV: uid replica number now n_batches mode inline n_entries, then per sequenced entry
+#       (producer, seq, outcome field, outcome, trim field); then per target (offset, length,
+#       expireat or 0)
+_COMMIT = """
+local meta, prod, out, commits, zset, stage = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+if redis.call('HGET', meta, 'uid') ~= ARGV[1] then
+  if ARGV[6] == 'staged' then redis.call('DEL', stage) end
+  return {'gone'}
+end
+if tonumber(redis.call('HGET', commits, ARGV[2]) or '0') >= tonumber(ARGV[3]) then
+  if ARGV[6] == 'staged' then redis.call('DEL', stage) end
+  return {'done'}
+end
+local n = tonumber(ARGV[8])
+local seen = {}
+for k = 0, n - 1 do
+  local p, seq = ARGV[9 + 5 * k], tonumber(ARGV[10 + 5 * k])
+  local last = seen[p] or tonumber(redis.call('HGET', prod, p) or '0')
+  if last ~= seq - 1 then return {'conflict', p, tostring(last), tostring(seq)} end
+  seen[p] = seq
+end
+for k = 0, n - 1 do
+  local i = 9 + 5 * k
+  redis.call('HSET', prod, ARGV[i], ARGV[i + 1])
+  redis.call('HSET', out, ARGV[i + 2], ARGV[i + 3])
+  if ARGV[i + 4] ~= '' then redis.call('HDEL', out, ARGV[i + 4]) end
+end
+local i = 9 + 5 * n
+local lengths = {'ok'}
+for t = 7, #KEYS do
+  local off, len, exp = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+  i = i + 3
+  local data
+  if ARGV[6] == 'inline' then
+    data = string.sub(ARGV[7], off + 1, off + len)
+  else
+    data = redis.call('GETRANGE', stage, off, off + len - 1)
+  end
+  lengths[#lengths + 1] = redis.call('APPEND', KEYS[t], data)
+  if exp > 0 then
+    redis.call('EXPIREAT', KEYS[t], exp)
+    redis.call('ZADD', zset, exp, KEYS[t])
+  end
+end
+local now = tonumber(ARGV[4])
+redis.call('ZREMRANGEBYSCORE', zset, '-inf', '(' .. math.floor(now))
+redis.call('HINCRBY', meta, 'batches', ARGV[5])
+if now > tonumber(redis.call('HGET', meta, 'update_time') or '0') then
+  redis.call('HSET', meta, 'update_time', ARGV[4])
+end
+redis.call('HINCRBY', meta, 'ver', 1)
+redis.call('HSET', commits, ARGV[2], ARGV[3])
+if ARGV[6] == 'staged' then redis.call('DEL', stage) end
+return lengths
+"""
+
+# KEYS: streams meta ids   ARGV: name spec tenant create_time max_streams token
+# (the token tells a retried create whose first reply was lost from a name already taken)
+_CREATE = """
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return {'exists', redis.call('HGET', KEYS[2], 'token') or ''}
+end
+local count = redis.call('SCARD', KEYS[1])
+if count >= tonumber(ARGV[5]) then return {'limit', tostring(count)} end
+local uid = redis.call('INCR', KEYS[3])
+local epoch = redis.call('INCR', KEYS[3])
+redis.call('HSET', KEYS[2], 'spec', ARGV[2], 'tenant', ARGV[3], 'create_time', ARGV[4],
+           'uid', uid, 'epoch', epoch, 'ver', 0, 'batches', 0, 'token', ARGV[6])
+redis.call('SADD', KEYS[1], ARGV[1])
+return {'ok', tostring(uid)}
+"""
+
+# KEYS: streams meta prod out commits cum buckets   ARGV: name
+_DELETE = """
+if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+for _, k in ipairs(redis.call('ZRANGE', KEYS[7], 0, -1)) do redis.call('DEL', k) end
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7])
+redis.call('SREM', KEYS[1], ARGV[1])
+return 1
+"""
+
+# KEYS: meta prod out cum buckets ids   ARGV: forget_producers (0/1)
+_RESET = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+for _, k in ipairs(redis.call('ZRANGE', KEYS[5], 0, -1)) do redis.call('DEL', k) end
+redis.call('DEL', KEYS[4], KEYS[5])
+if ARGV[1] == '1' then redis.call('DEL', KEYS[2], KEYS[3]) end
+redis.call('HSET', KEYS[1], 'epoch', redis.call('INCR', KEYS[6]), 'batches', 0)
+redis.call('HINCRBY', KEYS[1], 'ver', 1)
+return 1
+"""
+
+# KEYS: meta target...   ARGV: cached ver ('' for none)
+# Returns {} for a missing stream, {uid, ver, batches, update_time} when ARGV[1] is current,
+# else the same four followed by every target's log.
+_READ = """
+local m = redis.call('HMGET', KEYS[1], 'uid', 'ver', 'batches', 'update_time')
+if not m[1] then return {} end
+local out = {m[1], m[2], m[3] or '0', m[4] or ''}
+if m[2] == ARGV[1] then return out end
+for k = 2, #KEYS do out[#out + 1] = redis.call('GET', KEYS[k]) or '' end
+return out
+"""
+
+# KEYS: meta key   Returns {epoch, log}
+_READ_LOG = """
+return {redis.call('HGET', KEYS[1], 'epoch') or '', redis.call('GET', KEYS[2]) or ''}
+"""
+
+# KEYS: meta key ids   ARGV: epoch, length read, compacted bytes
+_COMPACT = """
+if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return 0 end
+local n = redis.call('STRLEN', KEYS[2])
+local read = tonumber(ARGV[2])
+if n < read then return 0 end
+local tail = ''
+if n > read then tail = redis.call('GETRANGE', KEYS[2], read, n - 1) end
+redis.call('SET', KEYS[2], ARGV[3] .. tail, 'KEEPTTL')
+redis.call('HSET', KEYS[1], 'epoch', redis.call('INCR', KEYS[3]))
+return 1
+"""
+
+# KEYS: meta prod   ARGV: producer   Returns {uid or false, last or false}
+_PRODUCER = """
+return {redis.call('HGET', KEYS[1], 'uid'), redis.call('HGET', KEYS[2], ARGV[1])}
+"""
+
+# KEYS: lease   ARGV: replica, ttl ms   Returns 1 if this replica holds the lease now
+_LEASE = """
+local holder = redis.call('GET', KEYS[1])
+if not holder then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
+if holder == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+return 0
+"""
+
+# KEYS: lease   ARGV: replica
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+_SOURCES = {
+    "commit": _COMMIT,
+    "create": _CREATE,
+    "delete": _DELETE,
+    "reset": _RESET,
+    "read": _READ,
+    "read_log": _READ_LOG,
+    "compact": _COMPACT,
+    "producer": _PRODUCER,
+    "lease": _LEASE,
+    "release": _RELEASE,
+}
+
+
+class Scripts:
+    """The scripts by name, called with ``EVALSHA`` (loaded again after a Redis restart)."""
+
+    def __init__(self) -> None:
+        self.sha = {name: _sha1(src) for name, src in _SOURCES.items()}
+
+    def load(self, client: redis.Redis) -> None:
+        for src in _SOURCES.values():
+            client.script_load(src)
+
+    def call(self, client: redis.Redis, name: str, keys: list[str], args: list[Any]) -> Any:
+        """Run one script now; loads the scripts once if Redis lost them (a restart)."""
+        try:
+            return client.evalsha(self.sha[name], len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            self.load(client)
+            return client.evalsha(self.sha[name], len(keys), *keys, *args)
+
+    def queue(self, pipe: Any, name: str, keys: list[str], args: list[Any]) -> None:
+        """Add one script call to a pipeline (``NoScriptError`` comes back in its results)."""
+        pipe.evalsha(self.sha[name], len(keys), *keys, *args)
+
+
+def _sha1(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha1(text.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1

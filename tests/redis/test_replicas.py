@@ -1,0 +1,205 @@
+"""Three replicas on one Redis, producers spread over them: every replica answers sklearn on the
+union of the data, for every task, cumulative and windowed; streams, sequences and outcomes are
+shared; exactly one replica exports the streams to Prometheus."""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import numpy as np
+import pytest
+import sklearn.metrics as skm
+from evalstream.v1 import evalstream_service_pb2 as pb
+from evalstream.v1 import ingest_pb2, stream_pb2
+from evalstream_server.exporters import EvalstreamCollector
+from prometheus_client import CollectorRegistry, generate_latest
+
+from .conftest import create_stream, ingest, make_batches, request, stub_for
+
+ACCEPTED = ingest_pb2.BATCH_STATUS_ACCEPTED
+DUPLICATE = ingest_pb2.BATCH_STATUS_DUPLICATE
+REJECTED = ingest_pb2.BATCH_STATUS_REJECTED
+
+
+def _report(stub, stream: str, window: str = "cumulative") -> dict:
+    reply = stub.GetReport(pb.GetReportRequest(stream=stream, window=window), timeout=30)
+    return json.loads(reply.report_json)
+
+
+def _check_against_sklearn(task: str, rep: dict, y: np.ndarray, p: np.ndarray) -> None:
+    """Threshold metrics exactly; AUC inside the report's guaranteed bounds."""
+    assert rep["n_samples"] == len(y)
+    if task == "multiclass":
+        np.testing.assert_array_equal(
+            rep["confusion_matrix"], skm.confusion_matrix(y, p.argmax(1), labels=range(4))
+        )
+        auc = skm.roc_auc_score(y, p.astype(np.float64), multi_class="ovr", average="macro")
+        node = rep["roc_auc"]["macro"]
+    elif task == "binary":
+        np.testing.assert_array_equal(
+            rep["confusion_matrix"], skm.confusion_matrix(y, (p >= 0.5).astype(int))
+        )
+        auc = skm.roc_auc_score(y, p.astype(np.float64))
+        node = rep["roc_auc"]["binary"]
+    else:
+        np.testing.assert_array_equal(
+            rep["multilabel_confusion_matrix"], skm.multilabel_confusion_matrix(y, p >= 0.5)
+        )
+        auc = skm.roc_auc_score(y, p.astype(np.float64), average="macro")
+        node = rep["roc_auc"]["macro"]
+    assert node["lower"] - 1e-12 <= auc <= node["upper"] + 1e-12, (auc, node)
+    assert abs(rep["accuracy"]["value"] - _accuracy(task, y, p)) < 1e-12
+
+
+def _accuracy(task: str, y, p) -> float:
+    if task == "multiclass":
+        return skm.accuracy_score(y, p.argmax(1))
+    if task == "binary":
+        return skm.accuracy_score(y, p >= 0.5)
+    return skm.accuracy_score(y, p >= 0.5)  # subset accuracy
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "multilabel"])
+def test_every_replica_reports_sklearn_on_the_union(replicas, task):
+    now = time.time()
+    batches = make_batches(
+        task, 36, 400, seed={"binary": 1, "multiclass": 2, "multilabel": 3}[task]
+    )
+    # a third of the batches happened two hours ago: in the cumulative state, not the window
+    stamps = [now - 7200 if i % 3 == 0 else now - 5 for i in range(len(batches))]
+    targets = [r.target for r in replicas]
+    _, first = stub_for(targets[0])
+    create_stream(first, "s", task, windows=["1h"])
+    producers = {f"p{i}": (targets[i % 3], list(range(i, len(batches), 6))) for i in range(6)}
+
+    def produce(producer: str) -> list:
+        target, mine = producers[producer]
+        channel, stub = stub_for(target)
+        with channel:
+            reqs = [
+                request("s", producer, seq, *batches[i], event_time=stamps[i])
+                for seq, i in enumerate(mine, 1)
+            ]
+            return ingest(stub, reqs)
+
+    with ThreadPoolExecutor(len(producers)) as pool:
+        for results in pool.map(produce, producers):
+            assert [r.status for r in results] == [ACCEPTED] * len(results)
+    y = np.concatenate([b[0] for b in batches])
+    p = np.concatenate([b[1] for b in batches])
+    recent = np.concatenate(
+        [np.full(len(b[0]), t > now - 3600) for b, t in zip(batches, stamps, strict=True)]
+    )
+    reports = []
+    for target in targets:
+        channel, stub = stub_for(target)
+        with channel:
+            cum, win = _report(stub, "s"), _report(stub, "s", "1h")
+        _check_against_sklearn(task, cum, y, p)
+        _check_against_sklearn(task, win, y[recent], p[recent])
+        reports.append((cum, win))
+    assert all(r == reports[0] for r in reports)  # the same merged state on every replica
+
+
+def test_streams_are_shared_by_every_replica(replicas):
+    stubs = [stub_for(r.target) for r in replicas]
+    try:
+        (_, a), (_, b), (_, c) = stubs
+        create_stream(a, "shared", "binary")
+        assert b.GetStream(pb.GetStreamRequest(name="shared")).stream.config.name == "shared"
+        assert [s.config.name for s in c.ListStreams(pb.ListStreamsRequest()).streams] == ["shared"]
+        with pytest.raises(grpc.RpcError) as err:
+            create_stream(c, "shared", "binary")
+        assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
+        c.DeleteStream(pb.DeleteStreamRequest(name="shared"))
+        with pytest.raises(grpc.RpcError) as err:
+            a.GetReport(pb.GetReportRequest(stream="shared"))
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    finally:
+        for channel, _ in stubs:
+            channel.close()
+
+
+def test_exact_resolution_is_refused_with_invalid_argument(replicas):
+    channel, stub = stub_for(replicas[0].target)
+    with channel, pytest.raises(grpc.RpcError) as err:
+        create_stream(
+            stub,
+            "raw",
+            "binary",
+            resolution=stream_pb2.Resolution(exact=stream_pb2.Resolution.Exact()),
+        )
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "resolution" in err.value.details() and "bins" in err.value.details()
+
+
+def test_sequences_and_outcomes_are_shared(replicas):
+    stubs = [stub_for(r.target) for r in replicas]
+    try:
+        (_, a), (_, b), (_, c) = stubs
+        create_stream(a, "seq", "multiclass")
+        data = make_batches("multiclass", 5, 100, seed=9)
+        got = ingest(a, [request("seq", "P", s, *data[s - 1]) for s in (1, 2, 3)])
+        assert [r.status for r in got] == [ACCEPTED] * 3
+        (dup,) = ingest(b, [request("seq", "P", 2, *data[1])])
+        assert (dup.status, dup.original_status, dup.samples) == (DUPLICATE, ACCEPTED, 100)
+        (gap,) = ingest(c, [request("seq", "P", 5, *data[4])])
+        assert (gap.status, gap.error_code, gap.expected_sequence) == (
+            REJECTED,
+            grpc.StatusCode.OUT_OF_RANGE.value[0],
+            4,
+        )
+        y, p = data[3]
+        (bad,) = ingest(b, [request("seq", "P", 4, y, p[:, :3])])  # wrong width: consumed
+        assert (bad.status, bad.error_code) == (
+            REJECTED,
+            grpc.StatusCode.INVALID_ARGUMENT.value[0],
+        )
+        (again,) = ingest(c, [request("seq", "P", 4, y, p)])
+        assert (again.status, again.original_status) == (DUPLICATE, REJECTED)
+        (last,) = ingest(a, [request("seq", "P", 5, *data[4])])
+        assert last.status == ACCEPTED and last.expected_sequence == 6
+        assert _report(c, "seq")["n_samples"] == 400
+    finally:
+        for channel, _ in stubs:
+            channel.close()
+
+
+def _exported(store) -> dict[str, float]:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(EvalstreamCollector(store))
+    out = {}
+    for line in generate_latest(registry).decode().splitlines():
+        if line.startswith(("evalstream_samples_total", "evalstream_class_true_positives_total")):
+            series, value = line.rsplit(" ", 1)
+            out[series] = float(value)
+    return out
+
+
+def test_one_replica_exports_so_sums_across_replicas_hold(replicas):
+    channel, stub = stub_for(replicas[0].target)
+    with channel:
+        create_stream(stub, "m", "binary")
+        data = make_batches("binary", 4, 250, seed=5)
+        ingest(stub, [request("m", "P", s, *data[s - 1]) for s in range(1, 5)])
+    y = np.concatenate([d[0] for d in data])
+    p = np.concatenate([d[1] for d in data])
+    scrapes = [_exported(r.store) for r in replicas]
+    exporting = [s for s in scrapes if s]
+    assert len(exporting) == 1  # the others hold no lease and export no stream series
+    summed: dict[str, float] = {}
+    for scrape in scrapes:
+        for series, value in scrape.items():
+            summed[series] = summed.get(series, 0.0) + value
+    assert summed['evalstream_samples_total{stream="m"}'] == 1000
+    tp = int(((p >= 0.5) & (y == 1)).sum())
+    assert summed['evalstream_class_true_positives_total{class="pos",stream="m"}'] == tp
+    leader = next(r for r, s in zip(replicas, scrapes, strict=True) if s)
+    leader.stop()  # gives the lease back on close: another replica exports from its next scrape
+    rest = [r for r in replicas if r is not leader]
+    scrapes = [_exported(r.store) for r in rest]
+    assert sum(1 for s in scrapes if s) == 1
+    assert next(s for s in scrapes if s)['evalstream_samples_total{stream="m"}'] == 1000
