@@ -9,6 +9,13 @@ FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
+# A C compiler for the compiled ingest kernel (service/evalstream_server/engine/_fastcount.c). It
+# stays in this stage: the runtime stage copies the built extension, not the compiler. Not pinned:
+# libc6-dev must match the base image's libc6, whichever Debian point release that is.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
@@ -29,6 +36,9 @@ RUN groupadd --system --gid 10001 evalstream \
     && mkdir -p /var/lib/evalstream \
     && chown evalstream:evalstream /var/lib/evalstream
 COPY --from=builder /opt/venv /opt/venv
+# pip treats the compiled ingest kernel as optional (without a compiler the engine counts with
+# numpy); this image must have it, and it must load here, without the builder's toolchain.
+RUN python -c "from evalstream_server.engine import fastcount; assert fastcount.available()"
 # Numeric so that Kubernetes' runAsNonRoot can verify it.
 USER 10001:10001
 WORKDIR /var/lib/evalstream

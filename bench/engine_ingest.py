@@ -5,7 +5,9 @@ For K = 3, 10 and 100 classes, batches of 4096, imbalanced labels and peaky floa
 * **evalstream engine**: ``StreamEngine.update(y, p)`` per batch: validation, binning, the
   (class, column, bin) histogram (or the one-vs-rest layout above 32 classes), the argmax confusion
   matrix, top-k ranks, log loss, Brier and calibration sums. Split into ``make_batch``
-  (validation) and ``compute_delta`` + ``State.add_delta`` (counting).
+  (validation) and ``compute_delta`` + ``State.add_delta`` (counting). Counting runs in the compiled
+  kernel (``engine/fastcount.py``) when it was built; the same engine with the numpy kernel
+  (``fastcount.disabled()``) is a row of its own.
 * **bare numpy reference** (the named reference of the ratio): the same bin function
   (``BinLayout().bin_of``) and ``np.add.at`` into an equal-shaped float64 histogram, (K, K, B) for
   K <= 32 and the (2, K, B) one-vs-rest layout above, plus ``np.add.at`` into a confusion matrix.
@@ -27,7 +29,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from evalstream_server.engine import BinLayout, State, StreamEngine, StreamSpec, make_batch  # noqa: E402
+from evalstream_server.engine import (  # noqa: E402
+    BinLayout,
+    State,
+    StreamEngine,
+    StreamSpec,
+    fastcount,
+    make_batch,
+)
 from evalstream_server.engine.counting import compute_delta  # noqa: E402
 from harness import (  # noqa: E402
     BATCH,
@@ -58,6 +67,11 @@ def engine_pass(spec: StreamSpec, wl: Workload) -> StreamEngine:
     for y, p in wl.batches():
         eng.update(y, p)
     return eng
+
+
+def numpy_engine_pass(spec: StreamSpec, wl: Workload) -> StreamEngine:
+    with fastcount.disabled():
+        return engine_pass(spec, wl)
 
 
 def validate_pass(spec: StreamSpec, wl: Workload) -> None:
@@ -164,6 +178,7 @@ def measure(K: int, n_batches: int, repeats: int, quick: bool) -> list[list[str]
     t = best_of(
         {
             "engine": lambda: engine_pass(spec, wl),
+            "engine_numpy": lambda: numpy_engine_pass(spec, wl),
             "reference": lambda: reference_pass(wl, spec.full_ovo),
             "validate": lambda: validate_pass(spec, wl),
             "count": lambda: count_pass(spec, batches),
@@ -197,6 +212,14 @@ def measure(K: int, n_batches: int, repeats: int, quick: bool) -> list[list[str]
             fmt_rate(rate["count"]),
             "-",
             f"{100 * t['count'] / t['engine']:.0f}% of update time",
+        ],
+        [
+            str(K),
+            state_name,
+            "evalstream `update`, numpy kernel (`fastcount.disabled()`)",
+            fmt_rate(rate["engine_numpy"]),
+            fmt_ratio(eng / rate["engine_numpy"]),
+            "what an install without a C compiler runs",
         ],
         [
             str(K),
@@ -267,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print()
     print(machine_line(extra))
+    kernel = "compiled (fastcount)" if fastcount.enabled() else "numpy (fastcount not built or off)"
+    print(f"Counting kernel: {kernel}.")
     print(
         f"Workload: batches of {BATCH}, imbalanced labels (prior 1/(k+1)), peaky softmax float32; "
         f"B = {BinLayout().n_bins} bins; best of {repeats} interleaved repeats."

@@ -3,19 +3,24 @@
 Every field of a delta merges by addition (DESIGN §3.1). Integer counts are exact in float64 up to
 2**53; weights make them real-valued sums. The large score histograms are not materialised per
 batch: their delta is a ``Scatter`` (flat indices and weights) that each target state applies with
-``np.add.at``, which touches only the batch's cells. A dense per-batch histogram (``np.bincount``
-with ``minlength``, then a float conversion and a full-array add) measured 30x slower at K = 10.
+``np.add.at`` (or the compiled ``fastcount.scatter_add``), which touches only the batch's cells. A
+dense per-batch histogram (``np.bincount`` with ``minlength``, then a float conversion and a
+full-array add) measured 30x slower at K = 10.
+
+``compute_delta`` hands batches to the compiled kernel (``fastcount``) when it was built, and to
+``numpy_delta`` when it was not; both give the same counts (tests/engine/test_fastcount.py).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from . import fastcount
 from .batch import Batch
 from .layout import BinLayout
 from .spec import StreamSpec
 
-__all__ = ["field_shapes", "compute_delta", "LOG_EPS", "Scatter", "SCATTER_FIELDS"]
+__all__ = ["field_shapes", "compute_delta", "numpy_delta", "LOG_EPS", "Scatter", "SCATTER_FIELDS"]
 
 # Probabilities are float32: clip like sklearn's log_loss does for float32 input.
 LOG_EPS = float(np.finfo(np.float32).eps)
@@ -26,16 +31,25 @@ SCATTER_FIELDS = ("hist", "pos", "all")
 
 
 class Scatter:
-    """A delta given as flat indices and weights (``None``: each index counts 1)."""
+    """A delta given as flat indices and weights (``None``: each index counts 1).
 
-    __slots__ = ("index", "weights")
+    Index ``j`` carries ``weights[j // repeat]``: ``repeat`` cells per sample share its weight.
+    """
 
-    def __init__(self, index: np.ndarray, weights: np.ndarray | None) -> None:
+    __slots__ = ("index", "weights", "repeat")
+
+    def __init__(self, index: np.ndarray, weights: np.ndarray | None, repeat: int = 1) -> None:
         self.index = index
         self.weights = weights
+        self.repeat = repeat
 
     def add_to(self, target: np.ndarray) -> None:
-        np.add.at(target.reshape(-1), self.index, 1.0 if self.weights is None else self.weights)
+        if fastcount.scatter_add(target, self.index, self.weights, self.repeat):
+            return
+        w = self.weights
+        if w is not None and self.repeat != 1:
+            w = np.repeat(w, self.repeat)
+        np.add.at(target.reshape(-1), self.index.reshape(-1), 1.0 if w is None else w)
 
     def dense(self, shape: tuple[int, ...]) -> np.ndarray:
         out = np.zeros(shape)
@@ -86,6 +100,60 @@ def _w(batch: Batch) -> np.ndarray:
 def compute_delta(spec: StreamSpec, batch: Batch) -> dict[str, np.ndarray | Scatter]:
     """Counts contributed by ``batch``: dense arrays shaped as ``field_shapes(spec)``, and
     ``Scatter`` deltas for the score histograms."""
+    if not fastcount.enabled():
+        return numpy_delta(spec, batch)
+    if spec.task == "multiclass":
+        return _fast_multiclass_delta(spec, batch)
+    return _fast_labelwise_delta(spec, batch)
+
+
+def _fast_multiclass_delta(spec: StreamSpec, batch: Batch) -> dict[str, np.ndarray | Scatter]:
+    binned = spec.resolution.kind == "bins"
+    counts = fastcount.multiclass_counts(
+        batch.scores,
+        batch.labels,
+        batch.weights,
+        mantissa_bits=spec.resolution.mantissa_bits if binned else None,
+        full_ovo=spec.full_ovo,
+        rank_len=max(spec.k_max, 1),
+        top_k=spec.k_max > 0,
+        calibration_bins=spec.calibration_bins,
+        log_eps=LOG_EPS,
+    )
+    out: dict[str, np.ndarray | Scatter] = dict(counts)
+    if binned:
+        K, w = spec.n_classes, batch.weights
+        index = out.pop("index")
+        if spec.full_ovo:
+            out["hist"] = Scatter(index, w, K)
+        else:
+            out["all"] = Scatter(index, w, K)
+            out["pos"] = Scatter(out.pop("pos_index"), w)
+    return out
+
+
+def _fast_labelwise_delta(spec: StreamSpec, batch: Batch) -> dict[str, np.ndarray | Scatter]:
+    binned = spec.resolution.kind == "bins"
+    counts = fastcount.labelwise_counts(
+        batch.scores,
+        batch.labels,
+        batch.weights,
+        thresholds=spec.thresholds,
+        mantissa_bits=spec.resolution.mantissa_bits if binned else None,
+        binary=spec.task == "binary",
+        calibration_bins=spec.calibration_bins,
+        log_eps=LOG_EPS,
+    )
+    out: dict[str, np.ndarray | Scatter] = dict(counts)
+    if binned:
+        out["all"] = Scatter(out.pop("all_index"), batch.weights, spec.n_columns)
+        out["pos"] = Scatter(out.pop("pos_index"), counts.get("pos_weights"))
+        out.pop("pos_weights", None)
+    return out
+
+
+def numpy_delta(spec: StreamSpec, batch: Batch) -> dict[str, np.ndarray | Scatter]:
+    """``compute_delta`` in numpy alone (every task; the reference for the compiled kernel)."""
     shapes = field_shapes(spec)
     w = batch.weights
     weights = _w(batch)

@@ -1,0 +1,852 @@
+/* _fastcount: the fused ingest kernel of evalstream (optional; see fastcount.py).
+ *
+ * One pass over a batch computes what counting.numpy_delta computes. Multiclass: the bin of every
+ * score (the integer arithmetic of layout.BinLayout.bin_of), the flat histogram cells, the argmax
+ * confusion, the true-class rank (sklearn's top-k tie rule), log loss, Brier, calibration and
+ * probability sums. Binary and multilabel (labelwise): the cells, the per-label 2x2 counts at the
+ * thresholds, calibration and probability sums, log loss and Brier (binary) and the per-sample
+ * sums behind average='samples' (multilabel). scatter_add then adds histogram cells into a
+ * state's float64 array.
+ *
+ * Arrays travel through the buffer protocol (no NumPy headers at build time). Every index used to
+ * write into an array is range-checked: bad input raises ValueError (multiclass may then have
+ * partly filled its fresh output arrays; scatter_add checks before it adds anything). The loops
+ * run without the GIL.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#define HALF_BITS 0x3F000000   /* float32 0.5 */
+#define ONE_BITS 0x3F800000    /* float32 1.0 */
+#define Q_MIN_EXPONENT 103     /* biased exponent of 2**-24 = 1 - (largest float32 below 1) */
+#define MAX_MANTISSA_BITS 12
+
+/* ---- buffers ------------------------------------------------------------------------------ */
+
+enum kind { F32, F64, I32, I64, BOOL };
+
+static const char *kind_name[] = {"float32", "float64", "int32", "int64", "bool"};
+
+static int format_matches(const char *format, enum kind kind, Py_ssize_t itemsize)
+{
+    if (format == NULL) {
+        format = "B";
+    }
+    while (*format == '@' || *format == '=' || *format == '<') {
+        format++;
+    }
+    if (format[0] == '\0' || format[1] != '\0') {
+        return 0;
+    }
+    switch (kind) {
+    case F32:
+        return format[0] == 'f' && itemsize == 4;
+    case F64:
+        return format[0] == 'd' && itemsize == 8;
+    case I32:
+        return strchr("il", format[0]) != NULL && itemsize == 4;
+    case I64:
+        return strchr("lq", format[0]) != NULL && itemsize == 8;
+    case BOOL:
+        return format[0] == '?' && itemsize == 1;
+    }
+    return 0;
+}
+
+/* A C-contiguous buffer of `kind` with `length` items (-1: any). Returns 0 on success. */
+static int get_buffer(PyObject *obj, Py_buffer *view, const char *name, enum kind kind,
+                      Py_ssize_t length, int writable)
+{
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, view, flags) != 0) {
+        PyErr_Format(PyExc_TypeError, "%s: expected a C-contiguous%s %s array", name,
+                     writable ? " writable" : "", kind_name[kind]);
+        return -1;
+    }
+    if (!format_matches(view->format, kind, view->itemsize)) {
+        PyErr_Format(PyExc_TypeError, "%s: expected dtype %s, received buffer format '%s'", name,
+                     kind_name[kind], view->format ? view->format : "B");
+        PyBuffer_Release(view);
+        return -1;
+    }
+    Py_ssize_t n = view->len / view->itemsize;
+    if (length >= 0 && n != length) {
+        PyErr_Format(PyExc_ValueError, "%s: expected %zd items, received %zd", name, length, n);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+/* Buffers acquired so far, released together. */
+typedef struct {
+    Py_buffer views[16];
+    int count;
+} buffers;
+
+static void release_all(buffers *b)
+{
+    for (int i = 0; i < b->count; i++) {
+        PyBuffer_Release(&b->views[i]);
+    }
+    b->count = 0;
+}
+
+/* Acquire `obj` (or skip None when optional). Returns the data pointer, NULL on error
+ * (`*failed` set) or for None. */
+static void *acquire(buffers *b, PyObject *obj, const char *name, enum kind kind,
+                     Py_ssize_t length, int writable, int optional, int *failed)
+{
+    if (optional && obj == Py_None) {
+        return NULL;
+    }
+    Py_buffer *view = &b->views[b->count];
+    if (get_buffer(obj, view, name, kind, length, writable) != 0) {
+        *failed = 1;
+        return NULL;
+    }
+    b->count++;
+    return view->buf;
+}
+
+static Py_ssize_t items(buffers *b)
+{
+    Py_buffer *v = &b->views[b->count - 1];
+    return v->len / v->itemsize;
+}
+
+/* ---- bins --------------------------------------------------------------------------------- */
+
+typedef struct {
+    int32_t shift;     /* 23 - m */
+    int32_t n_bins;    /* 4 + 149 * 2**m */
+    int32_t high_base; /* n_bins - 2 + (103 << m) */
+} layout;
+
+static void make_layout(layout *lay, int m)
+{
+    lay->shift = 23 - m;
+    lay->n_bins = 4 + 149 * (1 << m);
+    lay->high_base = lay->n_bins - 2 + (Q_MIN_EXPONENT << m);
+}
+
+/* The ordering key of a score: its float32 bits with the sign cleared. For p in [0, 1] keys
+ * order as the values do, and -0.0 gets the key of 0.0 (equal, as the float comparison says). */
+static inline int32_t key_of(float p)
+{
+    int32_t bits;
+    memcpy(&bits, &p, 4);
+    return bits & 0x7FFFFFFF;
+}
+
+/* Whether a score is outside [0, 1] (NaN included); -0.0 is inside. */
+static inline int32_t outside(float p)
+{
+    uint32_t bits;
+    memcpy(&bits, &p, 4);
+    return (bits > (uint32_t)ONE_BITS) & (bits != 0x80000000u);
+}
+
+/* BinLayout.bin_of for the key k of a float32 p in [0, 1]. */
+static inline int32_t bin_of(int32_t shift, int32_t n_bins, int32_t high_base, int32_t k)
+{
+    float p, q;
+    int32_t qbits;
+    memcpy(&p, &k, 4);
+    q = 1.0f - p;
+    memcpy(&qbits, &q, 4);
+    /* selects written as masks, so that the loops over a row compile to vector code */
+    const int32_t low = (k >> shift) + 2;
+    const int32_t high = high_base - (qbits >> shift);
+    const int32_t is_low = -(int32_t)(k < HALF_BITS), is_one = -(int32_t)(k == ONE_BITS);
+    int32_t out = (low & is_low) | (high & ~is_low);
+    out &= -(int32_t)(k != 0);
+    return (out & ~is_one) | ((n_bins - 1) & is_one);
+}
+
+/* bin_of with branches, for scalar loops: faster there when most scores fall in one half. */
+static inline int32_t bin_of_scalar(int32_t shift, int32_t n_bins, int32_t high_base, int32_t k)
+{
+    if (k < HALF_BITS) {
+        return k == 0 ? 0 : (k >> shift) + 2;
+    }
+    if (k == ONE_BITS) {
+        return n_bins - 1;
+    }
+    float p, q;
+    int32_t qbits;
+    memcpy(&p, &k, 4);
+    q = 1.0f - p;
+    memcpy(&qbits, &q, 4);
+    return high_base - (qbits >> shift);
+}
+
+/* ---- multiclass --------------------------------------------------------------------------- */
+
+typedef struct {
+    /* inputs */
+    const float *scores;
+    const int64_t *labels;
+    const double *weights; /* NULL: every sample weighs 1 */
+    Py_ssize_t n;
+    int K;
+    layout lay;
+    int binned, full_ovo, do_rank;
+    Py_ssize_t k_len;
+    Py_ssize_t cal_bins;
+    double log_eps;
+    /* outputs (accumulated into) */
+    int32_t *index;      /* n * K histogram cells, or NULL */
+    int32_t *pos_index;  /* n cells of POS (one-vs-rest layout), or NULL */
+    double *confusion;   /* K * K */
+    double *rank;        /* k_len */
+    double *calibration; /* 3 * cal_bins */
+    double *prob_sum;    /* K */
+    double *totals;      /* weight total, log loss, Brier */
+    /* error report */
+    Py_ssize_t bad_row;
+    int bad_what; /* 1: label out of range, 2: score outside [0, 1] */
+} mc_args;
+
+/* Everything is copied to locals first: stores through the output pointers could otherwise
+ * alias the arguments, and the compiler would reload them in the inner loops. */
+static int multiclass_loop(mc_args *a)
+{
+    const float *restrict scores = a->scores;
+    const int64_t *restrict labels = a->labels;
+    const double *restrict weights = a->weights;
+    int32_t *restrict index = a->index;
+    int32_t *restrict pos_index = a->pos_index;
+    double *restrict confusion = a->confusion;
+    double *restrict rank = a->rank;
+    double *restrict cal = a->calibration;
+    double *restrict prob_sum = a->prob_sum;
+    const Py_ssize_t n = a->n, k_len = a->k_len, cal_bins = a->cal_bins;
+    const int K = a->K, do_rank = a->do_rank;
+    const int fused = K < 12; /* measured: the split, vectorised loops win from 10 to 16 columns */
+    const int32_t shift = a->lay.shift, B = a->lay.n_bins, high_base = a->lay.high_base;
+    const int32_t row_stride = a->full_ovo ? K * B : 0;
+    const double lo = a->log_eps, hi = 1.0 - a->log_eps, nb = (double)cal_bins;
+    double wsum = 0.0, ll = 0.0, brier = 0.0;
+
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const float *restrict row = scores + i * K;
+        const int64_t y64 = labels[i];
+        if (y64 < 0 || y64 >= K) {
+            a->bad_row = i;
+            a->bad_what = 1;
+            return -1;
+        }
+        const int y = (int)y64;
+        const double w = weights ? weights[i] : 1.0;
+        const float sy = row[y];
+        const int32_t ky = key_of(sy);
+
+        int32_t bad = 0, above = 0, tied_after = 0;
+        int pred = 0;
+        double sq;
+        if (fused) {
+            /* few columns: one scalar loop (vector code would not pay for its set-up) */
+            int32_t kmax = -1;
+            int32_t *restrict cells = index ? index + i * K : NULL;
+            const int32_t base = y * row_stride;
+            sq = 0.0;
+            for (int c = 0; c < K; c++) {
+                const float p = row[c];
+                const int32_t k = key_of(p);
+                bad |= outside(p);
+                if (cells) {
+                    cells[c] = base + c * B + bin_of_scalar(shift, B, high_base, k);
+                }
+                if (k > kmax) {
+                    kmax = k;
+                    pred = c;
+                }
+                above += k > ky;
+                tied_after += (k == ky) & (c > y);
+                const double pd = (double)p;
+                sq += pd * pd;
+                prob_sum[c] += w * pd;
+            }
+        } else {
+            /* integer pass: range check, cells, maximum key, rank terms */
+            int32_t kmax = 0;
+            if (index) {
+                int32_t *restrict cells = index + i * K;
+                const int32_t base = y * row_stride;
+                for (int c = 0; c < K; c++) {
+                    cells[c] = base + c * B + bin_of(shift, B, high_base, key_of(row[c]));
+                }
+            }
+            for (int c = 0; c < K; c++) {
+                const int32_t k = key_of(row[c]);
+                bad |= outside(row[c]);
+                kmax = k > kmax ? k : kmax;
+                above += k > ky;
+                tied_after += (k == ky) & (c > y);
+            }
+            /* the first maximal score, as numpy.argmax */
+            while (key_of(row[pred]) != kmax) {
+                pred++;
+            }
+
+            /* floating pass: sum of squares (four partial sums), probability sums */
+            double sq4[4] = {0.0, 0.0, 0.0, 0.0};
+            int c = 0;
+            for (; c + 4 <= K; c += 4) {
+                for (int j = 0; j < 4; j++) {
+                    const double p = (double)row[c + j];
+                    sq4[j] += p * p;
+                    prob_sum[c + j] += w * p;
+                }
+            }
+            for (; c < K; c++) {
+                const double p = (double)row[c];
+                sq4[c & 3] += p * p;
+                prob_sum[c] += w * p;
+            }
+            sq = (sq4[0] + sq4[1]) + (sq4[2] + sq4[3]);
+        }
+        if (bad) {
+            a->bad_row = i;
+            a->bad_what = 2;
+            return -1;
+        }
+
+        if (pos_index) {
+            pos_index[i] = y * B + bin_of(shift, B, high_base, ky);
+        }
+        confusion[y * K + pred] += w;
+        if (do_rank) {
+            /* sklearn's stable argsort, reversed, puts later ties first */
+            const Py_ssize_t r = (Py_ssize_t)above + tied_after;
+            if (r < k_len) {
+                rank[r] += w;
+            }
+        }
+        double pt = (double)sy;
+        pt = pt < lo ? lo : (pt > hi ? hi : pt);
+        ll += w * -log(pt);
+        sq += 1.0 - 2.0 * (double)sy;
+        brier += w * sq;
+        wsum += w;
+        const double conf = (double)row[pred];
+        Py_ssize_t cb = (Py_ssize_t)(conf * nb);
+        cb = cb > cal_bins - 1 ? cal_bins - 1 : cb;
+        cal[cb] += w;
+        cal[cal_bins + cb] += w * conf;
+        cal[2 * cal_bins + cb] += pred == y ? w : 0.0;
+    }
+    a->totals[0] += wsum;
+    a->totals[1] += ll;
+    a->totals[2] += brier;
+    return 0;
+}
+
+PyDoc_STRVAR(multiclass_doc,
+"multiclass(scores, labels, weights, n_classes, mantissa_bits, full_ovo, do_rank, log_eps,\n"
+"           index, pos_index, confusion, rank, calibration, prob_sum, totals)\n"
+"--\n\n"
+"Count one multiclass batch. scores: float32 (n * K); labels: int64 (n); weights: float64 (n)\n"
+"or None; mantissa_bits < 0: no histogram (index and pos_index None). Writes the histogram\n"
+"cells into index (int32, n * K) and, for the one-vs-rest layout (full_ovo false), the POS\n"
+"cells into pos_index (int32, n); adds into the float64 arrays confusion (K * K), rank,\n"
+"calibration (3 * bins), prob_sum (K) and totals (weight total, log loss, Brier).");
+
+static PyObject *multiclass(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *o_scores, *o_labels, *o_weights, *o_index, *o_pos, *o_conf, *o_rank, *o_cal,
+        *o_prob, *o_tot;
+    int K, m, full_ovo, do_rank;
+    double log_eps;
+    if (!PyArg_ParseTuple(args, "OOOiippdOOOOOOO:multiclass", &o_scores, &o_labels, &o_weights,
+                          &K, &m, &full_ovo, &do_rank, &log_eps, &o_index, &o_pos, &o_conf,
+                          &o_rank, &o_cal, &o_prob, &o_tot)) {
+        return NULL;
+    }
+    if (K < 1 || m > MAX_MANTISSA_BITS) {
+        return PyErr_Format(PyExc_ValueError, "n_classes %d or mantissa_bits %d out of range",
+                            K, m);
+    }
+    mc_args a;
+    memset(&a, 0, sizeof a);
+    a.K = K;
+    a.binned = m >= 0;
+    a.full_ovo = full_ovo;
+    a.do_rank = do_rank;
+    a.log_eps = log_eps;
+    if (a.binned) {
+        make_layout(&a.lay, m);
+        if ((int64_t)(full_ovo ? K : 1) * K * a.lay.n_bins >= INT32_MAX) {
+            return PyErr_Format(PyExc_ValueError, "the histogram's cells do not fit int32");
+        }
+    }
+
+    buffers b = {.count = 0};
+    int failed = 0;
+    a.labels = acquire(&b, o_labels, "labels", I64, -1, 0, 0, &failed);
+    if (failed) {
+        goto fail;
+    }
+    a.n = items(&b);
+    Py_ssize_t nK = a.n * K;
+    a.scores = acquire(&b, o_scores, "scores", F32, nK, 0, 0, &failed);
+    if (!failed) {
+        a.weights = acquire(&b, o_weights, "weights", F64, a.n, 0, 1, &failed);
+    }
+    if (!failed) {
+        a.index = acquire(&b, o_index, "index", I32, nK, 1, 1, &failed);
+    }
+    if (!failed) {
+        a.pos_index = acquire(&b, o_pos, "pos_index", I32, a.n, 1, 1, &failed);
+    }
+    if (!failed) {
+        a.confusion = acquire(&b, o_conf, "confusion", F64, (Py_ssize_t)K * K, 1, 0, &failed);
+    }
+    if (!failed) {
+        a.rank = acquire(&b, o_rank, "rank", F64, -1, 1, 0, &failed);
+        if (!failed) {
+            a.k_len = items(&b);
+        }
+    }
+    if (!failed) {
+        a.calibration = acquire(&b, o_cal, "calibration", F64, -1, 1, 0, &failed);
+        if (!failed) {
+            a.cal_bins = items(&b) / 3;
+        }
+    }
+    if (!failed) {
+        a.prob_sum = acquire(&b, o_prob, "prob_sum", F64, K, 1, 0, &failed);
+    }
+    if (!failed) {
+        a.totals = acquire(&b, o_tot, "totals", F64, 3, 1, 0, &failed);
+    }
+    if (failed) {
+        goto fail;
+    }
+    if (a.binned && (a.index == NULL || (!full_ovo && a.pos_index == NULL))) {
+        PyErr_SetString(PyExc_ValueError, "index (and pos_index for one-vs-rest) are required");
+        goto fail;
+    }
+    if (a.cal_bins < 1 || a.k_len < 1) {
+        PyErr_SetString(PyExc_ValueError, "calibration needs 3 * bins items, rank at least 1");
+        goto fail;
+    }
+    if (!a.binned) {
+        a.index = NULL;
+        a.pos_index = NULL;
+    } else if (full_ovo) {
+        a.pos_index = NULL;
+    }
+
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = multiclass_loop(&a);
+    Py_END_ALLOW_THREADS
+    if (rc != 0) {
+        if (a.bad_what == 1) {
+            PyErr_Format(PyExc_ValueError, "labels: class indices in [0, %d), received %lld at row %zd",
+                         K, (long long)a.labels[a.bad_row], a.bad_row);
+        } else {
+            PyErr_Format(PyExc_ValueError, "scores: probabilities in [0, 1], row %zd is not",
+                         a.bad_row);
+        }
+        goto fail;
+    }
+    release_all(&b);
+    Py_RETURN_NONE;
+
+fail:
+    release_all(&b);
+    return NULL;
+}
+
+/* ---- binary and multilabel --------------------------------------------------------------- */
+
+typedef struct {
+    const float *scores;    /* n * C */
+    const uint8_t *labels;  /* n * C, 0 or 1 */
+    const double *weights;  /* n, or NULL */
+    const float *thresholds; /* C */
+    Py_ssize_t n;
+    int C;
+    layout lay;
+    int binned, binary, samples;
+    Py_ssize_t cal_bins;
+    double log_eps;
+    int32_t *all_index;   /* n * C, or NULL */
+    int32_t *pos_index;   /* up to n * C: cells of the positive entries, in order */
+    double *pos_weights;  /* their weights (weighted batches), or NULL */
+    Py_ssize_t n_pos;     /* out: entries written to pos_index */
+    double *label_counts; /* C * 4: tn, fp, fn, tp */
+    double *calibration;  /* 3 * cal_bins */
+    double *prob_sum;     /* C */
+    double *totals;       /* weight total, log loss, Brier */
+    double *samples_out;  /* 9: precision, recall, f1, subset, mismatches; auc, auc weight;
+                             ap, ap weight */
+    Py_ssize_t bad_row;
+} lw_args;
+
+static int labelwise_loop(lw_args *a)
+{
+    const float *restrict scores = a->scores;
+    const uint8_t *restrict labels = a->labels;
+    const double *restrict weights = a->weights;
+    const float *restrict thresholds = a->thresholds;
+    int32_t *restrict all_index = a->all_index;
+    int32_t *restrict pos_index = a->pos_index;
+    double *restrict pos_weights = a->pos_weights;
+    double *restrict counts = a->label_counts;
+    double *restrict cal = a->calibration;
+    double *restrict prob_sum = a->prob_sum;
+    const Py_ssize_t n = a->n, cal_bins = a->cal_bins;
+    const int C = a->C;
+    const int32_t shift = a->lay.shift, B = a->lay.n_bins, high_base = a->lay.high_base;
+    const double lo = a->log_eps, hi = 1.0 - a->log_eps, nb = (double)cal_bins;
+    double wsum = 0.0, ll = 0.0, brier = 0.0;
+    double prf[5] = {0.0, 0.0, 0.0, 0.0, 0.0}, auc = 0.0, auc_w = 0.0, ap = 0.0, ap_w = 0.0;
+    Py_ssize_t n_pos = 0;
+
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const float *restrict row = scores + i * C;
+        const uint8_t *restrict yrow = labels + i * C;
+        const double w = weights ? weights[i] : 1.0;
+        int32_t bad = 0;
+        int tp = 0, n_pred = 0, n_true = 0;
+        for (int c = 0; c < C; c++) {
+            const float p = row[c];
+            bad |= outside(p) | (yrow[c] > 1);
+        }
+        if (bad) {
+            a->bad_row = i;
+            return -1;
+        }
+        for (int c = 0; c < C; c++) {
+            const float p = row[c];
+            const int y = yrow[c];
+            const int pred = p >= thresholds[c];
+            if (all_index) {
+                const int32_t cell = c * B + bin_of_scalar(shift, B, high_base, key_of(p));
+                all_index[i * C + c] = cell;
+                if (y) {
+                    pos_index[n_pos] = cell;
+                    if (pos_weights) {
+                        pos_weights[n_pos] = w;
+                    }
+                    n_pos++;
+                }
+            }
+            counts[c * 4 + y * 2 + pred] += w;
+            tp += pred & y;
+            n_pred += pred;
+            n_true += y;
+            const double pd = (double)p;
+            prob_sum[c] += w * pd;
+            Py_ssize_t cb = (Py_ssize_t)(pd * nb);
+            cb = cb > cal_bins - 1 ? cal_bins - 1 : cb;
+            cal[cb] += w;
+            cal[cal_bins + cb] += w * pd;
+            cal[2 * cal_bins + cb] += y ? w : 0.0;
+        }
+        wsum += w;
+        if (a->binary) {
+            const double pd = (double)row[0];
+            const double pc = pd < lo ? lo : (pd > hi ? hi : pd);
+            ll += w * -(yrow[0] ? log(pc) : log1p(-pc));
+            const double d = (double)yrow[0] - pd;
+            brier += w * (d * d);
+        }
+        if (!a->samples) {
+            continue;
+        }
+        /* sklearn's average='samples': precision, recall, f1 (0 where undefined), subset
+         * accuracy, label mismatches (Hamming) */
+        const int fp = n_pred - tp, fn = n_true - tp;
+        prf[0] += w * (n_pred > 0 ? (double)tp / n_pred : 0.0);
+        prf[1] += w * (n_true > 0 ? (double)tp / n_true : 0.0);
+        prf[2] += w * (2 * tp + fp + fn > 0 ? 2.0 * tp / (2 * tp + fp + fn) : 0.0);
+        prf[3] += w * (fp + fn == 0 ? 1.0 : 0.0);
+        prf[4] += w * (double)(fp + fn);
+        /* the row's own AUC (ties count one half) and average precision */
+        if (n_true == 0) {
+            continue;
+        }
+        Py_ssize_t wins2 = 0; /* twice the wins: integer */
+        double prec = 0.0;
+        for (int c = 0; c < C; c++) {
+            if (!yrow[c]) {
+                continue;
+            }
+            const float sa = row[c];
+            int n_ge = 0, n_pos_ge = 0;
+            for (int d = 0; d < C; d++) {
+                const float sb = row[d];
+                const int ge = sb >= sa;
+                n_ge += ge;
+                n_pos_ge += ge & yrow[d];
+                if (!yrow[d]) {
+                    wins2 += 2 * (sa > sb) + (sa == sb);
+                }
+            }
+            prec += (double)n_pos_ge / (n_ge > 0 ? n_ge : 1);
+        }
+        ap += w * (prec / n_true);
+        ap_w += w;
+        const Py_ssize_t n_pairs = (Py_ssize_t)n_true * (C - n_true);
+        if (n_pairs > 0) {
+            auc += w * (0.5 * (double)wins2 / (double)n_pairs);
+            auc_w += w;
+        }
+    }
+    a->n_pos = n_pos;
+    a->totals[0] += wsum;
+    a->totals[1] += ll;
+    a->totals[2] += brier;
+    if (a->samples) {
+        for (int j = 0; j < 5; j++) {
+            a->samples_out[j] += prf[j];
+        }
+        a->samples_out[5] += auc;
+        a->samples_out[6] += auc_w;
+        a->samples_out[7] += ap;
+        a->samples_out[8] += ap_w;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(labelwise_doc,
+"labelwise(scores, labels, weights, thresholds, mantissa_bits, binary, samples, log_eps,\n"
+"          all_index, pos_index, pos_weights, label_counts, calibration, prob_sum, totals,\n"
+"          samples_out) -> n_pos\n"
+"--\n\n"
+"Count one binary or multilabel batch. scores: float32 (n * C); labels: bool (n * C); weights:\n"
+"float64 (n) or None; thresholds: float32 (C); mantissa_bits < 0: no histogram (the three\n"
+"index arrays None). Writes the cells of every score into all_index (int32, n * C) and those\n"
+"of the positive entries, in order, into pos_index (int32, n * C) with their weights into\n"
+"pos_weights (float64, n * C; None for unweighted batches); returns how many. Adds into\n"
+"label_counts (C * 4), calibration (3 * bins), prob_sum (C), totals (weight total, log loss\n"
+"and Brier when binary) and samples_out (9 sums for average='samples'; None unless samples).");
+
+static PyObject *labelwise(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *o_scores, *o_labels, *o_weights, *o_thr, *o_all, *o_pos, *o_posw, *o_counts,
+        *o_cal, *o_prob, *o_tot, *o_samples;
+    int m, binary, samples;
+    double log_eps;
+    if (!PyArg_ParseTuple(args, "OOOOippdOOOOOOOO:labelwise", &o_scores, &o_labels, &o_weights,
+                          &o_thr, &m, &binary, &samples, &log_eps, &o_all, &o_pos, &o_posw,
+                          &o_counts, &o_cal, &o_prob, &o_tot, &o_samples)) {
+        return NULL;
+    }
+    if (m > MAX_MANTISSA_BITS) {
+        return PyErr_Format(PyExc_ValueError, "mantissa_bits %d out of range", m);
+    }
+    lw_args a;
+    memset(&a, 0, sizeof a);
+    a.binned = m >= 0;
+    a.binary = binary;
+    a.samples = samples;
+    a.log_eps = log_eps;
+    if (a.binned) {
+        make_layout(&a.lay, m);
+    }
+    buffers b = {.count = 0};
+    int failed = 0;
+    a.thresholds = acquire(&b, o_thr, "thresholds", F32, -1, 0, 0, &failed);
+    if (failed) {
+        goto fail;
+    }
+    const Py_ssize_t C = items(&b);
+    if (C < 1 || (a.binned && C * (int64_t)a.lay.n_bins >= INT32_MAX)) {
+        PyErr_SetString(PyExc_ValueError, "thresholds: 1 to 2**31 / n_bins columns");
+        goto fail;
+    }
+    a.C = (int)C;
+    a.scores = acquire(&b, o_scores, "scores", F32, -1, 0, 0, &failed);
+    if (failed) {
+        goto fail;
+    }
+    if (items(&b) % C != 0) {
+        PyErr_Format(PyExc_ValueError, "scores: a multiple of %zd items, received %zd", C,
+                     items(&b));
+        goto fail;
+    }
+    a.n = items(&b) / C;
+    const Py_ssize_t nC = a.n * C;
+    a.labels = acquire(&b, o_labels, "labels", BOOL, nC, 0, 0, &failed);
+    if (!failed) {
+        a.weights = acquire(&b, o_weights, "weights", F64, a.n, 0, 1, &failed);
+    }
+    if (!failed) {
+        a.all_index = acquire(&b, o_all, "all_index", I32, nC, 1, 1, &failed);
+    }
+    if (!failed) {
+        a.pos_index = acquire(&b, o_pos, "pos_index", I32, nC, 1, 1, &failed);
+    }
+    if (!failed) {
+        a.pos_weights = acquire(&b, o_posw, "pos_weights", F64, nC, 1, 1, &failed);
+    }
+    if (!failed) {
+        a.label_counts = acquire(&b, o_counts, "label_counts", F64, C * 4, 1, 0, &failed);
+    }
+    if (!failed) {
+        a.calibration = acquire(&b, o_cal, "calibration", F64, -1, 1, 0, &failed);
+        if (!failed) {
+            a.cal_bins = items(&b) / 3;
+        }
+    }
+    if (!failed) {
+        a.prob_sum = acquire(&b, o_prob, "prob_sum", F64, C, 1, 0, &failed);
+    }
+    if (!failed) {
+        a.totals = acquire(&b, o_tot, "totals", F64, 3, 1, 0, &failed);
+    }
+    if (!failed) {
+        a.samples_out = acquire(&b, o_samples, "samples_out", F64, 9, 1, !samples, &failed);
+    }
+    if (failed) {
+        goto fail;
+    }
+    if (a.binned && (a.all_index == NULL || a.pos_index == NULL ||
+                     (a.weights != NULL && a.pos_weights == NULL))) {
+        PyErr_SetString(PyExc_ValueError, "all_index, pos_index (and pos_weights) are required");
+        goto fail;
+    }
+    if (a.cal_bins < 1) {
+        PyErr_SetString(PyExc_ValueError, "calibration needs 3 * bins items");
+        goto fail;
+    }
+    if (!a.binned) {
+        a.all_index = NULL;
+        a.pos_index = NULL;
+    }
+    if (a.weights == NULL) {
+        a.pos_weights = NULL;
+    }
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = labelwise_loop(&a);
+    Py_END_ALLOW_THREADS
+    if (rc != 0) {
+        PyErr_Format(PyExc_ValueError,
+                     "scores: probabilities in [0, 1] and labels 0 or 1, row %zd is not",
+                     a.bad_row);
+        goto fail;
+    }
+    release_all(&b);
+    return PyLong_FromSsize_t(a.n_pos);
+
+fail:
+    release_all(&b);
+    return NULL;
+}
+
+/* ---- scatter ------------------------------------------------------------------------------ */
+
+PyDoc_STRVAR(scatter_add_doc,
+"scatter_add(target, index, weights, repeat)\n"
+"--\n\n"
+"target.flat[index[j]] += weights[j // repeat] (1.0 when weights is None), in the order of j,\n"
+"as numpy.add.at does. target: C-contiguous float64; index: int32. Every index is checked\n"
+"against target's size before anything is added (ValueError, target unchanged).");
+
+static PyObject *scatter_add(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *o_target, *o_index, *o_weights;
+    Py_ssize_t repeat;
+    if (!PyArg_ParseTuple(args, "OOOn:scatter_add", &o_target, &o_index, &o_weights, &repeat)) {
+        return NULL;
+    }
+    if (repeat < 1) {
+        return PyErr_Format(PyExc_ValueError, "repeat: expected >= 1, received %zd", repeat);
+    }
+    buffers b = {.count = 0};
+    int failed = 0;
+    double *target = acquire(&b, o_target, "target", F64, -1, 1, 0, &failed);
+    if (failed) {
+        goto fail;
+    }
+    Py_ssize_t size = items(&b);
+    const int32_t *index = acquire(&b, o_index, "index", I32, -1, 0, 0, &failed);
+    if (failed) {
+        goto fail;
+    }
+    Py_ssize_t n_index = items(&b);
+    if (n_index % repeat != 0) {
+        PyErr_Format(PyExc_ValueError, "index: %zd items is not a multiple of repeat %zd",
+                     n_index, repeat);
+        goto fail;
+    }
+    const double *weights = acquire(&b, o_weights, "weights", F64, n_index / repeat, 0, 1,
+                                    &failed);
+    if (failed) {
+        goto fail;
+    }
+    int32_t lo = 0, hi = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t j = 0; j < n_index; j++) {
+        lo = index[j] < lo ? index[j] : lo;
+        hi = index[j] > hi ? index[j] : hi;
+    }
+    if (lo >= 0 && (Py_ssize_t)hi < size) {
+        if (weights == NULL) {
+            for (Py_ssize_t j = 0; j < n_index; j++) {
+                target[index[j]] += 1.0;
+            }
+        } else {
+            Py_ssize_t n = n_index / repeat;
+            for (Py_ssize_t i = 0; i < n; i++) {
+                const double w = weights[i];
+                const int32_t *cells = index + i * repeat;
+                for (Py_ssize_t r = 0; r < repeat; r++) {
+                    target[cells[r]] += w;
+                }
+            }
+        }
+    }
+    Py_END_ALLOW_THREADS
+    if (n_index && (lo < 0 || (Py_ssize_t)hi >= size)) {
+        PyErr_Format(PyExc_ValueError, "index: cells in [0, %zd), received %d to %d", size, lo,
+                     hi);
+        goto fail;
+    }
+    release_all(&b);
+    Py_RETURN_NONE;
+
+fail:
+    release_all(&b);
+    return NULL;
+}
+
+/* ---- module ------------------------------------------------------------------------------- */
+
+static PyMethodDef methods[] = {
+    {"multiclass", multiclass, METH_VARARGS, multiclass_doc},
+    {"labelwise", labelwise, METH_VARARGS, labelwise_doc},
+    {"scatter_add", scatter_add, METH_VARARGS, scatter_add_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT,
+    "_fastcount",
+    "The fused ingest kernel of evalstream (see evalstream_server.engine.fastcount).",
+    -1,
+    methods,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+};
+
+PyMODINIT_FUNC PyInit__fastcount(void)
+{
+    return PyModule_Create(&module);
+}

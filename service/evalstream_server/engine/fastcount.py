@@ -1,0 +1,223 @@
+"""The optional compiled ingest kernel (``_fastcount``, plain C built at install time).
+
+``counting.compute_delta`` uses it when it is importable and switched on, and the numpy kernel
+(``counting.numpy_delta``) otherwise; both give the same counts (tested field by field). The kernel
+makes one pass over a batch instead of some twenty numpy passes (and, for multilabel streams, no
+(n, L, L) comparison tensors), and adds histogram cells into a state with a plain loop instead of
+``np.add.at``.
+
+Without a C compiler at install time the extension is skipped (the build treats it as optional)
+and ``available()`` is False. ``EVALSTREAM_FASTCOUNT=0`` in the environment, or the ``disabled()``
+context, switches it off.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import ModuleType
+
+import numpy as np
+
+__all__ = [
+    "available",
+    "enabled",
+    "disabled",
+    "multiclass_counts",
+    "labelwise_counts",
+    "scatter_add",
+]
+
+_kernel: ModuleType | None
+try:
+    from . import _fastcount as _kernel
+except ImportError:  # built without a compiler: the numpy kernel does the work
+    _kernel = None
+
+_switched_on = os.environ.get("EVALSTREAM_FASTCOUNT", "1").strip().lower() not in (
+    "0",
+    "false",
+    "no",
+    "off",
+)
+
+
+def available() -> bool:
+    """Whether the compiled kernel was built and imports."""
+    return _kernel is not None
+
+
+def enabled() -> bool:
+    """Whether ``compute_delta`` uses the compiled kernel now."""
+    return _kernel is not None and _switched_on
+
+
+@contextmanager
+def disabled() -> Iterator[None]:
+    """Use the numpy kernel inside this block (tests and benchmarks compare the two)."""
+    global _switched_on
+    before = _switched_on
+    _switched_on = False
+    try:
+        yield
+    finally:
+        _switched_on = before
+
+
+def multiclass_counts(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    weights: np.ndarray | None,
+    *,
+    mantissa_bits: int | None,
+    full_ovo: bool,
+    rank_len: int,
+    top_k: bool,
+    calibration_bins: int,
+    log_eps: float,
+) -> dict[str, np.ndarray]:
+    """Counts of one validated multiclass batch in one pass.
+
+    Returns the dense fields of ``counting.field_shapes`` (``n``, ``prob_sum``, ``calibration``,
+    ``confusion``, ``rank``, ``log_loss``, ``brier``) and, when ``mantissa_bits`` is not None,
+    the int32 histogram cells: ``index`` (n * K, row-major) into the (K, K, B) histogram
+    (``full_ovo``) or into ``ALL`` (K, B), and ``pos_index`` (n,) into ``POS`` (K, B).
+    """
+    assert _kernel is not None, "fastcount.multiclass_counts without the compiled kernel"
+    n, K = scores.shape
+    binned = mantissa_bits is not None
+    index = np.empty(n * K, dtype=np.int32) if binned else None
+    pos_index = np.empty(n, dtype=np.int32) if binned and not full_ovo else None
+    confusion = np.zeros((K, K))
+    rank = np.zeros(rank_len)
+    calibration = np.zeros((3, calibration_bins))
+    prob_sum = np.zeros(K)
+    totals = np.zeros(3)  # weight total, log loss, Brier
+    _kernel.multiclass(
+        np.ascontiguousarray(scores, dtype=np.float32),
+        np.ascontiguousarray(labels, dtype=np.int64),
+        None if weights is None else np.ascontiguousarray(weights, dtype=np.float64),
+        K,
+        -1 if mantissa_bits is None else mantissa_bits,
+        full_ovo,
+        top_k,
+        log_eps,
+        index,
+        pos_index,
+        confusion,
+        rank,
+        calibration,
+        prob_sum,
+        totals,
+    )
+    out = {
+        "n": np.array([float(n), totals[0]]),
+        "prob_sum": prob_sum,
+        "calibration": calibration,
+        "confusion": confusion,
+        "rank": rank,
+        "log_loss": totals[1:2].copy(),
+        "brier": totals[2:3].copy(),
+    }
+    if index is not None:
+        out["index"] = index
+    if pos_index is not None:
+        out["pos_index"] = pos_index
+    return out
+
+
+def labelwise_counts(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    weights: np.ndarray | None,
+    *,
+    thresholds: tuple[float, ...],
+    mantissa_bits: int | None,
+    binary: bool,
+    calibration_bins: int,
+    log_eps: float,
+) -> dict[str, np.ndarray]:
+    """Counts of one validated binary or multilabel batch in one pass.
+
+    Returns the dense fields of ``counting.field_shapes`` and, when ``mantissa_bits`` is not
+    None, the int32 cells ``all_index`` (n * C, row-major) into ``ALL`` (C, B) and
+    ``pos_index`` into ``POS`` (C, B): the cells of the positive entries in row-major order,
+    with their weights in ``pos_weights`` for a weighted batch.
+    """
+    assert _kernel is not None, "fastcount.labelwise_counts without the compiled kernel"
+    n, C = scores.shape
+    binned = mantissa_bits is not None
+    all_index = np.empty(n * C, dtype=np.int32) if binned else None
+    pos_index = np.empty(n * C, dtype=np.int32) if binned else None
+    pos_weights = np.empty(n * C) if binned and weights is not None else None
+    label_counts = np.zeros((C, 4))
+    calibration = np.zeros((3, calibration_bins))
+    prob_sum = np.zeros(C)
+    totals = np.zeros(3)  # weight total, log loss, Brier
+    samples = None if binary else np.zeros(9)
+    n_pos = _kernel.labelwise(
+        np.ascontiguousarray(scores, dtype=np.float32),
+        np.ascontiguousarray(labels, dtype=bool),
+        None if weights is None else np.ascontiguousarray(weights, dtype=np.float64),
+        np.asarray(thresholds, dtype=np.float64).astype(np.float32),
+        -1 if mantissa_bits is None else mantissa_bits,
+        binary,
+        not binary,
+        log_eps,
+        all_index,
+        pos_index,
+        pos_weights,
+        label_counts,
+        calibration,
+        prob_sum,
+        totals,
+        samples,
+    )
+    out = {
+        "n": np.array([float(n), totals[0]]),
+        "prob_sum": prob_sum,
+        "calibration": calibration,
+        "label_counts": label_counts,
+    }
+    if binary:
+        out["log_loss"] = totals[1:2].copy()
+        out["brier"] = totals[2:3].copy()
+    else:
+        assert samples is not None
+        out["samples_prf"] = samples[:5].copy()
+        out["samples_auc"] = samples[5:7].copy()
+        out["samples_ap"] = samples[7:9].copy()
+    if all_index is not None and pos_index is not None:
+        out["all_index"] = all_index
+        out["pos_index"] = pos_index[:n_pos]
+        if pos_weights is not None:
+            out["pos_weights"] = pos_weights[:n_pos]
+    return out
+
+
+def scatter_add(
+    target: np.ndarray, index: np.ndarray, weights: np.ndarray | None, repeat: int = 1
+) -> bool:
+    """``target.flat[index[j]] += weights[j // repeat]`` (1 without weights), like ``np.add.at``.
+
+    Returns False, doing nothing, when the kernel is off or the arrays are not in its form
+    (C-contiguous float64 target, int32 index); the caller then uses ``np.add.at``.
+    """
+    if (
+        not enabled()
+        or target.dtype != np.float64
+        or not target.flags.c_contiguous
+        or not target.flags.writeable
+        or index.dtype != np.int32
+        or (weights is not None and weights.dtype != np.float64)
+    ):
+        return False
+    assert _kernel is not None
+    _kernel.scatter_add(
+        target,
+        np.ascontiguousarray(index),
+        None if weights is None else np.ascontiguousarray(weights),
+        repeat,
+    )
+    return True

@@ -1,0 +1,355 @@
+"""The compiled ingest kernel (``fastcount``) against the numpy kernel, field by field.
+
+Counts (histograms, confusion, ranks, calibration; with any weights) must be bit-identical: both
+kernels add them one sample after another. Sums that numpy forms with BLAS or pairwise summation
+(log loss, Brier, probability sums, the weight total) must agree to 1e-12 relative. Without the
+compiled kernel (or with ``EVALSTREAM_FASTCOUNT=0``) the comparisons are skipped and only the
+fallback is checked.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from evalstream_server.engine import BinLayout, State, StreamEngine, StreamSpec, fastcount
+from evalstream_server.engine.batch import make_batch
+from evalstream_server.engine.counting import (
+    Scatter,
+    compute_delta,
+    field_shapes,
+    numpy_delta,
+)
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+needs_kernel = pytest.mark.skipif(
+    not fastcount.enabled(),
+    reason="the compiled kernel was not built (no C compiler) or EVALSTREAM_FASTCOUNT=0",
+)
+FLOAT_FIELDS = ("log_loss", "brier", "prob_sum", "samples_prf", "samples_auc", "samples_ap")
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+# -- data ------------------------------------------------------------------------------------
+def _rows(rng: np.random.Generator, n: int, K: int, kind: str) -> np.ndarray:
+    """float32 probability rows of one ``kind``."""
+    if n == 0:
+        return np.zeros((0, K), np.float32)
+    if kind == "peaky":  # softmax of wide logits: exact 0s and 1s from float32 underflow
+        z = rng.normal(0.0, rng.uniform(1.0, 40.0), (n, K))
+        z -= z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+    if kind == "tied":  # multiples of 1/8: ties everywhere, exact 0, 0.5 and 1
+        counts = rng.multinomial(8, rng.dirichlet(np.full(K, 0.5)), n)
+        return (counts / 8.0).astype(np.float32)
+    if kind == "onehot":
+        return np.eye(K, dtype=np.float32)[rng.integers(0, K, n)]
+    if kind == "half":  # both sides of the 0.5 bin edge, and the float32 next to 1
+        below = np.nextafter(np.float32(0.5), np.float32(0))
+        top = np.nextafter(np.float32(1), np.float32(0))
+        choices = np.array(
+            [[0.5, 0.5], [below, np.float32(1) - below], [top, np.float32(1) - top]],
+            dtype=np.float32,
+        )
+        out = np.zeros((n, K), np.float32)
+        pick = choices[rng.integers(0, len(choices), n)]
+        cols = np.stack([rng.permutation(K)[:2] for _ in range(n)])
+        out[np.arange(n)[:, None], cols] = pick
+        return out
+    return rng.dirichlet(np.full(K, rng.uniform(0.05, 2.0)), n).astype(np.float32)
+
+
+KINDS = ("peaky", "tied", "onehot", "half", "smooth")
+
+
+def _batch_data(seed: int, n: int, K: int, weights: str):
+    rng = np.random.default_rng(seed)
+    kind = rng.choice(len(KINDS), n)  # a mix of kinds, row by row
+    p = np.empty((n, K), np.float32)
+    for i, name in enumerate(KINDS):
+        rows = kind == i
+        p[rows] = _rows(rng, int(rows.sum()), K, name)
+    y = rng.integers(0, K, n)
+    w = {
+        "none": None,
+        "integer": rng.integers(0, 5, n).astype(np.float64),
+        "float": rng.exponential(1.0, n) * (rng.random(n) < 0.9),
+    }[weights]
+    return y, p, w
+
+
+def _dense(value, shape):
+    return value.dense(shape) if isinstance(value, Scatter) else value
+
+
+def _assert_same_delta(spec: StreamSpec, fast: dict, ref: dict, float_weights: bool) -> None:
+    """Counts bit-identical (both kernels add them one sample after another, in order); the
+    sums that numpy forms with BLAS or pairwise summation equal to 1e-12."""
+    shapes = field_shapes(spec)
+    assert set(fast) == set(ref) == set(shapes)
+    for name, shape in shapes.items():
+        a, b = fast[name], ref[name]
+        if isinstance(b, Scatter):  # the same cells, sample by sample, with the same weights
+            assert isinstance(a, Scatter), name
+            np.testing.assert_array_equal(a.index.reshape(-1), b.index.reshape(-1), err_msg=name)
+            wa = None if a.weights is None else np.repeat(a.weights, a.repeat)
+            wb = None if b.weights is None else np.repeat(b.weights, b.repeat)
+            assert (wa is None) == (wb is None), name
+            if wa is not None:
+                np.testing.assert_array_equal(wa, wb, err_msg=name)
+            continue
+        a, b = np.asarray(a), np.asarray(b)
+        assert a.shape == b.shape == shape, name
+        if name in FLOAT_FIELDS or (name == "n" and float_weights):
+            # Brier sums sum_c s_c**2 + 1 - 2 s_true per sample: terms of size 1 that cancel
+            # on confident rows, so its error is relative to the weight, not to the result
+            atol = 1e-12 * float(ref["n"][1]) if name == "brier" else 0.0
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=atol, err_msg=name)
+        else:
+            np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+def _spec(K: int, ovo_limit: int, resolution: str, top_k: int, cal_bins: int) -> StreamSpec:
+    return StreamSpec(
+        task="multiclass",
+        classes=tuple(f"c{i}" for i in range(K)),
+        ovo_class_limit=ovo_limit,
+        resolution=resolution,
+        top_k=top_k,
+        calibration_bins=cal_bins,
+    )
+
+
+# -- the kernel against numpy ----------------------------------------------------------------
+@needs_kernel
+@SETTINGS
+@given(
+    K=st.integers(2, 40),
+    n=st.integers(1, 300),
+    seed=st.integers(0, 2**32 - 1),
+    weights=st.sampled_from(["none", "integer", "float"]),
+    ovo_limit=st.integers(2, 40),
+    resolution=st.sampled_from(["bins", "bins:0", "bins:3", "bins:8", "exact"]),
+    top_k=st.integers(1, 8),
+    cal_bins=st.integers(1, 30),
+)
+def test_kernel_counts_what_numpy_counts(
+    K, n, seed, weights, ovo_limit, resolution, top_k, cal_bins
+):
+    spec = _spec(K, ovo_limit, resolution, top_k, cal_bins)
+    y, p, w = _batch_data(seed, n, K, weights)
+    batch = make_batch(spec, y, p, w)
+    assert fastcount.enabled()
+    fast = compute_delta(spec, batch)
+    ref = numpy_delta(spec, batch)
+    _assert_same_delta(spec, fast, ref, float_weights=weights == "float")
+
+
+@needs_kernel
+@SETTINGS
+@given(
+    K=st.integers(2, 12),
+    seed=st.integers(0, 2**32 - 1),
+    weights=st.sampled_from(["none", "integer"]),
+    ovo_limit=st.sampled_from([2, 32]),
+    cuts=st.lists(st.integers(1, 199), max_size=5),
+)
+def test_engine_states_are_bit_identical_with_integer_weights(K, seed, weights, ovo_limit, cuts):
+    """Whole engines, windows included, fed the same batches by either kernel."""
+    spec = StreamSpec(
+        task="multiclass",
+        classes=tuple(f"c{i}" for i in range(K)),
+        ovo_class_limit=ovo_limit,
+        resolution="bins:3",
+        windows=("1m",),
+    )
+    y, p, w = _batch_data(seed, 200, K, weights)
+    edges = [0, *sorted(set(cuts)), 200]
+    engines = {}
+    for mode in ("fast", "numpy"):
+        eng = StreamEngine(spec, clock=lambda: 1000.0)
+        for k, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+            if b <= a:
+                continue
+            args = (y[a:b], p[a:b], None if w is None else w[a:b])
+            if mode == "fast":
+                eng.update(*args, timestamp=990.0 + k)
+            else:
+                with fastcount.disabled():
+                    eng.update(*args, timestamp=990.0 + k)
+        engines[mode] = eng
+    for window in ("cumulative", "1m"):
+        a, b = (engines[m].state(window) for m in ("fast", "numpy"))
+        for name, arr in a.counts.items():
+            if name in FLOAT_FIELDS:
+                atol = 1e-12 * b.weight_total if name == "brier" else 0.0
+                np.testing.assert_allclose(arr, b.counts[name], rtol=1e-12, atol=atol, err_msg=name)
+            else:
+                np.testing.assert_array_equal(arr, b.counts[name], err_msg=name)
+
+
+@needs_kernel
+@SETTINGS
+@given(
+    task=st.sampled_from(["binary", "multilabel"]),
+    L=st.integers(1, 14),
+    n=st.integers(1, 300),
+    seed=st.integers(0, 2**32 - 1),
+    weights=st.sampled_from(["none", "integer", "float"]),
+    resolution=st.sampled_from(["bins", "bins:0", "bins:4", "exact"]),
+    cal_bins=st.integers(1, 30),
+)
+def test_labelwise_kernel_counts_what_numpy_counts(task, L, n, seed, weights, resolution, cal_bins):
+    rng = np.random.default_rng(seed)
+    L = 1 if task == "binary" else L
+    thresholds = tuple(float(t) for t in rng.choice([0.0, 0.25, 0.5, 0.7, 1.0, rng.random()], L))
+    spec = StreamSpec(
+        task=task,
+        classes=("0", "1") if task == "binary" else tuple(f"l{i}" for i in range(L)),
+        thresholds=thresholds,
+        resolution=resolution,
+        calibration_bins=cal_bins,
+    )
+    # scores: smooth, on the thresholds, exact 0 and 1, both sides of 0.5, ties
+    pool = np.array([0.0, 1.0, 0.5, np.nextafter(np.float32(0.5), np.float32(0)), 0.125, 0.7])
+    p = rng.random((n, L)).astype(np.float32)
+    special = rng.random((n, L)) < rng.random()
+    p[special] = rng.choice(np.concatenate([pool, thresholds]), int(special.sum()))
+    y = rng.random((n, L)) < rng.choice([0.0, 0.05, 0.5, 0.95, 1.0])
+    y[rng.random(n) < 0.1] = True  # whole rows positive, and (below) negative
+    y[rng.random(n) < 0.1] = False
+    _, _, w = _batch_data(seed, n, 2, weights)
+    labels = y[:, 0].astype(int) if task == "binary" else y.astype(int)
+    batch = make_batch(spec, labels, p[:, 0] if task == "binary" else p, w)
+    fast = compute_delta(spec, batch)
+    ref = numpy_delta(spec, batch)
+    _assert_same_delta(spec, fast, ref, float_weights=weights == "float")
+
+
+@needs_kernel
+@pytest.mark.parametrize("m", [0, 5, 12])
+@pytest.mark.parametrize("K", [1, 16])  # the scalar row loop, and the vectorised one
+def test_bins_match_bin_of_on_every_edge_and_a_sweep_of_float32(m, K):
+    """One-vs-rest cells of column c are ``c * B + bin``: the kernel's bins, read back."""
+    one = 0x3F800000
+    edges = [0, 1, 2, one, 0x3F000000]
+    for e in range(1, 127):  # each octave's first and last patterns
+        edges += [e << 23, (e << 23) - 1]
+    near = np.concatenate([np.arange(max(0, c - 300), min(one, c + 300) + 1) for c in edges])
+    sweep = np.arange(0, one + 1, 4099)  # a stride co-prime to 2**k: every mantissa position
+    bits = np.unique(np.concatenate([near, sweep])).astype(np.uint32)
+    bits = np.concatenate([bits, np.zeros(-bits.size % K, np.uint32)])
+    p = bits.view(np.float32)
+    layout = BinLayout(m)
+    n = p.size // K
+    index = np.empty(p.size, np.int32)
+    pos = np.empty(n, np.int32)
+    out = [np.zeros(K * K), np.zeros(1), np.zeros(3), np.zeros(K), np.zeros(3)]
+    fastcount._kernel.multiclass(
+        p, np.zeros(n, np.int64), None, K, m, False, False, 1e-7, index, pos, *out
+    )
+    cells = index.reshape(n, K) - np.arange(K, dtype=np.int32) * layout.n_bins
+    np.testing.assert_array_equal(cells.ravel(), layout.bin_of(p))
+    np.testing.assert_array_equal(pos, layout.bin_of(p[::K]))
+
+
+@needs_kernel
+def test_negative_zero_counts_as_zero():
+    """-0.0 passes validation; the kernel bins it with 0.0 (bin 0), ties it with 0.0 and never
+    writes outside the histogram."""
+    spec = _spec(3, 32, "bins", 2, 10)
+    p = np.array([[1.0, -0.0, 0.0], [-0.0, 1.0, 0.0], [0.5, 0.5, -0.0]], np.float32)
+    y = np.array([0, 2, 2])
+    fast = compute_delta(spec, make_batch(spec, y, p))
+    ref = numpy_delta(spec, make_batch(spec, y, np.abs(p)))
+    _assert_same_delta(spec, fast, ref, float_weights=False)
+
+
+@needs_kernel
+def test_bad_rows_raise_and_leave_nothing_behind():
+    kernel = fastcount._kernel
+    out = [np.empty(6, np.int32), None, np.zeros(9), np.zeros(2), np.zeros(30), np.zeros(3)]
+    out.append(np.zeros(3))
+    p = np.full((2, 3), 1 / 3, np.float32)
+    with pytest.raises(ValueError, match="labels"):
+        kernel.multiclass(p, np.array([0, 3]), None, 3, 5, True, True, 1e-7, *out)
+    for bad in (np.nan, -0.25, 1.5):
+        q = p.copy()
+        q[1, 2] = bad
+        with pytest.raises(ValueError, match="scores"):
+            kernel.multiclass(q, np.array([0, 1]), None, 3, 5, True, True, 1e-7, *out)
+    with pytest.raises(TypeError, match="float32"):
+        kernel.multiclass(
+            p.astype(np.float64), np.array([0, 1]), None, 3, 5, True, True, 1e-7, *out
+        )
+    with pytest.raises(ValueError, match="items"):
+        kernel.multiclass(p, np.array([0, 1, 2]), None, 3, 5, True, True, 1e-7, *out)
+
+
+# -- scatter ----------------------------------------------------------------------------------
+@needs_kernel
+@SETTINGS
+@given(
+    size=st.integers(1, 5000),
+    n=st.integers(0, 400),
+    repeat=st.integers(1, 6),
+    weighted=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_scatter_add_is_np_add_at(size, n, repeat, weighted, seed):
+    rng = np.random.default_rng(seed)
+    index = rng.integers(0, size, n * repeat).astype(np.int32)
+    weights = rng.normal(size=n) if weighted else None
+    target = rng.normal(size=size)
+    expected = target.copy()
+    np.add.at(expected, index, 1.0 if weights is None else np.repeat(weights, repeat))
+    assert fastcount.scatter_add(target, index, weights, repeat)
+    np.testing.assert_array_equal(target, expected)  # same values, same order: bit-identical
+
+
+@needs_kernel
+def test_scatter_add_checks_every_index_before_adding():
+    target = np.zeros((2, 3))
+    for bad in ([0, 6], [-1, 2]):
+        with pytest.raises(ValueError, match="cells"):
+            fastcount.scatter_add(target, np.array(bad, np.int32), None)
+        assert not target.any()
+    # not the kernel's form (int64 index, strided target): declined, np.add.at does it
+    assert not fastcount.scatter_add(target, np.array([1, 2]), None)
+    assert not fastcount.scatter_add(target[:, ::2], np.array([1], np.int32), None)
+    Scatter(np.array([1, 5, 5], np.int64), np.array([1.0, 2.0, 0.5])).add_to(target)
+    np.testing.assert_array_equal(target, [[0, 1, 0], [0, 0, 2.5]])
+
+
+def test_scatter_repeat_falls_back_to_numpy():
+    with fastcount.disabled():
+        target = np.zeros(4)
+        Scatter(np.array([0, 1, 1, 3], np.int32), np.array([2.0, 5.0]), repeat=2).add_to(target)
+        np.testing.assert_array_equal(target, [2, 7, 0, 5])
+
+
+# -- switching -------------------------------------------------------------------------------
+def test_disabled_uses_numpy_and_restores():
+    before = fastcount.enabled()
+    spec = _spec(3, 32, "bins", 2, 10)
+    batch = make_batch(spec, [0, 1], [[0.2, 0.3, 0.5], [0.1, 0.8, 0.1]])
+    with fastcount.disabled():
+        assert not fastcount.enabled()
+        state = State(spec)
+        state.update(batch)
+    assert fastcount.enabled() == before
+    assert state.counts["confusion"][0, 2] == 1 and state.counts["confusion"][1, 1] == 1
+
+
+def test_environment_switches_the_kernel_off():
+    code = "from evalstream_server.engine import fastcount as f; print(f.available(), f.enabled())"
+    env = {**os.environ, "EVALSTREAM_FASTCOUNT": "0"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == [str(fastcount.available()), "False"]
