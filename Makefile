@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: venv tools test demo bench lint fmt clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt service/evalstream_server/engine/_fastcount.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
@@ -38,3 +38,4 @@ fmt: venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
+	rm -f service/evalstream_server/engine/*.so

@@ -62,3 +62,8 @@ def test_integer_only_binning_is_platform_independent():
 def test_bad_mantissa_bits_is_a_clear_error():
     with pytest.raises(ValueError, match="mantissa_bits"):
         BinLayout(40)
+
+
+def test_negative_zero_is_bin_zero():
+    layout = BinLayout()
+    assert layout.bin_of(np.float32([-0.0, 0.0]))[0] == 0

@@ -170,3 +170,10 @@ def test_logits_are_accepted_where_probabilities_would_be_refused():
     eng = StreamEngine(spec)
     eng.update([0, 2], np.array([[5.0, -3.0, 1.0], [0.0, 2.0, 40.0]]))
     assert eng.report()["n_samples"] == 2
+
+
+def test_negative_zero_scores_are_counted_as_zero():
+    eng = StreamEngine(StreamSpec(task="binary", resolution="bins:3"))
+    eng.update([0, 1], np.array([-0.0, 0.7], dtype=np.float32))
+    assert eng.report()["n_samples"] == 2
+    assert eng.state().counts["all"][0, 0] == 1  # bin 0 holds the -0.0

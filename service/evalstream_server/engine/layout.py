@@ -73,7 +73,7 @@ class BinLayout:
         high = np.int32(n - 2 + (_Q_MIN_EXPONENT << self.mantissa_bits)) - (q.view(np.int32) >> s)
         out = np.where(bits < np.int32(_HALF_BITS), low, high)
         # p == 0 and p == 1 are the only values the arithmetic above misplaces
-        out[bits == 0] = 0
+        out[bits <= 0] = 0  # 0.0, and -0.0 (sign bit set: negative as int32)
         out[bits == np.int32(0x3F800000)] = n - 1
         return out
 
