@@ -29,6 +29,10 @@ def _cells(line: str) -> list[str]:
         ),
         ("service_query.py", ["query (K = 10)", "path", "p50", "p99", "÷ engine in-process (p50)"]),
         ("scrape.py", ["what (one scrape or sweep)", "p50", "p99", "÷ reference (p50)"]),
+        (  # needs redis-server (scripts/install-tools.sh); about 6 s
+            "replicas.py",
+            ["setup (K = 10, 4096 rows per message)", "producers", "samples/s"],
+        ),
     ],
 )
 def test_benchmark_quick_run_prints_its_table(script: str, header: list[str]) -> None:

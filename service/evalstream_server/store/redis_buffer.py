@@ -67,20 +67,23 @@ class Commit:
                 members, _ = by_key.setdefault(key, ([], expireat))
                 members.append(i)
         chunks: list[bytes] = []
-        memo: dict[tuple[int, ...], bytes] = {}
+        # keys fed by the same batches (the cumulative log and the current bucket of each
+        # window, usually) share one chunk of the payload: summed and sent once
+        placed: dict[tuple[int, ...], tuple[int, int]] = {}
         offset = 0
         for key, (members, expireat) in by_key.items():
             group = tuple(members)
-            chunk = memo.get(group)
-            if chunk is None:
+            if group not in placed:
                 parts = [p for i in group for p in self.entries[i].parts]
                 idx, values = reduce_parts(parts, self.size)
-                chunk = memo[group] = encode_chunk(idx, values)
+                chunk = encode_chunk(idx, values)
                 self.cells += int(idx.size)
-            if chunk:
+                placed[group] = (offset, len(chunk))
                 chunks.append(chunk)
-                self.targets.append(_Target(key, offset, len(chunk), expireat))
                 offset += len(chunk)
+            start, length = placed[group]
+            if length:
+                self.targets.append(_Target(key, start, length, expireat))
         self.payload = b"".join(chunks)
 
     @property

@@ -1,0 +1,333 @@
+"""Replicas on Redis: ingest throughput of one replica on Redis against the embedded durable store,
+and of two replicas against one, in the same run; then the cost of one flush (commit) against the
+non-zero cells it carries, with the storage layout we chose (packed sparse logs, one APPEND per
+key) next to the alternative (one hash field per cell, HINCRBYFLOAT in a Lua loop), and the cost
+of reading a merged state back both ways.
+
+Every server is its own ``evalstream serve`` process; Redis runs with ``appendonly yes``,
+``appendfsync everysec``; the durable store with ``synchronous=FULL``. Needs ``redis-server``
+(scripts/install-tools.sh installs it).
+
+Usage: python bench/replicas.py [--quick]
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from evalstream.v1 import evalstream_service_pb2 as pb  # noqa: E402
+from evalstream.v1 import evalstream_service_pb2_grpc as rpc  # noqa: E402
+from evalstream.v1 import stream_pb2, tensor_pb2  # noqa: E402
+from evalstream_server.engine import CUMULATIVE, StreamSpec, make_batch  # noqa: E402
+from evalstream_server.engine.counting import compute_delta  # noqa: E402
+from evalstream_server.store.redis_store import RedisStore  # noqa: E402
+from evalstream_server.store.sparse_log import (  # noqa: E402
+    FlatLayout,
+    encode_chunk,
+    reduce_parts,
+)
+from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
+from harness import (  # noqa: E402
+    fmt_bytes,
+    fmt_rate,
+    fmt_ratio,
+    fmt_seconds,
+    machine_line,
+    make_workload,
+    markdown_table,
+    quick_parser,
+)
+
+K = 10
+CLASSES = [f"c{i}" for i in range(K)]
+_HASH_ADD = "for i = 1, #ARGV, 2 do redis.call('HINCRBYFLOAT', KEYS[1], ARGV[i], ARGV[i+1]) end"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_redis(directory: str) -> tuple[subprocess.Popen, int]:
+    port = _free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", directory]
+        + ["--save", "", "--appendonly", "yes", "--appendfsync", "everysec"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port)
+    for _ in range(300):
+        try:
+            client.ping()
+            return proc, port
+        except redis.ConnectionError:
+            time.sleep(0.02)
+    proc.kill()
+    raise RuntimeError("redis-server did not start")
+
+
+def _start_server(*flags: str) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "evalstream_server.cli", "serve", "--grpc-port", str(port)]
+        + ["--metrics-port", "-1", "--log-level", "WARNING", *flags],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return proc, f"127.0.0.1:{port}"
+
+
+def _wait_serving(target: str) -> None:
+    with grpc.insecure_channel(target) as ch:
+        stub = health_pb2_grpc.HealthStub(ch)
+        for _ in range(600):
+            try:
+                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
+                    return
+            except grpc.RpcError:
+                time.sleep(0.05)
+    raise RuntimeError(f"server {target} did not start")
+
+
+def _requests(work, stream: str, producer: str) -> list[pb.IngestRequest]:
+    out = []
+    for seq, (y, p) in enumerate(work.batches(), 1):
+        out.append(
+            pb.IngestRequest(
+                stream=stream,
+                producer_id=producer,
+                sequence=seq,
+                scores=tensor_pb2.Tensor(
+                    dtype=tensor_pb2.DATA_TYPE_FLOAT32, shape=list(p.shape), data=p.tobytes()
+                ),
+                labels=tensor_pb2.Tensor(
+                    dtype=tensor_pb2.DATA_TYPE_INT32,
+                    shape=[y.size],
+                    data=y.astype(np.int32).tobytes(),
+                ),
+            )
+        )
+    return out
+
+
+def _ingest_rate(targets: list[str], works: list, stream: str) -> float:
+    """Samples/s of one producer per work, producer i streaming to targets[i % len(targets)]."""
+    with grpc.insecure_channel(targets[0]) as ch:
+        rpc.EvalstreamServiceStub(ch).CreateStream(
+            pb.CreateStreamRequest(
+                config=stream_pb2.StreamConfig(
+                    name=stream,
+                    task=stream_pb2.TASK_MULTICLASS,
+                    classes=CLASSES,
+                    windows=["1h"],
+                    score_kind=stream_pb2.SCORE_KIND_PROBABILITIES,
+                )
+            )
+        )
+    reqs = [_requests(w, stream, f"p{i}") for i, w in enumerate(works)]
+    channels = [
+        grpc.insecure_channel(
+            targets[i % len(targets)], options=[("grpc.max_send_message_length", 8 << 20)]
+        )
+        for i in range(len(works))
+    ]
+    accepted = [0] * len(works)
+    barrier = threading.Barrier(len(works) + 1)
+
+    def produce(i: int) -> None:
+        stub = rpc.EvalstreamServiceStub(channels[i])
+        barrier.wait()
+        for resp in stub.Ingest(iter(reqs[i]), timeout=600):
+            accepted[i] = resp.accepted_samples
+
+    threads = [threading.Thread(target=produce, args=(i,)) for i in range(len(works))]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    for ch in channels:
+        ch.close()
+    total = sum(w.n for w in works)
+    assert sum(accepted) == total, (accepted, total)
+    return total / elapsed
+
+
+def ingest_table(quick: bool, tmp: str) -> None:
+    per_producer = 4096 * (8 if quick else 100)
+    repeats = 1 if quick else 3
+    works = [make_workload(per_producer, K, seed=10 + i) for i in range(2)]
+    redis_proc, redis_port = _start_redis(tmp)
+    url = f"redis://127.0.0.1:{redis_port}/0"
+    procs = []
+    try:
+        durable, d_target = _start_server("--data-dir", f"{tmp}/durable")
+        one, r1 = _start_server("--store", url)
+        two, r2 = _start_server("--store", url)
+        procs = [durable, one, two]
+        for target in (d_target, r1, r2):
+            _wait_serving(target)
+        setups = {
+            "embedded durable store (reference)": [d_target],
+            "Redis, 1 replica": [r1],
+            "Redis, 2 replicas": [r1, r2],
+        }
+        rates: dict[str, list[float]] = {name: [] for name in setups}
+        for r in range(repeats):  # interleaved, so that noise hits every setup alike
+            for i, (name, targets) in enumerate(setups.items()):
+                rates[name].append(_ingest_rate(targets, works, f"s{r}_{i}"))
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=30)
+        redis_proc.terminate()
+        redis_proc.wait(timeout=30)
+    best = {name: max(v) for name, v in rates.items()}
+    ref = best["embedded durable store (reference)"]
+    one_replica = best["Redis, 1 replica"]
+    rows = []
+    for name, rate in best.items():
+        vs_one = fmt_ratio(rate / one_replica) if name.startswith("Redis") else "-"
+        rows.append([name, "2", fmt_rate(rate), fmt_ratio(rate / ref), vs_one])
+    print(
+        f"\n# Ingest over gRPC, K = {K}, 4096 rows per message, windows 1h, two producers of "
+        f"{per_producer:,} samples each, best of {repeats}\n"
+    )
+    header = ["setup (K = 10, 4096 rows per message)", "producers", "samples/s"]
+    print(markdown_table([*header, "÷ embedded durable", "÷ 1 replica"], rows))
+
+
+def flush_table(quick: bool) -> None:
+    tmp = tempfile.mkdtemp(prefix="evalstream-flush-")
+    proc, port = _start_redis(tmp)
+    store = RedisStore.from_url(f"redis://127.0.0.1:{port}/0", background=False)
+    client = redis.Redis(port=port)
+    hash_add = client.register_script(_HASH_ADD)
+    try:
+        spec = StreamSpec(task="multiclass", classes=tuple(CLASSES), windows=("1h",), name="f")
+        store.create(spec)
+        layout = FlatLayout(spec)
+        sizes = (256, 4096) if quick else (16, 256, 1024, 4096, 16384, 65536)
+        repeats = 3 if quick else 15
+        work = make_workload(max(sizes) * 2, K, seed=3, batch=max(sizes))
+        seq = 0
+        rows = []
+        for rows_per_flush in sizes:
+            y, p = work.labels[:rows_per_flush], work.scores[:rows_per_flush]
+            batch = make_batch(spec, y, p)
+            idx, values = reduce_parts(layout.parts(compute_delta(spec, batch)), layout.size)
+            chunk = encode_chunk(idx, values)
+            packed, hashed = [], []
+            for _ in range(repeats):
+                seq += 1
+                store.ingest("f", "bench", seq, batch, None)
+                t0 = time.perf_counter()
+                store.flush()  # cumulative log + one window bucket, one script call
+                packed.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                args = [a for pair in zip(idx.tolist(), values.tolist(), strict=True) for a in pair]
+                hash_add(keys=["hash:cum"], args=args)
+                hash_add(keys=["hash:bucket"], args=args)
+                hashed.append(time.perf_counter() - t0)
+            flush = statistics.median(packed)
+            alt = statistics.median(hashed)
+            rows.append(
+                [
+                    f"{rows_per_flush:,}",
+                    f"{idx.size:,}",
+                    fmt_bytes(len(chunk)),
+                    fmt_seconds(flush),
+                    fmt_seconds(flush / max(idx.size, 1) * 1000),
+                    fmt_seconds(alt),
+                    fmt_ratio(alt / flush),
+                ]
+            )
+        print(
+            f"\n# One flush (commit) of one stream, K = {K} (one-vs-one histogram, "
+            f"{layout.size:,} cells), cumulative + one window bucket, median of {repeats}\n"
+        )
+        header = ["rows in the flush", "non-zero cells", "payload sent", "flush (packed log)"]
+        print(markdown_table([*header, "per 1k cells", "hash fields", "hash ÷ packed"], rows))
+        store.compact("f", store.keys.of("f", "cum"))
+        read_packed, read_hash = [], []
+        for _ in range(repeats):
+            store._cache = type(store._cache)(store._cache.max_bytes)  # a cold read each time
+            t0 = time.perf_counter()
+            state = store.state("f", CUMULATIVE)
+            read_packed.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            raw = client.hgetall("hash:cum")
+            dense = np.zeros(layout.size)
+            dense[np.fromiter(map(int, raw.keys()), np.int64, len(raw))] = np.fromiter(
+                map(float, raw.values()), np.float64, len(raw)
+            )
+            read_hash.append(time.perf_counter() - t0)
+        cells = int(sum(np.count_nonzero(v) for v in state.counts.values()))
+        log_bytes = client.strlen(store.keys.of("f", "cum"))
+        rp, rh = statistics.median(read_packed), statistics.median(read_hash)
+        print(f"\n# Reading the merged cumulative state back ({cells:,} non-zero cells)\n")
+        print(
+            markdown_table(
+                ["layout", "stored", "read + decode (p50)", "÷ packed"],
+                [
+                    [
+                        "packed sparse log (compacted)",
+                        fmt_bytes(log_bytes),
+                        fmt_seconds(rp),
+                        "1.00x",
+                    ],
+                    [
+                        "hash field per cell",
+                        fmt_bytes(client.memory_usage("hash:cum") or 0),
+                        fmt_seconds(rh),
+                        fmt_ratio(rh / rp),
+                    ],
+                ],
+            )
+        )
+    finally:
+        store.close()
+        client.close()
+        proc.terminate()
+        proc.wait(timeout=30)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main() -> None:
+    args = quick_parser(__doc__.splitlines()[0]).parse_args()
+    if shutil.which("redis-server") is None:
+        sys.exit("redis-server is not installed: run scripts/install-tools.sh")
+    print(machine_line({"redis-server": _redis_version()}))
+    tmp = tempfile.mkdtemp(prefix="evalstream-replicas-")
+    try:
+        ingest_table(args.quick, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    flush_table(args.quick)
+
+
+def _redis_version() -> str:
+    out = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout
+    return next((w[2:] for w in out.split() if w.startswith("v=")), "?")
+
+
+if __name__ == "__main__":
+    main()
