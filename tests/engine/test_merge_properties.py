@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from evalstream_server.engine import IncompatibleStateError, State, StreamSpec, make_batch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 SPECS = {
@@ -77,12 +77,10 @@ def _cuts(draw_list, n):
     return [slice(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True)]
 
 
-settings.register_profile(
-    "engine", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
-settings.load_profile("engine")
+ENGINE = settings(max_examples=40)  # on top of the suite profile (tests/conftest.py)
 
 
+@ENGINE
 @given(
     kind=st.sampled_from(list(SPECS)),
     seed=st.integers(0, 2**16),
@@ -99,6 +97,7 @@ def test_any_split_and_order_give_the_same_state(kind, seed, n, weighted, cuts, 
     _assert_same(whole, _state(spec, y, s, w, parts))
 
 
+@ENGINE
 @given(
     kind=st.sampled_from(list(SPECS)),
     seed=st.integers(0, 2**16),
@@ -121,6 +120,7 @@ def test_merge_equals_feeding_and_is_commutative_and_associative(kind, seed, n, 
         assert A.merge(B).counts["n"].tolist() == B.merge(A).counts["n"].tolist()
 
 
+@ENGINE
 @given(
     kind=st.sampled_from(list(SPECS)),
     seed=st.integers(0, 2**16),

@@ -105,5 +105,5 @@ class CrashyProducer(RuleBasedStateMachine):
         assert self.store.expected_sequence("sm", "p") == expected
 
 
-CrashyProducer.TestCase.settings = settings(max_examples=40, stateful_step_count=25, deadline=None)
+CrashyProducer.TestCase.settings = settings(max_examples=150, stateful_step_count=25, deadline=None)
 TestCrashyProducer = CrashyProducer.TestCase

@@ -94,8 +94,13 @@ class DurableStore(MemoryStore):
         self._last_batch_id: dict[str, int] = {}
         started = time.perf_counter()
         replayed = self._recover()
+        # Batch ids only grow: a snapshot deletes the rows it covers, so the next id must also be
+        # above every snapshot's mark, or a later replay would skip the new rows.
         self._next_batch_id = 1 + int(
-            self._db.execute("SELECT COALESCE(MAX(id), 0) FROM batches").fetchone()[0]
+            self._db.execute(
+                "SELECT MAX(COALESCE((SELECT MAX(id) FROM batches), 0), "
+                "COALESCE((SELECT MAX(batch_id) FROM snapshots), 0))"
+            ).fetchone()[0]
         )
         self.recovery_seconds = time.perf_counter() - started
         self._writer = _Writer(self._db)
