@@ -183,12 +183,11 @@ def test_per_class_series_are_capped():
 
 
 def test_idle_streams_are_not_recomputed_on_the_next_scrape(monkeypatch):
-    from prometheus_client import CollectorRegistry, generate_latest
-
     from evalstream_server.engine import StreamSpec
     from evalstream_server.exporters import EvalstreamCollector
     from evalstream_server.exporters import prometheus as exporter
     from evalstream_server.store import MemoryStore
+    from prometheus_client import CollectorRegistry, generate_latest
 
     store = MemoryStore()
     store.create(StreamSpec(task="binary", name="idle", windows=("1h",)))
