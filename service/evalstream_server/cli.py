@@ -44,7 +44,6 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 @_command("evaluate")
 def _evaluate(args: argparse.Namespace) -> int:
-    from evalstream.text import format_report
 
     from .evaluate import evaluate_arrays, load_arrays
 
@@ -59,12 +58,19 @@ def _evaluate(args: argparse.Namespace) -> int:
         resolution=args.resolution,
         name=re.sub(r"[^A-Za-z0-9._-]", "_", Path(args.path).stem)[:128] or "evaluate",
     )
-    if args.json:
+    _print_report(report, args.json)
+    return 0
+
+
+def _print_report(report: dict, as_json: bool) -> None:
+    """The canonical report as JSON, or the readable text rendering."""
+    from evalstream.text import format_report
+
+    if as_json:
         json.dump(report, sys.stdout, indent=1, allow_nan=False)
         sys.stdout.write("\n")
     else:
         print(format_report(report))
-    return 0
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
@@ -161,7 +167,6 @@ def _report(args: argparse.Namespace) -> int:
     import os
 
     from evalstream import EvalClient, EvalstreamError
-    from evalstream.text import format_report
 
     token = args.token or os.environ.get("EVALSTREAM_TOKEN")
     try:
@@ -170,11 +175,7 @@ def _report(args: argparse.Namespace) -> int:
     except EvalstreamError as exc:
         print(f"evalstream report: {exc}", file=sys.stderr)
         return 1
-    if args.json:
-        json.dump(report, sys.stdout, indent=1, allow_nan=False)
-        sys.stdout.write("\n")
-    else:
-        print(format_report(report))
+    _print_report(report, args.json)
     return 0
 
 

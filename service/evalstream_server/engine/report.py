@@ -308,6 +308,32 @@ def _imbalance(support, names, predicted_share, mean_prob, W, auc) -> dict:
     return out
 
 
+def _cells(cm: np.ndarray, W: float) -> tuple[np.ndarray, ...]:
+    """Per-class support, predicted count, tp, fp, fn, tn, and which classes sklearn's default
+    ``labels`` would include (present in the labels or the predictions)."""
+    support = cm.sum(axis=1)
+    predicted = cm.sum(axis=0)
+    tp = np.diag(cm).copy()
+    fp, fn = predicted - tp, support - tp
+    tn = W - tp - fp - fn
+    return support, predicted, tp, fp, fn, tn, (support > 0) | (predicted > 0)
+
+
+def _confusion_scalars(cm: np.ndarray, W: float) -> dict[str, dict[str, Any]]:
+    """Accuracy, balanced accuracy, MCC, Cohen's kappa and Hamming loss of a confusion matrix."""
+    empty = "no samples in this window"
+    acc = float(np.trace(cm) / W) if W > 0 else None
+    return {
+        "accuracy": _leaf(acc, empty),
+        "balanced_accuracy": _leaf(cf.balanced_accuracy(cm), empty),
+        "matthews_corrcoef": _leaf(
+            cf.mcc(cm), "undefined: labels or predictions hold a single class (sklearn returns 0.0)"
+        ),
+        "cohen_kappa": _leaf(cf.cohen_kappa(cm), "undefined: expected disagreement is 0"),
+        "hamming_loss": _leaf(1 - acc if acc is not None else None, empty),
+    }
+
+
 def build_report(
     state: State, window: str = "cumulative", curves: bool = False, max_points: int = 200
 ) -> dict[str, Any]:
@@ -330,24 +356,10 @@ def build_report(
     na = "not defined for {} streams"
     if spec.task == "multiclass":
         cm = c["confusion"]
-        support = cm.sum(axis=1)
-        predicted = cm.sum(axis=0)
-        tp = np.diag(cm).copy()
-        fp, fn = predicted - tp, support - tp
-        tn = W - tp - fp - fn
-        present = (support > 0) | (predicted > 0)
+        support, predicted, tp, fp, fn, tn, present = _cells(cm, W)
         auc, ap = _ranking_groups(state, view, names, support)
         report.update(_prf_groups(tp, fp, fn, names, present))
-        acc = float(tp.sum() / W) if W > 0 else None
-        report["accuracy"] = _leaf(acc, "no samples in this window")
-        report["balanced_accuracy"] = _leaf(cf.balanced_accuracy(cm), "no samples in this window")
-        report["matthews_corrcoef"] = _leaf(
-            cf.mcc(cm), "undefined: labels or predictions hold a single class (sklearn returns 0.0)"
-        )
-        report["cohen_kappa"] = _leaf(cf.cohen_kappa(cm), "undefined: expected disagreement is 0")
-        report["hamming_loss"] = _leaf(
-            1 - acc if acc is not None else None, "no samples in this window"
-        )
+        report.update(_confusion_scalars(cm, W))
         rank_cum = np.cumsum(c["rank"])
         report["top_k_accuracy"] = {
             str(k): _leaf(
@@ -369,12 +381,7 @@ def build_report(
         tn_l, fp_l, fn_l, tp_l = lc[:, 0], lc[:, 1], lc[:, 2], lc[:, 3]
         if spec.task == "binary":
             cm = np.array([[tn_l[0], fp_l[0]], [fn_l[0], tp_l[0]]])
-            support = cm.sum(axis=1)
-            predicted = cm.sum(axis=0)
-            tp = np.diag(cm).copy()
-            fp, fn = predicted - tp, support - tp
-            tn = W - tp - fp - fn
-            present = (support > 0) | (predicted > 0)
+            support, predicted, tp, fp, fn, tn, present = _cells(cm, W)
             auc, ap = _ranking_groups(state, view, names, support)
             groups = _prf_groups(tp, fp, fn, names, present)
             pos = names[1]
@@ -388,21 +395,7 @@ def build_report(
                     )
                 group["binary"] = leaf
             report.update(groups)
-            acc = float(np.trace(cm) / W) if W > 0 else None
-            report["accuracy"] = _leaf(acc, "no samples in this window")
-            report["balanced_accuracy"] = _leaf(
-                cf.balanced_accuracy(cm), "no samples in this window"
-            )
-            report["matthews_corrcoef"] = _leaf(
-                cf.mcc(cm),
-                "undefined: labels or predictions hold a single class (sklearn returns 0.0)",
-            )
-            report["cohen_kappa"] = _leaf(
-                cf.cohen_kappa(cm), "undefined: expected disagreement is 0"
-            )
-            report["hamming_loss"] = _leaf(
-                1 - acc if acc is not None else None, "no samples in this window"
-            )
+            report.update(_confusion_scalars(cm, W))
             report["top_k_accuracy"] = {}
             report["log_loss"] = _leaf(
                 c["log_loss"][0] / W if W > 0 else None, "no samples in this window"
