@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from evalstream_server.engine import StreamEngine, StreamSpec
+from evalstream_server.engine import StreamEngine, StreamSpec, build_report
 
 from . import data
 
@@ -147,3 +147,13 @@ def test_binary_multilabel_confusion_matrix_matches_sklearn():
     eng.update(y, p)
     want = skm.multilabel_confusion_matrix(y, (p >= np.float32(0.5)).astype(int))
     np.testing.assert_array_equal(np.array(eng.report()["multilabel_confusion_matrix"]), want)
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "multilabel"])
+def test_light_report_has_the_same_values(task):
+    eng = _engine(task)
+    full = eng.report()
+    light = build_report(eng.state(), intervals=False)
+    for (path, a), (path_b, b) in zip(_leaves(full), _leaves(light), strict=True):
+        assert path == path_b and a["value"] == b["value"], path
+    assert "ci95" not in light["f1"]["per_class"][full["classes"][-1]]

@@ -72,7 +72,9 @@ def digamma(x: np.ndarray) -> np.ndarray:
     return acc + np.log(x) - 0.5 * inv - series
 
 
-def ap_stats(pos: np.ndarray, neg: np.ndarray, atomic: np.ndarray) -> dict[str, np.ndarray]:
+def ap_stats(
+    pos: np.ndarray, neg: np.ndarray, atomic: np.ndarray, bounds: bool = True
+) -> dict[str, np.ndarray]:
     """Average precision (sklearn's step definition), with guaranteed bounds, per row.
 
     A bin is a tie group: its positives all see precision ``(a + p) / (c + p + n)`` where ``a`` and
@@ -89,6 +91,8 @@ def ap_stats(pos: np.ndarray, neg: np.ndarray, atomic: np.ndarray) -> dict[str, 
     has = pos > 0
     with np.errstate(divide="ignore", invalid="ignore"):
         point = np.where(has, pos * (a + pos) / (c + pos + neg), 0.0)
+        if not bounds:  # the point value only (the exporter's light report)
+            return {"value": point.sum(axis=1) / np.where(P > 0, P, np.nan), "P": P}
         up = np.where(has, pos * (a + pos) / (c + pos), 0.0)
         m = c + neg
         # closed-form lower bound only where it differs from the tie value: non-atomic bins

@@ -63,10 +63,10 @@ def _rank_leaf(stats: dict[str, np.ndarray], i: int, with_ci: bool, reason: str)
     v = _num(stats["value"][i])
     if v is None:
         return _leaf(None, reason)
-    extra = {
-        "lower": max(0.0, float(stats["lower"][i]) - _BOUND_SLACK),
-        "upper": min(1.0, float(stats["upper"][i]) + _BOUND_SLACK),
-    }
+    extra: dict[str, Any] = {}
+    if "lower" in stats:
+        extra["lower"] = max(0.0, float(stats["lower"][i]) - _BOUND_SLACK)
+        extra["upper"] = min(1.0, float(stats["upper"][i]) + _BOUND_SLACK)
     if with_ci and "ci_low" in stats and not math.isnan(stats["ci_low"][i]):
         extra["ci95"] = [float(stats["ci_low"][i]), float(stats["ci_high"][i])]
     return _leaf(v, **extra)
@@ -82,13 +82,11 @@ def _average_leaf(
     if n_defined == 0 or w.sum() <= 0:
         return _leaf(None, f"no {what} is defined in this window", n_defined=0, n_classes=n_total)
     w = w / w.sum()
-    out = _leaf(
-        float(np.nansum(value * w)),
-        lower=max(0.0, float(np.nansum(stats["lower"] * w)) - _BOUND_SLACK),
-        upper=min(1.0, float(np.nansum(stats["upper"] * w)) + _BOUND_SLACK),
-        n_defined=n_defined,
-        n_classes=n_total,
-    )
+    bounds = {}
+    if "lower" in stats:
+        bounds["lower"] = max(0.0, float(np.nansum(stats["lower"] * w)) - _BOUND_SLACK)
+        bounds["upper"] = min(1.0, float(np.nansum(stats["upper"] * w)) + _BOUND_SLACK)
+    out = _leaf(float(np.nansum(value * w)), n_defined=n_defined, n_classes=n_total, **bounds)
     if n_defined < n_total:
         missing = [names[i] for i in np.flatnonzero(~defined)][:20]
         out["reason"] = f"averaged over {n_defined} of {n_total} {what}s; undefined: {missing}"
@@ -135,13 +133,19 @@ def _ovo(view: ScoreView, K: int, names: list[str], support: np.ndarray) -> dict
     return {"ovo_macro": macro, "ovo_weighted": weighted}
 
 
-def _ranking_groups(state: State, view: ScoreView, names: list[str], support: np.ndarray):
+def _ranking_groups(
+    state: State, view: ScoreView, names: list[str], support: np.ndarray, intervals: bool = True
+):
     spec = state.spec
+
+    def ap(pos, neg, atomic):
+        return ap_stats(pos, neg, atomic, bounds=intervals)
+
     ovr_auc = _stack(view.ovr(), auc_stats)
-    ovr_ap = _stack(view.ovr(), ap_stats)
+    ovr_ap = _stack(view.ovr(), ap)
     micro = view.micro()
     micro_auc = auc_stats(micro.pos, micro.neg, micro.atomic)
-    micro_ap = ap_stats(micro.pos, micro.neg, micro.atomic)
+    micro_ap = ap(micro.pos, micro.neg, micro.atomic)
     ovr_ap["N"] = ovr_auc["N"]
     micro_ap["N"] = micro_auc["N"]
     if spec.task == "binary":
@@ -198,7 +202,12 @@ def _ranking_groups(state: State, view: ScoreView, names: list[str], support: np
 
 # -- threshold groups ------------------------------------------------------------------------
 def _prf_groups(
-    tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, names: list[str], averages_over: np.ndarray
+    tp: np.ndarray,
+    fp: np.ndarray,
+    fn: np.ndarray,
+    names: list[str],
+    averages_over: np.ndarray,
+    intervals: bool = True,
 ) -> dict[str, dict]:
     """precision / recall / f1 groups with per-class, macro, weighted and micro leaves.
 
@@ -213,7 +222,9 @@ def _prf_groups(
                 per_class[name] = _leaf(None, "class absent from labels and predictions")
                 continue
             zd = bool(prf[f"{metric}_zero_division"][i])
-            if metric == "precision":
+            if not intervals:
+                ci = None
+            elif metric == "precision":
                 ci = cf.wilson(tp[i], tp[i] + fp[i])
             elif metric == "recall":
                 ci = cf.wilson(tp[i], tp[i] + fn[i])
@@ -335,9 +346,16 @@ def _confusion_scalars(cm: np.ndarray, W: float) -> dict[str, dict[str, Any]]:
 
 
 def build_report(
-    state: State, window: str = "cumulative", curves: bool = False, max_points: int = 200
+    state: State,
+    window: str = "cumulative",
+    curves: bool = False,
+    max_points: int = 200,
+    intervals: bool = True,
 ) -> dict[str, Any]:
-    """The canonical report of ``state`` (see the README for the schema)."""
+    """The canonical report of ``state`` (see the README for the schema).
+
+    ``intervals=False`` leaves out the AP bounds and the Wilson intervals (every value is the
+    same): the Prometheus exporter exports values only and saves that work on every scrape."""
     spec = state.spec
     c = state.counts
     names = list(spec.classes)
@@ -357,8 +375,8 @@ def build_report(
     if spec.task == "multiclass":
         cm = c["confusion"]
         support, predicted, tp, fp, fn, tn, present = _cells(cm, W)
-        auc, ap = _ranking_groups(state, view, names, support)
-        report.update(_prf_groups(tp, fp, fn, names, present))
+        auc, ap = _ranking_groups(state, view, names, support, intervals)
+        report.update(_prf_groups(tp, fp, fn, names, present, intervals))
         report.update(_confusion_scalars(cm, W))
         rank_cum = np.cumsum(c["rank"])
         report["top_k_accuracy"] = {
@@ -382,8 +400,8 @@ def build_report(
         if spec.task == "binary":
             cm = np.array([[tn_l[0], fp_l[0]], [fn_l[0], tp_l[0]]])
             support, predicted, tp, fp, fn, tn, present = _cells(cm, W)
-            auc, ap = _ranking_groups(state, view, names, support)
-            groups = _prf_groups(tp, fp, fn, names, present)
+            auc, ap = _ranking_groups(state, view, names, support, intervals)
+            groups = _prf_groups(tp, fp, fn, names, present, intervals)
             pos = names[1]
             for metric, group in groups.items():
                 leaf = dict(group["per_class"][pos])
@@ -412,8 +430,8 @@ def build_report(
         else:
             support = tp_l + fn_l
             tp, fp, fn, tn = tp_l, fp_l, fn_l, tn_l
-            auc, ap = _ranking_groups(state, view, names, support)
-            groups = _prf_groups(tp, fp, fn, names, np.ones(len(names), dtype=bool))
+            auc, ap = _ranking_groups(state, view, names, support, intervals)
+            groups = _prf_groups(tp, fp, fn, names, np.ones(len(names), dtype=bool), intervals)
             prf = c["samples_prf"]
             for i, metric in enumerate(("precision", "recall", "f1")):
                 groups[metric]["samples"] = _leaf(

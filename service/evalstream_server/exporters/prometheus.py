@@ -50,7 +50,7 @@ class EvalstreamCollector(Collector):
         if hit is not None and hit[0] == key:
             return hit[1], hit[2]
         state = self.store.state(record.name, window)
-        report = build_report(state, window=window)
+        report = build_report(state, window=window, intervals=False)
         self._cache[(record.name, window)] = (key, state.n_samples, report)
         return state.n_samples, report
 
