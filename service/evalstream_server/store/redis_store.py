@@ -16,75 +16,42 @@
   ``staleness``) for up to ``max_stale`` seconds, then ``UNAVAILABLE``; ingestion answers
   ``UNAVAILABLE`` at once and clients retry.
 
-Counts are packed sparse logs (``sparse_log``); keys and scripts are in ``redis_scripts``. The
-exact resolution (raw scores) is refused: it is not additive counts.
+This module holds the store's setup, Redis error handling, flushing, compaction and close; stream
+definitions are ``redis_streams``, ingestion ``redis_ingest``, queries ``redis_queries``, URL
+parsing ``redis_url``. Counts are packed sparse logs (``sparse_log``); keys and scripts are in
+``redis_scripts``. The exact resolution (raw scores) is refused: it is not additive counts.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
-from ..engine import CUMULATIVE, Batch, InvalidInputError, State, StreamSpec, build_report, curve
-from ..engine.counting import compute_delta
-from .base import (
-    AlreadyExistsError,
-    BatchOutcome,
-    LimitExceededError,
-    NotFoundError,
-    Store,
-    StreamRecord,
-)
+from .base import NotFoundError, Store
 from .durable import StoreUnavailableError
-from .redis_buffer import Entry, decode_outcome, outcome_field
 from .redis_commits import CommitBuffer
-from .redis_reads import Merged, MergedCache, SharedEngine
+from .redis_ingest import IngestMixin
+from .redis_queries import QueryMixin
+from .redis_reads import MergedCache
 from .redis_scripts import Keys, Scripts
-from .sparse_log import FlatLayout, decode_log, encode_chunk
+from .redis_streams import CachedStream, StreamsMixin
+from .redis_url import client_from_url
+from .sparse_log import decode_log, encode_chunk
 
 __all__ = ["RedisStore"]
 
 log = logging.getLogger("evalstream.store.redis")
-_INVALID_ARGUMENT, _RESOURCE_EXHAUSTED, _OUT_OF_RANGE = 3, 8, 11
-_SEQ_READ_REUSE = 0.005  # the servicer asks twice per batch, back to back
-_OPTIONS: dict[str, Callable[[str], Any]] = {
-    "prefix": str,
-    "flush_interval": float,
-    "chunk_bytes": int,
-    "compact_bytes": int,
-    "max_stale": float,
-    "meta_ttl": float,
-    "export": str,
-    "lease_seconds": float,
-    "max_pending_bytes": int,
-    "cache_bytes": int,
-    "timeout": float,
-}
 
 
-class _Cached:
-    __slots__ = ("record", "uid", "layout", "read_at")
-
-    def __init__(self, record: StreamRecord, uid: str, read_at: float) -> None:
-        self.record, self.uid, self.read_at = record, uid, read_at
-        self.layout = FlatLayout(record.spec)
-
-
-class RedisStore(Store):
+class RedisStore(StreamsMixin, IngestMixin, QueryMixin, Store):
     """Streams whose state lives in Redis, shared by every replica pointed at it.
 
     Parameters
@@ -149,7 +116,7 @@ class RedisStore(Store):
         self.scripts = Scripts()
         self.stats = {"commits": 0, "conflicts": 0, "skipped": 0, "dropped": 0, "compactions": 0}
         self._lock = threading.RLock()
-        self._records: dict[str, _Cached] = {}
+        self._records: dict[str, CachedStream] = {}
         self._seq_read: tuple[tuple[str, str], str, int, float] | None = None
         self._buffer = CommitBuffer(self)
         self._cache = MergedCache(cache_bytes)
@@ -173,26 +140,8 @@ class RedisStore(Store):
         """A store for ``redis://[[user]:password@]host[:port][/db][?option=value...]``
         (``rediss://`` for TLS). Options of this class (``prefix``, ``flush_interval``...) are
         taken from the query; the rest go to ``redis.Redis.from_url``."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("redis", "rediss"):
-            raise ValueError(f"store: expected a redis:// or rediss:// URL, received {url!r}")
-        ours, theirs = {}, []
-        for key, value in parse_qsl(parts.query):
-            if key in _OPTIONS:
-                try:
-                    ours[key] = _OPTIONS[key](value)
-                except ValueError:
-                    raise ValueError(f"store: option {key}={value!r} is not valid") from None
-            else:
-                theirs.append((key, value))
-        timeout = float(ours.pop("timeout", 5.0))
-        client = redis.Redis.from_url(
-            urlunsplit(parts._replace(query=urlencode(theirs))),
-            socket_timeout=timeout,
-            socket_connect_timeout=min(timeout, 2.0),
-            retry=Retry(NoBackoff(), 1),  # one reconnect; the gRPC client retries beyond that
-        )
-        return cls(client, **{**ours, **kwargs})
+        client, options = client_from_url(url)
+        return cls(client, **{**options, **kwargs})
 
     # -- Redis calls ---------------------------------------------------------------------------
     @contextmanager
@@ -216,270 +165,6 @@ class RedisStore(Store):
         with self.redis_errors(what):
             return self.scripts.call(self.client, name, keys, args)
 
-    # -- streams -------------------------------------------------------------------------------
-    def create(self, spec: StreamSpec, tenant: str = "") -> StreamRecord:
-        if not spec.name:
-            raise InvalidInputError("config.name", "a stream name", "an empty name")
-        if spec.resolution.kind == "exact":
-            raise InvalidInputError(
-                "config.resolution",
-                "a binned resolution ('bins' or 'bins:<m>') on a server with a Redis store",
-                f"'{spec.resolution}'",
-                "raw scores are not additive counts and are not shared between replicas; use "
-                "bins (bounded error, reported bounds) or a single server with --data-dir",
-            )
-        k = self.keys
-        token = uuid.uuid4().hex
-        res = self._call(
-            "create",
-            "create",
-            [k.streams, k.of(spec.name, "meta"), k.ids],
-            [
-                spec.name,
-                json.dumps(spec.to_dict()),
-                tenant,
-                repr(self.clock()),
-                self.max_streams,
-                token,
-            ],
-        )
-        status = _text(res[0])
-        if status == "exists" and _text(res[1]) != token:
-            raise AlreadyExistsError(spec.name)
-        if status == "limit":
-            raise LimitExceededError("streams", self.max_streams, int(res[1]) + 1)
-        with self._lock:
-            self._records.pop(spec.name, None)
-            self._cache.forget(spec.name)
-        return self.get(spec.name)
-
-    def get(self, name: str) -> StreamRecord:
-        return self._cached(name).record
-
-    def _cached(self, name: str, fresh: bool = False) -> _Cached:
-        with self._lock:
-            cached = self._records.get(name)
-        now = time.monotonic()
-        if cached is not None and not fresh and now - cached.read_at < self.meta_ttl:
-            return cached
-        try:
-            with self.redis_errors("stream lookup"):
-                meta = self.client.hgetall(self.keys.of(name, "meta"))
-        except StoreUnavailableError:
-            if cached is not None:
-                return cached  # queries may still answer from the last merged state
-            raise
-        if not meta:
-            with self._lock:
-                self._records.pop(name, None)
-            raise NotFoundError(name)
-        m = {_text(a): _text(b) for a, b in meta.items()}
-        with self._lock:
-            cached = self._records.get(name)
-            if cached is not None and cached.uid == m["uid"]:
-                self._refresh(cached, m.get("batches", "0"), m.get("update_time", ""), m["ver"])
-                cached.read_at = now
-                return cached
-            spec = StreamSpec.from_dict(json.loads(m["spec"]))
-            engine = SharedEngine(spec, self, int(m.get("batches", "0")))
-            record = StreamRecord(spec, engine, float(m["create_time"]), tenant=m["tenant"])
-            cached = _Cached(record, m["uid"], now)
-            self._refresh(cached, m.get("batches", "0"), m.get("update_time", ""), m["ver"])
-            self._records[name] = cached
-            self._cache.forget(name)
-            return cached
-
-    @staticmethod
-    def _refresh(cached: _Cached, batches: str, update_time: str, ver: str) -> None:
-        engine = cached.record.engine
-        assert isinstance(engine, SharedEngine)
-        engine._n_batches = int(batches or 0)
-        engine.version = f"{cached.uid}:{ver}"
-        cached.record.update_time = float(update_time) if update_time else None
-
-    def names(self) -> list[str]:
-        with self.redis_errors("list streams"):
-            return sorted(_text(n) for n in self.client.smembers(self.keys.streams))
-
-    def delete(self, name: str) -> None:
-        k = self.keys
-        keys = [k.streams, *(k.of(name, w) for w in ("meta", "prod", "out", "commits", "cum"))]
-        if not self._call("delete", "delete", [*keys, k.of(name, "buckets")], [name]):
-            raise NotFoundError(name)
-        with self._lock:
-            self._records.pop(name, None)
-            self._cache.forget(name)
-
-    def reset(self, name: str, forget_producers: bool = False) -> StreamRecord:
-        k = self.keys
-        keys = [k.of(name, w) for w in ("meta", "prod", "out", "cum", "buckets")]
-        if not self._call("reset", "reset", [*keys, k.ids], [int(forget_producers)]):
-            raise NotFoundError(name)
-        with self._lock:
-            if forget_producers:
-                for key in [key for key in self._buffer.chain if key[0] == name]:
-                    del self._buffer.chain[key]
-            self._seq_read = None
-        return self._cached(name, fresh=True).record
-
-    # -- ingest --------------------------------------------------------------------------------
-    def expected_sequence(self, name: str, producer_id: str) -> int:
-        with self._lock:
-            return self._expected(name, producer_id)
-
-    def _expected(self, name: str, producer: str) -> int:
-        key = (name, producer)
-        if key in self._buffer.chain:
-            return self._buffer.chain[key] + 1
-        slot = self._seq_read
-        uid = self._cached(name).uid
-        if (
-            slot
-            and slot[0] == key
-            and slot[1] == uid
-            and time.monotonic() - slot[3] < _SEQ_READ_REUSE
-        ):
-            return slot[2] + 1
-        last = self._read_producer(name, producer)
-        self._seq_read = (key, uid, last, time.monotonic())
-        return last + 1
-
-    def _read_producer(self, name: str, producer: str) -> int:
-        """The producer's last sequence in Redis; checks that the stream is the one cached."""
-        cached = self._cached(name)
-        k = self.keys
-        uid, last = self._call(
-            "sequence check", "producer", [k.of(name, "meta"), k.of(name, "prod")], [producer]
-        )
-        if uid is None:
-            self._records.pop(name, None)
-            raise NotFoundError(name)
-        if _text(uid) != cached.uid:
-            self._records.pop(name, None)
-            raise StoreUnavailableError(
-                f"stream {name!r} was deleted and created again meanwhile; retry the batch"
-            )
-        return int(last or 0)
-
-    def ingest(
-        self,
-        name: str,
-        producer_id: str,
-        sequence: int,
-        batch: Batch | Exception | None,
-        timestamp: float | None,
-    ) -> BatchOutcome:
-        cached = self._cached(name)
-        with self._lock:
-            if sequence:
-                if not producer_id:
-                    raise InvalidInputError(
-                        "producer_id", "a producer id with a sequence", "an empty producer id"
-                    )
-                if sequence != self._expected(name, producer_id) or batch is None:
-                    answer = self._resolve(name, producer_id, sequence, batch is not None)
-                    if answer is not None:
-                        return answer
-            if batch is None:
-                raise ValueError("a batch is needed for the expected sequence number")
-            self._seq_read = None
-            now = self.clock()
-            entry = self._entry(cached, producer_id, sequence, batch, timestamp, now)
-            if not sequence and entry.outcome.status == "rejected":
-                return entry.outcome  # consumes nothing
-            if self._buffer.pending_bytes + entry.nbytes > self.max_pending_bytes:
-                raise StoreUnavailableError(
-                    f"the local buffer holds {self._buffer.pending_bytes} bytes not yet in Redis "
-                    f"(limit {self.max_pending_bytes}); retry once Redis answers"
-                )
-            self._buffer.add(name, cached.uid, cached.layout.size, entry)
-            outcome = entry.outcome
-            if sequence:
-                outcome = replace(outcome, expected_sequence=sequence + 1)
-            return outcome
-
-    def _entry(
-        self,
-        cached: _Cached,
-        producer: str,
-        sequence: int,
-        batch: Batch | Exception,
-        timestamp: float | None,
-        now: float,
-    ) -> Entry:
-        if isinstance(batch, Exception):
-            code = (
-                _RESOURCE_EXHAUSTED if isinstance(batch, LimitExceededError) else _INVALID_ARGUMENT
-            )
-            outcome = BatchOutcome("rejected", error_code=code, error_message=str(batch))
-            return Entry(producer, sequence, outcome, [], [], now)
-        t = now if timestamp is None else float(timestamp)
-        if not math.isfinite(t):
-            err = InvalidInputError("timestamp", "a finite number of seconds", repr(timestamp))
-            outcome = BatchOutcome("rejected", error_code=_INVALID_ARGUMENT, error_message=str(err))
-            return Entry(producer, sequence, outcome, [], [], now)
-        spec = cached.record.spec
-        name = spec.name
-        targets = [(self.keys.of(name, "cum"), 0)]
-        engine = cached.record.engine
-        for ring in engine.windows.values():
-            current = max(ring.bucket_of(now), ring.bucket_of(t))
-            bid = ring.bucket_of(t)
-            if bid <= current - ring.n_buckets:
-                continue  # older than the window, as WindowRing.add
-            expireat = math.ceil((bid + ring.n_buckets + 1) * ring.width)
-            targets.append((self.keys.bucket(name, ring.seconds, bid), expireat))
-        parts = cached.layout.parts(compute_delta(spec, batch))
-        return Entry(
-            producer, sequence, BatchOutcome("accepted", samples=batch.n), parts, targets, now
-        )
-
-    def _resolve(self, name: str, producer: str, seq: int, have_batch: bool) -> BatchOutcome | None:
-        """Answer a sequence that is not the locally expected one, from Redis (authoritative).
-        None: it is the expected one after all, and the caller has the batch."""
-        key = (name, producer)
-        last = self._read_producer(name, producer)
-        mine = {
-            e.seq: e for e in self._buffer.entries(name) if e.producer == producer and e.seq > last
-        }
-        top = last
-        while top + 1 in mine:
-            top += 1
-        if top > last:
-            self._buffer.chain[key] = top
-        else:
-            self._buffer.chain.pop(key, None)
-        self._seq_read = None
-        if seq <= top:
-            if seq <= last:
-                with self.redis_errors("outcome lookup"):
-                    raw = self.client.hget(self.keys.of(name, "out"), outcome_field(producer, seq))
-                seen = decode_outcome(raw)
-            else:
-                seen = mine[seq].outcome
-            return BatchOutcome(
-                "duplicate",
-                samples=seen.samples if seen else 0,
-                expected_sequence=top + 1,
-                original_status=seen.status if seen else "accepted",
-                error_code=seen.error_code if seen else 0,
-                error_message=seen.error_message if seen else "",
-            )
-        if seq == top + 1:
-            if have_batch:
-                return None
-            raise StoreUnavailableError(
-                f"sequence {seq} of producer {producer!r} is the expected one (another replica "
-                "advanced it); resend the batch"
-            )
-        return BatchOutcome(
-            "rejected",
-            error_code=_OUT_OF_RANGE,
-            expected_sequence=top + 1,
-            error_message=f"sequence: expected {top + 1} for producer {producer!r}, received "
-            f"{seq} (a gap: batches {top + 1}..{seq - 1} were never acknowledged; resend them)",
-        )
-
     # -- flush: buffered batches -> Redis ------------------------------------------------------
     def flush(self) -> None:
         """Commit every buffered batch; raises ``StoreUnavailableError`` if Redis did not confirm
@@ -487,108 +172,6 @@ class RedisStore(Store):
         idempotent)."""
         with self._lock:
             self._buffer.flush()
-
-    # -- queries -------------------------------------------------------------------------------
-    def state(self, name: str, window: str) -> State:
-        return self._merged(name, window)[0]
-
-    def _merged(
-        self, name: str, window: str, retry: bool = True
-    ) -> tuple[State, float | None, str]:
-        """``(state, age, reason)``: age is None for a state confirmed by Redis just now."""
-        cached = self._cached(name)
-        engine = cached.record.engine
-        assert isinstance(engine, SharedEngine)
-        ring = engine.ring(window)
-        now = self.clock()
-        k = self.keys
-        if ring is None:
-            ck, bucket, logs = (name, CUMULATIVE), 0, [k.of(name, "cum")]
-        else:
-            bucket = ring.bucket_of(now)
-            ck = (name, str(ring.seconds))
-            logs = [
-                k.bucket(name, ring.seconds, b)
-                for b in range(bucket - ring.n_buckets + 1, bucket + 1)
-            ]
-        hit = self._cache.get(ck)
-        usable = hit is not None and hit.uid == cached.uid and hit.bucket == bucket
-        try:
-            res = self._call(
-                "query", "read", [k.of(name, "meta"), *logs], [hit.ver if usable and hit else ""]
-            )
-        except StoreUnavailableError as exc:
-            if hit is not None and hit.uid == cached.uid and now - hit.read_at <= self.max_stale:
-                return hit.state.copy(), max(0.0, now - hit.read_at), str(exc)
-            raise StoreUnavailableError(
-                f"{exc}; no merged state of {name!r} ({window or CUMULATIVE}) younger than "
-                f"{self.max_stale:g} s to answer from"
-            ) from exc
-        if not res:
-            with self._lock:
-                self._records.pop(name, None)
-            raise NotFoundError(name)
-        uid, ver = _text(res[0]), _text(res[1])
-        if uid != cached.uid:
-            with self._lock:
-                self._records.pop(name, None)
-            if retry:
-                return self._merged(name, window, retry=False)
-            raise StoreUnavailableError(f"stream {name!r} was re-created meanwhile; retry")
-        with self._lock:
-            self._refresh(cached, _text(res[2]), _text(res[3]), ver)
-        if len(res) == 4 and hit is not None:
-            hit.read_at = now
-            return hit.state.copy(), None, ""
-        size = cached.layout.size
-        total = np.zeros(size)
-        for key, data in zip(logs, res[4:], strict=True):
-            if not data:
-                continue
-            dense, listed = decode_log(data, size)
-            total += dense
-            if len(data) > self.compact_bytes and listed > 2 * np.count_nonzero(dense):
-                self._due[key] = name
-        state = cached.layout.state(total)
-        self._cache.put(ck, Merged(uid, ver, bucket, state, now))
-        return state.copy(), None, ""
-
-    def report(
-        self, name: str, window: str, curves: bool = False, max_points: int = 200
-    ) -> dict[str, Any]:
-        state, age, reason = self._merged(name, window)
-        out = build_report(state, window=window or CUMULATIVE, curves=curves, max_points=max_points)
-        if age is not None:
-            out["staleness"] = {"age_seconds": round(age, 3), "reason": reason}
-        return out
-
-    def curve(
-        self, name: str, window: str, kind: str, target: str, max_points: int = 200
-    ) -> dict[str, Any]:
-        return curve(self.state(name, window), kind, target, max_points)
-
-    def records(self) -> list[StreamRecord]:
-        """Streams for the Prometheus collector: all of them on the replica holding the export
-        lease, none elsewhere (so series summed across replicas count each stream once)."""
-        if self.export == "none" or (self.export == "lease" and not self.holds_export_lease()):
-            return []
-        out = []
-        for name in self.names():
-            try:
-                out.append(self.get(name))
-            except NotFoundError:
-                continue
-        return out
-
-    def holds_export_lease(self) -> bool:
-        """Take or renew the export lease; False when another replica holds it, or no Redis."""
-        try:
-            ms = int(self.lease_seconds * 1000)
-            return bool(
-                self._call("export lease", "lease", [self.keys.exporter], [self.replica, ms])
-            )
-        except StoreUnavailableError:
-            return False
 
     # -- background: flush and compaction ------------------------------------------------------
     def note_log_length(self, stream: str, key: str, length: int) -> None:
@@ -648,9 +231,3 @@ class RedisStore(Store):
         except StoreUnavailableError:
             pass
         self.client.close()
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,195 @@
+"""Ingestion into the Redis store: producer sequences checked against Redis (authoritative) and
+this replica's buffered batches, batches turned into buffered commit entries, and the answers to
+duplicates and gaps. A mixin of ``RedisStore`` (``redis_store``); commits are ``redis_commits``."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import replace
+
+import redis
+
+from ..engine import Batch, InvalidInputError
+from ..engine.counting import compute_delta
+from .base import BatchOutcome, LimitExceededError, NotFoundError
+from .durable import StoreUnavailableError
+from .redis_buffer import Entry, decode_outcome, outcome_field
+from .redis_commits import CommitBuffer
+from .redis_scripts import Keys
+from .redis_streams import CachedStream, text
+
+__all__ = ["IngestMixin"]
+
+_INVALID_ARGUMENT, _RESOURCE_EXHAUSTED, _OUT_OF_RANGE = 3, 8, 11
+_SEQ_READ_REUSE = 0.005  # the servicer asks twice per batch, back to back
+
+
+class IngestMixin:
+    """``expected_sequence`` and ``ingest`` (batches wait in the commit buffer until a flush)."""
+
+    client: redis.Redis
+    keys: Keys
+    max_pending_bytes: int
+    _lock: threading.RLock
+    _records: dict[str, CachedStream]
+    _buffer: CommitBuffer
+    _seq_read: tuple[tuple[str, str], str, int, float] | None
+
+    def expected_sequence(self, name: str, producer_id: str) -> int:
+        with self._lock:
+            return self._expected(name, producer_id)
+
+    def _expected(self, name: str, producer: str) -> int:
+        key = (name, producer)
+        if key in self._buffer.chain:
+            return self._buffer.chain[key] + 1
+        slot = self._seq_read
+        uid = self._cached(name).uid
+        if (
+            slot
+            and slot[0] == key
+            and slot[1] == uid
+            and time.monotonic() - slot[3] < _SEQ_READ_REUSE
+        ):
+            return slot[2] + 1
+        last = self._read_producer(name, producer)
+        self._seq_read = (key, uid, last, time.monotonic())
+        return last + 1
+
+    def _read_producer(self, name: str, producer: str) -> int:
+        """The producer's last sequence in Redis; checks that the stream is the one cached."""
+        cached = self._cached(name)
+        k = self.keys
+        uid, last = self._call(
+            "sequence check", "producer", [k.of(name, "meta"), k.of(name, "prod")], [producer]
+        )
+        if uid is None:
+            self._records.pop(name, None)
+            raise NotFoundError(name)
+        if text(uid) != cached.uid:
+            self._records.pop(name, None)
+            raise StoreUnavailableError(
+                f"stream {name!r} was deleted and created again meanwhile; retry the batch"
+            )
+        return int(last or 0)
+
+    def ingest(
+        self,
+        name: str,
+        producer_id: str,
+        sequence: int,
+        batch: Batch | Exception | None,
+        timestamp: float | None,
+    ) -> BatchOutcome:
+        cached = self._cached(name)
+        with self._lock:
+            if sequence:
+                if not producer_id:
+                    raise InvalidInputError(
+                        "producer_id", "a producer id with a sequence", "an empty producer id"
+                    )
+                if sequence != self._expected(name, producer_id) or batch is None:
+                    answer = self._resolve(name, producer_id, sequence, batch is not None)
+                    if answer is not None:
+                        return answer
+            if batch is None:
+                raise ValueError("a batch is needed for the expected sequence number")
+            self._seq_read = None
+            now = self.clock()
+            entry = self._entry(cached, producer_id, sequence, batch, timestamp, now)
+            if not sequence and entry.outcome.status == "rejected":
+                return entry.outcome  # consumes nothing
+            if self._buffer.pending_bytes + entry.nbytes > self.max_pending_bytes:
+                raise StoreUnavailableError(
+                    f"the local buffer holds {self._buffer.pending_bytes} bytes not yet in Redis "
+                    f"(limit {self.max_pending_bytes}); retry once Redis answers"
+                )
+            self._buffer.add(name, cached.uid, cached.layout.size, entry)
+            outcome = entry.outcome
+            if sequence:
+                outcome = replace(outcome, expected_sequence=sequence + 1)
+            return outcome
+
+    def _entry(
+        self,
+        cached: CachedStream,
+        producer: str,
+        sequence: int,
+        batch: Batch | Exception,
+        timestamp: float | None,
+        now: float,
+    ) -> Entry:
+        if isinstance(batch, Exception):
+            code = (
+                _RESOURCE_EXHAUSTED if isinstance(batch, LimitExceededError) else _INVALID_ARGUMENT
+            )
+            outcome = BatchOutcome("rejected", error_code=code, error_message=str(batch))
+            return Entry(producer, sequence, outcome, [], [], now)
+        t = now if timestamp is None else float(timestamp)
+        if not math.isfinite(t):
+            err = InvalidInputError("timestamp", "a finite number of seconds", repr(timestamp))
+            outcome = BatchOutcome("rejected", error_code=_INVALID_ARGUMENT, error_message=str(err))
+            return Entry(producer, sequence, outcome, [], [], now)
+        spec = cached.record.spec
+        name = spec.name
+        targets = [(self.keys.of(name, "cum"), 0)]
+        engine = cached.record.engine
+        for ring in engine.windows.values():
+            current = max(ring.bucket_of(now), ring.bucket_of(t))
+            bid = ring.bucket_of(t)
+            if bid <= current - ring.n_buckets:
+                continue  # older than the window, as WindowRing.add
+            expireat = math.ceil((bid + ring.n_buckets + 1) * ring.width)
+            targets.append((self.keys.bucket(name, ring.seconds, bid), expireat))
+        parts = cached.layout.parts(compute_delta(spec, batch))
+        return Entry(
+            producer, sequence, BatchOutcome("accepted", samples=batch.n), parts, targets, now
+        )
+
+    def _resolve(self, name: str, producer: str, seq: int, have_batch: bool) -> BatchOutcome | None:
+        """Answer a sequence that is not the locally expected one, from Redis (authoritative).
+        None: it is the expected one after all, and the caller has the batch."""
+        key = (name, producer)
+        last = self._read_producer(name, producer)
+        mine = {
+            e.seq: e for e in self._buffer.entries(name) if e.producer == producer and e.seq > last
+        }
+        top = last
+        while top + 1 in mine:
+            top += 1
+        if top > last:
+            self._buffer.chain[key] = top
+        else:
+            self._buffer.chain.pop(key, None)
+        self._seq_read = None
+        if seq <= top:
+            if seq <= last:
+                with self.redis_errors("outcome lookup"):
+                    raw = self.client.hget(self.keys.of(name, "out"), outcome_field(producer, seq))
+                seen = decode_outcome(raw)
+            else:
+                seen = mine[seq].outcome
+            return BatchOutcome(
+                "duplicate",
+                samples=seen.samples if seen else 0,
+                expected_sequence=top + 1,
+                original_status=seen.status if seen else "accepted",
+                error_code=seen.error_code if seen else 0,
+                error_message=seen.error_message if seen else "",
+            )
+        if seq == top + 1:
+            if have_batch:
+                return None
+            raise StoreUnavailableError(
+                f"sequence {seq} of producer {producer!r} is the expected one (another replica "
+                "advanced it); resend the batch"
+            )
+        return BatchOutcome(
+            "rejected",
+            error_code=_OUT_OF_RANGE,
+            expected_sequence=top + 1,
+            error_message=f"sequence: expected {top + 1} for producer {producer!r}, received "
+            f"{seq} (a gap: batches {top + 1}..{seq - 1} were never acknowledged; resend them)",
+        )

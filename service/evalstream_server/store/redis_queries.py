@@ -1,0 +1,138 @@
+"""Queries of the Redis store: the merged state of a stream (cumulative, or a window's live
+buckets) read from Redis, revalidated by version against the local cache, answered stale for up
+to ``max_stale`` seconds when Redis is unreachable; reports, curves, and the Prometheus export
+lease. A mixin of ``RedisStore`` (``redis_store``)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+
+from ..engine import CUMULATIVE, State, build_report, curve
+from .base import NotFoundError, StreamRecord
+from .durable import StoreUnavailableError
+from .redis_reads import Merged, MergedCache, SharedEngine
+from .redis_scripts import Keys
+from .redis_streams import CachedStream, text
+from .sparse_log import decode_log
+
+__all__ = ["QueryMixin"]
+
+
+class QueryMixin:
+    """``state``, ``report``, ``curve`` and ``records`` (with the export lease)."""
+
+    keys: Keys
+    clock: Any
+    compact_bytes: int
+    max_stale: float
+    export: str
+    lease_seconds: float
+    replica: str
+    _lock: threading.RLock
+    _records: dict[str, CachedStream]
+    _cache: MergedCache
+    _due: dict[str, str]
+
+    def state(self, name: str, window: str) -> State:
+        return self._merged(name, window)[0]
+
+    def _merged(
+        self, name: str, window: str, retry: bool = True
+    ) -> tuple[State, float | None, str]:
+        """``(state, age, reason)``: age is None for a state confirmed by Redis just now."""
+        cached = self._cached(name)
+        engine = cached.record.engine
+        assert isinstance(engine, SharedEngine)
+        ring = engine.ring(window)
+        now = self.clock()
+        k = self.keys
+        if ring is None:
+            ck, bucket, logs = (name, CUMULATIVE), 0, [k.of(name, "cum")]
+        else:
+            bucket = ring.bucket_of(now)
+            ck = (name, str(ring.seconds))
+            logs = [
+                k.bucket(name, ring.seconds, b)
+                for b in range(bucket - ring.n_buckets + 1, bucket + 1)
+            ]
+        hit = self._cache.get(ck)
+        usable = hit is not None and hit.uid == cached.uid and hit.bucket == bucket
+        try:
+            res = self._call(
+                "query", "read", [k.of(name, "meta"), *logs], [hit.ver if usable and hit else ""]
+            )
+        except StoreUnavailableError as exc:
+            if hit is not None and hit.uid == cached.uid and now - hit.read_at <= self.max_stale:
+                return hit.state.copy(), max(0.0, now - hit.read_at), str(exc)
+            raise StoreUnavailableError(
+                f"{exc}; no merged state of {name!r} ({window or CUMULATIVE}) younger than "
+                f"{self.max_stale:g} s to answer from"
+            ) from exc
+        if not res:
+            with self._lock:
+                self._records.pop(name, None)
+            raise NotFoundError(name)
+        uid, ver = text(res[0]), text(res[1])
+        if uid != cached.uid:
+            with self._lock:
+                self._records.pop(name, None)
+            if retry:
+                return self._merged(name, window, retry=False)
+            raise StoreUnavailableError(f"stream {name!r} was re-created meanwhile; retry")
+        with self._lock:
+            self._refresh(cached, text(res[2]), text(res[3]), ver)
+        if len(res) == 4 and hit is not None:
+            hit.read_at = now
+            return hit.state.copy(), None, ""
+        size = cached.layout.size
+        total = np.zeros(size)
+        for key, data in zip(logs, res[4:], strict=True):
+            if not data:
+                continue
+            dense, listed = decode_log(data, size)
+            total += dense
+            if len(data) > self.compact_bytes and listed > 2 * np.count_nonzero(dense):
+                self._due[key] = name
+        state = cached.layout.state(total)
+        self._cache.put(ck, Merged(uid, ver, bucket, state, now))
+        return state.copy(), None, ""
+
+    def report(
+        self, name: str, window: str, curves: bool = False, max_points: int = 200
+    ) -> dict[str, Any]:
+        state, age, reason = self._merged(name, window)
+        out = build_report(state, window=window or CUMULATIVE, curves=curves, max_points=max_points)
+        if age is not None:
+            out["staleness"] = {"age_seconds": round(age, 3), "reason": reason}
+        return out
+
+    def curve(
+        self, name: str, window: str, kind: str, target: str, max_points: int = 200
+    ) -> dict[str, Any]:
+        return curve(self.state(name, window), kind, target, max_points)
+
+    def records(self) -> list[StreamRecord]:
+        """Streams for the Prometheus collector: all of them on the replica holding the export
+        lease, none elsewhere (so series summed across replicas count each stream once)."""
+        if self.export == "none" or (self.export == "lease" and not self.holds_export_lease()):
+            return []
+        out = []
+        for name in self.names():
+            try:
+                out.append(self.get(name))
+            except NotFoundError:
+                continue
+        return out
+
+    def holds_export_lease(self) -> bool:
+        """Take or renew the export lease; False when another replica holds it, or no Redis."""
+        try:
+            ms = int(self.lease_seconds * 1000)
+            return bool(
+                self._call("export lease", "lease", [self.keys.exporter], [self.replica, ms])
+            )
+        except StoreUnavailableError:
+            return False
