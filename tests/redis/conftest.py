@@ -43,22 +43,35 @@ def free_port() -> int:
 class RedisServer:
     """``redis-server`` on 127.0.0.1, persistence off unless ``aof`` (then ``appendfsync``)."""
 
-    def __init__(self, directory: Path, aof: bool = False, fsync: str = "always") -> None:
-        self.dir, self.aof, self.fsync = directory, aof, fsync
+    def __init__(
+        self, directory: Path, aof: bool = False, fsync: str = "always", tls: Path | None = None
+    ) -> None:
+        self.dir, self.aof, self.fsync, self.tls = directory, aof, fsync, tls
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
+        if self.tls is not None:
+            return f"rediss://127.0.0.1:{self.port}/0?ssl_ca_certs={self.tls / 'ca.crt'}"
         return f"redis://127.0.0.1:{self.port}/0"
+
+    def _tls_args(self) -> list[str]:
+        """TLS only (``--port 0``), with the certificates of ``make_tls_certs`` in ``self.tls``."""
+        if self.tls is None:
+            return ["--port", str(self.port)]
+        tls = ["--port", "0", "--tls-port", str(self.port), "--tls-auth-clients", "no"]
+        tls += ["--tls-cert-file", str(self.tls / "server.crt")]
+        tls += ["--tls-key-file", str(self.tls / "server.key")]
+        return tls + ["--tls-ca-cert-file", str(self.tls / "ca.crt")]
 
     def start(self) -> RedisServer:
         self.dir.mkdir(parents=True, exist_ok=True)
-        args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1"]
+        args = [REDIS_SERVER, *self._tls_args(), "--bind", "127.0.0.1"]
         args += ["--dir", str(self.dir), "--save", "", "--logfile", str(self.dir / "redis.log")]
         args += ["--appendonly", "yes" if self.aof else "no", "--appendfsync", self.fsync]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
+        client = self.client(socket_connect_timeout=0.5)
         end = time.monotonic() + 15
         try:
             while time.monotonic() < end:
@@ -89,8 +102,31 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 self.kill9()
 
-    def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port)
+    def client(self, **kw) -> redis.Redis:
+        if self.tls is not None:
+            kw.update(ssl=True, ssl_ca_certs=str(self.tls / "ca.crt"))
+        return redis.Redis(host="127.0.0.1", port=self.port, **kw)
+
+
+def make_tls_certs(directory: Path) -> Path:
+    """A throwaway CA and a server certificate for 127.0.0.1 (SAN IP:127.0.0.1) signed by it, made
+    with ``openssl`` in ``directory``: ``ca.crt``, ``server.crt``, ``server.key``."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed")
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    steps = [
+        ["req", "-x509", "-new", "-nodes", "-newkey", "rsa:2048", "-keyout", "ca.key"]
+        + ["-out", "ca.crt", "-days", "2", "-subj", "/CN=evalstream test CA"],
+        ["req", "-new", "-nodes", "-newkey", "rsa:2048", "-keyout", "server.key"]
+        + ["-out", "server.csr", "-subj", "/CN=127.0.0.1"],
+        ["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key"]
+        + ["-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "san.ext"],
+    ]
+    for step in steps:
+        subprocess.run([openssl, *step], cwd=directory, check=True, capture_output=True, timeout=60)
+    return directory
 
 
 @pytest.fixture
