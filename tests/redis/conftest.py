@@ -263,3 +263,101 @@ def ingest(stub, requests, timeout: float = 30):
 def stub_for(target: str):
     channel = grpc.insecure_channel(target)
     return channel, rpc.EvalstreamServiceStub(channel)
+
+
+def cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free too."""
+    for _ in range(200):
+        port = free_port()
+        if port > 55535:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no free port pair for a cluster node")
+
+
+class RedisClusterServers:
+    """Three ``redis-server --cluster-enabled yes`` masters on free loopback ports, joined with
+    ``redis-cli --cluster create`` (no replicas); ``url`` is a ``redis+cluster://`` seed list."""
+
+    def __init__(self, directory: Path, masters: int = 3) -> None:
+        self.dir = directory
+        self.ports = [cluster_port() for _ in range(masters)]
+        self.procs: list[subprocess.Popen] = []
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports) + "/0"
+
+    def start(self) -> RedisClusterServers:
+        for port in self.ports:
+            d = self.dir / str(port)
+            d.mkdir(parents=True, exist_ok=True)
+            args = [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(d)]
+            args += ["--cluster-enabled", "yes", "--cluster-config-file", str(d / "nodes.conf")]
+            args += ["--save", "", "--appendonly", "no", "--logfile", str(d / "redis.log")]
+            self.procs.append(
+                subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            )
+        for port in self.ports:
+            self._wait(lambda c: c.ping(), port, "start")
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            pytest.skip("redis-cli is not installed")
+        create = [cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports)]
+        subprocess.run(
+            [*create, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        for port in self.ports:
+            self._wait(_cluster_ok, port, "cluster_state:ok")
+        return self
+
+    def _wait(self, check, port: int, what: str) -> None:
+        client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.5)
+        end = time.monotonic() + 30
+        try:
+            while time.monotonic() < end:
+                try:
+                    if check(client):
+                        return
+                except redis.RedisError:
+                    pass
+                time.sleep(0.05)
+        finally:
+            client.close()
+        raise AssertionError(f"cluster node {port} did not reach {what!r}")
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+def _cluster_ok(client: redis.Redis) -> bool:
+    info = client.execute_command("CLUSTER INFO")
+    if isinstance(info, dict):
+        return info.get("cluster_state") == "ok"
+    text = info.decode() if isinstance(info, bytes) else str(info)
+    return "cluster_state:ok" in text
+
+
+@pytest.fixture
+def redis_cluster(tmp_path):
+    servers = RedisClusterServers(tmp_path / "cluster")
+    try:
+        yield servers.start()
+    finally:
+        servers.stop()

@@ -27,6 +27,7 @@ import redis
 
 from .durable import StoreUnavailableError
 from .redis_buffer import Commit, Entry
+from .redis_cluster import send_one_by_one
 
 if TYPE_CHECKING:
     from .redis_store import RedisStore
@@ -146,9 +147,11 @@ class CommitBuffer:
                         pipe.append(key, c.payload[start : start + size])
                     pipe.expire(key, _STAGE_TTL)
                 pipe.execute()
+            calls = [c.script_call(store.keys, store.replica, c in staged) for c in commits]
+            if store.keys.cluster:
+                return send_one_by_one(store, calls)
             pipe = store.client.pipeline(transaction=False)
-            for c in commits:
-                keys, args = c.script_call(store.keys, store.replica, c in staged)
+            for keys, args in calls:
                 store.scripts.queue(pipe, "commit", keys, args)
             return list(pipe.execute(raise_on_error=False))
 

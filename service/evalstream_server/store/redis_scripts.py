@@ -37,11 +37,18 @@ __all__ = ["Keys", "Scripts"]
 class Keys:
     """Key names for one prefix."""
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, cluster: bool = False) -> None:
         self.prefix = prefix
+        self.cluster = cluster
         self.streams = f"{prefix}:streams"
         self.ids = f"{prefix}:ids"
         self.exporter = f"{prefix}:exporter"
+
+    def ids_for(self, stream: str) -> str:
+        """The counter of ``stream``'s ids and epochs: one shared key on one Redis; on a cluster a
+        key in the stream's slot, kept when the stream is deleted (so a re-created stream never
+        reuses an id or an epoch)."""
+        return self.of(stream, "ids") if self.cluster else self.ids
 
     def of(self, stream: str, what: str) -> str:
         return f"{self.prefix}:{{{stream}}}:{what}"
@@ -126,6 +133,28 @@ redis.call('SADD', KEYS[1], ARGV[1])
 return {'ok', tostring(uid)}
 """
 
+# Cluster: one slot per script. KEYS: meta ids   ARGV: name spec tenant create_time max_streams
+# token count (the registry's size, read before: the limit is approximate under racing creates)
+_CREATE_SLOT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return {'exists', redis.call('HGET', KEYS[1], 'token') or ''}
+end
+if tonumber(ARGV[7]) >= tonumber(ARGV[5]) then return {'limit', ARGV[7]} end
+local uid = redis.call('INCR', KEYS[2])
+local epoch = redis.call('INCR', KEYS[2])
+redis.call('HSET', KEYS[1], 'spec', ARGV[2], 'tenant', ARGV[3], 'create_time', ARGV[4],
+           'uid', uid, 'epoch', epoch, 'ver', 0, 'batches', 0, 'token', ARGV[6])
+return {'ok', tostring(uid)}
+"""
+
+# Cluster: KEYS: meta prod out commits cum buckets (the registry entry is removed after)
+_DELETE_SLOT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+for _, k in ipairs(redis.call('ZRANGE', KEYS[6], 0, -1)) do redis.call('DEL', k) end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
+return 1
+"""
+
 # KEYS: streams meta prod out commits cum buckets   ARGV: name
 _DELETE = """
 if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
@@ -198,6 +227,8 @@ return 0
 _SOURCES = {
     "commit": _COMMIT,
     "create": _CREATE,
+    "create_slot": _CREATE_SLOT,
+    "delete_slot": _DELETE_SLOT,
     "delete": _DELETE,
     "reset": _RESET,
     "read": _READ,

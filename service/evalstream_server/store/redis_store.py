@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import redis
+from redis.cluster import RedisCluster
 
 from .base import NotFoundError, Store
 from .durable import StoreUnavailableError
@@ -103,7 +104,7 @@ class RedisStore(StreamsMixin, IngestMixin, QueryMixin, Store):
         self.client = client
         self.max_streams = max_streams
         self.clock = clock
-        self.keys = Keys(prefix)
+        self.keys = Keys(prefix, cluster=isinstance(client, RedisCluster))
         self.flush_interval = flush_interval
         self.chunk_bytes = max(1024, chunk_bytes)
         self.compact_bytes = compact_bytes
@@ -212,7 +213,10 @@ class RedisStore(StreamsMixin, IngestMixin, QueryMixin, Store):
         if len(chunk) >= len(data):
             return False
         done = self._call(
-            "compaction", "compact", [meta, key, self.keys.ids], [epoch, len(data), chunk]
+            "compaction",
+            "compact",
+            [meta, key, self.keys.ids_for(stream)],
+            [epoch, len(data), chunk],
         )
         self.stats["compactions"] += int(done)
         return bool(done)

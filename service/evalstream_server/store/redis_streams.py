@@ -15,6 +15,7 @@ import redis
 from ..engine import InvalidInputError, StreamSpec
 from .base import AlreadyExistsError, LimitExceededError, NotFoundError, StreamRecord
 from .durable import StoreUnavailableError
+from .redis_cluster import create_in_cluster, delete_in_cluster, names_in_cluster
 from .redis_reads import MergedCache, SharedEngine
 from .redis_scripts import Keys
 from .sparse_log import FlatLayout
@@ -66,6 +67,12 @@ class StreamsMixin:
                 "bins (bounded error, reported bounds) or a single server with --data-dir",
             )
         k = self.keys
+        if k.cluster:
+            create_in_cluster(self, spec, tenant)
+            with self._lock:
+                self._records.pop(spec.name, None)
+                self._cache.forget(spec.name)
+            return self.get(spec.name)
         token = uuid.uuid4().hex
         res = self._call(
             "create",
@@ -135,13 +142,17 @@ class StreamsMixin:
         cached.record.update_time = float(update_time) if update_time else None
 
     def names(self) -> list[str]:
+        if self.keys.cluster:
+            return names_in_cluster(self)
         with self.redis_errors("list streams"):
             return sorted(text(n) for n in self.client.smembers(self.keys.streams))
 
     def delete(self, name: str) -> None:
         k = self.keys
         keys = [k.streams, *(k.of(name, w) for w in ("meta", "prod", "out", "commits", "cum"))]
-        if not self._call("delete", "delete", [*keys, k.of(name, "buckets")], [name]):
+        if k.cluster:
+            delete_in_cluster(self, name)
+        elif not self._call("delete", "delete", [*keys, k.of(name, "buckets")], [name]):
             raise NotFoundError(name)
         with self._lock:
             self._records.pop(name, None)
@@ -150,7 +161,7 @@ class StreamsMixin:
     def reset(self, name: str, forget_producers: bool = False) -> StreamRecord:
         k = self.keys
         keys = [k.of(name, w) for w in ("meta", "prod", "out", "cum", "buckets")]
-        if not self._call("reset", "reset", [*keys, k.ids], [int(forget_producers)]):
+        if not self._call("reset", "reset", [*keys, k.ids_for(name)], [int(forget_producers)]):
             raise NotFoundError(name)
         with self._lock:
             if forget_producers:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
 
 __all__ = ["OPTIONS", "client_from_url"]
@@ -28,12 +29,15 @@ OPTIONS: dict[str, Callable[[str], Any]] = {
 }
 
 
-def client_from_url(url: str) -> tuple[redis.Redis, dict[str, Any]]:
+def client_from_url(url: str) -> tuple[redis.Redis | RedisCluster, dict[str, Any]]:
     """``(client, store options)`` for ``redis://[[user]:password@]host[:port][/db][?...]``
     (``rediss://`` for TLS)."""
     parts = urlsplit(url)
-    if parts.scheme not in ("redis", "rediss"):
-        raise ValueError(f"store: expected a redis:// or rediss:// URL, received {url!r}")
+    if parts.scheme not in ("redis", "rediss", "redis+cluster", "rediss+cluster"):
+        raise ValueError(
+            "store: expected a redis://, rediss://, redis+cluster:// or rediss+cluster:// URL, "
+            f"received {url!r}"
+        )
     ours, theirs = {}, []
     for key, value in parse_qsl(parts.query):
         if key in OPTIONS:
@@ -44,6 +48,8 @@ def client_from_url(url: str) -> tuple[redis.Redis, dict[str, Any]]:
         else:
             theirs.append((key, value))
     timeout = float(ours.pop("timeout", 5.0))
+    if parts.scheme.endswith("+cluster"):
+        return _cluster(parts, theirs, timeout), ours
     client = redis.Redis.from_url(
         urlunsplit(parts._replace(query=urlencode(theirs))),
         socket_timeout=timeout,
@@ -51,3 +57,29 @@ def client_from_url(url: str) -> tuple[redis.Redis, dict[str, Any]]:
         retry=Retry(NoBackoff(), 1),  # one reconnect; the gRPC client retries beyond that
     )
     return client, ours
+
+
+def _cluster(parts: SplitResult, query: list[tuple[str, str]], timeout: float) -> RedisCluster:
+    """``redis+cluster://[user:password@]host:port,host:port[/0][?...]``: the hosts are seeds
+    (any reachable one gives the slot map); ``rediss+cluster://`` for TLS."""
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    if parts.path.strip("/") not in ("", "0"):
+        raise ValueError(f"store: a Redis Cluster has only database 0, received {parts.path!r}")
+    nodes = []
+    for seed in hosts.split(","):
+        host, _, port = seed.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"store: expected host:port seeds, received {seed!r}")
+        nodes.append(ClusterNode(host.strip("[]"), int(port)))
+    kwargs: dict[str, Any] = dict(query)
+    if userinfo:
+        user, _, password = userinfo.partition(":")
+        kwargs.update(username=unquote(user) or None, password=unquote(password) or None)
+    if parts.scheme.startswith("rediss"):
+        kwargs["ssl"] = True
+    return RedisCluster(
+        startup_nodes=nodes,
+        socket_timeout=timeout,
+        socket_connect_timeout=min(timeout, 2.0),
+        **kwargs,
+    )

@@ -1,0 +1,99 @@
+"""Redis Cluster: the steps of the Redis store that touch more than one hash slot.
+
+Every Lua script touches keys of one slot: a stream's keys share the hash tag ``{stream}``, its
+id/epoch counter is ``P:{stream}:ids`` (kept when the stream is deleted, so a re-created stream
+never reuses an id or an epoch), the export lease is one key. Only the stream registry
+``P:streams`` (a set, in its own slot) is updated outside the scripts, in this order:
+
+- **create**: ``SADD`` the name, run ``create_slot`` (meta and ids, in the stream's slot), ``SADD``
+  again. The second ``SADD`` comes after the stream exists, so it survives a delete racing with
+  it (below); a replica that dies between steps leaves at most a registry entry without a stream,
+  which ``names`` ignores. The limit on streams is checked against the registry's size read
+  before the script: racing creates can pass it by their number.
+- **delete**: run ``delete_slot`` (every key of the stream, bucket logs included), ``SREM`` the
+  name, then check whether the stream exists again (created meanwhile) and ``SADD`` it back if so.
+  Every step is idempotent; a replica that dies between them leaves a registry entry without a
+  stream, ignored by ``names`` and removed by the next delete.
+- **names**: the registry, filtered by ``EXISTS`` of each stream's meta.
+- **commits**: one script per stream, sent one by one (``redis-py`` refuses scripts in cluster
+  pipelines); each is atomic and idempotent as on one Redis.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from ..engine import StreamSpec
+from .base import AlreadyExistsError, LimitExceededError, NotFoundError
+
+__all__ = ["create_in_cluster", "delete_in_cluster", "names_in_cluster", "send_one_by_one"]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def create_in_cluster(store: Any, spec: StreamSpec, tenant: str) -> None:
+    k = store.keys
+    token = uuid.uuid4().hex
+    with store.redis_errors("create"):
+        store.client.sadd(k.streams, spec.name)
+        count = int(store.client.scard(k.streams)) - 1  # the registry holds this name now
+    res = store._call(
+        "create",
+        "create_slot",
+        [k.of(spec.name, "meta"), k.ids_for(spec.name)],
+        [spec.name, json.dumps(spec.to_dict()), tenant, repr(store.clock()), store.max_streams]
+        + [token, max(0, count)],
+    )
+    status = _text(res[0])
+    if status == "limit":
+        _forget_if_absent(store, spec.name)
+        raise LimitExceededError("streams", store.max_streams, int(res[1]) + 1)
+    with store.redis_errors("create"):
+        store.client.sadd(k.streams, spec.name)
+    if status == "exists" and _text(res[1]) != token:
+        raise AlreadyExistsError(spec.name)
+
+
+def delete_in_cluster(store: Any, name: str) -> None:
+    k = store.keys
+    keys = [k.of(name, w) for w in ("meta", "prod", "out", "commits", "cum", "buckets")]
+    deleted = store._call("delete", "delete_slot", keys, [])
+    _forget_if_absent(store, name)
+    if not deleted:
+        raise NotFoundError(name)
+
+
+def _forget_if_absent(store: Any, name: str) -> None:
+    """``SREM`` the name, then put it back if the stream exists (a create raced with us)."""
+    k = store.keys
+    with store.redis_errors("delete"):
+        store.client.srem(k.streams, name)
+        if store.client.exists(k.of(name, "meta")):
+            store.client.sadd(k.streams, name)
+
+
+def names_in_cluster(store: Any) -> list[str]:
+    k = store.keys
+    with store.redis_errors("list streams"):
+        listed = sorted(_text(n) for n in store.client.smembers(k.streams))
+        return [n for n in listed if store.client.exists(k.of(n, "meta"))]
+
+
+def send_one_by_one(store: Any, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+    """Commit scripts one at a time; a failure is returned in its place (as a pipeline's
+    ``execute(raise_on_error=False)`` does), a connection failure is raised."""
+    import redis
+
+    out: list[Any] = []
+    for keys, args in calls:
+        try:
+            out.append(store.scripts.call(store.client, "commit", keys, args))
+        except (redis.ConnectionError, redis.TimeoutError):
+            raise
+        except redis.RedisError as exc:
+            out.append(exc)
+    return out
