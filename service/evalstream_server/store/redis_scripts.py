@@ -7,7 +7,8 @@ leaves nothing half-applied. Keys of one stream share the hash tag ``{name}``.
 Keys (``P`` is the prefix, default ``evalstream``)::
 
     P:streams                  SET     stream names
-    P:ids                      STRING  counter: stream ids and log epochs
+    P:ids                      STRING  counter: stream ids and log epochs (on a Redis Cluster
+                                       P:{s}:ids, one per stream: ``redis_cluster``)
     P:exporter                 STRING  replica id holding the Prometheus export lease (PX ttl)
     P:{s}:meta                 HASH    spec, tenant, create_time, uid, epoch, ver, batches,
                                        update_time
