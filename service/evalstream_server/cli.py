@@ -88,7 +88,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--store",
         metavar="URL",
-        help="redis://HOST:PORT/DB or rediss://...: keep state in Redis, shared by replicas "
+        help="redis://HOST:PORT/DB, rediss://... or redis+cluster://H1:P1,H2:P2/0: keep state "
+        "in Redis, shared by replicas "
         "(docs/replicas.md)",
     )
     p.add_argument("--max-streams", type=int)

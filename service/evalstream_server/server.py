@@ -29,7 +29,7 @@ log = logging.getLogger("evalstream.server")
 
 
 def build_store(settings: Settings) -> Store:
-    """The Redis store for a ``redis://`` or ``rediss://`` ``store`` URL (replicas), else the
+    """The Redis store for a ``redis://``, ``rediss://`` or ``redis+cluster://`` URL, else the
     durable SQLite store under ``data_dir``, or in-memory state without one."""
     if settings.store:
         if settings.data_dir:

@@ -22,7 +22,7 @@ class Settings:
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9464  # 0 picks a free port; -1 disables the /metrics endpoint
     data_dir: str = ""  # durable SQLite store here; empty = in-memory only
-    store: str = ""  # redis://HOST:PORT/DB (or rediss://): state shared by replicas; see docs
+    store: str = ""  # redis://, rediss:// or redis+cluster:// URL: state shared by replicas
     durability: str = "full"  # full: acks survive power loss; normal: process crashes only
     max_receive_bytes: int = 4 * 1024 * 1024
     max_send_bytes: int = 64 * 1024 * 1024
