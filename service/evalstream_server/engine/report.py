@@ -138,14 +138,14 @@ def _ranking_groups(
 ):
     spec = state.spec
 
-    def ap(pos, neg, atomic):
+    def ap_of(pos: np.ndarray, neg: np.ndarray, atomic: np.ndarray) -> dict[str, np.ndarray]:
         return ap_stats(pos, neg, atomic, bounds=intervals)
 
     ovr_auc = _stack(view.ovr(), auc_stats)
-    ovr_ap = _stack(view.ovr(), ap)
+    ovr_ap = _stack(view.ovr(), ap_of)
     micro = view.micro()
     micro_auc = auc_stats(micro.pos, micro.neg, micro.atomic)
-    micro_ap = ap(micro.pos, micro.neg, micro.atomic)
+    micro_ap = ap_of(micro.pos, micro.neg, micro.atomic)
     ovr_ap["N"] = ovr_auc["N"]
     micro_ap["N"] = micro_auc["N"]
     if spec.task == "binary":
