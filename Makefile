@@ -24,9 +24,16 @@ test: venv tools
 demo: venv
 	$(VENV)/bin/evalstream demo $(DEMO_ARGS)
 
-bench: venv
+# Benchmarks print ratios against references measured in the same run (bench/README.md).
+# Peers (TorchMetrics, River) need `bash scripts/bench-venv.sh` and PY=.tools/bench-venv/bin/python.
+bench: venv tools
 	$(PY) bench/engine_ingest.py
 	$(PY) bench/engine_query.py
+	$(PY) bench/service_ingest.py
+	$(PY) bench/service_query.py
+	$(PY) bench/scrape.py
+	$(PY) bench/durability.py
+	$(PY) bench/replicas.py
 
 lint: venv
 	$(VENV)/bin/ruff check client service tests bench
