@@ -20,13 +20,11 @@ def _v(leaf: dict[str, Any] | None, digits: int = 3) -> str:
 
 def classification_report(report: dict[str, Any], digits: int = 3) -> str:
     """Per-class precision, recall, F1, ROC AUC, AP and support, then the averages."""
-    names = report["classes"]
+    names = rows = report["classes"]
     if report["task"] == "binary":
-        rows = names
         auc_rows = {names[1]: report["roc_auc"].get("binary")}
         ap_rows = {names[1]: report["average_precision"].get("binary")}
     else:
-        rows = names
         auc_rows = report["roc_auc"].get("per_class", {})
         ap_rows = report["average_precision"].get("per_class", {})
     width = max([len(n) for n in rows] + [len("weighted avg"), 12])

@@ -127,7 +127,9 @@ def test_multiclass_single_class_window():
     rep = eng.report()
     assert rep["roc_auc"]["macro"]["value"] is None
     assert rep["roc_auc"]["ovo_macro"]["value"] is None
-    assert rep["matthews_corrcoef"]["value"] is not None or rep["matthews_corrcoef"]["reason"]
+    # one true class: MCC divides by zero (sklearn returns 0.0); we say undefined and why
+    assert rep["matthews_corrcoef"]["value"] is None
+    assert "sklearn returns 0.0" in rep["matthews_corrcoef"]["reason"]
 
 
 @pytest.mark.parametrize("resolution", ["exact", "bins"])

@@ -49,7 +49,9 @@ class Scatter:
         w = self.weights
         if w is not None and self.repeat != 1:
             w = np.repeat(w, self.repeat)
-        np.add.at(target.reshape(-1), self.index.reshape(-1), 1.0 if w is None else w)
+        flat = target.view()
+        flat.shape = (-1,)  # raises instead of silently adding into a copy (non-contiguous)
+        np.add.at(flat, self.index.reshape(-1), 1.0 if w is None else w)
 
     def dense(self, shape: tuple[int, ...]) -> np.ndarray:
         out = np.zeros(shape)

@@ -100,13 +100,6 @@ class _BinnedView(ScoreView):
             self._edges,
         )
 
-    def ovo(self, pairs: list[tuple[int, int]]) -> list[Problem]:
-        if self._hist is None:
-            raise ValueError("one-vs-one needs the full histogram")
-        i = np.array([p[0] for p in pairs], dtype=np.int64)
-        j = np.array([p[1] for p in pairs], dtype=np.int64)
-        return [Problem(self._hist[i, i, :], self._hist[j, i, :], self._atomic, self._edges)]
-
     def ovo_matrix(self, K: int) -> dict[str, np.ndarray]:
         if self._hist is None:
             raise ValueError("one-vs-one needs the full histogram")

@@ -37,22 +37,22 @@ class EvalstreamCollector(Collector):
     def __init__(self, store: MemoryStore, max_class_series: int = 100) -> None:
         self.store = store
         self.max_class_series = max_class_series
-        # (stream, window) -> (key, n_samples, report): a window whose engine did not change and
+        # (stream, window) -> (key, report): a window whose engine did not change and
         # whose time bucket did not move is not recomputed (idle streams cost nothing to scrape)
-        self._cache: dict[tuple[str, str], tuple[tuple, int, dict]] = {}
+        self._cache: dict[tuple[str, str], tuple[tuple, dict]] = {}
 
-    def _report(self, record, window: str) -> tuple[int, dict]:
+    def _report(self, record, window: str) -> dict:
         engine = record.engine
         ring = engine.windows.get(window)
         bucket = ring.bucket_of(engine.clock()) if ring is not None else None
         key = (id(engine), engine.version, bucket)
         hit = self._cache.get((record.name, window))
         if hit is not None and hit[0] == key:
-            return hit[1], hit[2]
+            return hit[1]
         state = self.store.state(record.name, window)
         report = build_report(state, window=window, intervals=False)
-        self._cache[(record.name, window)] = (key, state.n_samples, report)
-        return state.n_samples, report
+        self._cache[(record.name, window)] = (key, report)
+        return report
 
     def describe(self) -> list[Metric]:
         return []  # computed at scrape time; do not collect on registration
@@ -77,7 +77,7 @@ class EvalstreamCollector(Collector):
             for window in record.engine.window_names():
                 live.add((name, window))
                 try:
-                    _, report = self._report(record, window)
+                    report = self._report(record, window)
                 except NotFoundError:
                     break
                 except Exception:  # noqa: BLE001 - one bad stream must not break the scrape

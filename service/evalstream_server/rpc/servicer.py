@@ -140,6 +140,7 @@ class EvalstreamServicer:
         batch: Any
         rows_claimed = int(req.scores.shape[0]) if req.scores.shape else 0
         result.samples = max(rows_claimed, 0)
+        expected = 0  # the producer's expected sequence: asked once per batch
         if req.sequence and req.producer_id:
             expected = self.store.expected_sequence(req.stream, req.producer_id)
             if req.sequence != expected:  # duplicate or gap: answered without reading the data
@@ -170,19 +171,24 @@ class EvalstreamServicer:
                 return result
             batch = exc
         ts = convert.seconds(req.event_time) if req.HasField("event_time") else None
-        if not isinstance(batch, Exception) and self._rate_limited(req, record, batch.n, result):
+        if not isinstance(batch, Exception) and self._rate_limited(
+            req, record, batch.n, expected, result
+        ):
             return result
         outcome = self.store.ingest(req.stream, req.producer_id, req.sequence, batch, ts)
         return _fill(result, outcome)
 
     def _rate_limited(
-        self, req: pb.IngestRequest, record: StreamRecord, n: int, result: ingest_pb2.BatchResult
+        self,
+        req: pb.IngestRequest,
+        record: StreamRecord,
+        n: int,
+        expected: int,
+        result: ingest_pb2.BatchResult,
     ) -> bool:
         """Fill ``result`` and return True if the batch must wait (its number is not consumed).
-        Duplicates and gaps are not charged: the store answers them without counting."""
-        expected = self.store.expected_sequence(req.stream, req.producer_id) if req.sequence else 0
-        if req.sequence and req.sequence != expected:
-            return False
+        Only batches carrying the expected number get here: duplicates and gaps were answered
+        before the data was read, and are never charged."""
         wait = self.rate_limiter.admit(record.tenant, req.stream, n)
         if wait <= 0:
             return False

@@ -23,7 +23,7 @@ from .redis_streams import CachedStream, text
 __all__ = ["IngestMixin"]
 
 _INVALID_ARGUMENT, _RESOURCE_EXHAUSTED, _OUT_OF_RANGE = 3, 8, 11
-_SEQ_READ_REUSE = 0.005  # the servicer asks twice per batch, back to back
+_SEQ_READ_REUSE = 0.005  # the servicer pre-check and ingest() each ask, per batch
 
 
 class IngestMixin:
