@@ -318,12 +318,121 @@ def _triton_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, received {text}")
+    return value
+
+
+def _add_triton_proxy(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "triton-proxy",
+        help="a KServe V2 gRPC proxy in front of Triton that records predictions",
+        description="Serve inference.GRPCInferenceService on --listen, forward every call to the "
+        "inference server (--triton) and answer with its bytes unchanged, and record the "
+        "outputs of the --model models into evalstream (--target) as predictions under the "
+        "request id (generated when the caller gave none; rows of a batch are ID/ROW). Send "
+        "labels later with EvalClient.log_labels. Recording never delays or fails inference: "
+        "rows wait in a bounded buffer and what does not fit is counted as dropped. SIGTERM "
+        "drains calls in flight and flushes the buffer. Exit codes: 0 stopped, 2 bad "
+        "arguments, 1 could not start.",
+    )
+    p.add_argument("--listen", default="127.0.0.1:8011", metavar="HOST:PORT", help="(8011)")
+    p.add_argument("--triton", required=True, metavar="HOST:PORT", help="inference server gRPC")
+    p.add_argument(
+        "--target", default="127.0.0.1:50051", metavar="HOST:PORT", help="evalstream's gRPC"
+    )
+    p.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        metavar="NAME=STREAM[:OUTPUT]",
+        help="record model NAME into stream STREAM (created beforehand), from output OUTPUT "
+        "(default: the only or first output); repeat for more models",
+    )
+    p.add_argument("--metrics-host", default="127.0.0.1")
+    p.add_argument(
+        "--metrics-port", type=int, default=9465, help="the proxy's /metrics (9465; -1 = off)"
+    )
+    p.add_argument("--max-buffer-rows", type=_positive_int, default=100_000, metavar="N")
+    p.add_argument("--batch-rows", type=_positive_int, default=4096, metavar="N")
+    p.add_argument("--flush-interval", type=_positive_float, default=0.05, metavar="S")
+    p.add_argument(
+        "--retry-deadline",
+        type=_positive_float,
+        default=2.0,
+        metavar="S",
+        help="per send to an unreachable evalstream, before the rows go back to the buffer (2)",
+    )
+    p.add_argument("--flush-timeout", type=_positive_float, default=10.0, metavar="S")
+    p.add_argument("--shutdown-grace", type=_positive_float, default=5.0, metavar="S")
+    p.add_argument("--token", metavar="T", help="evalstream bearer token (or EVALSTREAM_TOKEN)")
+    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--log-format", choices=["json", "text"], default="text")
+
+
+@_command("triton-proxy")
+def _triton_proxy(args: argparse.Namespace) -> int:
+    import asyncio
+    import os
+
+    from .logs import configure_logging
+    from .proxy import ProxySettings, RouteError, parse_routes, serve_proxy_forever
+
+    def fail(code: int, exc: Exception) -> int:
+        print(f"evalstream triton-proxy: {' '.join(str(exc).split())}", file=sys.stderr)
+        return code
+
+    try:
+        settings = ProxySettings(
+            triton=args.triton,
+            target=args.target,
+            routes=parse_routes(args.model),
+            listen=args.listen,
+            metrics_host=args.metrics_host,
+            metrics_port=args.metrics_port,
+            max_buffer_rows=args.max_buffer_rows,
+            batch_rows=args.batch_rows,
+            flush_interval=args.flush_interval,
+            retry_deadline=args.retry_deadline,
+            flush_timeout=args.flush_timeout,
+            shutdown_grace=args.shutdown_grace,
+            token=args.token or os.environ.get("EVALSTREAM_TOKEN"),
+        )
+    except RouteError as exc:
+        return fail(2, exc)
+    configure_logging(args.log_level, args.log_format)
+
+    def ready(running) -> None:
+        models = ", ".join(f"{m} -> {r.stream}" for m, r in settings.routes.items())
+        print(
+            f"triton-proxy: serving {running.address} -> {settings.triton}; recording {models} "
+            f"into {settings.target}; /metrics on port {running.metrics_port}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    try:
+        left = asyncio.run(serve_proxy_forever(settings, ready=ready))
+    except ValueError as exc:  # an address that is not HOST:PORT
+        return fail(2, exc)
+    except (OSError, RuntimeError) as exc:  # cannot bind, no usable client
+        return fail(1, exc)
+    print(f"triton-proxy: stopped; {left} rows unsent", file=sys.stderr)
+    return 0
+
+
 _PARSER_BUILDERS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_evaluate,
     _add_serve,
     _add_report,
     _add_demo,
     _add_triton_eval,
+    _add_triton_proxy,
 ]
 
 
