@@ -18,7 +18,7 @@ from .errors import error_from_rpc
 from .ingest import LogResult, Sequences, deliver
 from .report import Curve, Report
 from .streams import StreamInfo, stream_config
-from .tensors import MAX_BATCH_ROWS, MESSAGE_BYTES, to_rows
+from .tensors import MAX_BATCH_ROWS, MESSAGE_BYTES, id_rows, to_rows
 from .v1 import curve_pb2
 from .v1 import evalstream_service_pb2 as pb
 from .v1.evalstream_service_pb2_grpc import EvalstreamServiceStub
@@ -123,6 +123,11 @@ class EvalClient:
         ovo_class_limit: int | None = None,
         top_k: int | None = None,
         calibration_bins: int | None = None,
+        *,
+        low_confidence: float | None = None,
+        prior_reference: str | None = None,
+        pending_retention: float | None = None,
+        max_pending: int | None = None,
     ) -> StreamInfo:
         """Create a stream; return it with the server's defaults filled in.
 
@@ -145,6 +150,16 @@ class EvalClient:
             or ``"exact:<max samples>"``.
         ovo_class_limit, top_k, calibration_bins : int, optional
             None takes the server default.
+        low_confidence : float, optional
+            Label-free figures: predictions less confident than this count as low-confidence
+            (default 0.6).
+        prior_reference : str, optional
+            The window prior shift is measured against: ``"cumulative"`` (default) or one of
+            ``windows``.
+        pending_retention : float, optional
+            Seconds a prediction from ``log_predictions`` waits for its label (default 7 days).
+        max_pending : int, optional
+            Most predictions awaiting labels (default 100,000); the oldest are evicted past it.
 
         Raises
         ------
@@ -153,6 +168,7 @@ class EvalClient:
         config = stream_config(
             name, task, classes, scores, windows, thresholds, resolution,
             ovo_class_limit, top_k, calibration_bins,
+            low_confidence, prior_reference, pending_retention, max_pending,
         )  # fmt: skip
         response = self._unary(self._stub.CreateStream, pb.CreateStreamRequest(config=config))
         self._sequences.forget(name)  # a new stream knows no producer
@@ -239,9 +255,68 @@ class EvalClient:
         if np.asarray(y_true).dtype.kind in "USO":
             classes = self.get_stream(stream).classes
         rows = to_rows(y_true, y_score, sample_weight, classes=classes)
+        return self._deliver(stream, rows, _timestamp(timestamp))
+
+    def log_predictions(
+        self,
+        stream: str,
+        ids: Any,
+        y_score: Any,
+        timestamp: float | datetime | None = None,
+    ) -> LogResult:
+        """Send predictions whose labels come later, one id per row.
+
+        They count at once in the label-free figures (predicted prevalence, confidence, prior
+        shift) and wait on the server, up to the stream's ``pending_retention`` and
+        ``max_pending``, for ``log_labels`` with the same ids; each joined pair is then counted
+        in the windows of ``timestamp``. Exactly once, like ``log``. Rows whose id the stream
+        has seen before are ignored and counted in ``result.duplicate_ids``.
+
+        Parameters
+        ----------
+        stream : str
+        ids : sequence of str
+            1 to 256 characters each, unique per stream (request ids, for instance).
+        y_score : array-like
+            As in ``log``.
+        timestamp : float or datetime, optional
+            When the predictions were made (default: the server's clock).
+
+        Returns
+        -------
+        LogResult
+            ``added`` and ``duplicate_ids`` say what became of the rows.
+        """
+        rows = id_rows(ids, y_score=y_score)
+        return self._deliver(stream, rows, _timestamp(timestamp))
+
+    def log_labels(self, stream: str, ids: Any, y_true: Any) -> LogResult:
+        """Send the true labels of predictions logged earlier with ``log_predictions``.
+
+        Each label joins the pending prediction of its id. Labels for ids the stream never saw
+        (or forgot past its bounds), for expired predictions and second labels for an id are
+        counted (``result.unknown``, ``result.expired``, ``result.duplicate_ids``), never joined.
+
+        Parameters
+        ----------
+        stream : str
+        ids : sequence of str
+        y_true : array-like
+            As in ``log`` (class names are mapped to indices).
+
+        Returns
+        -------
+        LogResult
+            ``matched`` labels were joined and counted.
+        """
+        classes = None
+        if np.asarray(y_true).dtype.kind in "USO":
+            classes = self.get_stream(stream).classes
+        return self._deliver(stream, id_rows(ids, y_true=y_true, classes=classes), None)
+
+    def _deliver(self, stream: str, rows: Any, event_time: Timestamp | None) -> LogResult:
         if rows.n == 0:
             return LogResult()
-        event_time = _timestamp(timestamp)
         per_message = rows.rows_per_message(MESSAGE_BYTES, self.max_batch_rows)
         deadline = self.timeout + rows.n * rows.row_bytes / 2**20
 

@@ -101,6 +101,14 @@ class LogResult:
     errors : list of BatchError
         The rejected batches, and (only in the error of a call that failed for good) batches
         sent but never acknowledged, whose outcome is unknown.
+    added : int
+        ``log_predictions``: predictions stored to await their labels.
+    matched, unknown, expired : int
+        ``log_labels``: labels joined with their prediction, labels for ids no prediction had,
+        and labels whose prediction had expired or been evicted.
+    duplicate_ids : int
+        ``log_predictions``: rows ignored because their id was seen before; ``log_labels``:
+        second labels for an id already joined.
     """
 
     accepted_batches: int = 0
@@ -109,12 +117,29 @@ class LogResult:
     rejected_batches: int = 0
     rejected_samples: int = 0
     errors: list[BatchError] = field(default_factory=list)
+    added: int = 0
+    matched: int = 0
+    unknown: int = 0
+    expired: int = 0
+    duplicate_ids: int = 0
 
-    def add(self, kind: str, rows: tuple[int, int], error: BatchError | None = None) -> None:
+    def add(
+        self,
+        kind: str,
+        rows: tuple[int, int],
+        error: BatchError | None = None,
+        join: ingest_pb2.JoinCounts | None = None,
+    ) -> None:
         n = rows[1] - rows[0]
         if kind == "accepted":
             self.accepted_batches += 1
             self.accepted_samples += n
+            if join is not None:
+                self.added += join.added
+                self.matched += join.matched
+                self.unknown += join.unknown
+                self.expired += join.expired
+                self.duplicate_ids += join.duplicate
         elif kind == "duplicate":
             self.duplicate_batches += 1
         else:
@@ -150,10 +175,13 @@ def make_request(
     """One IngestRequest carrying ``rows``."""
     scores, labels, weights = rows.tensors()
     req = pb.IngestRequest(
-        stream=stream, producer_id=producer_id, sequence=sequence, scores=scores, labels=labels
+        stream=stream, producer_id=producer_id, sequence=sequence, kind=rows.kind
     )
-    if weights is not None:
-        req.sample_weight.CopyFrom(weights)
+    for name, t in (("scores", scores), ("labels", labels), ("sample_weight", weights)):
+        if t is not None:
+            getattr(req, name).CopyFrom(t)
+    if rows.ids is not None:
+        req.ids.extend(rows.ids.tolist())
     if event_time is not None:
         req.event_time.CopyFrom(event_time)
     return req
@@ -253,7 +281,8 @@ def deliver(
                 err = BatchError(i, spans[i], seq[i], code_name(r.error_code), r.error_message)
                 if kind == "refused":
                     refused.append(r)
-            result.add("rejected" if kind == "refused" else kind, spans[i], err)
+            join = r.join if r.HasField("join") else None
+            result.add("rejected" if kind == "refused" else kind, spans[i], err, join)
         resent.update(order[len(results) : n_sent])  # outcome unknown
         if failure is not None and failure.code() not in _RETRY_CALL:
             raise _with_result(error_from_rpc(failure), result)

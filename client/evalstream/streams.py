@@ -37,6 +37,11 @@ class StreamInfo:
     resolution : str
         ``"bins:<mantissa bits>"`` or ``"exact:<max samples>"``.
     ovo_class_limit, top_k, calibration_bins : int
+    low_confidence : float
+    prior_reference : str
+    pending_retention : float
+        Seconds a prediction waits for its label (``log_predictions``).
+    max_pending : int
     sample_count : int
         Samples in the cumulative state since creation or the last reset.
     ovo_available : bool
@@ -56,6 +61,10 @@ class StreamInfo:
     ovo_class_limit: int
     top_k: int
     calibration_bins: int
+    low_confidence: float
+    prior_reference: str
+    pending_retention: float
+    max_pending: int
     sample_count: int
     ovo_available: bool
     create_time: datetime
@@ -80,6 +89,10 @@ class StreamInfo:
             ovo_class_limit=int(c.ovo_class_limit),
             top_k=int(c.top_k),
             calibration_bins=int(c.calibration_bins),
+            low_confidence=float(c.low_confidence),
+            prior_reference=c.prior_reference,
+            pending_retention=c.pending_retention.ToNanoseconds() / 1e9,
+            max_pending=int(c.max_pending),
             sample_count=int(msg.sample_count),
             ovo_available=bool(msg.ovo_available),
             create_time=msg.create_time.ToDatetime(tzinfo=UTC),
@@ -100,6 +113,10 @@ def stream_config(
     ovo_class_limit: int | None = None,
     top_k: int | None = None,
     calibration_bins: int | None = None,
+    low_confidence: float | None = None,
+    prior_reference: str | None = None,
+    pending_retention: float | None = None,
+    max_pending: int | None = None,
 ) -> stream_pb2.StreamConfig:
     """A ``StreamConfig`` message. Only what the wire cannot carry is refused here (an unknown
     task or score kind, a resolution string that does not parse); the server checks the rest."""
@@ -123,7 +140,12 @@ def stream_config(
         ovo_class_limit=ovo_class_limit or 0,
         top_k=top_k or 0,
         calibration_bins=calibration_bins or 0,
+        low_confidence=low_confidence or 0.0,
+        prior_reference=prior_reference or "",
+        max_pending=max_pending or 0,
     )
+    if pending_retention is not None:
+        config.pending_retention.FromNanoseconds(int(round(float(pending_retention) * 1e9)))
     config.resolution.CopyFrom(_resolution(resolution))
     return config
 

@@ -18,7 +18,15 @@ import numpy as np
 
 from .v1 import tensor_pb2
 
-__all__ = ["Rows", "to_rows", "concat_rows", "tensor", "MESSAGE_BYTES", "MAX_BATCH_ROWS"]
+__all__ = [
+    "MAX_BATCH_ROWS",
+    "MESSAGE_BYTES",
+    "Rows",
+    "concat_rows",
+    "id_rows",
+    "tensor",
+    "to_rows",
+]
 
 MESSAGE_BYTES = 1 << 20  # payload per message: the service asks for about 1 MiB at most
 MAX_BATCH_ROWS = 65536  # the server's default max_batch_rows
@@ -35,22 +43,32 @@ _INT32 = np.iinfo(np.int32)
 
 @dataclass(frozen=True)
 class Rows:
-    """Rows converted to their wire dtypes; every array has the same leading length ``n``."""
+    """Rows converted to their wire dtypes; every array has the same leading length ``n``.
 
-    labels: np.ndarray
-    scores: np.ndarray
+    Predictions awaiting labels have ``ids`` and no ``labels``; labels for them have ``ids`` and
+    no ``scores`` (``kind`` is the wire's RecordKind: 0 labelled, 2 predictions, 3 labels)."""
+
+    labels: np.ndarray | None
+    scores: np.ndarray | None
     weights: np.ndarray | None
+    ids: np.ndarray | None = None  # object array of str
+    kind: int = 0
 
     @property
     def n(self) -> int:
-        return int(self.scores.shape[0])
+        lead = self.scores if self.scores is not None else self.labels
+        assert lead is not None
+        return int(lead.shape[0])
 
     @property
     def row_bytes(self) -> int:
-        """Payload bytes of one row on the wire."""
-        width = int(np.prod(self.scores.shape[1:], dtype=np.int64))
-        label_width = int(np.prod(self.labels.shape[1:], dtype=np.int64))
-        size = width * self.scores.itemsize + label_width * self.labels.itemsize
+        """Payload bytes of one row on the wire (ids: their mean UTF-8 length plus framing)."""
+        size = 0
+        for a in (self.scores, self.labels):
+            if a is not None:
+                size += int(np.prod(a.shape[1:], dtype=np.int64)) * a.itemsize
+        if self.ids is not None and len(self.ids):
+            size += 3 + sum(len(i.encode()) for i in self.ids) // len(self.ids)
         return size + (8 if self.weights is not None else 0)
 
     @property
@@ -71,13 +89,19 @@ class Rows:
         return max(1, min(max_rows, max_bytes // max(self.row_bytes, 1)))
 
     def slice(self, start: int, stop: int) -> Rows:
-        w = None if self.weights is None else self.weights[start:stop]
-        return Rows(self.labels[start:stop], self.scores[start:stop], w)
+        def cut(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[start:stop]
 
-    def tensors(self) -> tuple[tensor_pb2.Tensor, tensor_pb2.Tensor, tensor_pb2.Tensor | None]:
-        """``(scores, labels, sample_weight)`` tensors of these rows."""
-        w = None if self.weights is None else tensor(self.weights)
-        return tensor(self.scores), tensor(self.labels), w
+        return Rows(cut(self.labels), cut(self.scores), cut(self.weights), cut(self.ids), self.kind)
+
+    def tensors(
+        self,
+    ) -> tuple[tensor_pb2.Tensor | None, tensor_pb2.Tensor | None, tensor_pb2.Tensor | None]:
+        """``(scores, labels, sample_weight)`` tensors of these rows (None where absent)."""
+        scores, labels, weights = (
+            None if a is None else tensor(a) for a in (self.scores, self.labels, self.weights)
+        )
+        return scores, labels, weights
 
 
 def tensor(a: np.ndarray) -> tensor_pb2.Tensor:
@@ -87,6 +111,34 @@ def tensor(a: np.ndarray) -> tensor_pb2.Tensor:
         shape=[int(d) for d in a.shape],
         data=np.ascontiguousarray(a).tobytes(),
     )
+
+
+def id_rows(
+    ids: object, y_score: object = None, y_true: object = None, classes: Sequence[str] | None = None
+) -> Rows:
+    """Predictions (``ids``, ``y_score``) or labels (``ids``, ``y_true``) in wire dtypes."""
+    id_array = np.asarray(ids, dtype=object)
+    if id_array.ndim != 1:
+        raise ValueError(
+            f"ids: expected a 1-D sequence of strings, received shape {id_array.shape}"
+        )
+    bad = [i for i, v in enumerate(id_array.tolist()) if not isinstance(v, str)]
+    if bad:
+        v = id_array[bad[0]]
+        raise ValueError(
+            f"ids: expected strings, received {type(v).__name__} {v!r} at index {bad[0]}"
+        )
+    if y_score is not None:
+        scores, labels, kind, what = _scores(y_score, False), None, 2, "y_score"
+    else:
+        scores, labels, kind, what = None, _labels(y_true, classes, False), 3, "y_true"
+    n = (scores if scores is not None else labels).shape[0]  # type: ignore[union-attr]
+    if len(id_array) != n:
+        raise ValueError(
+            f"ids: expected {n} ids, one per row of {what}, received {len(id_array)}; rows are "
+            "split into batches together, so the lengths must match"
+        )
+    return Rows(labels, scores, None, id_array, kind)
 
 
 def concat_rows(parts: Sequence[Rows]) -> Rows:

@@ -26,6 +26,9 @@ FLOAT_FIELDS = (
     "samples_prf",
     "samples_auc",
     "samples_ap",
+    "pred_prob",
+    "pred_conf_sum",
+    "delay_sum",
 )
 
 

@@ -56,6 +56,8 @@ EXPECTED_RPCS = {
     "DeleteStream": (False, False),
     "ResetStream": (False, False),
     "Ingest": (True, True),
+    "LogPredictions": (False, False),
+    "LogLabels": (False, False),
     "GetReport": (False, False),
     "GetCurve": (False, False),
     "WatchReport": (False, True),

@@ -7,12 +7,24 @@ from evalstream.v1 import tensor_pb2 as _tensor_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class RecordKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RECORD_KIND_UNSPECIFIED: _ClassVar[RecordKind]
+    RECORD_KIND_LABELLED: _ClassVar[RecordKind]
+    RECORD_KIND_PREDICTIONS: _ClassVar[RecordKind]
+    RECORD_KIND_LABELS: _ClassVar[RecordKind]
+RECORD_KIND_UNSPECIFIED: RecordKind
+RECORD_KIND_LABELLED: RecordKind
+RECORD_KIND_PREDICTIONS: RecordKind
+RECORD_KIND_LABELS: RecordKind
 
 class CreateStreamRequest(_message.Message):
     __slots__ = ("config",)
@@ -79,7 +91,7 @@ class ResetStreamResponse(_message.Message):
     def __init__(self, stream: _Optional[_Union[_stream_pb2.StreamInfo, _Mapping]] = ...) -> None: ...
 
 class IngestRequest(_message.Message):
-    __slots__ = ("stream", "producer_id", "sequence", "scores", "labels", "sample_weight", "event_time")
+    __slots__ = ("stream", "producer_id", "sequence", "scores", "labels", "sample_weight", "event_time", "ids", "kind")
     STREAM_FIELD_NUMBER: _ClassVar[int]
     PRODUCER_ID_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
@@ -87,6 +99,8 @@ class IngestRequest(_message.Message):
     LABELS_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_WEIGHT_FIELD_NUMBER: _ClassVar[int]
     EVENT_TIME_FIELD_NUMBER: _ClassVar[int]
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
     stream: str
     producer_id: str
     sequence: int
@@ -94,7 +108,51 @@ class IngestRequest(_message.Message):
     labels: _tensor_pb2.Tensor
     sample_weight: _tensor_pb2.Tensor
     event_time: _timestamp_pb2.Timestamp
-    def __init__(self, stream: _Optional[str] = ..., producer_id: _Optional[str] = ..., sequence: _Optional[int] = ..., scores: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., labels: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., sample_weight: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    kind: RecordKind
+    def __init__(self, stream: _Optional[str] = ..., producer_id: _Optional[str] = ..., sequence: _Optional[int] = ..., scores: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., labels: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., sample_weight: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ids: _Optional[_Iterable[str]] = ..., kind: _Optional[_Union[RecordKind, str]] = ...) -> None: ...
+
+class LogPredictionsRequest(_message.Message):
+    __slots__ = ("stream", "producer_id", "sequence", "ids", "scores", "event_time")
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    PRODUCER_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TIME_FIELD_NUMBER: _ClassVar[int]
+    stream: str
+    producer_id: str
+    sequence: int
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    scores: _tensor_pb2.Tensor
+    event_time: _timestamp_pb2.Timestamp
+    def __init__(self, stream: _Optional[str] = ..., producer_id: _Optional[str] = ..., sequence: _Optional[int] = ..., ids: _Optional[_Iterable[str]] = ..., scores: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class LogPredictionsResponse(_message.Message):
+    __slots__ = ("result",)
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    result: _ingest_pb2.BatchResult
+    def __init__(self, result: _Optional[_Union[_ingest_pb2.BatchResult, _Mapping]] = ...) -> None: ...
+
+class LogLabelsRequest(_message.Message):
+    __slots__ = ("stream", "producer_id", "sequence", "ids", "labels")
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    PRODUCER_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    stream: str
+    producer_id: str
+    sequence: int
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    labels: _tensor_pb2.Tensor
+    def __init__(self, stream: _Optional[str] = ..., producer_id: _Optional[str] = ..., sequence: _Optional[int] = ..., ids: _Optional[_Iterable[str]] = ..., labels: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
+
+class LogLabelsResponse(_message.Message):
+    __slots__ = ("result",)
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    result: _ingest_pb2.BatchResult
+    def __init__(self, result: _Optional[_Union[_ingest_pb2.BatchResult, _Mapping]] = ...) -> None: ...
 
 class IngestResponse(_message.Message):
     __slots__ = ("results", "accepted_batches", "duplicate_batches", "rejected_batches", "accepted_samples", "rejected_samples")

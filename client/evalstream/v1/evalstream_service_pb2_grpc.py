@@ -77,6 +77,16 @@ class EvalstreamServiceStub:
                 request_serializer=evalstream_dot_v1_dot_evalstream__service__pb2.IngestRequest.SerializeToString,
                 response_deserializer=evalstream_dot_v1_dot_evalstream__service__pb2.IngestResponse.FromString,
                 _registered_method=True)
+        self.LogPredictions = channel.unary_unary(
+                '/evalstream.v1.EvalstreamService/LogPredictions',
+                request_serializer=evalstream_dot_v1_dot_evalstream__service__pb2.LogPredictionsRequest.SerializeToString,
+                response_deserializer=evalstream_dot_v1_dot_evalstream__service__pb2.LogPredictionsResponse.FromString,
+                _registered_method=True)
+        self.LogLabels = channel.unary_unary(
+                '/evalstream.v1.EvalstreamService/LogLabels',
+                request_serializer=evalstream_dot_v1_dot_evalstream__service__pb2.LogLabelsRequest.SerializeToString,
+                response_deserializer=evalstream_dot_v1_dot_evalstream__service__pb2.LogLabelsResponse.FromString,
+                _registered_method=True)
         self.GetReport = channel.unary_unary(
                 '/evalstream.v1.EvalstreamService/GetReport',
                 request_serializer=evalstream_dot_v1_dot_evalstream__service__pb2.GetReportRequest.SerializeToString,
@@ -163,6 +173,22 @@ class EvalstreamServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LogPredictions(self, request, context):
+        """Logs predictions whose labels come later, under one id per row. They count in the label-free
+        figures at once and wait for their labels (see RecordKind). Exactly once per
+        (stream, producer_id, sequence), like Ingest; for many batches, Ingest streams them faster.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LogLabels(self, request, context):
+        """Logs labels for predictions logged earlier with LogPredictions (or Ingest), joined by id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetReport(self, request, context):
         """Returns the canonical report of one window of a stream as JSON.
         """
@@ -217,6 +243,16 @@ def add_EvalstreamServiceServicer_to_server(servicer, server):
                     servicer.Ingest,
                     request_deserializer=evalstream_dot_v1_dot_evalstream__service__pb2.IngestRequest.FromString,
                     response_serializer=evalstream_dot_v1_dot_evalstream__service__pb2.IngestResponse.SerializeToString,
+            ),
+            'LogPredictions': grpc.unary_unary_rpc_method_handler(
+                    servicer.LogPredictions,
+                    request_deserializer=evalstream_dot_v1_dot_evalstream__service__pb2.LogPredictionsRequest.FromString,
+                    response_serializer=evalstream_dot_v1_dot_evalstream__service__pb2.LogPredictionsResponse.SerializeToString,
+            ),
+            'LogLabels': grpc.unary_unary_rpc_method_handler(
+                    servicer.LogLabels,
+                    request_deserializer=evalstream_dot_v1_dot_evalstream__service__pb2.LogLabelsRequest.FromString,
+                    response_serializer=evalstream_dot_v1_dot_evalstream__service__pb2.LogLabelsResponse.SerializeToString,
             ),
             'GetReport': grpc.unary_unary_rpc_method_handler(
                     servicer.GetReport,
@@ -409,6 +445,60 @@ class EvalstreamService:
             '/evalstream.v1.EvalstreamService/Ingest',
             evalstream_dot_v1_dot_evalstream__service__pb2.IngestRequest.SerializeToString,
             evalstream_dot_v1_dot_evalstream__service__pb2.IngestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LogPredictions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/evalstream.v1.EvalstreamService/LogPredictions',
+            evalstream_dot_v1_dot_evalstream__service__pb2.LogPredictionsRequest.SerializeToString,
+            evalstream_dot_v1_dot_evalstream__service__pb2.LogPredictionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LogLabels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/evalstream.v1.EvalstreamService/LogLabels',
+            evalstream_dot_v1_dot_evalstream__service__pb2.LogLabelsRequest.SerializeToString,
+            evalstream_dot_v1_dot_evalstream__service__pb2.LogLabelsResponse.FromString,
             options,
             channel_credentials,
             insecure,

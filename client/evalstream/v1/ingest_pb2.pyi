@@ -21,7 +21,7 @@ BATCH_STATUS_DUPLICATE: BatchStatus
 BATCH_STATUS_REJECTED: BatchStatus
 
 class BatchResult(_message.Message):
-    __slots__ = ("stream", "producer_id", "sequence", "status", "samples", "error_code", "error_message", "expected_sequence", "original_status", "retry_after")
+    __slots__ = ("stream", "producer_id", "sequence", "status", "samples", "error_code", "error_message", "expected_sequence", "original_status", "retry_after", "join")
     STREAM_FIELD_NUMBER: _ClassVar[int]
     PRODUCER_ID_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
@@ -32,6 +32,7 @@ class BatchResult(_message.Message):
     EXPECTED_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     ORIGINAL_STATUS_FIELD_NUMBER: _ClassVar[int]
     RETRY_AFTER_FIELD_NUMBER: _ClassVar[int]
+    JOIN_FIELD_NUMBER: _ClassVar[int]
     stream: str
     producer_id: str
     sequence: int
@@ -42,4 +43,19 @@ class BatchResult(_message.Message):
     expected_sequence: int
     original_status: BatchStatus
     retry_after: _duration_pb2.Duration
-    def __init__(self, stream: _Optional[str] = ..., producer_id: _Optional[str] = ..., sequence: _Optional[int] = ..., status: _Optional[_Union[BatchStatus, str]] = ..., samples: _Optional[int] = ..., error_code: _Optional[int] = ..., error_message: _Optional[str] = ..., expected_sequence: _Optional[int] = ..., original_status: _Optional[_Union[BatchStatus, str]] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    join: JoinCounts
+    def __init__(self, stream: _Optional[str] = ..., producer_id: _Optional[str] = ..., sequence: _Optional[int] = ..., status: _Optional[_Union[BatchStatus, str]] = ..., samples: _Optional[int] = ..., error_code: _Optional[int] = ..., error_message: _Optional[str] = ..., expected_sequence: _Optional[int] = ..., original_status: _Optional[_Union[BatchStatus, str]] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., join: _Optional[_Union[JoinCounts, _Mapping]] = ...) -> None: ...
+
+class JoinCounts(_message.Message):
+    __slots__ = ("added", "matched", "unknown", "expired", "duplicate")
+    ADDED_FIELD_NUMBER: _ClassVar[int]
+    MATCHED_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_FIELD_NUMBER: _ClassVar[int]
+    EXPIRED_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    added: int
+    matched: int
+    unknown: int
+    expired: int
+    duplicate: int
+    def __init__(self, added: _Optional[int] = ..., matched: _Optional[int] = ..., unknown: _Optional[int] = ..., expired: _Optional[int] = ..., duplicate: _Optional[int] = ...) -> None: ...

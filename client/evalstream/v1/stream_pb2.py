@@ -22,10 +22,11 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65valstream/v1/stream.proto\x12\revalstream.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb9\x01\n\nResolution\x12\x32\n\x06\x62inned\x18\x01 \x01(\x0b\x32 .evalstream.v1.Resolution.BinnedH\x00\x12\x30\n\x05\x65xact\x18\x02 \x01(\x0b\x32\x1f.evalstream.v1.Resolution.ExactH\x00\x1a\x1f\n\x06\x42inned\x12\x15\n\rmantissa_bits\x18\x01 \x01(\r\x1a\x1c\n\x05\x45xact\x12\x13\n\x0bmax_samples\x18\x01 \x01(\x04\x42\x06\n\x04kind\"\x94\x02\n\x0cStreamConfig\x12\x0c\n\x04name\x18\x01 \x01(\t\x12!\n\x04task\x18\x02 \x01(\x0e\x32\x13.evalstream.v1.Task\x12\x0f\n\x07\x63lasses\x18\x03 \x03(\t\x12,\n\nscore_kind\x18\x04 \x01(\x0e\x32\x18.evalstream.v1.ScoreKind\x12\x0f\n\x07windows\x18\x05 \x03(\t\x12\x12\n\nthresholds\x18\x06 \x03(\x01\x12-\n\nresolution\x18\x07 \x01(\x0b\x32\x19.evalstream.v1.Resolution\x12\x17\n\x0fovo_class_limit\x18\x08 \x01(\r\x12\r\n\x05top_k\x18\t \x01(\r\x12\x18\n\x10\x63\x61libration_bins\x18\n \x01(\r\"\xc8\x01\n\nStreamInfo\x12+\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1b.evalstream.v1.StreamConfig\x12/\n\x0b\x63reate_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0csample_count\x18\x03 \x01(\x04\x12\x15\n\rovo_available\x18\x04 \x01(\x08\x12/\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*W\n\x04Task\x12\x14\n\x10TASK_UNSPECIFIED\x10\x00\x12\x0f\n\x0bTASK_BINARY\x10\x01\x12\x13\n\x0fTASK_MULTICLASS\x10\x02\x12\x13\n\x0fTASK_MULTILABEL\x10\x03*\\\n\tScoreKind\x12\x1a\n\x16SCORE_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18SCORE_KIND_PROBABILITIES\x10\x01\x12\x15\n\x11SCORE_KIND_LOGITS\x10\x02\x42\x8a\x01\x42\x0bStreamProtoP\x01ZBgithub.com/evalstream/evalstream/gen/go/evalstream/v1;evalstreamv1\xa2\x02\x03\x45VX\xaa\x02\rEvalstream.V1\xca\x02\rEvalstream\\V1\xea\x02\x0e\x45valstream::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65valstream/v1/stream.proto\x12\revalstream.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb9\x01\n\nResolution\x12\x32\n\x06\x62inned\x18\x01 \x01(\x0b\x32 .evalstream.v1.Resolution.BinnedH\x00\x12\x30\n\x05\x65xact\x18\x02 \x01(\x0b\x32\x1f.evalstream.v1.Resolution.ExactH\x00\x1a\x1f\n\x06\x42inned\x12\x15\n\rmantissa_bits\x18\x01 \x01(\r\x1a\x1c\n\x05\x45xact\x12\x13\n\x0bmax_samples\x18\x01 \x01(\x04\x42\x06\n\x04kind\"\x90\x03\n\x0cStreamConfig\x12\x0c\n\x04name\x18\x01 \x01(\t\x12!\n\x04task\x18\x02 \x01(\x0e\x32\x13.evalstream.v1.Task\x12\x0f\n\x07\x63lasses\x18\x03 \x03(\t\x12,\n\nscore_kind\x18\x04 \x01(\x0e\x32\x18.evalstream.v1.ScoreKind\x12\x0f\n\x07windows\x18\x05 \x03(\t\x12\x12\n\nthresholds\x18\x06 \x03(\x01\x12-\n\nresolution\x18\x07 \x01(\x0b\x32\x19.evalstream.v1.Resolution\x12\x17\n\x0fovo_class_limit\x18\x08 \x01(\r\x12\r\n\x05top_k\x18\t \x01(\r\x12\x18\n\x10\x63\x61libration_bins\x18\n \x01(\r\x12\x16\n\x0elow_confidence\x18\x0b \x01(\x01\x12\x17\n\x0fprior_reference\x18\x0c \x01(\t\x12\x34\n\x11pending_retention\x18\r \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0bmax_pending\x18\x0e \x01(\r\"\xc8\x01\n\nStreamInfo\x12+\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1b.evalstream.v1.StreamConfig\x12/\n\x0b\x63reate_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0csample_count\x18\x03 \x01(\x04\x12\x15\n\rovo_available\x18\x04 \x01(\x08\x12/\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*W\n\x04Task\x12\x14\n\x10TASK_UNSPECIFIED\x10\x00\x12\x0f\n\x0bTASK_BINARY\x10\x01\x12\x13\n\x0fTASK_MULTICLASS\x10\x02\x12\x13\n\x0fTASK_MULTILABEL\x10\x03*\\\n\tScoreKind\x12\x1a\n\x16SCORE_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18SCORE_KIND_PROBABILITIES\x10\x01\x12\x15\n\x11SCORE_KIND_LOGITS\x10\x02\x42\x8a\x01\x42\x0bStreamProtoP\x01ZBgithub.com/evalstream/evalstream/gen/go/evalstream/v1;evalstreamv1\xa2\x02\x03\x45VX\xaa\x02\rEvalstream.V1\xca\x02\rEvalstream\\V1\xea\x02\x0e\x45valstream::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,18 +34,18 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'evalstream.v1.stream_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'B\013StreamProtoP\001ZBgithub.com/evalstream/evalstream/gen/go/evalstream/v1;evalstreamv1\242\002\003EVX\252\002\rEvalstream.V1\312\002\rEvalstream\\V1\352\002\016Evalstream::V1'
-  _globals['_TASK']._serialized_start=748
-  _globals['_TASK']._serialized_end=835
-  _globals['_SCOREKIND']._serialized_start=837
-  _globals['_SCOREKIND']._serialized_end=929
-  _globals['_RESOLUTION']._serialized_start=79
-  _globals['_RESOLUTION']._serialized_end=264
-  _globals['_RESOLUTION_BINNED']._serialized_start=195
-  _globals['_RESOLUTION_BINNED']._serialized_end=226
-  _globals['_RESOLUTION_EXACT']._serialized_start=228
-  _globals['_RESOLUTION_EXACT']._serialized_end=256
-  _globals['_STREAMCONFIG']._serialized_start=267
-  _globals['_STREAMCONFIG']._serialized_end=543
-  _globals['_STREAMINFO']._serialized_start=546
-  _globals['_STREAMINFO']._serialized_end=746
+  _globals['_TASK']._serialized_start=904
+  _globals['_TASK']._serialized_end=991
+  _globals['_SCOREKIND']._serialized_start=993
+  _globals['_SCOREKIND']._serialized_end=1085
+  _globals['_RESOLUTION']._serialized_start=111
+  _globals['_RESOLUTION']._serialized_end=296
+  _globals['_RESOLUTION_BINNED']._serialized_start=227
+  _globals['_RESOLUTION_BINNED']._serialized_end=258
+  _globals['_RESOLUTION_EXACT']._serialized_start=260
+  _globals['_RESOLUTION_EXACT']._serialized_end=288
+  _globals['_STREAMCONFIG']._serialized_start=299
+  _globals['_STREAMCONFIG']._serialized_end=699
+  _globals['_STREAMINFO']._serialized_start=702
+  _globals['_STREAMINFO']._serialized_end=902
 # @@protoc_insertion_point(module_scope)

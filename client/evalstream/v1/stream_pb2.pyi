@@ -1,5 +1,6 @@
 import datetime
 
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -49,7 +50,7 @@ class Resolution(_message.Message):
     def __init__(self, binned: _Optional[_Union[Resolution.Binned, _Mapping]] = ..., exact: _Optional[_Union[Resolution.Exact, _Mapping]] = ...) -> None: ...
 
 class StreamConfig(_message.Message):
-    __slots__ = ("name", "task", "classes", "score_kind", "windows", "thresholds", "resolution", "ovo_class_limit", "top_k", "calibration_bins")
+    __slots__ = ("name", "task", "classes", "score_kind", "windows", "thresholds", "resolution", "ovo_class_limit", "top_k", "calibration_bins", "low_confidence", "prior_reference", "pending_retention", "max_pending")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     CLASSES_FIELD_NUMBER: _ClassVar[int]
@@ -60,6 +61,10 @@ class StreamConfig(_message.Message):
     OVO_CLASS_LIMIT_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     CALIBRATION_BINS_FIELD_NUMBER: _ClassVar[int]
+    LOW_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    PRIOR_REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    PENDING_RETENTION_FIELD_NUMBER: _ClassVar[int]
+    MAX_PENDING_FIELD_NUMBER: _ClassVar[int]
     name: str
     task: Task
     classes: _containers.RepeatedScalarFieldContainer[str]
@@ -70,7 +75,11 @@ class StreamConfig(_message.Message):
     ovo_class_limit: int
     top_k: int
     calibration_bins: int
-    def __init__(self, name: _Optional[str] = ..., task: _Optional[_Union[Task, str]] = ..., classes: _Optional[_Iterable[str]] = ..., score_kind: _Optional[_Union[ScoreKind, str]] = ..., windows: _Optional[_Iterable[str]] = ..., thresholds: _Optional[_Iterable[float]] = ..., resolution: _Optional[_Union[Resolution, _Mapping]] = ..., ovo_class_limit: _Optional[int] = ..., top_k: _Optional[int] = ..., calibration_bins: _Optional[int] = ...) -> None: ...
+    low_confidence: float
+    prior_reference: str
+    pending_retention: _duration_pb2.Duration
+    max_pending: int
+    def __init__(self, name: _Optional[str] = ..., task: _Optional[_Union[Task, str]] = ..., classes: _Optional[_Iterable[str]] = ..., score_kind: _Optional[_Union[ScoreKind, str]] = ..., windows: _Optional[_Iterable[str]] = ..., thresholds: _Optional[_Iterable[float]] = ..., resolution: _Optional[_Union[Resolution, _Mapping]] = ..., ovo_class_limit: _Optional[int] = ..., top_k: _Optional[int] = ..., calibration_bins: _Optional[int] = ..., low_confidence: _Optional[float] = ..., prior_reference: _Optional[str] = ..., pending_retention: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_pending: _Optional[int] = ...) -> None: ...
 
 class StreamInfo(_message.Message):
     __slots__ = ("config", "create_time", "sample_count", "ovo_available", "update_time")

@@ -14,7 +14,19 @@ import numpy as np
 from .errors import InvalidInputError
 from .spec import StreamSpec
 
-__all__ = ["Batch", "make_batch", "softmax", "sigmoid"]
+__all__ = [
+    "Batch",
+    "LabelBatch",
+    "MAX_ID_LENGTH",
+    "PredictionBatch",
+    "make_batch",
+    "make_label_batch",
+    "make_prediction_batch",
+    "sigmoid",
+    "softmax",
+]
+
+MAX_ID_LENGTH = 256  # characters of a prediction id
 
 
 @dataclass(frozen=True)
@@ -96,7 +108,7 @@ def _check_finite(a: np.ndarray, field: str, hint: str = "") -> tuple[float, flo
     return low, high
 
 
-def _scores(spec: StreamSpec, y_score: object, n: int) -> np.ndarray:
+def _scores(spec: StreamSpec, y_score: object, n: int, paired: str = "y_true") -> np.ndarray:
     a = _as_numeric(y_score, "y_score")
     K = spec.n_classes
     if spec.task == "binary":
@@ -120,7 +132,7 @@ def _scores(spec: StreamSpec, y_score: object, n: int) -> np.ndarray:
     if a.shape[0] != n:
         raise InvalidInputError(
             "y_score",
-            f"{n} rows, as many as y_true",
+            f"{n} rows, as many as {paired}",
             f"{a.shape[0]} rows",
         )
     low, high = _check_finite(a, "y_score")
@@ -260,3 +272,66 @@ def make_batch(
     scores = _scores(spec, y_score, n)
     weights = _weights(sample_weight, n)
     return Batch(labels=labels, scores=scores, weights=weights)
+
+
+@dataclass(frozen=True)
+class PredictionBatch:
+    """Validated predictions awaiting labels: ``ids`` (str) and float32 ``scores`` (n, C)."""
+
+    ids: list[str]
+    scores: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(frozen=True)
+class LabelBatch:
+    """Validated labels for earlier predictions: ``ids`` and ``labels`` as in ``Batch``."""
+
+    ids: list[str]
+    labels: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+
+def _ids(ids: object, n: int | None, field: str = "ids") -> list[str]:
+    if isinstance(ids, str | bytes):
+        raise InvalidInputError(field, "a sequence of string ids, one per row", "a single string")
+    try:
+        out = [v if isinstance(v, str) else None for v in ids]  # type: ignore[union-attr]
+    except TypeError:
+        raise InvalidInputError(
+            field, "a sequence of string ids, one per row", type(ids).__name__
+        ) from None
+    if not out:
+        raise InvalidInputError(field, "at least 1 id", "an empty batch")
+    for i, v in enumerate(out):
+        if v is None:
+            bad = list(ids)[i]  # type: ignore[call-overload]
+            raise InvalidInputError(
+                field, "string ids", f"{type(bad).__name__} {bad!r} at index {i}"
+            )
+        if not v or len(v) > MAX_ID_LENGTH:
+            raise InvalidInputError(
+                field, f"ids of 1 to {MAX_ID_LENGTH} characters", f"{len(v)} at index {i}"
+            )
+    if n is not None and len(out) != n:
+        raise InvalidInputError(field, f"{n} ids, one per row", f"{len(out)} ids")
+    return out  # type: ignore[return-value]
+
+
+def make_prediction_batch(spec: StreamSpec, ids: object, y_score: object) -> PredictionBatch:
+    """Validate predictions sent before their labels (scores as in ``make_batch``)."""
+    id_list = _ids(ids, None)
+    return PredictionBatch(ids=id_list, scores=_scores(spec, y_score, len(id_list), "ids"))
+
+
+def make_label_batch(spec: StreamSpec, ids: object, y_true: object) -> LabelBatch:
+    """Validate labels sent after their predictions (labels as in ``make_batch``)."""
+    labels = _labels(spec, y_true)
+    id_list = _ids(ids, labels.shape[0])
+    return LabelBatch(ids=id_list, labels=labels)

@@ -20,7 +20,20 @@ from .batch import Batch
 from .layout import BinLayout
 from .spec import StreamSpec
 
-__all__ = ["field_shapes", "compute_delta", "numpy_delta", "LOG_EPS", "Scatter", "SCATTER_FIELDS"]
+__all__ = [
+    "ADDED_FIELDS",
+    "CONFIDENCE_BINS",
+    "DELAY_EDGES",
+    "LOG_EPS",
+    "SCATTER_FIELDS",
+    "Scatter",
+    "compute_delta",
+    "confidence_of",
+    "delay_delta",
+    "field_shapes",
+    "numpy_delta",
+    "prediction_delta",
+]
 
 # Probabilities are float32: clip like sklearn's log_loss does for float32 input.
 LOG_EPS = float(np.finfo(np.float32).eps)
@@ -28,6 +41,13 @@ _ROW_CHUNK_CELLS = 1 << 22  # bounds the (rows, L, L) comparison tensors of the 
 
 
 SCATTER_FIELDS = ("hist", "pos", "all")
+CONFIDENCE_BINS = 20  # equal-width confidence bins on [0, 1] of the label-free histogram
+# Upper edges (seconds) of the label delay histogram; a last bin takes longer delays. The same
+# edges are the ``le`` buckets of the exported Prometheus histogram.
+DELAY_EDGES = (1, 10, 60, 300, 900, 1800, 3600, 7200, 21600, 43200, 86400, 172800, 604800, 2592000)
+# Fields added by the label-free figures (format 1 states load with them at zero).
+ADDED_FIELDS = ("pred_n", "pred_class", "pred_prob", "pred_conf", "pred_conf_sum", "pred_low",
+                "delay", "delay_sum")  # fmt: skip
 
 
 class Scatter:
@@ -68,6 +88,16 @@ def field_shapes(spec: StreamSpec) -> dict[str, tuple[int, ...]]:
         "n": (2,),  # sample count, weight total
         "prob_sum": (C,),
         "calibration": (3, spec.calibration_bins),  # weight, weighted confidence, weighted hits
+        # Label-free figures: every prediction, labelled or awaiting its label, counted once.
+        "pred_n": (2,),  # predictions, their weight
+        "pred_class": (C,),  # weight predicted per column (multiclass argmax, else thresholded)
+        "pred_prob": (C,),  # weighted probability sums
+        "pred_conf": (CONFIDENCE_BINS,),  # weighted confidence histogram (per label cell)
+        "pred_conf_sum": (1,),
+        "pred_low": (1,),  # weight below spec.low_confidence
+        # Label delay of the pairs joined by id (labels sent after their predictions).
+        "delay": (len(DELAY_EDGES) + 1,),
+        "delay_sum": (1,),
     }
     if spec.task == "multiclass":
         if binned and spec.full_ovo:
@@ -99,14 +129,74 @@ def _w(batch: Batch) -> np.ndarray:
     return batch.weights if batch.weights is not None else np.ones(batch.n)
 
 
-def compute_delta(spec: StreamSpec, batch: Batch) -> dict[str, np.ndarray | Scatter]:
+def compute_delta(
+    spec: StreamSpec, batch: Batch, predictions: bool = True
+) -> dict[str, np.ndarray | Scatter]:
     """Counts contributed by ``batch``: dense arrays shaped as ``field_shapes(spec)``, and
-    ``Scatter`` deltas for the score histograms."""
+    ``Scatter`` deltas for the score histograms.
+
+    ``predictions=False`` leaves out the label-free fields: for pairs joined by id, whose
+    predictions were counted when they were logged."""
     if not fastcount.enabled():
-        return numpy_delta(spec, batch)
+        out = numpy_delta(spec, batch)
+    elif spec.task == "multiclass":
+        out = _fast_multiclass_delta(spec, batch)
+    else:
+        out = _fast_labelwise_delta(spec, batch)
+    if predictions:
+        out.update(prediction_delta(spec, batch.scores, batch.weights))
+    return out
+
+
+def confidence_of(spec: StreamSpec, scores: np.ndarray) -> np.ndarray:
+    """Per-prediction confidence in float64: the top probability (multiclass), else the
+    probability of the predicted side of each label, ``max(p, 1 - p)``, shape (n, C)."""
     if spec.task == "multiclass":
-        return _fast_multiclass_delta(spec, batch)
-    return _fast_labelwise_delta(spec, batch)
+        return scores.max(axis=1).astype(np.float64)
+    p = scores.astype(np.float64)
+    return np.maximum(p, 1.0 - p)
+
+
+def prediction_delta(
+    spec: StreamSpec, scores: np.ndarray, weights: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """The label-free fields of predictions alone (float32 probabilities, shape (n, C))."""
+    n, C = scores.shape
+    w = np.ones(n) if weights is None else weights
+    if spec.task == "multiclass":
+        pred = np.argmax(scores, axis=1)
+        pred_class = np.bincount(pred, weights=weights, minlength=C).astype(np.float64)
+        cell_w = w
+    else:
+        hit = scores >= np.asarray(spec.thresholds, dtype=np.float32)
+        pred_class = (w @ hit) if weights is not None else hit.sum(axis=0).astype(np.float64)
+        cell_w = np.repeat(w, C)
+    prob = w @ scores.astype(np.float64) if weights is not None else None
+    if prob is None:
+        prob = scores.sum(axis=0, dtype=np.float64)
+    conf = confidence_of(spec, scores).ravel()
+    cbin = np.minimum((conf * CONFIDENCE_BINS).astype(np.int64), CONFIDENCE_BINS - 1)
+    low = conf < spec.low_confidence
+    return {
+        "pred_n": np.array([float(n), float(w.sum())]),
+        "pred_class": np.asarray(pred_class, dtype=np.float64),
+        "pred_prob": prob,
+        "pred_conf": np.bincount(cbin, weights=cell_w, minlength=CONFIDENCE_BINS).astype(
+            np.float64
+        ),
+        "pred_conf_sum": np.array([float(cell_w @ conf)]),
+        "pred_low": np.array([float(cell_w[low].sum())]),
+    }
+
+
+def delay_delta(delays: np.ndarray) -> dict[str, np.ndarray]:
+    """Histogram of label delays in seconds (bin i: ``DELAY_EDGES[i-1] < d <= DELAY_EDGES[i]``)."""
+    d = np.maximum(np.asarray(delays, dtype=np.float64), 0.0)
+    index = np.searchsorted(np.asarray(DELAY_EDGES, dtype=np.float64), d, side="left")
+    return {
+        "delay": np.bincount(index, minlength=len(DELAY_EDGES) + 1).astype(np.float64),
+        "delay_sum": np.array([float(d.sum())]),
+    }
 
 
 def _fast_multiclass_delta(spec: StreamSpec, batch: Batch) -> dict[str, np.ndarray | Scatter]:

@@ -14,6 +14,7 @@ import numpy as np
 
 from . import confusion as cf
 from .errors import InvalidInputError
+from .labelfree import label_free_section, labels_section, predicted_prevalence
 from .layout import BinLayout
 from .ranking import ap_stats, auc_stats, pr_points, roc_points, thin_indices
 from .state import State
@@ -21,7 +22,7 @@ from .views import Problem, ScoreView, view_of
 
 __all__ = ["build_report", "curve", "REPORT_VERSION"]
 
-REPORT_VERSION = 1
+REPORT_VERSION = 2  # 2: label_free and labels sections; predictions awaiting labels count
 _BOUND_SLACK = 1e-12  # float rounding: keep the guaranteed bounds guaranteed
 
 
@@ -279,25 +280,16 @@ def _calibration(state: State) -> dict:
     )
 
 
-def _imbalance(support, names, predicted_share, mean_prob, W, auc) -> dict:
+def _imbalance(state: State, support, names, W, auc) -> dict:
     with np.errstate(divide="ignore", invalid="ignore"):
         prevalence = support / W if W > 0 else np.full(len(names), np.nan)
     empty = "no samples in this window"
     out: dict[str, Any] = {
         "support": {n: _leaf(_whole(support[i])) for i, n in enumerate(names)},
         "prevalence": {n: _leaf(prevalence[i], empty) for i, n in enumerate(names)},
-        "predicted_prevalence": {
-            "argmax" if predicted_share is not None else "thresholded": {},
-            "mean_probability": {},
-        },
+        # every prediction of the window, labelled or still awaiting its label
+        "predicted_prevalence": predicted_prevalence(state),
     }
-    key = next(iter(out["predicted_prevalence"]))
-    for i, n in enumerate(names):
-        share = predicted_share[i] / W if W > 0 else None
-        out["predicted_prevalence"][key][n] = _leaf(share, empty)
-        out["predicted_prevalence"]["mean_probability"][n] = _leaf(
-            mean_prob[i] / W if W > 0 else None, empty
-        )
     if W <= 0:
         out["imbalance_ratio"] = _leaf(None, empty)
     elif support.min() <= 0:
@@ -351,8 +343,14 @@ def build_report(
     curves: bool = False,
     max_points: int = 200,
     intervals: bool = True,
+    reference: State | None = None,
+    labels: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The canonical report of ``state`` (see the README for the schema).
+
+    ``reference`` is the state of the stream's prior reference window (``label_free.prior_shift``
+    measures against it; None when ``state`` is that window). ``labels`` is the stream's join
+    table status (``StreamEngine.label_status``), reported under ``labels.stream``.
 
     ``intervals=False`` leaves out the AP bounds and the Wilson intervals (every value is the
     same): the Prometheus exporter exports values only and saves that work on every scrape."""
@@ -393,7 +391,7 @@ def build_report(
             scale * c["brier"][0] / W if W > 0 else None, "no samples in this window"
         )
         report["confusion_matrix"] = [[_whole(v) for v in row] for row in cm]
-        report["imbalance"] = _imbalance(support, names, predicted, c["prob_sum"], W, auc)
+        report["imbalance"] = _imbalance(state, support, names, W, auc)
     else:
         lc = c["label_counts"]
         tn_l, fp_l, fn_l, tp_l = lc[:, 0], lc[:, 1], lc[:, 2], lc[:, 3]
@@ -422,11 +420,7 @@ def build_report(
                 c["brier"][0] / W if W > 0 else None, "no samples in this window"
             )
             report["confusion_matrix"] = [[_whole(v) for v in row] for row in cm]
-            mean_prob = np.array([W - c["prob_sum"][0], c["prob_sum"][0]])
-            report["imbalance"] = _imbalance(support, names, predicted, mean_prob, W, auc)
-            report["imbalance"]["predicted_prevalence"]["thresholded"] = report["imbalance"][
-                "predicted_prevalence"
-            ].pop("argmax")
+            report["imbalance"] = _imbalance(state, support, names, W, auc)
         else:
             support = tp_l + fn_l
             tp, fp, fn, tn = tp_l, fp_l, fn_l, tn_l
@@ -455,10 +449,7 @@ def build_report(
                     na.format("multilabel") + "; see per-label AUC and expected_calibration_error",
                 )
             report["confusion_matrix"] = None
-            report["imbalance"] = _imbalance(support, names, tp + fp, c["prob_sum"], W, auc)
-            report["imbalance"]["predicted_prevalence"]["thresholded"] = report["imbalance"][
-                "predicted_prevalence"
-            ].pop("argmax")
+            report["imbalance"] = _imbalance(state, support, names, W, auc)
         if spec.task == "binary":  # one 2x2 per class, as sklearn's (2, 2, 2)
             report["multilabel_confusion_matrix"] = _multilabel_cm(tp, fp, fn, tn)
         else:
@@ -472,6 +463,10 @@ def build_report(
     report["roc_auc"] = auc
     report["average_precision"] = ap
     report["expected_calibration_error"] = _calibration(state)
+    report["label_free"] = label_free_section(
+        state, reference, report["imbalance"]["predicted_prevalence"]
+    )
+    report["labels"] = labels_section(state, labels)
     if curves:
         report["curves"] = _all_curves(state, view, max_points)
     return report

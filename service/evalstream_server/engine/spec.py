@@ -29,6 +29,7 @@ ScoreKind = Literal["probabilities", "logits"]
 
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_PENDING_LIMIT = 10_000_000  # predictions awaiting labels, per stream
 _NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
 
@@ -140,6 +141,19 @@ class StreamSpec:
         Buckets per sliding window: a window slides in steps of ``window / window_buckets``.
     probability_tolerance : float
         Probability rows (multiclass) must sum to 1 within this tolerance.
+    low_confidence : float
+        A prediction whose confidence (the top probability; binary and multilabel: the
+        probability of the predicted side, ``max(p, 1 - p)`` per label) is below this is counted
+        as low-confidence in the label-free figures. Default 0.6.
+    prior_reference : str
+        The window that prior shift is measured against: ``"cumulative"`` (default) or one of
+        ``windows`` (normally the longest, e.g. ``"7d"`` for a ``"1h"`` window).
+    pending_retention : int
+        Seconds a prediction logged without its label waits for it (``log_predictions``); older
+        ones expire and are counted. Default 7 days.
+    max_pending : int
+        Most predictions awaiting labels per stream; past it the oldest are evicted and
+        counted. Default 100,000.
     name : str
         The stream's name (reported, not part of the layout).
     """
@@ -155,6 +169,10 @@ class StreamSpec:
     calibration_bins: int = 15
     window_buckets: int = 12
     probability_tolerance: float = 1e-3
+    low_confidence: float = 0.6
+    prior_reference: str = "cumulative"
+    pending_retention: int = 7 * 86400
+    max_pending: int = 100_000
     name: str = ""
 
     def __post_init__(self) -> None:
@@ -205,6 +223,28 @@ class StreamSpec:
             value = getattr(self, name)
             if not isinstance(value, int) or value < low:
                 raise InvalidInputError(name, f"an integer >= {low}", repr(value))
+        for name, low, high in (
+            ("pending_retention", 1, 366 * 86400),
+            ("max_pending", 1, MAX_PENDING_LIMIT),
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not low <= value <= high:
+                raise InvalidInputError(name, f"an integer in [{low}, {high}]", repr(value))
+        if not 0 < float(self.low_confidence) <= 1:
+            raise InvalidInputError(
+                "low_confidence", "a number in (0, 1]", repr(self.low_confidence)
+            )
+        object.__setattr__(self, "low_confidence", float(self.low_confidence))
+        reference = str(self.prior_reference or "cumulative")
+        if reference != "cumulative":
+            reference = format_duration(parse_duration(reference))
+            if reference not in self.windows:
+                raise InvalidInputError(
+                    "prior_reference",
+                    f"'cumulative' or one of the windows {list(self.windows)}",
+                    repr(self.prior_reference),
+                )
+        object.__setattr__(self, "prior_reference", reference)
         if not 0 < self.probability_tolerance < 1:
             raise InvalidInputError(
                 "probability_tolerance", "a number in (0, 1)", repr(self.probability_tolerance)
@@ -270,6 +310,7 @@ class StreamSpec:
             self.thresholds,
             self.k_max,
             self.calibration_bins,
+            self.low_confidence,
         )
 
     def with_name(self, name: str) -> StreamSpec:
@@ -289,6 +330,10 @@ class StreamSpec:
             "calibration_bins": self.calibration_bins,
             "window_buckets": self.window_buckets,
             "probability_tolerance": self.probability_tolerance,
+            "low_confidence": self.low_confidence,
+            "prior_reference": self.prior_reference,
+            "pending_retention": self.pending_retention,
+            "max_pending": self.max_pending,
         }
 
     @classmethod

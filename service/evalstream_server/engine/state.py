@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .batch import Batch
-from .counting import Scatter, compute_delta, field_shapes
+from .counting import ADDED_FIELDS, Scatter, compute_delta, field_shapes
 from .errors import CapacityError, IncompatibleStateError, InvalidInputError
 from .spec import StreamSpec
 
@@ -123,14 +123,13 @@ class State:
             )
 
     def add_delta(self, delta: dict[str, np.ndarray], batch: Batch | None = None) -> None:
-        """Add counts computed by ``compute_delta``; exact states also keep ``batch``."""
-        if self.exact is not None:
-            if batch is None:
-                raise ValueError("an exact-resolution state needs the batch with its delta")
+        """Add counts computed by ``compute_delta`` (fields it lacks stay as they are); exact
+        states also keep ``batch`` (a delta of predictions alone comes without one)."""
+        if self.exact is not None and batch is not None:
             self.check_capacity(batch.n)
             self.exact.append(batch)
-        for name, arr in self.counts.items():
-            d = delta[name]
+        for name, d in delta.items():
+            arr = self.counts[name]
             if isinstance(d, Scatter):
                 d.add_to(arr)
             else:
@@ -152,6 +151,7 @@ class State:
             ("thresholds", list(a.thresholds), list(b.thresholds)),
             ("top_k", a.k_max, b.k_max),
             ("calibration_bins", a.calibration_bins, b.calibration_bins),
+            ("low_confidence", a.low_confidence, b.low_confidence),
         ):
             if left != right:
                 raise IncompatibleStateError(repr(left), repr(right), what)
@@ -266,7 +266,11 @@ class State:
         state = cls(spec)
         offset = 16 + head_len
         expected = {k: list(v.shape) for k, v in state.counts.items()}
-        if {k: s for k, s in header["fields"]} != expected:
+        written = {k: s for k, s in header["fields"]}
+        # States written before the label-free fields existed load with those fields at zero.
+        if any(expected.get(k) != s for k, s in written.items()) or (
+            set(expected) - set(written) - set(ADDED_FIELDS)
+        ):
             raise InvalidInputError("state", f"fields {expected}", f"{header['fields']}")
 
         def take(dtype: str, shape: tuple[int, ...]) -> np.ndarray:

@@ -4,21 +4,53 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .batch import Batch, make_batch
-from .counting import compute_delta
+from .batch import (
+    Batch,
+    LabelBatch,
+    PredictionBatch,
+    make_batch,
+    make_label_batch,
+    make_prediction_batch,
+)
+from .counting import compute_delta, delay_delta, prediction_delta
 from .errors import InvalidInputError, UnknownWindowError
+from .pending import PendingPredictions
 from .report import build_report, curve
 from .spec import StreamSpec, parse_duration
 from .state import State
 from .windows import WindowRing
 
-__all__ = ["StreamEngine", "CUMULATIVE"]
+__all__ = ["StreamEngine", "CUMULATIVE", "JoinCounts"]
 
 CUMULATIVE = "cumulative"
+
+
+@dataclass(frozen=True)
+class JoinCounts:
+    """What one batch of predictions or labels did to the join table.
+
+    Attributes
+    ----------
+    added : int
+        Predictions stored to await their labels.
+    matched : int
+        Labels joined with their prediction (each pair counted once, in the window of the
+        prediction's time).
+    unknown, expired, duplicate : int
+        Labels for ids never seen, for expired or evicted predictions, and for ids already
+        labelled; for predictions, ``duplicate`` counts ids already seen (ignored).
+    """
+
+    added: int = 0
+    matched: int = 0
+    unknown: int = 0
+    expired: int = 0
+    duplicate: int = 0
 
 
 class StreamEngine:
@@ -53,6 +85,7 @@ class StreamEngine:
         self.n_batches = 0
         self.version = 0  # changes with every ingest and reset (caches key on it)
         self.last_ingest_time: float | None = None
+        self.pending = PendingPredictions(spec.n_columns, spec.max_pending, spec.pending_retention)
 
     def validate(self, y_true: Any, y_score: Any, sample_weight: Any = None) -> Batch:
         """Check a batch without counting it (raises ``InvalidInputError``)."""
@@ -82,6 +115,93 @@ class StreamEngine:
         """Validate and count one batch; nothing changes if it is rejected."""
         return self.ingest(self.validate(y_true, y_score, sample_weight), timestamp)
 
+    # -- delayed labels ------------------------------------------------------------------------
+    def validate_predictions(self, ids: Any, y_score: Any) -> PredictionBatch:
+        return make_prediction_batch(self.spec, ids, y_score)
+
+    def validate_labels(self, ids: Any, y_true: Any) -> LabelBatch:
+        return make_label_batch(self.spec, ids, y_true)
+
+    def ingest_predictions(
+        self, batch: PredictionBatch, timestamp: float | None = None, now: float | None = None
+    ) -> JoinCounts:
+        """Count predictions in the label-free figures and keep them awaiting their labels.
+
+        Rows whose id is pending or was seen before are ignored (counted as duplicates)."""
+        now = self.clock() if now is None else now
+        t = now if timestamp is None else float(timestamp)
+        if not np.isfinite(t):
+            raise InvalidInputError("timestamp", "a finite number of seconds", repr(timestamp))
+        self.pending.expire(now)
+        keep = self.pending.add(batch.ids, batch.scores, t, now)
+        added = int(keep.sum())
+        if added:
+            scores = batch.scores if added == batch.n else batch.scores[keep]
+            delta = prediction_delta(self.spec, scores)
+            self.cumulative.add_delta(delta)
+            for ring in self.windows.values():
+                ring.add(delta, None, t, now)
+        self._changed(now)
+        return JoinCounts(added=added, duplicate=batch.n - added)
+
+    def ingest_labels(self, batch: LabelBatch, now: float | None = None) -> JoinCounts:
+        """Join labels with their pending predictions by id and count the pairs, each in the
+        windows of its prediction's time, with its label delay. Raises ``CapacityError``
+        (nothing changed) if an exact-resolution stream cannot keep the pairs."""
+        now = self.clock() if now is None else now
+        self.pending.expire(now)
+        plan = self.pending.plan(batch.ids)
+        m = len(plan.ids)
+        if m:
+            self.cumulative.check_capacity(m)
+            scores, times = self.pending.rows_of(plan)
+            joined = Batch(labels=batch.labels[plan.rows], scores=scores, weights=None)
+            delta = compute_delta(self.spec, joined, predictions=False)
+            delta.update(delay_delta(now - times))
+            self.cumulative.add_delta(delta, joined)
+            for ring in self.windows.values():
+                self._add_by_bucket(ring, joined, delta, times, now)
+        self.pending.take(plan, batch.n, now)
+        self._changed(now)
+        return JoinCounts(
+            matched=m, unknown=plan.unknown, expired=plan.expired, duplicate=plan.duplicate
+        )
+
+    def _add_by_bucket(
+        self, ring: WindowRing, joined: Batch, delta: dict, times: np.ndarray, now: float
+    ) -> None:
+        """Add joined pairs to a window, each in the bucket of its prediction's time."""
+        buckets = np.floor(times / ring.width)
+        first = buckets[0]
+        if (buckets == first).all():
+            ring.add(delta, joined, float(times.max()), now)
+            return
+        for bid in np.unique(buckets):
+            rows = np.flatnonzero(buckets == bid)
+            part = Batch(labels=joined.labels[rows], scores=joined.scores[rows], weights=None)
+            sub = compute_delta(self.spec, part, predictions=False)
+            sub.update(delay_delta(now - times[rows]))
+            ring.add(sub, part, float(times[rows].max()), now)
+
+    def _changed(self, now: float) -> None:
+        self.n_batches += 1
+        self.version += 1
+        self.last_ingest_time = now
+
+    def label_status(self, now: float | None = None) -> dict[str, Any]:
+        """Stream-wide join figures: counters since creation or reset, and what is pending."""
+        now = self.clock() if now is None else now
+        if self.pending.expire(now):
+            self.version += 1
+        oldest = self.pending.oldest_arrival()
+        return {
+            "pending": len(self.pending),
+            "oldest_pending_age_seconds": None if oldest is None else max(now - oldest, 0.0),
+            "max_pending": self.spec.max_pending,
+            "retention_seconds": self.spec.pending_retention,
+            **self.pending.counters,
+        }
+
     def window_names(self) -> list[str]:
         return [CUMULATIVE, *self.windows]
 
@@ -106,9 +226,28 @@ class StreamEngine:
     ) -> dict[str, Any]:
         """The canonical report for ``window``."""
         name = window or CUMULATIVE
+        now = self.clock() if now is None else now
         return build_report(
-            self.state(name, now), window=name, curves=curves, max_points=max_points
+            self.state(name, now),
+            window=name,
+            curves=curves,
+            max_points=max_points,
+            reference=self.reference_state(name, now),
+            labels=self.label_status(now),
         )
+
+    def reference_state(self, window: str, now: float | None = None) -> State | None:
+        """The state prior shift of ``window`` is measured against (None for the reference
+        itself)."""
+        reference = self.spec.prior_reference
+        name = window or CUMULATIVE
+        if name == reference or (
+            name != CUMULATIVE
+            and reference != CUMULATIVE
+            and parse_duration(name) == parse_duration(reference)
+        ):
+            return None
+        return self.state(reference, now)
 
     def curve(
         self,
@@ -125,16 +264,18 @@ class StreamEngine:
         self.cumulative.reset()
         for ring in self.windows.values():
             ring.reset()
+        self.pending.reset()
         self.n_batches = 0
         self.version += 1
 
     @property
     def nbytes(self) -> int:
-        return self.cumulative.nbytes + sum(r.nbytes for r in self.windows.values())
+        windows = sum(r.nbytes for r in self.windows.values())
+        return self.cumulative.nbytes + windows + self.pending.nbytes
 
 
 _ENGINE_MAGIC = b"EVENGINE"
-_ENGINE_VERSION = 1
+_ENGINE_VERSION = 2  # 2 added the pending predictions (version 1 still loads)
 
 
 def _pack(parts: list[bytes]) -> bytes:
@@ -183,6 +324,8 @@ def engine_to_bytes(engine: StreamEngine) -> bytes:
             entries.append([bid, len(parts), bid == ring._open])
             parts.append(state.to_bytes())
         header["windows"][name] = entries
+    header["pending"] = len(parts)
+    parts.append(engine.pending.to_bytes())
     head = json.dumps(header).encode()
     return _ENGINE_MAGIC + _pack([head, *parts])
 
@@ -195,9 +338,9 @@ def engine_from_bytes(data: bytes, clock: Callable[[], float] = time.time) -> St
         raise InvalidInputError("engine", "bytes written by engine_to_bytes", "another format")
     head, *parts = _unpack(data[8:])
     header = json.loads(head)
-    if header.get("version") != _ENGINE_VERSION:
+    if header.get("version") not in (1, _ENGINE_VERSION):
         raise InvalidInputError(
-            "engine", f"version {_ENGINE_VERSION}", f"version {header.get('version')}"
+            "engine", f"version 1 or {_ENGINE_VERSION}", f"version {header.get('version')}"
         )
     cumulative = State.from_bytes(parts[0])
     engine = StreamEngine(cumulative.spec, clock=clock)
@@ -211,4 +354,6 @@ def engine_from_bytes(data: bytes, clock: Callable[[], float] = time.time) -> St
         for bid, index, is_open in entries:
             state = State.from_bytes(parts[index])
             ring.restore_bucket(int(bid), state, bool(is_open))
+    if "pending" in header:
+        engine.pending.restore(parts[header["pending"]])
     return engine

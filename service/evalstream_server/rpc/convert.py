@@ -109,6 +109,19 @@ def spec_from_config(c: stream_pb2.StreamConfig, max_classes: int) -> StreamSpec
         kwargs["top_k"] = int(c.top_k)
     if c.calibration_bins:
         kwargs["calibration_bins"] = int(c.calibration_bins)
+    if c.low_confidence:
+        kwargs["low_confidence"] = float(c.low_confidence)
+    if c.prior_reference:
+        kwargs["prior_reference"] = c.prior_reference
+    if c.HasField("pending_retention"):
+        retention = c.pending_retention.ToNanoseconds() / 1e9
+        if retention != int(retention) or retention <= 0:
+            raise InvalidInputError(
+                "config.pending_retention", "a positive whole number of seconds", f"{retention}s"
+            )
+        kwargs["pending_retention"] = int(retention)
+    if c.max_pending:
+        kwargs["max_pending"] = int(c.max_pending)
     return StreamSpec(
         task=_TASKS[c.task],
         classes=tuple(c.classes),
@@ -134,7 +147,11 @@ def config_from_spec(spec: StreamSpec) -> stream_pb2.StreamConfig:
         ovo_class_limit=spec.ovo_class_limit,
         top_k=spec.top_k,
         calibration_bins=spec.calibration_bins,
+        low_confidence=spec.low_confidence,
+        prior_reference=spec.prior_reference,
+        max_pending=spec.max_pending,
     )
+    c.pending_retention.FromSeconds(spec.pending_retention)
     if spec.resolution.kind == "exact":
         c.resolution.exact.max_samples = spec.resolution.max_samples
     else:

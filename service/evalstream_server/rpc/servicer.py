@@ -44,6 +44,14 @@ _STATUS = {
 }
 
 
+class _Kind:
+    """RecordKind values."""
+
+    LABELLED = pb.RECORD_KIND_LABELLED
+    PREDICTIONS = pb.RECORD_KIND_PREDICTIONS
+    LABELS = pb.RECORD_KIND_LABELS
+
+
 @dataclass(frozen=True)
 class ServiceLimits:
     max_batch_rows: int = 65536
@@ -138,7 +146,9 @@ class EvalstreamServicer:
             result.error_message = message
             return result
         batch: Any
-        rows_claimed = int(req.scores.shape[0]) if req.scores.shape else 0
+        kind = req.kind or _Kind.LABELLED
+        claimed = req.labels if kind == _Kind.LABELS else req.scores
+        rows_claimed = int(claimed.shape[0]) if claimed.shape else 0
         result.samples = max(rows_claimed, 0)
         expected = 0  # the producer's expected sequence: asked once per batch
         if req.sequence and req.producer_id:
@@ -151,16 +161,7 @@ class EvalstreamServicer:
                 raise InvalidInputError(
                     "producer_id", "a producer id when sequence is set", "an empty producer id"
                 )
-            rows = self.limits.max_batch_rows
-            if req.scores.shape and req.scores.shape[0] > rows:
-                raise LimitExceededError("batch rows", rows, req.scores.shape[0])
-            width = max(record.spec.n_classes, 2)
-            scores = convert.decode_tensor(req.scores, "scores", rows * width)
-            labels = convert.decode_tensor(req.labels, "labels", rows * width)
-            weights = None
-            if req.HasField("sample_weight"):
-                weights = convert.decode_tensor(req.sample_weight, "sample_weight", rows)
-            batch = record.engine.validate(labels, scores, weights)
+            batch = self._decode(req, kind, record)
         except (InvalidInputError, LimitExceededError) as exc:
             exc = _wire_names(exc)
             if not req.sequence:  # unsequenced: nothing to consume, just reject
@@ -177,6 +178,46 @@ class EvalstreamServicer:
             return result
         outcome = self.store.ingest(req.stream, req.producer_id, req.sequence, batch, ts)
         return _fill(result, outcome)
+
+    def _decode(self, req: pb.IngestRequest, kind: int, record: StreamRecord) -> Any:
+        """The validated batch of one request (``InvalidInputError`` names what is wrong)."""
+        rows = self.limits.max_batch_rows
+        claimed = req.labels if kind == _Kind.LABELS else req.scores
+        if claimed.shape and claimed.shape[0] > rows:
+            raise LimitExceededError("batch rows", rows, claimed.shape[0])
+        if len(req.ids) > rows:
+            raise LimitExceededError("batch rows (ids)", rows, len(req.ids))
+        width = max(record.spec.n_classes, 2)
+        if kind == _Kind.LABELLED:
+            if req.ids:
+                raise InvalidInputError(
+                    "ids",
+                    "no ids in a labelled batch (ids go with RECORD_KIND_PREDICTIONS or "
+                    "RECORD_KIND_LABELS)",
+                    f"{len(req.ids)} ids",
+                )
+            scores = convert.decode_tensor(req.scores, "scores", rows * width)
+            labels = convert.decode_tensor(req.labels, "labels", rows * width)
+            weights = None
+            if req.HasField("sample_weight"):
+                weights = convert.decode_tensor(req.sample_weight, "sample_weight", rows)
+            return record.engine.validate(labels, scores, weights)
+        if kind not in (_Kind.PREDICTIONS, _Kind.LABELS):
+            raise InvalidInputError(
+                "kind",
+                "RECORD_KIND_LABELLED, RECORD_KIND_PREDICTIONS or RECORD_KIND_LABELS",
+                str(req.kind),
+            )
+        name = pb.RecordKind.Name(kind)
+        absent = ("labels",) if kind == _Kind.PREDICTIONS else ("scores",)
+        for field in (*absent, "sample_weight"):
+            if req.HasField(field):  # type: ignore[arg-type]
+                raise InvalidInputError(field, f"no {field} in a batch of kind {name}", "a tensor")
+        if kind == _Kind.PREDICTIONS:
+            scores = convert.decode_tensor(req.scores, "scores", rows * width)
+            return record.engine.validate_predictions(list(req.ids), scores)
+        labels = convert.decode_tensor(req.labels, "labels", rows * width)
+        return record.engine.validate_labels(list(req.ids), labels)
 
     def _rate_limited(
         self,
@@ -250,6 +291,37 @@ class EvalstreamServicer:
             if not reader.done():
                 reader.cancel()
 
+    async def _unary_batch(self, req: pb.IngestRequest) -> ingest_pb2.BatchResult:
+        result = self._one_batch(req)
+        await self.store.flush_async()  # the answer waits for durability, as Ingest's acks
+        return result
+
+    async def LogPredictions(self, req: pb.LogPredictionsRequest, ctx) -> pb.LogPredictionsResponse:
+        batch = pb.IngestRequest(
+            stream=req.stream,
+            producer_id=req.producer_id,
+            sequence=req.sequence,
+            ids=req.ids,
+            kind=_Kind.PREDICTIONS,
+        )
+        if req.HasField("scores"):
+            batch.scores.CopyFrom(req.scores)
+        if req.HasField("event_time"):
+            batch.event_time.CopyFrom(req.event_time)
+        return pb.LogPredictionsResponse(result=await self._unary_batch(batch))
+
+    async def LogLabels(self, req: pb.LogLabelsRequest, ctx) -> pb.LogLabelsResponse:
+        batch = pb.IngestRequest(
+            stream=req.stream,
+            producer_id=req.producer_id,
+            sequence=req.sequence,
+            ids=req.ids,
+            kind=_Kind.LABELS,
+        )
+        if req.HasField("labels"):
+            batch.labels.CopyFrom(req.labels)
+        return pb.LogLabelsResponse(result=await self._unary_batch(batch))
+
     # -- queries -------------------------------------------------------------------------------
     def _report_json(self, stream: str, window: str, curves: bool, max_points: int) -> str:
         self._record(stream)
@@ -318,6 +390,8 @@ def _fill(result: ingest_pb2.BatchResult, outcome: BatchOutcome) -> ingest_pb2.B
     result.expected_sequence = outcome.expected_sequence
     if outcome.original_status:
         result.original_status = _STATUS[outcome.original_status]
+    if outcome.join is not None:
+        result.join.CopyFrom(ingest_pb2.JoinCounts(**outcome.join))
     return result
 
 
@@ -350,6 +424,8 @@ _METHODS: dict[str, tuple[str, type[Message]]] = {
     "DeleteStream": ("unary_unary", pb.DeleteStreamRequest),
     "ResetStream": ("unary_unary", pb.ResetStreamRequest),
     "Ingest": ("stream_stream", pb.IngestRequest),
+    "LogPredictions": ("unary_unary", pb.LogPredictionsRequest),
+    "LogLabels": ("unary_unary", pb.LogLabelsRequest),
     "GetReport": ("unary_unary", pb.GetReportRequest),
     "GetCurve": ("unary_unary", pb.GetCurveRequest),
     "WatchReport": ("unary_stream", pb.WatchReportRequest),

@@ -11,7 +11,10 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..engine import Batch, State, StreamEngine, StreamSpec
+from ..engine import CUMULATIVE, Batch, LabelBatch, PredictionBatch, State, StreamEngine, StreamSpec
+from ..engine.spec import parse_duration
+
+Record = Batch | PredictionBatch | LabelBatch  # what one sequenced ingest carries
 
 __all__ = [
     "AlreadyExistsError",
@@ -70,6 +73,7 @@ class BatchOutcome:
     error_message: str = ""
     expected_sequence: int = 0
     original_status: Status | None = None
+    join: dict[str, int] | None = None  # predictions and labels: the JoinCounts of the batch
 
 
 @dataclass
@@ -113,10 +117,14 @@ class Store(abc.ABC):
         name: str,
         producer_id: str,
         sequence: int,
-        batch: Batch | Exception | None,
+        batch: Record | Exception | None,
         timestamp: float | None,
     ) -> BatchOutcome:
         """Count ``batch`` exactly once for ``(producer_id, sequence)``.
+
+        ``batch`` is a labelled ``Batch``, a ``PredictionBatch`` (predictions awaiting labels)
+        or a ``LabelBatch`` (labels for earlier predictions); stores that cannot keep
+        predictions awaiting labels reject the last two.
 
         ``batch`` may be ``None`` when the sequence is not the expected one: a duplicate or a
         gap is answered without the data.
@@ -141,6 +149,18 @@ class Store(abc.ABC):
         self, name: str, window: str, kind: str, target: str, max_points: int = 200
     ) -> dict[str, Any]: ...
 
+    def report_context(
+        self, name: str, window: str
+    ) -> tuple[State, State | None, dict[str, Any] | None]:
+        """What a report of ``window`` needs: its state, the state of the stream's prior
+        reference (None when ``window`` is the reference) and the join table's status (None
+        where the store keeps no predictions awaiting labels)."""
+        state = self.state(name, window)
+        reference = self.get(name).spec.prior_reference
+        if same_window(window, reference):
+            return state, None, None
+        return state, self.state(name, reference), None
+
     def flush(self) -> None:  # noqa: B027 - optional hook
         """Make every batch ingested so far durable (acks are sent after this returns)."""
 
@@ -150,3 +170,10 @@ class Store(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (files, connections)."""
+
+
+def same_window(a: str, b: str) -> bool:
+    a, b = a or CUMULATIVE, b or CUMULATIVE
+    if CUMULATIVE in (a, b):
+        return a == b
+    return parse_duration(a) == parse_duration(b)

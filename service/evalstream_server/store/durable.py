@@ -25,12 +25,20 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ..engine import Batch, StreamSpec, engine_from_bytes, engine_to_bytes
+from ..engine import (
+    Batch,
+    LabelBatch,
+    PredictionBatch,
+    StreamSpec,
+    engine_from_bytes,
+    engine_to_bytes,
+)
 from ..engine.stream import StreamEngine
-from .base import BatchOutcome, StreamRecord
+from .base import BatchOutcome, Record, StreamRecord
 from .memory import OUTCOME_MEMORY, MemoryStore
 
 __all__ = ["DurableStore", "StoreUnavailableError"]
@@ -48,7 +56,8 @@ CREATE TABLE IF NOT EXISTS outcomes (
     PRIMARY KEY (stream, producer, seq));
 CREATE TABLE IF NOT EXISTS batches (
     id INTEGER PRIMARY KEY AUTOINCREMENT, stream TEXT NOT NULL, ts REAL, now REAL NOT NULL,
-    n INTEGER NOT NULL, labels BLOB NOT NULL, scores BLOB NOT NULL, weights BLOB);
+    n INTEGER NOT NULL, labels BLOB NOT NULL, scores BLOB NOT NULL, weights BLOB,
+    kind INTEGER NOT NULL DEFAULT 0, ids TEXT);
 CREATE INDEX IF NOT EXISTS batches_by_stream ON batches (stream, id);
 CREATE TABLE IF NOT EXISTS snapshots (
     stream TEXT PRIMARY KEY, batch_id INTEGER NOT NULL, engine BLOB NOT NULL,
@@ -90,6 +99,7 @@ class DurableStore(MemoryStore):
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.executescript(_SCHEMA)
+        self._migrate()
         self._since_snapshot: dict[str, int] = {}
         self._last_batch_id: dict[str, int] = {}
         started = time.perf_counter()
@@ -114,6 +124,13 @@ class DurableStore(MemoryStore):
                 "path": str(self.path),
             },
         )
+
+    def _migrate(self) -> None:
+        """Bring a database written by an older version up to this schema."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(batches)")}
+        if "kind" not in columns:  # before delayed labels: every logged batch was labelled
+            self._db.execute("ALTER TABLE batches ADD COLUMN kind INTEGER NOT NULL DEFAULT 0")
+            self._db.execute("ALTER TABLE batches ADD COLUMN ids TEXT")
 
     @property
     def broken(self) -> BaseException | None:
@@ -172,29 +189,19 @@ class DurableStore(MemoryStore):
         record: StreamRecord,
         producer_id: str,
         sequence: int,
-        batch: Batch | Exception,
+        batch: Record | Exception,
         timestamp: float | None,
         now: float,
         outcome: BatchOutcome,
     ) -> None:
-        if outcome.status == "accepted" and isinstance(batch, Batch):
-            labels = batch.labels.astype(np.int32 if batch.labels.ndim == 1 else np.uint8)
+        if outcome.status == "accepted" and not isinstance(batch, Exception):
+            kind, ids, labels, scores, weights = _encode_record(batch)
             bid = self._next_batch_id
             self._next_batch_id += 1
             self._exec(
-                "INSERT INTO batches (id, stream, ts, now, n, labels, scores, weights) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    bid,
-                    record.name,
-                    timestamp,
-                    now,
-                    batch.n,
-                    # buffers, not copies: the writer thread reads them (batches are immutable)
-                    memoryview(labels),
-                    memoryview(np.ascontiguousarray(batch.scores)),
-                    None if batch.weights is None else memoryview(batch.weights),
-                ),
+                "INSERT INTO batches (id, stream, ts, now, n, labels, scores, weights, kind, ids) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (bid, record.name, timestamp, now, batch.n, labels, scores, weights, kind, ids),
             )
             self._last_batch_id[record.name] = bid
             self._since_snapshot[record.name] = self._since_snapshot.get(record.name, 0) + 1
@@ -243,13 +250,19 @@ class DurableStore(MemoryStore):
                 engine = engine_from_bytes(blob, clock=self.clock)
             record = StreamRecord(spec, engine, create_time, update_time=update_time, tenant=tenant)
             last_id = after
-            for bid, ts, now, n, labels, scores, weights in self._db.execute(
-                "SELECT id, ts, now, n, labels, scores, weights FROM batches "
+            for bid, ts, now, n, labels, scores, weights, kind, ids in self._db.execute(
+                "SELECT id, ts, now, n, labels, scores, weights, kind, ids FROM batches "
                 "WHERE stream = ? AND id > ? ORDER BY id",
                 (name, after),
             ):
-                batch = _decode_batch(spec, n, labels, scores, weights)
-                engine.ingest(batch, ts, now=now)
+                if kind == _PREDICTIONS:
+                    sc = np.frombuffer(scores, dtype=np.float32).reshape(n, spec.n_columns)
+                    engine.ingest_predictions(PredictionBatch(json.loads(ids), sc), ts, now=now)
+                elif kind == _LABELS:
+                    lab = _decode_labels(spec, n, labels)
+                    engine.ingest_labels(LabelBatch(json.loads(ids), lab), now=now)
+                else:
+                    engine.ingest(_decode_batch(spec, n, labels, scores, weights), ts, now=now)
                 record.update_time = now
                 last_id = bid
                 replayed += 1
@@ -292,14 +305,33 @@ class DurableStore(MemoryStore):
         return sum(os.path.getsize(p) for p in self.path.parent.glob("evalstream.db*"))
 
 
+_LABELLED, _PREDICTIONS, _LABELS = 0, 1, 2  # batches.kind
+
+
+def _encode_record(batch: Record) -> tuple[int, str | None, Any, Any, Any]:
+    """``(kind, ids, labels, scores, weights)`` columns of a logged record. Arrays go as
+    buffers, not copies: the writer thread reads them (records are immutable)."""
+    if isinstance(batch, PredictionBatch):
+        scores = memoryview(np.ascontiguousarray(batch.scores))
+        return _PREDICTIONS, json.dumps(batch.ids), b"", scores, None
+    labels = memoryview(batch.labels.astype(np.int32 if batch.labels.ndim == 1 else np.uint8))
+    if isinstance(batch, LabelBatch):
+        return _LABELS, json.dumps(batch.ids), labels, b"", None
+    weights = None if batch.weights is None else memoryview(batch.weights)
+    return _LABELLED, None, labels, memoryview(np.ascontiguousarray(batch.scores)), weights
+
+
+def _decode_labels(spec: StreamSpec, n: int, labels: bytes) -> np.ndarray:
+    if spec.task == "multiclass":
+        return np.frombuffer(labels, dtype=np.int32).astype(np.int64)
+    return np.frombuffer(labels, dtype=np.uint8).reshape(n, spec.n_columns).astype(bool)
+
+
 def _decode_batch(
     spec: StreamSpec, n: int, labels: bytes, scores: bytes, weights: bytes | None
 ) -> Batch:
     C = spec.n_columns
-    if spec.task == "multiclass":
-        lab = np.frombuffer(labels, dtype=np.int32).astype(np.int64)
-    else:
-        lab = np.frombuffer(labels, dtype=np.uint8).reshape(n, C).astype(bool)
+    lab = _decode_labels(spec, n, labels)
     sc = np.frombuffer(scores, dtype=np.float32).reshape(n, C)
     w = None if weights is None else np.frombuffer(weights, dtype=np.float64)
     return Batch(labels=lab, scores=sc, weights=w)

@@ -5,16 +5,27 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
-from ..engine import Batch, InvalidInputError, State, StreamEngine, StreamSpec
+from ..engine import (
+    InvalidInputError,
+    LabelBatch,
+    PredictionBatch,
+    State,
+    StreamEngine,
+    StreamSpec,
+    build_report,
+)
 from .base import (
     AlreadyExistsError,
     BatchOutcome,
     LimitExceededError,
     NotFoundError,
+    Record,
     Store,
     StreamRecord,
+    same_window,
 )
 
 __all__ = ["MemoryStore", "OUTCOME_MEMORY"]
@@ -96,7 +107,7 @@ class MemoryStore(Store):
         name: str,
         producer_id: str,
         sequence: int,
-        batch: Batch | Exception | None,
+        batch: Record | Exception | None,
         timestamp: float | None,
     ) -> BatchOutcome:
         with self._lock:
@@ -116,6 +127,7 @@ class MemoryStore(Store):
                         original_status=seen.status if seen else "accepted",
                         error_code=seen.error_code if seen else 0,
                         error_message=seen.error_message if seen else "",
+                        join=seen.join if seen else None,
                     )
                 if sequence > last + 1:
                     return BatchOutcome(
@@ -142,33 +154,52 @@ class MemoryStore(Store):
             return outcome
 
     def _apply(
-        self, record: StreamRecord, batch: Batch | Exception, timestamp: float | None, now: float
+        self, record: StreamRecord, batch: Record | Exception, timestamp: float | None, now: float
     ) -> BatchOutcome:
         if isinstance(batch, Exception):
             code = (
                 _RESOURCE_EXHAUSTED if isinstance(batch, LimitExceededError) else _INVALID_ARGUMENT
             )
             return BatchOutcome("rejected", error_code=code, error_message=str(batch))
+        join = None
         try:
-            n = record.engine.ingest(batch, timestamp, now=now)
+            if isinstance(batch, PredictionBatch):
+                join = asdict(record.engine.ingest_predictions(batch, timestamp, now=now))
+            elif isinstance(batch, LabelBatch):
+                join = asdict(record.engine.ingest_labels(batch, now=now))
+            else:
+                record.engine.ingest(batch, timestamp, now=now)
         except InvalidInputError as exc:  # e.g. the exact-resolution cap
             return BatchOutcome("rejected", error_code=_RESOURCE_EXHAUSTED, error_message=str(exc))
         record.update_time = now
-        return BatchOutcome("accepted", samples=n)
+        return BatchOutcome("accepted", samples=batch.n, join=join)
 
     # -- queries -------------------------------------------------------------------------------
     def state(self, name: str, window: str) -> State:
         with self._lock:
             return self.get(name).engine.state(window)
 
+    def report_context(
+        self, name: str, window: str
+    ) -> tuple[State, State | None, dict[str, Any] | None]:
+        with self._lock:
+            engine = self.get(name).engine
+            state = engine.state(window)
+            reference = engine.spec.prior_reference
+            ref = None if same_window(window, reference) else engine.state(reference)
+            return state, ref, engine.label_status()
+
     def report(
         self, name: str, window: str, curves: bool = False, max_points: int = 200
     ) -> dict[str, Any]:
-        state = self.state(name, window)
-        from ..engine import build_report
-
+        state, reference, labels = self.report_context(name, window)
         return build_report(
-            state, window=window or "cumulative", curves=curves, max_points=max_points
+            state,
+            window=window or "cumulative",
+            curves=curves,
+            max_points=max_points,
+            reference=reference,
+            labels=labels,
         )
 
     def curve(
@@ -197,7 +228,7 @@ class MemoryStore(Store):
         record: StreamRecord,
         producer_id: str,
         sequence: int,
-        batch: Batch | Exception,
+        batch: Record | Exception,
         timestamp: float | None,
         now: float,
         outcome: BatchOutcome,

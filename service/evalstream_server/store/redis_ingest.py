@@ -13,7 +13,7 @@ import redis
 
 from ..engine import Batch, InvalidInputError
 from ..engine.counting import compute_delta
-from .base import BatchOutcome, LimitExceededError, NotFoundError
+from .base import BatchOutcome, LimitExceededError, NotFoundError, Record
 from .durable import StoreUnavailableError
 from .redis_buffer import Entry, decode_outcome, outcome_field
 from .redis_commits import CommitBuffer
@@ -22,7 +22,7 @@ from .redis_streams import CachedStream, text
 
 __all__ = ["IngestMixin"]
 
-_INVALID_ARGUMENT, _RESOURCE_EXHAUSTED, _OUT_OF_RANGE = 3, 8, 11
+_INVALID_ARGUMENT, _RESOURCE_EXHAUSTED, _FAILED_PRECONDITION, _OUT_OF_RANGE = 3, 8, 9, 11
 _SEQ_READ_REUSE = 0.005  # the servicer pre-check and ingest() each ask, per batch
 
 
@@ -80,7 +80,7 @@ class IngestMixin:
         name: str,
         producer_id: str,
         sequence: int,
-        batch: Batch | Exception | None,
+        batch: Record | Exception | None,
         timestamp: float | None,
     ) -> BatchOutcome:
         cached = self._cached(name)
@@ -117,7 +117,7 @@ class IngestMixin:
         cached: CachedStream,
         producer: str,
         sequence: int,
-        batch: Batch | Exception,
+        batch: Record | Exception,
         timestamp: float | None,
         now: float,
     ) -> Entry:
@@ -126,6 +126,17 @@ class IngestMixin:
                 _RESOURCE_EXHAUSTED if isinstance(batch, LimitExceededError) else _INVALID_ARGUMENT
             )
             outcome = BatchOutcome("rejected", error_code=code, error_message=str(batch))
+            return Entry(producer, sequence, outcome, [], [], now)
+        if not isinstance(batch, Batch):  # predictions or labels to join by id
+            outcome = BatchOutcome(
+                "rejected",
+                error_code=_FAILED_PRECONDITION,
+                error_message=(
+                    "ids: delayed labels (predictions awaiting labels, joined by id) need the "
+                    "embedded store (memory:// or a --data-dir); this server runs on Redis, which "
+                    "takes labelled batches only"
+                ),
+            )
             return Entry(producer, sequence, outcome, [], [], now)
         t = now if timestamp is None else float(timestamp)
         if not math.isfinite(t):

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..engine import CUMULATIVE, State, build_report, curve
-from .base import NotFoundError, StreamRecord
+from .base import NotFoundError, StreamRecord, same_window
 from .durable import StoreUnavailableError
 from .redis_reads import Merged, MergedCache, SharedEngine
 from .redis_scripts import Keys
@@ -104,7 +104,15 @@ class QueryMixin:
         self, name: str, window: str, curves: bool = False, max_points: int = 200
     ) -> dict[str, Any]:
         state, age, reason = self._merged(name, window)
-        out = build_report(state, window=window or CUMULATIVE, curves=curves, max_points=max_points)
+        reference = self.get(name).spec.prior_reference
+        ref = None if same_window(window, reference) else self._merged(name, reference)[0]
+        out = build_report(
+            state,
+            window=window or CUMULATIVE,
+            curves=curves,
+            max_points=max_points,
+            reference=ref,
+        )
         if age is not None:
             out["staleness"] = {"age_seconds": round(age, 3), "reason": reason}
         return out

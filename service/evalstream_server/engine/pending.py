@@ -1,0 +1,263 @@
+"""Predictions awaiting their labels: the bounded join table behind delayed labels.
+
+``log_predictions`` puts rows here under their ids; ``log_labels`` takes them out again and the
+engine counts each joined pair in the window of its prediction's time. The table is bounded in
+time (``spec.pending_retention`` seconds after a prediction arrived) and in size
+(``spec.max_pending``; past it the oldest prediction is evicted). Ids that left the table are
+remembered as tombstones, under the same bounds, so that a second label for a joined id is a
+*duplicate*, a label for an expired prediction is *expired*, and anything else is *unknown*; a
+prediction whose id is pending or remembered is a duplicate id and is ignored. Nothing is counted
+twice.
+
+Every operation takes ``now`` from its caller: a durable store replays its log with the logged
+times and gets the same table. Expiry only depends on ``now``, so expiring early (a query) and
+expiring at the next operation leave the same table.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import InvalidInputError
+
+__all__ = ["PendingPredictions", "PlannedJoin", "JOIN_COUNTERS"]
+
+_JOINED, _EXPIRED = 1, 2
+_MAGIC = b"EVPEND\x00\x01"
+# Stream-wide counters since the stream was created or reset.
+JOIN_COUNTERS = (
+    "predictions",  # predictions stored to await their labels
+    "duplicate_ids",  # predictions ignored: their id was pending or seen before
+    "labels",  # label rows received
+    "matched",  # labels joined with their prediction
+    "unknown",  # labels for ids never seen (or forgotten past the bounds)
+    "expired_labels",  # labels whose prediction had expired or been evicted
+    "duplicate_labels",  # labels for ids already labelled
+    "expired",  # predictions that expired unlabelled (retention)
+    "evicted",  # predictions evicted unlabelled (max_pending)
+)
+
+
+@dataclass
+class PlannedJoin:
+    """What ``take`` would do with a batch of label ids, computed without changing anything."""
+
+    rows: np.ndarray  # indices into the label batch of the rows that match a pending prediction
+    slots: np.ndarray  # their slots in the table
+    unknown: int = 0
+    expired: int = 0
+    duplicate: int = 0
+    ids: list[str] = field(default_factory=list)  # the matched ids, in row order
+
+
+class PendingPredictions:
+    """Score rows awaiting labels, keyed by id, in arrival order.
+
+    Parameters
+    ----------
+    n_columns : int
+        Width of a score row.
+    max_pending : int
+    retention : float
+        Seconds after its arrival that a prediction expires.
+    """
+
+    def __init__(self, n_columns: int, max_pending: int, retention: float) -> None:
+        self.n_columns = n_columns
+        self.max_pending = max_pending
+        self.retention = float(retention)
+        self._slot: OrderedDict[str, int] = OrderedDict()  # id -> slot, oldest arrival first
+        self._done: OrderedDict[str, tuple[int, float]] = OrderedDict()  # id -> (kind, time)
+        self._scores = np.zeros((0, n_columns), dtype=np.float32)
+        self._time = np.zeros(0)  # prediction (event) time
+        self._arrival = np.zeros(0)  # when it arrived: expiry runs on this
+        self._free: list[int] = []
+        self.counters = dict.fromkeys(JOIN_COUNTERS, 0)
+
+    def __len__(self) -> int:
+        return len(self._slot)
+
+    # -- bounds --------------------------------------------------------------------------------
+    def expire(self, now: float) -> int:
+        """Expire predictions that arrived more than ``retention`` ago; returns how many."""
+        limit = now - self.retention
+        n = 0
+        while self._slot:
+            key, slot = next(iter(self._slot.items()))
+            if self._arrival[slot] >= limit:
+                break
+            self._drop_oldest(_EXPIRED, now)
+            n += 1
+        self.counters["expired"] += n
+        while self._done:
+            key, (_, when) = next(iter(self._done.items()))
+            if when >= limit and len(self._done) <= self.max_pending:
+                break
+            self._done.popitem(last=False)
+        return n
+
+    def _drop_oldest(self, kind: int, now: float) -> None:
+        key, slot = self._slot.popitem(last=False)
+        self._free.append(slot)
+        self._tombstone(key, kind, now)
+
+    def _tombstone(self, key: str, kind: int, now: float) -> None:
+        self._done[key] = (kind, now)
+        self._done.move_to_end(key)
+        if len(self._done) > self.max_pending:
+            self._done.popitem(last=False)
+
+    def _grow(self, need: int) -> None:
+        size = len(self._arrival)
+        if len(self._free) >= need:
+            return
+        new = min(max(2 * size, size + need - len(self._free), 1024), self.max_pending)
+        if new <= size:
+            return
+        self._scores = np.concatenate(
+            [self._scores, np.zeros((new - size, self.n_columns), np.float32)]
+        )
+        self._time = np.concatenate([self._time, np.zeros(new - size)])
+        self._arrival = np.concatenate([self._arrival, np.zeros(new - size)])
+        self._free.extend(range(new - 1, size - 1, -1))
+
+    # -- predictions -----------------------------------------------------------------------------
+    def add(self, ids: list[str], scores: np.ndarray, t: float, now: float) -> np.ndarray:
+        """Store the rows whose id is new; returns the boolean mask of the rows stored."""
+        keep = np.zeros(len(ids), dtype=bool)
+        seen: set[str] = set()
+        for i, key in enumerate(ids):
+            if key in self._slot or key in self._done or key in seen:
+                continue
+            seen.add(key)
+            keep[i] = True
+        n_new = int(keep.sum())
+        self.counters["duplicate_ids"] += len(ids) - n_new
+        if not n_new:
+            return keep
+        rows = np.flatnonzero(keep)
+        if n_new > self.max_pending:  # more new rows than the table holds: the oldest go
+            evict_now = n_new - self.max_pending
+            for i in rows[:evict_now]:
+                self._tombstone(ids[i], _EXPIRED, now)
+            self.counters["evicted"] += evict_now
+            rows = rows[evict_now:]
+        overflow = len(self._slot) + len(rows) - self.max_pending
+        for _ in range(max(overflow, 0)):
+            self._drop_oldest(_EXPIRED, now)
+        self.counters["evicted"] += max(overflow, 0)
+        self._grow(len(rows))
+        slots = np.array([self._free.pop() for _ in range(len(rows))], dtype=np.int64)
+        self._scores[slots] = scores[rows]
+        self._time[slots] = t
+        self._arrival[slots] = now
+        for i, slot in zip(rows.tolist(), slots.tolist(), strict=True):
+            self._slot[ids[i]] = slot
+        self.counters["predictions"] += len(rows)
+        return keep
+
+    # -- labels ----------------------------------------------------------------------------------
+    def plan(self, ids: list[str]) -> PlannedJoin:
+        """Which label rows join, and how the others are counted (changes nothing)."""
+        rows, slots, matched_ids = [], [], []
+        unknown = expired = duplicate = 0
+        taken: set[str] = set()
+        for i, key in enumerate(ids):
+            slot = self._slot.get(key)
+            if slot is not None and key not in taken:
+                taken.add(key)
+                rows.append(i)
+                slots.append(slot)
+                matched_ids.append(key)
+                continue
+            done = self._done.get(key)
+            if key in taken or (done is not None and done[0] == _JOINED):
+                duplicate += 1
+            elif done is not None:
+                expired += 1
+            else:
+                unknown += 1
+        return PlannedJoin(
+            np.asarray(rows, dtype=np.int64),
+            np.asarray(slots, dtype=np.int64),
+            unknown,
+            expired,
+            duplicate,
+            matched_ids,
+        )
+
+    def rows_of(self, plan: PlannedJoin) -> tuple[np.ndarray, np.ndarray]:
+        """``(scores, prediction times)`` of the planned matches."""
+        return self._scores[plan.slots].copy(), self._time[plan.slots].copy()
+
+    def take(self, plan: PlannedJoin, n_labels: int, now: float) -> None:
+        """Remove the planned matches (they are now joined) and count the batch."""
+        for key in plan.ids:
+            self._free.append(self._slot.pop(key))
+            self._tombstone(key, _JOINED, now)
+        c = self.counters
+        c["labels"] += n_labels
+        c["matched"] += len(plan.ids)
+        c["unknown"] += plan.unknown
+        c["expired_labels"] += plan.expired
+        c["duplicate_labels"] += plan.duplicate
+
+    def reset(self) -> None:
+        self.__init__(self.n_columns, self.max_pending, self.retention)  # type: ignore[misc]
+
+    @property
+    def nbytes(self) -> int:
+        ids = sum(len(k) + 100 for k in self._slot) + sum(len(k) + 100 for k in self._done)
+        return self._scores.nbytes + self._time.nbytes + self._arrival.nbytes + ids
+
+    def oldest_arrival(self) -> float | None:
+        if not self._slot:
+            return None
+        return float(self._arrival[next(iter(self._slot.values()))])
+
+    # -- bytes -----------------------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        slots = np.fromiter(self._slot.values(), dtype=np.int64, count=len(self._slot))
+        head = {
+            "ids": list(self._slot),
+            "done": [[k, kind, when] for k, (kind, when) in self._done.items()],
+            "counters": self.counters,
+        }
+        blob = json.dumps(head, separators=(",", ":")).encode()
+        parts = [
+            np.ascontiguousarray(self._scores[slots], dtype="<f4").tobytes(),
+            np.ascontiguousarray(self._time[slots], dtype="<f8").tobytes(),
+            np.ascontiguousarray(self._arrival[slots], dtype="<f8").tobytes(),
+        ]
+        return _MAGIC + struct.pack("<Q", len(blob)) + blob + b"".join(parts)
+
+    def restore(self, data: bytes) -> None:
+        """Load what ``to_bytes`` wrote into this (empty) table."""
+        if data[:8] != _MAGIC:
+            raise InvalidInputError("pending", "bytes written by to_bytes", "another format")
+        (size,) = struct.unpack_from("<Q", data, 8)
+        head = json.loads(data[16 : 16 + size])
+        ids: list[str] = head["ids"]
+        n, C = len(ids), self.n_columns
+        offset = 16 + size
+        expected = offset + n * (4 * C + 16)
+        if len(data) != expected:
+            raise InvalidInputError("pending", f"{expected} bytes", f"{len(data)} bytes")
+        scores = np.frombuffer(data, "<f4", n * C, offset).reshape(n, C)
+        offset += 4 * n * C
+        times = np.frombuffer(data, "<f8", n, offset)
+        arrival = np.frombuffer(data, "<f8", n, offset + 8 * n)
+        self.reset()
+        self._grow(n)
+        slots = np.array([self._free.pop() for _ in range(n)], dtype=np.int64)
+        self._scores[slots] = scores
+        self._time[slots] = times
+        self._arrival[slots] = arrival
+        self._slot = OrderedDict(zip(ids, slots.tolist(), strict=True))
+        self._done = OrderedDict((k, (int(kind), float(when))) for k, kind, when in head["done"])
+        self.counters.update({k: int(v) for k, v in head["counters"].items()})
