@@ -11,7 +11,11 @@ ids, the metadata and the deadline it received).
 
 from __future__ import annotations
 
+import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from concurrent import futures
@@ -21,14 +25,21 @@ import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+from evalstream import EvalClient
 from evalstream.errors import UnavailableError
+from evalstream_server.cli import main
 from evalstream_server.proxy import (
+    ModelRoute,
     ProxySettings,
     ProxyThread,
+    RouteError,
     parse_routes,
     row_ids,
 )
 from evalstream_server.proxy.wire import read_name_and_id, with_id
+from evalstream_server.server import ServerThread
+from evalstream_server.settings import Settings
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, roc_auc_score
 from tritonclient.grpc import service_pb2
 from tritonclient.utils import InferenceServerException
 
@@ -530,3 +541,224 @@ def test_stream_infer_is_forwarded_and_recorded(fake) -> None:
         assert response.infer_response == upstream.answer(forwarded)
     assert sink.ids == [*row_ids("s1", 2), ids[1], *row_ids("s3", 3)]
     np.testing.assert_array_equal(sink.scores(), X)
+
+
+# -- end to end: predictions through the proxy, labels later, the report against sklearn ----------
+@pytest.fixture(scope="module")
+def evalstream_target():
+    server = ServerThread(Settings(host="127.0.0.1", grpc_port=0, metrics_port=-1)).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _softmax32(z: np.ndarray) -> np.ndarray:
+    z = z.astype(np.float64)
+    z = np.exp(z - z.max(axis=1, keepdims=True))
+    return (z / z.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _create(client: EvalClient, name: str) -> None:
+    client.create_stream(
+        name,
+        task="multiclass",
+        classes=[str(i) for i in range(K)],
+        scores="logits",
+        resolution="exact",
+    )
+
+
+def _send_through(address: str, inputs: np.ndarray, sizes, with_ids: bool):
+    """Infer ``inputs`` in requests of ``sizes`` rows (cycled); row ids and logits in order."""
+    ids, logits, start, k = [], [], 0, 0
+    while start < len(inputs):
+        n = sizes[k % len(sizes)]
+        x = inputs[start : start + n]
+        given = f"req-{k}" if with_ids and k % 2 else ""
+        result = _infer(address, x, request_id=given)
+        request_id = result.get_response().id
+        assert request_id == given or (not given and len(request_id) == 32)
+        ids += row_ids(request_id, len(x))
+        logits.append(result.as_numpy("logits"))
+        start, k = start + n, k + 1
+    return ids, np.concatenate(logits)
+
+
+def test_predictions_joined_with_labels_give_sklearns_metrics(
+    mlserver, evalstream_target, eval_set
+) -> None:
+    inputs, labels = eval_set
+    with EvalClient(evalstream_target.target) as client:
+        _create(client, "digits-proxy")
+        settings = ProxySettings(
+            triton=mlserver.grpc_url,
+            target=evalstream_target.target,
+            routes=parse_routes(["digits_cnn=digits-proxy"]),
+            listen="127.0.0.1:0",
+            metrics_port=-1,
+        )
+        running = ProxyThread(settings).start()  # the real sink: EvalClient.log_predictions
+        try:
+            ids, logits = _send_through(running.address, inputs, [64, 1, 17, 5], with_ids=True)
+            metrics = running.metrics
+            _wait_for(
+                lambda: (
+                    metrics.value(
+                        "evalstream_proxy_predictions_recorded_total", stream="digits-proxy"
+                    )
+                    == len(inputs)
+                ),
+                "every row recorded",
+            )
+        finally:
+            assert running.stop() == 0
+        # Labels later, shuffled, in batches; 44 never arrive, 3 are for ids nobody predicted.
+        order = np.random.default_rng(0).permutation(len(inputs))
+        labelled, unlabelled = order[:700], order[700:]
+        matched = unknown = 0
+        for part in np.array_split(labelled, 7):
+            result = client.log_labels("digits-proxy", [ids[i] for i in part], labels[part])
+            matched += result.matched
+        unknown += client.log_labels("digits-proxy", ["x/0", "x/1", "nope"], [0, 1, 2]).unknown
+        assert (matched, unknown) == (700, 3)
+        report = client.report("digits-proxy")
+    data = report.to_dict()
+    y, p = labels[labelled], _softmax32(logits)[labelled]
+    assert unlabelled.size == 44 and data["n_samples"] == 700
+    assert data["confusion_matrix"] == confusion_matrix(y, p.argmax(1), labels=range(K)).tolist()
+    assert report.accuracy_score() == pytest.approx(accuracy_score(y, p.argmax(1)), abs=1e-12)
+    assert report.f1_score(average="macro") == pytest.approx(
+        f1_score(y, p.argmax(1), average="macro", zero_division=0), abs=1e-12
+    )
+    for average in ("macro", "weighted"):
+        want = roc_auc_score(y, p, multi_class="ovr", average=average, labels=range(K))
+        assert report.roc_auc_score(average=average) == pytest.approx(want, abs=1e-12)
+    assert report.roc_auc_score(multi_class="ovo") == pytest.approx(
+        roc_auc_score(y, p, multi_class="ovo", labels=range(K)), abs=1e-12
+    )
+
+
+def test_evalstream_restarting_loses_nothing_it_buffered(mlserver, eval_set, tmp_path) -> None:
+    inputs, labels = eval_set
+    port = _free_port()
+    settings = Settings(
+        host="127.0.0.1", grpc_port=port, metrics_port=-1, data_dir=str(tmp_path / "es")
+    )
+    with ServerThread(settings) as first, EvalClient(first.target) as client:
+        _create(client, "digits-restart")  # then evalstream goes away
+    proxy_settings = ProxySettings(
+        triton=mlserver.grpc_url,
+        target=f"127.0.0.1:{port}",
+        routes=parse_routes(["digits_cnn=digits-restart"]),
+        listen="127.0.0.1:0",
+        metrics_port=-1,
+        max_buffer_rows=300,
+        retry_deadline=0.2,
+    )
+    running = ProxyThread(proxy_settings).start()
+    metrics = running.metrics
+    try:
+        ids = []
+        for k in range(6):  # 6 x 64 rows: 4 fit in 300, 2 are dropped whole
+            x = inputs[64 * k : 64 * (k + 1)]
+            result = _infer(running.address, x)  # inference is unaffected
+            ids += row_ids(result.get_response().id, 64)
+        _wait_for(
+            lambda: (
+                metrics.value(
+                    "evalstream_proxy_predictions_dropped_total",
+                    stream="digits-restart",
+                    reason="buffer_full",
+                )
+                == 128.0
+            ),
+            "128 rows dropped",
+        )
+        assert metrics.value("evalstream_proxy_buffer_rows") == 256.0
+        _wait_for(
+            lambda: (
+                metrics.value(
+                    "evalstream_proxy_send_errors_total",
+                    stream="digits-restart",
+                    code="UNAVAILABLE",
+                )
+                >= 1
+            ),
+            "a failed send",
+        )
+        with ServerThread(settings) as second, EvalClient(second.target) as client:
+            _wait_for(
+                lambda: (
+                    metrics.value(
+                        "evalstream_proxy_predictions_recorded_total", stream="digits-restart"
+                    )
+                    == 256.0
+                ),
+                "the buffered rows delivered",
+                timeout=15.0,
+            )
+            result = client.log_labels("digits-restart", ids, labels[: len(ids)])
+            assert (result.matched, result.unknown) == (256, 128)
+            assert client.report("digits-restart").to_dict()["n_samples"] == 256  # once
+    finally:
+        running.stop(flush_timeout=1.0)
+    assert metrics.value("evalstream_proxy_buffer_rows") == 0.0
+
+
+def test_cli_serves_until_sigterm_and_flushes(mlserver, evalstream_target, eval_set) -> None:
+    inputs, labels = eval_set
+    with EvalClient(evalstream_target.target) as client:
+        _create(client, "digits-cli-proxy")
+    argv = [
+        sys.executable, "-m", "evalstream_server.cli", "triton-proxy",
+        "--listen", "127.0.0.1:0", "--triton", mlserver.grpc_url,
+        "--target", evalstream_target.target, "--model", "digits_cnn=digits-cli-proxy",
+        "--metrics-port", "0", "--flush-interval", "30",  # only the shutdown flush sends
+    ]  # fmt: skip
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+        reader.start()
+        _wait_for(lambda: any("serving" in line for line in lines), "the serving line", 30.0)
+        address = re.search(r"serving (\S+) ->", "".join(lines)).group(1)
+        ids = []
+        for k in range(3):
+            ids += row_ids(_infer(address, inputs[10 * k : 10 * k + 10]).get_response().id, 10)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        reader.join(timeout=5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "triton-proxy: stopped; 0 rows unsent" in "".join(lines)
+    with EvalClient(evalstream_target.target) as client:
+        assert client.log_labels("digits-cli-proxy", ids, labels[:30]).matched == 30
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--model", "digits_cnn"], "--model: expected NAME=STREAM or NAME=STREAM:OUTPUT"),
+        (["--model", "m=bad stream"], "with a STREAM name of 1 to 128 characters"),
+        (["--model", "m=s", "--model", "m=t"], "expected each model at most once, received 'm'"),
+        (["--model", "m=s:"], "with a non-empty OUTPUT"),
+        (["--model", "m=s", "--listen", "8011"], "--listen: expected HOST:PORT"),
+    ],
+)
+def test_cli_refuses_bad_arguments(argv, message, capsys) -> None:
+    assert main(["triton-proxy", "--triton", "127.0.0.1:1", *argv]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("evalstream triton-proxy: ") and message in err
+
+
+def test_routes_parse() -> None:
+    assert parse_routes(["a=s", "b.v2=t:probs"]) == {
+        "a": ModelRoute("a", "s"),
+        "b.v2": ModelRoute("b.v2", "t", "probs"),
+    }
+    with pytest.raises(RouteError) as info:
+        parse_routes(["=s"])
+    assert info.value.field == "--model"

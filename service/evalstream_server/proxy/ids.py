@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import uuid
 
-__all__ = ["new_request_id", "row_ids"]
+__all__ = ["MAX_ID_CHARS", "new_request_id", "row_ids", "valid_ids"]
+
+MAX_ID_CHARS = 256  # evalstream's limit on a prediction id
 
 
 def new_request_id() -> str:
@@ -24,3 +26,9 @@ def row_ids(request_id: str, n: int) -> list[str]:
     if n == 1:
         return [request_id]
     return [f"{request_id}/{row}" for row in range(n)]
+
+
+def valid_ids(ids: list[str]) -> bool:
+    """Whether evalstream takes these row ids (1 to ``MAX_ID_CHARS`` characters each); a row
+    with a bad id would make the server refuse the whole batch it travels in."""
+    return all(0 < len(i) <= MAX_ID_CHARS for i in ids)

@@ -11,8 +11,10 @@ name                                           type       labels
 =============================================  =========  ================================
 
 Drop reasons: ``buffer_full`` (``--max-buffer-rows`` reached while evalstream was slow or
-down), ``bad_output`` (no recordable output in the response, see ``outputs.py``), ``no_id``
-(a streamed response without an id), ``rejected`` (evalstream refused the rows: unknown stream,
+down), ``bad_output`` (no recordable output in the response, see ``outputs.py``), ``bad_id``
+(a caller's id longer than evalstream takes), ``no_id`` (a streamed response without an id),
+``duplicate_id`` (evalstream had the id already: a caller reused an id, or a resend after a send
+whose acknowledgement was lost), ``rejected`` (evalstream refused the rows: unknown stream,
 wrong width, permission), ``shutdown`` (still unsent when the shutdown flush ran out of time).
 """
 
@@ -24,7 +26,15 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 __all__ = ["ProxyMetrics", "DROP_REASONS"]
 
-DROP_REASONS = ("buffer_full", "bad_output", "no_id", "rejected", "shutdown")
+DROP_REASONS = (
+    "buffer_full",
+    "bad_output",
+    "bad_id",
+    "no_id",
+    "duplicate_id",
+    "rejected",
+    "shutdown",
+)
 
 
 class ProxyMetrics:

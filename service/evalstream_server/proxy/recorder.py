@@ -30,7 +30,7 @@ from evalstream.errors import InvalidBatchError
 from tritonclient.grpc import service_pb2
 
 from .buffer import Chunk, PredictionBuffer
-from .ids import row_ids
+from .ids import row_ids, valid_ids
 from .metrics import ProxyMetrics
 from .outputs import OutputError, decode_scores
 from .routes import ModelRoute
@@ -40,10 +40,13 @@ __all__ = ["Recorder", "Sink", "TRANSIENT_CODES"]
 log = logging.getLogger("evalstream.proxy")
 
 Sink = Callable[..., Any]
-# Codes after which the same rows may succeed later: keep them buffered.
+# Codes after which the same rows may succeed later: keep them buffered. OUT_OF_RANGE is a
+# sequence gap (evalstream restarted or forgot this producer): the client renumbers on the next
+# call; rows refused for their content come back as InvalidBatchError instead.
 TRANSIENT_CODES = frozenset(
     {
         "UNAVAILABLE",
+        "OUT_OF_RANGE",
         "DEADLINE_EXCEEDED",
         "CANCELLED",
         "RESOURCE_EXHAUSTED",
@@ -197,7 +200,12 @@ class Recorder:
             self._warn(route.stream, "bad_output", str(exc))
             return None
         assert request_id is not None
-        return route, row_ids(request_id, len(scores)), scores, timestamp
+        ids = row_ids(request_id, len(scores))
+        if not valid_ids(ids):
+            self.metrics.drop(route.stream, "bad_id", len(ids))
+            self._warn(route.stream, "bad_id", f"request id {request_id[:300]!r} is too long")
+            return None
+        return route, ids, scores, timestamp
 
     def _parse_loop(self) -> None:
         while True:
@@ -243,8 +251,10 @@ class Recorder:
         except Exception as exc:  # noqa: BLE001 - every failure is classified below
             return self._failed(chunk, exc)
         rejected = int(getattr(result, "rejected_samples", 0) or 0)
-        self.metrics.record(stream, chunk.rows - rejected)
+        duplicate = int(getattr(result, "duplicate_ids", 0) or 0)
+        self.metrics.record(stream, chunk.rows - rejected - duplicate)
         self.metrics.drop(stream, "rejected", rejected)
+        self.metrics.drop(stream, "duplicate_id", duplicate)
         self.buffer.release(chunk.rows)
         return True
 

@@ -40,9 +40,16 @@ __all__ = [
 log = logging.getLogger("evalstream.proxy")
 
 # Never a lower message limit than the inference server's (Triton takes up to 2 GiB).
-_CHANNEL_OPTIONS = [
+_MESSAGE_OPTIONS = [
     ("grpc.max_receive_message_length", -1),
     ("grpc.max_send_message_length", -1),
+]
+# Reconnect to a restarted inference server within a second (grpc's default backoff reaches 120 s).
+_UPSTREAM_OPTIONS = [
+    *_MESSAGE_OPTIONS,
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
 ]
 
 
@@ -172,8 +179,8 @@ async def start_proxy(settings: ProxySettings, sink: Sink | None = None) -> Runn
         batch_rows=settings.batch_rows,
         flush_interval=settings.flush_interval,
     )
-    channel = grpc.aio.insecure_channel(settings.triton, options=_CHANNEL_OPTIONS)
-    server = grpc.aio.server(options=[*_CHANNEL_OPTIONS, ("grpc.so_reuseport", 0)])
+    channel = grpc.aio.insecure_channel(settings.triton, options=_UPSTREAM_OPTIONS)
+    server = grpc.aio.server(options=[*_MESSAGE_OPTIONS, ("grpc.so_reuseport", 0)])
     server.add_generic_rpc_handlers((Forwarder(channel, settings.routes, recorder, metrics),))
     bound = server.add_insecure_port(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
     if bound == 0:
