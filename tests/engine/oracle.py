@@ -10,6 +10,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pytest
 import sklearn.metrics as skm
 
 
@@ -208,3 +209,34 @@ def leaf(report: dict, path: str, classes: list[str]):
             part = classes[int(part)]
         node = node[part]
     return node
+
+
+TOL_EXACT = 1e-12
+RANK_PREFIXES = ("roc_auc.", "average_precision.")
+
+
+def compare_report(report, exp, classes, binned: bool, loss_rtol=2e-6):
+    """Every oracle value against the report leaf; returns how many were defined and checked."""
+    checked = 0
+    for path, want in exp.items():
+        if path in ("confusion_matrix", "multilabel_confusion_matrix"):
+            got = np.array(report[path], dtype=float)
+            np.testing.assert_allclose(got, np.asarray(want, dtype=float), rtol=1e-12, err_msg=path)
+            checked += 1
+            continue
+        node = leaf(report, path, classes)
+        got = node["value"]
+        if want is None:
+            assert got is None, f"{path}: expected undefined, got {got}"
+            assert node.get("reason"), f"{path}: undefined without a reason"
+            continue
+        assert got is not None, f"{path}: undefined ({node.get('reason')}), sklearn says {want}"
+        rank = path.startswith(RANK_PREFIXES) and not path.endswith(".samples")
+        if path in ("log_loss", "brier_score"):
+            assert got == pytest.approx(want, rel=loss_rtol, abs=1e-9), path
+        elif rank and binned:
+            assert node["lower"] <= want <= node["upper"], (path, node, want)
+        else:
+            assert abs(got - want) <= TOL_EXACT, f"{path}: {got} vs sklearn {want}"
+        checked += 1
+    return checked
