@@ -294,6 +294,40 @@ class Report:
             "a larger top_k"
         )
 
+    # -- label-free figures and label latency ---------------------------------------------------
+    def predicted_prevalence(self, kind: str | None = None) -> dict[str, float | None]:
+        """Share of the window's predictions per class, labelled or awaiting labels: ``kind``
+        ``"argmax"`` (multiclass default), ``"thresholded"`` (binary and multilabel default) or
+        ``"mean_probability"``."""
+        table = self._d["imbalance"]["predicted_prevalence"]
+        key = kind or ("argmax" if self.task == "multiclass" else "thresholded")
+        if key not in table:
+            raise ValueError(f"kind: expected one of {sorted(table)}, received {kind!r}")
+        return {c: _value(leaf) for c, leaf in table[key].items()}
+
+    def prior_shift(self) -> float | None:
+        """Population stability index of the predicted class shares against the stream's
+        prior reference window (None for the reference itself)."""
+        return _value(self._d["label_free"]["prior_shift"]["psi"])
+
+    def low_confidence_share(self) -> float | None:
+        return _value(self._d["label_free"]["confidence"]["low_confidence_share"])
+
+    def labelled_share(self) -> float | None:
+        """Labelled samples per prediction in the window (both by prediction time)."""
+        return _value(self._d["labels"]["labelled_share"])
+
+    def label_delay(self, quantile: str = "p50") -> float | None:
+        """Seconds from prediction to label of the pairs joined by id: ``"mean"``, ``"p50"``,
+        ``"p90"`` or ``"p99"`` (quantiles interpolated in the delay histogram)."""
+        return _value(self._d["labels"]["delay_seconds"][quantile])
+
+    def label_status(self) -> dict[str, Any]:
+        """Stream-wide join table figures (not windowed): ``pending`` predictions, and counters
+        ``matched``, ``unknown``, ``expired_labels``, ``duplicate_labels``, ``expired``,
+        ``evicted``, ``duplicate_ids`` since the stream was created or reset."""
+        return dict(self._d["labels"]["stream"])
+
     def confusion_matrix(self) -> np.ndarray:
         """The (n_classes, n_classes) matrix, rows true and columns predicted classes (float when
         sample weights were logged)."""

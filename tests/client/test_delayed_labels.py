@@ -70,8 +70,14 @@ def test_shuffled_predictions_and_labels_equal_sklearn_on_the_joined_pairs(clien
     assert totals == {"matched": 3800, "unknown": 2}
     _assert_sklearn(client.report(name), y[arrive], p[arrive])
     _assert_sklearn(client.report(name, window="1h"), y[arrive], p[arrive])
-    status = client.report(name).to_dict()["labels"]["stream"]
+    report = client.report(name)
+    status = report.label_status()
     assert (status["pending"], status["matched"], status["unknown"]) == (1200, 3800, 2)
+    assert report.labelled_share() == pytest.approx(3800 / 5000)
+    shares = np.bincount(p.argmax(axis=1), minlength=4) / 5000
+    assert report.predicted_prevalence() == pytest.approx(dict(zip(CLASSES, shares, strict=True)))
+    assert report.prior_shift() is None  # the cumulative window is the default reference
+    assert report.label_delay("p99") is not None
 
 
 def test_a_restart_between_predictions_and_labels_loses_nothing(tmp_path, name):
