@@ -34,6 +34,7 @@ bench: venv tools
 	$(PY) bench/scrape.py
 	$(PY) bench/durability.py
 	$(PY) bench/replicas.py
+	$(PY) bench/delayed_labels.py
 
 lint: venv
 	$(VENV)/bin/ruff check client service tests bench

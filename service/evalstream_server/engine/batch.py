@@ -302,23 +302,23 @@ def _ids(ids: object, n: int | None, field: str = "ids") -> list[str]:
     if isinstance(ids, str | bytes):
         raise InvalidInputError(field, "a sequence of string ids, one per row", "a single string")
     try:
-        out = [v if isinstance(v, str) else None for v in ids]  # type: ignore[union-attr]
+        out = list(ids)  # type: ignore[call-overload]
     except TypeError:
         raise InvalidInputError(
             field, "a sequence of string ids, one per row", type(ids).__name__
         ) from None
     if not out:
         raise InvalidInputError(field, "at least 1 id", "an empty batch")
-    for i, v in enumerate(out):
-        if v is None:
-            bad = list(ids)[i]  # type: ignore[call-overload]
-            raise InvalidInputError(
-                field, "string ids", f"{type(bad).__name__} {bad!r} at index {i}"
-            )
-        if not v or len(v) > MAX_ID_LENGTH:
-            raise InvalidInputError(
-                field, f"ids of 1 to {MAX_ID_LENGTH} characters", f"{len(v)} at index {i}"
-            )
+    if not all(isinstance(v, str) for v in out):
+        i = next(i for i, v in enumerate(out) if not isinstance(v, str))
+        bad = out[i]
+        raise InvalidInputError(field, "string ids", f"{type(bad).__name__} {bad!r} at index {i}")
+    lengths = list(map(len, out))
+    if min(lengths) < 1 or max(lengths) > MAX_ID_LENGTH:
+        i = next(i for i, n in enumerate(lengths) if not 1 <= n <= MAX_ID_LENGTH)
+        raise InvalidInputError(
+            field, f"ids of 1 to {MAX_ID_LENGTH} characters", f"{lengths[i]} at index {i}"
+        )
     if n is not None and len(out) != n:
         raise InvalidInputError(field, f"{n} ids, one per row", f"{len(out)} ids")
     return out  # type: ignore[return-value]

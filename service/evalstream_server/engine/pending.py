@@ -109,8 +109,16 @@ class PendingPredictions:
     def _tombstone(self, key: str, kind: int, now: float) -> None:
         self._done[key] = (kind, now)
         self._done.move_to_end(key)
-        if len(self._done) > self.max_pending:
+        self._trim_done()
+
+    def _trim_done(self) -> None:
+        while len(self._done) > self.max_pending:
             self._done.popitem(last=False)
+
+    def _take_slots(self, k: int) -> np.ndarray:
+        slots = np.array(self._free[len(self._free) - k :][::-1], dtype=np.int64)
+        del self._free[len(self._free) - k :]
+        return slots
 
     def _grow(self, need: int) -> None:
         size = len(self._arrival)
@@ -129,13 +137,17 @@ class PendingPredictions:
     # -- predictions -----------------------------------------------------------------------------
     def add(self, ids: list[str], scores: np.ndarray, t: float, now: float) -> np.ndarray:
         """Store the rows whose id is new; returns the boolean mask of the rows stored."""
-        keep = np.zeros(len(ids), dtype=bool)
-        seen: set[str] = set()
-        for i, key in enumerate(ids):
-            if key in self._slot or key in self._done or key in seen:
-                continue
-            seen.add(key)
-            keep[i] = True
+        unique = set(ids)
+        clash = unique & self._slot.keys() | unique & self._done.keys()
+        if len(unique) == len(ids) and not clash:  # the common case, checked with set algebra
+            keep = np.ones(len(ids), dtype=bool)
+        else:
+            keep = np.zeros(len(ids), dtype=bool)
+            seen: set[str] = set()
+            for i, key in enumerate(ids):
+                if key not in clash and key not in seen:
+                    seen.add(key)
+                    keep[i] = True
         n_new = int(keep.sum())
         self.counters["duplicate_ids"] += len(ids) - n_new
         if not n_new:
@@ -152,23 +164,30 @@ class PendingPredictions:
             self._drop_oldest(_EXPIRED, now)
         self.counters["evicted"] += max(overflow, 0)
         self._grow(len(rows))
-        slots = np.array([self._free.pop() for _ in range(len(rows))], dtype=np.int64)
+        slots = self._take_slots(len(rows))
         self._scores[slots] = scores[rows]
         self._time[slots] = t
         self._arrival[slots] = now
-        for i, slot in zip(rows.tolist(), slots.tolist(), strict=True):
-            self._slot[ids[i]] = slot
+        kept = ids if len(rows) == len(ids) else [ids[i] for i in rows.tolist()]
+        self._slot.update(zip(kept, slots.tolist(), strict=True))
         self.counters["predictions"] += len(rows)
         return keep
 
     # -- labels ----------------------------------------------------------------------------------
     def plan(self, ids: list[str]) -> PlannedJoin:
         """Which label rows join, and how the others are counted (changes nothing)."""
+        get = self._slot.get
+        found = [get(key) for key in ids]
+        if len(set(ids)) == len(ids) and None not in found:  # every label joins: the common case
+            return PlannedJoin(
+                np.arange(len(ids), dtype=np.int64),
+                np.asarray(found, dtype=np.int64),
+                ids=list(ids),
+            )
         rows, slots, matched_ids = [], [], []
         unknown = expired = duplicate = 0
         taken: set[str] = set()
-        for i, key in enumerate(ids):
-            slot = self._slot.get(key)
+        for i, (key, slot) in enumerate(zip(ids, found, strict=True)):
             if slot is not None and key not in taken:
                 taken.add(key)
                 rows.append(i)
@@ -197,9 +216,13 @@ class PendingPredictions:
 
     def take(self, plan: PlannedJoin, n_labels: int, now: float) -> None:
         """Remove the planned matches (they are now joined) and count the batch."""
+        pop = self._slot.pop
         for key in plan.ids:
-            self._free.append(self._slot.pop(key))
-            self._tombstone(key, _JOINED, now)
+            pop(key)
+        self._free.extend(plan.slots.tolist())
+        # joined ids were pending, so none is a tombstone yet: they append in order
+        self._done.update(zip(plan.ids, [(_JOINED, now)] * len(plan.ids), strict=True))
+        self._trim_done()
         c = self.counters
         c["labels"] += n_labels
         c["matched"] += len(plan.ids)
@@ -254,7 +277,7 @@ class PendingPredictions:
         arrival = np.frombuffer(data, "<f8", n, offset + 8 * n)
         self.reset()
         self._grow(n)
-        slots = np.array([self._free.pop() for _ in range(n)], dtype=np.int64)
+        slots = self._take_slots(n)
         self._scores[slots] = scores
         self._time[slots] = times
         self._arrival[slots] = arrival
