@@ -473,7 +473,7 @@ def test_metadata_and_deadline_go_upstream_and_trailers_come_back(fake) -> None:
     (metadata, remaining), (_, unbounded) = upstream.seen
     assert metadata["x-trace"] == "abc" and metadata["x-bin-bin"] == b"\x00\x01"
     assert not any(k.startswith(":") for k in metadata)
-    assert 5.0 < remaining <= 7.0
+    assert 5.0 < remaining <= 7.5  # the deadline, give or take clock rounding
     assert unbounded is None or unbounded > 1e6
 
 
