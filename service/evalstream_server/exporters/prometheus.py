@@ -2,26 +2,41 @@
 
 Undefined values are left out, never exported as 0. Gauges cannot be summed across replicas, so
 additive per-class counters (true positives, false positives, false negatives, support) are
-exported too, for PromQL to aggregate numerators and denominators.
+exported too, for PromQL to aggregate numerators and denominators. The label-free figures, the
+labelled share and the label latency of delayed labels are exported by ``predictions``.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from ..engine import build_report
+from ..engine import CUMULATIVE, build_report
 from ..store import NotFoundError
+from ..store.base import same_window
 from ..store.memory import MemoryStore
+from .families import Families as _Families
+from .predictions import stream_series, window_series
 
 __all__ = ["EvalstreamCollector"]
 
 log = logging.getLogger("evalstream.exporter")
 _AVERAGES = ("micro", "macro", "weighted", "ovo_macro", "ovo_weighted", "samples", "binary")
 _CLASS_METRICS = ("roc_auc", "average_precision", "f1", "precision", "recall")
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """A cached window report and what the scrape needs besides it."""
+
+    key: tuple
+    report: dict[str, Any]
+    delay_sum: float  # sum of the window's label delays (the histogram's _sum)
 
 
 class EvalstreamCollector(Collector):
@@ -37,22 +52,56 @@ class EvalstreamCollector(Collector):
     def __init__(self, store: MemoryStore, max_class_series: int = 100) -> None:
         self.store = store
         self.max_class_series = max_class_series
-        # (stream, window) -> (key, report): a window whose engine did not change and
-        # whose time bucket did not move is not recomputed (idle streams cost nothing to scrape)
-        self._cache: dict[tuple[str, str], tuple[tuple, dict]] = {}
+        # (stream, window) -> entry: a window whose engine did not change and whose time bucket
+        # (and its prior reference window's bucket) did not move is not recomputed, so idle
+        # streams cost nothing to scrape.
+        self._cache: dict[tuple[str, str], _Entry] = {}
+        # stream -> (engine key, join table status): the stream-wide part of labels
+        self._status: dict[str, tuple[tuple, dict[str, Any]]] = {}
 
-    def _report(self, record, window: str) -> dict:
+    def _key(self, record, window: str) -> tuple:
+        """What a window's report depends on besides time: the engine's version, the window's
+        time bucket and the bucket of its prior reference (a sliding reference moves on its own;
+        a cumulative one only changes with the version). The join table status in the report
+        also depends on the clock; ``_stream_status`` refreshes it."""
         engine = record.engine
-        ring = engine.windows.get(window)
-        bucket = ring.bucket_of(engine.clock()) if ring is not None else None
-        key = (id(engine), engine.version, bucket)
+        reference = record.spec.prior_reference
+        now = engine.clock()
+        buckets = []
+        for name in (window, None if same_window(window, reference) else reference):
+            ring = _ring(engine, name)
+            buckets.append(ring.bucket_of(now) if ring is not None else None)
+        return (id(engine), engine.version, *buckets)
+
+    def _report(self, record, window: str) -> _Entry:
+        key = self._key(record, window)
         hit = self._cache.get((record.name, window))
-        if hit is not None and hit[0] == key:
+        if hit is not None and hit.key == key:
+            return hit
+        state, reference, labels = self.store.report_context(record.name, window)
+        report = build_report(
+            state, window=window, intervals=False, reference=reference, labels=labels
+        )
+        entry = _Entry(key, report, float(state.counts["delay_sum"][0]))
+        self._cache[(record.name, window)] = entry
+        if labels is not None:
+            self._status[record.name] = ((id(record.engine), record.engine.version), labels)
+        return entry
+
+    def _stream_status(self, record) -> dict[str, Any] | None:
+        """The join table status, fresh for this scrape.
+
+        It changes without a new version only while predictions are pending (their age grows,
+        and they expire): then it is read again (one state copy: ``report_context`` has no
+        cheaper way to it); with nothing pending it only changes with the version."""
+        hit = self._status.get(record.name)
+        engine = record.engine
+        if hit is not None and hit[0] == (id(engine), engine.version) and not hit[1]["pending"]:
             return hit[1]
-        state = self.store.state(record.name, window)
-        report = build_report(state, window=window, intervals=False)
-        self._cache[(record.name, window)] = (key, report)
-        return report
+        _, _, labels = self.store.report_context(record.name, record.spec.prior_reference)
+        if labels is not None:
+            self._status[record.name] = ((id(engine), engine.version), labels)
+        return labels
 
     def describe(self) -> list[Metric]:
         return []  # computed at scrape time; do not collect on registration
@@ -77,18 +126,34 @@ class EvalstreamCollector(Collector):
             for window in record.engine.window_names():
                 live.add((name, window))
                 try:
-                    report = self._report(record, window)
+                    entry = self._report(record, window)
                 except NotFoundError:
                     break
                 except Exception:  # noqa: BLE001 - one bad stream must not break the scrape
                     log.exception("report failed", extra={"stream": name, "window": window})
                     continue
+                report = entry.report
                 self._window(g, name, window, report)
-                if window == "cumulative":
+                window_series(g, name, window, report, self._classes(report))
+                if window == CUMULATIVE:
                     self._counters(g, name, report)
+                    self._labels(g, record, report, entry.delay_sum)
         for gone in set(self._cache) - live:
             del self._cache[gone]
+        for gone in set(self._status) - {name for name, _ in live}:
+            del self._status[gone]
         yield from g.all()
+
+    def _labels(self, g: _Families, record, report: dict, delay_sum: float) -> None:
+        if "pending" not in report["labels"]["stream"]:
+            return  # this store keeps no predictions awaiting labels
+        try:
+            status = self._stream_status(record)
+        except NotFoundError:
+            return
+        if status is not None:
+            histogram = report["labels"]["delay_seconds"]["histogram"]
+            stream_series(g, record.spec.name, status, histogram, delay_sum)
 
     def _classes(self, report: dict) -> list[str]:
         return report["classes"][: self.max_class_series]
@@ -172,27 +237,11 @@ class EvalstreamCollector(Collector):
             sup_f.add_metric([stream, c], tp + fn)
 
 
-class _Families:
-    """Metric families by name, created on first use, all prefixed ``evalstream_``."""
-
-    def __init__(self) -> None:
-        self._families: dict[str, Metric] = {}
-
-    def gauge(self, name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
-        key = f"evalstream_{name}"
-        fam = self._families.get(key)
-        if fam is None:
-            fam = self._families[key] = GaugeMetricFamily(key, doc, labels=labels)
-        return fam  # type: ignore[return-value]
-
-    def counter(self, name: str, doc: str, labels: list[str]) -> CounterMetricFamily:
-        key = f"evalstream_{name}_total"
-        fam = self._families.get(key)
-        if fam is None:
-            fam = self._families[key] = CounterMetricFamily(
-                f"evalstream_{name}", doc, labels=labels
-            )
-        return fam  # type: ignore[return-value]
-
-    def all(self) -> Iterator[Metric]:
-        yield from self._families.values()
+def _ring(engine, window: str | None):
+    """The window ring of ``window`` (None for the cumulative state or no window)."""
+    if window is None or same_window(window, CUMULATIVE):
+        return None
+    ring = engine.windows.get(window)
+    if ring is None:  # an equivalent spelling ("60m" for "1h")
+        ring = next((r for n, r in engine.windows.items() if same_window(n, window)), None)
+    return ring
