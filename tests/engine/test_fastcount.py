@@ -18,8 +18,8 @@ import pytest
 from evalstream_server.engine import BinLayout, State, StreamEngine, StreamSpec, fastcount
 from evalstream_server.engine.batch import make_batch
 from evalstream_server.engine.counting import (
-    Scatter,
     ADDED_FIELDS,
+    Scatter,
     compute_delta,
     field_shapes,
     numpy_delta,
@@ -31,7 +31,16 @@ needs_kernel = pytest.mark.skipif(
     not fastcount.enabled(),
     reason="the compiled kernel was not built (no C compiler) or EVALSTREAM_FASTCOUNT=0",
 )
-FLOAT_FIELDS = ("log_loss", "brier", "prob_sum", "samples_prf", "samples_auc", "samples_ap")
+FLOAT_FIELDS = (
+    "log_loss",
+    "brier",
+    "prob_sum",
+    "samples_prf",
+    "samples_auc",
+    "samples_ap",
+    "pred_prob",  # the probability sums again (labelled batches share them)
+    "pred_conf_sum",
+)
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 

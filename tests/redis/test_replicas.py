@@ -136,6 +136,28 @@ def test_exact_resolution_is_refused_with_invalid_argument(replicas):
     assert "resolution" in err.value.details() and "bins" in err.value.details()
 
 
+def test_delayed_labels_are_refused_with_a_clear_reason(replicas):
+    """Predictions awaiting labels live in the embedded store's engine; on Redis a batch of
+    predictions or labels is rejected (its number consumed) and names the store to use."""
+    from evalstream import EvalClient
+    from evalstream.errors import InvalidBatchError
+
+    with EvalClient(replicas[0].target) as client:
+        client.create_stream("delayed", "binary", ["neg", "pos"])
+        with pytest.raises(InvalidBatchError) as err:
+            client.log_predictions("delayed", ["a", "b"], [0.2, 0.9])
+        assert err.value.errors[0].code == "FAILED_PRECONDITION"
+        assert "embedded store" in str(err.value)
+        with pytest.raises(InvalidBatchError, match="embedded store"):
+            client.log_labels("delayed", ["a"], [1])
+        client.log("delayed", [0, 1], [0.2, 0.9])  # labelled batches go on as before
+        report = client.report("delayed")
+        assert report.n_samples == 2
+        assert report.label_status() == {
+            "reason": "this store does not keep predictions awaiting labels"
+        }
+
+
 def test_sequences_and_outcomes_are_shared(replicas):
     stubs = [stub_for(r.target) for r in replicas]
     try:

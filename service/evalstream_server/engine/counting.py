@@ -88,16 +88,6 @@ def field_shapes(spec: StreamSpec) -> dict[str, tuple[int, ...]]:
         "n": (2,),  # sample count, weight total
         "prob_sum": (C,),
         "calibration": (3, spec.calibration_bins),  # weight, weighted confidence, weighted hits
-        # Label-free figures: every prediction, labelled or awaiting its label, counted once.
-        "pred_n": (2,),  # predictions, their weight
-        "pred_class": (C,),  # weight predicted per column (multiclass argmax, else thresholded)
-        "pred_prob": (C,),  # weighted probability sums
-        "pred_conf": (CONFIDENCE_BINS,),  # weighted confidence histogram (per label cell)
-        "pred_conf_sum": (1,),
-        "pred_low": (1,),  # weight below spec.low_confidence
-        # Label delay of the pairs joined by id (labels sent after their predictions).
-        "delay": (len(DELAY_EDGES) + 1,),
-        "delay_sum": (1,),
     }
     if spec.task == "multiclass":
         if binned and spec.full_ovo:
@@ -122,6 +112,18 @@ def field_shapes(spec: StreamSpec) -> dict[str, tuple[int, ...]]:
             shapes["samples_prf"] = (5,)
             shapes["samples_auc"] = (2,)  # sum of per-sample AUC, weight of defined samples
             shapes["samples_ap"] = (2,)
+    # Last, so that the offsets of the fields above stay those of states written before them
+    # (the Redis store's flat layout). Label-free figures: every prediction, labelled or awaiting
+    # its label, counted once.
+    shapes["pred_n"] = (2,)  # predictions, their weight
+    shapes["pred_class"] = (C,)  # weight predicted per column (multiclass argmax, else thresholded)
+    shapes["pred_prob"] = (C,)  # weighted probability sums
+    shapes["pred_conf"] = (CONFIDENCE_BINS,)  # weighted confidence histogram (per label cell)
+    shapes["pred_conf_sum"] = (1,)
+    shapes["pred_low"] = (1,)  # weight below spec.low_confidence
+    # Label delay of the pairs joined by id (labels sent after their predictions).
+    shapes["delay"] = (len(DELAY_EDGES) + 1,)
+    shapes["delay_sum"] = (1,)
     return shapes
 
 

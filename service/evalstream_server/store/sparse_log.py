@@ -55,7 +55,9 @@ class FlatLayout:
         """A delta from ``compute_delta`` as flat-index parts (non-zero cells of dense fields)."""
         out: list[Part] = []
         for name, offset, _shape in self.fields:
-            d = delta[name]
+            d = delta.get(name)
+            if d is None:  # a field this delta leaves unchanged (label delay of a labelled batch)
+                continue
             if isinstance(d, Scatter):
                 weights = d.weights
                 repeat = getattr(d, "repeat", 1)  # cells per sample sharing its weight
