@@ -381,13 +381,20 @@ def _triton_proxy(args: argparse.Namespace) -> int:
     import os
 
     from .logs import configure_logging
-    from .proxy import ProxySettings, RouteError, parse_routes, serve_proxy_forever
+    from .proxy import (
+        ProxySettings,
+        parse_routes,
+        serve_proxy_forever,
+        split_host_port,
+    )
 
     def fail(code: int, exc: Exception) -> int:
         print(f"evalstream triton-proxy: {' '.join(str(exc).split())}", file=sys.stderr)
         return code
 
     try:
+        for flag in ("listen", "triton", "target"):
+            split_host_port(f"--{flag}", getattr(args, flag))
         settings = ProxySettings(
             triton=args.triton,
             target=args.target,
@@ -403,7 +410,7 @@ def _triton_proxy(args: argparse.Namespace) -> int:
             shutdown_grace=args.shutdown_grace,
             token=args.token or os.environ.get("EVALSTREAM_TOKEN"),
         )
-    except RouteError as exc:
+    except ValueError as exc:  # RouteError, or an address that is not HOST:PORT
         return fail(2, exc)
     configure_logging(args.log_level, args.log_format)
 
@@ -418,9 +425,7 @@ def _triton_proxy(args: argparse.Namespace) -> int:
 
     try:
         left = asyncio.run(serve_proxy_forever(settings, ready=ready))
-    except ValueError as exc:  # an address that is not HOST:PORT
-        return fail(2, exc)
-    except (OSError, RuntimeError) as exc:  # cannot bind, no usable client
+    except (OSError, RuntimeError, ValueError) as exc:  # cannot bind, no usable client
         return fail(1, exc)
     print(f"triton-proxy: stopped; {left} rows unsent", file=sys.stderr)
     return 0
