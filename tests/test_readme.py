@@ -24,3 +24,21 @@ def test_readme_quick_start_runs(capsys):
         assert 0.5 < r.roc_auc_score(average="macro", multi_class="ovr") <= 1.0
         namespace["client"].close()
     assert "macro avg" in capsys.readouterr().out
+
+
+def test_readme_delayed_labels_example_runs(capsys):
+    import sklearn.metrics as skm
+
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    code = next(b for b in blocks if "log_labels" in b)
+    with ServerThread(Settings(grpc_port=0, metrics_port=-1)) as srv:
+        namespace: dict = {}
+        exec(compile(code.replace("127.0.0.1:50051", srv.target), "README.md", "exec"), namespace)
+        report, y, p = namespace["report"], namespace["y"], namespace["p"]
+        exact = skm.roc_auc_score(y[:4000], p[:4000].astype("float32"))  # sent as float32
+        low, high = report.bounds()  # binned: the exact value lies inside the bounds
+        assert low <= exact <= high and high - low < 1e-3
+        assert report.labelled_share() == 0.8
+        assert report.label_status()["pending"] == 1000
+        namespace["client"].close()
+    assert capsys.readouterr().out.startswith("4000 0 0\n")
