@@ -1,6 +1,7 @@
 """A Hypothesis state machine over ingest, ack (commit), crash, restart and retry, against a model
 of what was acknowledged: after any sequence of steps, the store counts every acknowledged batch
-exactly once and nothing else."""
+exactly once and nothing else. Batches are labelled, predictions awaiting labels, or the labels of
+earlier predictions: joins replay exactly too."""
 
 from __future__ import annotations
 
@@ -17,13 +18,27 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 SPEC = StreamSpec(task="binary", name="sm")
 
 
-def _batch(store, seq: int):
-    """Deterministic content per sequence number: seq rows, labels alternate."""
+def _rows(seq: int) -> int:
+    return 1 + seq % 7
+
+
+def _batch(store, seq: int, bad: set[int] | frozenset = frozenset()):
+    """Deterministic content per sequence number, by ``seq % 3``: a labelled batch, predictions
+    under ids of their own, or the labels of the previous sequence's predictions. Returns the
+    record, the labelled samples it adds (a label joins only if its predictions were accepted)
+    and the predictions it adds to the label-free figures."""
     rng = np.random.default_rng(seq)
-    n = 1 + seq % 7
-    y = rng.integers(0, 2, n)
-    s = rng.random(n)
-    return store.get("sm").engine.validate(y, s), n
+    n = _rows(seq)
+    engine = store.get("sm").engine
+    if seq % 3 == 0:
+        return engine.validate(rng.integers(0, 2, n), rng.random(n)), n, n
+    if seq % 3 == 1:
+        ids = [f"s{seq}-{j}" for j in range(n)]
+        return engine.validate_predictions(ids, rng.random(n)), 0, n
+    prev = seq - 1
+    ids = [f"s{prev}-{j}" for j in range(_rows(prev))]
+    joined = 0 if prev in bad else len(ids)
+    return engine.validate_labels(ids, rng.integers(0, 2, len(ids))), joined, 0
 
 
 class CrashyProducer(RuleBasedStateMachine):
@@ -49,14 +64,14 @@ class CrashyProducer(RuleBasedStateMachine):
         if seq in self.bad:
             item = InvalidInputError("y_score", "finite numbers", "1 NaN")
         else:
-            item, _ = _batch(self.store, seq)
+            item = _batch(self.store, seq, self.bad)[0]
         out = self.store.ingest("sm", "p", seq, item, None)
         assert out.status == ("rejected" if seq in self.bad else "accepted"), (seq, out)
         assert out.expected_sequence == seq + 1
         self.in_tx.append(seq)
 
-    def _samples(self, seqs) -> int:
-        return sum(_batch(self.store, s)[1] for s in seqs if s not in self.bad)
+    def _samples(self, seqs, column: int = 1) -> int:
+        return sum(_batch(self.store, s, self.bad)[column] for s in seqs if s not in self.bad)
 
     @precondition(lambda self: not self.lost)  # a real client resends the lost ones first
     @rule(bad=st.booleans())
@@ -93,14 +108,16 @@ class CrashyProducer(RuleBasedStateMachine):
     @rule(data=st.data())
     def resend_an_acked_batch(self, data):
         seq = data.draw(st.sampled_from(sorted(self.acked)))
-        out = self.store.ingest("sm", "p", seq, _batch(self.store, seq)[0], None)
+        out = self.store.ingest("sm", "p", seq, _batch(self.store, seq, self.bad)[0], None)
         assert out.status == "duplicate"
         assert out.original_status == ("rejected" if seq in self.bad else "accepted")
 
     @invariant()
     def acknowledged_counted_exactly_once(self):
-        n = self.store.state("sm", "cumulative").n_samples
-        assert n == self.acked_samples + self._samples(self.in_tx)
+        state = self.store.state("sm", "cumulative")
+        assert state.n_samples == self.acked_samples + self._samples(self.in_tx)
+        applied = self.acked | set(self.in_tx)
+        assert state.counts["pred_n"][0] == self._samples(applied, column=2)
         expected = max(self.acked | set(self.in_tx), default=0) + 1
         assert self.store.expected_sequence("sm", "p") == expected
 
