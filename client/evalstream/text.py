@@ -115,4 +115,44 @@ def format_report(report: dict[str, Any], digits: int = 3) -> str:
             names = ", ".join(f"{k} ({v:.3f})" for v, k in worst)
             note = f"  <-- micro AUC hides weaker classes: lowest {names}"
         out.append(f"micro - macro ROC AUC gap {gap:+.4f}{note}")
+    out.extend(_label_free_lines(report, digits))
     return "\n".join(out)
+
+
+def _label_free_lines(report: dict[str, Any], digits: int) -> list[str]:
+    """Predicted shares, confidence and prior shift; labelled share, delay and the join table
+    (reports before version 2 have none of it)."""
+    free, labels = report.get("label_free"), report.get("labels")
+    if not free or not labels:
+        return []
+    out = [""]
+    kind = "argmax" if report["task"] == "multiclass" else "thresholded"
+    shares = free["predicted_prevalence"][kind]
+    out.append(
+        f"predictions {free['n_predictions']}  predicted shares ({kind}) "
+        + "  ".join(f"{k} {_v(v, digits)}" for k, v in list(shares.items())[:12])
+    )
+    conf = free["confidence"]
+    low = conf["low_confidence_share"]
+    shift = free["prior_shift"]
+    psi = shift["psi"]
+    psi_text = _v(psi, 4) if psi.get("value") is not None else f"- ({psi.get('reason')})"
+    out.append(
+        f"confidence mean {_v(conf['mean'], digits)}  below {low.get('threshold', '-')} "
+        f"{_v(low, digits)}  prior shift vs {shift['reference']}: PSI {psi_text}"
+    )
+    delay = labels["delay_seconds"]
+    line = f"labelled {labels['labelled']} of {labels['predictions']} predictions"
+    if labels["labelled_share"].get("value") is not None:
+        line += f" ({labels['labelled_share']['value']:.1%})"
+    if delay["joined"]:
+        line += f"  label delay p50 {_v(delay['p50'], 1)} s  p90 {_v(delay['p90'], 1)} s"
+    out.append(line)
+    table = labels.get("stream") or {}
+    if "pending" in table:
+        out.append(
+            f"awaiting labels {table['pending']}  joined {table['matched']}  unknown "
+            f"{table['unknown']}  expired labels {table['expired_labels']}  duplicate labels "
+            f"{table['duplicate_labels']}  expired {table['expired']}  evicted {table['evicted']}"
+        )
+    return out

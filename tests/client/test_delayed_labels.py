@@ -10,6 +10,7 @@ import pytest
 import sklearn.metrics as skm
 from evalstream import EvalClient
 from evalstream.errors import InvalidBatchError
+from evalstream.text import format_report
 from evalstream.v1 import evalstream_service_pb2 as pb
 from evalstream.v1 import ingest_pb2, tensor_pb2
 from evalstream.v1.evalstream_service_pb2_grpc import EvalstreamServiceStub
@@ -78,6 +79,9 @@ def test_shuffled_predictions_and_labels_equal_sklearn_on_the_joined_pairs(clien
     assert report.predicted_prevalence() == pytest.approx(dict(zip(CLASSES, shares, strict=True)))
     assert report.prior_shift() is None  # the cumulative window is the default reference
     assert report.label_delay("p99") is not None
+    text = format_report(report.to_dict())
+    assert "awaiting labels 1200  joined 3800  unknown 2" in text
+    assert "labelled 3800 of 5000 predictions (76.0%)" in text
 
 
 def test_a_restart_between_predictions_and_labels_loses_nothing(tmp_path, name):
