@@ -253,7 +253,7 @@ def deliver(
     refused: list[ingest_pb2.BatchResult] = []
     failure: grpc.RpcError | None = None
     last_retry: ingest_pb2.BatchResult | None = None
-    stalled = 0
+    stalled = attempt = 0
     while pending and stalled < MAX_ROUNDS and not refused:
         order = list(pending)
         results, n_sent, failure = _one_call(
@@ -287,10 +287,17 @@ def deliver(
         if failure is not None and failure.code() not in _RETRY_CALL:
             raise _with_result(error_from_rpc(failure), result)
         pending = sorted(retry + order[len(results) :])
-        stalled = 0 if settled else stalled + 1
-        if failure is not None and pending and time.monotonic() < give_up_at:
-            # unreachable (restart, dropped connection): keep trying until the deadline
-            stalled = min(stalled, MAX_ROUNDS - 1)
+        attempt = 0 if settled else attempt + 1  # paces the backoff
+        if settled:
+            stalled = 0
+        elif failure is not None and pending:
+            # Unreachable (restart, dropped connection): the deadline bounds these rounds, not
+            # their count, so the rounds after the server is back (a renumbering after a gap)
+            # still have their own budget.
+            if time.monotonic() >= give_up_at:
+                stalled += 1
+        else:
+            stalled += 1
         if refused:
             if refused[0].error_code == _NOT_FOUND:  # no stream, so no numbering either
                 sequences.forget(stream)
@@ -302,9 +309,9 @@ def deliver(
                 resent.discard(i)
             sequences.set(stream, retry_result.expected_sequence + len(pending))
             if pending and stalled < MAX_ROUNDS:
-                time.sleep(retry_delay(retry_result, stalled))
+                time.sleep(retry_delay(retry_result, attempt))
         elif pending and stalled < MAX_ROUNDS:
-            time.sleep(backoff(stalled))
+            time.sleep(backoff(attempt))
     if refused:
         raise _with_result(error_for(refused[0].error_code, refused[0].error_message), result)
     if pending:

@@ -48,8 +48,8 @@ class _Call:
 
 
 class FakeIngest:
-    """``plans``: per call, None (behave) or ``("break", k)``: apply k + 1 batches, acknowledge k,
-    then fail UNAVAILABLE. ``refuse_once``: sequences refused once, unconsumed (transient)."""
+    """``plans``: per call, None (behave), ``("down",)`` (fail UNAVAILABLE at once) or
+    ``("break", k)``: apply k + 1 batches, acknowledge k, then fail UNAVAILABLE. ``refuse_once``: sequences refused once, unconsumed (transient)."""
 
     def __init__(self, plans=(), refuse_once=()) -> None:
         self.plans = list(plans)
@@ -65,6 +65,8 @@ class FakeIngest:
         return _Call(self._run(requests, plan))
 
     def _run(self, requests, plan):
+        if plan == ("down",):  # the server is not there: nothing is read
+            raise FakeRpcError(grpc.StatusCode.UNAVAILABLE, "connection refused")
         for i, req in enumerate(requests):
             result = self._one(req)
             if plan is not None and i == plan[1]:
@@ -156,6 +158,19 @@ def test_a_server_that_stays_away_gives_unavailable_with_totals():
     result = info.value.result
     assert (result.accepted_batches, result.rejected_batches, len(result.errors)) == (0, 0, 3)
     assert "may or may not have been applied" in result.errors[0].message
+
+
+def test_a_gap_after_a_long_outage_is_renumbered_not_given_up():
+    """Broken calls past MAX_ROUNDS within the deadline, then the server answers with a gap
+    (it never saw numbers an earlier, failed call had taken): renumbered and delivered."""
+    fake = FakeIngest(plans=[("down",)] * (ingest.MAX_ROUNDS + 2))
+    seqs = Sequences()
+    seqs.set("s", 9)  # an earlier call numbered batches the server never received
+    result = deliver(fake, "s", "pid", _rows(30), 10, seqs, retry_deadline=60.0)
+    assert fake.calls == ingest.MAX_ROUNDS + 4  # the outage, the gap answer, the resend
+    assert result.duplicate_batches == 0
+    assert (result.accepted_batches, fake.applied) == (3, 30)
+    assert seqs.get("s") == 4
 
 
 def test_writer_reconnects_and_resyncs():
