@@ -49,6 +49,26 @@ CONTRACT_METRICS = frozenset(
         "evalstream_class_false_positives_total",
         "evalstream_class_false_negatives_total",
         "evalstream_class_samples_total",
+        # label-free figures and delayed labels (issue 8)
+        "evalstream_window_predictions",
+        "evalstream_class_mean_probability_ratio",
+        "evalstream_prediction_confidence_mean",
+        "evalstream_low_confidence_ratio",
+        "evalstream_prior_shift_psi",
+        "evalstream_prior_shift_total_variation",
+        "evalstream_class_prior_shift_ratio",
+        "evalstream_labelled_ratio",
+        "evalstream_label_delay_quantile_seconds",
+        "evalstream_predictions_pending",
+        "evalstream_predictions_pending_limit",
+        "evalstream_pending_retention_seconds",
+        "evalstream_oldest_pending_age_seconds",
+        "evalstream_predictions_logged_total",
+        "evalstream_labels_total",
+        "evalstream_predictions_unlabelled_total",
+        "evalstream_label_delay_seconds_bucket",
+        "evalstream_label_delay_seconds_count",
+        "evalstream_label_delay_seconds_sum",
     }
 )
 

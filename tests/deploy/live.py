@@ -400,3 +400,123 @@ def substitute(expr: str, values: dict[str, str]) -> str:
 
 def finite(value: float) -> bool:
     return not (math.isnan(value) or math.isinf(value))
+
+
+# ----------------------------------------------------------------------------------------------
+# Streams of predictions whose labels come later (log_predictions, then log_labels)
+
+SHIFTED_MIX = (0.10, 0.20, 0.35, 0.35)  # the recent predictions of a shifted stream
+OLD_AGE = 1800.0  # seconds: "old" predictions lie in the 1h and cumulative windows, not in 5m
+
+
+@dataclass(frozen=True)
+class PredictionPlan:
+    """A stream fed through ``EvalClient.log_predictions`` (and maybe ``log_labels``).
+
+    ``old_rows`` predictions are stamped ``OLD_AGE`` seconds ago with the ``PREVALENCE`` mix;
+    ``new_rows`` are stamped now, with ``SHIFTED_MIX`` when ``shifted``. Labels are sent for the
+    first ``labelled_old`` old and ``labelled_new`` new predictions, all in one call.
+    """
+
+    name: str
+    seed: int
+    old_rows: int
+    new_rows: int
+    shifted: bool
+    labelled_old: int = 0
+    labelled_new: int = 0
+
+    @property
+    def n_samples(self) -> int:  # labelled pairs: the samples of the quality metrics
+        return self.labelled_old + self.labelled_new
+
+    @property
+    def n_predictions(self) -> int:
+        return self.old_rows + self.new_rows
+
+    @property
+    def batches(self) -> int:  # every call fits one message
+        return 2 + (1 if self.n_samples else 0)
+
+    def in_window(self, window: str) -> tuple[int, int]:
+        """(predictions, labelled samples) of ``window``."""
+        if window == "5m":
+            return self.new_rows, self.labelled_new
+        return self.n_predictions, self.n_samples
+
+
+def _predictions(rng: np.random.Generator, n: int, mix) -> tuple[np.ndarray, np.ndarray]:
+    """Labels drawn from ``mix`` and softmax scores with +3 on the true class (as
+    ``stream_data``'s healthy stream)."""
+    y = rng.choice(len(CLASSES), n, p=mix).astype(np.int32)
+    logits = rng.normal(size=(n, len(CLASSES)))
+    logits[np.arange(n), y] += 3.0
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return y, (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def create_prediction_stream(client, plan: PredictionPlan) -> None:
+    client.create_stream(plan.name, "multiclass", list(CLASSES), windows=list(WINDOWS))
+
+
+def feed_predictions(client, plan: PredictionPlan) -> None:
+    rng = np.random.default_rng(plan.seed)
+    y_old, p_old = _predictions(rng, plan.old_rows, PREVALENCE)
+    y_new, p_new = _predictions(rng, plan.new_rows, SHIFTED_MIX if plan.shifted else PREVALENCE)
+    old = [f"old-{i}" for i in range(plan.old_rows)]
+    new = [f"new-{i}" for i in range(plan.new_rows)]
+    got = client.log_predictions(plan.name, old, p_old, timestamp=time.time() - OLD_AGE)
+    assert got.added == plan.old_rows, got
+    got = client.log_predictions(plan.name, new, p_new)
+    assert got.added == plan.new_rows, got
+    if plan.n_samples:
+        ids = old[: plan.labelled_old] + new[: plan.labelled_new]
+        y = np.concatenate([y_old[: plan.labelled_old], y_new[: plan.labelled_new]])
+        got = client.log_labels(plan.name, ids, y)
+        assert got.matched == plan.n_samples, got
+
+
+def _leaf_value(leaf) -> float | None:
+    return leaf.get("value") if isinstance(leaf, dict) else leaf
+
+
+# exported windowed series of the predictions -> their value in a window's report
+WINDOWED_REPORT_VALUES: dict[str, Callable[[dict, dict], object]] = {
+    "evalstream_window_predictions": lambda r, lab: r["label_free"]["n_predictions"],
+    "evalstream_class_mean_probability_ratio": lambda r, lab: r["label_free"][
+        "predicted_prevalence"
+    ]["mean_probability"][lab["class"]],
+    "evalstream_prediction_confidence_mean": lambda r, lab: r["label_free"]["confidence"]["mean"],
+    "evalstream_low_confidence_ratio": lambda r, lab: r["label_free"]["confidence"][
+        "low_confidence_share"
+    ],
+    "evalstream_prior_shift_psi": lambda r, lab: r["label_free"]["prior_shift"]["psi"],
+    "evalstream_prior_shift_total_variation": lambda r, lab: r["label_free"]["prior_shift"][
+        "total_variation"
+    ],
+    "evalstream_class_prior_shift_ratio": lambda r, lab: r["label_free"]["prior_shift"][
+        "per_class"
+    ][lab["class"]],
+    "evalstream_labelled_ratio": lambda r, lab: r["labels"]["labelled_share"],
+    "evalstream_label_delay_quantile_seconds": lambda r, lab: r["labels"]["delay_seconds"][
+        f"p{round(float(lab['quantile']) * 100)}"
+    ],
+}
+# exported per-stream series -> the join table counter or figure of labels.stream
+STREAM_STATUS_KEYS = {
+    "evalstream_predictions_pending": lambda lab: "pending",
+    "evalstream_predictions_pending_limit": lambda lab: "max_pending",
+    "evalstream_pending_retention_seconds": lambda lab: "retention_seconds",
+    "evalstream_predictions_logged_total": lambda lab: "predictions",
+    "evalstream_labels_total": lambda lab: {
+        "expired": "expired_labels",
+        "duplicate": "duplicate_labels",
+    }.get(lab["outcome"], lab["outcome"]),
+    "evalstream_predictions_unlabelled_total": lambda lab: {"duplicate_id": "duplicate_ids"}.get(
+        lab["reason"], lab["reason"]
+    ),
+}
+
+
+def windowed_report_value(name: str, labels: dict, report: dict) -> float | None:
+    return _leaf_value(WINDOWED_REPORT_VALUES[name](report, labels))

@@ -7,7 +7,14 @@ imbalanced multiclass streams with windows ["5m", "1h"] are fed through gRPC:
 
 * ``live-healthy``: four classes (60/27/8/5%), every class well separated;
 * ``live-degraded``: the same mix, but 80% of the minority class ``bus`` is confused with ``car``
-  (bus recall about 0.25 in every window, micro minus macro AUC about 0.12).
+  (bus recall about 0.25 in every window, micro minus macro AUC about 0.12);
+* ``live-prior-stable``: predictions only (``log_predictions``), 3000 stamped 30 minutes ago and
+  1000 now with the same class mix, then labels for 2000 old and 500 new ones (label delays of
+  about 30 minutes and of about a second; 1500 predictions stay pending);
+* ``live-prior-shifted``: predictions only, never labelled: 3000 old ones with the usual mix and
+  1000 recent ones with the mix 10/20/35/35%, so the 5m window's predicted class shares shift
+  against the cumulative reference (PSI about 1) and ``EvalstreamPriorShift`` fires without a
+  single label.
 
 The streams are created first and fed only after Prometheus has scraped their counters at 0, so
 ``rate()`` over the cumulative counters sees the whole stream (first sample 0: the extrapolation
@@ -24,8 +31,10 @@ Alert file used (generated in tmp from the real alerts.yml, nothing else changed
 
 Panels that can only have data under a condition are handled, not skipped: the rate panels get
 their two scrapes (counters at 0, then fed); the ``ALERTS`` panels are evaluated once the
-degraded stream's alerts fire, and for ``$stream = live-healthy`` they must return no ALERTS
-series (the healthy stream has no alert; ``count(...) or vector(0)`` returns its 0).
+degraded stream's alerts fire, and for the quiet streams they must return no ALERTS series
+(``count(...) or vector(0)`` returns their 0). A panel may be empty for a stream and window only
+where the report says an input of its query is undefined there: quality metrics of a stream
+without labels, label delays without joined pairs, the oldest pending age with nothing pending.
 """
 
 from __future__ import annotations
@@ -38,17 +47,23 @@ from dataclasses import dataclass
 import grpc
 import pytest
 import yaml
+from evalstream import EvalClient
 from evalstream.v1 import evalstream_service_pb2_grpc as rpc
 from evalstream_server.server import ServerThread
 from evalstream_server.settings import Settings
 from live import (
     CLASSES,
     PROM_DIR,
+    STREAM_STATUS_KEYS,
+    WINDOWED_REPORT_VALUES,
     PanelQuery,
+    PredictionPlan,
     PrometheusAPI,
     PrometheusProcess,
     StreamPlan,
+    create_prediction_stream,
     create_stream,
+    feed_predictions,
     find_prometheus,
     finite,
     get_report,
@@ -62,16 +77,28 @@ from live import (
     threshold,
     variable_queries,
     wait_until,
+    windowed_report_value,
 )
 
 HEALTHY = StreamPlan("live-healthy", seed=8, batches=5, batch_rows=1200, degraded=False)
 DEGRADED = StreamPlan("live-degraded", seed=7, batches=4, batch_rows=1000, degraded=True)
-PLANS = {p.name: p for p in (HEALTHY, DEGRADED)}
+PRIOR_STABLE = PredictionPlan(
+    "live-prior-stable", seed=9, old_rows=3000, new_rows=1000, shifted=False,
+    labelled_old=2000, labelled_new=500,
+)  # fmt: skip
+PRIOR_SHIFTED = PredictionPlan(
+    "live-prior-shifted", seed=10, old_rows=3000, new_rows=1000, shifted=True
+)
+LABELLED = {p.name: p for p in (HEALTHY, DEGRADED)}  # fed with labels at once (Ingest)
+DELAYED = {p.name: p for p in (PRIOR_STABLE, PRIOR_SHIFTED)}  # predictions first
+PLANS: dict[str, StreamPlan | PredictionPlan] = {**LABELLED, **DELAYED}
+QUIET = (HEALTHY.name, PRIOR_STABLE.name)  # no alert may fire or be pending for these
 REPORT_WINDOWS = ("cumulative", "5m", "1h")
 QUALITY_GROUP, TEST_FOR = "evalstream.quality", "0s"
 EXPECTED_FIRING = {
     ("EvalstreamMinorityClassRecallLow", DEGRADED.name, "bus"),
     ("EvalstreamMicroMacroAUCGapHigh", DEGRADED.name, None),
+    ("EvalstreamPriorShift", PRIOR_SHIFTED.name, None),
 }
 WAIT_S = 30  # every wait on Prometheus is bounded by this
 REL = 1e-9  # gauges travel as shortest round-trip decimals; rule outputs add float rounding
@@ -127,6 +154,8 @@ def thresholds(repo_alerts, repo_recording) -> dict[str, float]:
     minority = expr(
         repo_recording, "record", "stream_window_class:evalstream_class_recall:minority"
     )
+    prior = expr(repo_alerts, "alert", "EvalstreamPriorShift")
+    confidence = expr(repo_alerts, "alert", "EvalstreamLowConfidenceRise")
     return {
         "recall_max": threshold(recall, r':minority\{window="1h"\}\s*<\s*([\d.]+)'),
         "support_min": threshold(recall, r'class_support\{window="1h"\}\s*>=\s*([\d.]+)'),
@@ -134,6 +163,9 @@ def thresholds(repo_alerts, repo_recording) -> dict[str, float]:
         "samples_min": threshold(gap, r'window_samples\{window="1h"\}\s*>=\s*([\d.]+)'),
         "collapse": threshold(collapse, r':ratio\{window="1h"\}\s*<\s*([\d.]+)'),
         "minority": threshold(minority, r"evalstream_class_prevalence_ratio\s*<\s*([\d.]+)"),
+        "psi_max": threshold(prior, r'shift_psi\{window="5m"\}\s*>\s*([\d.]+)'),
+        "predictions_min": threshold(prior, r'predictions\{window="5m"\}\s*>=\s*([\d.]+)'),
+        "low_confidence_rise": threshold(confidence, r"\)\s*>\s*([\d.]+)"),
     }
 
 
@@ -163,6 +195,7 @@ class Fed:
     reports: dict[tuple[str, str], dict]  # (stream, window) -> GetReport JSON
     ingest_started: float
     ingest_ended: float
+    reports_at: float  # just after the reports were read (the pending ages are as of then)
 
 
 def _values(api: PrometheusAPI, expr: str) -> dict[str, list[float]]:
@@ -178,10 +211,18 @@ def _rules_evaluated_after(api: PrometheusAPI, t: float) -> bool:
 
 
 @pytest.fixture(scope="module")
-def fed(stub, prometheus) -> Fed:
+def client(service):
+    with EvalClient(service.target) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def fed(stub, client, prometheus) -> Fed:
     names = "|".join(PLANS)
-    for plan in PLANS.values():
+    for plan in LABELLED.values():
         create_stream(stub, plan)
+    for plan in DELAYED.values():
+        create_prediction_stream(client, plan)
 
     # 1. Prometheus holds every class counter at 0 (the first point of every rate()).
     def zeros_scraped():
@@ -192,13 +233,18 @@ def fed(stub, prometheus) -> Fed:
 
     # 2. Feed them, then wait until a scrape carries every sample...
     started = time.time()
-    for plan in PLANS.values():
+    for plan in LABELLED.values():
         ingest_stream(stub, plan)
+    for plan in DELAYED.values():
+        feed_predictions(client, plan)
     ended = time.time()
 
     def totals_scraped():
         got = _values(prometheus, f'evalstream_samples_total{{stream=~"{names}"}}')
-        return all(got.get(n) == [float(p.n_samples)] for n, p in PLANS.items())
+        logged = _values(prometheus, "evalstream_predictions_logged_total")
+        return all(got.get(n) == [float(p.n_samples)] for n, p in PLANS.items()) and all(
+            logged.get(n) == [float(p.n_predictions)] for n, p in DELAYED.items()
+        )
 
     wait_until(
         "a scrape with every fed sample",
@@ -215,9 +261,14 @@ def fed(stub, prometheus) -> Fed:
         WAIT_S,
     )
     reports = {(n, w): get_report(stub, n, w) for n in PLANS for w in REPORT_WINDOWS}
-    for (n, _w), rep in reports.items():
-        assert rep["n_samples"] == PLANS[n].n_samples  # every window holds the whole stream
-    return Fed(reports, started, ended)
+    reports_at = time.time()
+    for (n, w), rep in reports.items():
+        if n in LABELLED:
+            assert rep["n_samples"] == PLANS[n].n_samples  # every window holds the whole stream
+        else:
+            got = (rep["label_free"]["n_predictions"], rep["n_samples"])
+            assert got == DELAYED[n].in_window(w), (n, w, got)
+    return Fed(reports, started, ended, reports_at)
 
 
 def _firing_keys(alerts: list[dict]) -> set[tuple[str, str | None, str | None]]:
@@ -274,6 +325,30 @@ class Expectation:
         stream = labels.get("stream")
         assert stream in PLANS, f"series of an unknown stream: {labels}"
         return self.fed.reports[(stream, window or labels["window"])]
+
+    def status(self, labels: dict) -> dict:
+        """The stream's join table (stream-wide counters and what is pending)."""
+        return self.report(labels, "cumulative")["labels"]["stream"]
+
+    def missing_input(self, query: PanelQuery, values: dict) -> str | None:
+        """Why the report has nothing for ``query`` on ``values``' stream (and window, when
+        the query uses $window), or None when it must return data."""
+        window = values["window"] if "$window" in query.expr else "cumulative"
+        stream = values.get("stream")
+        if stream is None:
+            return None  # fleet panels: some stream always has data
+        rep = self.fed.reports[(stream, window)]
+        for name in re.findall(r"[A-Za-z_][\w:]*", re.sub(r"\{[^{}]*\}", "", query.expr)):
+            if name in NEEDS_LABELS and rep["n_samples"] == 0:
+                return f"{name}: no labelled samples in {stream} {window}"
+            if "label_delay" in name and rep["labels"]["delay_seconds"]["joined"] == 0:
+                return f"{name}: no pairs joined by id in {stream} {window}"
+            if "labels_unmatched" in name and not rep["labels"]["stream"]["labels"]:
+                return f"{name}: no labels by id for {stream}"
+            if name == "evalstream_oldest_pending_age_seconds":
+                if rep["labels"]["stream"]["oldest_pending_age_seconds"] is None:
+                    return f"{name}: nothing pending in {stream}"
+        return None
 
     def check(self, name: str, labels: dict, value: float) -> tuple:
         """Assert the sample's value; return (name, average or None) for the coverage check."""
@@ -340,7 +415,40 @@ class Expectation:
             assert total / 300 * (1 - REL) <= value <= 2.2 * total / 300, where
             return (name, None)
         elif name == "stream:evalstream_batch_size:mean5m":
-            want = PLANS[labels["stream"]].batch_rows
+            plan = PLANS[labels["stream"]]
+            want = plan.n_samples / plan.batches
+        elif name in WINDOWED_REPORT_VALUES:
+            want = windowed_report_value(name, labels, self.report(labels))
+        elif name in STREAM_STATUS_KEYS:
+            want = self.status(labels)[STREAM_STATUS_KEYS[name](labels)]
+        elif name == "evalstream_oldest_pending_age_seconds":
+            # the age grows: the report's age plus the time since, within the scrape interval
+            age = self.status(labels)["oldest_pending_age_seconds"]
+            assert age is not None, where
+            assert value == pytest.approx(age + self.at - self.fed.reports_at, abs=3), where
+            return (name, None)
+        elif name == "stream:evalstream_predictions_pending:ratio":
+            status = self.status(labels)
+            want = status["pending"] / status["max_pending"]
+        elif name == "stream:evalstream_labels_unmatched:ratio_rate1h":
+            # counters from 0: the rates' ratio is the stream's whole ratio
+            status = self.status(labels)
+            want = (status["labels"] - status["matched"]) / status["labels"]
+        elif m := re.fullmatch(r"stream:evalstream_label_delay_seconds:p(\d+)_rate1h", name):
+            # histogram_quantile on rates of counters from 0 = the cumulative report's quantile
+            want = self.report(labels, "cumulative")["labels"]["delay_seconds"][f"p{m[1]}"]["value"]
+        elif name in (
+            "stream_outcome:evalstream_labels:rate5m",
+            "stream_reason:evalstream_predictions_unlabelled:rate5m",
+        ):
+            key = (
+                "evalstream_labels_total"
+                if "outcome" in labels
+                else ("evalstream_predictions_unlabelled_total")
+            )
+            total = self.status(labels)[STREAM_STATUS_KEYS[key](labels)]
+            assert total / 300 * (1 - REL) <= value <= 2.2 * total / 300, where
+            return (name, None)
         elif name == "evalstream:streams:count":
             want = len(PLANS)
         elif name == "up":
@@ -356,6 +464,30 @@ class Expectation:
         assert value == pytest.approx(want, rel=REL, abs=1e-12), f"{where}, report says {want}"
         return (name, labels.get("average"))
 
+
+# Exported names and recording rules that need labelled samples (undefined without them).
+NEEDS_LABELS = frozenset(
+    {
+        "evalstream_roc_auc",
+        "evalstream_average_precision",
+        "evalstream_f1",
+        "evalstream_precision",
+        "evalstream_recall",
+        "evalstream_accuracy",
+        "evalstream_class_roc_auc",
+        "evalstream_class_average_precision",
+        "evalstream_class_f1",
+        "evalstream_class_precision",
+        "evalstream_class_recall",
+        "evalstream_class_prevalence_ratio",
+        "evalstream_imbalance_ratio",
+        "evalstream_micro_macro_auc_gap",
+        "stream_window_class:evalstream_class_recall:minority",
+        "stream_window_class:evalstream_class_predicted_over_true_prevalence:ratio",
+        "stream_class:evalstream_class_prevalence_ratio:5m_over_1h",
+        "stream_class:evalstream_class_recall:ratio_rate1h",
+    }
+)
 
 _SELECTOR = re.compile(r"^[A-Za-z_:][\w:]*(\{[^{}]*\})?$")
 _AGGREGATION = re.compile(r"^(max|min|sum|avg|count)(?: by \(([\w, ]*)\))? ?\((.+)\)$", re.S)
@@ -458,8 +590,8 @@ def panel_results(prometheus, fed, firing) -> list[PanelResult]:
 
 
 def _allowed_empty_alerts(r: PanelResult) -> bool:
-    """ALERTS restricted to the healthy stream: valid, and empty because nothing fires there."""
-    return "ALERTS" in r.promql and r.values.get("stream") == HEALTHY.name
+    """ALERTS restricted to a quiet stream: valid, and empty because nothing fires there."""
+    return "ALERTS" in r.promql and r.values.get("stream") in QUIET
 
 
 def test_prometheus_scrapes_the_live_service(prometheus, fed):
@@ -481,16 +613,27 @@ def test_dashboard_variables_resolve_to_the_live_streams_and_windows(prometheus,
                 assert got == sorted(REPORT_WINDOWS), (name, values, got)
 
 
-def test_every_panel_query_returns_data(panel_results):
+def test_every_panel_query_returns_data(panel_results, fed, firing):
     assert panel_results
-    empty = []
+    empty, explained = [], set()
+    exp = Expectation(fed, firing, time.time(), 0.0)
     for r in panel_results:
         if _allowed_empty_alerts(r):
             assert not [s for s in r.result if s["metric"].get("__name__") == "ALERTS"], r.result
             continue
         if not r.result:
-            empty.append(f"{r.query.where} with {r.values}: {r.promql}")
+            why = exp.missing_input(r.query, r.values)
+            if why is None:
+                empty.append(f"{r.query.where} with {r.values}: {r.promql}")
+            else:
+                explained.add((r.query.panel, r.values.get("stream")))
     assert not empty, "panel queries without data on the live service:\n" + "\n".join(empty)
+    # every panel has data for some stream: none is empty everywhere
+    panels = {r.query.panel for r in panel_results if r.result}
+    assert {r.query.panel for r in panel_results} == panels
+    # the expected gaps are there: no labels on the shifted stream, no delays on Ingest streams
+    assert ("Recall by class", PRIOR_SHIFTED.name) in explained
+    assert ("Label delay quantiles ($window window)", HEALTHY.name) in explained
     # The per-stream ALERTS panels are exercised with data on the degraded stream.
     alert_panels = [
         r for r in panel_results if "ALERTS" in r.promql and r.values.get("stream") == DEGRADED.name
@@ -526,9 +669,35 @@ def test_every_panel_value_agrees_with_the_report(
         ("evalstream_micro_macro_auc_gap", None),
         ("evalstream_window_samples", None),
     }
+    label_free = {
+        ("evalstream_window_predictions", None),
+        ("evalstream_class_predicted_prevalence_ratio", None),
+        ("evalstream_class_mean_probability_ratio", None),
+        ("evalstream_prediction_confidence_mean", None),
+        ("evalstream_low_confidence_ratio", None),
+        ("evalstream_labelled_ratio", None),
+        ("evalstream_prior_shift_psi", None),
+        ("evalstream_prior_shift_total_variation", None),
+        ("evalstream_class_prior_shift_ratio", None),
+        ("evalstream_predictions_pending", None),
+        ("evalstream_predictions_pending_limit", None),
+        ("stream:evalstream_predictions_pending:ratio", None),
+        ("stream_outcome:evalstream_labels:rate5m", None),
+        ("stream_reason:evalstream_predictions_unlabelled:rate5m", None),
+    }
+    delays = {
+        ("evalstream_label_delay_quantile_seconds", None),
+        ("evalstream_oldest_pending_age_seconds", None),
+        ("stream:evalstream_label_delay_seconds:p50_rate1h", None),
+        ("stream:evalstream_label_delay_seconds:p90_rate1h", None),
+        ("stream:evalstream_label_delay_seconds:p99_rate1h", None),
+        ("stream:evalstream_labels_unmatched:ratio_rate1h", None),
+    }
     assert set(covered) == {(s, w) for s in PLANS for w in REPORT_WINDOWS}
-    for case, keys in covered.items():
-        assert required <= keys, (case, required - keys)
+    for (stream, window), keys in covered.items():
+        want = label_free | (required if PLANS[stream].n_samples else set())
+        want |= delays if stream == PRIOR_STABLE.name else set()
+        assert want <= keys, ((stream, window), want - keys)
 
 
 def test_counter_recording_rules_agree_with_the_cumulative_report(prometheus, fed, thresholds):
@@ -542,10 +711,12 @@ def test_counter_recording_rules_agree_with_the_cumulative_report(prometheus, fe
     # ...and the counters themselves (the samples total is no panel of its own: the "Samples in
     # window" stat shows it for window "cumulative").
     rules += ["evalstream_samples_total", "evalstream_batches_total"]
+    labelled = [p for p in PLANS.values() if p.n_samples]  # class ratios need labels
     for rule in rules:
         result = prometheus.query(rule, at=exp.at)
         want = 1 if rule == "evalstream:streams:count" else len(PLANS)
-        want *= len(CLASSES) if rule.startswith("stream_class:") else 1
+        if rule.startswith("stream_class:"):
+            want = len(labelled) * len(CLASSES)
         assert len(result) == want, (rule, result)
         check_result(prometheus, exp, rule, result)
 
@@ -612,6 +783,48 @@ def test_the_test_data_clearly_crosses_the_alert_thresholds(fed, thresholds):
         assert abs(good["imbalance"]["micro_macro_auc_gap"]["value"]) < gap_max / 2
 
 
+def test_the_prediction_streams_clearly_cross_the_label_free_thresholds(fed, thresholds):
+    psi_max, low_rise = thresholds["psi_max"], thresholds["low_confidence_rise"]
+    for plan in DELAYED.values():
+        now = fed.reports[(plan.name, "5m")]["label_free"]
+        history = fed.reports[(plan.name, "cumulative")]["label_free"]
+        assert now["n_predictions"] >= 2 * thresholds["predictions_min"]
+        assert now["prior_shift"]["reference"] == "cumulative"
+        psi = now["prior_shift"]["psi"]["value"]
+        assert psi > 2 * psi_max if plan.shifted else psi < psi_max / 5, (plan.name, psi)
+        rise = (
+            now["confidence"]["low_confidence_share"]["value"]
+            - history["confidence"]["low_confidence_share"]["value"]
+        )
+        assert rise < low_rise / 2, (plan.name, rise)  # the mix moved, the confidence did not
+    assert fed.reports[(PRIOR_SHIFTED.name, "cumulative")]["n_samples"] == 0  # no label at all
+
+
+def test_prior_shift_fires_without_labels_and_not_on_a_stable_stream(
+    prometheus, firing, fed, thresholds
+):
+    (alert,) = [a for a in firing if a["labels"]["alertname"] == "EvalstreamPriorShift"]
+    assert alert["state"] == "firing"
+    labels = alert["labels"]
+    assert (labels["stream"], labels["window"], labels["reference"], labels["severity"]) == (
+        PRIOR_SHIFTED.name,
+        "5m",
+        "cumulative",
+        "warning",
+    )
+    want = fed.reports[(PRIOR_SHIFTED.name, "5m")]["label_free"]["prior_shift"]["psi"]["value"]
+    assert float(alert["value"]) == pytest.approx(want, rel=REL)
+    for key in ("summary", "description"):
+        text = alert["annotations"][key]
+        assert PRIOR_SHIFTED.name in text and "<error" not in text and "<no value>" not in text
+    # the stable stream's inputs to the alert exist, on the good side of it
+    sel = f'stream="{PRIOR_STABLE.name}", window="5m"'
+    (psi,) = prometheus.query(f"evalstream_prior_shift_psi{{{sel}}}")
+    assert psi["value"] < thresholds["psi_max"] / 5 and psi["metric"]["reference"] == "cumulative"
+    (n,) = prometheus.query(f"evalstream_window_predictions{{{sel}}}")
+    assert n["value"] == PRIOR_STABLE.new_rows
+
+
 def test_degraded_stream_fires_recall_and_gap_alerts(firing, fed):
     active = {
         (a["labels"]["alertname"], a["labels"].get("stream"), a["labels"].get("class")): a
@@ -638,7 +851,7 @@ def test_degraded_stream_fires_recall_and_gap_alerts(firing, fed):
 
 
 def test_healthy_stream_stays_quiet(prometheus, firing, thresholds):
-    assert not [a for a in prometheus.alerts() if a["labels"].get("stream") == HEALTHY.name]
+    assert not [a for a in prometheus.alerts() if a["labels"].get("stream") in QUIET]
     # ...and not for lack of data: the alerts' inputs exist for it and are on the good side.
     sel = f'stream="{HEALTHY.name}", window="1h"'
     minority = prometheus.query(f"stream_window_class:evalstream_class_recall:minority{{{sel}}}")
