@@ -35,6 +35,7 @@ bench: venv tools
 	$(PY) bench/durability.py
 	$(PY) bench/replicas.py
 	$(PY) bench/delayed_labels.py
+	$(PY) bench/proxy.py
 
 lint: venv
 	$(VENV)/bin/ruff check client service tests bench

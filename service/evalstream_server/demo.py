@@ -2,12 +2,16 @@
 
 Starts a server in this process, streams a 3-class, imbalanced, CNN-like prediction stream in
 which the minority class degrades over time, and prints the live report every few seconds with
-the Prometheus URL. Ends by itself after ``duration`` seconds unless ``forever``.
+the Prometheus URL. The same predictions also go to a second stream the production way: logged
+at once under request ids (label-free figures, prior shift against the 5-minute window), their
+labels ``LABEL_DELAY`` seconds later, and one in ten never. Ends by itself after ``duration``
+seconds unless ``forever``.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 
 import numpy as np
@@ -19,6 +23,9 @@ __all__ = ["run_demo", "DemoStream"]
 
 CLASSES = ("car", "truck", "bicycle")
 PREVALENCE = np.array([0.70, 0.25, 0.05])
+DELAYED = "demo-delayed"
+LABEL_DELAY = 2.0  # seconds between a prediction and its label in the delayed stream
+UNLABELLED_SHARE = 0.1
 
 
 class DemoStream:
@@ -52,6 +59,24 @@ def _summary(report) -> str:
         ),
     ]
     return " | ".join(parts)
+
+
+def _delayed_summary(report) -> str:
+    r = report.to_dict()
+    labels, free = r["labels"], r["label_free"]
+    share = labels["labelled_share"]["value"]
+    delay = labels["delay_seconds"]["p50"]["value"]
+    psi = free["prior_shift"]["psi"]["value"]
+    bicycle = free["predicted_prevalence"]["argmax"]["bicycle"]["value"]
+    return " | ".join(
+        [
+            f"labelled {share or 0:.0%}",
+            f"awaiting {labels['stream'].get('pending', 0):>5}",
+            f"delay p50 {delay or 0:.1f}s",
+            f"predicted bicycle {bicycle or 0:.3f}",
+            f"PSI vs 5m {psi or 0:.4f}",
+        ]
+    )
 
 
 def run_demo(
@@ -97,6 +122,17 @@ def run_demo(
             client.create_stream(
                 "demo", task="multiclass", classes=CLASSES, scores="logits", windows=("30s", "5m")
             )
+            client.create_stream(
+                DELAYED,
+                task="multiclass",
+                classes=CLASSES,
+                scores="logits",
+                windows=("30s", "5m"),
+                prior_reference="5m",
+            )
+            awaiting: deque[tuple[float, np.ndarray, np.ndarray]] = deque()
+            label_rng = np.random.default_rng(11)
+            sent = 0
             echo(
                 f"evalstream demo: gRPC on {server.target}, Prometheus metrics on "
                 f"http://{settings.metrics_host}:{server.metrics_port}/metrics"
@@ -119,10 +155,21 @@ def run_demo(
                 )
                 y, logits = stream.batch(max(1, int(rate * tick)), progress)
                 client.log("demo", y, logits)
+                ids = np.array([f"req-{sent + i}" for i in range(len(y))], dtype=object)
+                sent += len(y)
+                client.log_predictions(DELAYED, ids, logits)  # labels come later
+                awaiting.append((time.monotonic(), ids, y))
+                while awaiting and awaiting[0][0] <= time.monotonic() - LABEL_DELAY:
+                    _, old_ids, old_y = awaiting.popleft()
+                    keep = label_rng.random(len(old_y)) >= UNLABELLED_SHARE
+                    client.log_labels(DELAYED, old_ids[keep], old_y[keep])
                 now = time.monotonic()
                 if now >= next_report:
                     echo(
                         f"[{elapsed:5.1f}s] window 30s  | {_summary(client.report('demo', '30s'))}"
+                    )
+                    echo(
+                        f"         delayed 30s | {_delayed_summary(client.report(DELAYED, '30s'))}"
                     )
                     next_report = now + report_every
                 time.sleep(max(0.0, tick - (time.monotonic() - now)))

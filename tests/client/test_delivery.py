@@ -49,7 +49,8 @@ class _Call:
 
 class FakeIngest:
     """``plans``: per call, None (behave), ``("down",)`` (fail UNAVAILABLE at once) or
-    ``("break", k)``: apply k + 1 batches, acknowledge k, then fail UNAVAILABLE. ``refuse_once``: sequences refused once, unconsumed (transient)."""
+    ``("break", k)``: apply k + 1 batches, acknowledge k, then fail UNAVAILABLE.
+    ``refuse_once``: sequences refused once, unconsumed (transient)."""
 
     def __init__(self, plans=(), refuse_once=()) -> None:
         self.plans = list(plans)

@@ -275,8 +275,10 @@ def test_label_delay_histogram_and_quantiles() -> None:
     assert section["histogram"]["counts"] == want.tolist()
     assert section["mean"]["value"] == pytest.approx(delays.mean())
     assert section["joined"] == 10
-    # rank 5 of 10: 4 delays lie at or below 60 s, 2 in (60, 300] -> halfway into that bin
-    assert section["p50"]["value"] == pytest.approx(60 + (300 - 60) * (5 - 4) / 2)
+    # rank 5 of 10: 4 delays lie at or below 60 s, 1 (100 s) in (60, 120] -> that bin's top
+    assert section["p50"]["value"] == pytest.approx(120.0)
+    # rank 9 of 10: 8 delays at or below 7200 s, the 9th (90000 s) in (86400, 172800]
+    assert section["p90"]["value"] == pytest.approx(172800.0)
     # rank 9.9 lands in the open last bin: the last finite edge, as histogram_quantile
     assert section["p99"]["value"] == DELAY_EDGES[-1]
     assert delay_quantile(np.zeros(4), 0.5) is None

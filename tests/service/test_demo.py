@@ -17,6 +17,7 @@ def test_demo_runs_and_the_minority_class_degrades():
     recall = report["recall"]["per_class"]
     assert recall["bicycle"]["value"] < recall["car"]["value"] - 0.2
     assert report["imbalance"]["micro_macro_auc_gap"]["value"] > 0
+    assert "delayed 30s | labelled" in text and "awaiting" in text
 
 
 def test_demo_command_line_exits_zero():

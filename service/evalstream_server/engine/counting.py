@@ -44,7 +44,10 @@ SCATTER_FIELDS = ("hist", "pos", "all")
 CONFIDENCE_BINS = 20  # equal-width confidence bins on [0, 1] of the label-free histogram
 # Upper edges (seconds) of the label delay histogram; a last bin takes longer delays. The same
 # edges are the ``le`` buckets of the exported Prometheus histogram.
-DELAY_EDGES = (1, 10, 60, 300, 900, 1800, 3600, 7200, 21600, 43200, 86400, 172800, 604800, 2592000)
+DELAY_EDGES = (
+    0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 28800, 43200, 86400,
+    172800, 345600, 604800, 1209600, 2592000,
+)  # fmt: skip
 # Fields added by the label-free figures (format 1 states load with them at zero).
 ADDED_FIELDS = ("pred_n", "pred_class", "pred_prob", "pred_conf", "pred_conf_sum", "pred_low",
                 "delay", "delay_sum")  # fmt: skip
