@@ -87,6 +87,17 @@ def registry_from_exposition(text: str) -> tuple[CollectorRegistry, Callable[[],
     gauges: list[tuple[Gauge, tuple[str, ...], float]] = []
     for fam in text_string_to_metric_families(text):
         labels = list(fam.samples[0].labels) if fam.samples else []
+        if fam.type == "histogram":  # the same series as gauges, one per sample name
+            by_name: dict[str, list] = {}
+            for s in fam.samples:
+                by_name.setdefault(s.name, []).append(s)
+            for name, samples in by_name.items():
+                metric = Gauge(name, fam.documentation, list(samples[0].labels), registry=registry)
+                for s in samples:
+                    key = tuple(s.labels.values())
+                    metric.labels(*key).set(s.value)
+                    gauges.append((metric, key, s.value))
+            continue
         if fam.type == "counter":
             metric = Counter(fam.name, fam.documentation, labels, registry=registry)
             for s in fam.samples:

@@ -156,8 +156,16 @@ def test_retention_and_max_pending_bound_the_table() -> None:
     assert (res.matched, res.expired, res.unknown, res.duplicate) == (1, 2, 1, 0)
     assert eng.report()["n_samples"] == 1
     clock.t += 3601  # the rest expire on a query too, and the gauge drops
-    assert eng.label_status()["pending"] == 0
-    assert eng.label_status()["expired"] == 3 + 4
+    status = eng.label_status()
+    assert status["pending"] == 0
+    assert status["expired"] == 3 + 4
+    # more new ids in one batch than the table holds: the first ones are evicted on arrival
+    eng.ingest_predictions(eng.validate_predictions([f"big{i}" for i in range(8)], [0.3] * 8))
+    status = eng.label_status()
+    assert (status["pending"], status["evicted"]) == (5, 2 + 3)
+    counted = status["pending"] + status["matched"] + status["expired"] + status["evicted"]
+    assert status["predictions"] == counted == 3 + 7 + 8
+    assert len(eng.pending._done) <= spec.max_pending  # tombstones are bounded too
 
 
 def test_label_free_figures_equal_numpy() -> None:

@@ -31,7 +31,7 @@ _JOINED, _EXPIRED = 1, 2
 _MAGIC = b"EVPEND\x00\x01"
 # Stream-wide counters since the stream was created or reset.
 JOIN_COUNTERS = (
-    "predictions",  # predictions stored to await their labels
+    "predictions",  # predictions logged with a new id (= pending + matched + expired + evicted)
     "duplicate_ids",  # predictions ignored: their id was pending or seen before
     "labels",  # label rows received
     "matched",  # labels joined with their prediction
@@ -150,6 +150,9 @@ class PendingPredictions:
                     keep[i] = True
         n_new = int(keep.sum())
         self.counters["duplicate_ids"] += len(ids) - n_new
+        # every new row is a logged prediction, even one evicted on arrival below, so that
+        # predictions = pending + matched + expired + evicted
+        self.counters["predictions"] += n_new
         if not n_new:
             return keep
         rows = np.flatnonzero(keep)
@@ -170,7 +173,6 @@ class PendingPredictions:
         self._arrival[slots] = now
         kept = ids if len(rows) == len(ids) else [ids[i] for i in rows.tolist()]
         self._slot.update(zip(kept, slots.tolist(), strict=True))
-        self.counters["predictions"] += len(rows)
         return keep
 
     # -- labels ----------------------------------------------------------------------------------
