@@ -291,36 +291,33 @@ class EvalstreamServicer:
             if not reader.done():
                 reader.cancel()
 
-    async def _unary_batch(self, req: pb.IngestRequest) -> ingest_pb2.BatchResult:
-        result = self._one_batch(req)
+    async def _unary_batch(
+        self,
+        req: pb.LogPredictionsRequest | pb.LogLabelsRequest,
+        kind: int,
+        fields: tuple[str, ...],
+    ) -> ingest_pb2.BatchResult:
+        """One batch of a unary RPC, as the Ingest batch of ``kind`` carrying ``fields``."""
+        batch = pb.IngestRequest(
+            stream=req.stream,
+            producer_id=req.producer_id,
+            sequence=req.sequence,
+            ids=req.ids,
+            kind=kind,
+        )
+        for name in fields:
+            if req.HasField(name):  # type: ignore[arg-type]
+                getattr(batch, name).CopyFrom(getattr(req, name))
+        result = self._one_batch(batch)
         await self.store.flush_async()  # the answer waits for durability, as Ingest's acks
         return result
 
     async def LogPredictions(self, req: pb.LogPredictionsRequest, ctx) -> pb.LogPredictionsResponse:
-        batch = pb.IngestRequest(
-            stream=req.stream,
-            producer_id=req.producer_id,
-            sequence=req.sequence,
-            ids=req.ids,
-            kind=_Kind.PREDICTIONS,
-        )
-        if req.HasField("scores"):
-            batch.scores.CopyFrom(req.scores)
-        if req.HasField("event_time"):
-            batch.event_time.CopyFrom(req.event_time)
-        return pb.LogPredictionsResponse(result=await self._unary_batch(batch))
+        result = await self._unary_batch(req, _Kind.PREDICTIONS, ("scores", "event_time"))
+        return pb.LogPredictionsResponse(result=result)
 
     async def LogLabels(self, req: pb.LogLabelsRequest, ctx) -> pb.LogLabelsResponse:
-        batch = pb.IngestRequest(
-            stream=req.stream,
-            producer_id=req.producer_id,
-            sequence=req.sequence,
-            ids=req.ids,
-            kind=_Kind.LABELS,
-        )
-        if req.HasField("labels"):
-            batch.labels.CopyFrom(req.labels)
-        return pb.LogLabelsResponse(result=await self._unary_batch(batch))
+        return pb.LogLabelsResponse(result=await self._unary_batch(req, _Kind.LABELS, ("labels",)))
 
     # -- queries -------------------------------------------------------------------------------
     def _report_json(self, stream: str, window: str, curves: bool, max_points: int) -> str:
