@@ -56,7 +56,7 @@ TRANSIENT_CODES = frozenset(
     }
 )
 _BACKOFF_MIN_S, _BACKOFF_MAX_S = 0.05, 2.0
-_POLL_S = 0.005
+_IDLE_S = 0.1  # the parser sleeps this long at most when nothing arrives (a submit wakes it)
 
 
 class _Entry(NamedTuple):
@@ -114,6 +114,10 @@ class Recorder:
         self._intake: deque[_Entry] = deque()
         self._closing = threading.Event()
         self._abandon = threading.Event()
+        # The parser waits for work instead of polling: a wake-up every few milliseconds took
+        # the GIL from the event loop that forwards requests.
+        self._work = threading.Event()
+        self._send_poll = min(flush_interval / 4, 0.02)
         self._parser = threading.Thread(target=self._parse_loop, name="proxy-parser", daemon=True)
         self._sender = threading.Thread(target=self._send_loop, name="proxy-sender", daemon=True)
         self._last_warning: dict[tuple[str, str], float] = {}
@@ -133,6 +137,8 @@ class Recorder:
         try:
             if len(self._intake) < self.max_intake and not self._closing.is_set():
                 self._intake.append(entry)
+                if not self._work.is_set():
+                    self._work.set()
                 return
             reason = "shutdown" if self._closing.is_set() else "buffer_full"
             parsed = self._decode(entry)  # only to count what is dropped
@@ -151,6 +157,7 @@ class Recorder:
         """Stop taking responses, send what is buffered for up to ``timeout`` seconds, and
         return the rows that were still unsent then (counted as dropped, reason shutdown)."""
         self._closing.set()
+        self._work.set()
         deadline = time.monotonic() + timeout
         if self._parser.is_alive():
             self._parser.join(max(0.0, deadline - time.monotonic()))
@@ -212,7 +219,9 @@ class Recorder:
             if not self._intake:
                 if self._closing.is_set():
                     return
-                time.sleep(_POLL_S)
+                self._work.clear()
+                if not self._intake:  # checked again after the clear: no submit is missed
+                    self._work.wait(_IDLE_S)
                 continue
             entry = self._intake.popleft()
             try:
@@ -235,7 +244,7 @@ class Recorder:
             if chunk is None:
                 if closing and not self._parser.is_alive() and self.buffer.empty():
                     return
-                time.sleep(_POLL_S)
+                time.sleep(self._send_poll)
                 continue
             if self._send(chunk):
                 backoff = 0.0
