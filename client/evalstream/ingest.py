@@ -43,21 +43,30 @@ __all__ = [
     "deliver",
     "classify",
     "make_request",
+    "retry_call",
     "MAX_ROUNDS",
 ]
 
 MAX_ROUNDS = 5
-_NOT_FOUND = grpc.StatusCode.NOT_FOUND.value[0]
-_REFUSED = {
-    c.value[0]
+
+
+def _number(code: grpc.StatusCode) -> int:
+    """The number of a status code, as ``BatchResult.error_code`` carries it."""
+    number: int = code.value[0]
+    return number
+
+
+_NOT_FOUND = _number(grpc.StatusCode.NOT_FOUND)
+_OUT_OF_RANGE = _number(grpc.StatusCode.OUT_OF_RANGE)  # a sequence gap
+_REFUSED = frozenset(
+    _number(c)
     for c in (
         grpc.StatusCode.NOT_FOUND,
         grpc.StatusCode.PERMISSION_DENIED,
         grpc.StatusCode.UNAUTHENTICATED,
     )
-}
-_OUT_OF_RANGE = grpc.StatusCode.OUT_OF_RANGE.value[0]
-_RETRY_CALL = (grpc.StatusCode.UNAVAILABLE,)
+)
+_RETRY_CALL = frozenset({grpc.StatusCode.UNAVAILABLE})
 
 
 @dataclass(frozen=True)
@@ -209,6 +218,12 @@ def classify(r: ingest_pb2.BatchResult, resent: bool) -> str:
     return "retry"
 
 
+def retry_call(failure: grpc.RpcError) -> bool:
+    """Whether an Ingest call that failed with ``failure`` is worth opening again (the connection
+    broke or the server is restarting), resending what it left unacknowledged."""
+    return failure.code() in _RETRY_CALL
+
+
 def backoff(attempt: int) -> float:
     return min(0.05 * 2**attempt, 1.0)
 
@@ -284,7 +299,7 @@ def deliver(
             join = r.join if r.HasField("join") else None
             result.add("rejected" if kind == "refused" else kind, spans[i], err, join)
         resent.update(order[len(results) : n_sent])  # outcome unknown
-        if failure is not None and failure.code() not in _RETRY_CALL:
+        if failure is not None and not retry_call(failure):
             raise _with_result(error_from_rpc(failure), result)
         pending = sorted(retry + order[len(results) :])
         attempt = 0 if settled else attempt + 1  # paces the backoff

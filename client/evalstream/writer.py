@@ -20,7 +20,15 @@ from typing import Any
 import grpc
 
 from .errors import EvalstreamError, InvalidBatchError, code_name, error_for, error_from_rpc
-from .ingest import BatchError, LogResult, backoff, classify, make_request, retry_delay
+from .ingest import (
+    BatchError,
+    LogResult,
+    backoff,
+    classify,
+    make_request,
+    retry_call,
+    retry_delay,
+)
 from .tensors import MAX_BATCH_ROWS, MESSAGE_BYTES, Rows, concat_rows, to_rows
 from .v1 import evalstream_service_pb2 as pb
 from .v1 import ingest_pb2
@@ -28,7 +36,6 @@ from .v1 import ingest_pb2
 __all__ = ["Writer"]
 
 MAX_ATTEMPTS = 8  # failed rounds without progress before a writer holding rows gives up (~5 s)
-_RETRY_CALL = (grpc.StatusCode.UNAVAILABLE,)
 
 
 @dataclass
@@ -87,10 +94,10 @@ class Writer:
         self._max_batch_rows = max_batch_rows
         self._cond = threading.Condition()
         self._unsent: deque[Rows] = deque()
-        self._unsent_rows = 0
         self._unsent_since: float | None = None
         self._inflight: deque[_Batch] = deque()
-        self._held = 0  # rows buffered or in flight: bounded by max_buffer_rows
+        # Three row counters, each only growing, with logged >= taken >= finished; what is
+        # buffered (_unsent_rows) and what counts against max_buffer_rows (_held) derive from them.
         self._logged = 0  # rows taken by log()
         self._taken = 0  # rows cut into batches
         self._finished = 0  # rows whose batch has a final outcome
@@ -142,8 +149,6 @@ class Writer:
                     continue
                 take = min(room, rows.n - start)
                 self._unsent.append(rows.slice(start, start + take))
-                self._unsent_rows += take
-                self._held += take
                 self._logged += take
                 if self._unsent_since is None:
                     self._unsent_since = time.monotonic()
@@ -205,6 +210,17 @@ class Writer:
             self.close()
         except Exception as close_error:  # noqa: BLE001
             exc.add_note(f"also, closing the evalstream writer failed: {close_error}")
+
+    # -- row accounting (hold self._cond) -------------------------------------------------------
+    @property
+    def _held(self) -> int:
+        """Rows buffered or in flight: bounded by ``max_buffer_rows``."""
+        return self._logged - self._finished
+
+    @property
+    def _unsent_rows(self) -> int:
+        """Rows logged and not yet cut into a batch."""
+        return self._logged - self._taken
 
     # -- caller side helpers (hold self._cond) -------------------------------------------------
     def _wait(self, deadline: float | None, what: str) -> None:
@@ -270,7 +286,7 @@ class Writer:
                 elif failure is not None:
                     for b in self._inflight:
                         b.resent = True  # outcome unknown: a DUPLICATE answer will tell
-                if failure is not None and failure.code() not in _RETRY_CALL:
+                if failure is not None and not retry_call(failure):
                     self._fail(error_from_rpc(failure))
                     return
                 if failure is None and retry is None and self._closing and self._held == 0:
@@ -351,11 +367,10 @@ class Writer:
                 parts.append(r.slice(0, need))
                 self._unsent[0] = r.slice(need, r.n)
                 count += need
-        self._unsent_rows -= count
-        if self._unsent_rows == 0:
-            self._unsent_since = None
         start = self._taken
         self._taken += count
+        if self._unsent_rows == 0:
+            self._unsent_since = None
         request = make_request(self.stream, self.producer_id, self._next_seq, concat_rows(parts))
         batch = _Batch(self._n_batches, (start, start + count), request)
         self._n_batches += 1
@@ -396,7 +411,6 @@ class Writer:
                         )
                         self._unreported.append(err)
                     self._result.add(kind, b.rows, err)
-                    self._held -= n
                     self._finished += n
                     settled += 1
                 return settled, None
