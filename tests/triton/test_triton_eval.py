@@ -11,6 +11,7 @@ import io
 import json
 import socket
 import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -212,10 +213,19 @@ def test_exact_stream_matches_sklearn_to_1e12(
         plan = plan_stream(client, "digits-exact", info, labels=labels)
         assert (plan.scores, plan.exists) == ("logits", True)
         assert ensure_stream(client, plan) is False
-        samples, seconds = feed_stream(
-            client, "digits-exact", labels, source.iter_infer(inputs), log_rows=200
+        sizes: list[int] = []
+        spy = SimpleNamespace(
+            log=lambda stream, y, s: (sizes.append(len(y)), client.log(stream, y, s))
         )
-    assert samples == len(labels) and seconds > 0
+        started = time.monotonic()
+        samples, seconds = feed_stream(
+            spy, "digits-exact", labels, source.iter_infer(inputs), log_rows=200
+        )
+        elapsed = time.monotonic() - started
+    # Batches of 64 gathered to at least log_rows per acknowledged call, the rest at the end.
+    assert sizes == [256, 256, 232] and samples == sum(sizes) == len(labels)
+    assert client.get_stream("digits-exact").sample_count == len(labels)
+    assert 0 < seconds <= elapsed  # the time of the feed, not a clock reading
     report = client.report("digits-exact")
     data = report.to_dict()
     assert data["resolution"]["kind"] == "exact"

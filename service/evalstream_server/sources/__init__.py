@@ -8,20 +8,18 @@ Triton, MLServer, KServe); ``triton_eval`` streams its scores on a labelled set 
 from .errors import SourceError, SourceInputError, SourceUnavailableError
 from .evalset import check_labels, load_eval_set
 from .progress import ProgressLine
-from .triton import OUTPUT_KINDS, ModelInfo, TritonSource
-from .triton_eval import (
-    EvalRun,
-    StreamPlan,
-    ensure_stream,
-    feed_stream,
-    plan_stream,
-    triton_eval,
-)
+from .streams import TASKS, StreamPlan, ensure_stream, plan_stream, stream_columns
+from .triton import OUTPUT_KINDS, ModelInfo, OutputInfo, TritonSource, model_output
+from .triton_eval import EvalRun, feed_stream, triton_eval
 
 __all__ = [
     "TritonSource",
     "ModelInfo",
+    "OutputInfo",
     "OUTPUT_KINDS",
+    "TASKS",
+    "model_output",
+    "stream_columns",
     "SourceError",
     "SourceInputError",
     "SourceUnavailableError",

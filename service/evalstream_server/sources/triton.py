@@ -24,15 +24,15 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException, triton_to_np_dtype
 
+from ..engine import InvalidInputError, StreamSpec, make_batch
 from .errors import SourceError, SourceInputError, SourceUnavailableError
 
-__all__ = ["TritonSource", "ModelInfo", "OUTPUT_KINDS"]
+__all__ = ["TritonSource", "ModelInfo", "OutputInfo", "OUTPUT_KINDS", "model_output"]
 
 OUTPUT_KINDS = ("logits", "probabilities")
 _FLOAT_TYPES = ("FP16", "FP32", "FP64")
 _PROBE_S = 2.0  # longest single readiness probe while waiting for the server
 _POLL_S = 0.2
-_PROBABILITY_TOLERANCE = 1e-3  # float32 softmax rows sum to 1 within ~1e-6; this only spots logits
 # Triton's wording (and our MLServer runtime's) when a request holds too many rows.
 _MAX_BATCH_MESSAGE = re.compile(r"batch[- ]size must be <= (\d+)")
 # Words that name a score output, per kind, to pick one of several outputs.
@@ -40,6 +40,72 @@ _OUTPUT_WORDS = {
     "logits": ("logits", "logit", "scores"),
     "probabilities": ("probabilities", "probs", "prob", "softmax", "probability"),
 }
+
+
+@dataclass(frozen=True)
+class OutputInfo:
+    """One output of a served model, as its metadata declares it.
+
+    Attributes
+    ----------
+    model : str
+    name, datatype : str
+    shape : tuple of int
+        With the batch dimension first; ``-1`` is any size.
+    """
+
+    model: str
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+    @property
+    def columns(self) -> int | None:
+        """Scores per row: 1 for ``[-1]``, K for ``[-1, K]`` (None when the model leaves the
+        width open)."""
+        if len(self.shape) == 1:
+            return 1
+        width = self.shape[-1]
+        return width if width > 0 else None
+
+
+def model_output(metadata: Any, model: str, output_name: str | None = None) -> OutputInfo:
+    """The score output of a ``ModelMetadataResponse``: ``output_name``, else the only output,
+    else the first one (the one a response lists first, what ``triton-proxy`` records).
+
+    Raises
+    ------
+    SourceInputError
+        No such output, or one that does not hold float scores of shape ``[-1]`` or ``[-1, K]``.
+    """
+    outputs = list(metadata.outputs)
+    listing = [f"{t.name} {t.datatype} {list(t.shape)}" for t in outputs]
+    where = f"model {model!r}"
+    if not outputs:
+        raise SourceInputError(f"outputs of {where}", "at least one output", "none")
+    chosen = outputs[0]
+    if output_name is not None:
+        named = [t for t in outputs if t.name == output_name]
+        if not named:
+            raise SourceInputError(
+                "output", f"an output of {where}: one of {listing}", repr(output_name)
+            )
+        chosen = named[0]
+    shape = tuple(int(d) for d in chosen.shape)
+    if chosen.datatype not in _FLOAT_TYPES:
+        raise SourceInputError(
+            f"output {chosen.name!r} of {where}",
+            f"floating-point scores ({', '.join(_FLOAT_TYPES)})",
+            f"datatype {chosen.datatype}",
+            "name the score output: NAME=STREAM:OUTPUT",
+        )
+    if len(shape) not in (1, 2):
+        raise SourceInputError(
+            f"output {chosen.name!r} of {where}",
+            "shape [-1] or [-1, K]: one row of scores per input row",
+            f"shape {list(shape)}",
+        )
+    return OutputInfo(model, chosen.name, chosen.datatype, shape)
 
 
 @dataclass(frozen=True)
@@ -78,8 +144,11 @@ class ModelInfo:
     @property
     def n_classes(self) -> int | None:
         """Columns of the output (None when the model leaves the width open)."""
-        width = self.output_shape[-1]
-        return width if width > 0 else None
+        return self.output.columns
+
+    @property
+    def output(self) -> OutputInfo:
+        return OutputInfo(self.name, self.output_name, self.output_datatype, self.output_shape)
 
 
 class TritonSource:
@@ -106,11 +175,14 @@ class TritonSource:
         Model version; ``""`` lets the server choose.
     n_classes : int, optional
         Expected output width (the class count of the stream the scores go to); checked against
-        the metadata and every response.
+        the metadata and every response, so a model whose output width is open (``[-1, -1]``)
+        and does not fit the stream fails on its first batch, before evalstream sees it.
     connect_timeout : float
         Seconds ``check`` waits for the server to answer and the model to become ready.
     retries : int
         Resends of a request that failed with ``UNAVAILABLE`` (inference has no side effects).
+    credentials : grpc.ChannelCredentials, optional
+        TLS to the server (``grpc.ssl_channel_credentials``); None: plaintext.
     """
 
     def __init__(
@@ -128,6 +200,7 @@ class TritonSource:
         n_classes: int | None = None,
         connect_timeout: float = 10.0,
         retries: int = 2,
+        credentials: Any = None,
     ) -> None:
         if outputs not in OUTPUT_KINDS:
             raise SourceInputError("outputs", f"one of {list(OUTPUT_KINDS)}", repr(outputs))
@@ -149,6 +222,7 @@ class TritonSource:
         self.n_classes = n_classes
         self.connect_timeout = float(connect_timeout)
         self.retries = retries
+        self.credentials = credentials
         self._client: Any = None
         self._info: ModelInfo | None = None
 
@@ -166,6 +240,9 @@ class TritonSource:
 
     def __repr__(self) -> str:
         return f"TritonSource(url={self.url!r}, model={self.model!r})"
+
+    def _new_client(self) -> Any:
+        return grpcclient.InferenceServerClient(self.url, creds=self.credentials)
 
     @property
     def info(self) -> ModelInfo:
@@ -186,21 +263,26 @@ class TritonSource:
             chosen, not a float score output, a width other than ``n_classes``, a ``batch_size``
             over its ``max_batch_size``).
         """
-        deadline = time.monotonic() + self.connect_timeout
-        self._wait_live(deadline)
-        if self._client is None:
-            self._client = grpcclient.InferenceServerClient(self.url)
-        self._wait_ready(deadline)
-        metadata = self._call("get_model_metadata", self.model, self.version)
+        metadata = self.model_metadata()
         info = self._resolve(metadata, self._max_batch_size())
         self._info = info
         return info
+
+    def model_metadata(self) -> Any:
+        """Wait as ``check`` does, then return the model's ``ModelMetadataResponse`` as the
+        server sent it (every input and output; nothing resolved or checked)."""
+        deadline = time.monotonic() + self.connect_timeout
+        self._wait_live(deadline)
+        if self._client is None:
+            self._client = self._new_client()
+        self._wait_ready(deadline)
+        return self._call("get_model_metadata", self.model, self.version)
 
     def _wait_live(self, deadline: float) -> None:
         last = "no answer"
         while True:
             # A fresh channel per probe: a reused one backs off for long after refused connects.
-            probe = grpcclient.InferenceServerClient(self.url)
+            probe = self._new_client()
             try:
                 wait = min(_PROBE_S, max(deadline - time.monotonic(), 0.05))
                 if probe.is_server_live(client_timeout=wait):
@@ -405,8 +487,7 @@ class TritonSource:
         SourceUnavailableError
             A request failed on the server's side or got no answer within ``timeout``.
         """
-        x = self.prepare(inputs)
-        parts = [scores for _, scores in self.iter_infer(x)]
+        parts = [scores for _, scores in self.iter_infer(inputs)]
         if not parts:
             return np.empty((0, self.info.n_classes or 0), dtype=np.float32)
         return np.concatenate(parts)
@@ -438,16 +519,20 @@ class TritonSource:
         return np.ascontiguousarray(x)
 
     def iter_infer(self, inputs: Any) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield ``(start_row, scores)`` per batch, in row order, as results come in.
+        """An iterator of ``(start_row, scores)`` per batch, in row order, as results come in.
 
-        At most ``concurrency`` requests are in flight, and at most ``concurrency`` batches are
-        requested ahead of the one yielded next, so memory stays bounded however slow the caller
-        is. Every wait is bounded by ``timeout``.
+        ``inputs`` are checked and cast (``prepare``) by this call, so bad inputs raise here,
+        before any request; requests go out as the iterator is consumed, with the ``outputs``
+        and ``n_classes`` the source has then. At most ``concurrency`` requests are in flight,
+        and at most ``concurrency`` batches are requested ahead of the one yielded next, so
+        memory stays bounded however slow the caller is. Every wait is bounded by ``timeout``.
         """
+        return self._batches(self.prepare(inputs))
+
+    def _batches(self, x: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
         info = self.info
-        x = self.prepare(inputs)
         if self._client is None:  # closed after check: open a channel again
-            self._client = grpcclient.InferenceServerClient(self.url)
+            self._client = self._new_client()
         starts = list(range(0, x.shape[0], self.batch_size))
         done: queue.Queue[tuple[int, Any, Any]] = queue.Queue()
         ready: dict[int, np.ndarray] = {}
@@ -598,14 +683,25 @@ def _width_error(info: ModelInfo, expected: int, received: int | None) -> Source
 
 
 def _check_probabilities(scores: np.ndarray, where: str, start: int) -> None:
-    low, high = float(scores.min(initial=0.0)), float(scores.max(initial=0.0))
-    sums = scores.sum(axis=1, dtype=np.float64)
-    if low < 0 or high > 1 or np.any(np.abs(sums - 1.0) > _PROBABILITY_TOLERANCE):
-        worst = int(np.argmax(np.abs(sums - 1.0))) if sums.size else 0
+    """The engine's rule for probability rows (``make_batch`` on a probabilities stream of this
+    width: values in [0, 1], rows summing to 1 within ``StreamSpec.probability_tolerance``), so
+    what passes here passes evalstream's ingest."""
+    n, width = scores.shape
+    if n == 0:
+        return
+    spec = _probability_spec(width)
+    try:
+        make_batch(spec, np.zeros(n, dtype=np.int64), scores)
+    except InvalidInputError as exc:
         raise SourceInputError(
             where,
-            "probabilities: values in [0, 1], rows summing to 1",
-            f"values in [{low:.4g}, {high:.4g}], row {start + worst} summing to "
-            f"{sums[worst] if sums.size else 0:.4g}",
-            "these look like logits: declare outputs='logits'",
-        )
+            exc.expected,
+            f"{exc.received} in rows {start}:{start + n}",
+            "these look like logits: declare outputs='logits'" if exc.hint else "",
+        ) from None
+
+
+@functools.lru_cache(maxsize=8)
+def _probability_spec(width: int) -> StreamSpec:
+    task = "binary" if width <= 2 else "multiclass"
+    return StreamSpec(task=task, classes=() if task == "binary" else tuple(map(str, range(width))))

@@ -19,11 +19,12 @@ from typing import Any
 import numpy as np
 
 from .errors import SourceInputError
-from .evalset import check_labels, load_eval_set
+from .evalset import load_eval_set
 from .progress import ProgressLine
+from .streams import ensure_stream, plan_stream
 from .triton import ModelInfo, TritonSource
 
-__all__ = ["EvalRun", "StreamPlan", "triton_eval", "plan_stream", "ensure_stream", "feed_stream"]
+__all__ = ["EvalRun", "triton_eval", "feed_stream"]
 
 LOG_ROWS = 4096  # rows per acknowledged ``log`` call: progress granularity, not a message size
 
@@ -84,8 +85,9 @@ def triton_eval(
 
     ``outputs`` (``"logits"`` or ``"probabilities"``) defaults to the existing stream's score
     kind, or to ``"logits"`` for a new stream. A new stream is multiclass with ``classes``, or
-    ``"0"`` to ``"K-1"`` for a model with K outputs, and is created only once the first batch
-    of scores came back fitting it. ``progress=True`` draws a ``ProgressLine`` on stderr.
+    ``"0"`` to ``"K-1"`` for a model with K outputs (binary for a model with one), and is
+    created only once the first batch of scores came back fitting it (``plan_stream``,
+    ``ensure_stream``). ``progress=True`` draws a ``ProgressLine`` on stderr.
 
     Raises
     ------
@@ -112,20 +114,25 @@ def triton_eval(
         connect_timeout=connect_timeout,
     ) as source:
         info = source.check()
-        x = source.prepare(inputs)
+        # Checks and casts the inputs now (nothing is sent before the first ``next``).
+        batches = source.iter_infer(inputs)
         producer_id = f"triton-eval-{uuid.uuid4().hex}"
         with EvalClient(target, token=token, timeout=timeout, producer_id=producer_id) as client:
             plan = plan_stream(
-                client, stream, info, classes=classes, outputs=outputs, labels=labels
-            )
+                client, stream, info, classes=classes, outputs=outputs, labels=labels,
+                tasks=("binary", "multiclass"),
+            )  # fmt: skip
+            # The requests go out with the stream's score kind and width (an open-width output
+            # that does not fit the stream fails on its first batch, before anything is created).
             source.outputs = plan.scores
+            if plan.task == "multiclass":
+                source.n_classes = len(plan.classes)
             line = (
                 ProgressLine(len(labels), label="triton-eval: ")
                 if progress is True
                 else (progress or None)
             )
             start = time.monotonic()
-            batches = source.iter_infer(x)
             # The first batch before the stream is created: a server that refuses the batch
             # size, or outputs that are not what they were declared to be, leave no stream.
             first = next(batches, None)
@@ -137,124 +144,6 @@ def triton_eval(
             seconds = time.monotonic() - start
             report = client.report(stream).to_dict()
     return EvalRun(report, stream, created, samples, seconds, producer_id, info)
-
-
-@dataclass(frozen=True)
-class StreamPlan:
-    """The stream a model's scores go to, checked against the model and the labels.
-
-    Attributes
-    ----------
-    name : str
-    classes : tuple of str
-    scores : {"logits", "probabilities"}
-    exists : bool
-        False: ``ensure_stream`` creates it.
-    """
-
-    name: str
-    classes: tuple[str, ...]
-    scores: str
-    exists: bool
-
-
-def plan_stream(
-    client: Any,
-    stream: str,
-    info: ModelInfo,
-    *,
-    classes: Sequence[str] | None = None,
-    outputs: str | None = None,
-    labels: np.ndarray | None = None,
-) -> StreamPlan:
-    """Check the existing stream (or the one to create) against the model and the labels.
-
-    A new stream gets ``classes`` (default ``"0"`` to ``"K-1"``) and ``outputs`` (default
-    ``"logits"``); an existing one must be multiclass with one class per output column, and
-    ``classes`` and ``outputs``, when given, must be its own. Creates nothing.
-    """
-    from evalstream import NotFoundError
-
-    width = info.n_classes
-    try:
-        existing = client.get_stream(stream)
-    except NotFoundError:
-        existing = None
-    if existing is None:
-        if classes is None:
-            if width is None:
-                raise SourceInputError(
-                    "classes",
-                    "class names for a new stream",
-                    f"none, and output {info.output_name!r} has a variable width "
-                    f"(shape {list(info.output_shape)})",
-                    "pass the class names",
-                )
-            classes = [str(i) for i in range(width)]
-        elif width is not None and len(classes) != width:
-            raise SourceInputError(
-                "classes",
-                f"{width} class names, one per column of output {info.output_name!r} of model "
-                f"{info.name!r} (shape {list(info.output_shape)})",
-                f"{len(classes)} ({', '.join(classes)})",
-            )
-        if labels is not None:
-            check_labels(labels, labels.shape[0], len(classes))
-        return StreamPlan(stream, tuple(classes), outputs or "logits", exists=False)
-    if existing.task != "multiclass":
-        raise SourceInputError(
-            "stream",
-            f"a multiclass stream for model {info.name!r}",
-            f"{stream!r}, a {existing.task} stream",
-        )
-    if classes is not None and tuple(classes) != tuple(existing.classes):
-        raise SourceInputError(
-            "classes",
-            f"the classes of the existing stream {stream!r}: {list(existing.classes)}",
-            f"{list(classes)}",
-            "leave the classes out to use the stream's",
-        )
-    if width is not None and len(existing.classes) != width:
-        raise SourceInputError(
-            f"output {info.output_name!r} of model {info.name!r}",
-            f"{len(existing.classes)} columns, one per class of the stream {stream!r}",
-            f"{width} columns (shape {list(info.output_shape)})",
-            "the stream's classes must be the model's output classes, in its order",
-        )
-    if outputs is not None and outputs != existing.scores:
-        raise SourceInputError(
-            "outputs",
-            f"{existing.scores!r}, the score kind of the existing stream {stream!r}",
-            repr(outputs),
-        )
-    if labels is not None:
-        check_labels(labels, labels.shape[0], len(existing.classes))
-    return StreamPlan(stream, tuple(existing.classes), existing.scores, exists=True)
-
-
-def ensure_stream(client: Any, plan: StreamPlan, resolution: str = "bins") -> bool:
-    """Create the planned stream if it does not exist; return whether this call created it."""
-    from evalstream import AlreadyExistsError
-
-    if plan.exists:
-        return False
-    try:
-        client.create_stream(
-            plan.name, task="multiclass", classes=list(plan.classes), scores=plan.scores,
-            resolution=resolution,
-        )  # fmt: skip
-    except AlreadyExistsError:  # created meanwhile by someone else: theirs must fit too
-        existing = client.get_stream(plan.name)
-        if (existing.task, existing.classes, existing.scores) != (
-            "multiclass", plan.classes, plan.scores,
-        ):  # fmt: skip
-            raise SourceInputError(
-                "stream",
-                f"a multiclass stream with classes {list(plan.classes)} and {plan.scores}",
-                f"{plan.name!r} created meanwhile with another configuration",
-            ) from None
-        return False
-    return True
 
 
 def feed_stream(
