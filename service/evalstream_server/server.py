@@ -58,6 +58,7 @@ class RunningServer:
     health: health.aio.HealthServicer
     registry: CollectorRegistry
     _metrics_httpd: object | None = None
+    collector: EvalstreamCollector | None = None
 
     @property
     def target(self) -> str:
@@ -73,6 +74,8 @@ class RunningServer:
         if self._metrics_httpd is not None:
             self._metrics_httpd.shutdown()  # type: ignore[attr-defined]
             self._metrics_httpd.server_close()  # type: ignore[attr-defined]
+        if self.collector is not None:
+            self.collector.stop()
         self.store.close()
         log.info("server stopped")
 
@@ -124,7 +127,10 @@ async def start_server(settings: Settings, store: MemoryStore | None = None) -> 
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(EvalstreamCollector(store, settings.max_class_series))
+    collector = EvalstreamCollector(store, settings.max_class_series, settings.metrics_refresh)
+    registry.register(collector)
+    if settings.metrics_port >= 0:
+        collector.start()  # the background refresh, when metrics_refresh > 0
     httpd, metrics_port = None, None
     if settings.metrics_port >= 0:
         httpd, _thread = start_http_server(
@@ -142,7 +148,7 @@ async def start_server(settings: Settings, store: MemoryStore | None = None) -> 
         },
     )
     return RunningServer(
-        settings, store, server, port, metrics_port, health_servicer, registry, httpd
+        settings, store, server, port, metrics_port, health_servicer, registry, httpd, collector
     )
 
 

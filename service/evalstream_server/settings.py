@@ -31,6 +31,10 @@ class Settings:
     max_windows: int = 8
     max_batch_rows: int = 65536
     max_class_series: int = 100  # classes per stream that get per-class Prometheus series
+    # > 0: recompute changed reports in the background every this many seconds and serve them
+    # on /metrics (values up to about that old; bounds the scrape time of many busy streams);
+    # 0: compute on each scrape
+    metrics_refresh: float = 0.0
     max_concurrent_rpcs: int = 256  # further calls wait in gRPC's queue (RESOURCE_EXHAUSTED)
     stream_rate: float = 0.0  # samples per second per stream; 0 = unlimited
     tenant_rate: float = 0.0  # samples per second per tenant; 0 = unlimited

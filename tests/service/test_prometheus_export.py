@@ -473,3 +473,54 @@ def test_cache_follows_the_pending_table_and_a_sliding_reference(monkeypatch):
     fifth = scrape()
     assert {k: v for k, v in fifth.items() if v} == {k: v for k, v in fourth.items() if v}
     assert calls == [] and reads == []
+
+
+def test_background_refresh_serves_the_last_sweep_and_catches_up():
+    """``metrics_refresh``: scrapes serve the reports of the last background sweep (never a
+    scrape-time computation for a window it already reached), and the next sweep catches up."""
+    from evalstream_server.engine import StreamSpec
+    from evalstream_server.exporters import EvalstreamCollector
+    from evalstream_server.store import MemoryStore
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    store = MemoryStore()
+    store.create(StreamSpec("binary", name="bg", windows=("1h",)))
+    engine = store.get("bg").engine
+    rng = np.random.default_rng(4)
+
+    def feed(n: int) -> None:
+        engine.update(rng.integers(0, 2, n), rng.random(n))
+
+    def exported() -> dict:
+        text = generate_latest(registry).decode()
+        out = {}
+        for fam in text_string_to_metric_families(text):
+            for s in fam.samples:
+                if s.labels.get("window", "cumulative") == "cumulative":
+                    out.setdefault(s.name, s.value)
+        return out
+
+    feed(500)
+    collector = EvalstreamCollector(store, refresh_interval=3600.0)  # one sweep, then waits
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    collector.start()
+    try:
+        assert collector.wait_for_sweep(0, timeout=30)
+        first = exported()
+        assert first["evalstream_window_samples"] == 500
+        assert "evalstream_exporter_refresh_seconds" in first
+        feed(300)  # a scrape now still serves the sweep's report
+        assert exported()["evalstream_window_samples"] == 500
+        assert exported()["evalstream_samples_total"] == 800  # counters are read at scrape time
+        collector.sweep()  # what the thread does every refresh_interval
+        after = exported()
+        assert after["evalstream_window_samples"] == 800
+        report = store.report("bg", "cumulative")
+        assert after["evalstream_roc_auc"] == report["roc_auc"]["binary"]["value"]
+        store.create(StreamSpec("binary", name="new", windows=()))  # not swept yet: computed
+        text = generate_latest(registry).decode()
+        assert 'evalstream_window_samples{stream="new",window="cumulative"} 0.0' in text
+    finally:
+        collector.stop()
+    assert collector._thread is None

@@ -9,6 +9,8 @@ labelled share and the label latency of delayed labels are exported by ``predict
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -49,9 +51,21 @@ class EvalstreamCollector(Collector):
         Streams with more classes export per-class series for the first this many only.
     """
 
-    def __init__(self, store: MemoryStore, max_class_series: int = 100) -> None:
+    def __init__(
+        self, store: MemoryStore, max_class_series: int = 100, refresh_interval: float = 0.0
+    ) -> None:
         self.store = store
         self.max_class_series = max_class_series
+        # > 0: a background thread recomputes changed reports every this many seconds and a
+        # scrape serves what it computed (at most about one interval old) instead of computing
+        # on the scrape, which bounds the scrape time of many busy streams (`start()`).
+        self.refresh_interval = refresh_interval
+        self.last_sweep_seconds: float | None = None
+        self.last_sweep_time: float | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._swept = threading.Condition()
+        self.sweeps = 0
         # (stream, window) -> entry: a window whose engine did not change and whose time bucket
         # (and its prior reference window's bucket) did not move is not recomputed, so idle
         # streams cost nothing to scrape.
@@ -98,10 +112,77 @@ class EvalstreamCollector(Collector):
         engine = record.engine
         if hit is not None and hit[0] == (id(engine), engine.version) and not hit[1]["pending"]:
             return hit[1]
+        if (
+            hit is not None
+            and self._thread is not None
+            and threading.current_thread() is not self._thread
+        ):
+            return hit[1]  # a scrape with a background refresh: as of the last sweep
         _, _, labels = self.store.report_context(record.name, record.spec.prior_reference)
         if labels is not None:
             self._status[record.name] = ((id(engine), engine.version), labels)
         return labels
+
+    # -- background refresh --------------------------------------------------------------------
+    def start(self) -> EvalstreamCollector:
+        """Start the background refresh (when ``refresh_interval > 0``)."""
+        if self.refresh_interval > 0 and self._thread is None:
+            self._thread = threading.Thread(
+                target=self._refresh_loop, name="evalstream-metrics-refresh", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def wait_for_sweep(self, after: int, timeout: float) -> bool:
+        """Wait until sweep number ``after + 1`` has finished (tests, benchmarks)."""
+        with self._swept:
+            return self._swept.wait_for(lambda: self.sweeps > after, timeout)
+
+    def _refresh_loop(self) -> None:
+        while not self._stop.is_set():
+            started = time.perf_counter()
+            try:
+                self.sweep()
+            except Exception:  # noqa: BLE001 - the next sweep tries again
+                log.exception("metrics refresh failed")
+            took = time.perf_counter() - started
+            self._stop.wait(max(self.refresh_interval - took, 0.0))
+
+    def sweep(self) -> None:
+        """Bring every window's report and every join table status up to date."""
+        started = time.perf_counter()
+        for record in self.store.records():
+            for window in record.engine.window_names():
+                try:
+                    self._report(record, window)
+                except NotFoundError:
+                    break
+                except Exception:  # noqa: BLE001 - as in collect
+                    log.exception("report failed", extra={"stream": record.name})
+            try:
+                self._stream_status(record)
+            except NotFoundError:
+                pass
+        self.last_sweep_seconds = time.perf_counter() - started
+        self.last_sweep_time = time.time()
+        with self._swept:
+            self.sweeps += 1
+            self._swept.notify_all()
+
+    def _served(self, record, window: str) -> _Entry:
+        """The entry a scrape exports: with a background refresh, whatever it computed last
+        (computed now only for a window it has not reached yet); otherwise fresh."""
+        if self._thread is not None:
+            hit = self._cache.get((record.name, window))
+            if hit is not None:
+                return hit
+        return self._report(record, window)
 
     def describe(self) -> list[Metric]:
         return []  # computed at scrape time; do not collect on registration
@@ -126,7 +207,7 @@ class EvalstreamCollector(Collector):
             for window in record.engine.window_names():
                 live.add((name, window))
                 try:
-                    entry = self._report(record, window)
+                    entry = self._served(record, window)
                 except NotFoundError:
                     break
                 except Exception:  # noqa: BLE001 - one bad stream must not break the scrape
@@ -139,9 +220,18 @@ class EvalstreamCollector(Collector):
                     self._counters(g, name, report)
                     self._labels(g, record, report, entry.delay_sum)
         for gone in set(self._cache) - live:
-            del self._cache[gone]
+            self._cache.pop(gone, None)  # the refresh thread may have dropped it too
         for gone in set(self._status) - {name for name, _ in live}:
-            del self._status[gone]
+            self._status.pop(gone, None)
+        if self._thread is not None and self.last_sweep_seconds is not None:
+            g.gauge(
+                "exporter_refresh_seconds", "Duration of the last background report refresh", []
+            ).add_metric([], self.last_sweep_seconds)
+            g.gauge(
+                "exporter_refresh_timestamp_seconds",
+                "Unix time the last background report refresh ended (values are that old)",
+                [],
+            ).add_metric([], self.last_sweep_time or 0.0)
         yield from g.all()
 
     def _labels(self, g: _Families, record, report: dict, delay_sum: float) -> None:
