@@ -91,7 +91,9 @@ class PendingPredictions:
             key, slot = next(iter(self._slot.items()))
             if self._arrival[slot] >= limit:
                 break
-            self._drop_oldest(_EXPIRED, now)
+            # stamped with the moment it expired, not with when this ran: expiring on a query
+            # or at the next operation (a replay) leaves the same tombstones
+            self._drop_oldest(_EXPIRED, float(self._arrival[slot]) + self.retention)
             n += 1
         self.counters["expired"] += n
         while self._done:
