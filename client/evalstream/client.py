@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,7 +18,7 @@ from .errors import error_from_rpc
 from .ingest import LogResult, Sequences, deliver
 from .report import Curve, Report
 from .streams import StreamInfo, stream_config
-from .tensors import MAX_BATCH_ROWS, MESSAGE_BYTES, id_rows, to_rows
+from .tensors import MAX_BATCH_ROWS, MESSAGE_BYTES, Rows, UnknownClassError, id_rows, to_rows
 from .v1 import curve_pb2
 from .v1 import evalstream_service_pb2 as pb
 from .v1.evalstream_service_pb2_grpc import EvalstreamServiceStub
@@ -86,6 +86,11 @@ class EvalClient:
             (("authorization", f"Bearer {token}"),) if token else ()
         )
         self._sequences = Sequences()
+        # Each stream's classes, to map class names to indices without a GetStream per call.
+        # Dropped by this client's create/delete/reset of the stream; refreshed when names are
+        # unknown or when the server no longer knows this producer (see _named_rows).
+        self._classes: dict[str, tuple[str, ...]] = {}
+        self._classes_guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._writer_ids = itertools.count(1)
@@ -172,6 +177,7 @@ class EvalClient:
         )  # fmt: skip
         response = self._unary(self._stub.CreateStream, pb.CreateStreamRequest(config=config))
         self._sequences.forget(name)  # a new stream knows no producer
+        self._forget_classes(name)
         return StreamInfo.from_proto(response.stream)
 
     def get_stream(self, name: str) -> StreamInfo:
@@ -196,12 +202,14 @@ class EvalClient:
         """Delete a stream with its state. Raises ``NotFoundError``."""
         self._unary(self._stub.DeleteStream, pb.DeleteStreamRequest(name=name))
         self._sequences.forget(name)
+        self._forget_classes(name)
 
     def reset_stream(self, name: str, forget_producers: bool = False) -> StreamInfo:
         """Clear a stream's counts, keeping its config. ``forget_producers`` also clears the
         producers' sequence numbers (this client then numbers from 1 again)."""
         request = pb.ResetStreamRequest(name=name, forget_producers=forget_producers)
         response = self._unary(self._stub.ResetStream, request)
+        self._forget_classes(name)
         if forget_producers:
             self._sequences.forget(name)
         return StreamInfo.from_proto(response.stream)
@@ -251,11 +259,11 @@ class EvalClient:
             Before sending anything, for what the wire cannot carry (arrays of more than two
             dimensions, non-integer labels, arrays of different lengths).
         """
-        classes = None
-        if np.asarray(y_true).dtype.kind in "USO":
-            classes = self.get_stream(stream).classes
-        rows = to_rows(y_true, y_score, sample_weight, classes=classes)
-        return self._deliver(stream, rows, _timestamp(timestamp))
+
+        def convert(classes: Sequence[str] | None) -> Rows:
+            return to_rows(y_true, y_score, sample_weight, classes=classes)
+
+        return self._deliver(stream, convert, _named(y_true), _timestamp(timestamp))
 
     def log_predictions(
         self,
@@ -288,7 +296,7 @@ class EvalClient:
             ``added`` and ``duplicate_ids`` say what became of the rows.
         """
         rows = id_rows(ids, y_score=y_score)
-        return self._deliver(stream, rows, _timestamp(timestamp))
+        return self._deliver(stream, lambda _: rows, False, _timestamp(timestamp))
 
     def log_labels(self, stream: str, ids: Any, y_true: Any) -> LogResult:
         """Send the true labels of predictions logged earlier with ``log_predictions``.
@@ -309,12 +317,29 @@ class EvalClient:
         LogResult
             ``matched`` labels were joined and counted.
         """
-        classes = None
-        if np.asarray(y_true).dtype.kind in "USO":
-            classes = self.get_stream(stream).classes
-        return self._deliver(stream, id_rows(ids, y_true=y_true, classes=classes), None)
 
-    def _deliver(self, stream: str, rows: Any, event_time: Timestamp | None) -> LogResult:
+        def convert(classes: Sequence[str] | None) -> Rows:
+            return id_rows(ids, y_true=y_true, classes=classes)
+
+        return self._deliver(stream, convert, _named(y_true), None)
+
+    def _deliver(
+        self,
+        stream: str,
+        convert: Callable[[Sequence[str] | None], Rows],
+        named: bool,
+        event_time: Timestamp | None,
+    ) -> LogResult:
+        """Convert (with the stream's classes if ``named``) and deliver one call's rows."""
+        remap: Callable[[], Rows] | None = None
+        if named:
+            rows = self._named_rows(stream, convert)
+
+            def remap() -> Rows:
+                return convert(self._fetch_classes(stream))
+
+        else:
+            rows = convert(None)
         if rows.n == 0:
             return LogResult()
         per_message = rows.rows_per_message(MESSAGE_BYTES, self.max_batch_rows)
@@ -333,7 +358,34 @@ class EvalClient:
                 self._sequences,
                 event_time,
                 retry_deadline=self.retry_deadline,
+                remap=remap,
             )
+
+    def _named_rows(self, stream: str, convert: Callable[[Sequence[str] | None], Rows]) -> Rows:
+        """Rows whose class names are mapped with the cached classes of ``stream``.
+
+        The cached list is used only once this client has numbered batches on the stream: a
+        stream deleted and created again since (by anyone) then answers the next batch with a
+        sequence gap, and ``deliver`` maps the names again (``remap``) before resending. Names
+        unknown to the cached list fetch it again once."""
+        with self._classes_guard:
+            cached = self._classes.get(stream)
+        if cached is None or self._sequences.get(stream) == 1:
+            return convert(self._fetch_classes(stream))
+        try:
+            return convert(cached)
+        except UnknownClassError:
+            return convert(self._fetch_classes(stream))
+
+    def _fetch_classes(self, stream: str) -> tuple[str, ...]:
+        classes = self.get_stream(stream).classes
+        with self._classes_guard:
+            self._classes[stream] = classes
+        return classes
+
+    def _forget_classes(self, stream: str) -> None:
+        with self._classes_guard:
+            self._classes.pop(stream, None)
 
     def writer(
         self,
@@ -486,6 +538,11 @@ def _channel(target: str, tls: Any, options: Sequence[tuple[str, Any]]) -> grpc.
     if server_name:
         opts.append(("grpc.ssl_target_name_override", server_name.decode()))
     return grpc.secure_channel(target, credentials, options=opts)
+
+
+def _named(y_true: Any) -> bool:
+    """Whether ``y_true`` holds class names rather than indices."""
+    return np.asarray(y_true).dtype.kind in "USO"
 
 
 def _timestamp(value: float | datetime | None) -> Timestamp | None:

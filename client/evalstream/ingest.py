@@ -245,6 +245,7 @@ def deliver(
     sequences: Sequences,
     event_time: Any = None,
     retry_deadline: float = 60.0,
+    remap: Callable[[], Rows] | None = None,
 ) -> LogResult:
     """Send ``rows`` in messages of ``rows_per_message`` rows; return once each has an outcome.
 
@@ -255,6 +256,12 @@ def deliver(
     ``MAX_ROUNDS`` calls in a row that settled no batch, or, while the server is unreachable
     (a dropped connection, a restart), once ``retry_deadline`` seconds have passed: until then it
     reconnects with exponential backoff (capped at 1 s) and resends what is unacknowledged.
+
+    ``remap`` converts the call's input again (to as many rows) from fresh stream metadata. It is
+    called at most once, when the server answers a sequence gap: it no longer knows this producer
+    on this stream, so the stream may have been deleted and created again (with other classes:
+    labels mapped from class names with the old ones would be wrong). The gap consumed nothing,
+    so the batches are resent converted again.
     """
     give_up_at = time.monotonic() + retry_deadline
     n = rows.n
@@ -317,6 +324,15 @@ def deliver(
             if refused[0].error_code == _NOT_FOUND:  # no stream, so no numbering either
                 sequences.forget(stream)
         elif retry_result is not None:
+            if remap is not None and retry_result.error_code == _OUT_OF_RANGE:
+                try:
+                    rows, remap = remap(), None
+                except EvalstreamError as exc:  # e.g. NOT_FOUND: the stream went away meanwhile
+                    raise _with_result(exc, result) from None
+                if rows.n != n:
+                    raise ValueError(
+                        f"remap: expected {n} rows, as many as the call has, received {rows.n}"
+                    )
             # The server's numbering is behind ours (it forgot this producer, or refused a batch
             # without consuming it): every batch from there on is unapplied, renumber them.
             for k, i in enumerate(pending):

@@ -22,6 +22,7 @@ __all__ = [
     "MAX_BATCH_ROWS",
     "MESSAGE_BYTES",
     "Rows",
+    "UnknownClassError",
     "concat_rows",
     "id_rows",
     "tensor",
@@ -39,6 +40,26 @@ _WIRE = {
     np.dtype("u1"): tensor_pb2.DATA_TYPE_UINT8,
 }
 _INT32 = np.iinfo(np.int32)
+
+
+class UnknownClassError(ValueError):
+    """``y_true`` names classes the stream does not have.
+
+    Attributes
+    ----------
+    unknown : list of str
+        The unknown names (sorted).
+    classes : tuple of str
+        The stream's classes the names were looked up in.
+    """
+
+    def __init__(self, unknown: list[str], classes: Sequence[str]) -> None:
+        self.unknown = unknown
+        self.classes = tuple(classes)
+        super().__init__(
+            f"y_true: expected class names among {list(self.classes)[:10]}, received unknown "
+            f"names {unknown[:5]}"
+        )
 
 
 @dataclass(frozen=True)
@@ -262,8 +283,5 @@ def _named_labels(a: np.ndarray, classes: Sequence[str] | None) -> np.ndarray:
     values = [str(v) for v in a.tolist()]
     unknown = sorted(set(values) - index.keys())
     if unknown:
-        raise ValueError(
-            f"y_true: expected class names among {list(classes)[:10]}, received unknown names "
-            f"{unknown[:5]}"
-        )
+        raise UnknownClassError(unknown, classes)
     return np.fromiter((index[v] for v in values), dtype="<i4", count=len(values))
