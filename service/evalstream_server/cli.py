@@ -351,8 +351,72 @@ def _add_triton_proxy(sub: argparse._SubParsersAction) -> None:
         action="append",
         required=True,
         metavar="NAME=STREAM[:OUTPUT]",
-        help="record model NAME into stream STREAM (created beforehand), from output OUTPUT "
-        "(default: the only or first output); repeat for more models",
+        help="record model NAME into stream STREAM (created beforehand, or by --create), from "
+        "output OUTPUT (default: the only or first output); repeat for more models",
+    )
+    g = p.add_argument_group(
+        "creating streams",
+        "With --create the proxy reads each model's metadata at start-up (waiting up to "
+        "--connect-timeout for it to be ready) and creates the missing streams: the task from "
+        "the output's last dimension (1 column: binary; K: multiclass), classes 0..K-1, scores "
+        "logits. An existing stream must take the output as it is (class count, and task, "
+        "classes, scores when given), or the proxy does not start.",
+    )
+    g.add_argument("--create", action="store_true", help="create missing streams (off)")
+    g.add_argument(
+        "--task",
+        action="append",
+        default=[],
+        metavar="[NAME=]TASK",
+        help="binary, multiclass or multilabel, for model NAME or every model (default: from "
+        "the output width)",
+    )
+    g.add_argument(
+        "--classes",
+        action="append",
+        default=[],
+        metavar="NAME=A,B,...",
+        help="class names of model NAME's stream, one per output column (default 0..K-1)",
+    )
+    g.add_argument(
+        "--scores",
+        action="append",
+        default=[],
+        metavar="[NAME=]KIND",
+        help="logits or probabilities: what model NAME (or every model) outputs (default: "
+        "logits, as the project's CNN; an existing stream's own)",
+    )
+    g.add_argument(
+        "--windows",
+        type=_csv_list,
+        default=[],
+        metavar="5m,1h",
+        help="sliding windows of the streams the proxy creates (existing streams keep theirs)",
+    )
+    g.add_argument(
+        "--connect-timeout",
+        type=_positive_float,
+        default=10.0,
+        metavar="S",
+        help="wait for the inference server and the models at start-up (10)",
+    )
+    t = p.add_argument_group(
+        "TLS",
+        "PEM files. A CA alone: TLS trusting that CA; with a certificate and key: mutual TLS.",
+    )
+    t.add_argument("--target-ca", default="", metavar="FILE", help="CA of evalstream's cert")
+    t.add_argument("--target-cert", default="", metavar="FILE", help="client cert to evalstream")
+    t.add_argument("--target-key", default="", metavar="FILE")
+    t.add_argument("--triton-ca", default="", metavar="FILE", help="CA of the inference server")
+    t.add_argument("--triton-cert", default="", metavar="FILE", help="client cert to it")
+    t.add_argument("--triton-key", default="", metavar="FILE")
+    t.add_argument("--tls-cert", default="", metavar="FILE", help="serve TLS on --listen")
+    t.add_argument("--tls-key", default="", metavar="FILE")
+    t.add_argument(
+        "--tls-client-ca",
+        default="",
+        metavar="FILE",
+        help="callers must present a certificate this CA signed (mutual TLS)",
     )
     p.add_argument("--metrics-host", default="127.0.0.1")
     p.add_argument(
@@ -380,25 +444,55 @@ def _triton_proxy(args: argparse.Namespace) -> int:
     import asyncio
     import os
 
+    from evalstream import EvalstreamError, InvalidArgumentError
+
+    from .engine import parse_duration
     from .logs import configure_logging
     from .proxy import (
+        ClientTLS,
         ProxySettings,
+        RouteError,
+        ServerTLS,
+        parse_model_option,
         parse_routes,
         serve_proxy_forever,
         split_host_port,
     )
+    from .sources import OUTPUT_KINDS, TASKS, SourceInputError, SourceUnavailableError
 
-    def fail(code: int, exc: Exception) -> int:
-        print(f"evalstream triton-proxy: {' '.join(str(exc).split())}", file=sys.stderr)
+    def fail(code: int, exc: Exception, what: str = "") -> int:
+        print(f"evalstream triton-proxy: {what}{' '.join(str(exc).split())}", file=sys.stderr)
         return code
 
     try:
         for flag in ("listen", "triton", "target"):
             split_host_port(f"--{flag}", getattr(args, flag))
+        routes = parse_routes(args.model)
+        tasks = parse_model_option("--task", args.task, routes, TASKS)
+        scores = parse_model_option("--scores", args.scores, routes, OUTPUT_KINDS)
+        classes = {
+            model: tuple(_csv_list(names))
+            for model, names in parse_model_option("--classes", args.classes, routes).items()
+        }
+        for window in args.windows:
+            parse_duration(window)
+        given = [
+            flag
+            for flag, value in (
+                ("--task", tasks), ("--classes", classes), ("--scores", scores),
+                ("--windows", args.windows),
+            )
+            if value
+        ]  # fmt: skip
+        if given and not args.create:
+            raise RouteError(
+                given[0], "--create with it (it describes the streams the proxy creates)",
+                f"{given[0]} without --create",
+            )  # fmt: skip
         settings = ProxySettings(
             triton=args.triton,
             target=args.target,
-            routes=parse_routes(args.model),
+            routes=routes,
             listen=args.listen,
             metrics_host=args.metrics_host,
             metrics_port=args.metrics_port,
@@ -409,22 +503,44 @@ def _triton_proxy(args: argparse.Namespace) -> int:
             flush_timeout=args.flush_timeout,
             shutdown_grace=args.shutdown_grace,
             token=args.token or os.environ.get("EVALSTREAM_TOKEN"),
+            create=args.create,
+            tasks=tasks,
+            classes=classes,
+            scores=scores,
+            windows=tuple(args.windows),
+            connect_timeout=args.connect_timeout,
+            target_tls=ClientTLS("target", args.target_ca, args.target_cert, args.target_key),
+            triton_tls=ClientTLS("triton", args.triton_ca, args.triton_cert, args.triton_key),
+            listen_tls=ServerTLS(args.tls_cert, args.tls_key, args.tls_client_ca),
         )
-    except ValueError as exc:  # RouteError, or an address that is not HOST:PORT
+        # Every TLS file is read now: a missing one is an argument error, before anything runs.
+        settings.target_tls.check()
+        settings.triton_tls.check()
+        settings.listen_tls.credentials()
+    except ValueError as exc:  # RouteError, TLSError, or an address that is not HOST:PORT
         return fail(2, exc)
     configure_logging(args.log_level, args.log_format)
 
     def ready(running) -> None:
         models = ", ".join(f"{m} -> {r.stream}" for m, r in settings.routes.items())
+        scheme = "TLS " if settings.listen_tls.enabled else ""
         print(
-            f"triton-proxy: serving {running.address} -> {settings.triton}; recording {models} "
-            f"into {settings.target}; /metrics on port {running.metrics_port}",
+            f"triton-proxy: serving {scheme}{running.address} -> {settings.triton}; recording "
+            f"{models} into {settings.target}; /metrics on port {running.metrics_port}",
             file=sys.stderr,
             flush=True,
         )
 
     try:
         left = asyncio.run(serve_proxy_forever(settings, ready=ready))
+    except SourceInputError as exc:  # --create: a stream or an option that does not fit
+        return fail(2, exc)
+    except SourceUnavailableError as exc:  # --create: the inference server is not ready
+        return fail(1, exc)
+    except InvalidArgumentError as exc:  # --create: evalstream refused the stream
+        return fail(2, exc, f"evalstream server {args.target} refused: ")
+    except EvalstreamError as exc:
+        return fail(1, exc, f"evalstream server {args.target}: ")
     except (OSError, RuntimeError, ValueError) as exc:  # cannot bind, no usable client
         return fail(1, exc)
     print(f"triton-proxy: stopped; {left} rows unsent", file=sys.stderr)

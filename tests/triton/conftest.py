@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -174,3 +175,64 @@ def mlserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[V2Server]:
         )
     finally:
         _stop(proc)
+
+
+@dataclass(frozen=True)
+class PKI:
+    """Throwaway certificates in ``directory`` (PEM): ``ca.crt`` signs ``server.crt`` (for
+    127.0.0.1 and localhost) and ``client.crt``; ``rogue.crt`` is self-signed (trusted by none).
+    Each ``*.crt`` has its ``*.key``."""
+
+    directory: Path
+
+    def path(self, name: str) -> str:
+        return str(self.directory / name)
+
+    def read(self, name: str) -> bytes:
+        return (self.directory / name).read_bytes()
+
+
+def make_pki(directory: Path) -> PKI:
+    """The CA, server and client certificates, made with ``openssl`` as
+    ``tests/redis/conftest.py::make_tls_certs`` makes its CA and server certificate (that module
+    skips itself without redis-server, so it is not imported here), plus a client certificate
+    for mutual TLS and a self-signed rogue one."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed")
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "server.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    (directory / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+    new_key = ["req", "-new", "-nodes", "-newkey", "rsa:2048"]
+    steps = [
+        ["req", "-x509", "-new", "-nodes", "-newkey", "rsa:2048", "-keyout", "ca.key"]
+        + ["-out", "ca.crt", "-days", "2", "-subj", "/CN=evalstream proxy test CA"],
+        new_key + ["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"],
+        ["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key"]
+        + ["-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "server.ext"],
+        new_key + ["-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=proxy client"],
+        ["x509", "-req", "-in", "client.csr", "-CA", "ca.crt", "-CAkey", "ca.key"]
+        + ["-CAcreateserial", "-out", "client.crt", "-days", "2", "-extfile", "client.ext"],
+        ["req", "-x509", "-new", "-nodes", "-newkey", "rsa:2048", "-keyout", "rogue.key"]
+        + ["-out", "rogue.crt", "-days", "2", "-subj", "/CN=rogue"],
+    ]
+    for step in steps:
+        subprocess.run([openssl, *step], cwd=directory, check=True, capture_output=True, timeout=60)
+    return PKI(directory)
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """For tests that run the CLI in-process: ``configure_logging`` points the ``evalstream``
+    loggers at this test's captured stderr, which is closed after it; put them back."""
+    import logging
+
+    logger = logging.getLogger("evalstream")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]

@@ -7,11 +7,12 @@ off the request path and within a bound (``recorder.py``). Labels follow later w
 ``EvalClient.log_labels``. See ``deploy/triton/README.md``, section Proxy.
 """
 
+from .create import create_streams
 from .ids import new_request_id, row_ids
 from .metrics import DROP_REASONS, ProxyMetrics
 from .outputs import OutputError, decode_scores
 from .recorder import Recorder
-from .routes import ModelRoute, RouteError, parse_route, parse_routes
+from .routes import ModelRoute, RouteError, parse_model_option, parse_route, parse_routes
 from .server import (
     ProxySettings,
     ProxyThread,
@@ -20,8 +21,10 @@ from .server import (
     split_host_port,
     start_proxy,
 )
+from .tls import ClientTLS, ServerTLS, TLSError
 
 __all__ = [
+    "ClientTLS",
     "DROP_REASONS",
     "ModelRoute",
     "OutputError",
@@ -31,8 +34,12 @@ __all__ = [
     "Recorder",
     "RouteError",
     "RunningProxy",
+    "ServerTLS",
+    "TLSError",
+    "create_streams",
     "decode_scores",
     "new_request_id",
+    "parse_model_option",
     "parse_route",
     "parse_routes",
     "row_ids",

@@ -1,7 +1,9 @@
 """Build and run a proxy: settings in, a running proxy with its bound port out.
 
-``start_proxy(settings)`` starts the gRPC server (grpc.aio), the channel to the inference
-server, the recorder's threads and the /metrics endpoint; ``RunningProxy.stop()`` shuts down in
+``start_proxy(settings)`` creates or checks the routed streams (``create.py``, with
+``settings.create``), then starts the gRPC server (grpc.aio, TLS when configured:
+``tls.py``), the channel to the inference server, the recorder's threads and the /metrics
+endpoint; ``RunningProxy.stop()`` shuts down in
 order: stop taking calls and drain those in flight (``shutdown_grace``), flush the recorder
 (``flush_timeout``, what is left is counted as dropped), close the channels. ``ProxyThread`` runs
 one on its own event loop for tests, benchmarks and notebooks; ``serve_proxy_forever`` is the
@@ -22,10 +24,12 @@ from typing import Any
 import grpc
 from prometheus_client import start_http_server
 
+from .create import create_streams
 from .forwarder import Forwarder
 from .metrics import ProxyMetrics
 from .recorder import Recorder, Sink
 from .routes import ModelRoute
+from .tls import ClientTLS, ServerTLS
 
 __all__ = [
     "ProxySettings",
@@ -90,6 +94,21 @@ class ProxySettings:
         Seconds calls in flight get to finish at shutdown.
     token : str, optional
         evalstream bearer token.
+    create : bool
+        At start-up, check each routed stream against its model's metadata and create the
+        missing ones (``create.create_streams``); a stream that does not fit stops the start.
+    tasks, classes, scores : mapping by model name
+        Of created streams: the task (default: binary for one output column, else
+        multiclass), the class names (default ``"0"`` to ``"K-1"``), and what the output holds
+        (``"logits"`` or ``"probabilities"``, default logits). Checked against existing streams.
+    windows : tuple of str
+        Windows of created streams (``("5m", "1h")``).
+    connect_timeout : float
+        Seconds ``create`` waits for the inference server and each model to be ready.
+    target_tls, triton_tls : ClientTLS
+        TLS to evalstream and to the inference server (default: plaintext).
+    listen_tls : ServerTLS
+        TLS served to applications (default: plaintext).
     """
 
     triton: str
@@ -105,16 +124,28 @@ class ProxySettings:
     flush_timeout: float = 10.0
     shutdown_grace: float = 5.0
     token: str | None = None
+    create: bool = False
+    tasks: Mapping[str, str] = field(default_factory=dict)
+    classes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    scores: Mapping[str, str] = field(default_factory=dict)
+    windows: tuple[str, ...] = ()
+    connect_timeout: float = 10.0
+    target_tls: ClientTLS = field(default_factory=lambda: ClientTLS("target"))
+    triton_tls: ClientTLS = field(default_factory=lambda: ClientTLS("triton"))
+    listen_tls: ServerTLS = field(default_factory=ServerTLS)
 
 
-def client_sink(target: str, token: str | None, retry_deadline: float) -> tuple[Sink, Any]:
+def client_sink(
+    target: str, token: str | None, retry_deadline: float, tls: Any = None
+) -> tuple[Sink, Any]:
     """``EvalClient.log_predictions`` of a new client (one producer id for this proxy), and the
-    client (to close)."""
+    client (to close). ``tls`` is ``EvalClient``'s (``ClientTLS.pem()``)."""
     from evalstream import EvalClient
 
     client = EvalClient(
         target,
         token=token,
+        tls=tls,
         timeout=max(5.0, retry_deadline),
         producer_id=f"triton-proxy-{uuid.uuid4()}",
         retry_deadline=retry_deadline,
@@ -166,10 +197,19 @@ async def start_proxy(settings: ProxySettings, sink: Sink | None = None) -> Runn
     """Start a proxy; ``sink`` defaults to ``EvalClient(settings.target).log_predictions``."""
     host, port = split_host_port("--listen", settings.listen)
     split_host_port("--triton", settings.triton)
+    # Read every TLS file before anything starts: a bad one is an argument error.
+    server_credentials = settings.listen_tls.credentials()
+    upstream_credentials = settings.triton_tls.credentials()
+    target_tls = settings.target_tls.pem()
+    if settings.create:
+        split_host_port("--target", settings.target)
+        await asyncio.get_running_loop().run_in_executor(None, create_streams, settings)
     client = None
     if sink is None:
         split_host_port("--target", settings.target)
-        sink, client = client_sink(settings.target, settings.token, settings.retry_deadline)
+        sink, client = client_sink(
+            settings.target, settings.token, settings.retry_deadline, target_tls
+        )
     metrics = ProxyMetrics()
     recorder = Recorder(
         sink,
@@ -179,12 +219,23 @@ async def start_proxy(settings: ProxySettings, sink: Sink | None = None) -> Runn
         batch_rows=settings.batch_rows,
         flush_interval=settings.flush_interval,
     )
-    channel = grpc.aio.insecure_channel(settings.triton, options=_UPSTREAM_OPTIONS)
+    if upstream_credentials is None:
+        channel = grpc.aio.insecure_channel(settings.triton, options=_UPSTREAM_OPTIONS)
+    else:
+        channel = grpc.aio.secure_channel(
+            settings.triton, upstream_credentials, options=_UPSTREAM_OPTIONS
+        )
     server = grpc.aio.server(options=[*_MESSAGE_OPTIONS, ("grpc.so_reuseport", 0)])
     server.add_generic_rpc_handlers((Forwarder(channel, settings.routes, recorder, metrics),))
-    bound = server.add_insecure_port(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if server_credentials is None:
+        bound = server.add_insecure_port(address)
+    else:
+        bound = server.add_secure_port(address, server_credentials)
     if bound == 0:
         await channel.close()
+        if client is not None:
+            client.close()
         raise OSError(f"--listen: could not bind {settings.listen}")
     recorder.start()
     await server.start()
@@ -200,6 +251,12 @@ async def start_proxy(settings: ProxySettings, sink: Sink | None = None) -> Runn
             "listen": f"{host}:{bound}",
             "triton": settings.triton,
             "target": settings.target,
+            "tls": {
+                "listen": settings.listen_tls.enabled,
+                "listen_mtls": bool(settings.listen_tls.client_ca),
+                "triton": settings.triton_tls.enabled,
+                "target": settings.target_tls.enabled,
+            },
             "models": {m: r.stream for m, r in settings.routes.items()},
             "metrics": f"{settings.metrics_host}:{metrics_port}",
         },
@@ -239,7 +296,11 @@ class ProxyThread:
     def start(self) -> ProxyThread:
         self._thread.start()
         fut = asyncio.run_coroutine_threadsafe(start_proxy(self.settings, self._sink), self._loop)
-        self.running = fut.result(timeout=30)
+        try:
+            self.running = fut.result(timeout=30 + self.settings.connect_timeout)
+        except BaseException:
+            self.stop()  # the loop and its thread; nothing else was started
+            raise
         return self
 
     @property
