@@ -396,12 +396,13 @@ class EvalClient:
     ) -> Writer:
         """A background writer for continuous logging from a serving loop (see ``Writer``).
 
-        ``w.log(y_true, y_score)`` appends to a buffer of at most ``max_buffer_rows`` rows
-        (bounded memory: it blocks while the buffer is full); a background thread sends batches
-        every ``flush_rows`` rows or ``flush_interval`` seconds over one long-lived Ingest
-        stream, with its own producer id. ``flush()`` waits for the acknowledgements;
-        ``close()`` (or leaving the ``with`` block) flushes and stops. Raises ``NotFoundError``
-        now if the stream does not exist.
+        ``w.log(y_true, y_score)`` (and ``w.log_predictions(ids, y_score)``,
+        ``w.log_labels(ids, y_true)`` for labels that come later) appends to a buffer of at most
+        ``max_buffer_rows`` rows (bounded memory: it blocks while the buffer is full); a
+        background thread sends batches every ``flush_rows`` rows or ``flush_interval`` seconds
+        over one long-lived Ingest stream, with its own producer id. ``flush()`` waits for the
+        acknowledgements; ``close()`` (or leaving the ``with`` block) flushes and stops. Raises
+        ``NotFoundError`` now if the stream does not exist.
         """
         info = self.get_stream(stream)
 

@@ -83,25 +83,25 @@ class Rows:
 
     @property
     def row_bytes(self) -> int:
-        """Payload bytes of one row on the wire (ids: their mean UTF-8 length plus framing)."""
+        """Payload bytes of one row on the wire (ids: their mean UTF-8 length, rounded up, plus
+        framing)."""
         size = 0
         for a in (self.scores, self.labels):
             if a is not None:
                 size += int(np.prod(a.shape[1:], dtype=np.int64)) * a.itemsize
         if self.ids is not None and len(self.ids):
-            size += 3 + sum(len(i.encode()) for i in self.ids) // len(self.ids)
+            size += 3 - (-sum(len(i.encode()) for i in self.ids) // len(self.ids))
         return size + (8 if self.weights is not None else 0)
 
     @property
-    def signature(self) -> tuple:
-        """Rows with equal signatures can share a message."""
-        return (
-            self.scores.dtype,
-            self.scores.shape[1:],
-            self.labels.dtype,
-            self.labels.shape[1:],
-            self.weights is not None,
-        )
+    def signature(self) -> tuple[object, ...]:
+        """Rows with equal signatures can share a message: the same kind, and the same arrays
+        with the same dtypes and trailing shapes."""
+
+        def sig(a: np.ndarray | None) -> tuple[object, ...] | None:
+            return None if a is None else (a.dtype, a.shape[1:])
+
+        return (self.kind, sig(self.scores), sig(self.labels), self.weights is not None)
 
     def rows_per_message(
         self, max_bytes: int = MESSAGE_BYTES, max_rows: int = MAX_BATCH_ROWS
@@ -135,10 +135,16 @@ def tensor(a: np.ndarray) -> tensor_pb2.Tensor:
 
 
 def id_rows(
-    ids: object, y_score: object = None, y_true: object = None, classes: Sequence[str] | None = None
+    ids: object,
+    y_score: object = None,
+    y_true: object = None,
+    classes: Sequence[str] | None = None,
+    copy: bool = False,
 ) -> Rows:
-    """Predictions (``ids``, ``y_score``) or labels (``ids``, ``y_true``) in wire dtypes."""
-    id_array = np.asarray(ids, dtype=object)
+    """Predictions (``ids``, ``y_score``) or labels (``ids``, ``y_true``) in wire dtypes.
+
+    ``classes`` and ``copy`` as in ``to_rows``."""
+    id_array = np.array(ids, dtype=object, copy=copy or None)
     if id_array.ndim != 1:
         raise ValueError(
             f"ids: expected a 1-D sequence of strings, received shape {id_array.shape}"
@@ -150,9 +156,9 @@ def id_rows(
             f"ids: expected strings, received {type(v).__name__} {v!r} at index {bad[0]}"
         )
     if y_score is not None:
-        scores, labels, kind, what = _scores(y_score, False), None, 2, "y_score"
+        scores, labels, kind, what = _scores(y_score, copy), None, 2, "y_score"
     else:
-        scores, labels, kind, what = None, _labels(y_true, classes, False), 3, "y_true"
+        scores, labels, kind, what = None, _labels(y_true, classes, copy), 3, "y_true"
     n = (scores if scores is not None else labels).shape[0]  # type: ignore[union-attr]
     if len(id_array) != n:
         raise ValueError(
@@ -166,13 +172,23 @@ def concat_rows(parts: Sequence[Rows]) -> Rows:
     """Rows of equal signature, one after the other."""
     if len(parts) == 1:
         return parts[0]
-    weights = None
-    if parts[0].weights is not None:
-        weights = np.concatenate([p.weights for p in parts])  # type: ignore[misc]
+    head = parts[0]
+    for i, p in enumerate(parts):
+        if p.signature != head.signature:
+            raise ValueError(
+                f"parts: expected rows of one signature {head.signature}, received "
+                f"{p.signature} at index {i}"
+            )
+
+    def cat(arrays: list[np.ndarray | None]) -> np.ndarray | None:
+        return None if arrays[0] is None else np.concatenate(arrays)  # type: ignore[arg-type]
+
     return Rows(
-        np.concatenate([p.labels for p in parts]),
-        np.concatenate([p.scores for p in parts]),
-        weights,
+        cat([p.labels for p in parts]),
+        cat([p.scores for p in parts]),
+        cat([p.weights for p in parts]),
+        cat([p.ids for p in parts]),
+        head.kind,
     )
 
 

@@ -1,11 +1,12 @@
 """``Writer``: continuous logging from a serving loop over one long-lived Ingest stream.
 
-``log`` appends rows to a bounded buffer and returns; a background thread cuts batches of
-``flush_rows`` rows (or whatever waited ``flush_interval`` seconds) and streams them with
-sequence numbers of the writer's own producer id. Rows count against ``max_buffer_rows`` until
-the server acknowledged them, so memory stays bounded when the server is slow or away: ``log``
-then blocks. Errors of the background thread are raised by the next ``log``, ``flush`` or
-``close``.
+``log`` (labelled rows), ``log_predictions`` (predictions whose labels come later) and
+``log_labels`` (their labels) append rows to a bounded buffer and return; a background thread
+cuts batches of ``flush_rows`` rows (or whatever waited ``flush_interval`` seconds) and streams
+them with sequence numbers of the writer's own producer id. Rows count against
+``max_buffer_rows`` until the server acknowledged them, so memory stays bounded when the server
+is slow or away: the ``log`` calls then block. Errors of the background thread are raised by
+the next ``log`` call, ``flush`` or ``close``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from .ingest import (
     retry_call,
     retry_delay,
 )
-from .tensors import MAX_BATCH_ROWS, MESSAGE_BYTES, Rows, concat_rows, to_rows
+from .tensors import MAX_BATCH_ROWS, MESSAGE_BYTES, Rows, concat_rows, id_rows, to_rows
 from .v1 import evalstream_service_pb2 as pb
 from .v1 import ingest_pb2
 
@@ -55,6 +56,12 @@ class Writer:
 
     Use it as a context manager (``with client.writer("s") as w: ... w.log(y, p)``): leaving the
     block flushes and stops it. Thread-safe: several threads may ``log`` at once.
+
+    Predictions whose labels come later go through the same buffer and delivery:
+    ``w.log_predictions(ids, y_score)`` at inference time, ``w.log_labels(ids, y_true)`` when the
+    labels arrive (from the same writer, another one or ``EvalClient.log_labels``). Rows are sent
+    in the order they were logged, so a label logged after its prediction on one writer reaches
+    the server after it. Rows of different kinds or dtypes travel in separate batches.
 
     Memory is bounded: at most ``max_buffer_rows`` rows are held (buffered, or sent and not yet
     acknowledged); ``log`` blocks while the buffer is full (the background thread then sends
@@ -125,7 +132,27 @@ class Writer:
         The arrays are copied, so the caller may reuse them at once. ``timeout`` bounds the wait
         for room (``TimeoutError``; rows already buffered by this call stay buffered).
         """
-        rows = to_rows(y_true, y_score, sample_weight, classes=self._classes, copy=True)
+        self._append(to_rows(y_true, y_score, sample_weight, self._classes, copy=True), timeout)
+
+    def log_predictions(self, ids: Any, y_score: Any, timeout: float | None = None) -> None:
+        """Append predictions whose labels come later, one id per row (as
+        ``EvalClient.log_predictions``); blocks while the buffer is full.
+
+        They are placed in the windows of the server's clock when their batch arrives (at most
+        about ``flush_interval`` after this call while the server keeps up). ``result.added`` and
+        ``result.duplicate_ids`` count what became of them. ``timeout`` as in ``log``.
+        """
+        self._append(id_rows(ids, y_score=y_score, copy=True), timeout)
+
+    def log_labels(self, ids: Any, y_true: Any, timeout: float | None = None) -> None:
+        """Append the labels of predictions logged earlier (as ``EvalClient.log_labels``; class
+        names map with the classes the stream had when the writer opened); blocks while the
+        buffer is full. ``result.matched``, ``unknown``, ``expired`` and ``duplicate_ids`` count
+        what became of them. ``timeout`` as in ``log``.
+        """
+        self._append(id_rows(ids, y_true=y_true, classes=self._classes, copy=True), timeout)
+
+    def _append(self, rows: Rows, timeout: float | None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
         start = 0
         with self._cond:
@@ -353,20 +380,26 @@ class Writer:
         if not due:
             return None
         head = self._unsent[0]
-        limit = min(
-            self.flush_rows, head.rows_per_message(self._message_bytes, self._max_batch_rows)
-        )
-        parts, count = [], 0
+        limit = min(self.flush_rows, self._max_batch_rows)
+        budget = self._message_bytes  # the parts' row sizes differ where their ids do
+        parts: list[Rows] = []
+        count = 0
         while self._unsent and count < limit and self._unsent[0].signature == head.signature:
             r = self._unsent[0]
-            need = limit - count
+            row_bytes = max(r.row_bytes, 1)
+            need = min(limit - count, budget // row_bytes)
+            if need <= 0:
+                if count:
+                    break
+                need = 1  # a row larger than a message still goes, alone
             if r.n <= need:
                 parts.append(self._unsent.popleft())
-                count += r.n
+                need = r.n
             else:
                 parts.append(r.slice(0, need))
                 self._unsent[0] = r.slice(need, r.n)
-                count += need
+            count += need
+            budget -= need * row_bytes
         start = self._taken
         self._taken += count
         if self._unsent_rows == 0:
@@ -410,7 +443,7 @@ class Writer:
                             b.index, b.rows, b.seq, code_name(r.error_code), r.error_message
                         )
                         self._unreported.append(err)
-                    self._result.add(kind, b.rows, err)
+                    self._result.add(kind, b.rows, err, r.join if r.HasField("join") else None)
                     self._finished += n
                     settled += 1
                 return settled, None

@@ -22,12 +22,15 @@ START_TIMEOUT = 30.0
 
 
 class ServerThread:
-    def __init__(self, **settings: object) -> None:
+    """``grpc_port`` 0 picks a free port; a fixed one lets a test restart a server at the same
+    address (with the same ``data_dir``) under a client that stays connected."""
+
+    def __init__(self, grpc_port: int = 0, **settings: object) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="evalstream-test-server")
         self.thread.start()
         config = Settings(
-            host="127.0.0.1", grpc_port=0, metrics_port=-1, log_level="WARNING", **settings
+            host="127.0.0.1", grpc_port=grpc_port, metrics_port=-1, log_level="WARNING", **settings
         )
         try:
             self.running = self._call(start_server(config))
@@ -55,9 +58,11 @@ class ServerThread:
         finally:
             release.set()
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 1.0) -> None:
+        """Stop; calls still open after ``grace`` seconds are cancelled (0: at once, so batches
+        read and applied may lose their acknowledgement)."""
         try:
-            self._call(self.running.stop(grace=1.0))
+            self._call(self.running.stop(grace=grace))
         finally:
             self._end_loop()
 
