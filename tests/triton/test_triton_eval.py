@@ -520,3 +520,33 @@ def test_model_that_is_not_ready(monkeypatch) -> None:
     )
     with pytest.raises(SourceInputError, match=r"one of \['digits_cnn'\], received 'resnet'"):
         TritonSource("triton:8001", "resnet", connect_timeout=0.3).check()
+
+
+def test_a_stream_width_other_than_the_outputs_is_refused_at_check(mlserver) -> None:
+    with TritonSource(mlserver.grpc_url, mlserver.model_name, n_classes=3) as source:
+        with pytest.raises(SourceInputError) as info:
+            source.check()
+    assert info.value.field == "output 'logits' of model 'digits_cnn'"
+    assert (info.value.expected, info.value.received) == (
+        "3 columns, one per class of the stream",
+        "10 columns (shape [-1, 10])",
+    )
+
+
+def test_inputs_are_prepared_once_per_job(
+    mlserver, evalstream_target, eval_set, monkeypatch, capsys
+) -> None:
+    calls: list[int] = []
+    real = TritonSource.prepare
+
+    def counting(self, inputs):
+        calls.append(len(inputs))
+        return real(self, inputs)
+
+    monkeypatch.setattr(TritonSource, "prepare", counting)
+    inputs, labels = eval_set
+    with TritonSource(mlserver.grpc_url, mlserver.model_name) as source:
+        source.infer(inputs[:10])
+    assert calls == [10]
+    assert main(_cli(mlserver, evalstream_target, "digits-prepared")) == 0
+    assert calls == [10, len(labels)]
