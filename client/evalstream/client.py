@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -81,7 +81,7 @@ class EvalClient:
         self.max_batch_rows = max_batch_rows
         self.retry_deadline = retry_deadline
         self._channel = _channel(target, tls, options)
-        self._stub = EvalstreamServiceStub(self._channel)
+        self._stub = EvalstreamServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self._metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {token}"),) if token else ()
         )
@@ -345,8 +345,11 @@ class EvalClient:
         per_message = rows.rows_per_message(MESSAGE_BYTES, self.max_batch_rows)
         deadline = self.timeout + rows.n * rows.row_bytes / 2**20
 
-        def ingest(requests):
-            return self._stub.Ingest(requests, timeout=deadline, metadata=self._metadata)
+        def ingest(requests: Iterator[pb.IngestRequest]) -> Iterable[pb.IngestResponse]:
+            calls: Iterable[pb.IngestResponse] = self._stub.Ingest(
+                requests, timeout=deadline, metadata=self._metadata
+            )
+            return calls
 
         with self._lock(stream):  # one call at a time per stream keeps the numbering in order
             return deliver(
@@ -406,8 +409,11 @@ class EvalClient:
         """
         info = self.get_stream(stream)
 
-        def ingest(requests):
-            return self._stub.Ingest(requests, metadata=self._metadata)
+        def ingest(requests: Iterator[pb.IngestRequest]) -> Iterable[pb.IngestResponse]:
+            calls: Iterable[pb.IngestResponse] = self._stub.Ingest(
+                requests, metadata=self._metadata
+            )
+            return calls
 
         return Writer(
             ingest,

@@ -141,8 +141,8 @@ _BY_CODE: dict[grpc.StatusCode, type[EvalstreamError]] = {
     grpc.StatusCode.DEADLINE_EXCEEDED: UnavailableError,
     grpc.StatusCode.CANCELLED: UnavailableError,
 }
-_NAMES = {c.value[0]: c.name for c in grpc.StatusCode}
-_CODES = {c.value[0]: c for c in grpc.StatusCode}
+_NAMES: dict[int, str] = {c.value[0]: c.name for c in grpc.StatusCode}
+_CODES: dict[int, grpc.StatusCode] = {c.value[0]: c for c in grpc.StatusCode}
 
 
 def code_name(number: int) -> str:

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import grpc
 
@@ -184,7 +184,10 @@ def make_request(
     """One IngestRequest carrying ``rows``."""
     scores, labels, weights = rows.tensors()
     req = pb.IngestRequest(
-        stream=stream, producer_id=producer_id, sequence=sequence, kind=rows.kind
+        stream=stream,
+        producer_id=producer_id,
+        sequence=sequence,
+        kind=cast(pb.RecordKind, rows.kind),  # an int: the stubs type the enum as a class
     )
     for name, t in (("scores", scores), ("labels", labels), ("sample_weight", weights)):
         if t is not None:
@@ -225,14 +228,16 @@ def retry_call(failure: grpc.RpcError) -> bool:
 
 
 def backoff(attempt: int) -> float:
-    return min(0.05 * 2**attempt, 1.0)
+    """Seconds to wait before the next attempt: 0.1, 0.2, 0.4, ... capped at 1."""
+    return min(0.05 * 2.0**attempt, 1.0)
 
 
 def retry_delay(r: ingest_pb2.BatchResult, attempt: int) -> float:
     """Seconds to wait before resending after ``r`` asked for it: the server's ``retry_after``
     for a rate limit, nothing for a gap (the server only forgot this producer), else backoff."""
     if r.HasField("retry_after"):
-        return r.retry_after.ToNanoseconds() / 1e9
+        nanos: int = r.retry_after.ToNanoseconds()
+        return nanos / 1e9
     return 0.0 if r.error_code == _OUT_OF_RANGE else backoff(attempt)
 
 
@@ -373,7 +378,16 @@ def _with_result(err: EvalstreamError, result: LogResult) -> EvalstreamError:
     return err
 
 
-def _one_call(ingest, stream, producer_id, rows, spans, order, seq, event_time):
+def _one_call(
+    ingest: Callable[[Iterator[pb.IngestRequest]], Iterable[pb.IngestResponse]],
+    stream: str,
+    producer_id: str,
+    rows: Rows,
+    spans: list[tuple[int, int]],
+    order: list[int],
+    seq: dict[int, int],
+    event_time: Any,
+) -> tuple[list[ingest_pb2.BatchResult], int, grpc.RpcError | None]:
     """Send the batches ``order`` over one Ingest call. Returns their results in order, how many
     requests were handed to gRPC, and the error that ended the call early (None if none).
 

@@ -21,6 +21,7 @@ from .text import classification_report, format_report
 
 __all__ = ["Report", "Curve"]
 
+_Metric = float | dict[str, float | None] | None  # a value, a dict by class, or undefined
 _AVERAGES = (None, "micro", "macro", "weighted", "samples", "binary")
 _METRIC_ALIASES = {
     "roc_auc_score": "roc_auc",
@@ -101,15 +102,15 @@ class Report:
     # -- identity ------------------------------------------------------------------------------
     @property
     def stream(self) -> str:
-        return self._d.get("stream", "")
+        return str(self._d.get("stream", ""))
 
     @property
     def window(self) -> str:
-        return self._d.get("window", "cumulative")
+        return str(self._d.get("window", "cumulative"))
 
     @property
     def task(self) -> str:
-        return self._d["task"]
+        return str(self._d["task"])
 
     @property
     def classes(self) -> list[str]:
@@ -121,7 +122,7 @@ class Report:
 
     @property
     def weight_total(self) -> float:
-        return self._d.get("weight_total", self.n_samples)
+        return float(self._d.get("weight_total", self.n_samples))
 
     @property
     def resolution(self) -> dict[str, Any]:
@@ -153,9 +154,7 @@ class Report:
         return copy.deepcopy(node)
 
     # -- ranking metrics -----------------------------------------------------------------------
-    def roc_auc_score(
-        self, average: str | None = "macro", multi_class: str = "ovr"
-    ) -> float | dict[str, float | None] | None:
+    def roc_auc_score(self, average: str | None = "macro", multi_class: str = "ovr") -> _Metric:
         """ROC AUC as ``sklearn.metrics.roc_auc_score``.
 
         Parameters
@@ -183,25 +182,29 @@ class Report:
                         f"got {average!r}"
                     )
                 return _value(group[f"ovo_{average}"])
-            allowed: tuple = ("macro", "weighted", "micro", None)
+            allowed: tuple[str | None, ...] = ("macro", "weighted", "micro", None)
         else:
             allowed = ("macro", "weighted", "micro", "samples", None)
         return self._ranked(group, average, allowed, "roc_auc_score")
 
-    def average_precision_score(
-        self, average: str | None = "macro"
-    ) -> float | dict[str, float | None] | None:
+    def average_precision_score(self, average: str | None = "macro") -> _Metric:
         """Average precision as ``sklearn.metrics.average_precision_score`` (binary streams
         ignore ``average``; ``"samples"`` is multilabel only; None gives a dict by class)."""
         group = self._d["average_precision"]
         if self.task == "binary":
             return _value(group["binary"])
-        allowed: tuple = ("macro", "weighted", "micro", None)
+        allowed: tuple[str | None, ...] = ("macro", "weighted", "micro", None)
         if self.task == "multilabel":
             allowed += ("samples",)
         return self._ranked(group, average, allowed, "average_precision_score")
 
-    def _ranked(self, group: dict, average: str | None, allowed: tuple, name: str):
+    def _ranked(
+        self,
+        group: dict[str, Any],
+        average: str | None,
+        allowed: tuple[str | None, ...],
+        name: str,
+    ) -> _Metric:
         if average not in allowed:
             raise ValueError(
                 f"{name}: average must be one of {allowed} for {self.task} streams, got {average!r}"
@@ -211,7 +214,7 @@ class Report:
         return _value(group[average])
 
     # -- threshold metrics ---------------------------------------------------------------------
-    def precision_score(self, average: str | None = "binary"):
+    def precision_score(self, average: str | None = "binary") -> _Metric:
         """Precision as ``sklearn.metrics.precision_score`` (``zero_division=0``).
 
         ``average`` is one of ``"binary"`` (the default, binary streams only), ``"micro"``,
@@ -219,15 +222,15 @@ class Report:
         """
         return self._prf("precision", average)
 
-    def recall_score(self, average: str | None = "binary"):
+    def recall_score(self, average: str | None = "binary") -> _Metric:
         """Recall as ``sklearn.metrics.recall_score``; ``average`` as in ``precision_score``."""
         return self._prf("recall", average)
 
-    def f1_score(self, average: str | None = "binary"):
+    def f1_score(self, average: str | None = "binary") -> _Metric:
         """F1 as ``sklearn.metrics.f1_score``; ``average`` as in ``precision_score``."""
         return self._prf("f1", average)
 
-    def _prf(self, metric: str, average: str | None):
+    def _prf(self, metric: str, average: str | None) -> _Metric:
         if average not in _AVERAGES:
             raise ValueError(f"average has to be one of {_AVERAGES}, got {average!r}")
         group = self._d[metric]
@@ -384,7 +387,8 @@ class Report:
         table = curves[kind]
         if name not in table:
             raise KeyError(f"cls: expected one of {list(table)}, got {name!r}")
-        return table[name]
+        curve: dict[str, Any] = table[name]
+        return curve
 
     def bounds(
         self, metric: str = "roc_auc", average: str | None = "macro"
@@ -427,15 +431,18 @@ class Report:
                 f"metric: expected 'roc_auc' or 'average_precision' (only ranking metrics carry "
                 f"bounds), got {metric!r}"
             )
-        group = self._d[metric]
+        group: dict[str, Any] = self._d[metric]
+        leaf: dict[str, Any]
         if self.task == "binary":
-            return group["binary"]
-        if average in group and average != "per_class":
-            return group[average]
-        if average is not None and average in group.get("per_class", {}):
-            return group["per_class"][average]
-        keys = [k for k in group if k != "per_class"]
-        raise KeyError(f"average: expected one of {keys} or a class name, got {average!r}")
+            leaf = group["binary"]
+        elif average in group and average != "per_class":
+            leaf = group[average]
+        elif average is not None and average in group.get("per_class", {}):
+            leaf = group["per_class"][average]
+        else:
+            keys = [k for k in group if k != "per_class"]
+            raise KeyError(f"average: expected one of {keys} or a class name, got {average!r}")
+        return leaf
 
     def __str__(self) -> str:
         return format_report(self._d)
@@ -448,8 +455,9 @@ class Report:
 
 
 def _value(leaf: dict[str, Any]) -> float | None:
-    return leaf.get("value")
+    value: float | None = leaf.get("value")
+    return value
 
 
-def _arr(values: list) -> np.ndarray:
+def _arr(values: list[float | None]) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values], dtype=np.float64)

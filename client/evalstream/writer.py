@@ -16,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from types import TracebackType
 from typing import Any
 
 import grpc
@@ -229,7 +230,12 @@ class Writer:
     def __enter__(self) -> Writer:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if exc is None:
             self.close()
             return
@@ -411,7 +417,9 @@ class Writer:
         self._inflight.append(batch)
         return batch
 
-    def _on_results(self, results) -> tuple[int, ingest_pb2.BatchResult | None]:
+    def _on_results(
+        self, results: Iterable[ingest_pb2.BatchResult]
+    ) -> tuple[int, ingest_pb2.BatchResult | None]:
         """Settle acknowledged batches; return how many, and the first result that asks for a
         resend (None if none did)."""
         settled = 0
