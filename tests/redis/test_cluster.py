@@ -157,3 +157,51 @@ def test_a_seed_list_with_a_dead_seed_still_connects(redis_cluster):
         store.close()
     with pytest.raises(ValueError, match="database 0"):
         RedisStore.from_url(redis_cluster.url[:-1] + "3", background=False)
+
+
+def test_predictions_and_labels_across_replicas_on_a_cluster(redis_cluster):
+    """Predictions through one replica, labels through the other, on streams whose slots lie on
+    different masters: the join table lives in each stream's slot; it goes with the stream."""
+    from evalstream import EvalClient
+
+    url = redis_cluster.url + "?flush_interval=0.02"
+    replicas = [ServerThread(replica_settings(url)).start() for _ in range(2)]
+    try:
+        names = {"alpha": "binary", "beta": "multiclass"}
+        assert len({_master(redis_cluster, n) for n in names}) == 2
+        rng = np.random.default_rng(4)
+        for i, (name, task) in enumerate(names.items()):
+            y, p = make_batches(task, 1, 600, seed=60 + i)[0]
+            ids = [f"{name}-{k}" for k in range(len(y))]
+            with EvalClient(replicas[0].target) as client:
+                client.create_stream(name, task, CLASSES[task])
+                assert client.log_predictions(name, ids, p).added == 600
+            labelled = rng.permutation(600)[:450]
+            with EvalClient(replicas[1].target) as client:
+                res = client.log_labels(name, [ids[k] for k in labelled], y[labelled])
+                assert (res.matched, res.unknown, res.duplicate_ids) == (450, 0, 0)
+            for replica in replicas:
+                channel, stub = stub_for(replica.target)
+                with channel:
+                    rep = _report(stub, name)
+                _check_against_sklearn(task, rep, y[labelled], p[labelled])
+                assert (rep["labels"]["stream"]["pending"], rep["labels"]["labelled"]) == (150, 450)
+        with EvalClient(replicas[1].target) as client:
+            client.delete_stream("beta")
+        client = RedisCluster(host="127.0.0.1", port=redis_cluster.ports[0])
+        try:
+            assert not [k for k in client.keys("*{beta}*") if not k.endswith(b":ids")]
+            assert client.exists("evalstream:{alpha}:pend")
+        finally:
+            client.close()
+    finally:
+        for replica in replicas:
+            replica.stop()
+
+
+def _master(cluster, name: str) -> int:
+    client = RedisCluster(host="127.0.0.1", port=cluster.ports[0])
+    try:
+        return client.get_node_from_key(f"evalstream:{{{name}}}:meta").port
+    finally:
+        client.close()

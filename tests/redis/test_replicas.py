@@ -136,26 +136,83 @@ def test_exact_resolution_is_refused_with_invalid_argument(replicas):
     assert "resolution" in err.value.details() and "bins" in err.value.details()
 
 
-def test_delayed_labels_are_refused_with_a_clear_reason(replicas):
-    """Predictions awaiting labels live in the embedded store's engine; on Redis a batch of
-    predictions or labels is rejected (its number consumed) and names the store to use."""
+def test_predictions_on_one_replica_labels_on_the_others(replicas):
+    """Predictions through replica A; labels through B and C, shuffled, some never sent, some
+    for unknown ids, some repeated, and the same batch through B and C at once under two
+    producer ids: every replica reports sklearn on exactly the joined pairs (windowed by the
+    prediction's time), the join counters are right, and nothing is joined twice."""
     from evalstream import EvalClient
-    from evalstream.errors import InvalidBatchError
 
-    with EvalClient(replicas[0].target) as client:
-        client.create_stream("delayed", "binary", ["neg", "pos"])
-        with pytest.raises(InvalidBatchError) as err:
-            client.log_predictions("delayed", ["a", "b"], [0.2, 0.9])
-        assert err.value.errors[0].code == "FAILED_PRECONDITION"
-        assert "embedded store" in str(err.value)
-        with pytest.raises(InvalidBatchError, match="embedded store"):
-            client.log_labels("delayed", ["a"], [1])
-        client.log("delayed", [0, 1], [0.2, 0.9])  # labelled batches go on as before
-        report = client.report("delayed")
-        assert report.n_samples == 2
-        assert report.label_status() == {
-            "reason": "this store does not keep predictions awaiting labels"
+    y, p = make_batches("multiclass", 1, 1500, seed=31)[0]
+    n = len(y)
+    ids = np.array([f"q{i}" for i in range(n)], dtype=object)
+    old = np.arange(n) < 500  # predicted two hours ago: in the cumulative state, not in 1h
+    targets = [r.target for r in replicas]
+    with EvalClient(targets[0]) as client:
+        client.create_stream("dl", "multiclass", ["a", "b", "c", "d"], windows=["1h"])
+        res = client.log_predictions("dl", ids[old].tolist(), p[old], timestamp=time.time() - 7200)
+        assert (res.added, res.duplicate_ids) == (500, 0)
+        assert client.log_predictions("dl", ids[~old].tolist(), p[~old]).added == 1000
+        assert client.log_predictions("dl", ids[:10].tolist(), p[:10]).duplicate_ids == 10
+    rng = np.random.default_rng(8)
+    labelled = rng.permutation(n)[:1200]  # 300 never get a label
+    first, second, race = labelled[:600], labelled[600:1100], labelled[1100:]
+    sends = [
+        (targets[1], [*ids[first].tolist(), *(f"stranger-{i}" for i in range(20))],
+         np.r_[y[first], np.zeros(20, np.int32)]),
+        (targets[2], [*ids[second].tolist(), *ids[first[:30]].tolist()],
+         np.r_[y[second], y[first[:30]]]),
+    ]  # fmt: skip
+    for target, label_ids, label_y in sends:
+        perm = rng.permutation(len(label_ids))
+        with EvalClient(target, max_batch_rows=97) as client:
+            client.log_labels("dl", [label_ids[i] for i in perm], label_y[perm])
+
+    def racer(target: str):
+        with EvalClient(target) as client:  # a fresh producer id each
+            return client.log_labels("dl", ids[race].tolist(), y[race])
+
+    with ThreadPoolExecutor(2) as pool:
+        got = list(pool.map(racer, targets[1:]))
+    assert sum(r.matched for r in got) == len(race)  # joined once across replicas
+    assert sum(r.duplicate_ids for r in got) == len(race)
+    reports = []
+    recent = labelled[labelled >= 500]
+    for target in targets:
+        channel, stub = stub_for(target)
+        with channel:
+            cum, win = _report(stub, "dl"), _report(stub, "dl", "1h")
+        _check_against_sklearn("multiclass", cum, y[labelled], p[labelled])
+        _check_against_sklearn("multiclass", win, y[recent], p[recent])
+        status = cum["labels"]["stream"]
+        assert {k: v for k, v in status.items() if k != "oldest_pending_age_seconds"} == {
+            "pending": 300,
+            "max_pending": 100_000,
+            "retention_seconds": 7 * 86400,
+            "predictions": n,
+            "duplicate_ids": 10,
+            "labels": 1200 + 20 + 30 + len(race),
+            "matched": 1200,
+            "unknown": 20,
+            "expired_labels": 0,
+            "duplicate_labels": 30 + len(race),
+            "expired": 0,
+            "evicted": 0,
         }
+        assert cum["label_free"]["n_predictions"] == n
+        assert win["label_free"]["n_predictions"] == 1000
+        for rep in (cum, win):
+            rep["labels"]["stream"].pop("oldest_pending_age_seconds")
+        reports.append((cum, win))
+    assert all(r == reports[0] for r in reports)
+    # the exporting replica (lease) exports the join table; the others export nothing
+    scrapes = [_exported(r.store, ("evalstream_predictions_pending", "evalstream_labels_total"))
+               for r in replicas]  # fmt: skip
+    exporting = [s for s in scrapes if s]
+    assert len(exporting) == 1
+    assert exporting[0]['evalstream_predictions_pending{stream="dl"}'] == 300
+    assert exporting[0]['evalstream_labels_total{outcome="matched",stream="dl"}'] == 1200
+    assert exporting[0]['evalstream_labels_total{outcome="unknown",stream="dl"}'] == 20
 
 
 def test_sequences_and_outcomes_are_shared(replicas):
@@ -190,12 +247,18 @@ def test_sequences_and_outcomes_are_shared(replicas):
             channel.close()
 
 
-def _exported(store) -> dict[str, float]:
+def _exported(
+    store,
+    prefixes: tuple[str, ...] = (
+        "evalstream_samples_total",
+        "evalstream_class_true_positives_total",
+    ),
+) -> dict[str, float]:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(EvalstreamCollector(store))
     out = {}
     for line in generate_latest(registry).decode().splitlines():
-        if line.startswith(("evalstream_samples_total", "evalstream_class_true_positives_total")):
+        if line.startswith(prefixes):
             series, value = line.rsplit(" ", 1)
             out[series] = float(value)
     return out

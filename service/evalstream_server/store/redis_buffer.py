@@ -17,7 +17,14 @@ from .memory import OUTCOME_MEMORY
 from .redis_scripts import Keys
 from .sparse_log import Part, encode_chunk, reduce_parts
 
-__all__ = ["Entry", "Commit", "encode_outcome", "decode_outcome", "outcome_field"]
+__all__ = [
+    "Entry",
+    "Commit",
+    "JOIN_FIELDS",
+    "encode_outcome",
+    "decode_outcome",
+    "outcome_field",
+]
 
 
 @dataclass
@@ -132,18 +139,30 @@ def outcome_field(producer: str, seq: int) -> str:
     return f"{producer}\n{seq}"
 
 
+# the join counts of predictions and labels, in the order the join scripts write them
+JOIN_FIELDS = ("added", "matched", "unknown", "expired", "duplicate")
+
+
 def encode_outcome(outcome: BatchOutcome) -> str:
     if outcome.status == "accepted":
+        if outcome.join is not None:
+            counts = [int(outcome.join.get(k, 0)) for k in JOIN_FIELDS]
+            return json.dumps(["a", outcome.samples, counts])
         return json.dumps(["a", outcome.samples])
     return json.dumps(["r", outcome.samples, outcome.error_code, outcome.error_message])
 
 
 def decode_outcome(raw: bytes | str | None) -> BatchOutcome | None:
+    """An outcome written by ``encode_outcome`` or a join script (accepted predictions and
+    labels carry their join counts: ``["a", samples, [added, matched, ...]]``)."""
     if raw is None:
         return None
     data = json.loads(raw)
     if data[0] == "a":
-        return BatchOutcome("accepted", samples=int(data[1]))
+        join = None
+        if len(data) > 2:
+            join = dict(zip(JOIN_FIELDS, map(int, data[2]), strict=True))
+        return BatchOutcome("accepted", samples=int(data[1]), join=join)
     return BatchOutcome(
         "rejected", samples=int(data[1]), error_code=int(data[2]), error_message=str(data[3])
     )

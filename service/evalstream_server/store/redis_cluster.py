@@ -61,6 +61,7 @@ def create_in_cluster(store: Any, spec: StreamSpec, tenant: str) -> None:
 def delete_in_cluster(store: Any, name: str) -> None:
     k = store.keys
     keys = [k.of(name, w) for w in ("meta", "prod", "out", "commits", "cum", "buckets")]
+    keys += k.join(name)
     deleted = store._call("delete", "delete_slot", keys, [])
     _forget_if_absent(store, name)
     if not deleted:

@@ -74,6 +74,10 @@ class CommitBuffer:
             if name == stream:
                 yield from entries
 
+    def next_number(self) -> int:
+        """A commit number of this replica (a join commit sent outside the buffer takes one)."""
+        return next(self._numbers)
+
     @property
     def busy(self) -> bool:
         return bool(self._open or self._queue)

@@ -11,18 +11,19 @@ from dataclasses import replace
 
 import redis
 
-from ..engine import Batch, InvalidInputError
+from ..engine import Batch, InvalidInputError, LabelBatch, PredictionBatch
 from ..engine.counting import compute_delta
 from .base import BatchOutcome, LimitExceededError, NotFoundError, Record
 from .durable import StoreUnavailableError
 from .redis_buffer import Entry, decode_outcome, outcome_field
 from .redis_commits import CommitBuffer
+from .redis_join import window_target
 from .redis_scripts import Keys
 from .redis_streams import CachedStream, text
 
 __all__ = ["IngestMixin"]
 
-_INVALID_ARGUMENT, _RESOURCE_EXHAUSTED, _FAILED_PRECONDITION, _OUT_OF_RANGE = 3, 8, 9, 11
+_INVALID_ARGUMENT, _RESOURCE_EXHAUSTED, _OUT_OF_RANGE = 3, 8, 11
 _SEQ_READ_REUSE = 0.005  # the servicer pre-check and ingest() each ask, per batch
 
 
@@ -98,6 +99,11 @@ class IngestMixin:
                 raise ValueError("a batch is needed for the expected sequence number")
             self._seq_read = None
             now = self.clock()
+            if isinstance(batch, LabelBatch) or (
+                isinstance(batch, PredictionBatch)
+                and (timestamp is None or math.isfinite(timestamp))
+            ):  # joined by id: one atomic commit now (redis_join)
+                return self._join(cached, producer_id, sequence, batch, timestamp, now)
             entry = self._entry(cached, producer_id, sequence, batch, timestamp, now)
             if not sequence and entry.outcome.status == "rejected":
                 return entry.outcome  # consumes nothing
@@ -127,33 +133,20 @@ class IngestMixin:
             )
             outcome = BatchOutcome("rejected", error_code=code, error_message=str(batch))
             return Entry(producer, sequence, outcome, [], [], now)
-        if not isinstance(batch, Batch):  # predictions or labels to join by id
-            outcome = BatchOutcome(
-                "rejected",
-                error_code=_FAILED_PRECONDITION,
-                error_message=(
-                    "ids: delayed labels (predictions awaiting labels, joined by id) need the "
-                    "embedded store (memory:// or a --data-dir); this server runs on Redis, which "
-                    "takes labelled batches only"
-                ),
-            )
-            return Entry(producer, sequence, outcome, [], [], now)
         t = now if timestamp is None else float(timestamp)
-        if not math.isfinite(t):
+        if not math.isfinite(t):  # labelled batches and predictions
             err = InvalidInputError("timestamp", "a finite number of seconds", repr(timestamp))
             outcome = BatchOutcome("rejected", error_code=_INVALID_ARGUMENT, error_message=str(err))
             return Entry(producer, sequence, outcome, [], [], now)
+        if not isinstance(batch, Batch):
+            raise TypeError(f"predictions and labels are committed by _join, not {type(batch)}")
         spec = cached.record.spec
         name = spec.name
         targets = [(self.keys.of(name, "cum"), 0)]
-        engine = cached.record.engine
-        for ring in engine.windows.values():
-            current = max(ring.bucket_of(now), ring.bucket_of(t))
-            bid = ring.bucket_of(t)
-            if bid <= current - ring.n_buckets:
-                continue  # older than the window, as WindowRing.add
-            expireat = math.ceil((bid + ring.n_buckets + 1) * ring.width)
-            targets.append((self.keys.bucket(name, ring.seconds, bid), expireat))
+        for ring in cached.record.engine.windows.values():
+            where = window_target(self.keys, name, ring, t, now)
+            if where is not None:  # else older than the window, as WindowRing.add
+                targets.append(where)
         parts = cached.layout.parts(compute_delta(spec, batch))
         return Entry(
             producer, sequence, BatchOutcome("accepted", samples=batch.n), parts, targets, now
@@ -189,6 +182,7 @@ class IngestMixin:
                 original_status=seen.status if seen else "accepted",
                 error_code=seen.error_code if seen else 0,
                 error_message=seen.error_message if seen else "",
+                join=seen.join if seen else None,
             )
         if seq == top + 1:
             if have_batch:

@@ -100,18 +100,33 @@ class QueryMixin:
         self._cache.put(ck, Merged(uid, ver, bucket, state, now))
         return state.copy(), None, ""
 
-    def report(
-        self, name: str, window: str, curves: bool = False, max_points: int = 200
-    ) -> dict[str, Any]:
+    def report_context(
+        self, name: str, window: str
+    ) -> tuple[State, State | None, dict[str, Any] | None]:
+        state, ref, labels, _, _ = self._context(name, window)
+        return state, ref, labels
+
+    def _context(
+        self, name: str, window: str
+    ) -> tuple[State, State | None, dict[str, Any], float | None, str]:
+        """The window's state, its prior reference's, the join table's status (``redis_join``),
+        and the state's age and staleness reason."""
         state, age, reason = self._merged(name, window)
         reference = self.get(name).spec.prior_reference
         ref = None if same_window(window, reference) else self._merged(name, reference)[0]
+        return state, ref, self.label_status(name), age, reason  # type: ignore[attr-defined]
+
+    def report(
+        self, name: str, window: str, curves: bool = False, max_points: int = 200
+    ) -> dict[str, Any]:
+        state, ref, labels, age, reason = self._context(name, window)
         out = build_report(
             state,
             window=window or CUMULATIVE,
             curves=curves,
             max_points=max_points,
             reference=ref,
+            labels=labels,
         )
         if age is not None:
             out["staleness"] = {"age_seconds": round(age, 3), "reason": reason}

@@ -75,6 +75,10 @@ class SharedEngine(StreamEngine):
     def state(self, window: str = CUMULATIVE, now: float | None = None) -> State:
         return self._store.state(self.spec.name, window)
 
+    def label_status(self, now: float | None = None) -> dict:
+        """The join table's status, read from Redis (``RedisStore.label_status``)."""
+        return self._store.label_status(self.spec.name)
+
     def ingest(self, *args: object, **kwargs: object) -> int:
         raise TypeError("a shared stream counts batches through RedisStore.ingest")
 

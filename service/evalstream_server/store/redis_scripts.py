@@ -19,6 +19,7 @@ Keys (``P`` is the prefix, default ``evalstream``)::
     P:{s}:w:<seconds>:<bucket> STRING  sparse log of one window bucket (EXPIREAT its end)
     P:{s}:buckets              ZSET    bucket key -> expiry (reset and delete find them here)
     P:{s}:stage:<replica>:<n>  STRING  a large commit's payload, staged in chunks (EXPIRE 600)
+    P:{s}:pend pq done dq jc           the join table of delayed labels (``redis_join_scripts``)
 
 ``uid`` names one incarnation of a stream (a commit for a deleted or re-created stream is
 refused); ``epoch`` changes whenever a log's prefix is rewritten (compaction, reset), so a
@@ -31,6 +32,8 @@ from __future__ import annotations
 from typing import Any
 
 import redis
+
+from .redis_join_scripts import JOIN_SOURCES
 
 __all__ = ["Keys", "Scripts"]
 
@@ -59,6 +62,10 @@ class Keys:
 
     def stage(self, stream: str, replica: str, number: int) -> str:
         return self.of(stream, f"stage:{replica}:{number}")
+
+    def join(self, stream: str) -> list[str]:
+        """The join table of delayed labels: ``pend pq done dq jc`` (``redis_join_scripts``)."""
+        return [self.of(stream, w) for w in ("pend", "pq", "done", "dq", "jc")]
 
 
 # KEYS: meta prod out commits buckets stage target...
@@ -148,28 +155,30 @@ redis.call('HSET', KEYS[1], 'spec', ARGV[2], 'tenant', ARGV[3], 'create_time', A
 return {'ok', tostring(uid)}
 """
 
-# Cluster: KEYS: meta prod out commits cum buckets (the registry entry is removed after)
+# Cluster: KEYS: meta prod out commits cum buckets, then the join table's keys (the registry
+# entry is removed after)
 _DELETE_SLOT = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 for _, k in ipairs(redis.call('ZRANGE', KEYS[6], 0, -1)) do redis.call('DEL', k) end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
+for k = 1, #KEYS do redis.call('DEL', KEYS[k]) end
 return 1
 """
 
-# KEYS: streams meta prod out commits cum buckets   ARGV: name
+# KEYS: streams meta prod out commits cum buckets, then the join table's keys   ARGV: name
 _DELETE = """
 if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
 for _, k in ipairs(redis.call('ZRANGE', KEYS[7], 0, -1)) do redis.call('DEL', k) end
-redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7])
+for k = 2, #KEYS do redis.call('DEL', KEYS[k]) end
 redis.call('SREM', KEYS[1], ARGV[1])
 return 1
 """
 
-# KEYS: meta prod out cum buckets ids   ARGV: forget_producers (0/1)
+# KEYS: meta prod out cum buckets ids, then the join table's keys   ARGV: forget_producers (0/1)
 _RESET = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 for _, k in ipairs(redis.call('ZRANGE', KEYS[5], 0, -1)) do redis.call('DEL', k) end
 redis.call('DEL', KEYS[4], KEYS[5])
+for k = 7, #KEYS do redis.call('DEL', KEYS[k]) end
 if ARGV[1] == '1' then redis.call('DEL', KEYS[2], KEYS[3]) end
 redis.call('HSET', KEYS[1], 'epoch', redis.call('INCR', KEYS[6]), 'batches', 0)
 redis.call('HINCRBY', KEYS[1], 'ver', 1)
@@ -238,6 +247,7 @@ _SOURCES = {
     "producer": _PRODUCER,
     "lease": _LEASE,
     "release": _RELEASE,
+    **JOIN_SOURCES,
 }
 
 

@@ -40,6 +40,7 @@ from .base import NotFoundError, Store
 from .durable import StoreUnavailableError
 from .redis_commits import CommitBuffer
 from .redis_ingest import IngestMixin
+from .redis_join import JoinMixin
 from .redis_queries import QueryMixin
 from .redis_reads import MergedCache
 from .redis_scripts import Keys, Scripts
@@ -52,7 +53,7 @@ __all__ = ["RedisStore"]
 log = logging.getLogger("evalstream.store.redis")
 
 
-class RedisStore(StreamsMixin, IngestMixin, QueryMixin, Store):
+class RedisStore(StreamsMixin, IngestMixin, JoinMixin, QueryMixin, Store):
     """Streams whose state lives in Redis, shared by every replica pointed at it.
 
     Parameters
@@ -116,6 +117,8 @@ class RedisStore(StreamsMixin, IngestMixin, QueryMixin, Store):
         self.replica = uuid.uuid4().hex[:16]
         self.scripts = Scripts()
         self.stats = {"commits": 0, "conflicts": 0, "skipped": 0, "dropped": 0, "compactions": 0}
+        self.stats["join_conflicts"] = 0  # join commits that found the table changed: retried
+        self._join_status: dict[str, tuple[str, dict[str, Any]]] = {}  # last read, per stream
         self._lock = threading.RLock()
         self._records: dict[str, CachedStream] = {}
         self._seq_read: tuple[tuple[str, str], str, int, float] | None = None

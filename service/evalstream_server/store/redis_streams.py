@@ -152,7 +152,9 @@ class StreamsMixin:
         keys = [k.streams, *(k.of(name, w) for w in ("meta", "prod", "out", "commits", "cum"))]
         if k.cluster:
             delete_in_cluster(self, name)
-        elif not self._call("delete", "delete", [*keys, k.of(name, "buckets")], [name]):
+        elif not self._call(
+            "delete", "delete", [*keys, k.of(name, "buckets"), *k.join(name)], [name]
+        ):
             raise NotFoundError(name)
         with self._lock:
             self._records.pop(name, None)
@@ -161,7 +163,8 @@ class StreamsMixin:
     def reset(self, name: str, forget_producers: bool = False) -> StreamRecord:
         k = self.keys
         keys = [k.of(name, w) for w in ("meta", "prod", "out", "cum", "buckets")]
-        if not self._call("reset", "reset", [*keys, k.ids_for(name)], [int(forget_producers)]):
+        keys += [k.ids_for(name), *k.join(name)]
+        if not self._call("reset", "reset", keys, [int(forget_producers)]):
             raise NotFoundError(name)
         with self._lock:
             if forget_producers:

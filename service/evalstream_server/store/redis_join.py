@@ -1,0 +1,354 @@
+"""Delayed labels on the Redis store: predictions awaiting labels in a join table in Redis.
+
+Any replica takes predictions and any replica takes their labels. The table (``Keys.join``,
+``redis_join_scripts``) lives in the stream's hash slot; the rules are those of the embedded
+store's ``PendingPredictions``. Each batch of predictions or labels is one optimistic
+transaction, run at once (not buffered):
+
+1. this replica's buffered batches are committed first (``flush``), so the producer's sequences
+   reach Redis in order;
+2. labels: ``join_read`` expires what is due and returns the row and insertion number of every
+   pending id of the batch. Predictions skip the read: the first try assumes every id is new;
+3. the replica computes the delta exactly as the engine does (``prediction_delta`` of the new
+   rows; ``compute_delta`` of the joined pairs without the label-free fields, with their label
+   delay, in the window bucket of each prediction's time);
+4. one commit script checks the stream, the producer sequence and that Redis still agrees with
+   what the delta was computed from (for labels: every joined row still pending under the
+   insertion number read; no other id of the batch pending; for predictions: the presence of
+   every id), then changes the table, appends the delta, records the sequence and its outcome
+   (with the join counts) in the same run. If Redis disagrees (another replica joined a row, a
+   prediction arrived, a row expired) nothing but expiry is written and the replica reads again
+   and retries (at most ``_MAX_TRIES`` times).
+
+So a label joins its prediction once across all replicas: of two replicas joining the same row,
+the second finds it gone and counts its label as a duplicate. An acknowledgement means the change
+is in Redis, as for labelled batches.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import threading
+from typing import Any
+
+import numpy as np
+import redis
+
+from ..engine import Batch, LabelBatch, PredictionBatch
+from ..engine.counting import compute_delta, delay_delta, prediction_delta
+from ..engine.pending import JOIN_COUNTERS
+from ..engine.windows import WindowRing
+from .base import BatchOutcome, NotFoundError
+from .durable import StoreUnavailableError
+from .memory import OUTCOME_MEMORY
+from .redis_buffer import JOIN_FIELDS, outcome_field
+from .redis_commits import CommitBuffer
+from .redis_join_scripts import TTL_MARGIN
+from .redis_scripts import Keys
+from .redis_streams import CachedStream, text
+from .sparse_log import encode_chunk, reduce_parts
+
+__all__ = ["JoinMixin", "window_target"]
+
+_MAX_TRIES = 8  # commits that found Redis changed since the read: retried this often
+_ROW_HEAD = struct.Struct("<dd")  # arrival time, prediction time
+
+Target = tuple[str, int, Any]  # key, expireat (0: never), delta (shared objects share a chunk)
+
+
+def window_target(keys: Keys, stream: str, ring: WindowRing, t: float, now: float):
+    """``(bucket key, expireat)`` of what is stamped ``t`` in ``ring`` at ``now``, or None when it
+    is older than the window (as ``WindowRing.add``)."""
+    bid = ring.bucket_of(t)
+    if bid <= max(ring.bucket_of(now), bid) - ring.n_buckets:
+        return None
+    expireat = math.ceil((bid + ring.n_buckets + 1) * ring.width)
+    return keys.bucket(stream, ring.seconds, bid), expireat
+
+
+class JoinMixin:
+    """``_join`` (ingest of predictions and labels) and ``label_status`` of the Redis store."""
+
+    client: redis.Redis
+    keys: Keys
+    replica: str
+    clock: Any
+    stats: dict[str, int]
+    _lock: threading.RLock
+    _records: dict[str, CachedStream]
+    _buffer: CommitBuffer
+    _join_status: dict[str, tuple[str, dict[str, Any]]]
+
+    # -- ingest --------------------------------------------------------------------------------
+    def _join(
+        self,
+        cached: CachedStream,
+        producer: str,
+        seq: int,
+        batch: PredictionBatch | LabelBatch,
+        timestamp: float | None,
+        now: float,
+    ) -> BatchOutcome:
+        """Store predictions or join labels in one atomic commit (called under the store lock,
+        with the sequence checked)."""
+        self._buffer.flush()  # type: ignore[attr-defined]
+        name = cached.record.spec.name
+        flags: str | None = None  # predictions: presence of each distinct id, as Redis says
+        for _ in range(_MAX_TRIES):
+            if isinstance(batch, PredictionBatch):
+                t = now if timestamp is None else float(timestamp)
+                script = "join_predict"
+                targets, op_args = self._predictions(cached, batch, t, now, flags)
+            else:
+                script = "join_label"
+                targets, op_args = self._labels(cached, batch, now)
+            res, sent = self._commit(cached, script, producer, seq, now, targets, op_args)
+            status = text(res[0])
+            if status == "ok":
+                self.stats["commits"] += 1
+                for key, length in zip(sent, res[6:], strict=True):
+                    self.note_log_length(name, key, int(length))  # type: ignore[attr-defined]
+                join = dict(zip(JOIN_FIELDS, map(int, res[1:6]), strict=True))
+                return BatchOutcome(
+                    "accepted", samples=batch.n, join=join, expected_sequence=seq + 1 if seq else 0
+                )
+            if status == "gone":
+                self._gone(name)
+            if status == "seq":  # another replica took this number meanwhile, or a reset
+                answer = self._resolve(name, producer, seq, True)  # type: ignore[attr-defined]
+                if answer is not None:
+                    return answer
+                continue
+            if status == "done":  # cannot happen: every try takes a new commit number
+                raise StoreUnavailableError(f"join commit of {name!r} answered 'done'; retry")
+            self.stats["join_conflicts"] = self.stats.get("join_conflicts", 0) + 1
+            if isinstance(batch, PredictionBatch):
+                flags = text(res[1])
+        raise StoreUnavailableError(
+            f"stream {name!r}: the join table kept changing under this batch ({_MAX_TRIES} "
+            "tries); retry"
+        )
+
+    def _gone(self, name: str) -> None:
+        """The stream was deleted (NotFoundError) or re-created (retry) since it was read."""
+        with self._lock:
+            self._records.pop(name, None)
+        self._cached(name)  # type: ignore[attr-defined]
+        raise StoreUnavailableError(f"stream {name!r} was re-created meanwhile; retry the batch")
+
+    def _predictions(
+        self,
+        cached: CachedStream,
+        batch: PredictionBatch,
+        t: float,
+        now: float,
+        flags: str | None,
+    ) -> tuple[list[Target], list[Any]]:
+        spec = cached.record.spec
+        ids = batch.ids
+        distinct = list(dict.fromkeys(ids))
+        if flags is None:  # first try: every id is new
+            flags = "0" * len(distinct)
+        if "1" not in flags and len(distinct) == len(ids):
+            keep = np.arange(len(ids))
+        else:
+            present = {key for key, f in zip(distinct, flags, strict=True) if f == "1"}
+            seen: set[str] = set()
+            rows = []
+            for i, key in enumerate(ids):
+                if key not in present and key not in seen:
+                    seen.add(key)
+                    rows.append(i)
+            keep = np.asarray(rows, dtype=np.int64)
+        scores = np.ascontiguousarray(batch.scores[keep], dtype="<f4")
+        head = _ROW_HEAD.pack(now, t)
+        rows_bytes = [head + row.tobytes() for row in scores]
+        targets: list[Target] = []
+        if keep.size:
+            delta = prediction_delta(spec, scores)
+            targets.append((self.keys.of(spec.name, "cum"), 0, delta))
+            for ring in cached.record.engine.windows.values():
+                where = window_target(self.keys, spec.name, ring, t, now)
+                if where is not None:
+                    targets.append((*where, delta))
+        return targets, [batch.n, len(distinct), *distinct, flags, *rows_bytes]
+
+    def _labels(
+        self, cached: CachedStream, batch: LabelBatch, now: float
+    ) -> tuple[list[Target], list[Any]]:
+        spec = cached.record.spec
+        name = spec.name
+        ids = batch.ids
+        distinct = list(dict.fromkeys(ids))
+        res = self._call(  # type: ignore[attr-defined]
+            "join read",
+            "join_read",
+            [self.keys.of(name, "meta"), *self.keys.join(name)],
+            [cached.uid, repr(now), repr(float(spec.pending_retention)), spec.max_pending]
+            + distinct,
+        )
+        if not res:
+            self._gone(name)
+        found = {
+            key: (token, row)
+            for key, token, row in zip(distinct, res[1::2], res[2::2], strict=True)
+            if token
+        }
+        tokens: list[Any] = [""] * len(ids)
+        rows: list[int] = []
+        taken: set[str] = set()
+        for i, key in enumerate(ids):  # the first label of a pending id joins it
+            hit = found.get(key)
+            if hit is not None and key not in taken:
+                taken.add(key)
+                tokens[i] = hit[0]
+                rows.append(i)
+        targets: list[Target] = []
+        if rows:
+            times, scores = _unpack_rows([found[ids[i]][1] for i in rows], spec.n_columns)
+            labels = batch.labels[np.asarray(rows)]
+            joined = Batch(labels=labels, scores=scores, weights=None)
+            delta = compute_delta(spec, joined, predictions=False)
+            delta.update(delay_delta(now - times))
+            targets.append((self.keys.of(name, "cum"), 0, delta))
+            for ring in cached.record.engine.windows.values():
+                targets += self._by_bucket(cached, ring, joined, delta, times, now)
+        op_args: list[Any] = [len(ids)]
+        for key, token in zip(ids, tokens, strict=True):
+            op_args += [key, token]
+        return targets, op_args
+
+    def _by_bucket(
+        self,
+        cached: CachedStream,
+        ring: WindowRing,
+        joined: Batch,
+        delta: dict,
+        times: np.ndarray,
+        now: float,
+    ) -> list[Target]:
+        """Joined pairs in ``ring``, each in the bucket of its prediction's time (as the engine's
+        ``StreamEngine._add_by_bucket``)."""
+        spec = cached.record.spec
+        buckets = np.floor(times / ring.width)
+        if (buckets == buckets[0]).all():
+            where = window_target(self.keys, spec.name, ring, float(times.max()), now)
+            return [] if where is None else [(*where, delta)]
+        out: list[Target] = []
+        for bid in np.unique(buckets):
+            rows = np.flatnonzero(buckets == bid)
+            where = window_target(self.keys, spec.name, ring, float(times[rows].max()), now)
+            if where is None:
+                continue
+            part = Batch(labels=joined.labels[rows], scores=joined.scores[rows], weights=None)
+            sub = compute_delta(spec, part, predictions=False)
+            sub.update(delay_delta(now - times[rows]))
+            out.append((*where, sub))
+        return out
+
+    def _commit(
+        self,
+        cached: CachedStream,
+        script: str,
+        producer: str,
+        seq: int,
+        now: float,
+        targets: list[Target],
+        op_args: list[Any],
+    ) -> tuple[Any, list[str]]:
+        """Run the commit script; returns its reply and the log keys it appended to."""
+        spec = cached.record.spec
+        name = spec.name
+        k = self.keys
+        chunks: list[bytes] = []
+        placed: dict[int, tuple[int, int]] = {}
+        sent: list[tuple[str, int, int, int]] = []
+        offset = 0
+        for key, expireat, delta in targets:
+            if id(delta) not in placed:  # keys fed the same delta share one chunk
+                idx, values = reduce_parts(cached.layout.parts(delta), cached.layout.size)
+                chunk = encode_chunk(idx, values)
+                placed[id(delta)] = (offset, len(chunk))
+                chunks.append(chunk)
+                offset += len(chunk)
+            start, length = placed[id(delta)]
+            if length:
+                sent.append((key, start, length, expireat))
+        trim = seq - OUTCOME_MEMORY
+        args: list[Any] = [
+            cached.uid,
+            self.replica,
+            self._buffer.next_number(),
+            repr(now),
+            repr(float(spec.pending_retention)),
+            spec.max_pending,
+            int(spec.pending_retention) + TTL_MARGIN,
+            producer if seq else "",
+            seq,
+            outcome_field(producer, seq) if seq else "",
+            outcome_field(producer, trim) if seq and trim > 0 else "",
+            b"".join(chunks),
+            len(sent),
+        ]
+        for _key, start, length, expireat in sent:
+            args += [start, length, expireat]
+        logs = [s[0] for s in sent]
+        keys = [k.of(name, w) for w in ("meta", "prod", "out", "commits", "buckets")]
+        keys += [*k.join(name), *logs]
+        res = self._call("join commit", script, keys, args + op_args)  # type: ignore[attr-defined]
+        return res, logs
+
+    # -- status --------------------------------------------------------------------------------
+    def label_status(self, name: str, retry: bool = True) -> dict[str, Any]:
+        """The join table's status, as ``StreamEngine.label_status`` (expires what is due). With
+        Redis unreachable: the last status this replica read, else a reason."""
+        cached = self._cached(name)  # type: ignore[attr-defined]
+        spec = cached.record.spec
+        now = self.clock()
+        try:
+            res = self._call(  # type: ignore[attr-defined]
+                "join status",
+                "join_status",
+                [self.keys.of(name, "meta"), *self.keys.join(name)],
+                [cached.uid, repr(now), repr(float(spec.pending_retention)), spec.max_pending],
+            )
+        except StoreUnavailableError as exc:
+            last = self._join_status.get(name)
+            if last is not None and last[0] == cached.uid:
+                return dict(last[1])
+            why = "the join table of predictions awaiting labels is unreachable"
+            return {"reason": f"{why}: {exc}"}
+        if not res:
+            with self._lock:
+                self._records.pop(name, None)
+            if retry:
+                return self.label_status(name, retry=False)
+            raise NotFoundError(name)
+        oldest = struct.unpack("<d", res[1][:8])[0] if len(res[1]) >= 8 else None
+        fields = {text(a): int(b) for a, b in zip(res[2::2], res[3::2], strict=True)}
+        status = {
+            "pending": int(res[0]),
+            "oldest_pending_age_seconds": None if oldest is None else max(now - oldest, 0.0),
+            "max_pending": spec.max_pending,
+            "retention_seconds": spec.pending_retention,
+            **{c: fields.get(c, 0) for c in JOIN_COUNTERS},
+        }
+        self._join_status[name] = (cached.uid, status)
+        return dict(status)
+
+
+def _unpack_rows(rows: list[bytes], n_columns: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(prediction times, float32 scores)`` of pending rows read from Redis."""
+    size = _ROW_HEAD.size + 4 * n_columns
+    bad = [len(r) for r in rows if len(r) != size]
+    if bad:
+        raise StoreUnavailableError(
+            f"join table: a pending row of {bad[0]} bytes, expected {size} "
+            f"({n_columns} float32 scores); the stream was changed by another version?"
+        )
+    table = np.frombuffer(
+        b"".join(rows), dtype=np.dtype([("a", "<f8"), ("t", "<f8"), ("s", "<f4", (n_columns,))])
+    )
+    scores = np.ascontiguousarray(table["s"], dtype=np.float32).reshape(len(rows), n_columns)
+    return table["t"].astype(np.float64), scores

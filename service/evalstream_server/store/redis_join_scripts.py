@@ -1,0 +1,300 @@
+"""Lua scripts of delayed labels on the Redis store: the join table of predictions awaiting labels.
+
+The table of one stream is five keys in the stream's hash slot (``Keys.join``)::
+
+    P:{s}:pend  HASH  id -> row: arrival time, prediction time (float64 each), scores (float32)
+    P:{s}:pq    ZSET  id -> insertion number (the table's arrival order: eviction and expiry
+                      take the lowest first)
+    P:{s}:done  HASH  id -> "kind:when" tombstone (1 joined, 2 expired or evicted)
+    P:{s}:dq    ZSET  id -> insertion number of the tombstone (the oldest go first)
+    P:{s}:jc    HASH  the JOIN_COUNTERS since creation or reset, and "pending" (the table's size
+                      at its last change)
+
+Insertion numbers come from the meta hash's ``jorder`` counter, which a reset keeps: a number read
+before a reset never names a row inserted after it. The rules are those of
+``engine.pending.PendingPredictions``, run here on the table in Redis:
+
+- every operation first expires (``expire``): rows that arrived more than the retention ago, oldest
+  first, stopping at the first younger one; tombstones older than the retention or past
+  ``max_pending``. The four table keys also get ``EXPIRE`` retention + 60 s at every change: a table
+  left alone that long holds nothing alive, and the next operation counts the rows Redis dropped
+  (the ``pending`` field) as expired.
+- ``join_predict`` stores the predictions whose id is neither pending nor a tombstone (the first
+  row of an id repeated in the batch), evicting the oldest rows past ``max_pending``; the replica
+  sends the presence it assumed for every distinct id and the delta of the rows it took as new, and
+  the script refuses (``conflict``, with the presence it found) if Redis disagrees.
+- ``join_read`` returns the insertion number and row of every pending id of a label batch;
+  ``join_label`` checks that each row the replica joined is still pending under the number it read
+  (else ``conflict``: another replica joined it, or it expired), takes them out, writes their
+  tombstones and classifies the other labels (duplicate, expired, unknown) itself.
+
+Both commits check the stream's uid, the producer sequence and the replica's commit number, and
+append the delta to the cumulative and window logs exactly as the ``commit`` script does, in the
+same run: the table change, the counts and the sequence are one atomic step.
+"""
+
+from __future__ import annotations
+
+__all__ = ["JOIN_SOURCES", "TTL_MARGIN"]
+
+TTL_MARGIN = 60  # seconds past the retention that an untouched table's keys live
+
+# T: the table's keys. Functions shared by every join script.
+_PRELUDE = """
+local function order(T, k) return redis.call('HINCRBY', T.meta, 'jorder', k) end
+
+local function tomb(T, id, kind, now_s)
+  redis.call('HSET', T.done, id, kind .. ':' .. now_s)
+  redis.call('ZADD', T.dq, order(T, 1), id)
+end
+
+local function trim(T, max)
+  local extra = redis.call('ZCARD', T.dq) - max
+  if extra > 0 then
+    local gone = redis.call('ZPOPMIN', T.dq, extra)
+    for i = 1, #gone, 2 do redis.call('HDEL', T.done, gone[i]) end
+  end
+end
+
+local function expire(T, now, now_s, retention, max)
+  if redis.call('EXISTS', T.pq) == 0 or redis.call('EXISTS', T.pend) == 0 then
+    local left = tonumber(redis.call('HGET', T.jc, 'pending') or '0')
+    if left > 0 then
+      redis.call('HINCRBY', T.jc, 'expired', left)
+      redis.call('HSET', T.jc, 'pending', 0)
+    end
+    redis.call('DEL', T.pq, T.pend)
+  end
+  if redis.call('EXISTS', T.dq) == 0 or redis.call('EXISTS', T.done) == 0 then
+    redis.call('DEL', T.dq, T.done)
+  end
+  local limit = now - retention
+  local n, stop = 0, false
+  while not stop do
+    local heads = redis.call('ZRANGE', T.pq, 0, 63)
+    if #heads == 0 then break end
+    for _, id in ipairs(heads) do
+      local row = redis.call('HGET', T.pend, id)
+      if row and struct.unpack('<d', row) >= limit then stop = true break end
+      redis.call('ZREM', T.pq, id)
+      redis.call('HDEL', T.pend, id)
+      tomb(T, id, 2, now_s)
+      n = n + 1
+    end
+  end
+  stop = false
+  while not stop do
+    local heads = redis.call('ZRANGE', T.dq, 0, 63)
+    if #heads == 0 then break end
+    for _, id in ipairs(heads) do
+      local v = redis.call('HGET', T.done, id)
+      if v and tonumber(string.sub(v, 3)) >= limit and redis.call('ZCARD', T.dq) <= max then
+        stop = true
+        break
+      end
+      redis.call('ZREM', T.dq, id)
+      redis.call('HDEL', T.done, id)
+    end
+  end
+  if n > 0 then
+    redis.call('HINCRBY', T.jc, 'expired', n)
+    redis.call('HSET', T.jc, 'pending', redis.call('ZCARD', T.pq))
+  end
+  return n
+end
+
+local function keep(T, ttl)
+  for _, k in ipairs({T.pend, T.pq, T.done, T.dq}) do redis.call('EXPIRE', k, ttl) end
+  redis.call('HSET', T.jc, 'pending', redis.call('ZCARD', T.pq))
+end
+"""
+
+# Commits. KEYS: meta prod out commits buckets pend pq done dq jc target...
+# ARGV: 1 uid, 2 replica, 3 commit number, 4 now, 5 retention, 6 max_pending, 7 ttl,
+#       8 producer ('' unsequenced), 9 seq, 10 outcome field, 11 trimmed outcome field or '',
+#       12 payload, 13 number of targets, then (offset, length, expireat) per target, then the
+#       operation's arguments.
+_COMMIT_HEAD = """
+local T = {meta = KEYS[1], pend = KEYS[6], pq = KEYS[7], done = KEYS[8], dq = KEYS[9],
+           jc = KEYS[10]}
+if redis.call('HGET', KEYS[1], 'uid') ~= ARGV[1] then return {'gone'} end
+if tonumber(redis.call('HGET', KEYS[4], ARGV[2]) or '0') >= tonumber(ARGV[3]) then
+  return {'done'}
+end
+if ARGV[8] ~= '' then
+  local last = tonumber(redis.call('HGET', KEYS[2], ARGV[8]) or '0')
+  if last ~= tonumber(ARGV[9]) - 1 then return {'seq', tostring(last)} end
+end
+local now_s = ARGV[4]
+local now, retention, max, ttl = tonumber(now_s), tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
+local n_targets = tonumber(ARGV[13])
+local a = 14 + 3 * n_targets
+expire(T, now, now_s, retention, max)
+
+local function finish(counts, rows)
+  local outcome = string.format('["a",%d,[%d,%d,%d,%d,%d]]', rows, counts[1], counts[2],
+                                counts[3], counts[4], counts[5])
+  if ARGV[8] ~= '' then
+    redis.call('HSET', KEYS[2], ARGV[8], ARGV[9])
+    redis.call('HSET', KEYS[3], ARGV[10], outcome)
+    if ARGV[11] ~= '' then redis.call('HDEL', KEYS[3], ARGV[11]) end
+  end
+  local reply = {'ok', counts[1], counts[2], counts[3], counts[4], counts[5]}
+  local i = 14
+  for t = 1, n_targets do
+    local off, len, exp = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+    i = i + 3
+    local key = KEYS[10 + t]
+    reply[#reply + 1] = redis.call('APPEND', key, string.sub(ARGV[12], off + 1, off + len))
+    if exp > 0 then
+      redis.call('EXPIREAT', key, exp)
+      redis.call('ZADD', KEYS[5], exp, key)
+    end
+  end
+  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. math.floor(now))
+  redis.call('HINCRBY', KEYS[1], 'batches', 1)
+  if now > tonumber(redis.call('HGET', KEYS[1], 'update_time') or '0') then
+    redis.call('HSET', KEYS[1], 'update_time', now_s)
+  end
+  redis.call('HINCRBY', KEYS[1], 'ver', 1)
+  redis.call('HSET', KEYS[4], ARGV[2], ARGV[3])
+  return reply
+end
+"""
+
+# Operation arguments: rows in the batch, distinct ids (d), the d ids, a string of d presence
+# flags ('1': pending or a tombstone), then the row of every distinct id flagged '0', in order
+# (the first row of each new id). Reply: {'ok', added, 0, 0, 0, duplicate, log lengths...} or
+# {'conflict', flags found}.
+_PREDICT = """
+local rows, d = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+local want = ARGV[a + 2 + d]
+local found, bad = {}, false
+for j = 1, d do
+  local id = ARGV[a + 1 + j]
+  local have = '0'
+  if redis.call('ZSCORE', T.pq, id) or redis.call('HEXISTS', T.done, id) == 1 then have = '1' end
+  found[j] = have
+  if have ~= string.sub(want, j, j) then bad = true end
+end
+if bad then return {'conflict', table.concat(found)} end
+local new = {}
+for j = 1, d do
+  if found[j] == '0' then new[#new + 1] = ARGV[a + 1 + j] end
+end
+local k = #new
+redis.call('HINCRBY', T.jc, 'duplicate_ids', rows - k)
+redis.call('HINCRBY', T.jc, 'predictions', k)
+local first = 1
+if k > max then
+  for j = 1, k - max do tomb(T, new[j], 2, now_s) end
+  redis.call('HINCRBY', T.jc, 'evicted', k - max)
+  first = k - max + 1
+end
+local overflow = redis.call('ZCARD', T.pq) + (k - first + 1) - max
+if overflow > 0 then
+  local gone = redis.call('ZPOPMIN', T.pq, overflow)
+  for i = 1, #gone, 2 do
+    redis.call('HDEL', T.pend, gone[i])
+    tomb(T, gone[i], 2, now_s)
+  end
+  redis.call('HINCRBY', T.jc, 'evicted', overflow)
+end
+if k >= first then
+  local top = order(T, k - first + 1)
+  local base = top - (k - first + 1)
+  local r = a + 3 + d
+  for j = 1, k do
+    if j >= first then
+      redis.call('HSET', T.pend, new[j], ARGV[r + j - 1])
+      redis.call('ZADD', T.pq, base + j - first + 1, new[j])
+    end
+  end
+end
+trim(T, max)
+keep(T, ttl)
+return finish({k, 0, 0, 0, rows - k}, rows)
+"""
+
+# Operation arguments: rows n, then per row (id, insertion number read by join_read, or '' for a
+# row the replica did not join). Reply: {'ok', 0, matched, unknown, expired, duplicate, log
+# lengths...} or {'conflict'}.
+_LABEL = """
+local n = tonumber(ARGV[a])
+local taken, joined = {}, {}
+local unknown, expired, dup = 0, 0, 0
+for j = 0, n - 1 do
+  local id, token = ARGV[a + 1 + 2 * j], ARGV[a + 2 + 2 * j]
+  if token ~= '' then
+    if taken[id] or redis.call('ZSCORE', T.pq, id) ~= token then return {'conflict'} end
+    taken[id] = true
+    joined[#joined + 1] = id
+  elseif taken[id] then
+    dup = dup + 1
+  elseif redis.call('ZSCORE', T.pq, id) then
+    return {'conflict'}
+  else
+    local v = redis.call('HGET', T.done, id)
+    if not v then unknown = unknown + 1
+    elseif string.sub(v, 1, 1) == '1' then dup = dup + 1
+    else expired = expired + 1 end
+  end
+end
+for _, id in ipairs(joined) do
+  redis.call('ZREM', T.pq, id)
+  redis.call('HDEL', T.pend, id)
+  tomb(T, id, 1, now_s)
+end
+trim(T, max)
+redis.call('HINCRBY', T.jc, 'labels', n)
+redis.call('HINCRBY', T.jc, 'matched', #joined)
+redis.call('HINCRBY', T.jc, 'unknown', unknown)
+redis.call('HINCRBY', T.jc, 'expired_labels', expired)
+redis.call('HINCRBY', T.jc, 'duplicate_labels', dup)
+keep(T, ttl)
+return finish({0, #joined, unknown, expired, dup}, n)
+"""
+
+# KEYS: meta pend pq done dq jc   ARGV: uid now retention max ids...
+# Reply: {} for a stream that is gone, else {'ok', then per id: insertion number and row of a
+# pending id, or '' and ''}.
+_READ = """
+local T = {meta = KEYS[1], pend = KEYS[2], pq = KEYS[3], done = KEYS[4], dq = KEYS[5],
+           jc = KEYS[6]}
+if redis.call('HGET', KEYS[1], 'uid') ~= ARGV[1] then return {} end
+expire(T, tonumber(ARGV[2]), ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]))
+local out = {'ok'}
+for j = 5, #ARGV do
+  local token = redis.call('ZSCORE', T.pq, ARGV[j])
+  if token then
+    out[#out + 1] = token
+    out[#out + 1] = redis.call('HGET', T.pend, ARGV[j])
+  else
+    out[#out + 1] = ''
+    out[#out + 1] = ''
+  end
+end
+return out
+"""
+
+# KEYS: meta pend pq done dq jc   ARGV: uid now retention max
+# Reply: {} for a stream that is gone, else {pending, the oldest row's first 8 bytes (its arrival
+# time) or '', then the counters as field, value pairs}.
+_STATUS = """
+local T = {meta = KEYS[1], pend = KEYS[2], pq = KEYS[3], done = KEYS[4], dq = KEYS[5],
+           jc = KEYS[6]}
+if redis.call('HGET', KEYS[1], 'uid') ~= ARGV[1] then return {} end
+expire(T, tonumber(ARGV[2]), ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]))
+local out = {redis.call('ZCARD', T.pq), ''}
+local head = redis.call('ZRANGE', T.pq, 0, 0)
+if #head > 0 then out[2] = string.sub(redis.call('HGET', T.pend, head[1]) or '', 1, 8) end
+for _, v in ipairs(redis.call('HGETALL', T.jc)) do out[#out + 1] = v end
+return out
+"""
+
+JOIN_SOURCES = {
+    "join_predict": _PRELUDE + _COMMIT_HEAD + _PREDICT,
+    "join_label": _PRELUDE + _COMMIT_HEAD + _LABEL,
+    "join_read": _PRELUDE + _READ,
+    "join_status": _PRELUDE + _STATUS,
+}
