@@ -1,13 +1,12 @@
 """Build and run a proxy: settings in, a running proxy with its bound port out.
 
 ``start_proxy(settings)`` creates or checks the routed streams (``create.py``, with
-``settings.create``), then starts the gRPC server (grpc.aio, TLS when configured:
-``tls.py``), the channel to the inference server, the recorder's threads and the /metrics
-endpoint; ``RunningProxy.stop()`` shuts down in
-order: stop taking calls and drain those in flight (``shutdown_grace``), flush the recorder
-(``flush_timeout``, what is left is counted as dropped), close the channels. ``ProxyThread`` runs
-one on its own event loop for tests, benchmarks and notebooks; ``serve_proxy_forever`` is the
-CLI's, until SIGTERM or SIGINT.
+``settings.create``), then starts the gRPC server (grpc.aio, TLS when configured: ``tls.py``),
+the channel to the inference server, the recorder's threads and the /metrics endpoint;
+``RunningProxy.stop()`` shuts down in order: stop taking calls and drain those in flight
+(``shutdown_grace``), flush the recorder (``flush_timeout``, what is left is counted as
+dropped), close the channels. ``ProxyThread`` runs one on its own event loop for tests,
+benchmarks and notebooks; ``serve_proxy_forever`` is the CLI's, until SIGTERM or SIGINT.
 """
 
 from __future__ import annotations

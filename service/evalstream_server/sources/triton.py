@@ -703,5 +703,6 @@ def _check_probabilities(scores: np.ndarray, where: str, start: int) -> None:
 
 @functools.lru_cache(maxsize=8)
 def _probability_spec(width: int) -> StreamSpec:
-    task = "binary" if width <= 2 else "multiclass"
-    return StreamSpec(task=task, classes=() if task == "binary" else tuple(map(str, range(width))))
+    if width <= 2:  # one column, or two summing to 1: the same checks as a binary stream's
+        return StreamSpec(task="binary")
+    return StreamSpec(task="multiclass", classes=tuple(map(str, range(width))))
