@@ -2,7 +2,9 @@
 
 Thin adapters (STYLE.md): a source fetches scores and says clearly when it cannot; the maths stays
 in the engine. ``TritonSource`` reads a model served over the KServe V2 gRPC protocol (NVIDIA
-Triton, MLServer, KServe); ``triton_eval`` streams its scores on a labelled set into a stream.
+Triton, MLServer, KServe); ``triton_eval`` streams its scores on a labelled set into a stream;
+``plan_stream`` and ``ensure_stream`` fit a stream to a model's output (``triton-eval`` and
+``triton-proxy --create``).
 """
 
 from .errors import SourceError, SourceInputError, SourceUnavailableError
