@@ -100,6 +100,13 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         type=int,
         help="classes per stream that get per-class Prometheus series",
     )
+    p.add_argument(
+        "--metrics-refresh",
+        type=float,
+        metavar="SECONDS",
+        help="recompute changed reports in the background this often and serve them on "
+        "/metrics (bounds the scrape time of many busy streams; default 0: on each scrape)",
+    )
     p.add_argument("--log-level")
     p.add_argument("--log-format", choices=["json", "text"])
     p.add_argument(
@@ -134,6 +141,7 @@ def _serve(args: argparse.Namespace) -> int:
         "max_classes",
         "max_batch_rows",
         "max_class_series",
+        "metrics_refresh",
         "log_level",
         "log_format",
         "durability",
