@@ -190,9 +190,17 @@ def ingest_table(quick: bool, tmp: str) -> None:
             "Redis, 2 replicas": [r1, r2],
         }
         rates: dict[str, list[float]] = {name: [] for name in setups}
+        delayed = {
+            "embedded durable store (reference)": [d_target],
+            "Redis, 1 replica": [r1],
+            "Redis, predictions on one replica, labels on the other": [r1, r2],
+        }
+        pairs: dict[str, list[float]] = {name: [] for name in delayed}
         for r in range(repeats):  # interleaved, so that noise hits every setup alike
             for i, (name, targets) in enumerate(setups.items()):
                 rates[name].append(_ingest_rate(targets, works, f"s{r}_{i}"))
+            for i, (name, targets) in enumerate(delayed.items()):
+                pairs[name].append(_delayed_rate(targets, works[0], f"d{r}_{i}"))
     finally:
         for proc in procs:
             proc.terminate()
@@ -213,6 +221,80 @@ def ingest_table(quick: bool, tmp: str) -> None:
     )
     header = ["setup (K = 10, 4096 rows per message)", "producers", "samples/s"]
     print(markdown_table([*header, "÷ embedded durable", "÷ 1 replica"], rows))
+    best = {name: max(v) for name, v in pairs.items()}
+    ref = best["embedded durable store (reference)"]
+    rows = [[name, fmt_rate(rate), fmt_ratio(rate / ref)] for name, rate in best.items()]
+    print(
+        f"\n# Delayed labels over gRPC, K = {K}, one producer: {per_producer:,} predictions "
+        "(4096 per message, kind PREDICTIONS), then their labels (kind LABELS, batches in "
+        f"reverse order); joined pairs per second of the whole, best of {repeats}\n"
+    )
+    print(markdown_table(["setup", "joined pairs/s", "÷ embedded durable"], rows))
+
+
+def _delayed_requests(work, stream: str, producer: str) -> tuple[list, list]:
+    """Predictions (kind PREDICTIONS) of every batch, then their labels (kind LABELS) in the
+    reverse batch order, as ``bench/delayed_labels.py``."""
+    preds, labels = [], []
+    batches = list(work.batches())
+    for b, (y, p) in enumerate(batches):
+        ids = [f"{producer}-{b}-{i}" for i in range(len(y))]
+        preds.append(
+            pb.IngestRequest(
+                stream=stream,
+                producer_id=producer,
+                sequence=b + 1,
+                kind=pb.RECORD_KIND_PREDICTIONS,
+                ids=ids,
+                scores=tensor_pb2.Tensor(
+                    dtype=tensor_pb2.DATA_TYPE_FLOAT32, shape=list(p.shape), data=p.tobytes()
+                ),
+            )
+        )
+        labels.append((ids, y))
+    label_reqs = [
+        pb.IngestRequest(
+            stream=stream,
+            producer_id=producer + "-labels",
+            sequence=seq,
+            kind=pb.RECORD_KIND_LABELS,
+            ids=ids,
+            labels=tensor_pb2.Tensor(
+                dtype=tensor_pb2.DATA_TYPE_INT32, shape=[y.size], data=y.astype(np.int32).tobytes()
+            ),
+        )
+        for seq, (ids, y) in enumerate(reversed(labels), 1)
+    ]
+    return preds, label_reqs
+
+
+def _delayed_rate(targets: list[str], work, stream: str) -> float:
+    """Joined pairs/s of one producer: predictions to targets[0], then labels to targets[-1]."""
+    with grpc.insecure_channel(targets[0]) as ch:
+        rpc.EvalstreamServiceStub(ch).CreateStream(
+            pb.CreateStreamRequest(
+                config=stream_pb2.StreamConfig(
+                    name=stream,
+                    task=stream_pb2.TASK_MULTICLASS,
+                    classes=CLASSES,
+                    windows=["1h"],
+                    score_kind=stream_pb2.SCORE_KIND_PROBABILITIES,
+                    max_pending=work.n,
+                )
+            )
+        )
+    preds, labels = _delayed_requests(work, stream, "d")
+    start = time.perf_counter()
+    matched = 0
+    for target, reqs in ((targets[0], preds), (targets[-1], labels)):
+        with grpc.insecure_channel(target) as ch:
+            for resp in rpc.EvalstreamServiceStub(ch).Ingest(iter(reqs), timeout=600):
+                for r in resp.results:
+                    assert r.status == 1, r  # ACCEPTED
+                    matched += r.join.matched
+    elapsed = time.perf_counter() - start
+    assert matched == work.n, (matched, work.n)
+    return work.n / elapsed
 
 
 def flush_table(quick: bool) -> None:

@@ -153,6 +153,22 @@ def test_the_join_table_is_bounded_expires_and_goes_with_reset_and_delete(redis_
         both.send(a, "P", make_prediction_batch(spec, [f"m{i}" for i in range(9)], np.full(9, 0.3)))
         assert r.hlen(pend) == 5 and r.hlen(done) == 5 == r.zcard(dq)  # tombstones bounded
         assert a.label_status("s") == memory.get("s").engine.label_status()
+        # a producer that failed over while its batch was being committed: the other replica's
+        # check passed before the commit, its commit finds the number taken: DUPLICATE, with the
+        # join counts recorded by the first
+        b = _store(redis_server.url, clock)
+        try:
+            late = make_label_batch(spec, ["k2", "nobody"], [1, 0])
+            first = both.send(a, "F", late)
+            b._expected = lambda name, producer: 1  # its read came before a's commit
+            again = b.ingest("s", "F", 1, late, None)
+            assert (again.status, again.original_status, again.join) == (
+                "duplicate",
+                "accepted",
+                first.join,
+            )
+        finally:
+            b.close()
         # Redis dropped the untouched table (its TTL): what was pending counts as expired
         before = a.label_status("s")
         r.delete(pend, pq)

@@ -44,7 +44,7 @@ from .durable import StoreUnavailableError
 from .memory import OUTCOME_MEMORY
 from .redis_buffer import JOIN_FIELDS, outcome_field
 from .redis_commits import CommitBuffer
-from .redis_join_scripts import TTL_MARGIN
+from .redis_join_scripts import TTL_MARGIN, pack_ids
 from .redis_scripts import Keys
 from .redis_streams import CachedStream, text
 from .sparse_log import encode_chunk, reduce_parts
@@ -162,8 +162,8 @@ class JoinMixin:
                     rows.append(i)
             keep = np.asarray(rows, dtype=np.int64)
         scores = np.ascontiguousarray(batch.scores[keep], dtype="<f4")
-        head = _ROW_HEAD.pack(now, t)
-        rows_bytes = [head + row.tobytes() for row in scores]
+        table = np.empty(len(keep), dtype=_row_dtype(spec.n_columns))
+        table["a"], table["t"], table["s"] = now, t, scores
         targets: list[Target] = []
         if keep.size:
             delta = prediction_delta(spec, scores)
@@ -172,7 +172,8 @@ class JoinMixin:
                 where = window_target(self.keys, spec.name, ring, t, now)
                 if where is not None:
                     targets.append((*where, delta))
-        return targets, [batch.n, len(distinct), *distinct, flags, *rows_bytes]
+        size = table.dtype.itemsize
+        return targets, [batch.n, pack_ids(distinct), flags, size, table.tobytes()]
 
     def _labels(
         self, cached: CachedStream, batch: LabelBatch, now: float
@@ -185,18 +186,25 @@ class JoinMixin:
             "join read",
             "join_read",
             [self.keys.of(name, "meta"), *self.keys.join(name)],
-            [cached.uid, repr(now), repr(float(spec.pending_retention)), spec.max_pending]
-            + distinct,
+            [
+                cached.uid,
+                repr(now),
+                repr(float(spec.pending_retention)),
+                spec.max_pending,
+                pack_ids(distinct),
+            ],
         )
         if not res:
             self._gone(name)
-        found = {
-            key: (token, row)
-            for key, token, row in zip(distinct, res[1::2], res[2::2], strict=True)
-            if token
-        }
-        tokens: list[Any] = [""] * len(ids)
+        read = text(res[1]).split(",")[:-1]
+        table = _unpack_rows(res[2], spec.n_columns, sum(1 for t in read if t))
+        found: dict[str, tuple[str, int]] = {}  # pending id -> (insertion number, row in table)
+        for key, token in zip(distinct, read, strict=True):
+            if token:
+                found[key] = (token, len(found))
+        tokens = [""] * len(ids)
         rows: list[int] = []
+        at: list[int] = []
         taken: set[str] = set()
         for i, key in enumerate(ids):  # the first label of a pending id joins it
             hit = found.get(key)
@@ -204,9 +212,12 @@ class JoinMixin:
                 taken.add(key)
                 tokens[i] = hit[0]
                 rows.append(i)
+                at.append(hit[1])
         targets: list[Target] = []
         if rows:
-            times, scores = _unpack_rows([found[ids[i]][1] for i in rows], spec.n_columns)
+            picked = table[np.asarray(at)]
+            times = picked["t"].astype(np.float64)
+            scores = np.ascontiguousarray(picked["s"], dtype=np.float32)
             labels = batch.labels[np.asarray(rows)]
             joined = Batch(labels=labels, scores=scores, weights=None)
             delta = compute_delta(spec, joined, predictions=False)
@@ -214,10 +225,7 @@ class JoinMixin:
             targets.append((self.keys.of(name, "cum"), 0, delta))
             for ring in cached.record.engine.windows.values():
                 targets += self._by_bucket(cached, ring, joined, delta, times, now)
-        op_args: list[Any] = [len(ids)]
-        for key, token in zip(ids, tokens, strict=True):
-            op_args += [key, token]
-        return targets, op_args
+        return targets, [pack_ids(ids), "".join(f"{t}," for t in tokens)]
 
     def _by_bucket(
         self,
@@ -338,17 +346,17 @@ class JoinMixin:
         return dict(status)
 
 
-def _unpack_rows(rows: list[bytes], n_columns: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(prediction times, float32 scores)`` of pending rows read from Redis."""
-    size = _ROW_HEAD.size + 4 * n_columns
-    bad = [len(r) for r in rows if len(r) != size]
-    if bad:
+def _row_dtype(n_columns: int) -> np.dtype:
+    """A pending row: arrival time, prediction time (float64), scores (float32)."""
+    return np.dtype([("a", "<f8"), ("t", "<f8"), ("s", "<f4", (n_columns,))])
+
+
+def _unpack_rows(blob: bytes, n_columns: int, n: int) -> np.ndarray:
+    """``n`` pending rows read from Redis, end to end in ``blob``."""
+    dtype = _row_dtype(n_columns)
+    if len(blob) != n * dtype.itemsize:
         raise StoreUnavailableError(
-            f"join table: a pending row of {bad[0]} bytes, expected {size} "
-            f"({n_columns} float32 scores); the stream was changed by another version?"
+            f"join table: {len(blob)} bytes for {n} pending rows, expected {n * dtype.itemsize} "
+            f"({n_columns} float32 scores a row); written by another version?"
         )
-    table = np.frombuffer(
-        b"".join(rows), dtype=np.dtype([("a", "<f8"), ("t", "<f8"), ("s", "<f4", (n_columns,))])
-    )
-    scores = np.ascontiguousarray(table["s"], dtype=np.float32).reshape(len(rows), n_columns)
-    return table["t"].astype(np.float64), scores
+    return np.frombuffer(blob, dtype=dtype)

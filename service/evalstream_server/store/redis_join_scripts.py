@@ -35,24 +35,69 @@ same run: the table change, the counts and the sequence are one atomic step.
 
 from __future__ import annotations
 
-__all__ = ["JOIN_SOURCES", "TTL_MARGIN"]
+import struct
+
+__all__ = ["JOIN_SOURCES", "TTL_MARGIN", "pack_ids"]
 
 TTL_MARGIN = 60  # seconds past the retention that an untouched table's keys live
 
+
+def pack_ids(ids: list[str]) -> bytes:
+    """Ids as one argument: each one's UTF-8 bytes after their length (big-endian uint16), so a
+    4096-row batch is one string for Redis instead of 4096 arguments (3x less client time)."""
+    parts = []
+    for key in ids:
+        raw = key.encode()
+        parts.append(struct.pack(">H", len(raw)) + raw)
+    return b"".join(parts)
+
+
 # T: the table's keys. Functions shared by every join script.
 _PRELUDE = """
+-- ids packed end to end, each after its byte length as a big-endian uint16 (pack_ids)
+local function unpack_ids(blob)
+  local out, pos, len = {}, 1, 0
+  while pos <= #blob do
+    len, pos = struct.unpack('>H', blob, pos)
+    out[#out + 1] = string.sub(blob, pos, pos + len - 1)
+    pos = pos + len
+  end
+  return out
+end
+
+-- one variadic command per 4000 arguments (unpack's stack limit); replies concatenated
+local function bulk(cmd, key, args)
+  local out = {}
+  for i = 1, #args, 4000 do
+    local part = redis.call(cmd, key, unpack(args, i, math.min(i + 3999, #args)))
+    if type(part) == 'table' then
+      for k = 1, #part do out[#out + 1] = part[k] end
+    end
+  end
+  return out
+end
+
 local function order(T, k) return redis.call('HINCRBY', T.meta, 'jorder', k) end
 
-local function tomb(T, id, kind, now_s)
-  redis.call('HSET', T.done, id, kind .. ':' .. now_s)
-  redis.call('ZADD', T.dq, order(T, 1), id)
+-- tombstones of kind 1 (joined) or 2 (expired, evicted) for distinct ids, in list order
+local function tombs(T, list, kind, now_s)
+  if #list == 0 then return end
+  local top, value = order(T, #list), kind .. ':' .. now_s
+  local h, z = {}, {}
+  for j, id in ipairs(list) do
+    h[#h + 1], h[#h + 2] = id, value
+    z[#z + 1], z[#z + 2] = top - #list + j, id
+  end
+  bulk('HSET', T.done, h)
+  bulk('ZADD', T.dq, z)
 end
 
 local function trim(T, max)
   local extra = redis.call('ZCARD', T.dq) - max
   if extra > 0 then
-    local gone = redis.call('ZPOPMIN', T.dq, extra)
-    for i = 1, #gone, 2 do redis.call('HDEL', T.done, gone[i]) end
+    local popped, gone = redis.call('ZPOPMIN', T.dq, extra), {}
+    for i = 1, #popped, 2 do gone[#gone + 1] = popped[i] end
+    bulk('HDEL', T.done, gone)
   end
 end
 
@@ -69,38 +114,43 @@ local function expire(T, now, now_s, retention, max)
     redis.call('DEL', T.dq, T.done)
   end
   local limit = now - retention
-  local n, stop = 0, false
+  local dead, start, stop = {}, 0, false
   while not stop do
-    local heads = redis.call('ZRANGE', T.pq, 0, 63)
+    local heads = redis.call('ZRANGE', T.pq, start, start + 255)
     if #heads == 0 then break end
-    for _, id in ipairs(heads) do
-      local row = redis.call('HGET', T.pend, id)
-      if row and struct.unpack('<d', row) >= limit then stop = true break end
-      redis.call('ZREM', T.pq, id)
-      redis.call('HDEL', T.pend, id)
-      tomb(T, id, 2, now_s)
-      n = n + 1
+    local rows = redis.call('HMGET', T.pend, unpack(heads))
+    for k = 1, #heads do
+      if rows[k] and struct.unpack('<d', rows[k]) >= limit then stop = true break end
+      dead[#dead + 1] = heads[k]
     end
+    start = start + 256
   end
-  stop = false
-  while not stop do
-    local heads = redis.call('ZRANGE', T.dq, 0, 63)
-    if #heads == 0 then break end
-    for _, id in ipairs(heads) do
-      local v = redis.call('HGET', T.done, id)
-      if v and tonumber(string.sub(v, 3)) >= limit and redis.call('ZCARD', T.dq) <= max then
-        stop = true
-        break
-      end
-      redis.call('ZREM', T.dq, id)
-      redis.call('HDEL', T.done, id)
-    end
-  end
-  if n > 0 then
-    redis.call('HINCRBY', T.jc, 'expired', n)
+  if #dead > 0 then
+    bulk('ZREM', T.pq, dead)
+    bulk('HDEL', T.pend, dead)
+    tombs(T, dead, 2, now_s)
+    redis.call('HINCRBY', T.jc, 'expired', #dead)
     redis.call('HSET', T.jc, 'pending', redis.call('ZCARD', T.pq))
   end
-  return n
+  local count, gone = redis.call('ZCARD', T.dq), {}
+  start, stop = 0, false
+  while not stop do
+    local heads = redis.call('ZRANGE', T.dq, start, start + 255)
+    if #heads == 0 then break end
+    local values = redis.call('HMGET', T.done, unpack(heads))
+    for k = 1, #heads do
+      local v = values[k]
+      if v and tonumber(string.sub(v, 3)) >= limit and count <= max then stop = true break end
+      gone[#gone + 1] = heads[k]
+      count = count - 1
+    end
+    start = start + 256
+  end
+  if #gone > 0 then
+    bulk('ZREM', T.dq, gone)
+    bulk('HDEL', T.done, gone)
+  end
+  return #dead
 end
 
 local function keep(T, ttl)
@@ -162,88 +212,98 @@ local function finish(counts, rows)
 end
 """
 
-# Operation arguments: rows in the batch, distinct ids (d), the d ids, a string of d presence
-# flags ('1': pending or a tombstone), then the row of every distinct id flagged '0', in order
-# (the first row of each new id). Reply: {'ok', added, 0, 0, 0, duplicate, log lengths...} or
-# {'conflict', flags found}.
+# Operation arguments: rows in the batch, the distinct ids (packed), a string of one presence
+# flag per distinct id ('1': pending or a tombstone), the row size, then the rows of the distinct
+# ids flagged '0' end to end, in order (the first row of each new id). Reply: {'ok', added, 0, 0, 0,
+# duplicate, log lengths...} or {'conflict', flags found}.
 _PREDICT = """
-local rows, d = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
-local want = ARGV[a + 2 + d]
+local rows, ids, want = tonumber(ARGV[a]), unpack_ids(ARGV[a + 1]), ARGV[a + 2]
+local d = #ids
+if #want ~= d then
+  return redis.error_reply('join_predict: ' .. #want .. ' presence flags for ' .. d .. ' ids')
+end
+local scores, stones = bulk('ZMSCORE', T.pq, ids), bulk('HMGET', T.done, ids)
 local found, bad = {}, false
 for j = 1, d do
-  local id = ARGV[a + 1 + j]
-  local have = '0'
-  if redis.call('ZSCORE', T.pq, id) or redis.call('HEXISTS', T.done, id) == 1 then have = '1' end
-  found[j] = have
-  if have ~= string.sub(want, j, j) then bad = true end
+  found[j] = (scores[j] or stones[j]) and '1' or '0'
+  if found[j] ~= string.sub(want, j, j) then bad = true end
 end
 if bad then return {'conflict', table.concat(found)} end
 local new = {}
 for j = 1, d do
-  if found[j] == '0' then new[#new + 1] = ARGV[a + 1 + j] end
+  if found[j] == '0' then new[#new + 1] = ids[j] end
 end
 local k = #new
 redis.call('HINCRBY', T.jc, 'duplicate_ids', rows - k)
 redis.call('HINCRBY', T.jc, 'predictions', k)
 local first = 1
-if k > max then
-  for j = 1, k - max do tomb(T, new[j], 2, now_s) end
+if k > max then  -- more new rows than the table holds: the first ones are evicted on arrival
+  local early = {}
+  for j = 1, k - max do early[j] = new[j] end
+  tombs(T, early, 2, now_s)
   redis.call('HINCRBY', T.jc, 'evicted', k - max)
   first = k - max + 1
 end
 local overflow = redis.call('ZCARD', T.pq) + (k - first + 1) - max
-if overflow > 0 then
-  local gone = redis.call('ZPOPMIN', T.pq, overflow)
-  for i = 1, #gone, 2 do
-    redis.call('HDEL', T.pend, gone[i])
-    tomb(T, gone[i], 2, now_s)
-  end
-  redis.call('HINCRBY', T.jc, 'evicted', overflow)
+if overflow > 0 then  -- the oldest pending rows make room
+  local popped, gone = redis.call('ZPOPMIN', T.pq, overflow), {}
+  for i = 1, #popped, 2 do gone[#gone + 1] = popped[i] end
+  bulk('HDEL', T.pend, gone)
+  tombs(T, gone, 2, now_s)
+  redis.call('HINCRBY', T.jc, 'evicted', #gone)
 end
 if k >= first then
   local top = order(T, k - first + 1)
   local base = top - (k - first + 1)
-  local r = a + 3 + d
-  for j = 1, k do
-    if j >= first then
-      redis.call('HSET', T.pend, new[j], ARGV[r + j - 1])
-      redis.call('ZADD', T.pq, base + j - first + 1, new[j])
-    end
+  local size, blob = tonumber(ARGV[a + 3]), ARGV[a + 4]
+  local h, z = {}, {}
+  for j = first, k do
+    h[#h + 1], h[#h + 2] = new[j], string.sub(blob, (j - 1) * size + 1, j * size)
+    z[#z + 1], z[#z + 2] = base + j - first + 1, new[j]
   end
+  bulk('HSET', T.pend, h)
+  bulk('ZADD', T.pq, z)
 end
 trim(T, max)
 keep(T, ttl)
 return finish({k, 0, 0, 0, rows - k}, rows)
 """
 
-# Operation arguments: rows n, then per row (id, insertion number read by join_read, or '' for a
-# row the replica did not join). Reply: {'ok', 0, matched, unknown, expired, duplicate, log
-# lengths...} or {'conflict'}.
+# Operation arguments: the batch's ids (packed), then per row the insertion number read by
+# join_read ('' for a row the replica did not join), each followed by a comma, in one string. Reply:
+# {'ok', 0, matched, unknown, expired, duplicate, log lengths...} or {'conflict'}.
 _LABEL = """
-local n = tonumber(ARGV[a])
+local ids = unpack_ids(ARGV[a])
+local n = #ids
+local tokens = {}
+for token in string.gmatch(ARGV[a + 1], '([^,]*),') do tokens[#tokens + 1] = token end
+if #tokens ~= n then
+  return redis.error_reply('join_label: ' .. #tokens .. ' insertion numbers for ' .. n .. ' ids')
+end
+local scores, stones = bulk('ZMSCORE', T.pq, ids), bulk('HMGET', T.done, ids)
 local taken, joined = {}, {}
 local unknown, expired, dup = 0, 0, 0
-for j = 0, n - 1 do
-  local id, token = ARGV[a + 1 + 2 * j], ARGV[a + 2 + 2 * j]
+for j = 1, n do
+  local id, token = ids[j], tokens[j]
   if token ~= '' then
-    if taken[id] or redis.call('ZSCORE', T.pq, id) ~= token then return {'conflict'} end
+    if taken[id] or scores[j] ~= token then return {'conflict'} end
     taken[id] = true
     joined[#joined + 1] = id
   elseif taken[id] then
     dup = dup + 1
-  elseif redis.call('ZSCORE', T.pq, id) then
+  elseif scores[j] then
     return {'conflict'}
   else
-    local v = redis.call('HGET', T.done, id)
+    local v = stones[j]
     if not v then unknown = unknown + 1
     elseif string.sub(v, 1, 1) == '1' then dup = dup + 1
     else expired = expired + 1 end
   end
 end
-for _, id in ipairs(joined) do
-  redis.call('ZREM', T.pq, id)
-  redis.call('HDEL', T.pend, id)
-  tomb(T, id, 1, now_s)
+if #joined > 0 then
+  bulk('ZREM', T.pq, joined)
+  bulk('HDEL', T.pend, joined)
+  tombs(T, joined, 1, now_s)
 end
 trim(T, max)
 redis.call('HINCRBY', T.jc, 'labels', n)
@@ -255,26 +315,27 @@ keep(T, ttl)
 return finish({0, #joined, unknown, expired, dup}, n)
 """
 
-# KEYS: meta pend pq done dq jc   ARGV: uid now retention max ids...
-# Reply: {} for a stream that is gone, else {'ok', then per id: insertion number and row of a
-# pending id, or '' and ''}.
+# KEYS: meta pend pq done dq jc   ARGV: uid now retention max ids (packed)
+# Reply: {} for a stream that is gone, else {'ok', per id its insertion number if pending ('' if
+# not) followed by a comma, the rows of the pending ids end to end in the same order}.
 _READ = """
 local T = {meta = KEYS[1], pend = KEYS[2], pq = KEYS[3], done = KEYS[4], dq = KEYS[5],
            jc = KEYS[6]}
 if redis.call('HGET', KEYS[1], 'uid') ~= ARGV[1] then return {} end
 expire(T, tonumber(ARGV[2]), ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]))
-local out = {'ok'}
-for j = 5, #ARGV do
-  local token = redis.call('ZSCORE', T.pq, ARGV[j])
-  if token then
-    out[#out + 1] = token
-    out[#out + 1] = redis.call('HGET', T.pend, ARGV[j])
+local ids = unpack_ids(ARGV[5])
+local scores, tokens, found = bulk('ZMSCORE', T.pq, ids), {}, {}
+for j = 1, #ids do
+  if scores[j] then
+    tokens[j] = scores[j] .. ','
+    found[#found + 1] = ids[j]
   else
-    out[#out + 1] = ''
-    out[#out + 1] = ''
+    tokens[j] = ','
   end
 end
-return out
+local rows = bulk('HMGET', T.pend, found)
+for j = 1, #rows do rows[j] = rows[j] or '' end
+return {'ok', table.concat(tokens), table.concat(rows)}
 """
 
 # KEYS: meta pend pq done dq jc   ARGV: uid now retention max
