@@ -67,7 +67,8 @@ def _load_write_settings():
     return module.write_settings
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port nothing listens on now (for servers the tests start and dead ends)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -123,7 +124,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def _start(settings_dir: Path, log_path: Path) -> tuple[subprocess.Popen, str, str]:
-    grpc_port, http_port = _free_port(), _free_port()
+    grpc_port, http_port = free_port(), free_port()
     _load_write_settings()(
         settings_dir, grpc_port=grpc_port, http_port=http_port, model_dir=MODEL_DIR
     )
@@ -236,3 +237,16 @@ def restore_logging() -> Iterator[None]:
     saved = (logger.handlers[:], logger.level, logger.propagate)
     yield
     logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
+
+
+@pytest.fixture(scope="module")
+def evalstream_target():
+    """An in-process evalstream server on a free loopback port, one per test module."""
+    from evalstream_server.server import ServerThread
+    from evalstream_server.settings import Settings
+
+    server = ServerThread(Settings(host="127.0.0.1", grpc_port=0, metrics_port=-1)).start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -43,18 +42,14 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, roc_auc_
 from tritonclient.grpc import service_pb2
 from tritonclient.utils import InferenceServerException
 
+from .conftest import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 EVAL_PATH = ROOT / "deploy/triton/digits_eval.npz"
 SERVICE = "/inference.GRPCInferenceService/"
 TIMEOUT_S = 30.0
 WAIT_S = 10.0
 K = 10
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_for(predicate, what: str, timeout: float = WAIT_S) -> None:
@@ -259,7 +254,7 @@ def test_other_services_are_unimplemented(proxy) -> None:
 
 
 def test_unreachable_inference_server_is_unavailable(eval_set) -> None:
-    running = _proxy(f"127.0.0.1:{_free_port()}", FakeSink())
+    running = _proxy(f"127.0.0.1:{free_port()}", FakeSink())
     try:
         with pytest.raises(grpc.RpcError) as info:
             _raw_call(running.address, "ModelInfer", _request(eval_set[0][:1]))
@@ -544,13 +539,7 @@ def test_stream_infer_is_forwarded_and_recorded(fake) -> None:
 
 
 # -- end to end: predictions through the proxy, labels later, the report against sklearn ----------
-@pytest.fixture(scope="module")
-def evalstream_target():
-    server = ServerThread(Settings(host="127.0.0.1", grpc_port=0, metrics_port=-1)).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+# (evalstream_target: tests/triton/conftest.py)
 
 
 def _softmax32(z: np.ndarray) -> np.ndarray:
@@ -641,7 +630,7 @@ def test_predictions_joined_with_labels_give_sklearns_metrics(
 
 def test_evalstream_restarting_loses_nothing_it_buffered(mlserver, eval_set, tmp_path) -> None:
     inputs, labels = eval_set
-    port = _free_port()
+    port = free_port()
     settings = Settings(
         host="127.0.0.1", grpc_port=port, metrics_port=-1, data_dir=str(tmp_path / "es")
     )

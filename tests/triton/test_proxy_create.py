@@ -3,7 +3,6 @@ project's CNN, output ``logits`` FP32 ``[-1, 10]``), existing streams checked ag
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,8 +14,6 @@ from evalstream_server.cli import main
 from evalstream_server.engine import InvalidInputError, StreamSpec, make_batch
 from evalstream_server.proxy import ProxySettings, ProxyThread, RouteError, parse_routes, row_ids
 from evalstream_server.proxy.routes import parse_model_option
-from evalstream_server.server import ServerThread
-from evalstream_server.settings import Settings
 from evalstream_server.sources import (
     OutputInfo,
     SourceInputError,
@@ -26,24 +23,11 @@ from evalstream_server.sources import (
 )
 from evalstream_server.sources.triton import _check_probabilities
 
+from .conftest import free_port
+
 EVAL_PATH = Path(__file__).resolve().parents[2] / "deploy/triton/digits_eval.npz"
 K = 10
 ROWS = 6
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def evalstream_target():
-    server = ServerThread(Settings(host="127.0.0.1", grpc_port=0, metrics_port=-1)).start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +165,7 @@ def test_unknown_output_and_unready_server(
 ) -> None:
     with pytest.raises(SourceInputError, match=r"output: expected an output of model 'digits_cnn'"):
         ProxyThread(_settings(mlserver, evalstream_target.target, "digits_cnn=x:probs")).start()
-    dead = f"127.0.0.1:{_free_port()}"
+    dead = f"127.0.0.1:{free_port()}"
     argv = ["triton-proxy", "--triton", dead, "--target", evalstream_target.target, "--create"]
     argv += ["--model", "digits_cnn=x", "--connect-timeout", "0.3", "--metrics-port", "-1"]
     argv += ["--listen", "127.0.0.1:0"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import threading
 import time
 from pathlib import Path
@@ -21,8 +20,6 @@ import tritonclient.grpc as grpcclient
 from evalstream import EvalClient, NotFoundError
 from evalstream.text import format_report
 from evalstream_server.cli import main
-from evalstream_server.server import ServerThread
-from evalstream_server.settings import Settings
 from evalstream_server.sources import (
     ProgressLine,
     SourceInputError,
@@ -49,25 +46,12 @@ from sklearn.metrics import (
 )
 from sklearn.preprocessing import label_binarize
 
+from .conftest import free_port
+
 EVAL_PATH = Path(__file__).resolve().parents[2] / "deploy/triton/digits_eval.npz"
 BATCH = 64
 K = 10
 EXACT = 1e-12
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def evalstream_target():
-    server = ServerThread(Settings(host="127.0.0.1", grpc_port=0, metrics_port=-1)).start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -310,7 +294,7 @@ def _error_line(capsys) -> str:
 
 
 def test_unreachable_inference_server(mlserver, evalstream_target, capsys) -> None:
-    url = f"127.0.0.1:{_free_port()}"
+    url = f"127.0.0.1:{free_port()}"
     argv = _cli(mlserver, evalstream_target, "never-a")
     argv[argv.index("--triton") + 1] = url
     assert main([*argv, "--connect-timeout", "1"]) == 1
@@ -403,7 +387,7 @@ def test_logits_declared_as_probabilities(mlserver, evalstream_target, client, c
 
 def test_unreachable_evalstream(mlserver, evalstream_target, capsys) -> None:
     argv = _cli(mlserver, evalstream_target, "never-i")
-    target = f"127.0.0.1:{_free_port()}"
+    target = f"127.0.0.1:{free_port()}"
     argv[argv.index("--target") + 1] = target
     assert main(argv) == 1
     line = _error_line(capsys)
