@@ -58,7 +58,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     np.exp(z, out=z)
     z /= z.sum(axis=1, keepdims=True)
-    return z
+    return np.asarray(z, dtype=np.float64)
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
@@ -232,8 +232,8 @@ def _labels(spec: StreamSpec, y_true: object) -> np.ndarray:
             f"{int(bad.sum())} out of range, e.g. {values}",
         )
     if spec.task == "binary":
-        return (a == 1)[:, None]
-    return a
+        return np.asarray((a == 1)[:, None])
+    return np.asarray(a)
 
 
 def _weights(sample_weight: object, n: int) -> np.ndarray | None:
@@ -302,7 +302,7 @@ def _ids(ids: object, n: int | None, field: str = "ids") -> list[str]:
     if isinstance(ids, str | bytes):
         raise InvalidInputError(field, "a sequence of string ids, one per row", "a single string")
     try:
-        out = list(ids)  # type: ignore[call-overload]
+        out: list[str] = list(ids)  # type: ignore[call-overload]  # checked to be str below
     except TypeError:
         raise InvalidInputError(
             field, "a sequence of string ids, one per row", type(ids).__name__
@@ -321,7 +321,7 @@ def _ids(ids: object, n: int | None, field: str = "ids") -> list[str]:
         )
     if n is not None and len(out) != n:
         raise InvalidInputError(field, f"{n} ids, one per row", f"{len(out)} ids")
-    return out  # type: ignore[return-value]
+    return out
 
 
 def make_prediction_batch(spec: StreamSpec, ids: object, y_score: object) -> PredictionBatch:

@@ -26,6 +26,7 @@ __all__ = [
     "DELAY_EDGES",
     "LOG_EPS",
     "SCATTER_FIELDS",
+    "Delta",
     "Scatter",
     "compute_delta",
     "confidence_of",
@@ -82,6 +83,10 @@ class Scatter:
         return out
 
 
+# A batch's counts by field: dense arrays, and Scatter deltas for the score histograms.
+Delta = dict[str, np.ndarray | Scatter]
+
+
 def field_shapes(spec: StreamSpec) -> dict[str, tuple[int, ...]]:
     """Name and shape of every additive field for ``spec`` (the state's layout)."""
     C, K = spec.n_columns, spec.n_classes
@@ -134,9 +139,7 @@ def _w(batch: Batch) -> np.ndarray:
     return batch.weights if batch.weights is not None else np.ones(batch.n)
 
 
-def compute_delta(
-    spec: StreamSpec, batch: Batch, predictions: bool = True
-) -> dict[str, np.ndarray | Scatter]:
+def compute_delta(spec: StreamSpec, batch: Batch, predictions: bool = True) -> Delta:
     """Counts contributed by ``batch``: dense arrays shaped as ``field_shapes(spec)``, and
     ``Scatter`` deltas for the score histograms.
 
@@ -169,8 +172,8 @@ def prediction_delta(
     spec: StreamSpec,
     scores: np.ndarray,
     weights: np.ndarray | None = None,
-    labelled: dict[str, np.ndarray | Scatter] | None = None,
-) -> dict[str, np.ndarray]:
+    labelled: Delta | None = None,
+) -> Delta:
     """The label-free fields of predictions (float32 probabilities, shape (n, C)).
 
     ``labelled`` is the delta of the same rows as a labelled batch: its sample count, probability
@@ -215,7 +218,7 @@ def prediction_delta(
     }
 
 
-def delay_delta(delays: np.ndarray) -> dict[str, np.ndarray]:
+def delay_delta(delays: np.ndarray) -> Delta:
     """Histogram of label delays in seconds (bin i: ``DELAY_EDGES[i-1] < d <= DELAY_EDGES[i]``)."""
     d = np.maximum(np.asarray(delays, dtype=np.float64), 0.0)
     index = np.searchsorted(np.asarray(DELAY_EDGES, dtype=np.float64), d, side="left")
@@ -225,7 +228,7 @@ def delay_delta(delays: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def _fast_multiclass_delta(spec: StreamSpec, batch: Batch) -> dict[str, np.ndarray | Scatter]:
+def _fast_multiclass_delta(spec: StreamSpec, batch: Batch) -> Delta:
     binned = spec.resolution.kind == "bins"
     counts = fastcount.multiclass_counts(
         batch.scores,
@@ -238,19 +241,21 @@ def _fast_multiclass_delta(spec: StreamSpec, batch: Batch) -> dict[str, np.ndarr
         calibration_bins=spec.calibration_bins,
         log_eps=LOG_EPS,
     )
-    out: dict[str, np.ndarray | Scatter] = dict(counts)
+    out: Delta = dict(counts)
     if binned:
         K, w = spec.n_classes, batch.weights
-        index = out.pop("index")
+        index = counts["index"]
+        del out["index"]
         if spec.full_ovo:
             out["hist"] = Scatter(index, w, K)
         else:
             out["all"] = Scatter(index, w, K)
-            out["pos"] = Scatter(out.pop("pos_index"), w)
+            out["pos"] = Scatter(counts["pos_index"], w)
+            del out["pos_index"]
     return out
 
 
-def _fast_labelwise_delta(spec: StreamSpec, batch: Batch) -> dict[str, np.ndarray | Scatter]:
+def _fast_labelwise_delta(spec: StreamSpec, batch: Batch) -> Delta:
     binned = spec.resolution.kind == "bins"
     counts = fastcount.labelwise_counts(
         batch.scores,
@@ -262,22 +267,23 @@ def _fast_labelwise_delta(spec: StreamSpec, batch: Batch) -> dict[str, np.ndarra
         calibration_bins=spec.calibration_bins,
         log_eps=LOG_EPS,
     )
-    out: dict[str, np.ndarray | Scatter] = dict(counts)
+    out: Delta = dict(counts)
     if binned:
-        out["all"] = Scatter(out.pop("all_index"), batch.weights, spec.n_columns)
-        out["pos"] = Scatter(out.pop("pos_index"), counts.get("pos_weights"))
-        out.pop("pos_weights", None)
+        out["all"] = Scatter(counts["all_index"], batch.weights, spec.n_columns)
+        out["pos"] = Scatter(counts["pos_index"], counts.get("pos_weights"))
+        for key in ("all_index", "pos_index", "pos_weights"):
+            out.pop(key, None)
     return out
 
 
-def numpy_delta(spec: StreamSpec, batch: Batch) -> dict[str, np.ndarray | Scatter]:
+def numpy_delta(spec: StreamSpec, batch: Batch) -> Delta:
     """``compute_delta`` in numpy alone (every task; the reference for the compiled kernel)."""
     shapes = field_shapes(spec)
     w = batch.weights
     weights = _w(batch)
     scores = batch.scores
     n, C = scores.shape
-    out: dict[str, np.ndarray] = {"n": np.array([float(n), float(weights.sum())])}
+    out: Delta = {"n": np.array([float(n), float(weights.sum())])}
     out["prob_sum"] = (
         weights @ scores.astype(np.float64)
         if w is not None

@@ -13,6 +13,7 @@ context, switches it off.
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,7 +32,7 @@ __all__ = [
 
 _kernel: ModuleType | None
 try:
-    from . import _fastcount as _kernel
+    _kernel = importlib.import_module(f"{__package__}._fastcount")
 except ImportError:  # built without a compiler: the numpy kernel does the work
     _kernel = None
 

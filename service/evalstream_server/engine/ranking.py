@@ -69,7 +69,7 @@ def digamma(x: np.ndarray) -> np.ndarray:
     inv = 1.0 / x
     inv2 = inv * inv
     series = inv2 * (1 / 12 - inv2 * (1 / 120 - inv2 * (1 / 252 - inv2 * (1 / 240 - inv2 / 132))))
-    return acc + np.log(x) - 0.5 * inv - series
+    return np.asarray(acc + np.log(x) - 0.5 * inv - series, dtype=np.float64)
 
 
 def ap_stats(

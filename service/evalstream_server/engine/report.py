@@ -8,6 +8,7 @@ inside), per-class and binary AUC a DeLong ``ci95``; precision and recall a Wils
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,8 @@ from .views import Problem, ScoreView, view_of
 
 __all__ = ["build_report", "curve", "REPORT_VERSION"]
 
+Leaf = dict[str, Any]  # {"value": ..., "reason"?: ..., ...}
+Stats = dict[str, np.ndarray]  # per-problem arrays of a ranking metric (value, bounds, P, N)
 REPORT_VERSION = 2  # 2: label_free and labels sections; predictions awaiting labels count
 _BOUND_SLACK = 1e-12  # float rounding: keep the guaranteed bounds guaranteed
 
@@ -54,13 +57,15 @@ def _whole(x: float) -> float | int:
     return int(round(x)) if float(x).is_integer() else float(x)
 
 
-def _stack(problems: list[Problem], fn) -> dict[str, np.ndarray]:
+def _stack(
+    problems: list[Problem], fn: Callable[[np.ndarray, np.ndarray, np.ndarray], Stats]
+) -> Stats:
     parts = [fn(p.pos, p.neg, p.atomic) for p in problems]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 # -- ranking groups --------------------------------------------------------------------------
-def _rank_leaf(stats: dict[str, np.ndarray], i: int, with_ci: bool, reason: str) -> dict:
+def _rank_leaf(stats: Stats, i: int, with_ci: bool, reason: str) -> Leaf:
     v = _num(stats["value"][i])
     if v is None:
         return _leaf(None, reason)
@@ -73,9 +78,7 @@ def _rank_leaf(stats: dict[str, np.ndarray], i: int, with_ci: bool, reason: str)
     return _leaf(v, **extra)
 
 
-def _average_leaf(
-    stats: dict[str, np.ndarray], weights: np.ndarray, names: list[str], what: str
-) -> dict:
+def _average_leaf(stats: Stats, weights: np.ndarray, names: list[str], what: str) -> Leaf:
     value = stats["value"]
     defined = ~np.isnan(value)
     n_defined, n_total = int(defined.sum()), len(names)
@@ -83,11 +86,11 @@ def _average_leaf(
     if n_defined == 0 or w.sum() <= 0:
         return _leaf(None, f"no {what} is defined in this window", n_defined=0, n_classes=n_total)
     w = w / w.sum()
-    bounds = {}
+    bounds: dict[str, float] = {}
     if "lower" in stats:
         bounds["lower"] = max(0.0, float(np.nansum(stats["lower"] * w)) - _BOUND_SLACK)
         bounds["upper"] = min(1.0, float(np.nansum(stats["upper"] * w)) + _BOUND_SLACK)
-    out = _leaf(float(np.nansum(value * w)), n_defined=n_defined, n_classes=n_total, **bounds)
+    out = _leaf(float(np.nansum(value * w)), n_defined=n_defined, n_classes=n_total, **bounds)  # type: ignore[arg-type]
     if n_defined < n_total:
         missing = [names[i] for i in np.flatnonzero(~defined)][:20]
         out["reason"] = f"averaged over {n_defined} of {n_total} {what}s; undefined: {missing}"
@@ -102,7 +105,7 @@ def _undefined_reason(P: float, N: float) -> str:
     return "no negative samples in this window"
 
 
-def _per_class_rank(stats, names, with_ci) -> dict:
+def _per_class_rank(stats: Stats, names: list[str], with_ci: bool) -> dict[str, Leaf]:
     return {
         name: _rank_leaf(
             stats,
@@ -114,7 +117,7 @@ def _per_class_rank(stats, names, with_ci) -> dict:
     }
 
 
-def _ovo(view: ScoreView, K: int, names: list[str], support: np.ndarray) -> dict[str, dict]:
+def _ovo(view: ScoreView, K: int, names: list[str], support: np.ndarray) -> dict[str, Leaf]:
     if not view.has_ovo:
         reason = (
             "one-vs-one needs the full (class, column, bin) state; this stream has more "
@@ -136,10 +139,10 @@ def _ovo(view: ScoreView, K: int, names: list[str], support: np.ndarray) -> dict
 
 def _ranking_groups(
     state: State, view: ScoreView, names: list[str], support: np.ndarray, intervals: bool = True
-):
+) -> tuple[dict[str, Any], dict[str, Any]]:
     spec = state.spec
 
-    def ap_of(pos: np.ndarray, neg: np.ndarray, atomic: np.ndarray) -> dict[str, np.ndarray]:
+    def ap_of(pos: np.ndarray, neg: np.ndarray, atomic: np.ndarray) -> Stats:
         return ap_stats(pos, neg, atomic, bounds=intervals)
 
     ovr_auc = _stack(view.ovr(), auc_stats)
@@ -150,17 +153,18 @@ def _ranking_groups(
     ovr_ap["N"] = ovr_auc["N"]
     micro_ap["N"] = micro_auc["N"]
     if spec.task == "binary":
-        auc = {
-            "binary": _rank_leaf(
-                ovr_auc, 0, True, _undefined_reason(ovr_auc["P"][0], ovr_auc["N"][0])
-            )
-        }
-        ap = {
-            "binary": _rank_leaf(
-                ovr_ap, 0, False, _undefined_reason(ovr_ap["P"][0], ovr_ap["N"][0])
-            )
-        }
-        return auc, ap
+        return (
+            {
+                "binary": _rank_leaf(
+                    ovr_auc, 0, True, _undefined_reason(ovr_auc["P"][0], ovr_auc["N"][0])
+                )
+            },
+            {
+                "binary": _rank_leaf(
+                    ovr_ap, 0, False, _undefined_reason(ovr_ap["P"][0], ovr_ap["N"][0])
+                )
+            },
+        )
     auc: dict[str, Any] = {"per_class": _per_class_rank(ovr_auc, names, True)}
     ap: dict[str, Any] = {"per_class": _per_class_rank(ovr_ap, names, False)}
     ones = np.ones(len(names))
@@ -209,15 +213,15 @@ def _prf_groups(
     names: list[str],
     averages_over: np.ndarray,
     intervals: bool = True,
-) -> dict[str, dict]:
+) -> dict[str, dict[str, Any]]:
     """precision / recall / f1 groups with per-class, macro, weighted and micro leaves.
 
     ``averages_over`` marks the classes sklearn's macro/weighted include (its ``labels``)."""
     prf = cf.prf_from_counts(tp, fp, fn)
     support = tp + fn
-    out: dict[str, dict] = {}
+    out: dict[str, dict[str, Any]] = {}
     for metric in ("precision", "recall", "f1"):
-        per_class = {}
+        per_class: dict[str, Leaf] = {}
         for i, name in enumerate(names):
             if not averages_over[i]:
                 per_class[name] = _leaf(None, "class absent from labels and predictions")
@@ -263,13 +267,15 @@ def _prf_groups(
     return out
 
 
-def _multilabel_cm(tp, fp, fn, tn) -> list:
+def _multilabel_cm(
+    tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, tn: np.ndarray
+) -> list[list[list[float | int]]]:
     return [
         [[_whole(tn[i]), _whole(fp[i])], [_whole(fn[i]), _whole(tp[i])]] for i in range(len(tp))
     ]
 
 
-def _calibration(state: State) -> dict:
+def _calibration(state: State) -> Leaf:
     cal = state.counts["calibration"]
     W = cal[0].sum()
     if W <= 0:
@@ -280,7 +286,9 @@ def _calibration(state: State) -> dict:
     )
 
 
-def _imbalance(state: State, support, names, W, auc) -> dict:
+def _imbalance(
+    state: State, support: np.ndarray, names: list[str], W: float, auc: dict[str, Any]
+) -> dict[str, Any]:
     with np.errstate(divide="ignore", invalid="ignore"):
         prevalence = support / W if W > 0 else np.full(len(names), np.nan)
     empty = "no samples in this window"
@@ -472,7 +480,7 @@ def build_report(
     return report
 
 
-def _resolution_info(state: State) -> dict:
+def _resolution_info(state: State) -> dict[str, Any]:
     r = state.spec.resolution
     if r.kind == "exact":
         return {"kind": "exact", "max_samples": r.max_samples}
@@ -486,7 +494,7 @@ def _resolution_info(state: State) -> dict:
 def _problem_rows(state: State, view: ScoreView) -> dict[str, tuple[np.ndarray, ...]]:
     """1-D (pos, neg, edges) per curve target: each class (or the positive class) and micro."""
     names = list(state.spec.classes)
-    out = {}
+    out: dict[str, tuple[np.ndarray, ...]] = {}
     row = 0
     targets = [names[1]] if state.spec.task == "binary" else names
     for prob in view.ovr():
@@ -499,7 +507,8 @@ def _problem_rows(state: State, view: ScoreView) -> dict[str, tuple[np.ndarray, 
     return out
 
 
-def _curve_dict(kind: str, pos, neg, edges, max_points: int) -> dict[str, Any]:
+def _curve_dict(kind: str, rows: tuple[np.ndarray, ...], max_points: int) -> dict[str, Any]:
+    pos, neg, edges = rows
     if kind == "roc":
         x, y, t = roc_points(pos, neg, edges)
         idx = thin_indices(x.size, max_points)
@@ -522,7 +531,7 @@ def _curve_dict(kind: str, pos, neg, edges, max_points: int) -> dict[str, Any]:
     }
 
 
-def _list(a: np.ndarray) -> list:
+def _list(a: np.ndarray) -> list[float | None]:
     """JSON-safe floats: non-finite values (sklearn's leading ``inf`` threshold) become null."""
     return [float(v) if math.isfinite(v) else None for v in a.tolist()]
 
@@ -530,7 +539,7 @@ def _list(a: np.ndarray) -> list:
 def _all_curves(state: State, view: ScoreView, max_points: int) -> dict[str, Any]:
     rows = _problem_rows(state, view)
     return {
-        kind: {name: _curve_dict(kind, *r, max_points) for name, r in rows.items()}
+        kind: {name: _curve_dict(kind, r, max_points) for name, r in rows.items()}
         for kind in ("roc", "pr")
     }
 
@@ -543,4 +552,4 @@ def curve(state: State, kind: str, target: str, max_points: int = 200) -> dict[s
     rows = _problem_rows(state, view_of(state))
     if target not in rows:
         raise InvalidInputError("class_name", f"one of {list(rows)}", repr(target))
-    return _curve_dict(kind, *rows[target], max_points)
+    return _curve_dict(kind, rows[target], max_points)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 from .errors import InvalidInputError
 from .layout import MAX_MANTISSA_BITS, MIN_MANTISSA_BITS
@@ -300,7 +300,7 @@ class StreamSpec:
     def window_seconds(self) -> tuple[int, ...]:
         return tuple(parse_duration(w) for w in self.windows)
 
-    def layout_key(self) -> tuple:
+    def layout_key(self) -> tuple[object, ...]:
         """What must match for two states to merge."""
         return (
             self.task,
@@ -316,7 +316,7 @@ class StreamSpec:
     def with_name(self, name: str) -> StreamSpec:
         return replace(self, name=name)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "task": self.task,
@@ -337,7 +337,7 @@ class StreamSpec:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> StreamSpec:
+    def from_dict(cls, data: dict[str, Any]) -> StreamSpec:
         known = {f for f in cls.__dataclass_fields__}
         unknown = sorted(set(data) - known)
         if unknown:

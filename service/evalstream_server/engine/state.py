@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import struct
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from .batch import Batch
-from .counting import ADDED_FIELDS, Scatter, compute_delta, field_shapes
+from .counting import ADDED_FIELDS, Delta, Scatter, compute_delta, field_shapes
 from .errors import CapacityError, IncompatibleStateError, InvalidInputError
 from .spec import StreamSpec
 
@@ -122,7 +123,7 @@ class State:
                 "use the binned resolution (bounded memory) or raise max_samples",
             )
 
-    def add_delta(self, delta: dict[str, np.ndarray], batch: Batch | None = None) -> None:
+    def add_delta(self, delta: Delta, batch: Batch | None = None) -> None:
         """Add counts computed by ``compute_delta`` (fields it lacks stay as they are); exact
         states also keep ``batch`` (a delta of predictions alone comes without one)."""
         if self.exact is not None and batch is not None:
@@ -231,7 +232,7 @@ class State:
     def to_bytes(self) -> bytes:
         """Versioned binary form: magic, version, JSON header (spec and layout), raw arrays."""
         arrays = [np.ascontiguousarray(v, dtype="<f8") for v in self.counts.values()]
-        header: dict = {
+        header: dict[str, Any] = {
             "spec": self.spec.to_dict(),
             "fields": [[k, list(v.shape)] for k, v in self.counts.items()],
             "exact": None,

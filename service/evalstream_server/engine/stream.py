@@ -17,7 +17,7 @@ from .batch import (
     make_label_batch,
     make_prediction_batch,
 )
-from .counting import compute_delta, delay_delta, prediction_delta
+from .counting import Delta, compute_delta, delay_delta, prediction_delta
 from .errors import InvalidInputError, UnknownWindowError
 from .pending import PendingPredictions
 from .report import build_report, curve
@@ -168,7 +168,7 @@ class StreamEngine:
         )
 
     def _add_by_bucket(
-        self, ring: WindowRing, joined: Batch, delta: dict, times: np.ndarray, now: float
+        self, ring: WindowRing, joined: Batch, delta: Delta, times: np.ndarray, now: float
     ) -> None:
         """Add joined pairs to a window, each in the bucket of its prediction's time."""
         buckets = np.floor(times / ring.width)
@@ -306,7 +306,7 @@ def engine_to_bytes(engine: StreamEngine) -> bytes:
 
     from .state import SparseCounts
 
-    header = {
+    header: dict[str, Any] = {
         "version": _ENGINE_VERSION,
         "n_batches": engine.n_batches,
         "last_ingest_time": engine.last_ingest_time,

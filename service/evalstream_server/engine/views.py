@@ -67,6 +67,7 @@ class _BinnedView(ScoreView):
         self._edges = layout.lower_edges
         c = state.counts
         hist = c.get("hist")
+        self._hist: np.ndarray | None
         # Bins empty in every column change no metric: drop them once, up front (most of the
         # 4772 bins are empty for typical score distributions).
         if hist is not None:
