@@ -190,3 +190,21 @@ def test_crash_between_predictions_and_labels_replays_the_join_exactly(tmp_path,
         assert out.status == "accepted"
     assert again.report("dl", "cumulative") == oracle.report("dl", "cumulative")
     again.close()
+
+
+def test_a_cancelled_commit_waiter_does_not_kill_the_writer(tmp_path):
+    """An Ingest call cancelled at shutdown cancels its flush_async future; the writer thread
+    must skip it and keep committing (it died on it once, and close() then waited forever)."""
+    from concurrent.futures import Future
+
+    store = DurableStore(tmp_path, clock=Clock())
+    store.create(StreamSpec(task="binary", name="b"))
+    abandoned: Future = Future()
+    assert abandoned.cancel()
+    store._writer.put(("commit", abandoned))  # what a cancelled waiter leaves in the queue
+    batch = store.get("b").engine.validate([0, 1], [0.2, 0.9])
+    assert store.ingest("b", "p", 1, batch, None).status == "accepted"
+    store._writer.commit().result(timeout=10)  # answered by the same writer thread (bounded)
+    assert store._writer.is_alive() and store.broken is None
+    store.close()
+    assert DurableStore(tmp_path).state("b", "cumulative").n_samples == 2

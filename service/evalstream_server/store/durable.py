@@ -379,7 +379,7 @@ class _Writer(threading.Thread):
                 return
             if self.broken is not None:
                 if kind == "commit":
-                    op[1].set_exception(sqlite3.OperationalError(f"store broken: {self.broken}"))
+                    _settle(op[1], sqlite3.OperationalError(f"store broken: {self.broken}"))
                 continue
             try:
                 if kind == "sql":
@@ -409,10 +409,22 @@ class _Writer(threading.Thread):
                     self.db.execute("COMMIT")
                     self._in_tx = False
                 for fut in waiting:
-                    fut.set_result(None)
+                    _settle(fut)
             except sqlite3.Error as exc:  # fail-stop: memory is ahead of disk now
                 self.broken = exc
                 log.critical("commit failed; refusing further work", exc_info=exc)
                 for fut in waiting:
-                    fut.set_exception(exc)
+                    _settle(fut, exc)
             waiting = []
+
+
+def _settle(fut: Future, exc: BaseException | None = None) -> None:
+    """Resolve a commit future, unless its waiter gave up on it: an Ingest call cancelled at
+    shutdown cancels its ``flush_async`` future, and resolving a cancelled future raises, which
+    must not kill the writer thread (every later commit, ``close()`` included, would wait on a
+    dead thread)."""
+    if fut.set_running_or_notify_cancel():
+        if exc is None:
+            fut.set_result(None)
+        else:
+            fut.set_exception(exc)
