@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from .batch import Batch
+from .counting import Delta
 from .spec import StreamSpec
 from .state import SparseCounts, State
 
@@ -43,7 +42,7 @@ class WindowRing:
             if bid == self._open:
                 self._open = None
 
-    def add(self, delta: dict[str, np.ndarray], batch: Batch, t: float, now: float) -> bool:
+    def add(self, delta: Delta, batch: Batch | None, t: float, now: float) -> bool:
         """Count a batch stamped ``t``; returns False if it is older than the window."""
         current = max(self.bucket_of(now), self.bucket_of(t))
         self._evict(self.bucket_of(now))
