@@ -40,6 +40,7 @@ bench: venv tools
 lint: venv
 	$(VENV)/bin/ruff check client service tests bench
 	$(VENV)/bin/ruff format --check client service tests bench
+	$(VENV)/bin/python -m mypy
 
 fmt: venv
 	$(VENV)/bin/ruff format client service tests bench
