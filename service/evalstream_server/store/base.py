@@ -17,6 +17,9 @@ from ..engine.spec import parse_duration
 Record = Batch | PredictionBatch | LabelBatch  # what one sequenced ingest carries
 
 __all__ = [
+    "INVALID_ARGUMENT",
+    "OUT_OF_RANGE",
+    "RESOURCE_EXHAUSTED",
     "AlreadyExistsError",
     "BatchOutcome",
     "LimitExceededError",
@@ -26,6 +29,12 @@ __all__ = [
 ]
 
 Status = Literal["accepted", "duplicate", "rejected"]
+
+# The gRPC status codes (``grpc.StatusCode.X.value[0]``) a store records in the outcome of a
+# rejected batch; plain ints, so the store layer does not import grpc.
+INVALID_ARGUMENT = 3  # the batch is invalid
+RESOURCE_EXHAUSTED = 8  # the batch exceeds a limit
+OUT_OF_RANGE = 11  # the sequence leaves a gap
 
 
 class NotFoundError(KeyError):
@@ -69,7 +78,7 @@ class BatchOutcome:
 
     status: Status
     samples: int = 0
-    error_code: int = 0  # grpc.StatusCode value[0]; 0 = OK
+    error_code: int = 0  # a gRPC status code (INVALID_ARGUMENT, ...); 0 = OK
     error_message: str = ""
     expected_sequence: int = 0
     original_status: Status | None = None

@@ -18,6 +18,9 @@ from ..engine import (
     build_report,
 )
 from .base import (
+    INVALID_ARGUMENT,
+    OUT_OF_RANGE,
+    RESOURCE_EXHAUSTED,
     AlreadyExistsError,
     BatchOutcome,
     LimitExceededError,
@@ -31,9 +34,6 @@ from .base import (
 __all__ = ["MemoryStore", "OUTCOME_MEMORY"]
 
 OUTCOME_MEMORY = 4096  # recorded outcomes kept per producer for duplicate answers
-_INVALID_ARGUMENT = 3
-_OUT_OF_RANGE = 11
-_RESOURCE_EXHAUSTED = 8
 
 
 class MemoryStore(Store):
@@ -132,7 +132,7 @@ class MemoryStore(Store):
                 if sequence > last + 1:
                     return BatchOutcome(
                         "rejected",
-                        error_code=_OUT_OF_RANGE,
+                        error_code=OUT_OF_RANGE,
                         expected_sequence=last + 1,
                         error_message=f"sequence: expected {last + 1} for producer "
                         f"{producer_id!r}, received {sequence} (a gap: batches "
@@ -157,9 +157,7 @@ class MemoryStore(Store):
         self, record: StreamRecord, batch: Record | Exception, timestamp: float | None, now: float
     ) -> BatchOutcome:
         if isinstance(batch, Exception):
-            code = (
-                _RESOURCE_EXHAUSTED if isinstance(batch, LimitExceededError) else _INVALID_ARGUMENT
-            )
+            code = RESOURCE_EXHAUSTED if isinstance(batch, LimitExceededError) else INVALID_ARGUMENT
             return BatchOutcome("rejected", error_code=code, error_message=str(batch))
         join = None
         try:
@@ -170,7 +168,7 @@ class MemoryStore(Store):
             else:
                 record.engine.ingest(batch, timestamp, now=now)
         except InvalidInputError as exc:  # e.g. the exact-resolution cap
-            return BatchOutcome("rejected", error_code=_RESOURCE_EXHAUSTED, error_message=str(exc))
+            return BatchOutcome("rejected", error_code=RESOURCE_EXHAUSTED, error_message=str(exc))
         record.update_time = now
         return BatchOutcome("accepted", samples=batch.n, join=join)
 

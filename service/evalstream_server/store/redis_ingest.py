@@ -13,7 +13,15 @@ import redis
 
 from ..engine import Batch, InvalidInputError, LabelBatch, PredictionBatch
 from ..engine.counting import compute_delta
-from .base import BatchOutcome, LimitExceededError, NotFoundError, Record
+from .base import (
+    INVALID_ARGUMENT,
+    OUT_OF_RANGE,
+    RESOURCE_EXHAUSTED,
+    BatchOutcome,
+    LimitExceededError,
+    NotFoundError,
+    Record,
+)
 from .durable import StoreUnavailableError
 from .redis_buffer import Entry, decode_outcome, outcome_field
 from .redis_commits import CommitBuffer
@@ -23,7 +31,6 @@ from .redis_streams import CachedStream, text
 
 __all__ = ["IngestMixin"]
 
-_INVALID_ARGUMENT, _RESOURCE_EXHAUSTED, _OUT_OF_RANGE = 3, 8, 11
 _SEQ_READ_REUSE = 0.005  # the servicer pre-check and ingest() each ask, per batch
 
 
@@ -128,15 +135,13 @@ class IngestMixin:
         now: float,
     ) -> Entry:
         if isinstance(batch, Exception):
-            code = (
-                _RESOURCE_EXHAUSTED if isinstance(batch, LimitExceededError) else _INVALID_ARGUMENT
-            )
+            code = RESOURCE_EXHAUSTED if isinstance(batch, LimitExceededError) else INVALID_ARGUMENT
             outcome = BatchOutcome("rejected", error_code=code, error_message=str(batch))
             return Entry(producer, sequence, outcome, [], [], now)
         t = now if timestamp is None else float(timestamp)
         if not math.isfinite(t):  # labelled batches and predictions
             err = InvalidInputError("timestamp", "a finite number of seconds", repr(timestamp))
-            outcome = BatchOutcome("rejected", error_code=_INVALID_ARGUMENT, error_message=str(err))
+            outcome = BatchOutcome("rejected", error_code=INVALID_ARGUMENT, error_message=str(err))
             return Entry(producer, sequence, outcome, [], [], now)
         if not isinstance(batch, Batch):
             raise TypeError(f"predictions and labels are committed by _join, not {type(batch)}")
@@ -193,7 +198,7 @@ class IngestMixin:
             )
         return BatchOutcome(
             "rejected",
-            error_code=_OUT_OF_RANGE,
+            error_code=OUT_OF_RANGE,
             expected_sequence=top + 1,
             error_message=f"sequence: expected {top + 1} for producer {producer!r}, received "
             f"{seq} (a gap: batches {top + 1}..{seq - 1} were never acknowledged; resend them)",
