@@ -26,6 +26,9 @@ __all__ = [
     "NotFoundError",
     "Store",
     "StreamRecord",
+    "duplicate_outcome",
+    "gap_outcome",
+    "rejected_outcome",
 ]
 
 Status = Literal["accepted", "duplicate", "rejected"]
@@ -83,6 +86,41 @@ class BatchOutcome:
     expected_sequence: int = 0
     original_status: Status | None = None
     join: dict[str, int] | None = None  # predictions and labels: the JoinCounts of the batch
+
+
+def duplicate_outcome(seen: BatchOutcome | None, last: int) -> BatchOutcome:
+    """The answer to a batch whose sequence was counted already, ``last`` being the producer's
+    last sequence: the first answer ``seen`` repeated (None when no longer recorded: it was
+    accepted)."""
+    return BatchOutcome(
+        "duplicate",
+        samples=seen.samples if seen else 0,
+        expected_sequence=last + 1,
+        original_status=seen.status if seen else "accepted",
+        error_code=seen.error_code if seen else 0,
+        error_message=seen.error_message if seen else "",
+        join=seen.join if seen else None,
+    )
+
+
+def gap_outcome(producer: str, last: int, sequence: int) -> BatchOutcome:
+    """The answer to ``sequence`` of ``producer`` when its last sequence is ``last`` and
+    ``sequence > last + 1``: rejected without consuming a number."""
+    return BatchOutcome(
+        "rejected",
+        error_code=OUT_OF_RANGE,
+        expected_sequence=last + 1,
+        error_message=f"sequence: expected {last + 1} for producer {producer!r}, received "
+        f"{sequence} (a gap: batches {last + 1}..{sequence - 1} were never acknowledged; resend "
+        "them)",
+    )
+
+
+def rejected_outcome(exc: Exception) -> BatchOutcome:
+    """The outcome of a batch that failed validation (``exc``): a limit is RESOURCE_EXHAUSTED,
+    anything else INVALID_ARGUMENT."""
+    code = RESOURCE_EXHAUSTED if isinstance(exc, LimitExceededError) else INVALID_ARGUMENT
+    return BatchOutcome("rejected", error_code=code, error_message=str(exc))
 
 
 @dataclass

@@ -18,8 +18,6 @@ from ..engine import (
     build_report,
 )
 from .base import (
-    INVALID_ARGUMENT,
-    OUT_OF_RANGE,
     RESOURCE_EXHAUSTED,
     AlreadyExistsError,
     BatchOutcome,
@@ -28,6 +26,9 @@ from .base import (
     Record,
     Store,
     StreamRecord,
+    duplicate_outcome,
+    gap_outcome,
+    rejected_outcome,
     same_window,
 )
 
@@ -120,24 +121,9 @@ class MemoryStore(Store):
                 last = record.producers.get(producer_id, 0)
                 if sequence <= last:
                     seen = record.outcomes.get(producer_id, {}).get(sequence)
-                    return BatchOutcome(
-                        "duplicate",
-                        samples=seen.samples if seen else 0,
-                        expected_sequence=last + 1,
-                        original_status=seen.status if seen else "accepted",
-                        error_code=seen.error_code if seen else 0,
-                        error_message=seen.error_message if seen else "",
-                        join=seen.join if seen else None,
-                    )
+                    return duplicate_outcome(seen, last)
                 if sequence > last + 1:
-                    return BatchOutcome(
-                        "rejected",
-                        error_code=OUT_OF_RANGE,
-                        expected_sequence=last + 1,
-                        error_message=f"sequence: expected {last + 1} for producer "
-                        f"{producer_id!r}, received {sequence} (a gap: batches "
-                        f"{last + 1}..{sequence - 1} were never acknowledged; resend them)",
-                    )
+                    return gap_outcome(producer_id, last, sequence)
             now = self.clock()
             if batch is None:
                 raise ValueError("a batch is needed for the expected sequence number")
@@ -157,8 +143,7 @@ class MemoryStore(Store):
         self, record: StreamRecord, batch: Record | Exception, timestamp: float | None, now: float
     ) -> BatchOutcome:
         if isinstance(batch, Exception):
-            code = RESOURCE_EXHAUSTED if isinstance(batch, LimitExceededError) else INVALID_ARGUMENT
-            return BatchOutcome("rejected", error_code=code, error_message=str(batch))
+            return rejected_outcome(batch)
         join = None
         try:
             if isinstance(batch, PredictionBatch):

@@ -14,13 +14,12 @@ import redis
 from ..engine import Batch, InvalidInputError, LabelBatch, PredictionBatch
 from ..engine.counting import compute_delta
 from .base import (
-    INVALID_ARGUMENT,
-    OUT_OF_RANGE,
-    RESOURCE_EXHAUSTED,
     BatchOutcome,
-    LimitExceededError,
     NotFoundError,
     Record,
+    duplicate_outcome,
+    gap_outcome,
+    rejected_outcome,
 )
 from .durable import StoreUnavailableError
 from .redis_buffer import Entry, decode_outcome, outcome_field
@@ -135,14 +134,11 @@ class IngestMixin:
         now: float,
     ) -> Entry:
         if isinstance(batch, Exception):
-            code = RESOURCE_EXHAUSTED if isinstance(batch, LimitExceededError) else INVALID_ARGUMENT
-            outcome = BatchOutcome("rejected", error_code=code, error_message=str(batch))
-            return Entry(producer, sequence, outcome, [], [], now)
+            return Entry(producer, sequence, rejected_outcome(batch), [], [], now)
         t = now if timestamp is None else float(timestamp)
         if not math.isfinite(t):  # labelled batches and predictions
             err = InvalidInputError("timestamp", "a finite number of seconds", repr(timestamp))
-            outcome = BatchOutcome("rejected", error_code=INVALID_ARGUMENT, error_message=str(err))
-            return Entry(producer, sequence, outcome, [], [], now)
+            return Entry(producer, sequence, rejected_outcome(err), [], [], now)
         if not isinstance(batch, Batch):
             raise TypeError(f"predictions and labels are committed by _join, not {type(batch)}")
         spec = cached.record.spec
@@ -180,15 +176,7 @@ class IngestMixin:
                 seen = decode_outcome(raw)
             else:
                 seen = mine[seq].outcome
-            return BatchOutcome(
-                "duplicate",
-                samples=seen.samples if seen else 0,
-                expected_sequence=top + 1,
-                original_status=seen.status if seen else "accepted",
-                error_code=seen.error_code if seen else 0,
-                error_message=seen.error_message if seen else "",
-                join=seen.join if seen else None,
-            )
+            return duplicate_outcome(seen, top)
         if seq == top + 1:
             if have_batch:
                 return None
@@ -196,10 +184,4 @@ class IngestMixin:
                 f"sequence {seq} of producer {producer!r} is the expected one (another replica "
                 "advanced it); resend the batch"
             )
-        return BatchOutcome(
-            "rejected",
-            error_code=OUT_OF_RANGE,
-            expected_sequence=top + 1,
-            error_message=f"sequence: expected {top + 1} for producer {producer!r}, received "
-            f"{seq} (a gap: batches {top + 1}..{seq - 1} were never acknowledged; resend them)",
-        )
+        return gap_outcome(producer, top, seq)
