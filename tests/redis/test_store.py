@@ -156,6 +156,65 @@ def test_reset_forgetting_producers_while_batches_wait_drops_them(redis_server):
         b.close()
 
 
+def _count_calls(store: RedisStore, script: str) -> list[int]:
+    """Count the runs of ``script`` by ``store`` (one element, updated in place)."""
+    count = [0]
+    call = store._call
+
+    def counted(what, name, keys, args):
+        count[0] += name == script
+        return call(what, name, keys, args)
+
+    store._call = counted
+    return count
+
+
+def test_ingest_trusts_the_sequence_its_caller_read(redis_server):
+    spec = StreamSpec(task="binary", name="s")
+    a = _store(redis_server.url, time.time)
+    try:
+        a.create(spec)
+        batch = make_batch(spec, *make_batches("binary", 1, 20, seed=2)[0])
+        reads = _count_calls(a, "producer")
+        for seq in (1, 2, 3):  # what the servicer does: read once, then ingest with it
+            expected = a.expected_sequence("s", "P")
+            assert expected == seq
+            assert a.ingest("s", "P", seq, batch, None, expected=expected).status == "accepted"
+            a.flush()  # this replica buffers nothing now: the next read goes to Redis
+        assert reads[0] == 3
+        dup = a.ingest("s", "P", 2, batch, None, expected=4)  # not the expected: Redis decides
+        assert (dup.status, dup.expected_sequence, reads[0]) == ("duplicate", 4, 4)
+        assert a.ingest("s", "P", 4, batch, None).status == "accepted"  # no value: reads
+        assert reads[0] == 5
+        stale = a.ingest("s", "P", 4, batch, None, expected=4)  # buffered here: the buffer wins
+        assert (stale.status, stale.original_status) == ("duplicate", "accepted")
+        a.flush()
+        assert a.state("s", CUMULATIVE).n_samples == 80
+    finally:
+        a.close()
+
+
+def test_a_reset_after_the_callers_read_is_caught_by_the_commit(redis_server):
+    spec = StreamSpec(task="binary", name="s")
+    a, b = _store(redis_server.url, time.time), _store(redis_server.url, time.time)
+    try:
+        a.create(spec)
+        batch = make_batch(spec, *make_batches("binary", 1, 20, seed=2)[0])
+        for seq in (1, 2):
+            a.ingest("s", "P", seq, batch, None)
+        a.flush()
+        expected = a.expected_sequence("s", "P")
+        b.reset("s", forget_producers=True)  # between the servicer's read and its ingest
+        assert a.ingest("s", "P", 3, batch, None, expected=expected).status == "accepted"
+        a.flush()  # the commit script sees producer P forgotten: batch 3 is dropped
+        assert a.stats["dropped"] == 1
+        assert b.state("s", CUMULATIVE).n_samples == 0
+        assert a.expected_sequence("s", "P") == 1
+    finally:
+        a.close()
+        b.close()
+
+
 def test_delete_while_batches_wait_recreates_nothing(redis_server):
     spec = StreamSpec(task="binary", windows=("5m",), name="s")
     a, b = _store(redis_server.url, time.time), _store(redis_server.url, time.time)

@@ -154,7 +154,9 @@ class EvalstreamServicer:
         if req.sequence and req.producer_id:
             expected = self.store.expected_sequence(req.stream, req.producer_id)
             if req.sequence != expected:  # duplicate or gap: answered without reading the data
-                outcome = self.store.ingest(req.stream, req.producer_id, req.sequence, None, None)
+                outcome = self.store.ingest(
+                    req.stream, req.producer_id, req.sequence, None, None, expected=expected
+                )
                 return _fill(result, outcome)
         try:
             if req.sequence and not req.producer_id:
@@ -176,7 +178,9 @@ class EvalstreamServicer:
             req, record, batch.n, expected, result
         ):
             return result
-        outcome = self.store.ingest(req.stream, req.producer_id, req.sequence, batch, ts)
+        outcome = self.store.ingest(
+            req.stream, req.producer_id, req.sequence, batch, ts, expected=expected or None
+        )
         return _fill(result, outcome)
 
     def _decode(self, req: pb.IngestRequest, kind: int, record: StreamRecord) -> Any:

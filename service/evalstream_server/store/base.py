@@ -166,6 +166,8 @@ class Store(abc.ABC):
         sequence: int,
         batch: Record | Exception | None,
         timestamp: float | None,
+        *,
+        expected: int | None = None,
     ) -> BatchOutcome:
         """Count ``batch`` exactly once for ``(producer_id, sequence)``.
 
@@ -177,7 +179,14 @@ class Store(abc.ABC):
         gap is answered without the data.
 
         ``batch`` may be the validation error of a rejected batch: it still consumes its
-        sequence number (so the producer does not stall) and its outcome is recorded."""
+        sequence number (so the producer does not stall) and its outcome is recorded.
+
+        ``expected`` is the producer's expected sequence as the caller just read it with
+        ``expected_sequence`` (the servicer does, once per batch). A store whose read is a round
+        trip (Redis) trusts it to tell the expected sequence from a duplicate or a gap instead of
+        reading again; its commit re-checks the sequence atomically. A store that checks under
+        its own lock at no cost (memory, durable) checks there: that check is what makes a batch
+        count once."""
 
     @abc.abstractmethod
     def expected_sequence(self, name: str, producer_id: str) -> int: ...

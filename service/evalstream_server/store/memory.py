@@ -110,6 +110,8 @@ class MemoryStore(Store):
         sequence: int,
         batch: Record | Exception | None,
         timestamp: float | None,
+        *,
+        expected: int | None = None,  # unused: the check under the lock is free and atomic
     ) -> BatchOutcome:
         with self._lock:
             record = self.get(name)

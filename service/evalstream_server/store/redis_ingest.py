@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 from dataclasses import replace
 
 import redis
@@ -30,8 +29,6 @@ from .redis_streams import CachedStream, text
 
 __all__ = ["IngestMixin"]
 
-_SEQ_READ_REUSE = 0.005  # the servicer pre-check and ingest() each ask, per batch
-
 
 class IngestMixin:
     """``expected_sequence`` and ``ingest`` (batches wait in the commit buffer until a flush)."""
@@ -42,28 +39,18 @@ class IngestMixin:
     _lock: threading.RLock
     _records: dict[str, CachedStream]
     _buffer: CommitBuffer
-    _seq_read: tuple[tuple[str, str], str, int, float] | None
 
     def expected_sequence(self, name: str, producer_id: str) -> int:
         with self._lock:
             return self._expected(name, producer_id)
 
     def _expected(self, name: str, producer: str) -> int:
-        key = (name, producer)
-        if key in self._buffer.chain:
-            return self._buffer.chain[key] + 1
-        slot = self._seq_read
-        uid = self._cached(name).uid
-        if (
-            slot
-            and slot[0] == key
-            and slot[1] == uid
-            and time.monotonic() - slot[3] < _SEQ_READ_REUSE
-        ):
-            return slot[2] + 1
-        last = self._read_producer(name, producer)
-        self._seq_read = (key, uid, last, time.monotonic())
-        return last + 1
+        """The sequence this replica expects from ``producer``: the one after its own buffered
+        batches, else Redis's."""
+        last = self._buffer.chain.get((name, producer))
+        if last is not None:
+            return last + 1
+        return self._read_producer(name, producer) + 1
 
     def _read_producer(self, name: str, producer: str) -> int:
         """The producer's last sequence in Redis; checks that the stream is the one cached."""
@@ -89,6 +76,8 @@ class IngestMixin:
         sequence: int,
         batch: Record | Exception | None,
         timestamp: float | None,
+        *,
+        expected: int | None = None,
     ) -> BatchOutcome:
         cached = self._cached(name)
         with self._lock:
@@ -97,13 +86,16 @@ class IngestMixin:
                     raise InvalidInputError(
                         "producer_id", "a producer id with a sequence", "an empty producer id"
                     )
-                if sequence != self._expected(name, producer_id) or batch is None:
+                if batch is not None and (
+                    expected is None or (name, producer_id) in self._buffer.chain
+                ):  # no value read by the caller, or batches buffered here (they come first)
+                    expected = self._expected(name, producer_id)
+                if batch is None or sequence != expected:  # _resolve asks Redis
                     answer = self._resolve(name, producer_id, sequence, batch is not None)
                     if answer is not None:
                         return answer
             if batch is None:
                 raise ValueError("a batch is needed for the expected sequence number")
-            self._seq_read = None
             now = self.clock()
             if isinstance(batch, LabelBatch) or (
                 isinstance(batch, PredictionBatch)
@@ -168,7 +160,6 @@ class IngestMixin:
             self._buffer.chain[key] = top
         else:
             self._buffer.chain.pop(key, None)
-        self._seq_read = None
         if seq <= top:
             if seq <= last:
                 with self.redis_errors("outcome lookup"):

@@ -121,7 +121,6 @@ class RedisStore(StreamsMixin, IngestMixin, JoinMixin, QueryMixin, Store):
         self._join_status: dict[str, tuple[str, dict[str, Any]]] = {}  # last read, per stream
         self._lock = threading.RLock()
         self._records: dict[str, CachedStream] = {}
-        self._seq_read: tuple[tuple[str, str], str, int, float] | None = None
         self._buffer = CommitBuffer(self)
         self._cache = MergedCache(cache_bytes)
         self._compacted: dict[str, int] = {}  # key -> size after its last compaction

@@ -53,7 +53,6 @@ class StreamsMixin:
     _records: dict[str, CachedStream]
     _cache: MergedCache
     _buffer: Any
-    _seq_read: Any
 
     def create(self, spec: StreamSpec, tenant: str = "") -> StreamRecord:
         if not spec.name:
@@ -170,5 +169,4 @@ class StreamsMixin:
             if forget_producers:
                 for key in [key for key in self._buffer.chain if key[0] == name]:
                     del self._buffer.chain[key]
-            self._seq_read = None
         return self._cached(name, fresh=True).record
