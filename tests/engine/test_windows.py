@@ -100,6 +100,26 @@ def test_future_stamped_batch_appears_when_its_time_comes():
     assert eng.state("1m").n_samples == 2
 
 
+def test_live_bucket_is_where_add_counts_a_batch():
+    spec = StreamSpec(task="binary", windows=("1m",), window_buckets=6)  # buckets of 10 s
+    ring = StreamEngine(spec).windows["1m"]
+    now = 600.0  # bucket 60: the window holds buckets 55..60
+    assert ring.live_bucket(now, now) == 60
+    assert ring.live_bucket(550.0, now) == 55  # the oldest bucket still in the window
+    assert ring.live_bucket(549.9, now) is None  # older than the window
+    assert ring.live_bucket(700.0, now) == 70  # stamped in the future: its own bucket
+    batch = make_batch(spec, [0, 1], [0.2, 0.9])
+    rng = np.random.default_rng(3)
+    for _ in range(200):  # add counts a batch exactly where live_bucket says, or refuses it
+        eng = StreamEngine(spec)
+        ring = eng.windows["1m"]
+        now = float(rng.uniform(0, 10_000))
+        t = now + float(rng.choice([-1, 1])) * float(rng.exponential(60.0))
+        want = ring.live_bucket(t, now)
+        eng.ingest(batch, timestamp=t, now=now)
+        assert list(ring.buckets()) == ([] if want is None else [want]), (t, now)
+
+
 def test_unknown_window_and_equivalent_spelling():
     eng = StreamEngine(StreamSpec(task="binary", windows=("1h",)))
     with pytest.raises(UnknownWindowError, match="window: expected one of"):

@@ -35,6 +35,14 @@ class WindowRing:
     def bucket_of(self, t: float) -> int:
         return math.floor(t / self.width)
 
+    def live_bucket(self, t: float, now: float) -> int | None:
+        """The bucket a batch stamped ``t`` is counted in at ``now``, or None when it is older
+        than the window (a bucket the window has left; a stamp in the future has its bucket)."""
+        bid = self.bucket_of(t)
+        if bid <= max(self.bucket_of(now), bid) - self.n_buckets:
+            return None
+        return bid
+
     def _evict(self, current: int) -> None:
         oldest = current - self.n_buckets
         for bid in [b for b in self._buckets if b <= oldest]:
@@ -44,10 +52,9 @@ class WindowRing:
 
     def add(self, delta: Delta, batch: Batch | None, t: float, now: float) -> bool:
         """Count a batch stamped ``t``; returns False if it is older than the window."""
-        current = max(self.bucket_of(now), self.bucket_of(t))
         self._evict(self.bucket_of(now))
-        bid = self.bucket_of(t)
-        if bid <= current - self.n_buckets:
+        bid = self.live_bucket(t, now)
+        if bid is None:
             return False
         self._version += 1
         bucket = self._buckets.get(bid)

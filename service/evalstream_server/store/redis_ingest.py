@@ -138,7 +138,7 @@ class IngestMixin:
         targets = [(self.keys.of(name, "cum"), 0)]
         for ring in cached.record.engine.windows.values():
             where = window_target(self.keys, name, ring, t, now)
-            if where is not None:  # else older than the window, as WindowRing.add
+            if where is not None:  # else older than the window (WindowRing.live_bucket)
                 targets.append(where)
         parts = cached.layout.parts(compute_delta(spec, batch))
         return Entry(

@@ -59,9 +59,9 @@ Target = tuple[str, int, Any]  # key, expireat (0: never), delta (shared objects
 
 def window_target(keys: Keys, stream: str, ring: WindowRing, t: float, now: float):
     """``(bucket key, expireat)`` of what is stamped ``t`` in ``ring`` at ``now``, or None when it
-    is older than the window (as ``WindowRing.add``)."""
-    bid = ring.bucket_of(t)
-    if bid <= max(ring.bucket_of(now), bid) - ring.n_buckets:
+    is older than the window (``WindowRing.live_bucket``, the rule of ``WindowRing.add``)."""
+    bid = ring.live_bucket(t, now)
+    if bid is None:
         return None
     expireat = math.ceil((bid + ring.n_buckets + 1) * ring.width)
     return keys.bucket(stream, ring.seconds, bid), expireat
