@@ -106,8 +106,8 @@ class EvalstreamCollector(Collector):
         """The join table status, fresh for this scrape.
 
         It changes without a new version only while predictions are pending (their age grows,
-        and they expire): then it is read again (one state copy: ``report_context`` has no
-        cheaper way to it); with nothing pending it only changes with the version."""
+        and they expire): then it is read again; with nothing pending it only changes with the
+        version."""
         hit = self._status.get(record.name)
         engine = record.engine
         if hit is not None and hit[0] == (id(engine), engine.version) and not hit[1]["pending"]:
@@ -118,7 +118,7 @@ class EvalstreamCollector(Collector):
             and threading.current_thread() is not self._thread
         ):
             return hit[1]  # a scrape with a background refresh: as of the last sweep
-        _, _, labels = self.store.report_context(record.name, record.spec.prior_reference)
+        labels = self.store.label_status(record.name)
         if labels is not None:
             self._status[record.name] = ((id(engine), engine.version), labels)
         return labels

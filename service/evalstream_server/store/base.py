@@ -213,9 +213,13 @@ class Store(abc.ABC):
         where the store keeps no predictions awaiting labels)."""
         state = self.state(name, window)
         reference = self.get(name).spec.prior_reference
-        if same_window(window, reference):
-            return state, None, None
-        return state, self.state(name, reference), None
+        ref = None if same_window(window, reference) else self.state(name, reference)
+        return state, ref, self.label_status(name)
+
+    def label_status(self, name: str) -> dict[str, Any] | None:
+        """The stream's join table of predictions awaiting labels, as
+        ``StreamEngine.label_status`` (None where the store keeps none)."""
+        return None
 
     def flush(self) -> None:  # noqa: B027 - optional hook
         """Make every batch ingested so far durable (acks are sent after this returns)."""

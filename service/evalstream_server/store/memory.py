@@ -174,6 +174,10 @@ class MemoryStore(Store):
             ref = None if same_window(window, reference) else engine.state(reference)
             return state, ref, engine.label_status()
 
+    def label_status(self, name: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self.get(name).engine.label_status()
+
     def report(
         self, name: str, window: str, curves: bool = False, max_points: int = 200
     ) -> dict[str, Any]:

@@ -114,7 +114,7 @@ class QueryMixin:
         state, age, reason = self._merged(name, window)
         reference = self.get(name).spec.prior_reference
         ref = None if same_window(window, reference) else self._merged(name, reference)[0]
-        return state, ref, self.label_status(name), age, reason  # type: ignore[attr-defined]
+        return state, ref, self.label_status(name), age, reason
 
     def report(
         self, name: str, window: str, curves: bool = False, max_points: int = 200
