@@ -208,3 +208,61 @@ def test_a_cancelled_commit_waiter_does_not_kill_the_writer(tmp_path):
     assert store._writer.is_alive() and store.broken is None
     store.close()
     assert DurableStore(tmp_path).state("b", "cumulative").n_samples == 2
+
+
+def test_a_database_written_before_delayed_labels_is_migrated_and_replayed(tmp_path):
+    """A data dir of the previous version (batches without kind and ids columns, states without
+    the label-free fields) opens: its batches replay, and predictions and labels work on it."""
+    import json
+    import sqlite3
+
+    from evalstream_server.engine import State
+    from evalstream_server.engine.counting import ADDED_FIELDS
+
+    spec = StreamSpec(task="binary", name="old")
+    old_spec = {k: v for k, v in spec.to_dict().items() if k not in (
+        "low_confidence", "prior_reference", "pending_retention", "max_pending")}  # fmt: skip
+    db = sqlite3.connect(tmp_path / "evalstream.db")
+    db.executescript(
+        """
+        CREATE TABLE streams (name TEXT PRIMARY KEY, spec TEXT NOT NULL,
+            create_time REAL NOT NULL, tenant TEXT NOT NULL DEFAULT '');
+        CREATE TABLE producers (stream TEXT NOT NULL, producer TEXT NOT NULL,
+            last_seq INTEGER NOT NULL, PRIMARY KEY (stream, producer));
+        CREATE TABLE outcomes (stream TEXT NOT NULL, producer TEXT NOT NULL, seq INTEGER NOT NULL,
+            outcome TEXT NOT NULL, PRIMARY KEY (stream, producer, seq));
+        CREATE TABLE batches (id INTEGER PRIMARY KEY AUTOINCREMENT, stream TEXT NOT NULL, ts REAL,
+            now REAL NOT NULL, n INTEGER NOT NULL, labels BLOB NOT NULL, scores BLOB NOT NULL,
+            weights BLOB);
+        CREATE TABLE snapshots (stream TEXT PRIMARY KEY, batch_id INTEGER NOT NULL,
+            engine BLOB NOT NULL, update_time REAL, time REAL NOT NULL);
+        """
+    )
+    y = np.array([0, 1, 1, 0], dtype=np.uint8).reshape(4, 1)
+    p = np.array([0.1, 0.8, 0.7, 0.4], dtype=np.float32).reshape(4, 1)
+    db.execute("INSERT INTO streams VALUES ('old', ?, 1.0, '')", (json.dumps(old_spec),))
+    db.execute(
+        "INSERT INTO batches (stream, ts, now, n, labels, scores) "
+        "VALUES ('old', NULL, 2.0, 4, ?, ?)",
+        (y.tobytes(), p.tobytes()),
+    )
+    db.execute("INSERT INTO producers VALUES ('old', 'p', 1)")
+    db.commit()
+    db.close()
+    store = DurableStore(tmp_path, clock=Clock())
+    state = store.state("old", "cumulative")
+    assert state.n_samples == 4
+    assert store.report("old", "cumulative")["roc_auc"]["binary"]["value"] == 1.0
+    engine = store.get("old").engine
+    out = store.ingest("old", "p", 2, engine.validate_predictions(["a"], [0.9]), None)
+    assert out.status == "accepted" and out.join["added"] == 1
+    out = store.ingest("old", "p", 3, engine.validate_labels(["a"], [1]), None)
+    assert out.join["matched"] == 1
+    store.close()
+    assert DurableStore(tmp_path).state("old", "cumulative").n_samples == 5
+    # a state written before the label-free fields loads with them at zero
+    old = state.copy()
+    old.counts = {k: v for k, v in old.counts.items() if k not in ADDED_FIELDS}
+    loaded = State.from_bytes(old.to_bytes())
+    assert all(not loaded.counts[k].any() for k in ADDED_FIELDS)
+    assert all(np.array_equal(loaded.counts[k], v) for k, v in old.counts.items())
