@@ -171,17 +171,20 @@ class StreamEngine:
         self, ring: WindowRing, joined: Batch, delta: Delta, times: np.ndarray, now: float
     ) -> None:
         """Add joined pairs to a window, each in the bucket of its prediction's time."""
-        buckets = np.floor(times / ring.width)
+        buckets = ring.buckets_of(times)
         first = buckets[0]
         if (buckets == first).all():
             ring.add(delta, joined, float(times.max()), now)
             return
         for bid in np.unique(buckets):
             rows = np.flatnonzero(buckets == bid)
+            t = float(times[rows].max())
+            if ring.live_bucket(t, now) is None:
+                continue  # older than the window: no delta to compute
             part = Batch(labels=joined.labels[rows], scores=joined.scores[rows], weights=None)
             sub = compute_delta(self.spec, part, predictions=False)
             sub.update(delay_delta(now - times[rows]))
-            ring.add(sub, part, float(times[rows].max()), now)
+            ring.add(sub, part, t, now)
 
     def _changed(self, now: float) -> None:
         self.n_batches += 1

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .batch import Batch
 from .counting import Delta
 from .spec import StreamSpec
@@ -34,6 +36,10 @@ class WindowRing:
 
     def bucket_of(self, t: float) -> int:
         return math.floor(t / self.width)
+
+    def buckets_of(self, times: np.ndarray) -> np.ndarray:
+        """``bucket_of`` of each time (int64)."""
+        return np.floor(np.asarray(times, dtype=np.float64) / self.width).astype(np.int64)
 
     def live_bucket(self, t: float, now: float) -> int | None:
         """The bucket a batch stamped ``t`` is counted in at ``now``, or None when it is older
