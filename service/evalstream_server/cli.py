@@ -120,6 +120,12 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--token-file", help="lines of tenant:token (EVALSTREAM_TOKENS adds more)")
     p.add_argument("--stream-rate", type=float, help="samples/s per stream (0 = unlimited)")
     p.add_argument("--tenant-rate", type=float, help="samples/s per tenant (0 = unlimited)")
+    p.add_argument(
+        "--max-clock-skew",
+        type=float,
+        metavar="SECONDS",
+        help="refuse batches whose event_time lies further ahead of the server clock (default 300)",
+    )
 
 
 @_command("serve")
@@ -151,6 +157,7 @@ def _serve(args: argparse.Namespace) -> int:
         "token_file",
         "stream_rate",
         "tenant_rate",
+        "max_clock_skew",
     )
     settings = Settings.from_env(**{k: getattr(args, k) for k in keys})
     configure_logging(settings.log_level, settings.log_format)

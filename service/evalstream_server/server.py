@@ -96,6 +96,7 @@ async def start_server(settings: Settings, store: MemoryStore | None = None) -> 
         max_batch_rows=settings.max_batch_rows,
         max_classes=settings.max_classes,
         max_windows=settings.max_windows,
+        max_clock_skew=settings.max_clock_skew,
     )
     limiter = RateLimiter(settings.stream_rate, settings.tenant_rate, settings.rate_burst_seconds)
     authenticator = Authenticator(load_tokens(settings.token_file))

@@ -39,6 +39,8 @@ class Settings:
     stream_rate: float = 0.0  # samples per second per stream; 0 = unlimited
     tenant_rate: float = 0.0  # samples per second per tenant; 0 = unlimited
     rate_burst_seconds: float = 2.0  # a bucket holds this many seconds of its rate
+    # a batch's event_time may lie at most this many seconds after the server clock
+    max_clock_skew: float = 300.0
     token_file: str = ""  # lines of tenant:token; EVALSTREAM_TOKENS adds more
     tls_cert: str = ""
     tls_key: str = ""

@@ -94,10 +94,55 @@ def test_future_stamped_batch_appears_when_its_time_comes():
     spec = StreamSpec(task="binary", windows=("1m",), window_buckets=6)
     clock = FakeClock(600.0)
     eng = StreamEngine(spec, clock=clock)
-    eng.update([0, 1], [0.2, 0.9], timestamp=700.0)
+    eng.update([0, 1], [0.2, 0.9], timestamp=650.0)
     assert eng.state("1m").n_samples == 0
-    clock.t = 705.0
+    clock.t = 655.0
     assert eng.state("1m").n_samples == 2
+
+
+def test_a_stamp_more_than_a_span_ahead_is_refused_and_changes_nothing():
+    spec = StreamSpec(task="binary", windows=("1m", "1h"), window_buckets=6)
+    eng = StreamEngine(spec, clock=FakeClock(600.0))
+    with pytest.raises(InvalidInputError, match=r"timestamp: .*window '1m' \(60 s\).*ahead"):
+        eng.update([0, 1], [0.2, 0.9], timestamp=670.0)  # bucket 67 > 60 + 6
+    assert eng.report()["n_samples"] == 0 and eng.n_batches == 0
+    with pytest.raises(InvalidInputError, match=r"at most 5 s after the server clock"):
+        eng.event_time(606.0, 600.0, max_skew=5.0)
+    assert eng.event_time(605.0, 600.0, max_skew=5.0) == 605.0
+    assert eng.event_time(None, 600.0, max_skew=5.0) == 600.0
+
+
+def test_a_producer_stamping_the_future_cannot_grow_a_window():
+    """The issue's reproduction (K = 10, a 1h window, one-row batches stamped 10 minutes apart
+    into the future, then ordinary batches): the ring never holds more than twice its bucket
+    count, every stamp beyond one span is refused, and the window equals the batches it kept."""
+    spec = StreamSpec(
+        task="multiclass", classes=[f"c{i}" for i in range(10)], windows=("1h",), name="f"
+    )
+    clock = FakeClock(1_000_000.0)
+    eng = StreamEngine(spec, clock=clock)
+    ring = eng.windows["1h"]
+    rng = np.random.default_rng(0)
+    kept, refused = [], 0
+    for i in range(1, 351):
+        y, s = rng.integers(0, 10, 1), rng.dirichlet(np.ones(10), 1)
+        try:
+            eng.update(y, s, timestamp=clock.t + 600.0 * i)
+            kept.append((clock.t + 600.0 * i, y, s))
+        except InvalidInputError:
+            refused += 1
+        assert len(ring.buckets()) <= ring.max_buckets == 24
+    assert len(kept) == 6 and refused == 344  # up to one span (an hour) ahead
+    for _ in range(50):
+        clock.t += 60.0
+        eng.update(rng.integers(0, 10, 100), rng.dirichlet(np.ones(10), 100))
+        assert len(ring.buckets()) <= ring.max_buckets
+    assert eng.report()["n_samples"] == 6 + 5000
+    clock.t = 1_000_000.0 + 3600.0  # the kept future batches have come into the window
+    current = ring.bucket_of(clock.t)
+    fed = [(t, 1) for t, _, _ in kept] + [(1_000_000.0 + 60.0 * k, 100) for k in range(1, 51)]
+    want = sum(n for t, n in fed if current - 12 < ring.bucket_of(t) <= current)
+    assert eng.state("1h").n_samples == want == 6 + 47 * 100  # 3 old minutes left
 
 
 def test_live_bucket_is_where_add_counts_a_batch():
@@ -107,7 +152,9 @@ def test_live_bucket_is_where_add_counts_a_batch():
     assert ring.live_bucket(now, now) == 60
     assert ring.live_bucket(550.0, now) == 55  # the oldest bucket still in the window
     assert ring.live_bucket(549.9, now) is None  # older than the window
-    assert ring.live_bucket(700.0, now) == 70  # stamped in the future: its own bucket
+    assert ring.live_bucket(650.0, now) == 65  # stamped in the future: its own bucket
+    assert ring.live_bucket(669.9, now) == 66  # up to one span ahead
+    assert ring.live_bucket(670.0, now) is None  # further ahead: not kept
     batch = make_batch(spec, [0, 1], [0.2, 0.9])
     rng = np.random.default_rng(3)
     for _ in range(200):  # add counts a batch exactly where live_bucket says, or refuses it
@@ -116,7 +163,11 @@ def test_live_bucket_is_where_add_counts_a_batch():
         now = float(rng.uniform(0, 10_000))
         t = now + float(rng.choice([-1, 1])) * float(rng.exponential(60.0))
         want = ring.live_bucket(t, now)
-        eng.ingest(batch, timestamp=t, now=now)
+        if ring.too_far_ahead(t, now):
+            with pytest.raises(InvalidInputError, match="timestamp"):
+                eng.ingest(batch, timestamp=t, now=now)
+        else:
+            eng.ingest(batch, timestamp=t, now=now)
         assert list(ring.buckets()) == ([] if want is None else [want]), (t, now)
 
 

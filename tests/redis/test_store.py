@@ -334,3 +334,44 @@ def test_sparse_chunks_round_trip(seed):
     assert listed == 2 * got_idx.size
     with pytest.raises(ValueError, match="sparse log"):
         decode_log(log[:-1], size)
+
+
+def test_a_stamp_beyond_one_window_span_is_refused_like_the_embedded_store(redis_server):
+    """A producer stamping batches far in the future: refused (its number consumed) by Redis
+    replicas exactly as by the memory store, so no window key is written past one span ahead."""
+    clock = FakeTime(float(int(time.time())))  # Redis expires window keys on its own clock
+    spec = StreamSpec(task="binary", windows=("1m",), window_buckets=6, name="s")
+    a, oracle = _store(redis_server.url, clock), MemoryStore(clock=clock)
+    try:
+        for store in (a, oracle):
+            store.create(spec)
+        batch = make_batch(spec, [0, 1], [0.2, 0.9])
+        outcomes = {}
+        for store in (a, oracle):
+            outcomes[store] = [
+                store.ingest("s", "p", i, batch, clock.t + 30.0 * i) for i in range(1, 5)
+            ]
+        a.flush()
+        got, want = outcomes[a], outcomes[oracle]
+        assert (
+            [o.status for o in got]
+            == [o.status for o in want]
+            == ["accepted"] * 2 + ["rejected"] * 2
+        )
+        assert got[2].error_code == want[2].error_code == 3  # INVALID_ARGUMENT
+        assert "window '1m'" in got[2].error_message
+        assert a.expected_sequence("s", "p") == 5
+        keys = [k for k in redis_server.client().keys("*") if b"win" in k]
+        assert len(keys) <= 2 * 6
+        clock.t += 60.0
+        _assert_same(a.state("s", "1m"), oracle.state("s", "1m"), weighted=False)
+    finally:
+        a.close()
+
+
+class FakeTime:
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t

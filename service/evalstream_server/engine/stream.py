@@ -96,9 +96,7 @@ class StreamEngine:
 
         ``now`` overrides the clock (replaying a log reproduces the windows exactly)."""
         now = self.clock() if now is None else now
-        t = now if timestamp is None else float(timestamp)
-        if not np.isfinite(t):
-            raise InvalidInputError("timestamp", "a finite number of seconds", repr(timestamp))
+        t = self.event_time(timestamp, now)
         self.cumulative.check_capacity(batch.n)
         delta = compute_delta(self.spec, batch)
         self.cumulative.add_delta(delta, batch)
@@ -108,6 +106,40 @@ class StreamEngine:
         self.version += 1
         self.last_ingest_time = now
         return batch.n
+
+    def event_time(
+        self,
+        timestamp: float | None,
+        now: float,
+        max_skew: float | None = None,
+        field: str = "timestamp",
+    ) -> float:
+        """The time a batch stamped ``timestamp`` (None: ``now``) is counted at.
+
+        Raises ``InvalidInputError`` naming ``field`` for a stamp that is not finite, that lies
+        more than ``max_skew`` seconds after ``now`` (None: no such bound), or that lies more than
+        a window's span after ``now`` (its ring would not keep it: ``WindowRing.live_bucket``).
+        """
+        t = now if timestamp is None else float(timestamp)
+        if not np.isfinite(t):
+            raise InvalidInputError(field, "a finite number of seconds", repr(timestamp))
+        if max_skew is not None and t - now > max_skew:
+            raise InvalidInputError(
+                field,
+                f"a time at most {max_skew:g} s after the server clock ({now:.3f})",
+                f"{t:.3f} ({t - now:.3f} s ahead)",
+                "fix the producer's clock or send the batch without its own time",
+            )
+        for name, ring in self.windows.items():
+            if ring.too_far_ahead(t, now):
+                raise InvalidInputError(
+                    field,
+                    f"a time at most one span of the window {name!r} ({ring.seconds} s) after "
+                    f"the server clock ({now:.3f})",
+                    f"{t:.3f} ({t - now:.3f} s ahead)",
+                    "fix the producer's clock or send the batch without its own time",
+                )
+        return t
 
     def update(
         self, y_true: Any, y_score: Any, sample_weight: Any = None, timestamp: float | None = None
@@ -129,9 +161,7 @@ class StreamEngine:
 
         Rows whose id is pending or was seen before are ignored (counted as duplicates)."""
         now = self.clock() if now is None else now
-        t = now if timestamp is None else float(timestamp)
-        if not np.isfinite(t):
-            raise InvalidInputError("timestamp", "a finite number of seconds", repr(timestamp))
+        t = self.event_time(timestamp, now)
         self.pending.expire(now)
         keep = self.pending.add(batch.ids, batch.scores, t, now)
         added = int(keep.sum())

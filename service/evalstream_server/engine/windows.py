@@ -5,6 +5,11 @@ A window of duration D with N buckets covers the buckets ``(now_bucket - N, now_
 older buckets are kept as their non-zero entries, since most bins of a bucket are empty. The
 window's state is the sum of its live buckets, computed at query time and cached until the next
 write or bucket boundary, so it equals an engine fed only that window's batches (tested).
+
+A batch stamped in the future gets its own bucket and becomes visible when its time comes, but
+only up to one window span ahead: the ring holds the buckets ``(now_bucket - N, now_bucket + N]``
+and never more, so its memory is bounded whatever producers stamp (``StreamEngine`` refuses a
+stamp further ahead with an error instead of dropping it).
 """
 
 from __future__ import annotations
@@ -41,13 +46,24 @@ class WindowRing:
         """``bucket_of`` of each time (int64)."""
         return np.floor(np.asarray(times, dtype=np.float64) / self.width).astype(np.int64)
 
+    @property
+    def max_buckets(self) -> int:
+        """The most buckets the ring ever holds: its span and as much again ahead of now."""
+        return 2 * self.n_buckets
+
     def live_bucket(self, t: float, now: float) -> int | None:
         """The bucket a batch stamped ``t`` is counted in at ``now``, or None when it is older
-        than the window (a bucket the window has left; a stamp in the future has its bucket)."""
+        than the window (a bucket the window has left) or more than one span in the future (a
+        stamp in the nearer future has its own bucket)."""
         bid = self.bucket_of(t)
-        if bid <= max(self.bucket_of(now), bid) - self.n_buckets:
+        current = self.bucket_of(now)
+        if bid <= current - self.n_buckets or bid > current + self.n_buckets:
             return None
         return bid
+
+    def too_far_ahead(self, t: float, now: float) -> bool:
+        """Whether ``t`` lies more than one span after ``now`` (the ring would not keep it)."""
+        return self.bucket_of(t) > self.bucket_of(now) + self.n_buckets
 
     def _evict(self, current: int) -> None:
         oldest = current - self.n_buckets
@@ -57,7 +73,8 @@ class WindowRing:
                 self._open = None
 
     def add(self, delta: Delta, batch: Batch | None, t: float, now: float) -> bool:
-        """Count a batch stamped ``t``; returns False if it is older than the window."""
+        """Count a batch stamped ``t``; returns False if the ring does not keep it (older than the
+        window, or more than one span ahead: ``live_bucket``)."""
         self._evict(self.bucket_of(now))
         bid = self.live_bucket(t, now)
         if bid is None:

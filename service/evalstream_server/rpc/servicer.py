@@ -59,6 +59,7 @@ class ServiceLimits:
     max_windows: int = 8
     max_curve_points: int = 10000
     min_watch_interval: float = 0.1
+    max_clock_skew: float = 300.0  # seconds a batch's event_time may lie ahead of the server
 
 
 class EvalstreamServicer:
@@ -158,12 +159,16 @@ class EvalstreamServicer:
                     req.stream, req.producer_id, req.sequence, None, None, expected=expected
                 )
                 return _fill(result, outcome)
+        ts = convert.seconds(req.event_time) if req.HasField("event_time") else None
         try:
             if req.sequence and not req.producer_id:
                 raise InvalidInputError(
                     "producer_id", "a producer id when sequence is set", "an empty producer id"
                 )
             batch = self._decode(req, kind, record)
+            if ts is not None and kind != _Kind.LABELS:  # labels count at their prediction's time
+                skew = self.limits.max_clock_skew
+                record.engine.event_time(ts, self.store.clock(), skew, field="event_time")
         except (InvalidInputError, LimitExceededError) as exc:
             exc = _wire_names(exc)
             if not req.sequence:  # unsequenced: nothing to consume, just reject
@@ -173,7 +178,6 @@ class EvalstreamServicer:
                 result.error_message = message
                 return result
             batch = exc
-        ts = convert.seconds(req.event_time) if req.HasField("event_time") else None
         if not isinstance(batch, Exception) and self._rate_limited(
             req, record, batch.n, expected, result
         ):

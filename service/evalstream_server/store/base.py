@@ -8,6 +8,8 @@ which one they talk to.
 from __future__ import annotations
 
 import abc
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -142,6 +144,8 @@ class StreamRecord:
 
 class Store(abc.ABC):
     """Interface every store implements. Methods are thread-safe."""
+
+    clock: Callable[[], float] = time.time  # the server clock that windows slide with
 
     @abc.abstractmethod
     def create(self, spec: StreamSpec, tenant: str = "") -> StreamRecord: ...

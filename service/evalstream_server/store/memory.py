@@ -9,6 +9,7 @@ from dataclasses import asdict
 from typing import Any
 
 from ..engine import (
+    CapacityError,
     InvalidInputError,
     LabelBatch,
     PredictionBatch,
@@ -154,8 +155,10 @@ class MemoryStore(Store):
                 join = asdict(record.engine.ingest_labels(batch, now=now))
             else:
                 record.engine.ingest(batch, timestamp, now=now)
-        except InvalidInputError as exc:  # e.g. the exact-resolution cap
+        except CapacityError as exc:  # the exact-resolution cap
             return BatchOutcome("rejected", error_code=RESOURCE_EXHAUSTED, error_message=str(exc))
+        except InvalidInputError as exc:  # e.g. a time its windows would not keep
+            return rejected_outcome(exc)
         record.update_time = now
         return BatchOutcome("accepted", samples=batch.n, join=join)
 

@@ -97,6 +97,11 @@ class IngestMixin:
             if batch is None:
                 raise ValueError("a batch is needed for the expected sequence number")
             now = self.clock()
+            if isinstance(batch, Batch | PredictionBatch):
+                try:  # a time the windows would not keep (WindowRing.live_bucket)
+                    cached.record.engine.event_time(timestamp, now)
+                except InvalidInputError as err:
+                    batch = err
             if isinstance(batch, LabelBatch) or (
                 isinstance(batch, PredictionBatch)
                 and (timestamp is None or math.isfinite(timestamp))

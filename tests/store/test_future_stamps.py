@@ -1,0 +1,108 @@
+"""A producer stamping batches in the future cannot brick the durable store (issue 13, item 1).
+
+The reproduction, scaled down: on a K = 10 stream with a 1h window, one-row batches stamped 10
+minutes apart into the future, then ordinary batches, with periodic snapshots. Before the fix every
+future bucket was kept (and snapshotted dense) until SQLite refused the blob and every stream of
+the server answered UNAVAILABLE, also after a restart.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import grpc
+import numpy as np
+from evalstream.v1 import evalstream_service_pb2 as pb
+from evalstream.v1 import evalstream_service_pb2_grpc as rpc
+from evalstream.v1 import ingest_pb2, stream_pb2
+from evalstream_server.engine import State
+from evalstream_server.server import ServerThread
+from evalstream_server.settings import Settings
+from evalstream_server.store.durable import DurableStore
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from ..engine.test_merge_properties import _assert_same
+from ..service.conftest import create, ingest, tensor
+
+K = 10
+FUTURE = 50  # the issue sent 350
+BINS_2 = stream_pb2.Resolution(binned=stream_pb2.Resolution.Binned(mantissa_bits=2))
+INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT.value[0]
+
+
+def _stamp(t: float) -> Timestamp:
+    ts = Timestamp()
+    ts.FromNanoseconds(int(t * 1e9))
+    return ts
+
+
+def _batch(rng, name: str, seq: int, rows: int, t: float | None = None) -> pb.IngestRequest:
+    y = rng.integers(0, K, rows).astype(np.int32)
+    p = rng.dirichlet(np.ones(K), rows).astype(np.float32)
+    req = pb.IngestRequest(
+        stream=name, producer_id="p", sequence=seq, scores=tensor(p), labels=tensor(y)
+    )
+    if t is not None:
+        req.event_time.CopyFrom(_stamp(t))
+    return req
+
+
+def _flood_the_future(tmp_path, skew: float) -> tuple[list, list, DurableStore]:
+    store = DurableStore(tmp_path, snapshot_every=10)
+    srv = ServerThread(
+        Settings(grpc_port=0, metrics_port=-1, max_clock_skew=skew), store=store
+    ).start()
+    try:
+        with grpc.insecure_channel(srv.target) as ch:
+            stub = rpc.EvalstreamServiceStub(ch)
+            classes = [f"c{i}" for i in range(K)]
+            for name in ("victim", "bystander"):
+                create(stub, name, classes=classes, windows=["1h"], resolution=BINS_2)
+            rng = np.random.default_rng(13)
+            now = time.time()
+            future = [_batch(rng, "victim", i, 1, now + 600.0 * i) for i in range(1, FUTURE + 1)]
+            hostile, _ = ingest(stub, future)
+            ordinary = [_batch(rng, "victim", FUTURE + i, 500) for i in range(1, 31)]
+            ordinary += [_batch(rng, "bystander", i, 500) for i in range(1, 31)]
+            after, _ = ingest(stub, ordinary)
+            ring = store.get("victim").engine.windows["1h"]
+            assert len(ring.buckets()) <= ring.max_buckets == 24
+    finally:
+        srv.stop()  # closes the store: a final snapshot of every stream
+    return hostile, after, store
+
+
+def test_future_batches_beyond_the_skew_are_refused_naming_event_time(tmp_path):
+    hostile, after, _ = _flood_the_future(tmp_path, skew=300.0)
+    assert all(r.status == ingest_pb2.BATCH_STATUS_REJECTED for r in hostile)
+    first = hostile[0]
+    assert first.error_code == INVALID_ARGUMENT
+    assert first.error_message.startswith("event_time: expected a time at most 300 s after")
+    assert re.search(r"received \d+\.\d{3} \((599|600)\.\d{3} s ahead\)", first.error_message)
+    # a refused batch consumes its number, like any invalid batch: the producer goes on
+    assert all(r.status == ingest_pb2.BATCH_STATUS_ACCEPTED for r in after)
+    again = DurableStore(tmp_path)
+    assert again.state("victim", "cumulative").n_samples == 30 * 500
+    assert again.state("bystander", "1h").n_samples == 30 * 500
+    again.close()
+
+
+def test_without_a_skew_bound_a_window_still_keeps_at_most_one_span_ahead(tmp_path):
+    """With the skew setting out of the way the ring's own bound holds: one span (an hour) of
+    future buckets is kept, the rest refused; snapshots stay small and a restart restores the
+    same state."""
+    hostile, after, store = _flood_the_future(tmp_path, skew=1e9)
+    statuses = [r.status for r in hostile]
+    assert statuses[:6] == [ingest_pb2.BATCH_STATUS_ACCEPTED] * 6
+    assert set(statuses[6:]) == {ingest_pb2.BATCH_STATUS_REJECTED}
+    assert "window '1h' (3600 s)" in hostile[6].error_message
+    assert hostile[6].error_message.startswith("event_time: expected")
+    assert all(r.status == ingest_pb2.BATCH_STATUS_ACCEPTED for r in after)
+    dense = State(store.get("victim").spec).nbytes
+    again = DurableStore(tmp_path)
+    (blob,) = again._db.execute("SELECT engine FROM snapshots WHERE stream = 'victim'").fetchone()
+    assert len(blob) < (1 + 24 + 1) * dense  # cumulative and at most 24 buckets
+    assert again.state("victim", "cumulative").n_samples == 6 + 30 * 500
+    _assert_same(again.state("victim", "cumulative"), store.get("victim").engine.cumulative)
+    again.close()
