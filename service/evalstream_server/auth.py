@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import hmac
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 
 __all__ = ["Authenticator", "AuthError", "load_tokens", "server_credentials"]
+
+_TENANT = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 class AuthError(Exception):
@@ -47,6 +50,11 @@ def load_tokens(path: str = "", env: str | None = None) -> dict[str, str]:
         pairs.append((tenant, token))
     tokens: dict[str, str] = {}
     for tenant, token in pairs:
+        if not _TENANT.match(tenant):  # a tenant name is part of the keys its streams live under
+            raise ValueError(
+                f"tenant {tenant[:70]!r}: expected 1 to 64 characters from letters, digits "
+                "and . _ -"
+            )
         if len(token) < 16:
             raise ValueError(
                 f"token of tenant {tenant!r}: expected at least 16 characters, "

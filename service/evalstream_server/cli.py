@@ -126,6 +126,9 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         metavar="SECONDS",
         help="refuse batches whose event_time lies further ahead of the server clock (default 300)",
     )
+    p.add_argument(
+        "--max-streams-per-tenant", type=int, help="streams one tenant may have (0: no quota)"
+    )
 
 
 @_command("serve")
@@ -144,6 +147,7 @@ def _serve(args: argparse.Namespace) -> int:
         "data_dir",
         "store",
         "max_streams",
+        "max_streams_per_tenant",
         "max_classes",
         "max_batch_rows",
         "max_class_series",

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from .auth import Authenticator, load_tokens, server_credentials
 from .exporters import EvalstreamCollector
+from .quotas import TenantQuotas
 from .ratelimit import RateLimiter
 from .rpc.servicer import SERVICE_NAME, EvalstreamServicer, ServiceLimits, method_handlers
 from .settings import Settings
@@ -100,7 +101,8 @@ async def start_server(settings: Settings, store: MemoryStore | None = None) -> 
     )
     limiter = RateLimiter(settings.stream_rate, settings.tenant_rate, settings.rate_burst_seconds)
     authenticator = Authenticator(load_tokens(settings.token_file))
-    servicer = EvalstreamServicer(store, limits, limiter)
+    quotas = TenantQuotas(streams=settings.max_streams_per_tenant)
+    servicer = EvalstreamServicer(store, limits, limiter, quotas)
     server.add_generic_rpc_handlers((method_handlers(servicer, authenticator),))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

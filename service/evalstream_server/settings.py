@@ -27,6 +27,7 @@ class Settings:
     max_receive_bytes: int = 4 * 1024 * 1024
     max_send_bytes: int = 64 * 1024 * 1024
     max_streams: int = 1000
+    max_streams_per_tenant: int = 0  # streams one tenant may have; 0 = only max_streams
     max_classes: int = 1000
     max_windows: int = 8
     max_batch_rows: int = 65536

@@ -190,45 +190,6 @@ def test_tokens_are_required_and_checked(tenants):
         assert _health(ch) == health_pb2.HealthCheckResponse.SERVING
 
 
-def test_streams_are_scoped_per_tenant(tenants):
-    ch_a, a, meta_a = _stub(tenants, TOKEN_A)
-    ch_b, b, meta_b = _stub(tenants, TOKEN_B)
-    with ch_a, ch_b:
-        a.CreateStream(_cfg("a-only"), metadata=meta_a, timeout=5)
-        names_a = [
-            s.config.name
-            for s in a.ListStreams(pb.ListStreamsRequest(), metadata=meta_a, timeout=5).streams
-        ]
-        names_b = [
-            s.config.name
-            for s in b.ListStreams(pb.ListStreamsRequest(), metadata=meta_b, timeout=5).streams
-        ]
-        assert "a-only" in names_a and "a-only" not in names_b
-        for call, req in (
-            (b.GetStream, pb.GetStreamRequest(name="a-only")),
-            (b.GetReport, pb.GetReportRequest(stream="a-only")),
-            (b.DeleteStream, pb.DeleteStreamRequest(name="a-only")),
-            (b.ResetStream, pb.ResetStreamRequest(name="a-only")),
-        ):
-            with pytest.raises(grpc.RpcError) as info:
-                call(req, metadata=meta_b, timeout=5)
-            assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
-        y = np.array([0, 1], np.int32)
-        s = np.array([0.2, 0.9], np.float32)
-        req = pb.IngestRequest(
-            stream="a-only", producer_id="p", sequence=1, scores=tensor(s), labels=tensor(y)
-        )
-        (res,) = [
-            r for resp in b.Ingest(iter([req]), metadata=meta_b, timeout=5) for r in resp.results
-        ]
-        assert res.status == ingest_pb2.BATCH_STATUS_REJECTED
-        assert res.error_code == grpc.StatusCode.PERMISSION_DENIED.value[0]
-        (res,) = [
-            r for resp in a.Ingest(iter([req]), metadata=meta_a, timeout=5) for r in resp.results
-        ]
-        assert res.status == ingest_pb2.BATCH_STATUS_ACCEPTED  # B's attempt consumed nothing
-
-
 def test_token_file_errors_are_clear(tmp_path):
     bad = tmp_path / "tokens"
     bad.write_text("no-colon-here\n")

@@ -25,10 +25,19 @@ from evalstream.v1 import (
 )
 from google.protobuf.message import Message
 
-from ..auth import Authenticator, AuthError
+from ..auth import Authenticator
 from ..engine import InvalidInputError
+from ..quotas import TenantQuotas
 from ..ratelimit import RateLimiter
-from ..store import BatchOutcome, LimitExceededError, NotFoundError, Store, StreamRecord
+from ..store import (
+    BatchOutcome,
+    LimitExceededError,
+    NotFoundError,
+    Store,
+    StreamRecord,
+    split_key,
+    stream_key,
+)
 from . import convert
 from .errors import status_for
 
@@ -70,19 +79,23 @@ class EvalstreamServicer:
         store: Store,
         limits: ServiceLimits | None = None,
         rate_limiter: RateLimiter | None = None,
+        quotas: TenantQuotas | None = None,
     ) -> None:
         self.store = store
         self.limits = limits or ServiceLimits()
         self.rate_limiter = rate_limiter or RateLimiter()
+        self.quotas = quotas or TenantQuotas()
+
+    @staticmethod
+    def _key(name: str) -> str:
+        """The store's key of the calling tenant's stream ``name``: names are per tenant, so
+        another tenant's stream of that name is not even looked at (NOT_FOUND, as for a name
+        nobody uses, on the same path)."""
+        return stream_key(TENANT.get(), name)
 
     def _record(self, name: str) -> StreamRecord:
-        """The stream, if the calling tenant owns it (PERMISSION_DENIED otherwise)."""
-        record = self.store.get(name)
-        if record.tenant != TENANT.get():
-            raise AuthError(
-                grpc.StatusCode.PERMISSION_DENIED, f"stream {name!r} belongs to another tenant"
-            )
-        return record
+        """The calling tenant's stream ``name`` (``NotFoundError`` if it has none)."""
+        return self.store.get(self._key(name))
 
     # -- streams -------------------------------------------------------------------------------
     async def CreateStream(self, req: pb.CreateStreamRequest, ctx) -> pb.CreateStreamResponse:
@@ -91,7 +104,9 @@ class EvalstreamServicer:
                 "config.windows", self.limits.max_windows, len(req.config.windows)
             )
         spec = convert.spec_from_config(req.config, self.limits.max_classes)
-        record = self.store.create(spec, tenant=TENANT.get())
+        tenant = TENANT.get()
+        self.quotas.check_streams(tenant, self._owned(tenant))
+        record = self.store.create(spec, tenant=tenant)
         log.info("stream created", extra={"stream": spec.name, "task": spec.task})
         return pb.CreateStreamResponse(stream=convert.stream_info(record))
 
@@ -100,37 +115,34 @@ class EvalstreamServicer:
 
     async def ListStreams(self, req: pb.ListStreamsRequest, ctx) -> pb.ListStreamsResponse:
         size = req.page_size or 100
-        tenant = TENANT.get()
-        names = [n for n in self.store.names() if n > req.page_token and self._owner(n) == tenant]
+        names = [n for n in self._names(TENANT.get()) if n > req.page_token]
         page = names[:size]
         out = pb.ListStreamsResponse()
         for name in page:
             try:
-                record = self.store.get(name)
+                out.streams.append(convert.stream_info(self._record(name)))
             except NotFoundError:  # deleted meanwhile
                 continue
-            if record.tenant == TENANT.get():
-                out.streams.append(convert.stream_info(record))
         if len(names) > size:
             out.next_page_token = page[-1]
         return out
 
-    def _owner(self, name: str) -> str | None:
-        try:
-            return self.store.get(name).tenant
-        except NotFoundError:
-            return None
+    def _names(self, tenant: str) -> list[str]:
+        """The names of ``tenant``'s streams, sorted (from the store's keys alone)."""
+        return sorted(name for t, name in map(split_key, self.store.names()) if t == tenant)
+
+    def _owned(self, tenant: str) -> int:
+        """How many streams ``tenant`` has."""
+        return sum(1 for key in self.store.names() if split_key(key)[0] == tenant)
 
     async def DeleteStream(self, req: pb.DeleteStreamRequest, ctx) -> pb.DeleteStreamResponse:
-        self._record(req.name)
-        self.store.delete(req.name)
+        self.store.delete(self._key(req.name))
         self.rate_limiter.forget(TENANT.get(), req.name)
         log.info("stream deleted", extra={"stream": req.name})
         return pb.DeleteStreamResponse()
 
     async def ResetStream(self, req: pb.ResetStreamRequest, ctx) -> pb.ResetStreamResponse:
-        self._record(req.name)
-        record = self.store.reset(req.name, forget_producers=req.forget_producers)
+        record = self.store.reset(self._key(req.name), forget_producers=req.forget_producers)
         return pb.ResetStreamResponse(stream=convert.stream_info(record))
 
     # -- ingest --------------------------------------------------------------------------------
@@ -140,7 +152,7 @@ class EvalstreamServicer:
         )
         try:
             record = self._record(req.stream)
-        except (NotFoundError, AuthError) as exc:
+        except NotFoundError as exc:
             code, message = status_for(exc)
             result.status = ingest_pb2.BATCH_STATUS_REJECTED
             result.error_code = code.value[0]
@@ -153,10 +165,10 @@ class EvalstreamServicer:
         result.samples = max(rows_claimed, 0)
         expected = 0  # the producer's expected sequence: asked once per batch
         if req.sequence and req.producer_id:
-            expected = self.store.expected_sequence(req.stream, req.producer_id)
+            expected = self.store.expected_sequence(record.name, req.producer_id)
             if req.sequence != expected:  # duplicate or gap: answered without reading the data
                 outcome = self.store.ingest(
-                    req.stream, req.producer_id, req.sequence, None, None, expected=expected
+                    record.name, req.producer_id, req.sequence, None, None, expected=expected
                 )
                 return _fill(result, outcome)
         ts = convert.seconds(req.event_time) if req.HasField("event_time") else None
@@ -183,7 +195,7 @@ class EvalstreamServicer:
         ):
             return result
         outcome = self.store.ingest(
-            req.stream, req.producer_id, req.sequence, batch, ts, expected=expected or None
+            record.name, req.producer_id, req.sequence, batch, ts, expected=expected or None
         )
         return _fill(result, outcome)
 
@@ -329,9 +341,9 @@ class EvalstreamServicer:
 
     # -- queries -------------------------------------------------------------------------------
     def _report_json(self, stream: str, window: str, curves: bool, max_points: int) -> str:
-        self._record(stream)
+        key = self._record(stream).name
         points = min(max_points or 200, self.limits.max_curve_points)
-        report = self.store.report(stream, window or "cumulative", curves=curves, max_points=points)
+        report = self.store.report(key, window or "cumulative", curves=curves, max_points=points)
         return json.dumps(report, allow_nan=False, separators=(",", ":"))
 
     async def GetReport(self, req: pb.GetReportRequest, ctx) -> pb.GetReportResponse:
@@ -357,7 +369,7 @@ class EvalstreamServicer:
         )
         points = min(req.max_points or 200, self.limits.max_curve_points)
         d = self.store.curve(
-            req.stream, window, "roc" if kind == curve_pb2.CURVE_KIND_ROC else "pr", target, points
+            record.name, window, "roc" if kind == curve_pb2.CURVE_KIND_ROC else "pr", target, points
         )
         return pb.GetCurveResponse(
             stream=req.stream,

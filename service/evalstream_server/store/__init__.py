@@ -7,6 +7,8 @@ from .base import (
     NotFoundError,
     Store,
     StreamRecord,
+    split_key,
+    stream_key,
 )
 from .memory import MemoryStore
 
@@ -18,4 +20,6 @@ __all__ = [
     "NotFoundError",
     "Store",
     "StreamRecord",
+    "split_key",
+    "stream_key",
 ]

@@ -31,6 +31,8 @@ __all__ = [
     "duplicate_outcome",
     "gap_outcome",
     "rejected_outcome",
+    "split_key",
+    "stream_key",
 ]
 
 Status = Literal["accepted", "duplicate", "rejected"]
@@ -42,12 +44,27 @@ RESOURCE_EXHAUSTED = 8  # the batch exceeds a limit
 OUT_OF_RANGE = 11  # the sequence leaves a gap
 
 
+def stream_key(tenant: str, name: str) -> str:
+    """The key a store files a tenant's stream under: ``tenant/name`` (the name alone for the
+    tenant ``""`` of an open server, so data written before tenants had names of their own keeps
+    its keys). Stream names never hold ``/`` (``StreamSpec``) and tenant names never hold ``/``
+    (``auth.load_tokens``), so two tenants' streams never share a key."""
+    return f"{tenant}/{name}" if tenant else name
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """``(tenant, name)`` of a ``stream_key``."""
+    tenant, _, name = key.rpartition("/")
+    return tenant, name
+
+
 class NotFoundError(KeyError):
-    """No stream of that name."""
+    """No stream of that name (for the caller: another tenant's stream is one it does not
+    have, and the message names only the stream, as the caller spelt it)."""
 
     def __init__(self, name: str) -> None:
         self.name = name
-        super().__init__(f"stream {name!r} not found")
+        super().__init__(f"stream {split_key(name)[1]!r} not found")
 
     def __str__(self) -> str:
         return str(self.args[0])
@@ -58,7 +75,9 @@ class AlreadyExistsError(ValueError):
 
     def __init__(self, name: str) -> None:
         self.name = name
-        super().__init__(f"stream {name!r} already exists; delete it first or pick another name")
+        super().__init__(
+            f"stream {split_key(name)[1]!r} already exists; delete it first or pick another name"
+        )
 
 
 class LimitExceededError(RuntimeError):
@@ -133,13 +152,15 @@ class StreamRecord:
     engine: StreamEngine
     create_time: float
     update_time: float | None = None
-    tenant: str = ""  # owner; other tenants get PERMISSION_DENIED
+    tenant: str = ""  # owner; other tenants have a stream of this name or none
     producers: dict[str, int] = field(default_factory=dict)  # producer -> last sequence
     outcomes: dict[str, dict[int, BatchOutcome]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
-        return self.spec.name
+        """The key the store files the stream under (``stream_key``); ``spec.name`` is the name
+        its tenant gave it."""
+        return stream_key(self.tenant, self.spec.name)
 
 
 class Store(abc.ABC):
@@ -148,13 +169,16 @@ class Store(abc.ABC):
     clock: Callable[[], float] = time.time  # the server clock that windows slide with
 
     @abc.abstractmethod
-    def create(self, spec: StreamSpec, tenant: str = "") -> StreamRecord: ...
+    def create(self, spec: StreamSpec, tenant: str = "") -> StreamRecord:
+        """Create ``tenant``'s stream ``spec.name``, filed under ``stream_key(tenant, name)``;
+        every other method takes that key."""
 
     @abc.abstractmethod
     def get(self, name: str) -> StreamRecord: ...
 
     @abc.abstractmethod
-    def names(self) -> list[str]: ...
+    def names(self) -> list[str]:
+        """Every stream's key (``stream_key``), sorted."""
 
     @abc.abstractmethod
     def delete(self, name: str) -> None: ...

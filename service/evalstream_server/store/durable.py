@@ -38,7 +38,7 @@ from ..engine import (
     engine_to_bytes,
 )
 from ..engine.stream import StreamEngine
-from .base import BatchOutcome, Record, StreamRecord
+from .base import BatchOutcome, Record, StreamRecord, stream_key
 from .memory import OUTCOME_MEMORY, MemoryStore
 
 __all__ = ["DurableStore", "StoreUnavailableError"]
@@ -131,6 +131,23 @@ class DurableStore(MemoryStore):
         if "kind" not in columns:  # before delayed labels: every logged batch was labelled
             self._db.execute("ALTER TABLE batches ADD COLUMN kind INTEGER NOT NULL DEFAULT 0")
             self._db.execute("ALTER TABLE batches ADD COLUMN ids TEXT")
+        # Before stream names were per tenant a tenant's stream was filed under its bare name;
+        # now under ``tenant/name`` (``stream_key``), in one transaction over every table.
+        old = self._db.execute(
+            "SELECT name, tenant FROM streams WHERE tenant != '' AND instr(name, '/') = 0"
+        ).fetchall()
+        if old:
+            self._db.execute("BEGIN IMMEDIATE")
+            for name, tenant in old:
+                key = stream_key(tenant, name)
+                self._db.execute("UPDATE streams SET name = ? WHERE name = ?", (key, name))
+                for table in ("producers", "outcomes", "batches", "snapshots"):
+                    self._db.execute(
+                        f"UPDATE {table} SET stream = ? WHERE stream = ?",  # noqa: S608
+                        (key, name),
+                    )
+            self._db.execute("COMMIT")
+            log.info("stream keys migrated to tenant/name", extra={"streams": len(old)})
 
     @property
     def broken(self) -> BaseException | None:

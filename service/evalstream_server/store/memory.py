@@ -31,6 +31,7 @@ from .base import (
     gap_outcome,
     rejected_outcome,
     same_window,
+    stream_key,
 )
 
 __all__ = ["MemoryStore", "OUTCOME_MEMORY"]
@@ -59,15 +60,16 @@ class MemoryStore(Store):
     def create(self, spec: StreamSpec, tenant: str = "") -> StreamRecord:
         if not spec.name:
             raise InvalidInputError("config.name", "a stream name", "an empty name")
+        key = stream_key(tenant, spec.name)
         with self._lock:
-            if spec.name in self._streams:
-                raise AlreadyExistsError(spec.name)
+            if key in self._streams:
+                raise AlreadyExistsError(key)
             if len(self._streams) >= self.max_streams:
                 raise LimitExceededError("streams", self.max_streams, len(self._streams) + 1)
             record = StreamRecord(
                 spec, StreamEngine(spec, clock=self.clock), self.clock(), tenant=tenant
             )
-            self._streams[spec.name] = record
+            self._streams[key] = record
             self._on_create(record)
             return record
 

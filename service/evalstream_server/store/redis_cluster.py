@@ -26,7 +26,7 @@ import uuid
 from typing import Any
 
 from ..engine import StreamSpec
-from .base import AlreadyExistsError, LimitExceededError, NotFoundError
+from .base import AlreadyExistsError, LimitExceededError, NotFoundError, stream_key
 
 __all__ = ["create_in_cluster", "delete_in_cluster", "names_in_cluster", "send_one_by_one"]
 
@@ -37,25 +37,26 @@ def _text(value: Any) -> str:
 
 def create_in_cluster(store: Any, spec: StreamSpec, tenant: str) -> None:
     k = store.keys
+    key = stream_key(tenant, spec.name)
     token = uuid.uuid4().hex
     with store.redis_errors("create"):
-        store.client.sadd(k.streams, spec.name)
+        store.client.sadd(k.streams, key)
         count = int(store.client.scard(k.streams)) - 1  # the registry holds this name now
     res = store._call(
         "create",
         "create_slot",
-        [k.of(spec.name, "meta"), k.ids_for(spec.name)],
-        [spec.name, json.dumps(spec.to_dict()), tenant, repr(store.clock()), store.max_streams]
+        [k.of(key, "meta"), k.ids_for(key)],
+        [key, json.dumps(spec.to_dict()), tenant, repr(store.clock()), store.max_streams]
         + [token, max(0, count)],
     )
     status = _text(res[0])
     if status == "limit":
-        _forget_if_absent(store, spec.name)
+        _forget_if_absent(store, key)
         raise LimitExceededError("streams", store.max_streams, int(res[1]) + 1)
     with store.redis_errors("create"):
-        store.client.sadd(k.streams, spec.name)
+        store.client.sadd(k.streams, key)
     if status == "exists" and _text(res[1]) != token:
-        raise AlreadyExistsError(spec.name)
+        raise AlreadyExistsError(key)
 
 
 def delete_in_cluster(store: Any, name: str) -> None:

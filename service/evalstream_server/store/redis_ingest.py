@@ -139,7 +139,7 @@ class IngestMixin:
         if not isinstance(batch, Batch):
             raise TypeError(f"predictions and labels are committed by _join, not {type(batch)}")
         spec = cached.record.spec
-        name = spec.name
+        name = cached.record.name  # the store's key (stream_key)
         targets = [(self.keys.of(name, "cum"), 0)]
         for ring in cached.record.engine.windows.values():
             where = window_target(self.keys, name, ring, t, now)

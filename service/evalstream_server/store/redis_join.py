@@ -93,7 +93,7 @@ class JoinMixin:
         """Store predictions or join labels in one atomic commit (called under the store lock,
         with the sequence checked)."""
         self._buffer.flush()  # type: ignore[attr-defined]
-        name = cached.record.spec.name
+        name = cached.record.name
         flags: str | None = None  # predictions: presence of each distinct id, as Redis says
         for _ in range(_MAX_TRIES):
             if isinstance(batch, PredictionBatch):
@@ -167,9 +167,9 @@ class JoinMixin:
         targets: list[Target] = []
         if keep.size:
             delta = prediction_delta(spec, scores)
-            targets.append((self.keys.of(spec.name, "cum"), 0, delta))
+            targets.append((self.keys.of(cached.record.name, "cum"), 0, delta))
             for ring in cached.record.engine.windows.values():
-                where = window_target(self.keys, spec.name, ring, t, now)
+                where = window_target(self.keys, cached.record.name, ring, t, now)
                 if where is not None:
                     targets.append((*where, delta))
         size = table.dtype.itemsize
@@ -179,7 +179,7 @@ class JoinMixin:
         self, cached: CachedStream, batch: LabelBatch, now: float
     ) -> tuple[list[Target], list[Any]]:
         spec = cached.record.spec
-        name = spec.name
+        name = cached.record.name  # the store's key (stream_key)
         ids = batch.ids
         distinct = list(dict.fromkeys(ids))
         res = self._call(  # type: ignore[attr-defined]
@@ -241,12 +241,13 @@ class JoinMixin:
         spec = cached.record.spec
         buckets = np.floor(times / ring.width)
         if (buckets == buckets[0]).all():
-            where = window_target(self.keys, spec.name, ring, float(times.max()), now)
+            where = window_target(self.keys, cached.record.name, ring, float(times.max()), now)
             return [] if where is None else [(*where, delta)]
         out: list[Target] = []
         for bid in np.unique(buckets):
             rows = np.flatnonzero(buckets == bid)
-            where = window_target(self.keys, spec.name, ring, float(times[rows].max()), now)
+            latest = float(times[rows].max())
+            where = window_target(self.keys, cached.record.name, ring, latest, now)
             if where is None:
                 continue
             part = Batch(labels=joined.labels[rows], scores=joined.scores[rows], weights=None)
@@ -267,7 +268,7 @@ class JoinMixin:
     ) -> tuple[Any, list[str]]:
         """Run the commit script; returns its reply and the log keys it appended to."""
         spec = cached.record.spec
-        name = spec.name
+        name = cached.record.name  # the store's key (stream_key)
         k = self.keys
         chunks: list[bytes] = []
         placed: dict[int, tuple[int, int]] = {}

@@ -37,9 +37,12 @@ __all__ = ["SharedEngine", "MergedCache", "Merged"]
 class SharedEngine(StreamEngine):
     """A stream's engine whose counts are in Redis (validation and window names stay local)."""
 
-    def __init__(self, spec: StreamSpec, store: RedisStore, n_batches: int = 0) -> None:
+    def __init__(
+        self, spec: StreamSpec, store: RedisStore, n_batches: int = 0, key: str = ""
+    ) -> None:
         # StreamEngine.__init__ would allocate a cumulative state that is never used here.
         self.spec = spec
+        self.key = key or spec.name  # the store's key of the stream (``stream_key``)
         self.clock = store.clock
         self.windows = {
             name: WindowRing(spec, parse_duration(name), spec.window_buckets)
@@ -53,7 +56,7 @@ class SharedEngine(StreamEngine):
     @property  # type: ignore[override]
     def cumulative(self) -> State:
         """The merged cumulative state (read from Redis)."""
-        return self._store.state(self.spec.name, CUMULATIVE)
+        return self._store.state(self.key, CUMULATIVE)
 
     @property  # type: ignore[override]
     def n_batches(self) -> int:
@@ -73,11 +76,11 @@ class SharedEngine(StreamEngine):
         return ring
 
     def state(self, window: str = CUMULATIVE, now: float | None = None) -> State:
-        return self._store.state(self.spec.name, window)
+        return self._store.state(self.key, window)
 
     def label_status(self, now: float | None = None) -> dict:
         """The join table's status, read from Redis (``RedisStore.label_status``)."""
-        return self._store.label_status(self.spec.name)
+        return self._store.label_status(self.key)
 
     def ingest(self, *args: object, **kwargs: object) -> int:
         raise TypeError("a shared stream counts batches through RedisStore.ingest")

@@ -13,7 +13,13 @@ from typing import Any
 import redis
 
 from ..engine import InvalidInputError, StreamSpec
-from .base import AlreadyExistsError, LimitExceededError, NotFoundError, StreamRecord
+from .base import (
+    AlreadyExistsError,
+    LimitExceededError,
+    NotFoundError,
+    StreamRecord,
+    stream_key,
+)
 from .durable import StoreUnavailableError
 from .redis_cluster import create_in_cluster, delete_in_cluster, names_in_cluster
 from .redis_reads import MergedCache, SharedEngine
@@ -66,19 +72,20 @@ class StreamsMixin:
                 "bins (bounded error, reported bounds) or a single server with --data-dir",
             )
         k = self.keys
+        key = stream_key(tenant, spec.name)
         if k.cluster:
             create_in_cluster(self, spec, tenant)
             with self._lock:
-                self._records.pop(spec.name, None)
-                self._cache.forget(spec.name)
-            return self.get(spec.name)
+                self._records.pop(key, None)
+                self._cache.forget(key)
+            return self.get(key)
         token = uuid.uuid4().hex
         res = self._call(
             "create",
             "create",
-            [k.streams, k.of(spec.name, "meta"), k.ids],
+            [k.streams, k.of(key, "meta"), k.ids],
             [
-                spec.name,
+                key,
                 json.dumps(spec.to_dict()),
                 tenant,
                 repr(self.clock()),
@@ -88,13 +95,13 @@ class StreamsMixin:
         )
         status = text(res[0])
         if status == "exists" and text(res[1]) != token:
-            raise AlreadyExistsError(spec.name)
+            raise AlreadyExistsError(key)
         if status == "limit":
             raise LimitExceededError("streams", self.max_streams, int(res[1]) + 1)
         with self._lock:
-            self._records.pop(spec.name, None)
-            self._cache.forget(spec.name)
-        return self.get(spec.name)
+            self._records.pop(key, None)
+            self._cache.forget(key)
+        return self.get(key)
 
     def get(self, name: str) -> StreamRecord:
         return self._cached(name).record
@@ -124,7 +131,7 @@ class StreamsMixin:
                 cached.read_at = now
                 return cached
             spec = StreamSpec.from_dict(json.loads(m["spec"]))
-            engine = SharedEngine(spec, self, int(m.get("batches", "0")))
+            engine = SharedEngine(spec, self, int(m.get("batches", "0")), key=name)
             record = StreamRecord(spec, engine, float(m["create_time"]), tenant=m["tenant"])
             cached = CachedStream(record, m["uid"], now)
             self._refresh(cached, m.get("batches", "0"), m.get("update_time", ""), m["ver"])
