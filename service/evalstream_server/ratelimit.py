@@ -9,7 +9,10 @@ __all__ = ["TokenBucket", "RateLimiter"]
 
 
 class TokenBucket:
-    """``rate`` tokens per second, holding at most ``burst``; ``take`` is all or nothing."""
+    """``rate`` tokens per second, holding at most ``burst``; ``take`` is all or nothing.
+
+    ``take`` charges every token asked for, also past the burst: the bucket goes into debt and
+    refills from below zero, so batches of any size pass at ``rate`` on average."""
 
     def __init__(self, rate: float, burst: float, clock: Callable[[], float]) -> None:
         self.rate = rate
@@ -24,21 +27,23 @@ class TokenBucket:
         self.stamp = now
 
     def wait_for(self, n: float) -> float:
-        """Seconds until ``n`` tokens are available (0 if they are now)."""
+        """Seconds until ``n`` tokens are available (0 if they are now); for more than the
+        burst, until the bucket is full."""
         self._refill()
         need = min(n, self.burst) - self.tokens
         return 0.0 if need <= 0 else need / self.rate
 
     def take(self, n: float) -> None:
         self._refill()
-        self.tokens -= min(n, self.burst)
+        self.tokens -= n
 
 
 class RateLimiter:
     """Per-stream and per-tenant buckets; a rate of 0 disables that limit.
 
     A batch larger than the burst is admitted when the bucket is full (else it could never pass)
-    and drains it.
+    and charged in full: later batches wait until the debt is repaid, so no batch size gets
+    through faster than the rate.
     """
 
     def __init__(
