@@ -73,23 +73,36 @@ def digamma(x: np.ndarray) -> np.ndarray:
 
 
 def ap_stats(
-    pos: np.ndarray, neg: np.ndarray, atomic: np.ndarray, bounds: bool = True
+    pos: np.ndarray,
+    neg: np.ndarray,
+    atomic: np.ndarray,
+    bounds: bool = True,
+    unit: float = 1.0,
 ) -> dict[str, np.ndarray]:
     """Average precision (sklearn's step definition), with guaranteed bounds, per row.
 
-    ``a`` and ``c`` count true positives and predictions in higher bins. An atomic bin is a true
-    tie group: its ``p`` positives all see precision ``(a + p) / (c + p + n)``, exactly as
-    sklearn. Within a non-atomic bin the order of the scores is unknown:
+    Counts may be weighted: ``pos``, ``neg`` are weight sums, and ``unit`` is the mean weight of
+    one sample (``weight_total / n_samples``; 1 for unweighted streams). Multiplying every weight
+    by a constant changes no result.
 
-    * positives first gives at most ``p (a + p) / (c + p)`` (upper bound);
-    * negatives first gives ``sum_{k=1..p} (a + k) / (c + n + k)`` (lower bound);
-    * the point value assumes the bin's positives and negatives interleave at random: the k-th
-      positive sits at ``k (p + n + 1) / (p + 1)`` on average, so it sees precision
-      ``(a + k) / (c + beta k)`` with ``beta = (p + n + 1) / (p + 1)``. That sum has a closed
-      form in digamma; on peaky softmax scores it was 35x to 120x closer to sklearn's value on
-      the raw scores than the tie-group value (bench: ``bench/engine_query.py``), and it always
-      lies between the bounds.
+    ``a`` and ``c`` are the positive and the total weight in higher bins. An atomic bin is a true
+    tie group: its positives all see precision ``(a + p) / (c + p + n)``, exactly as sklearn.
+    Within a non-atomic bin the order of the scores is unknown. With ``x`` the positive weight
+    ranked so far inside the bin, a positive sees a precision between ``(a + x) / (c + n + x)``
+    (every negative of the bin above it) and ``(a + p) / (c + p)`` (every positive of the bin
+    first, none of its negatives), both increasing in ``x``; so, for any weights:
+
+    * upper bound ``p (a + p) / (c + p)``;
+    * lower bound ``integral_0^p (a + x) / (m + x) dx = p - (m - a) log(1 + p / m)``, ``m = c + n``
+      (each positive's precision is at least the integrand over the weight it covers);
+    * the point value assumes the bin's positives and negatives interleave at random, in units of
+      ``unit``: the k-th of ``p / unit`` positives sits at ``k (p + n + u) / (p + u)`` on average,
+      so it sees precision ``(a + k u) / (c + beta k u)``, ``beta = (p + n + u) / (p + u)``. That
+      sum has a closed form in digamma; on peaky softmax scores it was 35x to 120x closer to
+      sklearn's value on the raw scores than the tie-group value (bench: ``bench/truth.py``), and
+      it always lies between the bounds.
     """
+    u = float(unit) if unit > 0 else 1.0
     pos = np.asarray(pos, dtype=np.float64)[:, ::-1]
     neg = np.asarray(neg, dtype=np.float64)[:, ::-1]
     atom = np.broadcast_to(atomic, pos.shape)[:, ::-1]
@@ -102,10 +115,12 @@ def ap_stats(
         tie = np.where(has, pos * (a + pos) / (c + pos + neg), 0.0)
         point = tie.copy()
         if need.any():
-            pp, aa, cc, nn = pos[need], a[need], c[need], neg[need]
+            # in units of one mean sample: the same numbers for any common scale of the weights
+            pp, aa, cc, nn = pos[need] / u, a[need] / u, c[need] / u, neg[need] / u
             beta = (pp + nn + 1.0) / (pp + 1.0)
             cb = cc / beta
-            point[need] = (pp + (aa - cb) * (digamma(cb + pp + 1.0) - digamma(cb + 1.0))) / beta
+            sums = (pp + (aa - cb) * (digamma(cb + pp + 1.0) - digamma(cb + 1.0))) / beta
+            point[need] = u * sums
         denom = np.where(P > 0, P, np.nan)
         value = point.sum(axis=1) / denom
         if not bounds:  # the point value only (the exporter's light report)
@@ -113,8 +128,10 @@ def ap_stats(
         up = np.where(atom, tie, np.where(has, pos * (a + pos) / (c + pos), 0.0))
         low = tie.copy()
         if need.any():
-            mm = (c + neg)[need]
-            low[need] = pp - (mm - aa) * (digamma(mm + pp + 1.0) - digamma(mm + 1.0))
+            pw, aw, mw = pos[need], a[need], (c + neg)[need]
+            # m == 0: the top bin without negatives, every precision is 1 (a = 0 there)
+            ratio = np.where(mw > 0, pw / np.where(mw > 0, mw, 1.0), 0.0)
+            low[need] = pw - (mw - aw) * np.log1p(ratio)
         lower = low.sum(axis=1) / denom
         upper = up.sum(axis=1) / denom
     return {

@@ -141,9 +141,11 @@ def _ranking_groups(
     state: State, view: ScoreView, names: list[str], support: np.ndarray, intervals: bool = True
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     spec = state.spec
+    # the mean weight of a sample: AP's within-bin estimate counts in these units
+    unit = state.weight_total / state.n_samples if state.n_samples > 0 else 1.0
 
     def ap_of(pos: np.ndarray, neg: np.ndarray, atomic: np.ndarray) -> Stats:
-        return ap_stats(pos, neg, atomic, bounds=intervals)
+        return ap_stats(pos, neg, atomic, bounds=intervals, unit=unit)
 
     ovr_auc = _stack(view.ovr(), auc_stats)
     ovr_ap = _stack(view.ovr(), ap_of)

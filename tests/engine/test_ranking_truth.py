@@ -1,0 +1,146 @@
+"""Binned ranking metrics in the default resolution against sklearn: weights, ties, batch splits.
+
+Property tests (Hypothesis, bounded examples): multiplying every weight by a constant changes no
+metric; the guaranteed bounds of every AUC and AP contain sklearn's exact value for any weights,
+ties and batch split.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import sklearn.metrics as skm
+from evalstream_server.engine import StreamEngine, StreamSpec
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+CLASSES = ("a", "b", "c")
+SLACK = 1e-12  # the report widens bounds by this much (float rounding)
+
+
+def _scores(rng: np.random.Generator, n: int, kind: str) -> np.ndarray:
+    """(n, 3) probability rows: continuous, clustered (many values in one bin) or tied."""
+    if kind == "continuous":
+        p = rng.dirichlet([0.5, 0.5, 0.5], n)
+    elif kind == "clustered":  # values 1e-4 apart: several distinct scores share each bin
+        base = rng.dirichlet([2.0, 2.0, 2.0], n)
+        p = np.round(base, 2) + rng.integers(-3, 4, (n, 3)) * 1e-4
+        p = np.clip(p, 1e-3, None)
+        p /= p.sum(axis=1, keepdims=True)
+    else:  # ties: scores on a 0.05 grid
+        p = np.round(rng.dirichlet([1.0, 1.0, 1.0], n) / 0.05) * 0.05
+        p[:, 2] = 1.0 - p[:, 0] - p[:, 1]
+        p = np.clip(p, 0.0, 1.0)
+    return p.astype(np.float32)
+
+
+def _weights(rng: np.random.Generator, n: int, kind: str) -> np.ndarray | None:
+    if kind == "none":
+        return None
+    if kind == "fractional":
+        return rng.choice([0.2, 0.2, 0.7, 1e-3, 3.5], n)
+    return rng.lognormal(0.0, 2.0, n)  # "skewed": a few samples carry most of the weight
+
+
+def _engine(y, p, w, cuts) -> StreamEngine:
+    spec = StreamSpec(task="multiclass", classes=CLASSES, probability_tolerance=0.2)
+    eng = StreamEngine(spec, clock=lambda: 0.0)
+    bounds = [0, *sorted(min(c, len(y)) for c in cuts), len(y)]
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        if hi > lo:
+            eng.update(y[lo:hi], p[lo:hi], None if w is None else w[lo:hi])
+    return eng
+
+
+def _sklearn(y, p, w) -> dict[str, float]:
+    out = {}
+    Y = np.eye(3, dtype=int)[y]
+    s = p.astype(np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for c, name in enumerate(CLASSES):
+            wc = np.ones(len(y)) if w is None else w
+            if wc[Y[:, c] == 1].sum() > 0 and wc[Y[:, c] == 0].sum() > 0:
+                out[f"roc_auc.{name}"] = skm.roc_auc_score(Y[:, c], s[:, c], sample_weight=w)
+                out[f"average_precision.{name}"] = skm.average_precision_score(
+                    Y[:, c], s[:, c], sample_weight=w
+                )
+        wr = None if w is None else np.repeat(w, 3)
+        out["roc_auc.micro"] = skm.roc_auc_score(Y.ravel(), s.ravel(), sample_weight=wr)
+        out["average_precision.micro"] = skm.average_precision_score(
+            Y.ravel(), s.ravel(), sample_weight=wr
+        )
+    return out
+
+
+def _leaf(report: dict, key: str) -> dict:
+    group, which = key.split(".")
+    section = report[group]
+    return section["micro"] if which == "micro" else section["per_class"][which]
+
+
+DATA = st.fixed_dictionaries(
+    {
+        "seed": st.integers(0, 2**31),
+        "n": st.integers(20, 400),
+        "scores": st.sampled_from(["continuous", "clustered", "tied"]),
+        "weights": st.sampled_from(["none", "fractional", "skewed"]),
+        "cuts": st.lists(st.integers(0, 400), max_size=4),
+    }
+)
+
+
+def _draw(d: dict):
+    rng = np.random.default_rng(d["seed"])
+    n = d["n"]
+    y = rng.choice(3, n, p=[0.6, 0.3, 0.1])
+    y[:3] = [0, 1, 2]
+    return y, _scores(rng, n, d["scores"]), _weights(rng, n, d["weights"]), d["cuts"]
+
+
+@settings(max_examples=40)
+@given(DATA)
+def test_bounds_contain_sklearn_for_any_weights_ties_and_split(d: dict) -> None:
+    y, p, w, cuts = _draw(d)
+    report = _engine(y, p, w, cuts).report()
+    for key, want in _sklearn(y, p, w).items():
+        leaf = _leaf(report, key)
+        assert leaf["lower"] - SLACK <= want <= leaf["upper"] + SLACK, (key, leaf, want)
+
+
+@settings(max_examples=25)
+@given(DATA, st.sampled_from([0.2, 1e-3, 7.0, 1000.0]))
+def test_scaling_every_weight_changes_no_ranking_metric(d: dict, scale: float) -> None:
+    y, p, w, cuts = _draw(d)
+    w = np.ones(len(y)) if w is None else w
+    base = _engine(y, p, w, cuts).report()
+    scaled = _engine(y, p, w * scale, cuts).report()
+    for group in ("roc_auc", "average_precision"):
+        for avg in ("macro", "weighted", "micro"):
+            for key in ("value", "lower", "upper"):
+                a, b = base[group][avg].get(key), scaled[group][avg].get(key)
+                assert b == pytest.approx(a, rel=1e-9, abs=1e-12), (group, avg, key)
+        for name in CLASSES:
+            for key in ("value", "lower", "upper"):
+                a = base[group]["per_class"][name].get(key)
+                b = scaled[group]["per_class"][name].get(key)
+                assert b == pytest.approx(a, rel=1e-9, abs=1e-12), (group, name, key)
+
+
+def test_issue_example_all_weights_point_two_matches_unweighted_ap() -> None:
+    """Issue 12 item 3: weights all 0.2 gave a different AP point value and bounds that left
+    sklearn's value out; now the weighted stream reports what the unweighted one does."""
+    rng = np.random.default_rng(3)
+    n = 300
+    y = rng.choice(3, n, p=[0.5, 0.3, 0.2])
+    p = _scores(rng, n, "clustered")
+    w = np.full(n, 0.2)
+    weighted = _engine(y, p, w, []).report()["average_precision"]
+    plain = _engine(y, p, None, []).report()["average_precision"]
+    want = _sklearn(y, p, w)
+    for name in CLASSES:
+        leaf = weighted["per_class"][name]
+        assert leaf["value"] == pytest.approx(plain["per_class"][name]["value"], rel=1e-12)
+        assert leaf["lower"] - SLACK <= want[f"average_precision.{name}"] <= leaf["upper"] + SLACK
