@@ -52,7 +52,7 @@ def build_store(settings: Settings) -> Store:
 @dataclass
 class RunningServer:
     settings: Settings
-    store: MemoryStore
+    store: Store
     grpc_server: grpc.aio.Server
     grpc_port: int
     metrics_port: int | None
@@ -81,7 +81,7 @@ class RunningServer:
         log.info("server stopped")
 
 
-async def start_server(settings: Settings, store: MemoryStore | None = None) -> RunningServer:
+async def start_server(settings: Settings, store: Store | None = None) -> RunningServer:
     """Start gRPC (and /metrics unless ``metrics_port == -1``); return the running server."""
     _check_protobuf_backend()
     store = store if store is not None else build_store(settings)
@@ -192,7 +192,7 @@ class ServerThread:
     ...     print(srv.target)
     """
 
-    def __init__(self, settings: Settings, store: MemoryStore | None = None) -> None:
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
         import threading
 
         self.settings = settings
@@ -220,7 +220,7 @@ class ServerThread:
         return self.running.metrics_port
 
     @property
-    def store(self) -> MemoryStore:
+    def store(self) -> Store:
         assert self.running is not None
         return self.running.store
 

@@ -13,8 +13,7 @@ from evalstream.v1 import evalstream_service_pb2 as pb
 from evalstream.v1 import ingest_pb2
 from evalstream_server.engine import CUMULATIVE, StreamSpec, make_batch
 from evalstream_server.server import ServerThread
-from evalstream_server.store import MemoryStore
-from evalstream_server.store.durable import StoreUnavailableError
+from evalstream_server.store import MemoryStore, StoreUnavailableError
 from evalstream_server.store.redis_store import RedisStore
 
 from .conftest import (

@@ -19,9 +19,8 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from ..engine import CUMULATIVE, build_report
-from ..store import NotFoundError
+from ..store import NotFoundError, Store
 from ..store.base import same_window
-from ..store.memory import MemoryStore
 from .families import Families as _Families
 from .predictions import stream_series, window_series
 
@@ -46,13 +45,13 @@ class EvalstreamCollector(Collector):
 
     Parameters
     ----------
-    store : MemoryStore
+    store : Store
     max_class_series : int
         Streams with more classes export per-class series for the first this many only.
     """
 
     def __init__(
-        self, store: MemoryStore, max_class_series: int = 100, refresh_interval: float = 0.0
+        self, store: Store, max_class_series: int = 100, refresh_interval: float = 0.0
     ) -> None:
         self.store = store
         self.max_class_series = max_class_series

@@ -8,8 +8,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from ..engine import IncompatibleStateError, InvalidInputError, UnknownWindowError
-from ..store import AlreadyExistsError, LimitExceededError, NotFoundError
-from ..store.durable import StoreUnavailableError
+from ..store import AlreadyExistsError, LimitExceededError, NotFoundError, StoreUnavailableError
 
 __all__ = ["status_for", "GENERIC_INTERNAL"]
 

@@ -27,6 +27,7 @@ __all__ = [
     "LimitExceededError",
     "NotFoundError",
     "Store",
+    "StoreUnavailableError",
     "StreamRecord",
     "duplicate_outcome",
     "gap_outcome",
@@ -78,6 +79,11 @@ class AlreadyExistsError(ValueError):
         super().__init__(
             f"stream {split_key(name)[1]!r} already exists; delete it first or pick another name"
         )
+
+
+class StoreUnavailableError(RuntimeError):
+    """The store cannot do this now (its disk or its Redis failed); the call may be retried
+    (gRPC ``UNAVAILABLE``). Nothing was counted."""
 
 
 class LimitExceededError(RuntimeError):
@@ -218,6 +224,17 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def expected_sequence(self, name: str, producer_id: str) -> int: ...
+
+    def records(self) -> list[StreamRecord]:
+        """The streams this server exports to Prometheus: every stream, unless the store shares
+        them with other replicas (then this replica's share, so each series is exported once)."""
+        out = []
+        for name in self.names():
+            try:
+                out.append(self.get(name))
+            except NotFoundError:  # deleted meanwhile
+                continue
+        return out
 
     @abc.abstractmethod
     def state(self, name: str, window: str) -> State:

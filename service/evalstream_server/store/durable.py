@@ -38,7 +38,7 @@ from ..engine import (
     engine_to_bytes,
 )
 from ..engine.stream import StreamEngine
-from .base import BatchOutcome, Record, StreamRecord, stream_key
+from .base import BatchOutcome, Record, StoreUnavailableError, StreamRecord, stream_key
 from .memory import OUTCOME_MEMORY, MemoryStore
 
 __all__ = ["DurableStore", "StoreUnavailableError"]
@@ -63,10 +63,6 @@ CREATE TABLE IF NOT EXISTS snapshots (
     stream TEXT PRIMARY KEY, batch_id INTEGER NOT NULL, engine BLOB NOT NULL,
     update_time REAL, time REAL NOT NULL);
 """
-
-
-class StoreUnavailableError(RuntimeError):
-    """The store could not make a batch durable and stopped accepting work (fail-stop)."""
 
 
 class DurableStore(MemoryStore):

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from .durable import StoreUnavailableError
+from .base import StoreUnavailableError
 from .redis_buffer import Commit, Entry
 from .redis_cluster import send_one_by_one
 

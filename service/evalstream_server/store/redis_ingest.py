@@ -16,11 +16,11 @@ from .base import (
     BatchOutcome,
     NotFoundError,
     Record,
+    StoreUnavailableError,
     duplicate_outcome,
     gap_outcome,
     rejected_outcome,
 )
-from .durable import StoreUnavailableError
 from .redis_buffer import Entry, decode_outcome, outcome_field
 from .redis_commits import CommitBuffer
 from .redis_join import window_target

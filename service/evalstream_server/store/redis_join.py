@@ -39,8 +39,7 @@ from ..engine import Batch, LabelBatch, PredictionBatch
 from ..engine.counting import compute_delta, delay_delta, prediction_delta
 from ..engine.pending import JOIN_COUNTERS
 from ..engine.windows import WindowRing
-from .base import BatchOutcome, NotFoundError
-from .durable import StoreUnavailableError
+from .base import BatchOutcome, NotFoundError, StoreUnavailableError
 from .memory import OUTCOME_MEMORY
 from .redis_buffer import JOIN_FIELDS, outcome_field
 from .redis_commits import CommitBuffer

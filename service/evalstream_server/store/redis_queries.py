@@ -11,8 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..engine import CUMULATIVE, State, build_report, curve
-from .base import NotFoundError, StreamRecord, same_window
-from .durable import StoreUnavailableError
+from .base import NotFoundError, StoreUnavailableError, StreamRecord, same_window
 from .redis_reads import Merged, MergedCache, SharedEngine
 from .redis_scripts import Keys
 from .redis_streams import CachedStream, text

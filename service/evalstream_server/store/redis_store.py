@@ -36,8 +36,7 @@ import numpy as np
 import redis
 from redis.cluster import RedisCluster
 
-from .base import NotFoundError, Store
-from .durable import StoreUnavailableError
+from .base import NotFoundError, Store, StoreUnavailableError
 from .redis_commits import CommitBuffer
 from .redis_ingest import IngestMixin
 from .redis_join import JoinMixin

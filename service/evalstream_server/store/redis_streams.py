@@ -17,10 +17,10 @@ from .base import (
     AlreadyExistsError,
     LimitExceededError,
     NotFoundError,
+    StoreUnavailableError,
     StreamRecord,
     stream_key,
 )
-from .durable import StoreUnavailableError
 from .redis_cluster import create_in_cluster, delete_in_cluster, names_in_cluster
 from .redis_reads import MergedCache, SharedEngine
 from .redis_scripts import Keys
