@@ -105,3 +105,14 @@ def test_store_unavailable_is_a_store_type():
 
     code, message = status_for(StoreUnavailableError("redis unreachable"))
     assert code.name == "UNAVAILABLE" and "redis unreachable" in message
+
+
+def test_the_memory_store_runs_calls_inline_on_the_event_loop_thread():
+    import asyncio
+    import threading
+
+    async def where() -> tuple[int, int]:
+        return threading.get_ident(), await MemoryStore().run(threading.get_ident)
+
+    loop_thread, ran_on = asyncio.run(where())
+    assert ran_on == loop_thread

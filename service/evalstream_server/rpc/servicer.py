@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from evalstream.v1 import (
@@ -51,6 +52,21 @@ _STATUS = {
     "duplicate": ingest_pb2.BATCH_STATUS_DUPLICATE,
     "rejected": ingest_pb2.BATCH_STATUS_REJECTED,
 }
+
+
+R = TypeVar("R")
+
+
+def _in_store(body: Callable[[EvalstreamServicer, Any, Any], R]) -> Callable[..., Any]:
+    """An RPC whose body calls the store synchronously, run by ``Store.run``: inline on the
+    memory store, in the Redis store's thread pool (a stalled Redis must not stall the event
+    loop, and with it health checks and every other call)."""
+
+    @functools.wraps(body)
+    async def rpc(self: EvalstreamServicer, req: Any, ctx: Any) -> R:
+        return await self.store.run(body, self, req, ctx)
+
+    return rpc
 
 
 class _Kind:
@@ -98,7 +114,8 @@ class EvalstreamServicer:
         return self.store.get(self._key(name))
 
     # -- streams -------------------------------------------------------------------------------
-    async def CreateStream(self, req: pb.CreateStreamRequest, ctx) -> pb.CreateStreamResponse:
+    @_in_store
+    def CreateStream(self, req: pb.CreateStreamRequest, ctx) -> pb.CreateStreamResponse:
         if len(req.config.windows) > self.limits.max_windows:
             raise LimitExceededError(
                 "config.windows", self.limits.max_windows, len(req.config.windows)
@@ -110,10 +127,12 @@ class EvalstreamServicer:
         log.info("stream created", extra={"stream": spec.name, "task": spec.task})
         return pb.CreateStreamResponse(stream=convert.stream_info(record))
 
-    async def GetStream(self, req: pb.GetStreamRequest, ctx) -> pb.GetStreamResponse:
+    @_in_store
+    def GetStream(self, req: pb.GetStreamRequest, ctx) -> pb.GetStreamResponse:
         return pb.GetStreamResponse(stream=convert.stream_info(self._record(req.name)))
 
-    async def ListStreams(self, req: pb.ListStreamsRequest, ctx) -> pb.ListStreamsResponse:
+    @_in_store
+    def ListStreams(self, req: pb.ListStreamsRequest, ctx) -> pb.ListStreamsResponse:
         size = req.page_size or 100
         names = [n for n in self._names(TENANT.get()) if n > req.page_token]
         page = names[:size]
@@ -135,13 +154,15 @@ class EvalstreamServicer:
         """How many streams ``tenant`` has."""
         return sum(1 for key in self.store.names() if split_key(key)[0] == tenant)
 
-    async def DeleteStream(self, req: pb.DeleteStreamRequest, ctx) -> pb.DeleteStreamResponse:
+    @_in_store
+    def DeleteStream(self, req: pb.DeleteStreamRequest, ctx) -> pb.DeleteStreamResponse:
         self.store.delete(self._key(req.name))
         self.rate_limiter.forget(TENANT.get(), req.name)
         log.info("stream deleted", extra={"stream": req.name})
         return pb.DeleteStreamResponse()
 
-    async def ResetStream(self, req: pb.ResetStreamRequest, ctx) -> pb.ResetStreamResponse:
+    @_in_store
+    def ResetStream(self, req: pb.ResetStreamRequest, ctx) -> pb.ResetStreamResponse:
         record = self.store.reset(self._key(req.name), forget_producers=req.forget_producers)
         return pb.ResetStreamResponse(stream=convert.stream_info(record))
 
@@ -274,7 +295,7 @@ class EvalstreamServicer:
         async def read() -> None:
             try:
                 async for req in requests:
-                    queue.put_nowait(self._one_batch(req))
+                    queue.put_nowait(await self.store.run(self._one_batch, req))
             finally:
                 queue.put_nowait(None)
 
@@ -328,7 +349,7 @@ class EvalstreamServicer:
         for name in fields:
             if req.HasField(name):  # type: ignore[arg-type]
                 getattr(batch, name).CopyFrom(getattr(req, name))
-        result = self._one_batch(batch)
+        result = await self.store.run(self._one_batch, batch)
         await self.store.flush_async()  # the answer waits for durability, as Ingest's acks
         return result
 
@@ -348,7 +369,9 @@ class EvalstreamServicer:
 
     async def GetReport(self, req: pb.GetReportRequest, ctx) -> pb.GetReportResponse:
         window = req.window or "cumulative"
-        text = self._report_json(req.stream, window, req.include_curves, req.max_curve_points)
+        text = await self.store.run(
+            self._report_json, req.stream, window, req.include_curves, req.max_curve_points
+        )
         return pb.GetReportResponse(
             stream=req.stream,
             window=window,
@@ -356,7 +379,8 @@ class EvalstreamServicer:
             generated_time=convert.timestamp(time.time()),
         )
 
-    async def GetCurve(self, req: pb.GetCurveRequest, ctx) -> pb.GetCurveResponse:
+    @_in_store
+    def GetCurve(self, req: pb.GetCurveRequest, ctx) -> pb.GetCurveResponse:
         window = req.window or "cumulative"
         record = self._record(req.stream)
         kind = req.kind or curve_pb2.CURVE_KIND_ROC
@@ -387,9 +411,11 @@ class EvalstreamServicer:
         )
         # zero means the server default; shorter intervals are raised to the minimum
         interval = 5.0 if interval <= 0 else max(interval, self.limits.min_watch_interval)
-        self._record(req.stream)
+        await self.store.run(self._record, req.stream)
         while True:
-            text = self._report_json(req.stream, window, req.include_curves, req.max_curve_points)
+            text = await self.store.run(
+                self._report_json, req.stream, window, req.include_curves, req.max_curve_points
+            )
             yield pb.WatchReportResponse(
                 stream=req.stream,
                 window=window,

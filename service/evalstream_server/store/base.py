@@ -11,7 +11,7 @@ import abc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from ..engine import CUMULATIVE, Batch, LabelBatch, PredictionBatch, State, StreamEngine, StreamSpec
 from ..engine.spec import parse_duration
@@ -37,6 +37,7 @@ __all__ = [
 ]
 
 Status = Literal["accepted", "duplicate", "rejected"]
+T = TypeVar("T")
 
 # The gRPC status codes (``grpc.StatusCode.X.value[0]``) a store records in the outcome of a
 # rejected batch; plain ints, so the store layer does not import grpc.
@@ -271,7 +272,14 @@ class Store(abc.ABC):
 
     async def flush_async(self) -> None:
         """``flush`` for the event loop (stores that commit may do it off the loop thread)."""
-        self.flush()
+        await self.run(self.flush)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)``, work that calls this store, awaited from the event loop. Stores whose
+        calls never wait on the network (memory, durable: short CPU-bound steps under a lock)
+        run it inline; a store whose calls wait on a server (Redis) runs it in a bounded thread
+        pool, so a stalled server delays only the calls that need it, not health checks."""
+        return fn(*args)
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (files, connections)."""

@@ -24,13 +24,17 @@ parsing ``redis_url``. Counts are packed sparse logs (``sparse_log``); keys and 
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import functools
 import logging
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import redis
@@ -50,6 +54,7 @@ from .sparse_log import decode_log, encode_chunk
 __all__ = ["RedisStore"]
 
 log = logging.getLogger("evalstream.store.redis")
+T = TypeVar("T")
 
 
 class RedisStore(StreamsMixin, IngestMixin, JoinMixin, QueryMixin, Store):
@@ -79,6 +84,9 @@ class RedisStore(StreamsMixin, IngestMixin, JoinMixin, QueryMixin, Store):
         Past this much buffered data (Redis unreachable), ingestion answers UNAVAILABLE.
     cache_bytes : int
         Memory for cached merged states.
+    threads : int
+        Calls from the event loop (``run``) wait on Redis in a pool of this many threads; more
+        concurrent calls queue there, and the event loop stays free.
     """
 
     def __init__(
@@ -97,6 +105,7 @@ class RedisStore(StreamsMixin, IngestMixin, JoinMixin, QueryMixin, Store):
         lease_seconds: float = 30.0,
         max_pending_bytes: int = 256 << 20,
         cache_bytes: int = 256 << 20,
+        threads: int = 16,
         background: bool = True,
     ) -> None:
         if export not in ("lease", "all", "none"):
@@ -127,6 +136,7 @@ class RedisStore(StreamsMixin, IngestMixin, JoinMixin, QueryMixin, Store):
         self._down_until = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="evalstream-redis")
         try:
             self.scripts.load(client)
         except redis.RedisError as exc:  # start anyway: answer UNAVAILABLE until Redis is back
@@ -144,6 +154,12 @@ class RedisStore(StreamsMixin, IngestMixin, JoinMixin, QueryMixin, Store):
         taken from the query; the rest go to ``redis.Redis.from_url``."""
         client, options = client_from_url(url)
         return cls(client, **{**options, **kwargs})
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in this store's thread pool (with the caller's context variables): every
+        call may wait on Redis, and the event loop must not."""
+        call = functools.partial(contextvars.copy_context().run, fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
     # -- Redis calls ---------------------------------------------------------------------------
     @contextmanager
@@ -235,4 +251,5 @@ class RedisStore(StreamsMixin, IngestMixin, JoinMixin, QueryMixin, Store):
             self._call("release lease", "release", [self.keys.exporter], [self.replica])
         except StoreUnavailableError:
             pass
+        self._pool.shutdown(wait=False, cancel_futures=True)
         self.client.close()

@@ -25,6 +25,7 @@ OPTIONS: dict[str, Callable[[str], Any]] = {
     "lease_seconds": float,
     "max_pending_bytes": int,
     "cache_bytes": int,
+    "threads": int,
     "timeout": float,
 }
 
