@@ -1,9 +1,15 @@
-"""A live KServe V2 inference server for the Triton tests: MLServer serving ``digits_cnn``.
+"""Live KServe V2 inference servers for the Triton tests, both serving ``digits_cnn``.
 
-Triton itself cannot run here (DESIGN.md §6); MLServer speaks the same gRPC protocol and serves
-the Triton model repository ``deploy/triton/model_repository/digits_cnn`` through our runtime
-``deploy/mlserver/onnx_runtime.py``. It runs from its own venv, ``.tools/mlserver-venv``, which
-``bash scripts/install-tools.sh`` creates.
+* ``triton``: NVIDIA's own Triton Inference Server 2.51, from PyPI's ``nvidia-pytriton`` wheel,
+  on the CPU (``tests/triton/realtriton.py``, DESIGN.md §6), serving the Python-backend variant of
+  the model (``deploy/triton/python_repository``) beside a model that fails to load, with
+  ``--strict-readiness=true``: the server is "not ready" while ``digits_cnn`` is, as in a real
+  repository where one model is broken.
+* ``mlserver``: MLServer 1.7.1, the second V2 server, serving the onnxruntime repository
+  ``deploy/triton/model_repository/digits_cnn`` through ``deploy/mlserver/onnx_runtime.py``.
+* ``v2server``: each of the two in turn, for the tests that must hold on both.
+
+Both run from venvs under ``.tools`` that ``bash scripts/install-tools.sh`` creates.
 """
 
 from __future__ import annotations
@@ -48,6 +54,9 @@ class V2Server:
         The MLServer venv's interpreter, which has onnxruntime.
     log_path : Path
         The server's combined stdout and stderr.
+    kind : {"mlserver", "triton"}
+        Which server it is, for the few answers that differ (Triton serves ``ModelConfig``, so
+        ``max_batch_size`` is known; its error texts are its own).
     """
 
     grpc_url: str
@@ -56,6 +65,7 @@ class V2Server:
     model_dir: Path
     python: Path
     log_path: Path
+    kind: str = "mlserver"
 
 
 def _load_write_settings():
@@ -176,6 +186,39 @@ def mlserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[V2Server]:
         )
     finally:
         _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[V2Server]:
+    """NVIDIA Triton on free loopback ports: ``digits_cnn`` ready, the server not ready (a
+    second model fails to load on purpose, ``--strict-readiness=true``)."""
+    from . import realtriton
+
+    if not realtriton.installed():
+        pytest.fail(
+            "Triton is not installed (.tools/triton is missing): "
+            "run `bash scripts/install-tools.sh`",
+            pytrace=False,
+        )
+    server = realtriton.start(tmp_path_factory.mktemp("triton"), broken=True)
+    try:
+        yield V2Server(
+            grpc_url=server.grpc_url,
+            http_url=server.http_url,
+            model_name=server.model_name,
+            model_dir=server.repository / server.model_name,
+            python=realtriton.TRITON_VENV / "bin/python",
+            log_path=server.log_path,
+            kind="triton",
+        )
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module", params=["triton", "mlserver"])
+def v2server(request: pytest.FixtureRequest) -> V2Server:
+    """Triton, then MLServer: for what must hold on every V2 server."""
+    return request.getfixturevalue(request.param)
 
 
 @dataclass(frozen=True)

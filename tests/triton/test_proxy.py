@@ -1,12 +1,12 @@
-"""``evalstream triton-proxy``: tritonclient -> proxy -> V2 server (MLServer), recorded into
-evalstream.
+"""``evalstream triton-proxy``: tritonclient -> proxy -> V2 server, recorded into evalstream.
 
-What a caller gets through the proxy is compared with what the same request gets from MLServer
-directly, byte for byte at the gRPC level and through ``tritonclient``. Recording is checked with a
-sink that keeps what it is given (and can play an unreachable evalstream), then end to end into a
-real evalstream joined with labels and checked against scikit-learn. A small in-process V2
-server stands in where MLServer cannot show a behaviour (streaming, a server that does not echo
-ids, the metadata and the deadline it received).
+The V2 server is NVIDIA Triton, then MLServer (``v2server``). What a caller gets through the
+proxy is compared with what the same request gets from the server directly, byte for byte at the
+gRPC level and through ``tritonclient``. Recording is checked with a sink that keeps what it is
+given (and can play an unreachable evalstream), then end to end into a real evalstream joined
+with labels and checked against scikit-learn. A small in-process V2 server stands in where
+neither shows a behaviour (a server that does not echo ids, typed contents, the metadata and the
+deadline it received). Triton's own streaming, shutdown and model control: test_real_triton.py.
 """
 
 from __future__ import annotations
@@ -107,13 +107,23 @@ def _proxy(triton: str, sink, models=("digits_cnn=digits",), **kw) -> ProxyThrea
 
 
 @pytest.fixture(scope="module")
+def evalstream_target(v2server):
+    """One evalstream server per V2 server, so each run's streams start empty."""
+    server = ServerThread(Settings(host="127.0.0.1", grpc_port=0, metrics_port=-1)).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
 def sink() -> FakeSink:
     return FakeSink()
 
 
 @pytest.fixture(scope="module")
-def proxy(mlserver, sink):
-    running = _proxy(mlserver.grpc_url, sink)
+def proxy(v2server, sink):
+    running = _proxy(v2server.grpc_url, sink)
     yield running
     running.stop()
 
@@ -146,28 +156,28 @@ def _infer(url: str, x: np.ndarray, request_id: str = "", model="digits_cnn"):
 
 # -- forwarding: the same answers as the server's ------------------------------------------------
 @pytest.mark.parametrize("rows", [1, 7, 64])
-def test_infer_bytes_equal_the_servers_with_a_caller_id(mlserver, proxy, eval_set, rows) -> None:
+def test_infer_bytes_equal_the_servers_with_a_caller_id(v2server, proxy, eval_set, rows) -> None:
     x = eval_set[0][:rows]
     request = _request(x, request_id=f"caller-{rows}")
-    direct = _raw_call(mlserver.grpc_url, "ModelInfer", request)
+    direct = _raw_call(v2server.grpc_url, "ModelInfer", request)
     through = _raw_call(proxy.address, "ModelInfer", request)
     assert through == direct
     assert read_name_and_id(through) == ("digits_cnn", f"caller-{rows}")
 
 
 @pytest.mark.parametrize("rows", [1, 5])
-def test_infer_without_an_id_gets_one_and_the_same_answer(mlserver, proxy, eval_set, rows):
+def test_infer_without_an_id_gets_one_and_the_same_answer(v2server, proxy, eval_set, rows):
     x = eval_set[0][10 : 10 + rows]
     through = _raw_call(proxy.address, "ModelInfer", _request(x))
     model, request_id = read_name_and_id(through)
     assert model == "digits_cnn" and len(request_id) == 32 and int(request_id, 16) >= 0
     # The server's answer to the request as the proxy forwarded it (with that id).
-    assert through == _raw_call(mlserver.grpc_url, "ModelInfer", _request(x, request_id))
+    assert through == _raw_call(v2server.grpc_url, "ModelInfer", _request(x, request_id))
 
 
-def test_tritonclient_sees_the_same_outputs_and_ids(mlserver, proxy, eval_set) -> None:
+def test_tritonclient_sees_the_same_outputs_and_ids(v2server, proxy, eval_set) -> None:
     x = eval_set[0][:64]
-    direct = _infer(mlserver.grpc_url, x, request_id="r-64")
+    direct = _infer(v2server.grpc_url, x, request_id="r-64")
     through = _infer(proxy.address, x, request_id="r-64")
     assert through.get_response() == direct.get_response()
     np.testing.assert_array_equal(through.as_numpy("logits"), direct.as_numpy("logits"))
@@ -216,24 +226,24 @@ def _both(url_a: str, url_b: str, call):
         "statistics",
     ],
 )
-def test_other_methods_answer_as_the_server_does(mlserver, proxy, call) -> None:
-    direct, through = _both(mlserver.grpc_url, proxy.address, call)
+def test_other_methods_answer_as_the_server_does(v2server, proxy, call) -> None:
+    direct, through = _both(v2server.grpc_url, proxy.address, call)
     assert through == direct
 
 
-def test_errors_come_back_with_the_servers_code_and_message(mlserver, proxy, eval_set) -> None:
+def test_errors_come_back_with_the_servers_code_and_message(v2server, proxy, eval_set) -> None:
     x = eval_set[0][:2]
     for model, data in (("no_such_model", x), ("digits_cnn", x[:, 0])):  # unknown, wrong shape
         request = _request(data, request_id="e1", model=model)
         errors = []
-        for url in (mlserver.grpc_url, proxy.address):
+        for url in (v2server.grpc_url, proxy.address):
             with pytest.raises(grpc.RpcError) as info:
                 _raw_call(url, "ModelInfer", request)
             errors.append((info.value.code(), info.value.details()))
         assert errors[1] == errors[0]
         assert errors[0][0] != grpc.StatusCode.OK
     direct, through = _both(
-        mlserver.grpc_url,
+        v2server.grpc_url,
         proxy.address,
         lambda c: c.infer("no_such_model", [_input(x)], client_timeout=TIMEOUT_S),
     )
@@ -271,10 +281,10 @@ def test_unreachable_inference_server_is_unavailable(eval_set) -> None:
 
 # -- recording ----------------------------------------------------------------------------------
 @pytest.fixture
-def fresh(mlserver):
-    """A proxy of its own in front of MLServer, with its own sink."""
+def fresh(v2server):
+    """A proxy of its own in front of the V2 server, with its own sink."""
     sink = FakeSink()
-    running = _proxy(mlserver.grpc_url, sink)
+    running = _proxy(v2server.grpc_url, sink)
     yield running, sink
     running.stop()
 
@@ -305,26 +315,26 @@ def test_outputs_are_recorded_under_the_request_ids(fresh, eval_set) -> None:
     )
 
 
-def test_unrouted_models_are_forwarded_not_recorded(mlserver, eval_set) -> None:
+def test_unrouted_models_are_forwarded_not_recorded(v2server, eval_set) -> None:
     sink = FakeSink()
-    running = _proxy(mlserver.grpc_url, sink, models=("another_model=s",))
+    running = _proxy(v2server.grpc_url, sink, models=("another_model=s",))
     try:
         request = _request(eval_set[0][:3])
         through = _raw_call(running.address, "ModelInfer", request)
-        assert through == _raw_call(mlserver.grpc_url, "ModelInfer", request)
+        assert through == _raw_call(v2server.grpc_url, "ModelInfer", request)
         assert read_name_and_id(through)[1] == ""  # no id given, none added
     finally:
         assert running.stop() == 0
     assert sink.calls == []
 
 
-def test_evalstream_down_buffers_within_the_bound_then_delivers_once(mlserver, eval_set):
+def test_evalstream_down_buffers_within_the_bound_then_delivers_once(v2server, eval_set):
     sink = FakeSink()
     sink.down = True
-    running = _proxy(mlserver.grpc_url, sink, max_buffer_rows=10)
+    running = _proxy(v2server.grpc_url, sink, max_buffer_rows=10)
     try:
         x = eval_set[0]
-        direct = _raw_call(mlserver.grpc_url, "ModelInfer", _request(x[:1], "r0"))
+        direct = _raw_call(v2server.grpc_url, "ModelInfer", _request(x[:1], "r0"))
         for i in range(15):  # inference is unaffected
             through = _raw_call(running.address, "ModelInfer", _request(x[i : i + 1], f"r{i}"))
             if i == 0:
@@ -352,9 +362,9 @@ def test_evalstream_down_buffers_within_the_bound_then_delivers_once(mlserver, e
     assert len(sink.ids) == 10
 
 
-def test_shutdown_flushes_and_counts_what_it_could_not_send(mlserver, eval_set) -> None:
+def test_shutdown_flushes_and_counts_what_it_could_not_send(v2server, eval_set) -> None:
     sink = FakeSink()
-    running = _proxy(mlserver.grpc_url, sink, flush_interval=60.0)  # chunks stay open
+    running = _proxy(v2server.grpc_url, sink, flush_interval=60.0)  # chunks stay open
     for i in range(3):
         _raw_call(running.address, "ModelInfer", _request(eval_set[0][i : i + 2], f"s{i}"))
     _wait_for(lambda: running.recorder.buffer.rows == 6, "6 rows buffered")
@@ -364,7 +374,7 @@ def test_shutdown_flushes_and_counts_what_it_could_not_send(mlserver, eval_set) 
 
     down = FakeSink()
     down.down = True
-    running = _proxy(mlserver.grpc_url, down, flush_interval=60.0)
+    running = _proxy(v2server.grpc_url, down, flush_interval=60.0)
     metrics = running.metrics
     _raw_call(running.address, "ModelInfer", _request(eval_set[0][:4], "lost"))
     _wait_for(lambda: running.recorder.buffer.rows == 4, "4 rows buffered")
@@ -377,7 +387,7 @@ def test_shutdown_flushes_and_counts_what_it_could_not_send(mlserver, eval_set) 
     )
 
 
-# -- what MLServer cannot show: a small V2 server of our own --------------------------------------
+# -- what neither server shows: a small V2 server of our own ------------------------------------
 class FakeV2:
     """Answers ``ModelInfer`` and ``ModelStreamInfer`` of model ``echo``: outputs ``aux``
     ([n, 1], zeros) then ``scores`` (the input ``x`` [n, 2] itself), as raw bytes or as typed
@@ -575,13 +585,13 @@ def _send_through(address: str, inputs: np.ndarray, sizes, with_ids: bool):
 
 
 def test_predictions_joined_with_labels_give_sklearns_metrics(
-    mlserver, evalstream_target, eval_set
+    v2server, evalstream_target, eval_set
 ) -> None:
     inputs, labels = eval_set
     with EvalClient(evalstream_target.target) as client:
         _create(client, "digits-proxy")
         settings = ProxySettings(
-            triton=mlserver.grpc_url,
+            triton=v2server.grpc_url,
             target=evalstream_target.target,
             routes=parse_routes(["digits_cnn=digits-proxy"]),
             listen="127.0.0.1:0",
@@ -628,7 +638,7 @@ def test_predictions_joined_with_labels_give_sklearns_metrics(
     )
 
 
-def test_evalstream_restarting_loses_nothing_it_buffered(mlserver, eval_set, tmp_path) -> None:
+def test_evalstream_restarting_loses_nothing_it_buffered(v2server, eval_set, tmp_path) -> None:
     inputs, labels = eval_set
     port = free_port()
     settings = Settings(
@@ -637,7 +647,7 @@ def test_evalstream_restarting_loses_nothing_it_buffered(mlserver, eval_set, tmp
     with ServerThread(settings) as first, EvalClient(first.target) as client:
         _create(client, "digits-restart")  # then evalstream goes away
     proxy_settings = ProxySettings(
-        triton=mlserver.grpc_url,
+        triton=v2server.grpc_url,
         target=f"127.0.0.1:{port}",
         routes=parse_routes(["digits_cnn=digits-restart"]),
         listen="127.0.0.1:0",
@@ -695,13 +705,13 @@ def test_evalstream_restarting_loses_nothing_it_buffered(mlserver, eval_set, tmp
     assert metrics.value("evalstream_proxy_buffer_rows") == 0.0
 
 
-def test_cli_serves_until_sigterm_and_flushes(mlserver, evalstream_target, eval_set) -> None:
+def test_cli_serves_until_sigterm_and_flushes(v2server, evalstream_target, eval_set) -> None:
     inputs, labels = eval_set
     with EvalClient(evalstream_target.target) as client:
         _create(client, "digits-cli-proxy")
     argv = [
         sys.executable, "-m", "evalstream_server.cli", "triton-proxy",
-        "--listen", "127.0.0.1:0", "--triton", mlserver.grpc_url,
+        "--listen", "127.0.0.1:0", "--triton", v2server.grpc_url,
         "--target", evalstream_target.target, "--model", "digits_cnn=digits-cli-proxy",
         "--metrics-port", "0", "--flush-interval", "30",  # only the shutdown flush sends
     ]  # fmt: skip

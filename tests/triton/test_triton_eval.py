@@ -1,4 +1,5 @@
-"""The whole path tritonclient -> V2 server (MLServer in for Triton) -> evalstream, and its errors.
+"""The whole path tritonclient -> V2 server -> evalstream, and its errors, on NVIDIA Triton and on
+MLServer (``v2server``: each in turn, with an evalstream server of its own).
 
 The reference is independent of the evalstream path: logits from a direct ``tritonclient`` infer
 (in batches of 64, as the source sends them, so every row is computed the same way), softmax in
@@ -55,23 +56,36 @@ EXACT = 1e-12
 
 
 @pytest.fixture(scope="module")
+def evalstream_target(v2server):
+    """One evalstream server per V2 server, so each run's streams start empty."""
+    from evalstream_server.server import ServerThread
+    from evalstream_server.settings import Settings
+
+    server = ServerThread(Settings(host="127.0.0.1", grpc_port=0, metrics_port=-1)).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
 def eval_set() -> tuple[np.ndarray, np.ndarray]:
     with np.load(EVAL_PATH) as data:
         return data["inputs"], data["labels"]
 
 
 @pytest.fixture(scope="module")
-def direct_logits(mlserver, eval_set) -> np.ndarray:
+def direct_logits(v2server, eval_set) -> np.ndarray:
     """Logits of a plain unary infer per batch, without the source."""
     inputs, _ = eval_set
     parts = []
-    with grpcclient.InferenceServerClient(mlserver.grpc_url) as client:
+    with grpcclient.InferenceServerClient(v2server.grpc_url) as client:
         for start in range(0, len(inputs), BATCH):
             x = inputs[start : start + BATCH]
             tensor = grpcclient.InferInput("input", list(x.shape), "FP32")
             tensor.set_data_from_numpy(x)
             result = client.infer(
-                mlserver.model_name,
+                v2server.model_name,
                 [tensor],
                 outputs=[grpcclient.InferRequestedOutput("logits")],
                 client_timeout=30,
@@ -93,11 +107,11 @@ def client(evalstream_target):
         yield c
 
 
-def _cli(mlserver, evalstream_target, stream: str, *extra: str) -> list[str]:
+def _cli(v2server, evalstream_target, stream: str, *extra: str) -> list[str]:
     return [
         "triton-eval",
-        "--triton", mlserver.grpc_url,
-        "--model", mlserver.model_name,
+        "--triton", v2server.grpc_url,
+        "--model", v2server.model_name,
         "--data", str(EVAL_PATH),
         "--stream", stream,
         "--target", evalstream_target.target,
@@ -138,23 +152,24 @@ def _ranking_reference(labels: np.ndarray, p: np.ndarray) -> dict[str, float]:
 
 
 # -- the whole path -----------------------------------------------------------------------------
-def test_source_scores_are_the_servers_in_row_order(mlserver, eval_set, direct_logits) -> None:
+def test_source_scores_are_the_servers_in_row_order(v2server, eval_set, direct_logits) -> None:
     inputs, _ = eval_set
-    with TritonSource(mlserver.grpc_url, mlserver.model_name, batch_size=BATCH) as source:
+    with TritonSource(v2server.grpc_url, v2server.model_name, batch_size=BATCH) as source:
         info = source.check()
         assert (info.input_name, info.input_datatype, info.input_shape) == (
             "input", "FP32", (-1, 1, 8, 8),
         )  # fmt: skip
         assert (info.output_name, info.output_shape, info.n_classes) == ("logits", (-1, K), K)
-        assert info.max_batch_size is None  # MLServer serves no model config; Triton does
+        # Triton serves the model config; MLServer does not (UNIMPLEMENTED)
+        assert info.max_batch_size == (256 if v2server.kind == "triton" else None)
         scores = source.infer(inputs.astype(np.float64))  # a same-kind cast to FP32
     assert scores.dtype == np.float32
     np.testing.assert_array_equal(scores, direct_logits)
 
 
-def test_iter_infer_keeps_order_with_bounded_requests_in_flight(mlserver, eval_set, direct_logits):
+def test_iter_infer_keeps_order_with_bounded_requests_in_flight(v2server, eval_set, direct_logits):
     inputs, _ = eval_set
-    source = TritonSource(mlserver.grpc_url, mlserver.model_name, concurrency=3, batch_size=50)
+    source = TritonSource(v2server.grpc_url, v2server.model_name, concurrency=3, batch_size=50)
     source.check()
     real = source._client.async_infer
     lock = threading.Lock()
@@ -185,10 +200,10 @@ def test_iter_infer_keeps_order_with_bounded_requests_in_flight(mlserver, eval_s
 
 
 def test_exact_stream_matches_sklearn_to_1e12(
-    mlserver, evalstream_target, client, eval_set, probabilities
+    v2server, evalstream_target, client, eval_set, probabilities
 ) -> None:
     inputs, labels = eval_set
-    with TritonSource(mlserver.grpc_url, mlserver.model_name, batch_size=BATCH) as source:
+    with TritonSource(v2server.grpc_url, v2server.model_name, batch_size=BATCH) as source:
         info = source.check()
         client.create_stream(
             "digits-exact", task="multiclass", classes=[str(i) for i in range(K)],
@@ -232,10 +247,10 @@ def test_exact_stream_matches_sklearn_to_1e12(
 
 
 def test_cli_creates_the_stream_and_prints_the_report(
-    mlserver, evalstream_target, client, eval_set, probabilities, capsys
+    v2server, evalstream_target, client, eval_set, probabilities, capsys
 ) -> None:
     _, labels = eval_set
-    assert main(_cli(mlserver, evalstream_target, "digits-cli")) == 0
+    assert main(_cli(v2server, evalstream_target, "digits-cli")) == 0
     out, err = capsys.readouterr()
     stream = client.get_stream("digits-cli")  # created with the defaults
     assert stream.task == "multiclass" and stream.scores == "logits"
@@ -258,14 +273,14 @@ def test_cli_creates_the_stream_and_prints_the_report(
 
 
 def test_cli_json_into_an_existing_exact_stream(
-    mlserver, evalstream_target, client, eval_set, probabilities, capsys
+    v2server, evalstream_target, client, eval_set, probabilities, capsys
 ) -> None:
     _, labels = eval_set
     names = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
     client.create_stream(
         "digits-json", task="multiclass", classes=names, scores="logits", resolution="exact"
     )
-    argv = _cli(mlserver, evalstream_target, "digits-json", "--json", "--concurrency", "2")
+    argv = _cli(v2server, evalstream_target, "digits-json", "--json", "--concurrency", "2")
     assert main([*argv, "--batch-size", "256"]) == 0  # 256 = max_batch_size in config.pbtxt
     out, err = capsys.readouterr()
     data = json.loads(out)
@@ -293,9 +308,9 @@ def _error_line(capsys) -> str:
     return lines[0]
 
 
-def test_unreachable_inference_server(mlserver, evalstream_target, capsys) -> None:
+def test_unreachable_inference_server(v2server, evalstream_target, capsys) -> None:
     url = f"127.0.0.1:{free_port()}"
-    argv = _cli(mlserver, evalstream_target, "never-a")
+    argv = _cli(v2server, evalstream_target, "never-a")
     argv[argv.index("--triton") + 1] = url
     assert main([*argv, "--connect-timeout", "1"]) == 1
     line = _error_line(capsys)
@@ -306,26 +321,28 @@ def test_unreachable_inference_server(mlserver, evalstream_target, capsys) -> No
     assert info.value.field == f"inference server {url}"
 
 
-def test_unknown_model_lists_the_servers_models(mlserver, evalstream_target, client, capsys):
-    argv = _cli(mlserver, evalstream_target, "never-b")
+def test_unknown_model_lists_the_servers_models(v2server, evalstream_target, client, capsys):
+    argv = _cli(v2server, evalstream_target, "never-b")
     argv[argv.index("--model") + 1] = "no_such_model"
     assert main(argv) == 2
     line = _error_line(capsys)
-    assert "'no_such_model'" in line and "['digits_cnn']" in line
+    # Triton's repository also holds the model that failed to load: it is listed too
+    models = "['broken', 'digits_cnn']" if v2server.kind == "triton" else "['digits_cnn']"
+    assert "'no_such_model'" in line and models in line
     with pytest.raises(NotFoundError):
         client.get_stream("never-b")
 
 
-def test_unknown_model_version(mlserver, evalstream_target, capsys) -> None:
-    argv = _cli(mlserver, evalstream_target, "never-c", "--model-version", "7")
+def test_unknown_model_version(v2server, evalstream_target, capsys) -> None:
+    argv = _cli(v2server, evalstream_target, "never-c", "--model-version", "7")
     assert main(argv) == 2
     line = _error_line(capsys)
     assert "version" in line and "['1']" in line and "'7'" in line
 
 
-def test_wrong_input_shape(mlserver, evalstream_target, client, eval_set, tmp_path, capsys):
+def test_wrong_input_shape(v2server, evalstream_target, client, eval_set, tmp_path, capsys):
     inputs, labels = eval_set
-    argv = _cli(mlserver, evalstream_target, "never-d")
+    argv = _cli(v2server, evalstream_target, "never-d")
     argv[argv.index("--data") + 1] = _bad_npz(tmp_path, inputs[:20, 0], labels[:20])
     assert main(argv) == 2
     line = _error_line(capsys)
@@ -335,8 +352,8 @@ def test_wrong_input_shape(mlserver, evalstream_target, client, eval_set, tmp_pa
         client.get_stream("never-d")
 
 
-def test_classes_that_do_not_match_the_output_width(mlserver, evalstream_target, client, capsys):
-    argv = _cli(mlserver, evalstream_target, "never-e", "--classes", "a,b,c")
+def test_classes_that_do_not_match_the_output_width(v2server, evalstream_target, client, capsys):
+    argv = _cli(v2server, evalstream_target, "never-e", "--classes", "a,b,c")
     assert main(argv) == 2
     line = _error_line(capsys)
     assert "classes: expected 10 class names" in line and "output 'logits'" in line
@@ -345,9 +362,9 @@ def test_classes_that_do_not_match_the_output_width(mlserver, evalstream_target,
         client.get_stream("never-e")
 
 
-def test_existing_stream_with_another_class_count(mlserver, evalstream_target, client, capsys):
+def test_existing_stream_with_another_class_count(v2server, evalstream_target, client, capsys):
     client.create_stream("three-classes", task="multiclass", classes=["a", "b", "c"])
-    assert main(_cli(mlserver, evalstream_target, "three-classes")) == 2
+    assert main(_cli(v2server, evalstream_target, "three-classes")) == 2
     line = _error_line(capsys)
     assert "output 'logits'" in line and "expected 3 columns" in line
     assert "received 10 columns" in line
@@ -355,18 +372,18 @@ def test_existing_stream_with_another_class_count(mlserver, evalstream_target, c
 
 
 def test_labels_and_inputs_of_different_lengths(
-    mlserver, evalstream_target, eval_set, tmp_path, capsys
+    v2server, evalstream_target, eval_set, tmp_path, capsys
 ) -> None:
     inputs, labels = eval_set
-    argv = _cli(mlserver, evalstream_target, "never-f")
+    argv = _cli(v2server, evalstream_target, "never-f")
     argv[argv.index("--data") + 1] = _bad_npz(tmp_path, inputs[:20], labels[:19])
     assert main(argv) == 2
     line = _error_line(capsys)
     assert "labels: expected 20 labels, one per row of inputs, received 19" in line
 
 
-def test_batch_over_the_models_max_batch_size(mlserver, evalstream_target, client, capsys):
-    argv = _cli(mlserver, evalstream_target, "never-g", "--batch-size", "300")
+def test_batch_over_the_models_max_batch_size(v2server, evalstream_target, client, capsys):
+    argv = _cli(v2server, evalstream_target, "never-g", "--batch-size", "300")
     assert main(argv) == 2
     line = _error_line(capsys)
     assert "batch_size: expected at most 256" in line and "received 300" in line
@@ -376,8 +393,8 @@ def test_batch_over_the_models_max_batch_size(mlserver, evalstream_target, clien
         client.get_stream("never-g")
 
 
-def test_logits_declared_as_probabilities(mlserver, evalstream_target, client, capsys):
-    argv = _cli(mlserver, evalstream_target, "never-h", "--outputs", "probabilities")
+def test_logits_declared_as_probabilities(v2server, evalstream_target, client, capsys):
+    argv = _cli(v2server, evalstream_target, "never-h", "--outputs", "probabilities")
     assert main(argv) == 2
     line = _error_line(capsys)
     assert "expected probabilities" in line and "outputs='logits'" in line
@@ -385,8 +402,8 @@ def test_logits_declared_as_probabilities(mlserver, evalstream_target, client, c
         client.get_stream("never-h")
 
 
-def test_unreachable_evalstream(mlserver, evalstream_target, capsys) -> None:
-    argv = _cli(mlserver, evalstream_target, "never-i")
+def test_unreachable_evalstream(v2server, evalstream_target, capsys) -> None:
+    argv = _cli(v2server, evalstream_target, "never-i")
     target = f"127.0.0.1:{free_port()}"
     argv[argv.index("--target") + 1] = target
     assert main(argv) == 1
@@ -506,8 +523,8 @@ def test_model_that_is_not_ready(monkeypatch) -> None:
         TritonSource("triton:8001", "resnet", connect_timeout=0.3).check()
 
 
-def test_a_stream_width_other_than_the_outputs_is_refused_at_check(mlserver) -> None:
-    with TritonSource(mlserver.grpc_url, mlserver.model_name, n_classes=3) as source:
+def test_a_stream_width_other_than_the_outputs_is_refused_at_check(v2server) -> None:
+    with TritonSource(v2server.grpc_url, v2server.model_name, n_classes=3) as source:
         with pytest.raises(SourceInputError) as info:
             source.check()
     assert info.value.field == "output 'logits' of model 'digits_cnn'"
@@ -518,7 +535,7 @@ def test_a_stream_width_other_than_the_outputs_is_refused_at_check(mlserver) -> 
 
 
 def test_inputs_are_prepared_once_per_job(
-    mlserver, evalstream_target, eval_set, monkeypatch, capsys
+    v2server, evalstream_target, eval_set, monkeypatch, capsys
 ) -> None:
     calls: list[int] = []
     real = TritonSource.prepare
@@ -529,8 +546,31 @@ def test_inputs_are_prepared_once_per_job(
 
     monkeypatch.setattr(TritonSource, "prepare", counting)
     inputs, labels = eval_set
-    with TritonSource(mlserver.grpc_url, mlserver.model_name) as source:
+    with TritonSource(v2server.grpc_url, v2server.model_name) as source:
         source.infer(inputs[:10])
     assert calls == [10]
-    assert main(_cli(mlserver, evalstream_target, "digits-prepared")) == 0
+    assert main(_cli(v2server, evalstream_target, "digits-prepared")) == 0
     assert calls == [10, len(labels)]
+
+
+def test_a_ready_model_in_a_server_that_is_not_ready_is_used(triton, caplog) -> None:
+    """Triton with --strict-readiness=true and a model that failed to load says the server is
+    not ready while it serves digits_cnn: readiness follows the model, the server's state is
+    logged with every model's."""
+    probe = grpcclient.InferenceServerClient(triton.grpc_url)
+    try:
+        assert probe.is_server_ready() is False and probe.is_model_ready("digits_cnn") is True
+    finally:
+        probe.close()
+    with caplog.at_level("WARNING", logger="evalstream.sources"):
+        with TritonSource(triton.grpc_url, "digits_cnn", connect_timeout=5) as source:
+            assert source.check().max_batch_size == 256
+    assert any(
+        "model 'digits_cnn' is ready, the server is not" in r.getMessage()
+        and "broken UNAVAILABLE, digits_cnn READY" in r.getMessage()
+        for r in caplog.records
+    ), [r.getMessage() for r in caplog.records]
+    with pytest.raises(SourceUnavailableError) as info:
+        TritonSource(triton.grpc_url, "broken", connect_timeout=0.5).check()
+    assert "'broken' version 1 UNAVAILABLE" in str(info.value)
+    assert "in a server that is not ready" in str(info.value)

@@ -13,6 +13,7 @@ implement). Outputs are requested as raw tensors and decoded with ``as_numpy``.
 from __future__ import annotations
 
 import functools
+import logging
 import queue
 import re
 import time
@@ -28,6 +29,8 @@ from ..engine import InvalidInputError, StreamSpec, make_batch
 from .errors import SourceError, SourceInputError, SourceUnavailableError
 
 __all__ = ["TritonSource", "ModelInfo", "OutputInfo", "OUTPUT_KINDS", "model_output"]
+
+_log = logging.getLogger("evalstream.sources")
 
 OUTPUT_KINDS = ("logits", "probabilities")
 _FLOAT_TYPES = ("FP16", "FP32", "FP64")
@@ -302,10 +305,22 @@ class TritonSource:
             time.sleep(_POLL_S)
 
     def _wait_ready(self, deadline: float) -> None:
+        """Wait for the model, not the whole server: Triton with ``--strict-readiness=true``
+        says the server is not ready while any model of its repository failed to load, and
+        still serves the ready ones. A ready model in a server that is not ready is logged with
+        the server's model states, then used."""
         while True:
-            server_ready = self._probe("is_server_ready")
             model_ready = self._probe("is_model_ready", self.model, self.version)
-            if server_ready is True and model_ready is True:
+            if model_ready is True:
+                if self._probe("is_server_ready") is not True:
+                    states = _states_of_all(self._repository_index())
+                    _log.warning(
+                        "inference server %s: model %r is ready, the server is not%s; "
+                        "going on with the model",
+                        self.url,
+                        self.model,
+                        f" (its models: {states})" if states else "",
+                    )
                 return
             index = self._repository_index()
             known = None if index is None else {m["name"] for m in index}
@@ -329,19 +344,15 @@ class TritonSource:
                         repr(self.version),
                     )
             if time.monotonic() + _POLL_S > deadline:
-                if model_ready is not True:
-                    state = _states(index, self.model) or "not ready"
-                    received = f"{self.model!r} {state}"
-                    version = f" version {self.version}" if self.version else ""
-                    expected = (
-                        f"model {self.model!r}{version} ready within {self.connect_timeout:g} s"
+                state = _states(index, self.model) or "not ready"
+                received = f"{self.model!r} {state}"
+                others = [m for m in index or [] if m["name"] != self.model]
+                if others and self._probe("is_server_ready") is not True:
+                    received += (
+                        f" in a server that is not ready (its models: {_states_of_all(index)})"
                     )
-                else:
-                    states = ", ".join(f"{m['name']} {m['state']}" for m in index or [])
-                    received = "a server that is live but not ready" + (
-                        f" (its models: {states})" if states else ""
-                    )
-                    expected = f"the server at {self.url} ready within {self.connect_timeout:g} s"
+                version = f" version {self.version}" if self.version else ""
+                expected = f"model {self.model!r}{version} ready within {self.connect_timeout:g} s"
                 raise SourceUnavailableError(
                     f"inference server {self.url}", expected, received, "see its log"
                 )
@@ -671,6 +682,10 @@ def _states(index: list[dict[str, str]] | None, model: str) -> str:
         f"version {m['version'] or '-'} {m['state']}" + (f" ({m['reason']})" if m["reason"] else "")
         for m in rows
     )
+
+
+def _states_of_all(index: list[dict[str, str]] | None) -> str:
+    return ", ".join(f"{m['name']} {m['state']}" for m in index or [])
 
 
 def _width_error(info: ModelInfo, expected: int, received: int | None) -> SourceInputError:
