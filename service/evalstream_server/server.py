@@ -86,7 +86,9 @@ async def start_server(settings: Settings, store: Store | None = None) -> Runnin
     _check_protobuf_backend()
     store = store if store is not None else build_store(settings)
     options = [
-        ("grpc.max_receive_message_length", settings.max_receive_bytes),
+        # twice the limit: the servicer answers a message past max_receive_bytes itself, in
+        # words (an Ingest batch is REJECTED and the call goes on); past this, gRPC ends the call
+        ("grpc.max_receive_message_length", 2 * settings.max_receive_bytes),
         ("grpc.max_send_message_length", settings.max_send_bytes),
         ("grpc.so_reuseport", 0),
     ]
@@ -95,6 +97,7 @@ async def start_server(settings: Settings, store: Store | None = None) -> Runnin
     )
     limits = ServiceLimits(
         max_batch_rows=settings.max_batch_rows,
+        max_message_bytes=settings.max_receive_bytes,
         max_classes=settings.max_classes,
         max_windows=settings.max_windows,
         max_clock_skew=settings.max_clock_skew,

@@ -164,7 +164,7 @@ def test_bad_input_names_the_field_and_changes_nothing(server, client, name):
     cases = [
         (
             pb.IngestRequest(stream=name, ids=["a"], scores=t, kind=pb.RECORD_KIND_PREDICTIONS),
-            "scores",  # 2 score rows for 1 id
+            "ids",  # 2 score rows for 1 id
         ),
         (pb.IngestRequest(stream=name, ids=["a", "b"], scores=t, labels=lab), "ids"),
         (

@@ -51,7 +51,15 @@ BAD = [
         "scores",
         "infinite",
     ),
-    ("column count", "mc", np.full((2, 4), 0.25, np.float32), Y, None, "scores", "(n, 3)"),
+    (
+        "column count",
+        "mc",
+        np.full((2, 4), 0.25, np.float32),
+        Y,
+        None,
+        "scores.shape",
+        "expected [N, 3] (one column per class of this TASK_MULTICLASS stream), received [2, 4]",
+    ),
     ("label range", "mc", P, np.array([0, 7], np.int32), None, "labels", "[0, 2]"),
     (
         "multi-hot on multiclass",
@@ -59,8 +67,9 @@ BAD = [
         P,
         np.array([[1, 0, 1], [0, 1, 0]], np.uint8),
         None,
-        "labels",
-        "multilabel",
+        "labels.dtype",
+        "expected DATA_TYPE_INT32 or DATA_TYPE_INT64 (class indices of a TASK_MULTICLASS stream), "
+        "received DATA_TYPE_UINT8",
     ),
     (
         "indices on multilabel",
@@ -68,8 +77,9 @@ BAD = [
         np.array([[0.1, 0.9], [0.8, 0.2]], np.float32),
         np.array([0, 1], np.int32),
         None,
-        "labels",
-        "multi-hot",
+        "labels.dtype",
+        "expected DATA_TYPE_UINT8 or DATA_TYPE_BOOL (a multi-hot matrix of a TASK_MULTILABEL "
+        "stream), received DATA_TYPE_INT32",
     ),
     (
         "rows not summing to 1",
@@ -90,7 +100,15 @@ BAD = [
         "labels",
         "at least 1",
     ),
-    ("length mismatch", "mc", P, np.array([0, 1, 2], np.int32), None, "scores", "3 rows"),
+    (
+        "length mismatch",
+        "mc",
+        P,
+        np.array([0, 1, 2], np.int32),
+        None,
+        "labels",
+        "expected 2 rows, one per row of scores, received 3 rows",
+    ),
 ]
 
 
@@ -127,7 +145,7 @@ def test_bytes_that_are_not_the_declared_dtype_and_shape(streams):
     (r,), _ = ingest(streams, [req])
     assert r.status == ingest_pb2.BATCH_STATUS_REJECTED
     assert (
-        "scores.data: expected 24 bytes for float32 shape [2, 3], received 20 bytes"
+        "scores.data: expected 24 bytes for DATA_TYPE_FLOAT32 shape [2, 3], received 20 bytes"
         in r.error_message
     )
     req = pb.IngestRequest(
@@ -169,19 +187,46 @@ def test_undeclared_task_or_score_kind_is_invalid(streams):
     assert "config.score_kind" in info.value.details()
 
 
-def test_oversized_message_is_resource_exhausted(streams):
+def test_oversized_message_is_a_rejected_batch_and_the_call_goes_on(streams):
     big = np.zeros((120_000, 3), np.float32)  # 1.4 MiB > the 1 MiB limit of this server
-    req = pb.IngestRequest(
-        stream="mc",
-        producer_id="big",
-        sequence=1,
-        scores=tensor(big),
-        labels=tensor(np.zeros(120_000, np.int32)),
-    )
+    reqs = [
+        pb.IngestRequest(
+            stream="mc",
+            producer_id="big",
+            sequence=1,
+            scores=tensor(big),
+            labels=tensor(np.zeros(120_000, np.int32)),
+        ),
+        pb.IngestRequest(
+            stream="mc", producer_id="big", sequence=2, scores=tensor(P), labels=tensor(Y)
+        ),
+    ]
+    size = reqs[0].ByteSize()
+    (r, ok), _ = ingest(streams, reqs)
+    assert r.status == ingest_pb2.BATCH_STATUS_REJECTED
+    assert r.error_code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+    assert r.error_message == f"message bytes: limit {1 << 20}, received {size}"
+    assert r.expected_sequence == 2  # consumed, as every batch that can never be accepted
+    assert ok.status == ingest_pb2.BATCH_STATUS_ACCEPTED
+    assert _n(streams, "mc") == 4
+    _reset(streams, "mc")
+
+
+def test_message_past_twice_the_limit_ends_the_call(streams):
+    huge = np.zeros((180_000, 3), np.float32)  # 2.1 MiB: gRPC refuses it unread
+    req = pb.IngestRequest(stream="mc", scores=tensor(huge), labels=tensor(np.zeros(180_000)))
     with pytest.raises(grpc.RpcError) as info:
         ingest(streams, [req])
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert _n(streams, "mc") == 2
+
+
+def _reset(stub, name):
+    """Put ``name`` back to its seeded state: the seed's 2 samples."""
+    stub.ResetStream(pb.ResetStreamRequest(name=name))
+    seed = pb.IngestRequest(stream=name, scores=tensor(P), labels=tensor(Y))
+    ingest(stub, [seed])
+    assert _n(stub, name) == 2
 
 
 def test_too_many_rows_is_resource_exhausted_per_batch(streams):

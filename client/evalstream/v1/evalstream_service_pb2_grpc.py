@@ -36,9 +36,10 @@ class EvalstreamServiceStub:
     UNAUTHENTICATED and PERMISSION_DENIED for access. Ingest reports per-batch errors in its
     responses instead (partial success).
 
-    Room for later RPCs, not implemented: LogPredictions and LogLabels, for labels that arrive
-    after the predictions, joined by sample id. They will come as new RPCs with their own messages;
-    Ingest keeps its meaning.
+    Every request message is at most the server's message limit (4 MiB unless the server sets
+    another with `--max-receive-bytes`). Past it, a unary call fails with RESOURCE_EXHAUSTED
+    ("message bytes: limit 4194304, received 5000000"); an Ingest batch is a REJECTED result (see
+    Ingest).
     """
 
     def __init__(self, channel):
@@ -115,9 +116,10 @@ class EvalstreamServiceServicer:
     UNAUTHENTICATED and PERMISSION_DENIED for access. Ingest reports per-batch errors in its
     responses instead (partial success).
 
-    Room for later RPCs, not implemented: LogPredictions and LogLabels, for labels that arrive
-    after the predictions, joined by sample id. They will come as new RPCs with their own messages;
-    Ingest keeps its meaning.
+    Every request message is at most the server's message limit (4 MiB unless the server sets
+    another with `--max-receive-bytes`). Past it, a unary call fails with RESOURCE_EXHAUSTED
+    ("message bytes: limit 4194304, received 5000000"); an Ingest batch is a REJECTED result (see
+    Ingest).
     """
 
     def CreateStream(self, request, context):
@@ -167,7 +169,10 @@ class EvalstreamServiceServicer:
         parse: INVALID_ARGUMENT, shutdown: UNAVAILABLE); the client then resends, with the same
         sequence numbers, the batches it has no result for. The client half-closes when it has sent
         everything and reads to the end: the last response carries the totals of the whole call.
-        Keep each message at or under about 1 MiB (4096 x 10 float32 scores are 160 KiB).
+        Keep each message at or under about 1 MiB (4096 x 10 float32 scores are 160 KiB). A message
+        over the server's message limit (4 MiB by default) is a REJECTED batch with
+        RESOURCE_EXHAUSTED that consumes its sequence number, and the call goes on; one over twice
+        the limit is refused by gRPC unread, and the call ends with RESOURCE_EXHAUSTED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -288,9 +293,10 @@ class EvalstreamService:
     UNAUTHENTICATED and PERMISSION_DENIED for access. Ingest reports per-batch errors in its
     responses instead (partial success).
 
-    Room for later RPCs, not implemented: LogPredictions and LogLabels, for labels that arrive
-    after the predictions, joined by sample id. They will come as new RPCs with their own messages;
-    Ingest keeps its meaning.
+    Every request message is at most the server's message limit (4 MiB unless the server sets
+    another with `--max-receive-bytes`). Past it, a unary call fails with RESOURCE_EXHAUSTED
+    ("message bytes: limit 4194304, received 5000000"); an Ingest batch is a REJECTED result (see
+    Ingest).
     """
 
     @staticmethod

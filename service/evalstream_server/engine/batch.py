@@ -17,6 +17,7 @@ from .spec import StreamSpec
 __all__ = [
     "Batch",
     "LabelBatch",
+    "LOGITS_HINT",
     "MAX_ID_LENGTH",
     "PredictionBatch",
     "make_batch",
@@ -27,6 +28,8 @@ __all__ = [
 ]
 
 MAX_ID_LENGTH = 256  # characters of a prediction id
+# The hint of scores that look like logits, in Python's words; the RPC layer gives it the wire's.
+LOGITS_HINT = "declare the stream with scores='logits' if these are logits"
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,7 @@ def _check_finite(a: np.ndarray, field: str, hint: str = "") -> tuple[float, flo
         if bad.any():
             n_nan = int(np.isnan(a).sum())
             n_inf = int(bad.sum()) - n_nan
-            first = tuple(int(i) for i in np.argwhere(bad)[0])
+            first = [int(i) for i in np.argwhere(bad)[0]]
             raise InvalidInputError(
                 field,
                 "finite numbers",
@@ -149,7 +152,7 @@ def _scores(spec: StreamSpec, y_score: object, n: int, paired: str = "y_true") -
             "y_score",
             "probabilities in [0, 1]",
             f"values in [{low:.6g}, {high:.6g}]",
-            "declare the stream with scores='logits' if these are logits",
+            LOGITS_HINT,
         )
     if a.shape[1] > 1 and spec.task != "multilabel":
         eps = float(np.finfo(a.dtype).eps) if np.issubdtype(a.dtype, np.floating) else 0.0
@@ -162,7 +165,7 @@ def _scores(spec: StreamSpec, y_score: object, n: int, paired: str = "y_true") -
                 "y_score",
                 f"probability rows that sum to 1 (tolerance {tol:.1e})",
                 f"{int(off.sum())} rows that do not (row {i} sums to {sums[i]:.6g})",
-                "declare the stream with scores='logits' if these are logits",
+                LOGITS_HINT,
             )
     if spec.task == "binary" and a.shape[1] == 2:
         a = a[:, 1:2]

@@ -5,15 +5,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
-from evalstream.v1 import curve_pb2, stream_pb2, tensor_pb2
+from evalstream.v1 import curve_pb2, stream_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from ..engine import InvalidInputError, Resolution, StreamSpec
 from ..store import StreamRecord
 
 __all__ = [
-    "decode_tensor",
     "spec_from_config",
     "config_from_spec",
     "stream_info",
@@ -22,15 +20,6 @@ __all__ = [
     "seconds",
 ]
 
-_DTYPES = {
-    tensor_pb2.DATA_TYPE_FLOAT32: np.dtype("<f4"),
-    tensor_pb2.DATA_TYPE_FLOAT16: np.dtype("<f2"),
-    tensor_pb2.DATA_TYPE_FLOAT64: np.dtype("<f8"),
-    tensor_pb2.DATA_TYPE_INT32: np.dtype("<i4"),
-    tensor_pb2.DATA_TYPE_INT64: np.dtype("<i8"),
-    tensor_pb2.DATA_TYPE_UINT8: np.dtype("u1"),
-    tensor_pb2.DATA_TYPE_BOOL: np.dtype("?"),
-}
 _TASKS = {
     stream_pb2.TASK_BINARY: "binary",
     stream_pb2.TASK_MULTICLASS: "multiclass",
@@ -40,38 +29,6 @@ _SCORES = {
     stream_pb2.SCORE_KIND_PROBABILITIES: "probabilities",
     stream_pb2.SCORE_KIND_LOGITS: "logits",
 }
-MAX_RANK = 2
-
-
-def decode_tensor(t: tensor_pb2.Tensor, field: str, max_elements: int) -> np.ndarray:
-    """A read-only numpy view of a Tensor, after checking dtype, shape and byte length."""
-    dtype = _DTYPES.get(t.dtype)
-    if dtype is None:
-        name = (
-            tensor_pb2.DataType.Name(t.dtype)
-            if t.dtype in tensor_pb2.DataType.values()
-            else str(t.dtype)
-        )
-        raise InvalidInputError(
-            f"{field}.dtype", f"one of {sorted(tensor_pb2.DataType.keys())[1:]}", name
-        )
-    shape = tuple(int(d) for d in t.shape)
-    if not 1 <= len(shape) <= MAX_RANK or any(d < 0 for d in shape):
-        raise InvalidInputError(
-            f"{field}.shape", "1 or 2 non-negative dimensions", str(list(shape))
-        )
-    count = math.prod(shape)
-    if count > max_elements:
-        raise InvalidInputError(
-            f"{field}.shape", f"at most {max_elements} elements", f"{count} ({list(shape)})"
-        )
-    if len(t.data) != count * dtype.itemsize:
-        raise InvalidInputError(
-            f"{field}.data",
-            f"{count * dtype.itemsize} bytes for {dtype.name} shape {list(shape)}",
-            f"{len(t.data)} bytes",
-        )
-    return np.frombuffer(t.data, dtype=dtype).reshape(shape)
 
 
 def spec_from_config(c: stream_pb2.StreamConfig, max_classes: int) -> StreamSpec:

@@ -28,18 +28,20 @@ from google.protobuf.message import Message
 
 from ..auth import Authenticator
 from ..engine import InvalidInputError
+from ..engine.batch import LOGITS_HINT
 from ..quotas import TenantQuotas
 from ..ratelimit import RateLimiter
 from ..store import (
     BatchOutcome,
     LimitExceededError,
     NotFoundError,
+    RejectedBatch,
     Store,
     StreamRecord,
     split_key,
     stream_key,
 )
-from . import convert
+from . import convert, tensor_rules
 from .errors import status_for
 
 __all__ = ["EvalstreamServicer", "ServiceLimits", "SERVICE_NAME", "method_handlers", "TENANT"]
@@ -80,6 +82,7 @@ class _Kind:
 @dataclass(frozen=True)
 class ServiceLimits:
     max_batch_rows: int = 65536
+    max_message_bytes: int = 4 * 1024 * 1024  # an Ingest batch past it is REJECTED
     max_classes: int = 1000
     max_windows: int = 8
     max_curve_points: int = 10000
@@ -167,25 +170,26 @@ class EvalstreamServicer:
         return pb.ResetStreamResponse(stream=convert.stream_info(record))
 
     # -- ingest --------------------------------------------------------------------------------
-    def _one_batch(self, req: pb.IngestRequest) -> ingest_pb2.BatchResult:
+    def _one_batch(self, req: pb.IngestRequest, size: int = 0) -> ingest_pb2.BatchResult:
+        """The result of one batch; ``size`` is its message's length in bytes (0: unknown)."""
         result = ingest_pb2.BatchResult(
             stream=req.stream, producer_id=req.producer_id, sequence=req.sequence
         )
         try:
             record = self._record(req.stream)
         except NotFoundError as exc:
-            code, message = status_for(exc)
-            result.status = ingest_pb2.BATCH_STATUS_REJECTED
-            result.error_code = code.value[0]
-            result.error_message = message
-            return result
+            return _reject(result, exc)
         batch: Any
         kind = req.kind or _Kind.LABELLED
-        claimed = req.labels if kind == _Kind.LABELS else req.scores
-        rows_claimed = int(claimed.shape[0]) if claimed.shape else 0
-        result.samples = max(rows_claimed, 0)
+        if req.sequence and not req.producer_id:  # no producer: no number to consume
+            exc = InvalidInputError(
+                "producer_id",
+                "a non-empty producer_id when sequence is set (sequence 0 sends unsequenced)",
+                f"an empty producer_id with sequence {req.sequence}",
+            )
+            return _reject(result, exc, self._rows(req, kind, record))
         expected = 0  # the producer's expected sequence: asked once per batch
-        if req.sequence and req.producer_id:
+        if req.sequence:
             expected = self.store.expected_sequence(record.name, req.producer_id)
             if req.sequence != expected:  # duplicate or gap: answered without reading the data
                 outcome = self.store.ingest(
@@ -194,23 +198,18 @@ class EvalstreamServicer:
                 return _fill(result, outcome)
         ts = convert.seconds(req.event_time) if req.HasField("event_time") else None
         try:
-            if req.sequence and not req.producer_id:
-                raise InvalidInputError(
-                    "producer_id", "a producer id when sequence is set", "an empty producer id"
-                )
+            if size > self.limits.max_message_bytes:
+                raise LimitExceededError("message bytes", self.limits.max_message_bytes, size)
             batch = self._decode(req, kind, record)
             if ts is not None and kind != _Kind.LABELS:  # labels count at their prediction's time
                 skew = self.limits.max_clock_skew
                 record.engine.event_time(ts, self.store.clock(), skew, field="event_time")
         except (InvalidInputError, LimitExceededError) as exc:
-            exc = _wire_names(exc)
+            wire = _wire_words(exc)
+            rows = self._rows(req, kind, record)
             if not req.sequence:  # unsequenced: nothing to consume, just reject
-                code, message = status_for(exc)
-                result.status = ingest_pb2.BATCH_STATUS_REJECTED
-                result.error_code = code.value[0]
-                result.error_message = message
-                return result
-            batch = exc
+                return _reject(result, wire, rows)
+            batch = RejectedBatch(wire, rows)
         if not isinstance(batch, Exception) and self._rate_limited(
             req, record, batch.n, expected, result
         ):
@@ -220,15 +219,21 @@ class EvalstreamServicer:
         )
         return _fill(result, outcome)
 
+    def _rows(self, req: pb.IngestRequest, kind: int, record: StreamRecord) -> int:
+        """Rows of a rejected batch, 0 when it could not be read far enough to tell."""
+        field = "labels" if kind == _Kind.LABELS else "scores"
+        tensor = req.labels if kind == _Kind.LABELS else req.scores
+        return tensor_rules.readable_rows(tensor, field, record.spec, self.limits.max_batch_rows)
+
     def _decode(self, req: pb.IngestRequest, kind: int, record: StreamRecord) -> Any:
-        """The validated batch of one request (``InvalidInputError`` names what is wrong)."""
+        """The validated batch of one request (``InvalidInputError`` names what is wrong).
+
+        The dtype and shape table of the proto is checked here in the wire's words; the engine
+        then checks the values."""
         rows = self.limits.max_batch_rows
-        claimed = req.labels if kind == _Kind.LABELS else req.scores
-        if claimed.shape and claimed.shape[0] > rows:
-            raise LimitExceededError("batch rows", rows, claimed.shape[0])
+        spec = record.spec
         if len(req.ids) > rows:
             raise LimitExceededError("batch rows (ids)", rows, len(req.ids))
-        width = max(record.spec.n_classes, 2)
         if kind == _Kind.LABELLED:
             if req.ids:
                 raise InvalidInputError(
@@ -237,11 +242,15 @@ class EvalstreamServicer:
                     "RECORD_KIND_LABELS)",
                     f"{len(req.ids)} ids",
                 )
-            scores = convert.decode_tensor(req.scores, "scores", rows * width)
-            labels = convert.decode_tensor(req.labels, "labels", rows * width)
+            scores = tensor_rules.scores(req.scores, spec, rows)
+            labels = tensor_rules.labels(req.labels, spec, rows)
+            tensor_rules.check_rows("labels", labels.shape[0], "scores", scores.shape[0])
             weights = None
             if req.HasField("sample_weight"):
-                weights = convert.decode_tensor(req.sample_weight, "sample_weight", rows)
+                weights = tensor_rules.weights(req.sample_weight, rows)
+                tensor_rules.check_rows(
+                    "sample_weight", weights.shape[0], "scores", scores.shape[0]
+                )
             return record.engine.validate(labels, scores, weights)
         if kind not in (_Kind.PREDICTIONS, _Kind.LABELS):
             raise InvalidInputError(
@@ -255,9 +264,11 @@ class EvalstreamServicer:
             if req.HasField(field):  # type: ignore[arg-type]
                 raise InvalidInputError(field, f"no {field} in a batch of kind {name}", "a tensor")
         if kind == _Kind.PREDICTIONS:
-            scores = convert.decode_tensor(req.scores, "scores", rows * width)
+            scores = tensor_rules.scores(req.scores, spec, rows)
+            tensor_rules.check_rows("ids", len(req.ids), "scores", scores.shape[0])
             return record.engine.validate_predictions(list(req.ids), scores)
-        labels = convert.decode_tensor(req.labels, "labels", rows * width)
+        labels = tensor_rules.labels(req.labels, spec, rows)
+        tensor_rules.check_rows("ids", len(req.ids), "labels", labels.shape[0])
         return record.engine.validate_labels(list(req.ids), labels)
 
     def _rate_limited(
@@ -286,7 +297,7 @@ class EvalstreamServicer:
         return True
 
     async def Ingest(
-        self, requests: AsyncIterator[pb.IngestRequest], ctx
+        self, requests: AsyncIterator[pb.IngestRequest | tuple[pb.IngestRequest, int]], ctx
     ) -> AsyncIterator[pb.IngestResponse]:
         """Apply batches as they arrive; acknowledge them coalesced, in order."""
         queue: asyncio.Queue[ingest_pb2.BatchResult | None] = asyncio.Queue()
@@ -294,8 +305,9 @@ class EvalstreamServicer:
 
         async def read() -> None:
             try:
-                async for req in requests:
-                    queue.put_nowait(await self.store.run(self._one_batch, req))
+                async for item in requests:  # requests, or (request, message bytes) pairs
+                    req, size = item if isinstance(item, tuple) else (item, 0)
+                    queue.put_nowait(await self.store.run(self._one_batch, req, size))
             finally:
                 queue.put_nowait(None)
 
@@ -438,6 +450,18 @@ def _fill(result: ingest_pb2.BatchResult, outcome: BatchOutcome) -> ingest_pb2.B
     return result
 
 
+def _reject(
+    result: ingest_pb2.BatchResult, exc: BaseException, rows: int = 0
+) -> ingest_pb2.BatchResult:
+    """``result`` as REJECTED for ``exc``, consuming no sequence number."""
+    code, message = status_for(exc)
+    result.status = ingest_pb2.BATCH_STATUS_REJECTED
+    result.samples = rows
+    result.error_code = code.value[0]
+    result.error_message = message
+    return result
+
+
 def _count(totals: pb.IngestResponse, r: ingest_pb2.BatchResult) -> None:
     if r.status == ingest_pb2.BATCH_STATUS_ACCEPTED:
         totals.accepted_batches += 1
@@ -450,12 +474,17 @@ def _count(totals: pb.IngestResponse, r: ingest_pb2.BatchResult) -> None:
 
 
 _WIRE_FIELDS = {"y_score": "scores", "y_true": "labels"}
+_WIRE_HINTS = {LOGITS_HINT: "create the stream with SCORE_KIND_LOGITS if these are logits"}
 
 
-def _wire_names(exc: Exception) -> Exception:
-    """Engine errors name the Python arguments; on the wire the fields are scores and labels."""
-    if isinstance(exc, InvalidInputError) and exc.field in _WIRE_FIELDS:
-        return type(exc)(_WIRE_FIELDS[exc.field], exc.expected, exc.received, exc.hint)
+def _wire_words(exc: Exception) -> Exception:
+    """Engine errors name the Python arguments and options; on the wire the fields are scores
+    and labels and the options are enum values."""
+    if isinstance(exc, InvalidInputError) and (
+        exc.field in _WIRE_FIELDS or exc.hint in _WIRE_HINTS
+    ):
+        field = _WIRE_FIELDS.get(exc.field, exc.field)
+        return type(exc)(field, exc.expected, exc.received, _WIRE_HINTS.get(exc.hint, exc.hint))
     return exc
 
 
@@ -489,13 +518,26 @@ def method_handlers(
     handlers = {}
     for name, (kind, req_type) in _METHODS.items():
         impl = getattr(servicer, name)
-        handlers[name] = _wrap(name, kind, req_type, impl, authenticator or Authenticator({}))
+        handlers[name] = _wrap(
+            name,
+            kind,
+            req_type,
+            impl,
+            authenticator or Authenticator({}),
+            servicer.limits.max_message_bytes,
+        )
     return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
 
 
-def _wrap(name, kind, req_type, impl, auth: Authenticator):
+def _wrap(name, kind, req_type, impl, auth: Authenticator, max_bytes: int):
     def parse(raw: bytes) -> Message:
         return req_type.FromString(raw)
+
+    def parse_one(raw: bytes) -> Message:
+        """A unary request; past the size limit the call fails (an Ingest batch is rejected)."""
+        if len(raw) > max_bytes:
+            raise LimitExceededError("message bytes", max_bytes, len(raw))
+        return parse(raw)
 
     def authenticate(ctx) -> None:
         TENANT.set(auth.tenant(ctx.invocation_metadata()))
@@ -507,7 +549,7 @@ def _wrap(name, kind, req_type, impl, auth: Authenticator):
         async def unary(raw: bytes, ctx):
             try:
                 authenticate(ctx)
-                return await impl(parse(raw), ctx)
+                return await impl(parse_one(raw), ctx)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - mapped by the table
@@ -522,7 +564,7 @@ def _wrap(name, kind, req_type, impl, auth: Authenticator):
         async def unary_stream(raw: bytes, ctx):
             try:
                 authenticate(ctx)
-                async for item in impl(parse(raw), ctx):
+                async for item in impl(parse_one(raw), ctx):
                     yield item
             except asyncio.CancelledError:
                 raise
@@ -536,7 +578,7 @@ def _wrap(name, kind, req_type, impl, auth: Authenticator):
     async def stream_stream(raw_iter, ctx):
         async def parsed():
             async for raw in raw_iter:
-                yield parse(raw)
+                yield parse(raw), len(raw)  # the size: a batch past the limit is rejected
 
         try:
             authenticate(ctx)

@@ -26,6 +26,7 @@ __all__ = [
     "BatchOutcome",
     "LimitExceededError",
     "NotFoundError",
+    "RejectedBatch",
     "Store",
     "StoreUnavailableError",
     "StreamRecord",
@@ -87,6 +88,11 @@ class StoreUnavailableError(RuntimeError):
     (gRPC ``UNAVAILABLE``). Nothing was counted."""
 
 
+def _number(x: float) -> str:
+    """Whole numbers in full (a byte count of 1920042, not 1.92004e+06), others as ``%g``."""
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
 class LimitExceededError(RuntimeError):
     """A configured limit (streams, rows, rate) would be exceeded; retry later or ask less."""
 
@@ -97,10 +103,21 @@ class LimitExceededError(RuntimeError):
         self.limit = limit
         self.received = received
         self.retry_after = retry_after
-        msg = f"{what}: limit {limit:g}, received {received:g}"
+        msg = f"{what}: limit {_number(limit)}, received {_number(received)}"
         if retry_after is not None:
             msg += f"; retry after {retry_after:.3f} s"
         super().__init__(msg)
+
+
+class RejectedBatch(Exception):
+    """A sequenced batch that failed validation, passed to ``Store.ingest`` in place of the batch:
+    the validation ``error`` and the rows the batch had (``samples``; 0 when it could not be read
+    far enough to tell). It still consumes its sequence number."""
+
+    def __init__(self, error: Exception, samples: int = 0) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.samples = samples
 
 
 @dataclass(frozen=True)
@@ -145,10 +162,13 @@ def gap_outcome(producer: str, last: int, sequence: int) -> BatchOutcome:
 
 
 def rejected_outcome(exc: Exception) -> BatchOutcome:
-    """The outcome of a batch that failed validation (``exc``): a limit is RESOURCE_EXHAUSTED,
-    anything else INVALID_ARGUMENT."""
+    """The outcome of a batch that failed validation (``exc``, or a ``RejectedBatch`` that also
+    carries the batch's rows): a limit is RESOURCE_EXHAUSTED, anything else INVALID_ARGUMENT."""
+    samples = 0
+    if isinstance(exc, RejectedBatch):
+        samples, exc = exc.samples, exc.error
     code = RESOURCE_EXHAUSTED if isinstance(exc, LimitExceededError) else INVALID_ARGUMENT
-    return BatchOutcome("rejected", error_code=code, error_message=str(exc))
+    return BatchOutcome("rejected", samples=samples, error_code=code, error_message=str(exc))
 
 
 @dataclass
