@@ -284,11 +284,11 @@ class Report:
             raise ValueError(
                 f"top_k_accuracy_score: defined for multiclass streams, not {self.task}"
             )
-        if k == 1:
-            return self.accuracy_score()
         table = self._d.get("top_k_accuracy") or {}
         if str(k) in table:
             return _value(table[str(k)])
+        if k == 1:  # older reports had no "1": accuracy (argmax breaks ties the other way)
+            return self.accuracy_score()
         if k >= len(self.classes):  # sklearn: a perfect score, with a warning
             return 1.0 if self.weight_total else None
         largest = max((int(x) for x in table), default=1)

@@ -120,7 +120,7 @@ def expected(task: str, y, p32: np.ndarray, w=None, thresholds=None, k_max=0) ->
         out["accuracy"] = skm.accuracy_score(y, pred, sample_weight=w)
         out["balanced_accuracy"] = _quiet(skm.balanced_accuracy_score, y, pred, sample_weight=w)
         out["hamming_loss"] = skm.hamming_loss(y, pred, sample_weight=w)
-        for k in range(2, k_max + 1):
+        for k in range(1, k_max + 1):
             out[f"top_k_accuracy.{k}"] = skm.top_k_accuracy_score(
                 y, p32, k=k, labels=list(range(K)), sample_weight=w
             )
@@ -151,14 +151,18 @@ def expected(task: str, y, p32: np.ndarray, w=None, thresholds=None, k_max=0) ->
     wr = None if w is None else np.repeat(w, L)
     out["roc_auc.micro"], out["average_precision.micro"] = _binary_rank(Y.ravel(), p.ravel(), wr)
     rows_auc = [(i, _row_metric("auc", Y[i], p[i])) for i in range(len(Y)) if 0 < Y[i].sum() < L]
-    rows_ap = [(i, _row_metric("ap", Y[i], p[i])) for i in range(len(Y)) if Y[i].sum() > 0]
-    for key, rows in (("roc_auc.samples", rows_auc), ("average_precision.samples", rows_ap)):
-        if rows:
-            idx = np.array([r[0] for r in rows])
-            ww = np.ones(len(Y)) if w is None else w
-            out[key] = float(np.average([r[1] for r in rows], weights=ww[idx]))
-        else:
-            out[key] = None
+    if rows_auc:  # sklearn raises on rows whose labels are all equal: evalstream skips them
+        idx = np.array([r[0] for r in rows_auc])
+        ww = np.ones(len(Y)) if w is None else w
+        out["roc_auc.samples"] = float(np.average([r[1] for r in rows_auc], weights=ww[idx]))
+    else:
+        out["roc_auc.samples"] = None
+    if len(Y) and (w is None or w.sum() > 0):  # sklearn itself: rows without a positive score 0
+        out["average_precision.samples"] = float(
+            _quiet(skm.average_precision_score, Y, p, average="samples", sample_weight=w)
+        )
+    else:
+        out["average_precision.samples"] = None
     for name, fn in (
         ("precision", skm.precision_score),
         ("recall", skm.recall_score),

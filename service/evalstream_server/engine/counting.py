@@ -34,6 +34,7 @@ __all__ = [
     "field_shapes",
     "numpy_delta",
     "prediction_delta",
+    "zero_weight_delta",
 ]
 
 # Probabilities are float32: clip like sklearn's log_loss does for float32 input.
@@ -51,7 +52,7 @@ DELAY_EDGES = (
 )  # fmt: skip
 # Fields added by the label-free figures (format 1 states load with them at zero).
 ADDED_FIELDS = ("pred_n", "pred_class", "pred_prob", "pred_conf", "pred_conf_sum", "pred_low",
-                "delay", "delay_sum")  # fmt: skip
+                "delay", "delay_sum", "zero_weight_seen")  # fmt: skip
 
 
 class Scatter:
@@ -132,6 +133,11 @@ def field_shapes(spec: StreamSpec) -> dict[str, tuple[int, ...]]:
     # Label delay of the pairs joined by id (labels sent after their predictions).
     shapes["delay"] = (len(DELAY_EDGES) + 1,)
     shapes["delay_sum"] = (1,)
+    if spec.task != "multilabel":
+        # Samples of weight 0 per class: rows 0 (true class) and 1 (predicted class). sklearn's
+        # macro averages include every class present in the labels or predictions, whatever
+        # their weights; the weighted confusion matrix cannot tell those classes apart.
+        shapes["zero_weight_seen"] = (2, spec.n_classes)
     return shapes
 
 
@@ -153,7 +159,29 @@ def compute_delta(spec: StreamSpec, batch: Batch, predictions: bool = True) -> D
         out = _fast_labelwise_delta(spec, batch)
     if predictions:
         out.update(prediction_delta(spec, batch.scores, batch.weights, labelled=out))
+    if spec.task != "multilabel" and batch.weights is not None:
+        out.update(zero_weight_delta(spec, batch))
     return out
+
+
+def zero_weight_delta(spec: StreamSpec, batch: Batch) -> Delta:
+    """``zero_weight_seen`` of a weighted batch (empty when no weight is 0: the common case)."""
+    assert batch.weights is not None
+    zero = batch.weights == 0
+    if not zero.any():
+        return {}
+    scores, labels = batch.scores[zero], batch.labels[zero]
+    if spec.task == "multiclass":
+        truth, pred = labels, np.argmax(scores, axis=1)
+    else:
+        truth = labels[:, 0].astype(np.int64)
+        pred = (scores[:, 0] >= np.float32(spec.thresholds[0])).astype(np.int64)
+    K = spec.n_classes
+    return {
+        "zero_weight_seen": np.stack(
+            [np.bincount(truth, minlength=K), np.bincount(pred, minlength=K)]
+        ).astype(np.float64)
+    }
 
 
 def confidence_of(spec: StreamSpec, scores: np.ndarray) -> np.ndarray:

@@ -184,27 +184,34 @@ def _ranking_groups(
     if spec.task == "multiclass":
         auc.update(_ovo(view, len(names), names, support))
     else:
-        c = state.counts
-        for group, key in ((auc, "samples_auc"), (ap, "samples_ap")):
-            total, weight = c[key]
-            n_w = state.weight_total
-            if weight > 0:
-                reason = None
-                if weight < n_w:
-                    reason = (
-                        "averaged over samples whose labels are not all equal"
-                        if key == "samples_auc"
-                        else "averaged over samples with at least one positive label"
-                    )
-                group["samples"] = _leaf(total / weight, note=reason, weight_defined=_whole(weight))
-            else:
-                group["samples"] = _leaf(
-                    None,
-                    "no sample has both positive and negative labels"
-                    if key == "samples_auc"
-                    else "no sample has a positive label",
-                )
+        auc["samples"] = _samples_auc(state)
+        ap["samples"] = _samples_ap(state)
     return auc, ap
+
+
+def _samples_auc(state: State) -> Leaf:
+    """Mean per-sample ROC AUC over the samples whose labels are not all equal (sklearn raises
+    on the others)."""
+    total, weight = state.counts["samples_auc"]
+    if weight <= 0:
+        return _leaf(None, "no sample has both positive and negative labels")
+    note = None
+    if weight < state.weight_total:
+        note = "averaged over samples whose labels are not all equal (sklearn raises)"
+    return _leaf(total / weight, note=note, weight_defined=_whole(weight))
+
+
+def _samples_ap(state: State) -> Leaf:
+    """sklearn's ``average_precision_score(average="samples")``: the weighted mean of every
+    sample's own AP, a sample without a positive label scoring 0."""
+    total, weight = state.counts["samples_ap"]
+    W = state.weight_total
+    if W <= 0:
+        return _leaf(None, "no samples in this window")
+    note = None
+    if weight < W:
+        note = "samples without a positive label score 0, as sklearn"
+    return _leaf(total / W, note=note, weight_with_positive=_whole(weight))
 
 
 # -- threshold groups ------------------------------------------------------------------------
@@ -215,10 +222,12 @@ def _prf_groups(
     names: list[str],
     averages_over: np.ndarray,
     intervals: bool = True,
+    n_samples: int = 1,
 ) -> dict[str, dict[str, Any]]:
     """precision / recall / f1 groups with per-class, macro, weighted and micro leaves.
 
-    ``averages_over`` marks the classes sklearn's macro/weighted include (its ``labels``)."""
+    ``averages_over`` marks the classes sklearn's macro/weighted include (its ``labels``);
+    without samples (sklearn raises) the averages are null."""
     prf = cf.prf_from_counts(tp, fp, fn)
     support = tp + fn
     out: dict[str, dict[str, Any]] = {}
@@ -240,9 +249,9 @@ def _prf_groups(
             reason = None
             if zd:
                 reason = {
-                    "precision": "no predicted samples",
-                    "recall": "no true samples",
-                    "f1": "no true and no predicted samples",
+                    "precision": "no predicted samples of positive weight",
+                    "recall": "no true samples of positive weight",
+                    "f1": "no true and no predicted samples of positive weight",
                 }[metric]
                 reason += "; zero_division=0 as sklearn"
             per_class[name] = _leaf(
@@ -250,7 +259,7 @@ def _prf_groups(
             )
         values = prf[metric][averages_over]
         group: dict[str, Any] = {"per_class": per_class}
-        if values.size:
+        if values.size and n_samples > 0:
             group["macro"] = _leaf(float(values.mean()), n_classes=int(values.size))
             sw = support[averages_over]
             group["weighted"] = _leaf(
@@ -262,9 +271,21 @@ def _prf_groups(
             group["weighted"] = _leaf(None, "no samples in this window")
         TP, FP, FN = tp[averages_over].sum(), fp[averages_over].sum(), fn[averages_over].sum()
         micro = cf.prf_from_counts(np.array([TP]), np.array([FP]), np.array([FN]))
-        group["micro"] = _leaf(
-            float(micro[metric][0]) if TP + FP + FN > 0 else None, "no samples in this window"
-        )
+        if not values.size or n_samples <= 0:
+            group["micro"] = _leaf(None, "no samples in this window")
+        elif micro[f"{metric}_zero_division"][0]:
+            what = {
+                "precision": "no positive predictions",
+                "recall": "no positive labels",
+                "f1": "no positive labels and no positive predictions",
+            }[metric]
+            group["micro"] = _leaf(
+                0.0,
+                note=f"{what} of positive weight in any class; zero_division=0 as sklearn",
+                zero_division=True,
+            )
+        else:
+            group["micro"] = _leaf(float(micro[metric][0]))
         out[metric] = group
     return out
 
@@ -321,15 +342,17 @@ def _imbalance(
     return out
 
 
-def _cells(cm: np.ndarray, W: float) -> tuple[np.ndarray, ...]:
+def _cells(cm: np.ndarray, W: float, zero_weight_seen: np.ndarray) -> tuple[np.ndarray, ...]:
     """Per-class support, predicted count, tp, fp, fn, tn, and which classes sklearn's default
-    ``labels`` would include (present in the labels or the predictions)."""
+    ``labels`` would include: present in the labels or the predictions, whatever their weights
+    (``zero_weight_seen`` counts the samples of weight 0 by true and by predicted class)."""
     support = cm.sum(axis=1)
     predicted = cm.sum(axis=0)
     tp = np.diag(cm).copy()
     fp, fn = predicted - tp, support - tp
     tn = W - tp - fp - fn
-    return support, predicted, tp, fp, fn, tn, (support > 0) | (predicted > 0)
+    present = (support > 0) | (predicted > 0) | (zero_weight_seen > 0).any(axis=0)
+    return support, predicted, tp, fp, fn, tn, present
 
 
 def _confusion_scalars(cm: np.ndarray, W: float) -> dict[str, dict[str, Any]]:
@@ -382,16 +405,18 @@ def build_report(
     na = "not defined for {} streams"
     if spec.task == "multiclass":
         cm = c["confusion"]
-        support, predicted, tp, fp, fn, tn, present = _cells(cm, W)
+        support, predicted, tp, fp, fn, tn, present = _cells(cm, W, c["zero_weight_seen"])
         auc, ap = _ranking_groups(state, view, names, support, intervals)
-        report.update(_prf_groups(tp, fp, fn, names, present, intervals))
+        report.update(_prf_groups(tp, fp, fn, names, present, intervals, state.n_samples))
         report.update(_confusion_scalars(cm, W))
+        # rank counts order tied scores as sklearn's top_k_accuracy_score (the higher class
+        # index first), so "1" can differ from accuracy (argmax: the lower index) on ties
         rank_cum = np.cumsum(c["rank"])
         report["top_k_accuracy"] = {
             str(k): _leaf(
                 float(rank_cum[k - 1] / W) if W > 0 else None, "no samples in this window"
             )
-            for k in range(2, spec.k_max + 1)
+            for k in range(1, spec.k_max + 1)
         }
         report["log_loss"] = _leaf(
             c["log_loss"][0] / W if W > 0 else None, "no samples in this window"
@@ -407,9 +432,9 @@ def build_report(
         tn_l, fp_l, fn_l, tp_l = lc[:, 0], lc[:, 1], lc[:, 2], lc[:, 3]
         if spec.task == "binary":
             cm = np.array([[tn_l[0], fp_l[0]], [fn_l[0], tp_l[0]]])
-            support, predicted, tp, fp, fn, tn, present = _cells(cm, W)
+            support, predicted, tp, fp, fn, tn, present = _cells(cm, W, c["zero_weight_seen"])
             auc, ap = _ranking_groups(state, view, names, support, intervals)
-            groups = _prf_groups(tp, fp, fn, names, present, intervals)
+            groups = _prf_groups(tp, fp, fn, names, present, intervals, state.n_samples)
             pos = names[1]
             for metric, group in groups.items():
                 leaf = dict(group["per_class"][pos])
@@ -435,7 +460,9 @@ def build_report(
             support = tp_l + fn_l
             tp, fp, fn, tn = tp_l, fp_l, fn_l, tn_l
             auc, ap = _ranking_groups(state, view, names, support, intervals)
-            groups = _prf_groups(tp, fp, fn, names, np.ones(len(names), dtype=bool), intervals)
+            groups = _prf_groups(
+                tp, fp, fn, names, np.ones(len(names), dtype=bool), intervals, state.n_samples
+            )
             prf = c["samples_prf"]
             for i, metric in enumerate(("precision", "recall", "f1")):
                 groups[metric]["samples"] = _leaf(
