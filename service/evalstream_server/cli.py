@@ -39,7 +39,12 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--logits", action="store_true", help="scores are logits, not probabilities")
     p.add_argument("--json", action="store_true", help="print the canonical report as JSON")
     p.add_argument("--batch-size", type=int, default=4096)
-    p.add_argument("--resolution", default="bins", help="bins, bins:<m>, exact, exact:<cap>")
+    p.add_argument(
+        "--resolution",
+        default="exact",
+        help="exact (default: sklearn's values, every sample kept), exact:<cap>, or bins, "
+        "bins:<m> for what a binned stream reports",
+    )
 
 
 @_command("evaluate")

@@ -53,12 +53,18 @@ def evaluate_arrays(
     classes: list[str] | None = None,
     logits: bool = False,
     batch_size: int = 4096,
-    resolution: str = "bins",
+    resolution: str = "exact",
     name: str = "",
     sample_weight: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Stream the arrays through a fresh engine and return the canonical report."""
+    """Stream the arrays through a fresh engine and return the canonical report.
+
+    The file is in memory already, so the default is the exact resolution with room for every
+    sample (sklearn's values to float rounding); ``resolution="bins"`` gives what a binned
+    stream would report."""
     y_score = np.asarray(y_score)
+    if resolution == "exact":  # no cap given: the whole file
+        resolution = f"exact:{max(len(y_true), 1)}"
     if classes is None:
         width = 2 if task == "binary" else (y_score.shape[1] if y_score.ndim == 2 else 2)
         classes = [str(i) for i in range(width)]

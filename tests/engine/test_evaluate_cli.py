@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import sklearn.metrics as skm
 from evalstream_server.cli import main
+from evalstream_server.evaluate import evaluate_arrays
 
 from . import data
 
@@ -77,3 +79,42 @@ def test_evaluate_bad_file_is_a_clear_error(tmp_path, capsys):
     assert main(["evaluate", str(path), "--task", "binary"]) == 2
     err = capsys.readouterr().err
     assert "y_true" in err and "labels" in err
+
+
+def _sk(fn, *a, **k):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(fn(*a, **k))
+
+
+def test_evaluate_defaults_to_exact_and_bins_on_request(tmp_path, capsys):
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 3, 2000)
+    p = rng.dirichlet(np.ones(3), 2000)
+    p[np.arange(2000), y] += 0.3
+    p = (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+    path = tmp_path / "preds.npz"
+    np.savez(path, y_true=y, y_score=p)
+    want = {
+        "macro": _sk(skm.roc_auc_score, y, p, multi_class="ovr", average="macro"),
+        "micro": _sk(skm.roc_auc_score, np.eye(3)[y].ravel(), p.ravel()),
+    }
+    ap = _sk(skm.average_precision_score, np.eye(3)[y], p, average="macro")
+
+    def run(*extra: str) -> dict:
+        assert main(["evaluate", str(path), "--task", "multiclass", "--json", *extra]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    exact = run()
+    assert exact["resolution"]["kind"] == "exact"
+    for avg, v in want.items():
+        assert abs(exact["roc_auc"][avg]["value"] - v) < 1e-12, avg
+    assert abs(exact["average_precision"]["macro"]["value"] - ap) < 1e-12
+    binned = run("--resolution", "bins")
+    assert binned["resolution"]["kind"] == "bins"
+    assert abs(binned["average_precision"]["macro"]["value"] - ap) > 1e-12  # quantised
+    # the file decides the cap (a stream's default cap of 1M samples would refuse larger files)
+    assert evaluate_arrays(y, p, task="multiclass")["resolution"] == {
+        "kind": "exact",
+        "max_samples": 2000,
+    }
