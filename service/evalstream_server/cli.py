@@ -134,6 +134,18 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--max-streams-per-tenant", type=int, help="streams one tenant may have (0: no quota)"
     )
+    p.add_argument(
+        "--max-concurrent-rpcs", type=int, help="authenticated calls in flight (default 256)"
+    )
+    p.add_argument(
+        "--max-calls-per-tenant", type=int, help="calls of one tenant in flight (0: no quota)"
+    )
+    p.add_argument(
+        "--idle-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="close a call whose client sends nothing this long (default 120; 0: never)",
+    )
 
 
 @_command("serve")
@@ -153,6 +165,9 @@ def _serve(args: argparse.Namespace) -> int:
         "store",
         "max_streams",
         "max_streams_per_tenant",
+        "max_calls_per_tenant",
+        "max_concurrent_rpcs",
+        "idle_timeout",
         "max_classes",
         "max_batch_rows",
         "max_class_series",

@@ -16,6 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
+from .admission import Admission
 from .auth import Authenticator, load_tokens, server_credentials
 from .exporters import EvalstreamCollector
 from .quotas import TenantQuotas
@@ -92,9 +93,9 @@ async def start_server(settings: Settings, store: Store | None = None) -> Runnin
         ("grpc.max_send_message_length", settings.max_send_bytes),
         ("grpc.so_reuseport", 0),
     ]
-    server = grpc.aio.server(
-        options=options, maximum_concurrent_rpcs=settings.max_concurrent_rpcs or None
-    )
+    # No gRPC-level limit on concurrent calls: it would count calls before they are
+    # authenticated; ``Admission`` counts authenticated calls only.
+    server = grpc.aio.server(options=options)
     limits = ServiceLimits(
         max_batch_rows=settings.max_batch_rows,
         max_message_bytes=settings.max_receive_bytes,
@@ -104,9 +105,14 @@ async def start_server(settings: Settings, store: Store | None = None) -> Runnin
     )
     limiter = RateLimiter(settings.stream_rate, settings.tenant_rate, settings.rate_burst_seconds)
     authenticator = Authenticator(load_tokens(settings.token_file))
-    quotas = TenantQuotas(streams=settings.max_streams_per_tenant)
+    quotas = TenantQuotas(
+        streams=settings.max_streams_per_tenant, calls=settings.max_calls_per_tenant
+    )
     servicer = EvalstreamServicer(store, limits, limiter, quotas)
-    server.add_generic_rpc_handlers((method_handlers(servicer, authenticator),))
+    admission = Admission(settings.max_concurrent_rpcs, quotas)
+    server.add_generic_rpc_handlers(
+        (method_handlers(servicer, authenticator, admission, settings.idle_timeout),)
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

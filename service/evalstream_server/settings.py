@@ -36,7 +36,11 @@ class Settings:
     # on /metrics (values up to about that old; bounds the scrape time of many busy streams);
     # 0: compute on each scrape
     metrics_refresh: float = 0.0
-    max_concurrent_rpcs: int = 256  # further calls wait in gRPC's queue (RESOURCE_EXHAUSTED)
+    # authenticated calls in flight; further ones get RESOURCE_EXHAUSTED (health and
+    # reflection are not counted; calls without a valid token never hold a slot)
+    max_concurrent_rpcs: int = 256
+    max_calls_per_tenant: int = 128  # calls of one tenant in flight; 0 = only the above
+    idle_timeout: float = 120.0  # close a call whose client sends nothing this long; 0 = never
     stream_rate: float = 0.0  # samples per second per stream; 0 = unlimited
     tenant_rate: float = 0.0  # samples per second per tenant; 0 = unlimited
     rate_burst_seconds: float = 2.0  # a bucket holds this many seconds of its rate

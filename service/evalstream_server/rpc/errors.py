@@ -7,6 +7,7 @@ import logging
 import grpc
 from google.protobuf.message import DecodeError
 
+from ..admission import IdleCallError
 from ..engine import IncompatibleStateError, InvalidInputError, UnknownWindowError
 from ..store import AlreadyExistsError, LimitExceededError, NotFoundError, StoreUnavailableError
 
@@ -17,6 +18,7 @@ GENERIC_INTERNAL = "internal error; the server logged the details"
 
 # Order matters: the first matching type wins (CapacityError is an InvalidInputError).
 _TABLE: list[tuple[type[BaseException], grpc.StatusCode]] = [
+    (IdleCallError, grpc.StatusCode.UNAVAILABLE),  # the client reopens the call
     (LimitExceededError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (StoreUnavailableError, grpc.StatusCode.UNAVAILABLE),
     (NotFoundError, grpc.StatusCode.NOT_FOUND),

@@ -26,6 +26,7 @@ from evalstream.v1 import (
 )
 from google.protobuf.message import Message
 
+from ..admission import Admission, IdleCallError
 from ..auth import Authenticator
 from ..engine import InvalidInputError
 from ..engine.batch import LOGITS_HINT
@@ -511,25 +512,43 @@ async def _abort(ctx: grpc.aio.ServicerContext, exc: BaseException) -> None:
     await ctx.abort(code, message)
 
 
+def _retrieve(task: asyncio.Future) -> None:
+    """Collect the outcome of an abandoned read (so asyncio does not log it as lost)."""
+    if not task.cancelled():
+        task.exception()
+
+
 def method_handlers(
-    servicer: EvalstreamServicer, authenticator: Authenticator | None = None
+    servicer: EvalstreamServicer,
+    authenticator: Authenticator | None = None,
+    admission: Admission | None = None,
+    idle_timeout: float = 0.0,
 ) -> grpc.GenericRpcHandler:
-    """A generic handler whose methods parse the raw request bytes themselves."""
+    """A generic handler whose methods authenticate, admit and then parse the raw request bytes
+    themselves.
+
+    Every method is registered as request-streaming (on the wire a unary request is a stream of
+    one message): the handler then runs as soon as the call's metadata arrives, so a call is
+    authenticated and admitted (``Admission``) before its request is read, and a client that
+    never sends its request is refused or timed out instead of holding the call."""
     handlers = {}
     for name, (kind, req_type) in _METHODS.items():
         impl = getattr(servicer, name)
         handlers[name] = _wrap(
-            name,
             kind,
             req_type,
             impl,
             authenticator or Authenticator({}),
             servicer.limits.max_message_bytes,
+            admission or Admission(),
+            idle_timeout,
         )
     return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
 
 
-def _wrap(name, kind, req_type, impl, auth: Authenticator, max_bytes: int):
+def _wrap(
+    kind, req_type, impl, auth: Authenticator, max_bytes: int, admission: Admission, idle: float
+):
     def parse(raw: bytes) -> Message:
         return req_type.FromString(raw)
 
@@ -539,56 +558,77 @@ def _wrap(name, kind, req_type, impl, auth: Authenticator, max_bytes: int):
             raise LimitExceededError("message bytes", max_bytes, len(raw))
         return parse(raw)
 
-    def authenticate(ctx) -> None:
-        TENANT.set(auth.tenant(ctx.invocation_metadata()))
+    def authenticate(ctx) -> str:
+        tenant = auth.tenant(ctx.invocation_metadata())
+        TENANT.set(tenant)
+        return tenant
+
+    async def next_raw(ctx) -> bytes | None:
+        """The next request message's bytes; None at the end of the request stream."""
+        if idle <= 0:
+            raw = await ctx.read()
+        else:
+            # Not wait_for: cancelling a pending read leaves the call unable to send its status.
+            read = asyncio.ensure_future(ctx.read())
+            await asyncio.wait((read,), timeout=idle)
+            if not read.done():
+                read.add_done_callback(_retrieve)  # it ends when the call is closed
+                raise IdleCallError(idle)
+            raw = read.result()
+        return None if raw is grpc.aio.EOF else raw
+
+    async def one_message(ctx) -> Message:
+        raw = await next_raw(ctx)
+        if raw is None:
+            raise InvalidInputError("request", "one request message", "none")
+        return parse_one(raw)
+
+    async def failed(ctx, exc: Exception) -> None:
+        if isinstance(exc, grpc.aio.AbortError):
+            raise exc
+        await _abort(ctx, exc)
 
     ser = lambda m: m.SerializeToString()  # noqa: E731
 
     if kind == "unary_unary":
 
-        async def unary(raw: bytes, ctx):
+        async def unary(_requests, ctx):
             try:
-                authenticate(ctx)
-                return await impl(parse_one(raw), ctx)
+                with admission.call(authenticate(ctx)):
+                    return await impl(await one_message(ctx), ctx)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - mapped by the table
-                if isinstance(exc, grpc.aio.AbortError):
-                    raise
-                await _abort(ctx, exc)
+                await failed(ctx, exc)
 
-        return grpc.unary_unary_rpc_method_handler(unary, response_serializer=ser)
+        return grpc.stream_unary_rpc_method_handler(unary, response_serializer=ser)
 
     if kind == "unary_stream":
 
-        async def unary_stream(raw: bytes, ctx):
+        async def unary_stream(_requests, ctx):
             try:
-                authenticate(ctx)
-                async for item in impl(parse_one(raw), ctx):
-                    yield item
+                with admission.call(authenticate(ctx)):
+                    async for item in impl(await one_message(ctx), ctx):
+                        yield item
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001
-                if isinstance(exc, grpc.aio.AbortError):
-                    raise
-                await _abort(ctx, exc)
+                await failed(ctx, exc)
 
-        return grpc.unary_stream_rpc_method_handler(unary_stream, response_serializer=ser)
+        return grpc.stream_stream_rpc_method_handler(unary_stream, response_serializer=ser)
 
-    async def stream_stream(raw_iter, ctx):
+    async def stream_stream(_requests, ctx):
         async def parsed():
-            async for raw in raw_iter:
+            while (raw := await next_raw(ctx)) is not None:
                 yield parse(raw), len(raw)  # the size: a batch past the limit is rejected
 
         try:
-            authenticate(ctx)
-            async for item in impl(parsed(), ctx):
-                yield item
+            with admission.call(authenticate(ctx)):
+                async for item in impl(parsed(), ctx):
+                    yield item
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001
-            if isinstance(exc, grpc.aio.AbortError):
-                raise
-            await _abort(ctx, exc)
+            await failed(ctx, exc)
 
     return grpc.stream_stream_rpc_method_handler(stream_stream, response_serializer=ser)
