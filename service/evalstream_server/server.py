@@ -61,6 +61,7 @@ class RunningServer:
     registry: CollectorRegistry
     _metrics_httpd: object | None = None
     collector: EvalstreamCollector | None = None
+    _write_watch: asyncio.Task | None = None
 
     @property
     def target(self) -> str:
@@ -71,6 +72,8 @@ class RunningServer:
     async def stop(self, grace: float | None = None) -> None:
         """Graceful shutdown: report NOT_SERVING, drain RPCs for ``grace`` seconds, close."""
         grace = self.settings.shutdown_grace if grace is None else grace
+        if self._write_watch is not None:
+            self._write_watch.cancel()
         await self.health.enter_graceful_shutdown()
         await self.grpc_server.stop(grace)
         if self._metrics_httpd is not None:
@@ -159,9 +162,43 @@ async def start_server(settings: Settings, store: Store | None = None) -> Runnin
             "metrics": f"{settings.metrics_host}:{metrics_port}",
         },
     )
+    watch = asyncio.create_task(_watch_writes(store, health_servicer))
     return RunningServer(
-        settings, store, server, port, metrics_port, health_servicer, registry, httpd, collector
+        settings,
+        store,
+        server,
+        port,
+        metrics_port,
+        health_servicer,
+        registry,
+        httpd,
+        collector,
+        watch,
     )
+
+
+WRITE_CHECK_SECONDS = 0.5
+
+
+async def _watch_writes(store: Store, health_servicer: health.aio.HealthServicer) -> None:
+    """Keep the service's health status equal to whether the store accepts writes.
+
+    ``""`` (the process) stays SERVING: queries still work and restarting does not free a disk.
+    ``evalstream.v1.EvalstreamService`` turns NOT_SERVING while writes fail (a full disk), and
+    SERVING again once the store's probe commit succeeds (``Store.writable`` probes)."""
+    serving = True
+    while True:
+        await asyncio.sleep(WRITE_CHECK_SECONDS)
+        try:
+            ok = await asyncio.to_thread(store.writable)
+        except Exception:  # noqa: BLE001 - a failing check is a failing store
+            log.exception("write check failed")
+            ok = False
+        if ok != serving:
+            serving = ok
+            status = health_pb2.HealthCheckResponse
+            await health_servicer.set(SERVICE_NAME, status.SERVING if ok else status.NOT_SERVING)
+            log.warning("writes " + ("accepted again" if ok else "failing: NOT_SERVING"))
 
 
 def _bracket(host: str) -> str:

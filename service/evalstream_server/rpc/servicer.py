@@ -72,6 +72,19 @@ def _in_store(body: Callable[[EvalstreamServicer, Any, Any], R]) -> Callable[...
     return rpc
 
 
+def _query(body: Callable[[EvalstreamServicer, Any, Any], R]) -> Callable[..., Any]:
+    """``_in_store`` for a query: it shows committed data only, so it first waits for the
+    commit of what was applied before it (off the event loop; a no-op on stores that commit
+    before they apply)."""
+
+    @functools.wraps(body)
+    async def rpc(self: EvalstreamServicer, req: Any, ctx: Any) -> R:
+        await self.store.settle_async()
+        return await self.store.run(body, self, req, ctx)
+
+    return rpc
+
+
 class _Kind:
     """RecordKind values."""
 
@@ -131,11 +144,11 @@ class EvalstreamServicer:
         log.info("stream created", extra={"stream": spec.name, "task": spec.task})
         return pb.CreateStreamResponse(stream=convert.stream_info(record))
 
-    @_in_store
+    @_query
     def GetStream(self, req: pb.GetStreamRequest, ctx) -> pb.GetStreamResponse:
         return pb.GetStreamResponse(stream=convert.stream_info(self._record(req.name)))
 
-    @_in_store
+    @_query
     def ListStreams(self, req: pb.ListStreamsRequest, ctx) -> pb.ListStreamsResponse:
         size = req.page_size or 100
         names = [n for n in self._names(TENANT.get()) if n > req.page_token]
@@ -382,6 +395,7 @@ class EvalstreamServicer:
 
     async def GetReport(self, req: pb.GetReportRequest, ctx) -> pb.GetReportResponse:
         window = req.window or "cumulative"
+        await self.store.settle_async()  # queries show committed data only
         text = await self.store.run(
             self._report_json, req.stream, window, req.include_curves, req.max_curve_points
         )
@@ -392,7 +406,7 @@ class EvalstreamServicer:
             generated_time=convert.timestamp(time.time()),
         )
 
-    @_in_store
+    @_query
     def GetCurve(self, req: pb.GetCurveRequest, ctx) -> pb.GetCurveResponse:
         window = req.window or "cumulative"
         record = self._record(req.stream)
@@ -426,6 +440,7 @@ class EvalstreamServicer:
         interval = 5.0 if interval <= 0 else max(interval, self.limits.min_watch_interval)
         await self.store.run(self._record, req.stream)
         while True:
+            await self.store.settle_async()
             text = await self.store.run(
                 self._report_json, req.stream, window, req.include_curves, req.max_curve_points
             )

@@ -301,6 +301,15 @@ class Store(abc.ABC):
         pool, so a stalled server delays only the calls that need it, not health checks."""
         return fn(*args)
 
+    async def settle_async(self) -> None:  # noqa: B027 - optional hook
+        """Before a query: make sure it shows committed data only (stores that apply a batch
+        before committing it commit, or roll back, what was applied so far)."""
+
+    def writable(self) -> bool:
+        """Whether writes are accepted now (the health check's answer for writes); a store whose
+        writes failed may probe its storage here."""
+        return True
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (files, connections)."""
 

@@ -11,6 +11,12 @@ recovery replays; the log rows a snapshot covers are deleted in the snapshot's t
 
 With ``synchronous=FULL`` (default) a commit is fsynced: an acknowledged batch also survives a
 power loss. ``synchronous=NORMAL`` survives process crashes only.
+
+Queries show committed data only: a query first commits what was applied before it (usually the
+commit already in flight). A failed commit (a full disk) rolls back: memory is loaded again from
+the database, so nothing unacknowledged is ever shown, and writes are refused until a probe
+commit of the failed transaction's size succeeds (retried with a back-off, also by the server's
+health check), so the store recovers by itself when space returns.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from ..engine import (
     Batch,
     LabelBatch,
     PredictionBatch,
+    State,
     StreamSpec,
     engine_from_bytes,
     engine_to_bytes,
@@ -57,6 +64,7 @@ CREATE TABLE IF NOT EXISTS batches (
     n INTEGER NOT NULL, labels BLOB NOT NULL, scores BLOB NOT NULL, weights BLOB,
     kind INTEGER NOT NULL DEFAULT 0, ids TEXT);
 CREATE INDEX IF NOT EXISTS batches_by_stream ON batches (stream, id);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
 CREATE TABLE IF NOT EXISTS snapshots (
     stream TEXT PRIMARY KEY, batch_id INTEGER NOT NULL, engine BLOB NOT NULL,
     update_time REAL, time REAL NOT NULL);
@@ -94,21 +102,16 @@ class DurableStore(MemoryStore):
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.executescript(_SCHEMA)
         self._migrate()
-        self._since_snapshot: dict[str, int] = {}
-        self._last_batch_id: dict[str, int] = {}
         started = time.perf_counter()
-        replayed = self._recover()
-        # Batch ids only grow: a snapshot deletes the rows it covers, so the next id must also be
-        # above every snapshot's mark, or a later replay would skip the new rows.
-        self._next_batch_id = 1 + int(
-            self._db.execute(
-                "SELECT MAX(COALESCE((SELECT MAX(id) FROM batches), 0), "
-                "COALESCE((SELECT MAX(batch_id) FROM snapshots), 0))"
-            ).fetchone()[0]
-        )
+        replayed = self._load(self._db)
         self.recovery_seconds = time.perf_counter() - started
         self._writer = Writer(self._db)
         self._writer.start()
+        self._queued = 0  # statements queued, in the writer's numbering (``Writer.seen``)
+        self._settled = 0  # statements queued before the last roll-back (dropped or committed)
+        self._reloaded = 0  # ``Writer.failures`` when memory was last loaded from the database
+        self._backoff = _MIN_BACKOFF
+        self._retry_at = 0.0
         log.info(
             "recovered",
             extra={
@@ -154,6 +157,7 @@ class DurableStore(MemoryStore):
             raise StoreUnavailableError(
                 f"store unavailable after a failed commit: {self._writer.broken}"
             )
+        self._queued += 1
         self._writer.put(("sql", sql, params))
 
     def flush(self) -> None:
@@ -161,6 +165,7 @@ class DurableStore(MemoryStore):
         try:
             self._writer.commit().result()
         except sqlite3.Error as exc:
+            self._failed()
             raise StoreUnavailableError(str(exc)) from exc
 
     async def flush_async(self) -> None:
@@ -171,7 +176,102 @@ class DurableStore(MemoryStore):
         try:
             await asyncio.wrap_future(self._writer.commit())
         except sqlite3.Error as exc:
+            self._failed()
             raise StoreUnavailableError(str(exc)) from exc
+
+    async def settle_async(self) -> None:
+        """Before a query: commit what was applied so far, or roll it back if that fails."""
+        if self._dirty():
+            try:
+                await self.flush_async()
+            except StoreUnavailableError:
+                pass  # rolled back: the query shows what is committed
+
+    # -- failed commits: roll back, refuse writes, probe, resume -------------------------------
+    def _dirty(self) -> bool:
+        return self._queued > max(self._writer.committed, self._settled)
+
+    def _committed_view(self) -> None:
+        """Under the lock, before a query: make memory equal to what is committed."""
+        if self._dirty() and self._writer.broken is None:
+            try:
+                self.flush()
+            except StoreUnavailableError:
+                pass
+        self._roll_back()
+
+    def _failed(self) -> None:
+        with self._lock:
+            self._roll_back()
+
+    def _roll_back(self) -> None:
+        """Under the lock: after a failed commit memory is ahead of disk by every change since
+        the last good commit; load every stream again from the database (committed data only).
+        """
+        failures = self._writer.failures
+        if failures == self._reloaded:
+            return
+        started = time.perf_counter()
+        self._writer.call(self._load).result()  # after the dropped statements: FIFO
+        self._reloaded, self._settled = failures, self._queued
+        self._retry_at = time.monotonic() + self._backoff
+        log.warning(
+            "rolled back to the last commit",
+            extra={"seconds": round(time.perf_counter() - started, 4), "path": str(self.path)},
+        )
+
+    def _check_writable(self) -> None:
+        if not self.writable():
+            raise StoreUnavailableError(
+                f"{self.path}: writes refused since a commit failed ({self._writer.broken}); the "
+                f"store retries by itself in {max(self._retry_at - time.monotonic(), 0):.1f} s"
+            )
+
+    def writable(self) -> bool:
+        """True when writes are accepted. After a failed commit: False until a probe commit of
+        the failed transaction's size succeeds; probed when the back-off has passed (0.5 s,
+        doubling to 30 s)."""
+        with self._lock:
+            if self._writer.broken is None:
+                return True
+            self._roll_back()
+            if time.monotonic() < self._retry_at:
+                return False
+            size = min(max(self._writer.failed_bytes, 1 << 16), 1 << 26)
+            try:
+                self._writer.call(lambda db: _probe(db, size)).result()
+            except sqlite3.Error as exc:
+                self._backoff = min(2 * self._backoff, _MAX_BACKOFF)
+                self._retry_at = time.monotonic() + self._backoff
+                log.warning("write probe failed", extra={"error": str(exc), "bytes": size})
+                return False
+            self._writer.resume()
+            self._backoff = _MIN_BACKOFF
+            log.warning("writes accepted again", extra={"path": str(self.path)})
+            return True
+
+    # -- queries: committed data only ----------------------------------------------------------
+    def state(self, name: str, window: str) -> State:
+        with self._lock:
+            self._committed_view()
+            return super().state(name, window)
+
+    def report_context(
+        self, name: str, window: str
+    ) -> tuple[State, State | None, dict[str, Any] | None]:
+        with self._lock:
+            self._committed_view()
+            return super().report_context(name, window)
+
+    def label_status(self, name: str) -> dict[str, Any] | None:
+        with self._lock:
+            self._committed_view()
+            return super().label_status(name)
+
+    def records(self) -> list[StreamRecord]:
+        with self._lock:
+            self._committed_view()
+            return super().records()
 
     # -- hooks ---------------------------------------------------------------------------------
     def _on_create(self, record: StreamRecord) -> None:
@@ -246,13 +346,30 @@ class DurableStore(MemoryStore):
             )
         self._since_snapshot[record.name] = 0
 
-    def _recover(self) -> int:
+    def _load(self, db: sqlite3.Connection) -> int:
+        """Load every stream from the database (start-up, roll-back); the number of batches
+        replayed on top of the snapshots."""
+        self._streams = {}
+        self._since_snapshot: dict[str, int] = {}
+        self._last_batch_id: dict[str, int] = {}
+        replayed = self._recover(db)
+        # Batch ids only grow: a snapshot deletes the rows it covers, so the next id must also be
+        # above every snapshot's mark, or a later replay would skip the new rows.
+        self._next_batch_id = 1 + int(
+            db.execute(
+                "SELECT MAX(COALESCE((SELECT MAX(id) FROM batches), 0), "
+                "COALESCE((SELECT MAX(batch_id) FROM snapshots), 0))"
+            ).fetchone()[0]
+        )
+        return replayed
+
+    def _recover(self, db: sqlite3.Connection) -> int:
         replayed = 0
-        rows = self._db.execute("SELECT name, spec, create_time, tenant FROM streams").fetchall()
+        rows = db.execute("SELECT name, spec, create_time, tenant FROM streams").fetchall()
         for name, spec_json, create_time, tenant in rows:
             spec = StreamSpec.from_dict(json.loads(spec_json))
             engine = StreamEngine(spec, clock=self.clock)
-            snap = self._db.execute(
+            snap = db.execute(
                 "SELECT batch_id, engine, update_time FROM snapshots WHERE stream = ?", (name,)
             ).fetchone()
             after, update_time = 0, None
@@ -261,7 +378,7 @@ class DurableStore(MemoryStore):
                 engine = engine_from_bytes(blob, clock=self.clock)
             record = StreamRecord(spec, engine, create_time, update_time=update_time, tenant=tenant)
             last_id = after
-            for bid, ts, now, n, labels, scores, weights, kind, ids in self._db.execute(
+            for bid, ts, now, n, labels, scores, weights, kind, ids in db.execute(
                 "SELECT id, ts, now, n, labels, scores, weights, kind, ids FROM batches "
                 "WHERE stream = ? AND id > ? ORDER BY id",
                 (name, after),
@@ -279,11 +396,11 @@ class DurableStore(MemoryStore):
                 replayed += 1
             self._last_batch_id[name] = last_id
             self._since_snapshot[name] = replayed
-            for producer, last in self._db.execute(
+            for producer, last in db.execute(
                 "SELECT producer, last_seq FROM producers WHERE stream = ?", (name,)
             ):
                 record.producers[producer] = int(last)
-            for producer, seq, outcome in self._db.execute(
+            for producer, seq, outcome in db.execute(
                 "SELECT producer, seq, outcome FROM outcomes WHERE stream = ?", (name,)
             ):
                 record.outcomes.setdefault(producer, {})[int(seq)] = BatchOutcome(
@@ -317,6 +434,20 @@ class DurableStore(MemoryStore):
 
 
 _LABELLED, _PREDICTIONS, _LABELS = 0, 1, 2  # batches.kind
+_MIN_BACKOFF, _MAX_BACKOFF = 0.5, 30.0  # seconds between write probes after a failed commit
+
+
+def _probe(db: sqlite3.Connection, size: int) -> None:
+    """Commit ``size`` bytes (and delete them): can the disk take a transaction that large?"""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('write_probe', zeroblob(?))", (size,))
+        db.execute("COMMIT")
+    except sqlite3.Error:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    db.execute("DELETE FROM meta WHERE key = 'write_probe'")
 
 
 def _encode_record(batch: Record) -> tuple[int, str | None, Any, Any, Any]:

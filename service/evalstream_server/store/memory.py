@@ -64,6 +64,7 @@ class MemoryStore(Store):
         with self._lock:
             if key in self._streams:
                 raise AlreadyExistsError(key)
+            self._check_writable()
             if len(self._streams) >= self.max_streams:
                 raise LimitExceededError("streams", self.max_streams, len(self._streams) + 1)
             record = StreamRecord(
@@ -88,12 +89,14 @@ class MemoryStore(Store):
         with self._lock:
             if name not in self._streams:
                 raise NotFoundError(name)
+            self._check_writable()
             del self._streams[name]
             self._on_delete(name)
 
     def reset(self, name: str, forget_producers: bool = False) -> StreamRecord:
         with self._lock:
             record = self.get(name)
+            self._check_writable()
             record.engine.reset()
             if forget_producers:
                 record.producers.clear()
@@ -132,6 +135,7 @@ class MemoryStore(Store):
             now = self.clock()
             if batch is None:
                 raise ValueError("a batch is needed for the expected sequence number")
+            self._check_writable()
             outcome = self._apply(record, batch, timestamp, now)
             if sequence:
                 record.producers[producer_id] = sequence
@@ -208,6 +212,9 @@ class MemoryStore(Store):
             return list(self._streams.values())
 
     # -- hooks for the durable store -----------------------------------------------------------
+    def _check_writable(self) -> None:
+        """Called under the lock before a change; raises when the store refuses writes."""
+
     def _on_create(self, record: StreamRecord) -> None:
         """Called under the lock after a stream is created."""
 

@@ -3,6 +3,11 @@
 Statements are queued by the store (under its lock, in the order it applied the changes) and run
 on this thread inside one open transaction; a commit request commits everything queued before it,
 so concurrent requests share one commit (and one fsync).
+
+A failed statement or commit (a full disk, an I/O error) rolls the transaction back and *breaks*
+the writer: statements queued after it are dropped (their changes were never committed) and
+commits fail at once, until the store has reloaded its memory from the database and calls
+``resume``. ``failures`` counts the breaks, so the store can tell that its memory is ahead of disk.
 """
 
 from __future__ import annotations
@@ -11,7 +16,9 @@ import logging
 import queue
 import sqlite3
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
+from typing import Any
 
 __all__ = ["Writer"]
 
@@ -19,15 +26,18 @@ log = logging.getLogger("evalstream.store")
 
 
 class Writer(threading.Thread):
-    """Owns the SQLite connection after recovery: runs queued statements in one open
-    transaction and commits on request. A commit request also covers everything queued before
-    it, so concurrent requests share one commit (group commit)."""
+    """Owns the SQLite connection after recovery (every use of it goes through this thread)."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
         super().__init__(name="evalstream-sqlite-writer", daemon=True)
         self.db = db
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.broken: BaseException | None = None
+        self.failures = 0  # transactions lost to a failed statement or commit, ever
+        self.seen = 0  # statements taken from the queue (run or dropped), in queue order
+        self.committed = 0  # ``seen`` at the last successful commit
+        self.failed_bytes = 0  # bytes of blobs in the transaction that failed last
+        self._tx_bytes = 0
         self._in_tx = False
 
     def put(self, op: tuple) -> None:
@@ -41,6 +51,17 @@ class Writer(threading.Thread):
             self.queue.put(("commit", fut))
         return fut
 
+    def call(self, fn: Callable[[sqlite3.Connection], Any]) -> Future:
+        """Run ``fn(connection)`` on this thread, after everything queued so far (broken or not:
+        reloading memory from the database and probing the disk go through here)."""
+        fut: Future = Future()
+        self.queue.put(("call", fut, fn))
+        return fut
+
+    def resume(self) -> None:
+        """Accept statements again (queued: statements queued before it are still dropped)."""
+        self.queue.put(("resume",))
+
     def stop(self, commit: bool) -> None:
         fut: Future = Future()
         self.queue.put(("stop", fut, commit))
@@ -50,24 +71,30 @@ class Writer(threading.Thread):
 
     def run(self) -> None:
         waiting: list[Future] = []
+        carried: tuple | None = None  # an op met during a group commit, handled right after it
         while True:
-            op = self.queue.get()
+            op, carried = (carried, None) if carried is not None else (self.queue.get(), None)
             kind = op[0]
             if kind == "stop":
                 if self._in_tx and not op[2]:
                     self._in_tx = False  # closing the connection discards the transaction
                 op[1].set_result(None)
                 return
+            if kind == "call":
+                _run_call(op[1], op[2], self.db)
+                continue
+            if kind == "resume":
+                self.broken = None
+                continue
             if self.broken is not None:
-                if kind == "commit":
+                if kind == "sql":
+                    self.seen += 1
+                elif kind == "commit":
                     _settle(op[1], sqlite3.OperationalError(f"store broken: {self.broken}"))
                 continue
             try:
                 if kind == "sql":
-                    if not self._in_tx:
-                        self.db.execute("BEGIN IMMEDIATE")
-                        self._in_tx = True
-                    self.db.execute(op[1], op[2])
+                    self._execute(op)
                     continue
                 waiting.append(op[1])
                 # group commit: take whatever else is already queued into this transaction
@@ -77,26 +104,53 @@ class Writer(threading.Thread):
                     except queue.Empty:
                         break
                     if nxt[0] == "sql":
-                        if not self._in_tx:
-                            self.db.execute("BEGIN IMMEDIATE")
-                            self._in_tx = True
-                        self.db.execute(nxt[1], nxt[2])
+                        self._execute(nxt)
                     elif nxt[0] == "commit":
                         waiting.append(nxt[1])
                     else:
-                        self.queue.put(nxt)  # a stop: handle after this commit
+                        carried = nxt  # a stop, call or resume: handle after this commit
                         break
                 if self._in_tx:
                     self.db.execute("COMMIT")
                     self._in_tx = False
+                self.committed = self.seen
+                self._tx_bytes = 0
                 for fut in waiting:
                     _settle(fut)
-            except sqlite3.Error as exc:  # fail-stop: memory is ahead of disk now
-                self.broken = exc
-                log.critical("commit failed; refusing further work", exc_info=exc)
+            except sqlite3.Error as exc:  # memory is ahead of disk now: the store reloads it
+                self._fail(exc)
                 for fut in waiting:
                     _settle(fut, exc)
             waiting = []
+
+    def _execute(self, op: tuple) -> None:
+        self.seen += 1
+        if not self._in_tx:
+            self.db.execute("BEGIN IMMEDIATE")
+            self._in_tx = True
+        self._tx_bytes += sum(len(p) for p in op[2] if isinstance(p, bytes | memoryview))
+        self.db.execute(op[1], op[2])
+
+    def _fail(self, exc: sqlite3.Error) -> None:
+        if self.db.in_transaction:  # SQLite may or may not have rolled back already
+            try:
+                self.db.execute("ROLLBACK")
+            except sqlite3.Error:
+                log.exception("rollback after a failed commit failed")
+        self._in_tx = False
+        self.failed_bytes, self._tx_bytes = self._tx_bytes, 0
+        self.broken = exc
+        self.failures += 1
+        log.critical("commit failed; writes refused until the disk accepts them", exc_info=exc)
+
+
+def _run_call(fut: Future, fn: Callable[[sqlite3.Connection], Any], db: sqlite3.Connection) -> None:
+    if not fut.set_running_or_notify_cancel():
+        return
+    try:
+        fut.set_result(fn(db))
+    except BaseException as exc:  # noqa: BLE001 - handed to the caller
+        fut.set_exception(exc)
 
 
 def _settle(fut: Future, exc: BaseException | None = None) -> None:

@@ -1,0 +1,151 @@
+"""A full disk: writes are refused and unhealthy, nothing unacknowledged is shown, and the store
+recovers by itself when space returns (no restart). The data dir is a small tmpfs filled to the
+brim (mounting needs root: skipped elsewhere)."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import grpc
+import numpy as np
+import pytest
+from evalstream.v1 import evalstream_service_pb2 as pb
+from evalstream.v1 import evalstream_service_pb2_grpc as rpc
+from evalstream.v1 import ingest_pb2
+from evalstream_server.engine import StreamSpec
+from evalstream_server.rpc.servicer import SERVICE_NAME
+from evalstream_server.server import ServerThread
+from evalstream_server.settings import Settings
+from evalstream_server.store.durable import DurableStore, StoreUnavailableError
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from ..service.conftest import create, ingest, tensor
+
+SPEC = StreamSpec(task="multiclass", classes=tuple("abcdefghij"), name="s")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 12 MiB tmpfs and a filler file taking all but about 2 MiB of it."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _fill(disk, leave: int) -> None:
+    """Leave about ``leave`` bytes free on ``disk`` (the filler is ``disk/filler``)."""
+    import os
+
+    st = os.statvfs(disk)
+    free = st.f_bavail * st.f_frsize
+    with open(disk / "filler", "wb") as f:
+        f.write(b"\0" * max(free - leave, 0))
+
+
+def _batch(rng, n=2048):
+    y = rng.integers(0, 10, n)
+    s = rng.dirichlet(np.ones(10), n).astype(np.float32)
+    return y, s
+
+
+def test_store_rolls_back_refuses_and_recovers_when_space_returns(small_disk):
+    store = DurableStore(small_disk / "data", snapshot_every=10_000)
+    store.create(SPEC)
+    _fill(small_disk, 2 << 20)
+    rng = np.random.default_rng(0)
+    acked, seq = 0, 0
+    for _ in range(200):  # bounded: 2 MiB free, 90 KiB a batch
+        y, s = _batch(rng)
+        seq += 1
+        assert store.ingest("s", "p", seq, store.get("s").engine.validate(y, s), None).status == (
+            "accepted"
+        )
+        try:
+            store.flush()
+        except StoreUnavailableError:
+            break
+        acked += len(y)
+    else:
+        pytest.fail("the disk never filled")
+    # the failed batch is not shown: memory was rolled back to the last commit
+    assert store.state("s", "cumulative").n_samples == acked
+    assert store.expected_sequence("s", "p") == seq  # its sequence was not consumed either
+    assert store.writable() is False
+    y, s = _batch(rng)
+    with pytest.raises(StoreUnavailableError, match="writes refused"):
+        store.ingest("s", "p", seq, store.get("s").engine.validate(y, s), None)
+    assert store.state("s", "cumulative").n_samples == acked
+    # a duplicate of an acknowledged batch is still answered (a read)
+    assert store.ingest("s", "p", 1, None, None).status == "duplicate"
+
+    (small_disk / "filler").unlink()  # space returns
+    deadline = time.monotonic() + 20
+    while not store.writable():
+        assert time.monotonic() < deadline, "the store did not recover"
+        time.sleep(0.1)
+    out = store.ingest("s", "p", seq, store.get("s").engine.validate(y, s), None)
+    assert out.status == "accepted"
+    store.flush()
+    assert store.state("s", "cumulative").n_samples == acked + len(y)
+    store.close()
+    again = DurableStore(small_disk / "data")
+    assert again.state("s", "cumulative").n_samples == acked + len(y)
+    assert again.expected_sequence("s", "p") == seq + 1
+    again.close()
+
+
+def _health(channel, service: str) -> int:
+    stub = health_pb2_grpc.HealthStub(channel)
+    return stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
+
+
+def _wait_health(channel, service: str, status: int, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while _health(channel, service) != status:
+        assert time.monotonic() < deadline, f"health of {service!r} never became {status}"
+        time.sleep(0.1)
+
+
+def test_server_turns_not_serving_for_writes_and_back_without_restart(small_disk):
+    store = DurableStore(small_disk / "data")
+    settings = Settings(host="127.0.0.1", grpc_port=0, metrics_port=-1, data_dir="")
+    with ServerThread(settings, store=store) as srv, grpc.insecure_channel(srv.target) as ch:
+        stub = rpc.EvalstreamServiceStub(ch)
+        create(stub, "s", classes=tuple("abcdefghij"))
+        _fill(small_disk, 2 << 20)
+        rng = np.random.default_rng(1)
+        acked, seq, failed = 0, 0, None
+        for _ in range(200):
+            y, s = _batch(rng)
+            seq += 1
+            req = pb.IngestRequest(
+                stream="s", producer_id="p", sequence=seq, labels=tensor(y), scores=tensor(s)
+            )
+            try:
+                (result,), _ = ingest(stub, [req])
+            except grpc.RpcError as exc:
+                failed = exc
+                break
+            assert result.status == ingest_pb2.BATCH_STATUS_ACCEPTED
+            acked += len(y)
+        assert failed is not None and failed.code() == grpc.StatusCode.UNAVAILABLE
+        report = stub.GetReport(pb.GetReportRequest(stream="s"), timeout=10)
+        assert f'"n_samples":{acked},' in report.report_json
+        _wait_health(ch, SERVICE_NAME, health_pb2.HealthCheckResponse.NOT_SERVING)
+        assert _health(ch, "") == health_pb2.HealthCheckResponse.SERVING  # alive, reads work
+
+        (small_disk / "filler").unlink()
+        _wait_health(ch, SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        (result,), _ = ingest(stub, [req])  # the refused batch, resent
+        assert result.status == ingest_pb2.BATCH_STATUS_ACCEPTED
+        report = stub.GetReport(pb.GetReportRequest(stream="s"), timeout=10)
+        assert f'"n_samples":{acked + len(y)},' in report.report_json
