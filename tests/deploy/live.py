@@ -58,8 +58,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def scrape_config(metrics_port: int, rule_files: list[Path]) -> dict:
-    """The repository's prometheus.yml, cut down to the evalstream job on the live service.
+def scrape_config(metrics_ports: list[int], rule_files: list[Path]) -> dict:
+    """The repository's prometheus.yml, cut down to the evalstream job on the live service (one
+    target per replica).
 
     Kept from the repository: the global section (external labels) and the evalstream job
     (its name, which every alert selects, and its metrics path). Changed: scrape and evaluation
@@ -73,7 +74,7 @@ def scrape_config(metrics_port: int, rule_files: list[Path]) -> dict:
     job.update(
         scrape_interval="1s",
         scrape_timeout="1s",
-        static_configs=[{"targets": [f"127.0.0.1:{metrics_port}"]}],
+        static_configs=[{"targets": [f"127.0.0.1:{port}" for port in metrics_ports]}],
     )
     global_ = dict(repo.get("global", {}))
     global_.update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")

@@ -113,13 +113,54 @@ def prometheus_binary() -> str:
     return find_prometheus()  # fails (never skips) with the install hint
 
 
-@pytest.fixture(scope="module")
-def service():
-    srv = ServerThread(Settings(host="127.0.0.1", grpc_port=0, metrics_port=0)).start()
+@dataclass
+class Service:
+    """The servers Prometheus scrapes: gRPC calls go to the first, ``EvalClient`` to the last."""
+
+    servers: list[ServerThread]
+
+    @property
+    def target(self) -> str:
+        return self.servers[0].target
+
+    @property
+    def client_target(self) -> str:
+        return self.servers[-1].target
+
+    @property
+    def instances(self) -> set[str]:
+        return {f"127.0.0.1:{s.metrics_port}" for s in self.servers}
+
+
+@pytest.fixture(scope="module", params=["one-server", "two-replicas-on-redis"])
+def service(request, tmp_path_factory):
+    """One in-memory server; or two replicas sharing one Redis, each exporting its share of the
+    streams (fixed replica ids: the live streams split two and two), both scraped: the dashboards
+    and alerts must work unchanged on either."""
+    settings = Settings(host="127.0.0.1", grpc_port=0, metrics_port=0)
+    if request.param == "one-server":
+        srv = ServerThread(settings).start()
+        try:
+            yield Service([srv])
+        finally:
+            srv.stop()
+        return
+    from evalstream_server.store.redis_store import RedisStore
+
+    from tests.redis.conftest import RedisServer  # skips where redis-server is not installed
+
+    redis_server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    url = redis_server.url + "?flush_interval=0.02"
+    replicas: list[ServerThread] = []
     try:
-        yield srv
+        for i in range(2):
+            store = RedisStore.from_url(url, replica=f"replica-{i}")
+            replicas.append(ServerThread(settings, store=store).start())
+        yield Service(replicas)
     finally:
-        srv.stop()
+        for srv in replicas:
+            srv.stop()
+        redis_server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +221,8 @@ def prometheus(prometheus_binary, service, shortened_alerts, tmp_path_factory):
     alerts_path = workdir / "alerts-for-0s.yml"
     alerts_path.write_text(yaml.safe_dump(shortened_alerts, sort_keys=False))
     config = scrape_config(
-        service.metrics_port, [PROM_DIR / "rules" / "recording.yml", alerts_path]
+        [s.metrics_port for s in service.servers],
+        [PROM_DIR / "rules" / "recording.yml", alerts_path],
     )
     proc = PrometheusProcess(prometheus_binary, workdir, config)
     try:
@@ -212,7 +254,7 @@ def _rules_evaluated_after(api: PrometheusAPI, t: float) -> bool:
 
 @pytest.fixture(scope="module")
 def client(service):
-    with EvalClient(service.target) as c:
+    with EvalClient(service.client_target) as c:
         yield c
 
 
@@ -594,9 +636,25 @@ def _allowed_empty_alerts(r: PanelResult) -> bool:
     return "ALERTS" in r.promql and r.values.get("stream") in QUIET
 
 
-def test_prometheus_scrapes_the_live_service(prometheus, fed):
-    (up,) = prometheus.query('up{job="evalstream"}')
-    assert up["value"] == 1.0
+def test_prometheus_scrapes_the_live_service(prometheus, fed, service):
+    up = prometheus.query('up{job="evalstream"}')
+    assert {s["metric"]["instance"] for s in up} == service.instances
+    assert all(s["value"] == 1.0 for s in up)
+
+
+def test_each_stream_is_exported_by_one_instance(prometheus, fed, service):
+    """Every stream series once, all of a stream's series from one instance (so rules joining a
+    stream's series still match), and every replica exports a share."""
+    stream_series = '{__name__=~"evalstream_.+", stream!=""}'
+    named = f'label_replace({stream_series}, "name", "$1", "__name__", "(.+)")'
+    copies = prometheus.query(f"count without (instance) ({named})")
+    assert copies and all(s["value"] == 1.0 for s in copies), [s for s in copies if s["value"] > 1]
+    instances = prometheus.query(
+        f"count by (stream) (count by (stream, instance) ({stream_series}))"
+    )
+    assert {s["metric"]["stream"]: s["value"] for s in instances} == dict.fromkeys(PLANS, 1.0)
+    owners = {s["metric"]["instance"] for s in prometheus.query("evalstream_samples_total")}
+    assert owners == service.instances
 
 
 def test_dashboard_variables_resolve_to_the_live_streams_and_windows(prometheus, fed):

@@ -1,11 +1,13 @@
 """Three replicas on one Redis, producers spread over them: every replica answers sklearn on the
 union of the data, for every task, cumulative and windowed; streams, sequences and outcomes are
-shared; exactly one replica exports the streams to Prometheus."""
+shared; each stream is exported to Prometheus by exactly one live replica, the replicas share
+the streams, and a replica that leaves hands its share over."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -14,7 +16,9 @@ import pytest
 import sklearn.metrics as skm
 from evalstream.v1 import evalstream_service_pb2 as pb
 from evalstream.v1 import ingest_pb2, stream_pb2
+from evalstream_server.engine import StreamSpec
 from evalstream_server.exporters import EvalstreamCollector
+from evalstream_server.store.redis_store import RedisStore
 from prometheus_client import CollectorRegistry, generate_latest
 
 from .conftest import create_stream, ingest, make_batches, request, stub_for
@@ -205,7 +209,7 @@ def test_predictions_on_one_replica_labels_on_the_others(replicas):
             rep["labels"]["stream"].pop("oldest_pending_age_seconds")
         reports.append((cum, win))
     assert all(r == reports[0] for r in reports)
-    # the exporting replica (lease) exports the join table; the others export nothing
+    # the replica whose share holds the stream exports its join table; the others export nothing
     scrapes = [_exported(r.store, ("evalstream_predictions_pending", "evalstream_labels_total"))
                for r in replicas]  # fmt: skip
     exporting = [s for s in scrapes if s]
@@ -264,27 +268,66 @@ def _exported(
     return out
 
 
-def test_one_replica_exports_so_sums_across_replicas_hold(replicas):
-    channel, stub = stub_for(replicas[0].target)
-    with channel:
-        create_stream(stub, "m", "binary")
-        data = make_batches("binary", 4, 250, seed=5)
-        ingest(stub, [request("m", "P", s, *data[s - 1]) for s in range(1, 5)])
-    y = np.concatenate([d[0] for d in data])
-    p = np.concatenate([d[1] for d in data])
-    scrapes = [_exported(r.store) for r in replicas]
-    exporting = [s for s in scrapes if s]
-    assert len(exporting) == 1  # the others hold no lease and export no stream series
-    summed: dict[str, float] = {}
-    for scrape in scrapes:
-        for series, value in scrape.items():
-            summed[series] = summed.get(series, 0.0) + value
-    assert summed['evalstream_samples_total{stream="m"}'] == 1000
-    tp = int(((p >= 0.5) & (y == 1)).sum())
-    assert summed['evalstream_class_true_positives_total{class="pos",stream="m"}'] == tp
-    leader = next(r for r, s in zip(replicas, scrapes, strict=True) if s)
-    leader.stop()  # gives the lease back on close: another replica exports from its next scrape
-    rest = [r for r in replicas if r is not leader]
-    scrapes = [_exported(r.store) for r in rest]
-    assert sum(1 for s in scrapes if s) == 1
-    assert next(s for s in scrapes if s)['evalstream_samples_total{stream="m"}'] == 1000
+def _series_per_stream(scrapes: list[dict[str, float]]) -> Counter:
+    """How many replicas exported each stream's ``evalstream_samples_total``."""
+    found = (series for scrape in scrapes for series in scrape)
+    return Counter(
+        series.split('stream="')[1].rstrip('"}')
+        for series in found
+        if series.startswith("evalstream_samples_total")
+    )
+
+
+def test_replicas_share_the_export_and_hand_it_over(redis_server):
+    """Each stream's series come from exactly one replica, every replica exports a share, sums
+    across replicas are the totals; a replica that joins takes streams only from the others, one
+    that stops (close) or crashes (stops announcing) hands its share to the live ones."""
+    names = [f"s{i:02d}" for i in range(12)]
+    url = redis_server.url
+    stores = [  # fixed ids: the shares are the same on every run
+        RedisStore.from_url(url, replica=f"replica-{i}", background=False, lease_seconds=30)
+        for i in range(2)
+    ]
+    crashing: RedisStore | None = None
+    tp = {}
+    try:
+        for k, name in enumerate(names):
+            spec = StreamSpec(name=name, task="binary", classes=("neg", "pos"))
+            stores[0].create(spec)
+            y, p = make_batches("binary", 1, 100 + k, seed=k)[0]
+            batch = stores[0].get(name).engine.validate(y, p, None)
+            stores[k % 2].ingest(name, "P", 1, batch, None)
+            tp[name] = int(((p >= 0.5) & (y == 1)).sum())
+        for store in stores:
+            store.flush()
+
+        def check(live: list[RedisStore]) -> list[dict[str, float]]:
+            scrapes = [_exported(s) for s in live]
+            assert _series_per_stream(scrapes) == dict.fromkeys(names, 1)
+            assert all(scrapes), "a live replica exports no stream"
+            summed: dict[str, float] = {}
+            for scrape in scrapes:
+                for series, value in scrape.items():
+                    summed[series] = summed.get(series, 0.0) + value
+            for k, name in enumerate(names):
+                assert summed[f'evalstream_samples_total{{stream="{name}"}}'] == 100 + k
+                cls = f'class="pos",stream="{name}"'
+                assert summed[f"evalstream_class_true_positives_total{{{cls}}}"] == tp[name]
+            return scrapes
+
+        two = check(stores)
+        crashing = RedisStore.from_url(
+            url, replica="replica-2", background=False, lease_seconds=0.3
+        )
+        three = check([*stores, crashing])  # joined: it announced itself when it started
+        for before, after in zip(two, three, strict=False):
+            assert set(after) <= set(before)  # the newcomer took streams from the others only
+        time.sleep(0.4)  # `crashing` stops announcing: its announcement expires
+        check(stores)
+        stores[0].close()  # graceful: leaves the set at once
+        (alone,) = check(stores[1:])
+        assert len(alone) == len(two[0]) + len(two[1])
+    finally:
+        for store in [*stores, crashing]:
+            if store is not None:
+                store.close()

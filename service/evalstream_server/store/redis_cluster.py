@@ -2,7 +2,7 @@
 
 Every Lua script touches keys of one slot: a stream's keys share the hash tag ``{stream}``, its
 id/epoch counter is ``P:{stream}:ids`` (kept when the stream is deleted, so a re-created stream
-never reuses an id or an epoch), the export lease is one key. Only the stream registry
+never reuses an id or an epoch), the set of live replicas is one key. Only the stream registry
 ``P:streams`` (a set, in its own slot) is updated outside the scripts, in this order:
 
 - **create**: ``SADD`` the name, run ``create_slot`` (meta and ids, in the stream's slot), ``SADD``

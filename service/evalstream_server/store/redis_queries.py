@@ -1,7 +1,7 @@
 """Queries of the Redis store: the merged state of a stream (cumulative, or a window's live
 buckets) read from Redis, revalidated by version against the local cache, answered stale for up
 to ``max_stale`` seconds when Redis is unreachable; reports, curves, and the Prometheus export
-lease. A mixin of ``RedisStore`` (``redis_store``)."""
+share (``redis_export``). A mixin of ``RedisStore`` (``redis_store``)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import numpy as np
 
 from ..engine import CUMULATIVE, State, build_report, curve
 from .base import NotFoundError, StoreUnavailableError, StreamRecord, same_window
+from .redis_export import ExportShare
 from .redis_reads import Merged, MergedCache, SharedEngine
 from .redis_scripts import Keys
 from .redis_streams import CachedStream, text
@@ -21,14 +22,14 @@ __all__ = ["QueryMixin"]
 
 
 class QueryMixin:
-    """``state``, ``report``, ``curve`` and ``records`` (with the export lease)."""
+    """``state``, ``report``, ``curve`` and ``records`` (this replica's export share)."""
 
     keys: Keys
     clock: Any
     compact_bytes: int
     max_stale: float
     export: str
-    lease_seconds: float
+    share: ExportShare
     replica: str
     _lock: threading.RLock
     _records: dict[str, CachedStream]
@@ -137,24 +138,20 @@ class QueryMixin:
         return curve(self.state(name, window), kind, target, max_points)
 
     def records(self) -> list[StreamRecord]:
-        """Streams for the Prometheus collector: all of them on the replica holding the export
-        lease, none elsewhere (so series summed across replicas count each stream once)."""
-        if self.export == "none" or (self.export == "lease" and not self.holds_export_lease()):
+        """Streams for the Prometheus collector: this replica's share (``redis_export``), every
+        stream with ``export=all``, none with ``export=none`` or without Redis."""
+        if self.export == "none":
+            return []
+        try:
+            names = self.names()
+            if self.export == "shard":
+                names = self.share.mine(names)
+        except StoreUnavailableError:
             return []
         out = []
-        for name in self.names():
+        for name in names:
             try:
                 out.append(self.get(name))
-            except NotFoundError:
+            except (NotFoundError, StoreUnavailableError):
                 continue
         return out
-
-    def holds_export_lease(self) -> bool:
-        """Take or renew the export lease; False when another replica holds it, or no Redis."""
-        try:
-            ms = int(self.lease_seconds * 1000)
-            return bool(
-                self._call("export lease", "lease", [self.keys.exporter], [self.replica, ms])
-            )
-        except StoreUnavailableError:
-            return False

@@ -9,7 +9,8 @@ Keys (``P`` is the prefix, default ``evalstream``)::
     P:streams                  SET     stream names
     P:ids                      STRING  counter: stream ids and log epochs (on a Redis Cluster
                                        P:{s}:ids, one per stream: ``redis_cluster``)
-    P:exporter                 STRING  replica id holding the Prometheus export lease (PX ttl)
+    P:replicas                 ZSET    live replica id -> when its announcement expires (ms,
+                                       Redis's clock): who shares the export (``redis_export``)
     P:{s}:meta                 HASH    spec, tenant, create_time, uid, epoch, ver, batches,
                                        update_time
     P:{s}:prod                 HASH    producer -> last consumed sequence
@@ -46,7 +47,7 @@ class Keys:
         self.cluster = cluster
         self.streams = f"{prefix}:streams"
         self.ids = f"{prefix}:ids"
-        self.exporter = f"{prefix}:exporter"
+        self.replicas = f"{prefix}:replicas"
 
     def ids_for(self, stream: str) -> str:
         """The counter of ``stream``'s ids and epochs: one shared key on one Redis; on a cluster a
@@ -220,18 +221,19 @@ _PRODUCER = """
 return {redis.call('HGET', KEYS[1], 'uid'), redis.call('HGET', KEYS[2], ARGV[1])}
 """
 
-# KEYS: lease   ARGV: replica, ttl ms   Returns 1 if this replica holds the lease now
-_LEASE = """
-local holder = redis.call('GET', KEYS[1])
-if not holder then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
-if holder == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
-return 0
+# KEYS: replicas   ARGV: replica, ttl ms   Announces the replica until now + ttl (Redis's clock),
+# drops expired ones; returns every live replica id
+_ANNOUNCE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+return redis.call('ZRANGE', KEYS[1], 0, -1)
 """
 
-# KEYS: lease   ARGV: replica
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
+# KEYS: replicas   ARGV: replica
+_LEAVE = """
+return redis.call('ZREM', KEYS[1], ARGV[1])
 """
 
 _SOURCES = {
@@ -245,8 +247,8 @@ _SOURCES = {
     "read_log": _READ_LOG,
     "compact": _COMPACT,
     "producer": _PRODUCER,
-    "lease": _LEASE,
-    "release": _RELEASE,
+    "announce": _ANNOUNCE,
+    "leave": _LEAVE,
     **JOIN_SOURCES,
 }
 

@@ -42,6 +42,7 @@ from redis.cluster import RedisCluster
 
 from .base import NotFoundError, Store, StoreUnavailableError
 from .redis_commits import CommitBuffer
+from .redis_export import ExportShare
 from .redis_ingest import IngestMixin
 from .redis_join import JoinMixin
 from .redis_queries import QueryMixin
@@ -75,15 +76,18 @@ class RedisStore(StreamsMixin, IngestMixin, JoinMixin, QueryMixin, Store):
         With Redis unreachable, queries answer from a merged state at most this old.
     meta_ttl : float
         Stream definitions read from Redis are reused this long.
-    export : {"lease", "all", "none"}
-        Which replica's ``records()`` lists streams to the Prometheus collector: the holder of a
-        lease in Redis (default: exactly one replica exports, so sums across replicas hold),
-        every replica, or none.
+    export : {"shard", "all", "none"}
+        Which streams ``records()`` lists to the Prometheus collector: this replica's share of
+        them (default: each stream is exported by one live replica, ``redis_export``), every
+        stream, or none.
     lease_seconds : float
+        A replica that stops announcing itself (a crash) hands its share over after this long.
     max_pending_bytes : int
         Past this much buffered data (Redis unreachable), ingestion answers UNAVAILABLE.
     cache_bytes : int
         Memory for cached merged states.
+    replica : str, optional
+        This replica's id (default: random); ids of live replicas must differ.
     threads : int
         Calls from the event loop (``run``) wait on Redis in a pool of this many threads; more
         concurrent calls queue there, and the event loop stays free.
@@ -101,15 +105,16 @@ class RedisStore(StreamsMixin, IngestMixin, JoinMixin, QueryMixin, Store):
         compact_bytes: int = 1 << 20,
         max_stale: float = 300.0,
         meta_ttl: float = 1.0,
-        export: str = "lease",
+        export: str = "shard",
         lease_seconds: float = 30.0,
         max_pending_bytes: int = 256 << 20,
         cache_bytes: int = 256 << 20,
         threads: int = 16,
+        replica: str | None = None,
         background: bool = True,
     ) -> None:
-        if export not in ("lease", "all", "none"):
-            raise ValueError(f"export: expected 'lease', 'all' or 'none', received {export!r}")
+        if export not in ("shard", "all", "none"):
+            raise ValueError(f"export: expected 'shard', 'all' or 'none', received {export!r}")
         self.client = client
         self.max_streams = max_streams
         self.clock = clock
@@ -122,8 +127,9 @@ class RedisStore(StreamsMixin, IngestMixin, JoinMixin, QueryMixin, Store):
         self.export = export
         self.lease_seconds = lease_seconds
         self.max_pending_bytes = max_pending_bytes
-        self.replica = uuid.uuid4().hex[:16]
+        self.replica = replica or uuid.uuid4().hex[:16]
         self.scripts = Scripts()
+        self.share = ExportShare(self._call, self.keys.replicas, self.replica, lease_seconds)
         self.stats = {"commits": 0, "conflicts": 0, "skipped": 0, "dropped": 0, "compactions": 0}
         self.stats["join_conflicts"] = 0  # join commits that found the table changed: retried
         self._join_status: dict[str, tuple[str, dict[str, Any]]] = {}  # last read, per stream
@@ -137,9 +143,11 @@ class RedisStore(StreamsMixin, IngestMixin, JoinMixin, QueryMixin, Store):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="evalstream-redis")
+        self._announced = -float("inf")  # monotonic time of the last export share announcement
         try:
             self.scripts.load(client)
-        except redis.RedisError as exc:  # start anyway: answer UNAVAILABLE until Redis is back
+            self._announce()
+        except (redis.RedisError, StoreUnavailableError) as exc:  # answer UNAVAILABLE meanwhile
             log.warning("redis unreachable at start", extra={"error": str(exc)})
         if background:
             self._thread = threading.Thread(
@@ -203,10 +211,18 @@ class RedisStore(StreamsMixin, IngestMixin, JoinMixin, QueryMixin, Store):
                 if self._buffer.busy:
                     self.flush()
                 self._compact_due()
+                if time.monotonic() - self._announced >= self.lease_seconds / 3:
+                    self._announce()
             except StoreUnavailableError:
                 pass  # the next round retries; ingestion reports it meanwhile
             except Exception:  # noqa: BLE001 - the thread must survive
                 log.exception("background flush failed")
+
+    def _announce(self) -> None:
+        """Keep this replica in the export share (``redis_export``)."""
+        if self.export == "shard":
+            self.share.live()
+        self._announced = time.monotonic()
 
     def _compact_due(self) -> None:
         while self._due:
@@ -239,7 +255,7 @@ class RedisStore(StreamsMixin, IngestMixin, JoinMixin, QueryMixin, Store):
         return bool(done)
 
     def close(self) -> None:
-        """Stop the background thread, commit what is buffered, give the export lease back."""
+        """Stop the background thread, commit what is buffered, hand the export share over."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
@@ -248,7 +264,7 @@ class RedisStore(StreamsMixin, IngestMixin, JoinMixin, QueryMixin, Store):
         except StoreUnavailableError:
             log.error("closing with batches not in Redis (they were never acknowledged)")
         try:
-            self._call("release lease", "release", [self.keys.exporter], [self.replica])
+            self.share.leave()
         except StoreUnavailableError:
             pass
         self._pool.shutdown(wait=False, cancel_futures=True)
