@@ -126,6 +126,19 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stream-rate", type=float, help="samples/s per stream (0 = unlimited)")
     p.add_argument("--tenant-rate", type=float, help="samples/s per tenant (0 = unlimited)")
     p.add_argument(
+        "--max-stream-memory",
+        type=int,
+        metavar="BYTES",
+        help="refuse streams whose worst-case memory passes this (default 4 GiB)",
+    )
+    p.add_argument(
+        "--max-server-memory",
+        type=int,
+        metavar="BYTES",
+        help="refuse streams once their worst cases together would pass this (default 0: the "
+        "machine's or the cgroup's memory)",
+    )
+    p.add_argument(
         "--max-clock-skew",
         type=float,
         metavar="SECONDS",
@@ -182,6 +195,8 @@ def _serve(args: argparse.Namespace) -> int:
         "stream_rate",
         "tenant_rate",
         "max_clock_skew",
+        "max_stream_memory",
+        "max_server_memory",
     )
     settings = Settings.from_env(**{k: getattr(args, k) for k in keys})
     configure_logging(settings.log_level, settings.log_format)

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from .admission import Admission
 from .auth import Authenticator, load_tokens, server_credentials
+from .budget import MemoryBudget, machine_memory
 from .exporters import EvalstreamCollector
 from .quotas import TenantQuotas
 from .ratelimit import RateLimiter
@@ -111,7 +112,12 @@ async def start_server(settings: Settings, store: Store | None = None) -> Runnin
     quotas = TenantQuotas(
         streams=settings.max_streams_per_tenant, calls=settings.max_calls_per_tenant
     )
-    servicer = EvalstreamServicer(store, limits, limiter, quotas)
+    budget = MemoryBudget(
+        per_stream=settings.max_stream_memory,
+        per_server=settings.max_server_memory or machine_memory(),
+        max_skew=settings.max_clock_skew,
+    )
+    servicer = EvalstreamServicer(store, limits, limiter, quotas, budget)
     admission = Admission(settings.max_concurrent_rpcs, quotas)
     server.add_generic_rpc_handlers(
         (method_handlers(servicer, authenticator, admission, settings.idle_timeout),)

@@ -46,6 +46,11 @@ class Settings:
     rate_burst_seconds: float = 2.0  # a bucket holds this many seconds of its rate
     # a batch's event_time may lie at most this many seconds after the server clock
     max_clock_skew: float = 300.0
+    # CreateStream refuses a stream whose worst-case memory (engine.budget) passes this many
+    # bytes, or would take all streams' worst cases past max_server_memory (0: this machine's
+    # memory, or its cgroup's limit)
+    max_stream_memory: int = 4 << 30
+    max_server_memory: int = 0
     token_file: str = ""  # lines of tenant:token; EVALSTREAM_TOKENS adds more
     tls_cert: str = ""
     tls_key: str = ""

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .batch import MAX_ID_LENGTH
 from .errors import InvalidInputError
 
 __all__ = ["PendingPredictions", "PlannedJoin", "JOIN_COUNTERS"]
@@ -240,6 +241,15 @@ class PendingPredictions:
 
     def reset(self) -> None:
         self.__init__(self.n_columns, self.max_pending, self.retention)  # type: ignore[misc]
+
+    @staticmethod
+    def worst_case_nbytes(n_columns: int, max_pending: int) -> int:
+        """``nbytes`` of a full table: ``max_pending`` predictions awaiting labels and as many
+        tombstones, every id of the longest length in 4-byte characters."""
+        longest = sys.getsizeof("\U0010ffff" * MAX_ID_LENGTH)
+        row = 4 * n_columns + 8 + 8  # score row, prediction time, arrival time
+        per_id = row + longest + _ENTRY_BYTES + longest + _TOMBSTONE_BYTES
+        return max_pending * per_id
 
     @property
     def nbytes(self) -> int:

@@ -30,6 +30,9 @@ ScoreKind = Literal["probabilities", "logits"]
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_PENDING_LIMIT = 10_000_000  # predictions awaiting labels, per stream
+# Equal-width bins of the calibration error: past a few hundred most bins of a stream hold
+# nothing; 30 million took 1.4 GiB at the first report (issue 13).
+MAX_CALIBRATION_BINS = 10_000
 _NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
 
@@ -217,13 +220,13 @@ class StreamSpec:
         for name, low in (
             ("ovo_class_limit", 2),
             ("top_k", 1),
-            ("calibration_bins", 1),
             ("window_buckets", 1),
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or value < low:
                 raise InvalidInputError(name, f"an integer >= {low}", repr(value))
         for name, low, high in (
+            ("calibration_bins", 1, MAX_CALIBRATION_BINS),
             ("pending_retention", 1, 366 * 86400),
             ("max_pending", 1, MAX_PENDING_LIMIT),
         ):

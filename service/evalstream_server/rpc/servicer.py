@@ -28,7 +28,8 @@ from google.protobuf.message import Message
 
 from ..admission import Admission, IdleCallError
 from ..auth import Authenticator
-from ..engine import InvalidInputError
+from ..budget import MemoryBudget
+from ..engine import InvalidInputError, StreamSpec
 from ..engine.batch import LOGITS_HINT
 from ..quotas import TenantQuotas
 from ..ratelimit import RateLimiter
@@ -113,11 +114,13 @@ class EvalstreamServicer:
         limits: ServiceLimits | None = None,
         rate_limiter: RateLimiter | None = None,
         quotas: TenantQuotas | None = None,
+        budget: MemoryBudget | None = None,
     ) -> None:
         self.store = store
         self.limits = limits or ServiceLimits()
         self.rate_limiter = rate_limiter or RateLimiter()
         self.quotas = quotas or TenantQuotas()
+        self.budget = budget or MemoryBudget()
 
     @staticmethod
     def _key(name: str) -> str:
@@ -140,9 +143,20 @@ class EvalstreamServicer:
         spec = convert.spec_from_config(req.config, self.limits.max_classes)
         tenant = TENANT.get()
         self.quotas.check_streams(tenant, self._owned(tenant))
+        self.budget.check(spec, self.budget.in_use(self._specs()))  # before anything is allocated
         record = self.store.create(spec, tenant=tenant)
         log.info("stream created", extra={"stream": spec.name, "task": spec.task})
         return pb.CreateStreamResponse(stream=convert.stream_info(record))
+
+    def _specs(self) -> list[StreamSpec]:
+        """The definitions of every stream of the server (all tenants)."""
+        specs = []
+        for key in self.store.names():
+            try:
+                specs.append(self.store.get(key).spec)
+            except NotFoundError:  # deleted meanwhile
+                continue
+        return specs
 
     @_query
     def GetStream(self, req: pb.GetStreamRequest, ctx) -> pb.GetStreamResponse:

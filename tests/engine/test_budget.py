@@ -1,0 +1,111 @@
+"""The worst-case memory of a stream (engine.budget) against the measured ``nbytes`` of its real
+structures filled to the worst case: every count cell non-zero in the cumulative state, in every
+bucket a window ring can hold and in its cached sum, exact rows up to the cap, and a join table
+full of the longest ids."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from evalstream_server.engine import StreamEngine, StreamSpec
+from evalstream_server.engine.batch import MAX_ID_LENGTH, Batch
+from evalstream_server.engine.budget import format_bytes, worst_case_memory
+from evalstream_server.engine.pending import PendingPredictions
+from evalstream_server.engine.state import State
+
+
+def _full(spec: StreamSpec, rows: int = 0) -> State:
+    """A state whose every count cell is non-zero (and ``rows`` exact rows)."""
+    state = State(spec)
+    for arr in state.counts.values():
+        arr[...] = 1.0
+    if state.exact is not None and rows:
+        C = spec.n_columns
+        labels = (
+            np.zeros(rows, np.int64) if spec.task == "multiclass" else np.zeros((rows, C), bool)
+        )
+        state.exact.append(Batch(labels, np.zeros((rows, C), np.float32), np.ones(rows)))
+    return state
+
+
+def _measured(spec: StreamSpec, max_skew: float | None) -> int:
+    """Bytes held by a stream of ``spec`` filled to its worst case, measured on the structures."""
+    now = 1_000_000.0
+    engine = StreamEngine(spec, clock=lambda: now)
+    cap = spec.resolution.max_samples if spec.resolution.kind == "exact" else 0
+    engine.cumulative = _full(spec, cap)
+    total = engine.cumulative.nbytes
+    for ring in engine.windows.values():
+        current = ring.bucket_of(now)
+        ahead = ring.n_buckets
+        if max_skew is not None:
+            ahead = min(ahead, int(np.ceil(max_skew / ring.width)) + 1)
+        ids = range(current - ring.n_buckets + 1, current + ahead + 1)
+        live = ring.n_buckets  # the exact rows spread over the buckets the window sums now
+        for bid in ids:
+            k = bid - ids[0]
+            share = cap // live + (1 if k < cap % live else 0) if k < live else 0
+            ring.restore_bucket(bid, _full(spec, share), is_open=bid == current + ahead)
+        assert len(ring.buckets()) == len(ids)
+        total += ring.nbytes
+        cached = ring.state(now)  # the ring keeps the window's sum; the caller gets a copy
+        total += ring._cache[2].nbytes if ring._cache else 0
+        report_copy = cached.nbytes
+    report = 2 * engine.cumulative.nbytes  # a report's state and prior-reference copies
+    if engine.windows:
+        report = max(report, 2 * report_copy)
+    pending = PendingPredictions(spec.n_columns, spec.max_pending, 86400.0)
+    longest = ["\U0010ffff" * (MAX_ID_LENGTH - 8) + f"{i:08d}" for i in range(2 * spec.max_pending)]
+    rows = np.zeros((spec.max_pending, spec.n_columns), np.float32)
+    pending.add(longest[: spec.max_pending], rows, now, now)  # awaiting labels
+    plan = pending.plan(longest[: spec.max_pending])
+    pending.take(plan, spec.max_pending, now)  # joined: tombstones
+    pending.add(longest[spec.max_pending :], rows, now, now)  # and a full table again
+    assert len(pending) == spec.max_pending
+    return total + report + pending.nbytes
+
+
+SPECS = {
+    "multiclass OvO, 2 windows": dict(
+        task="multiclass", classes=list("abcd"), windows=("5m", "1h"), resolution="bins:2"
+    ),
+    "multiclass OvR": dict(
+        task="multiclass", classes=list("abcdef"), ovo_class_limit=3, windows=("1m",)
+    ),
+    "binary, skew-bound future": dict(task="binary", windows=("30s", "1h"), calibration_bins=40),
+    "multilabel": dict(task="multilabel", classes=list("xyz"), windows=("10m",), window_buckets=5),
+    "exact": dict(task="multiclass", classes=list("abc"), resolution="exact:3000", windows=("1h",)),
+}
+
+
+@pytest.mark.parametrize("max_skew", [None, 300.0])
+@pytest.mark.parametrize("kw", SPECS.values(), ids=SPECS.keys())
+def test_worst_case_equals_the_measured_structures(kw, max_skew):
+    spec = StreamSpec(name="s", max_pending=300, **kw)
+    estimate = worst_case_memory(spec, max_skew)
+    measured = _measured(spec, max_skew)
+    # the estimate bounds what was measured, and is no more than 2% above it
+    assert measured <= estimate.total <= 1.02 * measured, (
+        format_bytes(measured),
+        format_bytes(estimate.total),
+        estimate.describe(),
+    )
+
+
+def test_the_field_named_is_the_one_that_asks_for_the_memory():
+    gib = 1 << 30
+    k32 = [f"c{i}" for i in range(32)]
+    cases = [
+        (dict(task="multiclass", classes=k32, resolution="bins:12"), "resolution.mantissa_bits"),
+        (
+            dict(task="multiclass", classes=[str(i) for i in range(1000)], ovo_class_limit=1000),
+            "ovo_class_limit",
+        ),
+        (dict(task="binary", resolution=f"exact:{2**62}"), "resolution.max_samples"),
+        (dict(task="multiclass", classes=k32, windows=("5m", "1h", "1d", "7d")), "windows"),
+        (dict(task="binary", max_pending=10_000_000), "max_pending"),
+    ]
+    for kw, field in cases:
+        spec = StreamSpec(**kw)
+        estimate = worst_case_memory(spec, 300.0)
+        assert estimate.total > gib and estimate.blamed_field(spec, gib) == field, kw
