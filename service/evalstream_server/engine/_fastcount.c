@@ -27,9 +27,9 @@
 
 /* ---- buffers ------------------------------------------------------------------------------ */
 
-enum kind { F32, F64, I32, I64, BOOL };
+enum kind { F32, F64, I32, I64, BOOL, U16 };
 
-static const char *kind_name[] = {"float32", "float64", "int32", "int64", "bool"};
+static const char *kind_name[] = {"float32", "float64", "int32", "int64", "bool", "uint16"};
 
 static int format_matches(const char *format, enum kind kind, Py_ssize_t itemsize)
 {
@@ -53,6 +53,8 @@ static int format_matches(const char *format, enum kind kind, Py_ssize_t itemsiz
         return strchr("lq", format[0]) != NULL && itemsize == 8;
     case BOOL:
         return format[0] == '?' && itemsize == 1;
+    case U16:
+        return format[0] == 'H' && itemsize == 2;
     }
     return 0;
 }
@@ -825,12 +827,77 @@ fail:
     return NULL;
 }
 
+PyDoc_STRVAR(count16_doc,
+"count16(target, index, wrapped)\n"
+"--\n\n"
+"target.flat[index[j]] += 1 for every j, target a C-contiguous uint16 array of low 16 bits;\n"
+"each cell that wraps from 65535 to 0 is written to wrapped (int32, at least len(index) items)\n"
+"and their number is returned, so the caller carries them. Every index is checked against\n"
+"target's size before anything is added (ValueError, target unchanged).");
+
+static PyObject *count16(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *o_target, *o_index, *o_wrapped;
+    if (!PyArg_ParseTuple(args, "OOO:count16", &o_target, &o_index, &o_wrapped)) {
+        return NULL;
+    }
+    buffers b = {.count = 0};
+    int failed = 0;
+    uint16_t *target = acquire(&b, o_target, "target", U16, -1, 1, 0, &failed);
+    if (failed) {
+        goto fail;
+    }
+    Py_ssize_t size = items(&b);
+    const int32_t *index = acquire(&b, o_index, "index", I32, -1, 0, 0, &failed);
+    if (failed) {
+        goto fail;
+    }
+    Py_ssize_t n_index = items(&b);
+    int32_t *wrapped = acquire(&b, o_wrapped, "wrapped", I32, -1, 1, 0, &failed);
+    if (failed) {
+        goto fail;
+    }
+    if (items(&b) < n_index) {
+        PyErr_Format(PyExc_ValueError, "wrapped: expected at least %zd items, received %zd",
+                     n_index, items(&b));
+        goto fail;
+    }
+    int32_t lo = 0, hi = 0;
+    Py_ssize_t n_wrapped = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t j = 0; j < n_index; j++) {
+        lo = index[j] < lo ? index[j] : lo;
+        hi = index[j] > hi ? index[j] : hi;
+    }
+    if (lo >= 0 && (Py_ssize_t)hi < size) {
+        for (Py_ssize_t j = 0; j < n_index; j++) {
+            if (++target[index[j]] == 0) {
+                wrapped[n_wrapped++] = index[j];
+            }
+        }
+    }
+    Py_END_ALLOW_THREADS
+    if (n_index && (lo < 0 || (Py_ssize_t)hi >= size)) {
+        PyErr_Format(PyExc_ValueError, "index: cells in [0, %zd), received %d to %d", size, lo,
+                     hi);
+        goto fail;
+    }
+    release_all(&b);
+    return PyLong_FromSsize_t(n_wrapped);
+
+fail:
+    release_all(&b);
+    return NULL;
+}
+
 /* ---- module ------------------------------------------------------------------------------- */
 
 static PyMethodDef methods[] = {
     {"multiclass", multiclass, METH_VARARGS, multiclass_doc},
     {"labelwise", labelwise, METH_VARARGS, labelwise_doc},
     {"scatter_add", scatter_add, METH_VARARGS, scatter_add_doc},
+    {"count16", count16, METH_VARARGS, count16_doc},
     {NULL, NULL, 0, NULL},
 };
 

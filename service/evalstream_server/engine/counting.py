@@ -68,6 +68,17 @@ class Scatter:
         self.weights = weights
         self.repeat = repeat
 
+    def cells(self) -> tuple[np.ndarray, np.ndarray]:
+        """The delta as sorted distinct flat cells and their values (uint32 counts without
+        weights, float64 sums with them)."""
+        index = self.index.reshape(-1)
+        if self.weights is None:
+            cells, n = np.unique(index, return_counts=True)
+            return cells, n.astype(np.uint32)
+        w = self.weights if self.repeat == 1 else np.repeat(self.weights, self.repeat)
+        cells, inverse = np.unique(index, return_inverse=True)
+        return cells, np.bincount(inverse, weights=w, minlength=cells.size)
+
     def add_to(self, target: np.ndarray) -> None:
         if fastcount.scatter_add(target, self.index, self.weights, self.repeat):
             return

@@ -28,6 +28,7 @@ __all__ = [
     "multiclass_counts",
     "labelwise_counts",
     "scatter_add",
+    "count16",
 ]
 
 _kernel: ModuleType | None
@@ -222,3 +223,22 @@ def scatter_add(
         repeat,
     )
     return True
+
+
+def count16(target: np.ndarray, index: np.ndarray) -> np.ndarray | None:
+    """``target.flat[index[j]] += 1`` on a uint16 array of low bits; returns the cells that
+    wrapped from 65535 to 0 (one entry per wrap, int32), or None, doing nothing, when the kernel
+    is off or the arrays are not in its form (C-contiguous uint16 target, int32 index)."""
+    if (
+        not enabled()
+        or target.dtype != np.uint16
+        or not target.flags.c_contiguous
+        or not target.flags.writeable
+        or index.dtype != np.int32
+    ):
+        return None
+    assert _kernel is not None
+    flat = np.ascontiguousarray(index).reshape(-1)
+    wrapped = np.empty(flat.size, dtype=np.int32)
+    n = _kernel.count16(target, flat, wrapped)
+    return wrapped[:n].copy()

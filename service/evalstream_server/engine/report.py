@@ -387,6 +387,7 @@ def build_report(
 
     ``intervals=False`` leaves out the AP bounds and the Wilson intervals (every value is the
     same): the Prometheus exporter exports values only and saves that work on every scrape."""
+    state = state.as_float()
     spec = state.spec
     c = state.counts
     names = list(spec.classes)
@@ -578,6 +579,7 @@ def curve(state: State, kind: str, target: str, max_points: int = 200) -> dict[s
     ``'micro'``. Points are thinned to at most ``max_points``."""
     if kind not in ("roc", "pr"):
         raise InvalidInputError("kind", "'roc' or 'pr'", repr(kind))
+    state = state.as_float()
     rows = _problem_rows(state, view_of(state))
     if target not in rows:
         raise InvalidInputError("class_name", f"one of {list(rows)}", repr(target))

@@ -1,5 +1,10 @@
 """Mergeable stream state: additive count arrays, plus raw scores for the exact resolution.
 
+The score histograms (``counting.SCATTER_FIELDS``) of an unweighted state are kept compact:
+uint16 low parts and a carry of the cells that wrapped (``compact``), a quarter of float64's
+memory and exact for any count. A weighted batch widens the field to float64. Readers that do
+arithmetic on the counts take ``State.dense()``, whose fields are all float64.
+
 The merge contract (tested with Hypothesis): merging two states equals having fed one state the
 other's batches; merge is commutative and associative (exactly, for integer counts); batch order and
 batch split never change a state; ``State.from_bytes(s.to_bytes()) == s``.
@@ -14,9 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from . import compact
 from .batch import Batch
-from .counting import ADDED_FIELDS, Delta, Scatter, compute_delta, field_shapes
+from .counting import ADDED_FIELDS, SCATTER_FIELDS, Delta, Scatter, compute_delta, field_shapes
 from .errors import CapacityError, IncompatibleStateError, InvalidInputError
+from .packed import PackedCells, PackedFields
 from .spec import StreamSpec
 
 __all__ = ["State", "ExactScores", "SparseCounts"]
@@ -74,16 +81,45 @@ class ExactScores:
         return sum(a.nbytes for part in (self.labels, self.scores, self.weights) for a in part)
 
 
+Entries = tuple[np.ndarray, np.ndarray]  # flat indices of non-zero cells, their values
+
+
 @dataclass
 class SparseCounts:
-    """Non-zero entries of a state's count arrays (closed window buckets are kept this way)."""
+    """Non-zero entries of a state's count arrays (closed window buckets are kept this way):
+    the histograms packed by row (``PackedCells``), the small fields together (``PackedFields``).
+    """
 
-    entries: dict[str, tuple[np.ndarray, np.ndarray]]
+    cells: dict[str, PackedCells]
+    small: PackedFields
     exact: ExactScores | None
+
+    @classmethod
+    def pack(
+        cls,
+        entries: dict[str, Entries],
+        shapes: dict[str, tuple[int, ...]],
+        exact: ExactScores | None,
+    ) -> SparseCounts:
+        """Entries of every field, packed."""
+        cells = {
+            name: PackedCells(idx, values, shapes[name][-1])
+            for name, (idx, values) in entries.items()
+            if name in SCATTER_FIELDS
+        }
+        small = {name: e for name, e in entries.items() if name not in SCATTER_FIELDS}
+        sizes = {name: int(np.prod(shapes[name])) for name in small}
+        return cls(cells, PackedFields(small, sizes), exact)
+
+    def items(self) -> list[tuple[str, np.ndarray, np.ndarray]]:
+        """``(field, flat indices, values)`` of every field."""
+        out = self.small.unpack()
+        out += [(name, *c.unpack()) for name, c in self.cells.items()]
+        return out
 
     @property
     def nbytes(self) -> int:
-        total = sum(i.nbytes + v.nbytes for i, v in self.entries.values())
+        total = self.small.nbytes + sum(c.nbytes for c in self.cells.values())
         return total + (self.exact.nbytes if self.exact is not None else 0)
 
 
@@ -96,12 +132,77 @@ class State:
         Fixes the layout; see ``StreamSpec.layout_key``.
     """
 
-    def __init__(self, spec: StreamSpec) -> None:
+    def __init__(self, spec: StreamSpec, wide: bool = False) -> None:
         self.spec = spec
-        self.counts = {name: np.zeros(shape) for name, shape in field_shapes(spec).items()}
+        self.counts = {
+            name: np.zeros(shape, np.uint16 if name in SCATTER_FIELDS and not wide else np.float64)
+            for name, shape in field_shapes(spec).items()
+        }
+        # Wraps of the uint16 cells that passed 65,535, per compact field (see ``compact``).
+        self.carry: dict[str, compact.Carry] = {}
         self.exact: ExactScores | None = None
         if spec.resolution.kind == "exact":
             self.exact = ExactScores(spec.n_columns, spec.task == "multiclass")
+
+    # -- compact fields ------------------------------------------------------------------------
+    def is_compact(self, name: str) -> bool:
+        return self.counts[name].dtype == np.uint16
+
+    def _widen(self, name: str) -> np.ndarray:
+        """Turn a compact field into float64 for good (a weighted batch arrived)."""
+        if self.is_compact(name):
+            self.counts[name] = compact.widen(self.counts[name], self.carry.pop(name, {}))
+        return self.counts[name]
+
+    def values(self, name: str) -> np.ndarray:
+        """Field ``name`` as float64 (a new array for a compact field, else the field itself)."""
+        arr = self.counts[name]
+        if arr.dtype == np.uint16:
+            return compact.widen(arr, self.carry.get(name, {}))
+        return arr
+
+    def _add_field(self, name: str, d: np.ndarray | Scatter) -> None:
+        arr = self.counts[name]
+        if arr.dtype == np.uint16:
+            if isinstance(d, Scatter) and d.weights is None:
+                compact.add_unit_cells(arr, self.carry.setdefault(name, {}), d.index)
+                return
+            if not isinstance(d, Scatter) and compact.integral(d):
+                cells = np.flatnonzero(d)
+                compact.add_counts(arr, self.carry.setdefault(name, {}), cells, d.ravel()[cells])
+                return
+            arr = self._widen(name)
+        if isinstance(d, Scatter):
+            d.add_to(arr)
+        else:
+            arr += d
+
+    def _add_entries(self, name: str, idx: np.ndarray, values: np.ndarray) -> None:
+        """Add ``values`` at distinct flat cells ``idx``."""
+        arr = self.counts[name]
+        if arr.dtype == np.uint16:
+            if values.dtype.kind == "u" or compact.integral(values):
+                compact.add_counts(arr, self.carry.setdefault(name, {}), idx, values)
+                return
+            arr = self._widen(name)
+        arr.ravel()[idx] += values
+
+    def dense(self) -> State:
+        """A copy whose count fields are all float64 (what the metric code reads)."""
+        out = State.__new__(State)
+        out.spec = self.spec
+        out.counts = {
+            k: v.copy() if v.dtype == np.float64 else self.values(k) for k, v in self.counts.items()
+        }
+        out.carry = {}
+        out.exact = self.exact.copy() if self.exact is not None else None
+        return out
+
+    def as_float(self) -> State:
+        """``self`` when every field is float64 already, else ``dense()``."""
+        if any(v.dtype == np.uint16 for v in self.counts.values()):
+            return self.dense()
+        return self
 
     # -- ingest -------------------------------------------------------------------------------
     @property
@@ -130,11 +231,7 @@ class State:
             self.check_capacity(batch.n)
             self.exact.append(batch)
         for name, d in delta.items():
-            arr = self.counts[name]
-            if isinstance(d, Scatter):
-                d.add_to(arr)
-            else:
-                arr += d
+            self._add_field(name, d)
 
     def update(self, batch: Batch) -> None:
         """Count one validated batch."""
@@ -163,8 +260,14 @@ class State:
         if self.exact is not None and other.exact is not None:
             self.check_capacity(other.exact.n)
             self.exact.extend(other.exact)
-        for name, arr in self.counts.items():
-            arr += other.counts[name]
+        for name, arr in other.counts.items():
+            if arr.dtype == np.uint16:
+                self._add_entries(name, *compact.nonzero_values(arr, other.carry.get(name, {})))
+            elif self.is_compact(name) and compact.integral(arr):
+                self._add_field(name, arr)
+            else:
+                self._widen(name)
+                self.counts[name] += arr
         return self
 
     def merge(self, other: State) -> State:
@@ -175,19 +278,24 @@ class State:
         out = State.__new__(State)
         out.spec = self.spec
         out.counts = {k: v.copy() for k, v in self.counts.items()}
+        out.carry = {k: dict(v) for k, v in self.carry.items()}
         out.exact = self.exact.copy() if self.exact is not None else None
         return out
 
     def reset(self) -> None:
-        for arr in self.counts.values():
-            arr[...] = 0
+        fresh = State(self.spec)
+        self.counts = fresh.counts
+        self.carry = {}
         if self.exact is not None:
             self.exact = ExactScores(self.spec.n_columns, self.spec.task == "multiclass")
 
     # -- sparse form (window buckets) ----------------------------------------------------------
     def to_sparse(self) -> SparseCounts:
-        entries = {}
+        entries: dict[str, Entries] = {}
         for name, arr in self.counts.items():
+            if arr.dtype == np.uint16:
+                entries[name] = compact.nonzero_values(arr, self.carry.get(name, {}))
+                continue
             flat = arr.ravel()
             idx = np.flatnonzero(flat)
             index = idx.astype(np.int32) if flat.size < 2**31 else idx
@@ -195,11 +303,12 @@ class State:
         exact = self.exact.copy() if self.exact is not None else None
         if exact is not None:
             exact.arrays()
-        return SparseCounts(entries, exact)
+        shapes = {k: v.shape for k, v in self.counts.items()}
+        return SparseCounts.pack(entries, shapes, exact)
 
     def add_sparse(self, sparse: SparseCounts) -> None:
-        for name, (idx, values) in sparse.entries.items():
-            self.counts[name].ravel()[idx] += values
+        for name, idx, values in sparse.items():
+            self._add_entries(name, idx, values)
         if self.exact is not None and sparse.exact is not None:
             self.exact.extend(sparse.exact)
 
@@ -215,7 +324,7 @@ class State:
             return NotImplemented
         if self.spec.layout_key() != other.spec.layout_key():
             return False
-        if any(not np.array_equal(v, other.counts[k]) for k, v in self.counts.items()):
+        if any(not np.array_equal(self.values(k), other.values(k)) for k in self.counts):
             return False
         if self.exact is None or other.exact is None:
             return self.exact is None and other.exact is None
@@ -227,11 +336,12 @@ class State:
     @property
     def nbytes(self) -> int:
         total = sum(v.nbytes for v in self.counts.values())
+        total += compact.CARRY_ENTRY_BYTES * sum(len(c) for c in self.carry.values())
         return total + (self.exact.nbytes if self.exact is not None else 0)
 
     def to_bytes(self) -> bytes:
         """Versioned binary form: magic, version, JSON header (spec and layout), raw arrays."""
-        arrays = [np.ascontiguousarray(v, dtype="<f8") for v in self.counts.values()]
+        arrays = [np.ascontiguousarray(self.values(k), dtype="<f8") for k in self.counts]
         header: dict[str, Any] = {
             "spec": self.spec.to_dict(),
             "fields": [[k, list(v.shape)] for k, v in self.counts.items()],
@@ -285,7 +395,11 @@ class State:
             return arr.astype(dtype.lstrip("<"), copy=True)
 
         for name, shape in header["fields"]:
-            state.counts[name] = take("<f8", tuple(shape)).astype(np.float64)
+            values = take("<f8", tuple(shape)).astype(np.float64)
+            if state.is_compact(name) and compact.integral(values):
+                state._add_field(name, values)  # integer counts load compact
+            else:
+                state.counts[name] = values
         if state.exact is not None:
             n = int((header.get("exact") or {}).get("n", 0))
             C = spec.n_columns

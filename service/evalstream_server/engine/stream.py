@@ -239,9 +239,10 @@ class StreamEngine:
         return [CUMULATIVE, *self.windows]
 
     def state(self, window: str = CUMULATIVE, now: float | None = None) -> State:
-        """A copy of the state of ``window`` (``"cumulative"`` or a declared window)."""
+        """A copy of the state of ``window`` (``"cumulative"`` or a declared window), its fields
+        float64."""
         if window in ("", CUMULATIVE):
-            return self.cumulative.copy()
+            return self.cumulative.dense()
         ring = self.windows.get(window)
         if ring is None:
             try:  # accept equivalent spellings: "60m" for "1h"
@@ -349,12 +350,9 @@ def engine_to_bytes(engine: StreamEngine) -> bytes:
     for name, ring in engine.windows.items():
         entries = []
         for bid, bucket in sorted(ring.buckets().items()):
-            state = (
-                State.from_sparse(engine.spec, bucket)
-                if isinstance(bucket, SparseCounts)
-                else bucket
-            )
-            entries.append([bid, len(parts), bid == ring._open])
+            sparse = bucket if isinstance(bucket, SparseCounts) else bucket.to_sparse()
+            state = State.from_sparse(engine.spec, sparse)
+            entries.append([bid, len(parts), bid == ring.open_bucket])
             parts.append(state.to_bytes())
         header["windows"][name] = entries
     header["pending"] = len(parts)

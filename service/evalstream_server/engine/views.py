@@ -154,6 +154,7 @@ class _ExactView(ScoreView):
 
 def view_of(state: State) -> ScoreView:
     """The score view that matches the state's resolution."""
+    state = state.as_float()
     if state.exact is not None:
         return _ExactView(state)
     return _BinnedView(state)

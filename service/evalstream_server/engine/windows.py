@@ -1,10 +1,12 @@
 """Sliding time windows: a ring of time buckets per window, each bucket a state.
 
 A window of duration D with N buckets covers the buckets ``(now_bucket - N, now_bucket]`` of width
-``D / N``: it slides in steps of ``D / N``. Only the newest bucket is dense (it takes the writes);
-older buckets are kept as their non-zero entries, since most bins of a bucket are empty. The
-window's state is the sum of its live buckets, computed at query time and cached until the next
-write or bucket boundary, so it equals an engine fed only that window's batches (tested).
+``D / N``: it slides in steps of ``D / N``. The newest bucket takes the writes as an
+``OpenBucket`` (dense small fields, staged and compacted histogram cells); older buckets are kept
+as their non-zero entries, since most bins of a bucket are empty. No bucket holds a dense
+histogram. The window's state is the sum of its live buckets, computed at query time into a fresh
+float64 state and not kept (callers cache what they derive from it, such as the exported report),
+so it equals an engine fed only that window's batches (tested).
 
 A batch stamped in the future gets its own bucket and becomes visible when its time comes, but
 only up to one window span ahead: the ring holds the buckets ``(now_bucket - N, now_bucket + N]``
@@ -20,6 +22,7 @@ import numpy as np
 
 from .batch import Batch
 from .counting import Delta
+from .open_bucket import OpenBucket
 from .spec import StreamSpec
 from .state import SparseCounts, State
 
@@ -34,10 +37,8 @@ class WindowRing:
         self.seconds = seconds
         self.n_buckets = max(1, min(n_buckets, seconds))
         self.width = seconds / self.n_buckets
-        self._buckets: dict[int, State | SparseCounts] = {}
-        self._open: int | None = None  # id of the dense bucket
-        self._cache: tuple[int, int, State] | None = None  # (version, current bucket, state)
-        self._version = 0
+        self._buckets: dict[int, OpenBucket | SparseCounts] = {}
+        self._open: int | None = None  # id of the bucket taking the writes
 
     def bucket_of(self, t: float) -> int:
         return math.floor(t / self.width)
@@ -79,17 +80,16 @@ class WindowRing:
         bid = self.live_bucket(t, now)
         if bid is None:
             return False
-        self._version += 1
         bucket = self._buckets.get(bid)
-        if isinstance(bucket, State):
+        if isinstance(bucket, OpenBucket):
             bucket.add_delta(delta, batch)
             return True
         if bucket is None and (self._open is None or bid > self._open):
             if self._open is not None:
                 opened = self._buckets[self._open]
-                assert isinstance(opened, State)
+                assert isinstance(opened, OpenBucket)
                 self._buckets[self._open] = opened.to_sparse()
-            fresh = State(self.spec)
+            fresh = OpenBucket(self.spec)
             fresh.add_delta(delta, batch)
             self._buckets[bid] = fresh
             self._open = bid
@@ -104,36 +104,37 @@ class WindowRing:
         """The window's state at time ``now`` (a fresh object the caller may keep)."""
         current = self.bucket_of(now)
         self._evict(current)
-        if self._cache is not None and self._cache[:2] == (self._version, current):
-            return self._cache[2].copy()
-        total = State(self.spec)
+        total = State(self.spec, wide=True)
         for bid in sorted(self._buckets):
             if bid > current:
                 continue  # stamped in the future: visible once its time comes
             bucket = self._buckets[bid]
-            if isinstance(bucket, State):
-                total.merge_from(bucket)
+            if isinstance(bucket, OpenBucket):
+                bucket.add_into(total)
             else:
                 total.add_sparse(bucket)
-        self._cache = (self._version, current, total)
-        return total.copy()
+        return total
 
     def restore_bucket(self, bid: int, state: State, is_open: bool) -> None:
-        """Put back a bucket read from storage (the open one stays dense)."""
-        self._buckets[bid] = state if is_open else state.to_sparse()
+        """Put back a bucket read from storage (the open one takes writes again)."""
         if is_open:
+            self._buckets[bid] = OpenBucket.restore(self.spec, state.to_sparse())
             self._open = bid
-        self._version += 1
+        else:
+            self._buckets[bid] = state.to_sparse()
 
     def reset(self) -> None:
         self._buckets.clear()
         self._open = None
-        self._cache = None
-        self._version += 1
 
     @property
     def nbytes(self) -> int:
         return sum(b.nbytes for b in self._buckets.values())
 
-    def buckets(self) -> dict[int, State | SparseCounts]:
+    def buckets(self) -> dict[int, OpenBucket | SparseCounts]:
         return dict(self._buckets)
+
+    @property
+    def open_bucket(self) -> int | None:
+        """Id of the bucket taking the writes (None before the first write)."""
+        return self._open

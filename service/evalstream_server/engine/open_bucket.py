@@ -1,0 +1,143 @@
+"""The newest bucket of a sliding window, kept without a dense histogram.
+
+A window's newest bucket takes the writes. Held as a dense state it would cost as much as the
+cumulative state (K * K * B histogram cells) for every window of every stream, although a bucket
+sees few samples. Here the small fields are dense and the histogram deltas of the batches are
+staged as they come (the ``Scatter`` index arrays of ``compute_delta``, shared with the other
+windows fed the same batch), then compacted into sorted non-zero entries once they outgrow the
+entries already compacted (and when the bucket closes). Memory follows the samples the bucket
+holds, not the layout.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .batch import Batch
+from .counting import SCATTER_FIELDS, Delta, Scatter, field_shapes
+from .packed import smallest_unsigned
+from .spec import StreamSpec
+from .state import Entries, ExactScores, SparseCounts, State
+
+__all__ = ["OpenBucket", "COMPACT_AFTER"]
+
+# Staged cells compacted at once at least (below this, staging is cheaper than sorting).
+COMPACT_AFTER = 1 << 15
+
+
+def _merge(parts: list[Entries]) -> Entries:
+    """Sum entries ``(flat cells, values)`` into sorted distinct cells (integer counts stay
+    integers: float64 sums are exact below 2**53)."""
+    idx = np.concatenate([p[0] for p in parts])
+    values = np.concatenate([p[1].astype(np.float64) for p in parts])
+    cells, inverse = np.unique(idx, return_inverse=True)
+    total = np.bincount(inverse, weights=values, minlength=cells.size)
+    if all(p[1].dtype.kind == "u" for p in parts):
+        return cells.astype(np.int32), smallest_unsigned(total.astype(np.uint64))
+    return cells.astype(np.int32), total
+
+
+class OpenBucket:
+    """A window bucket taking writes: dense small fields, staged then sparse histograms."""
+
+    def __init__(self, spec: StreamSpec) -> None:
+        self.spec = spec
+        shapes = field_shapes(spec)
+        self.small = {k: np.zeros(v) for k, v in shapes.items() if k not in SCATTER_FIELDS}
+        self.shapes = {k: v for k, v in shapes.items() if k in SCATTER_FIELDS}
+        self.entries: dict[str, Entries] = {}
+        self.staged: dict[str, list[Scatter | Entries]] = {}
+        self.n_staged = 0
+        self.exact: ExactScores | None = None
+        if spec.resolution.kind == "exact":
+            self.exact = ExactScores(spec.n_columns, spec.task == "multiclass")
+
+    @classmethod
+    def restore(cls, spec: StreamSpec, sparse: SparseCounts) -> OpenBucket:
+        """An open bucket holding ``sparse`` (read back from storage)."""
+        out = cls(spec)
+        for name, idx, values in sparse.items():
+            if name in out.shapes:
+                out.entries[name] = (idx.astype(np.int32), values)
+            else:
+                out.small[name].ravel()[idx] += values
+        if out.exact is not None and sparse.exact is not None:
+            out.exact.extend(sparse.exact)
+        return out
+
+    def add_delta(self, delta: Delta, batch: Batch | None = None) -> None:
+        if self.exact is not None and batch is not None:
+            self.exact.append(batch)
+        for name, d in delta.items():
+            if name not in self.shapes:
+                assert not isinstance(d, Scatter)
+                self.small[name] += d
+                continue
+            if isinstance(d, Scatter):
+                self.staged.setdefault(name, []).append(d)
+                self.n_staged += d.index.size
+            else:
+                cells = np.flatnonzero(d)
+                values = d.ravel()[cells]
+                if np.all(values == np.floor(values)) and np.all(values >= 0):
+                    values = values.astype(np.uint64)
+                self.staged.setdefault(name, []).append((cells.astype(np.int32), values))
+                self.n_staged += cells.size
+        held = sum(i.size for i, _ in self.entries.values())
+        if self.n_staged > max(COMPACT_AFTER, held):
+            self.compact()
+
+    def compact(self) -> None:
+        """Fold the staged deltas into the sorted entries."""
+        for name, staged in self.staged.items():
+            parts = [s.cells() if isinstance(s, Scatter) else s for s in staged]
+            if name in self.entries:
+                parts.append(self.entries[name])
+            self.entries[name] = _merge(parts)
+        self.staged.clear()
+        self.n_staged = 0
+
+    def to_sparse(self) -> SparseCounts:
+        """The bucket as non-zero entries (what a closed bucket keeps)."""
+        self.compact()
+        out: dict[str, Entries] = {}
+        for name, arr in self.small.items():
+            flat = arr.ravel()
+            idx = np.flatnonzero(flat)
+            out[name] = (idx.astype(np.int32), flat[idx])
+        for name in self.shapes:
+            empty = (np.zeros(0, np.int32), np.zeros(0, np.uint16))
+            out[name] = self.entries.get(name, empty)
+        exact = self.exact.copy() if self.exact is not None else None
+        if exact is not None:
+            exact.arrays()
+        shapes = {**{k: v.shape for k, v in self.small.items()}, **self.shapes}
+        return SparseCounts.pack(out, shapes, exact)
+
+    def add_into(self, state: State) -> None:
+        """Add this bucket's counts into ``state`` (float64 fields: a query's sum)."""
+        for name, arr in self.small.items():
+            state.counts[name] += arr
+        for name, (idx, values) in self.entries.items():
+            state.counts[name].ravel()[idx] += values
+        for name, staged in self.staged.items():
+            target = state.counts[name]
+            for s in staged:
+                if isinstance(s, Scatter):
+                    s.add_to(target)
+                else:
+                    target.ravel()[s[0]] += s[1]
+        if state.exact is not None and self.exact is not None:
+            state.exact.extend(self.exact)
+
+    @property
+    def nbytes(self) -> int:
+        total = sum(a.nbytes for a in self.small.values())
+        total += sum(i.nbytes + v.nbytes for i, v in self.entries.values())
+        for staged in self.staged.values():
+            for s in staged:
+                if isinstance(s, Scatter):
+                    total += s.index.nbytes + (0 if s.weights is None else s.weights.nbytes)
+                else:
+                    total += s[0].nbytes + s[1].nbytes
+        return total + (self.exact.nbytes if self.exact is not None else 0)

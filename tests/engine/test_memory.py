@@ -1,0 +1,123 @@
+"""What a stream's state costs: compact counts stay exact, and memory follows the formula.
+
+Per stream (README, "What a stream costs"): the cumulative histograms take 2 bytes a cell
+(``2 * K * K * B`` at full OvO), the small fields their float64 size, and each window only the
+non-zero cells of its buckets. The counts are checked against an independent numpy count of the
+bins; the byte figures against ``nbytes`` of real states and tracemalloc.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import tracemalloc
+
+import numpy as np
+import pytest
+from evalstream_server.engine import BinLayout, State, StreamEngine, StreamSpec, fastcount
+from evalstream_server.engine.batch import make_batch
+from evalstream_server.engine.counting import SCATTER_FIELDS, field_shapes
+from evalstream_server.engine.stream import engine_from_bytes, engine_to_bytes
+
+from .data import multiclass
+
+MiB = 2**20
+
+
+def _independent_hist(spec: StreamSpec, y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """(true class, column, bin) counts by bincount (no engine code but the bin map)."""
+    K = spec.n_classes
+    B = BinLayout(spec.resolution.mantissa_bits).n_bins
+    bins = BinLayout(spec.resolution.mantissa_bits).bin_of(p).astype(np.int64)
+    flat = (y[:, None] * K + np.arange(K)[None, :]) * B + bins
+    return np.bincount(flat.ravel(), minlength=K * K * B).reshape(K, K, B).astype(np.float64)
+
+
+@pytest.mark.parametrize("kernel", ["compiled", "numpy"])
+def test_counts_past_16_bits_are_exact(kernel):
+    """One cell takes 200,000 counts (wrapping its uint16 low part three times) in batches of
+    uneven size; the histogram equals an independent bincount and survives bytes and merges."""
+    spec = StreamSpec(task="multiclass", classes=("a", "b", "c"))
+    rng = np.random.default_rng(3)
+    y = np.zeros(200_000, np.int64)
+    p = np.tile(np.array([[0.7, 0.2, 0.1]], np.float32), (200_000, 1))
+    tail_y = rng.integers(0, 3, 5000)
+    tail_p = rng.dirichlet(np.ones(3), 5000).astype(np.float32)
+    y, p = np.concatenate([y, tail_y]), np.concatenate([p, tail_p])
+    state = State(spec)
+    ctx = fastcount.disabled() if kernel == "numpy" else contextlib.nullcontext()
+    with ctx:
+        for lo, hi in ((0, 70_000), (70_000, 70_001), (70_001, 140_000), (140_000, y.size)):
+            state.update(make_batch(spec, y[lo:hi], p[lo:hi]))
+    want = _independent_hist(spec, y, p)
+    assert state.counts["hist"].dtype == np.uint16
+    assert state.carry["hist"], "the wrapped cells are carried"
+    np.testing.assert_array_equal(state.values("hist"), want)
+    np.testing.assert_array_equal(State.from_bytes(state.to_bytes()).values("hist"), want)
+    merged = State(spec).merge_from(state).merge_from(state)
+    np.testing.assert_array_equal(merged.values("hist"), 2 * want)
+    np.testing.assert_array_equal(State.from_sparse(spec, state.to_sparse()).values("hist"), want)
+
+
+def test_weighted_batch_widens_to_float64_and_keeps_earlier_counts():
+    spec = StreamSpec(task="multiclass", classes=("a", "b", "c"))
+    y, _, p = multiclass(1, counts=(300, 200, 100))
+    state = State(spec)
+    state.update(make_batch(spec, y, p))
+    w = np.full(y.size, 0.25)
+    state.update(make_batch(spec, y, p, w))
+    assert state.counts["hist"].dtype == np.float64
+    np.testing.assert_allclose(state.counts["hist"], 1.25 * _independent_hist(spec, y, p))
+
+
+def _small_field_bytes(spec: StreamSpec) -> int:
+    shapes = field_shapes(spec)
+    return sum(8 * int(np.prod(s)) for k, s in shapes.items() if k not in SCATTER_FIELDS)
+
+
+def test_cumulative_state_costs_two_bytes_a_histogram_cell():
+    """K = 10, default bins: 2 * K * K * B bytes of histogram (0.91 MiB, 3.64 MiB in float64)."""
+    spec = StreamSpec(task="multiclass", classes=tuple("abcdefghij"))
+    y, _, p = multiclass(2, counts=tuple(range(500, 1500, 100)))
+    state = State(spec)
+    state.update(make_batch(spec, y, p))
+    B = BinLayout(5).n_bins
+    assert state.nbytes == 2 * 10 * 10 * B + _small_field_bytes(spec)
+    assert state.nbytes < 0.92 * MiB
+
+
+def _feed_fleet_stream(eng: StreamEngine, clock, hours: float, per_hour: int, seed: int):
+    """Batches of 250 samples spread evenly over ``hours`` at ``per_hour`` samples an hour."""
+    y, _, p = multiclass(seed, counts=tuple(int(c) for c in np.geomspace(2000, 100, 10)))
+    n_batches = int(hours * per_hour / 250)
+    for i in range(n_batches):
+        lo = (i * 250) % (y.size - 250)
+        eng.update(y[lo : lo + 250], p[lo : lo + 250])
+        clock[0] += 250 * 3600.0 / per_hour
+
+
+def test_stream_with_two_windows_fits_its_budget_in_steady_state():
+    """Cumulative + 5m + 1h at K = 10, three simulated hours at 20,000 samples an hour (both
+    windows rotated more than twice), reports taken: at most 1.5 MiB by nbytes and by
+    tracemalloc of everything the engine holds; the window's report equals one computed from a
+    fresh engine's state restored from bytes (nothing is lost by the compact forms)."""
+    spec = StreamSpec(task="multiclass", classes=tuple("abcdefghij"), windows=("5m", "1h"))
+    clock = [1_000_000.0]
+    warm = StreamEngine(spec, clock=lambda: clock[0])  # module-level caches (bin tables, ...)
+    _feed_fleet_stream(warm, clock, hours=0.1, per_hour=20_000, seed=4)
+    warm.report("5m")
+    del warm
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        eng = StreamEngine(spec, clock=lambda: clock[0])
+        _feed_fleet_stream(eng, clock, hours=3, per_hour=20_000, seed=4)
+        reports = {w: json.dumps(eng.report(w), sort_keys=True) for w in eng.window_names()}
+        held = tracemalloc.get_traced_memory()[0] - before - sum(map(len, reports.values()))
+    finally:
+        tracemalloc.stop()
+    assert eng.nbytes <= 1.5 * MiB, eng.nbytes / MiB
+    assert held <= 1.5 * MiB, held / MiB
+    again = engine_from_bytes(engine_to_bytes(eng), clock=lambda: clock[0])
+    for w in eng.window_names():
+        assert json.dumps(again.report(w), sort_keys=True) == reports[w]
