@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
 from .admission import Admission
@@ -22,6 +21,7 @@ from .budget import MemoryBudget, machine_memory
 from .exporters import EvalstreamCollector
 from .quotas import TenantQuotas
 from .ratelimit import RateLimiter
+from .reflection import enable_reflection
 from .rpc.servicer import SERVICE_NAME, EvalstreamServicer, ServiceLimits, method_handlers
 from .settings import Settings
 from .store import MemoryStore, Store
@@ -124,13 +124,8 @@ async def start_server(settings: Settings, store: Store | None = None) -> Runnin
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (
-            SERVICE_NAME,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ),
-        server,
+    enable_reflection(
+        server, (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name)
     )
     address = f"{_bracket(settings.host)}:{settings.grpc_port}"
     if settings.tls_cert or settings.tls_key:

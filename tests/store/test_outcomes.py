@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import grpc
 import pytest
 from evalstream_server.store import base
@@ -37,3 +39,22 @@ def test_a_limit_is_resource_exhausted_anything_else_invalid_argument():
     other = base.rejected_outcome(ValueError("scores: NaN"))
     assert (limit.status, limit.error_code) == ("rejected", base.RESOURCE_EXHAUSTED)
     assert (other.error_code, other.error_message) == (base.INVALID_ARGUMENT, "scores: NaN")
+
+
+def test_a_rejected_batch_keeps_its_rows_and_its_parts_through_every_store_encoding():
+    from evalstream_server.engine import InvalidInputError
+    from evalstream_server.store.redis_buffer import decode_outcome, encode_outcome
+
+    error = InvalidInputError("labels", "class indices in [0, 2]", "1 out of range, e.g. [7]")
+    outcome = base.rejected_outcome(base.RejectedBatch(error, samples=5))
+    assert (outcome.samples, outcome.error_message) == (5, str(error))
+    assert outcome.error_detail == {
+        "field": "labels",
+        "expected": "class indices in [0, 2]",
+        "received": "1 out of range, e.g. [7]",
+        "hint": "",
+    }
+    assert decode_outcome(encode_outcome(outcome)) == outcome  # Redis
+    assert base.BatchOutcome(**json.loads(json.dumps(outcome.__dict__))) == outcome  # SQLite
+    old = decode_outcome(json.dumps(["r", 5, 3, str(error)]))  # written before error_detail
+    assert old is not None and old.error_detail is None and old.samples == 5

@@ -36,6 +36,14 @@ class EvalstreamServiceStub:
     UNAUTHENTICATED and PERMISSION_DENIED for access. Ingest reports per-batch errors in its
     responses instead (partial success).
 
+    A call's error also carries a google.rpc.Status (google/rpc/status.proto) in the
+    `grpc-status-details-bin` trailer, with the same code and message and, as details:
+    google.rpc.BadRequest with one FieldViolation (`field`: the field's path as in FieldError,
+    `description`: "expected ..., received ...") and an evalstream.v1.FieldError with the parts,
+    for a bad field; google.rpc.QuotaFailure (and google.rpc.RetryInfo when a retry helps) for a
+    limit; google.rpc.ResourceInfo (`resource_type` "evalstream.v1.Stream") for NOT_FOUND and
+    ALREADY_EXISTS. Clients that do not read the trailer lose nothing but the parts.
+
     Every request message is at most the server's message limit (4 MiB unless the server sets
     another with `--max-receive-bytes`). Past it, a unary call fails with RESOURCE_EXHAUSTED
     ("message bytes: limit 4194304, received 5000000"); an Ingest batch is a REJECTED result (see
@@ -115,6 +123,14 @@ class EvalstreamServiceServicer:
     ALREADY_EXISTS for a duplicate stream name, RESOURCE_EXHAUSTED for too large or too fast,
     UNAUTHENTICATED and PERMISSION_DENIED for access. Ingest reports per-batch errors in its
     responses instead (partial success).
+
+    A call's error also carries a google.rpc.Status (google/rpc/status.proto) in the
+    `grpc-status-details-bin` trailer, with the same code and message and, as details:
+    google.rpc.BadRequest with one FieldViolation (`field`: the field's path as in FieldError,
+    `description`: "expected ..., received ...") and an evalstream.v1.FieldError with the parts,
+    for a bad field; google.rpc.QuotaFailure (and google.rpc.RetryInfo when a retry helps) for a
+    limit; google.rpc.ResourceInfo (`resource_type` "evalstream.v1.Stream") for NOT_FOUND and
+    ALREADY_EXISTS. Clients that do not read the trailer lose nothing but the parts.
 
     Every request message is at most the server's message limit (4 MiB unless the server sets
     another with `--max-receive-bytes`). Past it, a unary call fails with RESOURCE_EXHAUSTED
@@ -292,6 +308,14 @@ class EvalstreamService:
     ALREADY_EXISTS for a duplicate stream name, RESOURCE_EXHAUSTED for too large or too fast,
     UNAUTHENTICATED and PERMISSION_DENIED for access. Ingest reports per-batch errors in its
     responses instead (partial success).
+
+    A call's error also carries a google.rpc.Status (google/rpc/status.proto) in the
+    `grpc-status-details-bin` trailer, with the same code and message and, as details:
+    google.rpc.BadRequest with one FieldViolation (`field`: the field's path as in FieldError,
+    `description`: "expected ..., received ...") and an evalstream.v1.FieldError with the parts,
+    for a bad field; google.rpc.QuotaFailure (and google.rpc.RetryInfo when a retry helps) for a
+    limit; google.rpc.ResourceInfo (`resource_type` "evalstream.v1.Stream") for NOT_FOUND and
+    ALREADY_EXISTS. Clients that do not read the trailer lose nothing but the parts.
 
     Every request message is at most the server's message limit (4 MiB unless the server sets
     another with `--max-receive-bytes`). Past it, a unary call fails with RESOURCE_EXHAUSTED

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65valstream/v1/ingest.proto\x12\revalstream.v1\x1a\x1egoogle/protobuf/duration.proto\"\xd5\x02\n\x0b\x42\x61tchResult\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x13\n\x0bproducer_id\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12*\n\x06status\x18\x04 \x01(\x0e\x32\x1a.evalstream.v1.BatchStatus\x12\x0f\n\x07samples\x18\x05 \x01(\x04\x12\x12\n\nerror_code\x18\x06 \x01(\x05\x12\x15\n\rerror_message\x18\x07 \x01(\t\x12\x19\n\x11\x65xpected_sequence\x18\x08 \x01(\x04\x12\x33\n\x0foriginal_status\x18\t \x01(\x0e\x32\x1a.evalstream.v1.BatchStatus\x12.\n\x0bretry_after\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12\'\n\x04join\x18\x0b \x01(\x0b\x32\x19.evalstream.v1.JoinCounts\"a\n\nJoinCounts\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x01 \x01(\x04\x12\x0f\n\x07matched\x18\x02 \x01(\x04\x12\x0f\n\x07unknown\x18\x03 \x01(\x04\x12\x0f\n\x07\x65xpired\x18\x04 \x01(\x04\x12\x11\n\tduplicate\x18\x05 \x01(\x04*}\n\x0b\x42\x61tchStatus\x12\x1c\n\x18\x42\x41TCH_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15\x42\x41TCH_STATUS_ACCEPTED\x10\x01\x12\x1a\n\x16\x42\x41TCH_STATUS_DUPLICATE\x10\x02\x12\x19\n\x15\x42\x41TCH_STATUS_REJECTED\x10\x03\x42\x8a\x01\x42\x0bIngestProtoP\x01ZBgithub.com/evalstream/evalstream/gen/go/evalstream/v1;evalstreamv1\xa2\x02\x03\x45VX\xaa\x02\rEvalstream.V1\xca\x02\rEvalstream\\V1\xea\x02\x0e\x45valstream::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65valstream/v1/ingest.proto\x12\revalstream.v1\x1a\x1egoogle/protobuf/duration.proto\"\x85\x03\n\x0b\x42\x61tchResult\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x13\n\x0bproducer_id\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12*\n\x06status\x18\x04 \x01(\x0e\x32\x1a.evalstream.v1.BatchStatus\x12\x0f\n\x07samples\x18\x05 \x01(\x04\x12\x12\n\nerror_code\x18\x06 \x01(\x05\x12\x15\n\rerror_message\x18\x07 \x01(\t\x12\x19\n\x11\x65xpected_sequence\x18\x08 \x01(\x04\x12\x33\n\x0foriginal_status\x18\t \x01(\x0e\x32\x1a.evalstream.v1.BatchStatus\x12.\n\x0bretry_after\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12\'\n\x04join\x18\x0b \x01(\x0b\x32\x19.evalstream.v1.JoinCounts\x12.\n\x0b\x66ield_error\x18\x0c \x01(\x0b\x32\x19.evalstream.v1.FieldError\"M\n\nFieldError\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x10\n\x08\x65xpected\x18\x02 \x01(\t\x12\x10\n\x08received\x18\x03 \x01(\t\x12\x0c\n\x04hint\x18\x04 \x01(\t\"a\n\nJoinCounts\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x01 \x01(\x04\x12\x0f\n\x07matched\x18\x02 \x01(\x04\x12\x0f\n\x07unknown\x18\x03 \x01(\x04\x12\x0f\n\x07\x65xpired\x18\x04 \x01(\x04\x12\x11\n\tduplicate\x18\x05 \x01(\x04*}\n\x0b\x42\x61tchStatus\x12\x1c\n\x18\x42\x41TCH_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15\x42\x41TCH_STATUS_ACCEPTED\x10\x01\x12\x1a\n\x16\x42\x41TCH_STATUS_DUPLICATE\x10\x02\x12\x19\n\x15\x42\x41TCH_STATUS_REJECTED\x10\x03\x42\x8a\x01\x42\x0bIngestProtoP\x01ZBgithub.com/evalstream/evalstream/gen/go/evalstream/v1;evalstreamv1\xa2\x02\x03\x45VX\xaa\x02\rEvalstream.V1\xca\x02\rEvalstream\\V1\xea\x02\x0e\x45valstream::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,10 +33,12 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'evalstream.v1.ingest_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'B\013IngestProtoP\001ZBgithub.com/evalstream/evalstream/gen/go/evalstream/v1;evalstreamv1\242\002\003EVX\252\002\rEvalstream.V1\312\002\rEvalstream\\V1\352\002\016Evalstream::V1'
-  _globals['_BATCHSTATUS']._serialized_start=520
-  _globals['_BATCHSTATUS']._serialized_end=645
+  _globals['_BATCHSTATUS']._serialized_start=647
+  _globals['_BATCHSTATUS']._serialized_end=772
   _globals['_BATCHRESULT']._serialized_start=78
-  _globals['_BATCHRESULT']._serialized_end=419
-  _globals['_JOINCOUNTS']._serialized_start=421
-  _globals['_JOINCOUNTS']._serialized_end=518
+  _globals['_BATCHRESULT']._serialized_end=467
+  _globals['_FIELDERROR']._serialized_start=469
+  _globals['_FIELDERROR']._serialized_end=546
+  _globals['_JOINCOUNTS']._serialized_start=548
+  _globals['_JOINCOUNTS']._serialized_end=645
 # @@protoc_insertion_point(module_scope)

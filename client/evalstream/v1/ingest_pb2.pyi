@@ -21,7 +21,7 @@ BATCH_STATUS_DUPLICATE: BatchStatus
 BATCH_STATUS_REJECTED: BatchStatus
 
 class BatchResult(_message.Message):
-    __slots__ = ("stream", "producer_id", "sequence", "status", "samples", "error_code", "error_message", "expected_sequence", "original_status", "retry_after", "join")
+    __slots__ = ("stream", "producer_id", "sequence", "status", "samples", "error_code", "error_message", "expected_sequence", "original_status", "retry_after", "join", "field_error")
     STREAM_FIELD_NUMBER: _ClassVar[int]
     PRODUCER_ID_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
@@ -33,6 +33,7 @@ class BatchResult(_message.Message):
     ORIGINAL_STATUS_FIELD_NUMBER: _ClassVar[int]
     RETRY_AFTER_FIELD_NUMBER: _ClassVar[int]
     JOIN_FIELD_NUMBER: _ClassVar[int]
+    FIELD_ERROR_FIELD_NUMBER: _ClassVar[int]
     stream: str
     producer_id: str
     sequence: int
@@ -44,7 +45,20 @@ class BatchResult(_message.Message):
     original_status: BatchStatus
     retry_after: _duration_pb2.Duration
     join: JoinCounts
-    def __init__(self, stream: _Optional[str] = ..., producer_id: _Optional[str] = ..., sequence: _Optional[int] = ..., status: _Optional[_Union[BatchStatus, str]] = ..., samples: _Optional[int] = ..., error_code: _Optional[int] = ..., error_message: _Optional[str] = ..., expected_sequence: _Optional[int] = ..., original_status: _Optional[_Union[BatchStatus, str]] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., join: _Optional[_Union[JoinCounts, _Mapping]] = ...) -> None: ...
+    field_error: FieldError
+    def __init__(self, stream: _Optional[str] = ..., producer_id: _Optional[str] = ..., sequence: _Optional[int] = ..., status: _Optional[_Union[BatchStatus, str]] = ..., samples: _Optional[int] = ..., error_code: _Optional[int] = ..., error_message: _Optional[str] = ..., expected_sequence: _Optional[int] = ..., original_status: _Optional[_Union[BatchStatus, str]] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., join: _Optional[_Union[JoinCounts, _Mapping]] = ..., field_error: _Optional[_Union[FieldError, _Mapping]] = ...) -> None: ...
+
+class FieldError(_message.Message):
+    __slots__ = ("field", "expected", "received", "hint")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_FIELD_NUMBER: _ClassVar[int]
+    RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    HINT_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    expected: str
+    received: str
+    hint: str
+    def __init__(self, field: _Optional[str] = ..., expected: _Optional[str] = ..., received: _Optional[str] = ..., hint: _Optional[str] = ...) -> None: ...
 
 class JoinCounts(_message.Message):
     __slots__ = ("added", "matched", "unknown", "expired", "duplicate")

@@ -45,6 +45,7 @@ from ..store import (
 )
 from . import convert, tensor_rules
 from .errors import status_for
+from .status_details import field_error, status_metadata
 
 __all__ = ["EvalstreamServicer", "ServiceLimits", "SERVICE_NAME", "method_handlers", "TENANT"]
 
@@ -477,6 +478,8 @@ def _fill(result: ingest_pb2.BatchResult, outcome: BatchOutcome) -> ingest_pb2.B
         result.original_status = _STATUS[outcome.original_status]
     if outcome.join is not None:
         result.join.CopyFrom(ingest_pb2.JoinCounts(**outcome.join))
+    if outcome.error_detail is not None:
+        result.field_error.CopyFrom(ingest_pb2.FieldError(**outcome.error_detail))
     return result
 
 
@@ -489,6 +492,9 @@ def _reject(
     result.samples = rows
     result.error_code = code.value[0]
     result.error_message = message
+    parts = field_error(exc)
+    if parts is not None:
+        result.field_error.CopyFrom(parts)
     return result
 
 
@@ -536,9 +542,12 @@ _METHODS: dict[str, tuple[str, type[Message]]] = {
 
 async def _abort(ctx: grpc.aio.ServicerContext, exc: BaseException) -> None:
     code, message = status_for(exc)
+    trailer: tuple[tuple[str, str | bytes], ...] = ()
     if isinstance(exc, LimitExceededError) and exc.retry_after is not None:
-        ctx.set_trailing_metadata((("retry-after-ms", str(int(exc.retry_after * 1000))),))
-    await ctx.abort(code, message)
+        trailer = (("retry-after-ms", str(int(exc.retry_after * 1000))),)
+    if code != grpc.StatusCode.INTERNAL:  # details of an unknown error stay in the log
+        trailer += status_metadata(exc, code, message)
+    await ctx.abort(code, message, trailer)
 
 
 def _retrieve(task: asyncio.Future) -> None:

@@ -13,7 +13,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from ..engine import CUMULATIVE, Batch, LabelBatch, PredictionBatch, State, StreamEngine, StreamSpec
+from ..engine import (
+    CUMULATIVE,
+    Batch,
+    InvalidInputError,
+    LabelBatch,
+    PredictionBatch,
+    State,
+    StreamEngine,
+    StreamSpec,
+)
 from ..engine.spec import parse_duration
 
 Record = Batch | PredictionBatch | LabelBatch  # what one sequenced ingest carries
@@ -31,6 +40,7 @@ __all__ = [
     "StoreUnavailableError",
     "StreamRecord",
     "duplicate_outcome",
+    "error_detail",
     "gap_outcome",
     "rejected_outcome",
     "split_key",
@@ -131,6 +141,29 @@ class BatchOutcome:
     expected_sequence: int = 0
     original_status: Status | None = None
     join: dict[str, int] | None = None  # predictions and labels: the JoinCounts of the batch
+    # rejected: error_message in parts (field, expected, received, hint), None when not about a
+    # field; a plain dict so every store can record it as JSON
+    error_detail: dict[str, str] | None = None
+
+
+def error_detail(exc: BaseException) -> dict[str, str] | None:
+    """The parts of a field's error: an ``InvalidInputError``'s own, a limit's name, bound and
+    received amount; None for other errors."""
+    if isinstance(exc, InvalidInputError):
+        return {
+            "field": exc.field,
+            "expected": exc.expected,
+            "received": exc.received,
+            "hint": exc.hint,
+        }
+    if isinstance(exc, LimitExceededError):
+        return {
+            "field": exc.what,
+            "expected": f"at most {_number(exc.limit)}",
+            "received": _number(exc.received),
+            "hint": "" if exc.retry_after is None else f"retry after {exc.retry_after:.3f} s",
+        }
+    return None
 
 
 def duplicate_outcome(seen: BatchOutcome | None, last: int) -> BatchOutcome:
@@ -145,19 +178,25 @@ def duplicate_outcome(seen: BatchOutcome | None, last: int) -> BatchOutcome:
         error_code=seen.error_code if seen else 0,
         error_message=seen.error_message if seen else "",
         join=seen.join if seen else None,
+        error_detail=seen.error_detail if seen else None,
     )
 
 
 def gap_outcome(producer: str, last: int, sequence: int) -> BatchOutcome:
     """The answer to ``sequence`` of ``producer`` when its last sequence is ``last`` and
     ``sequence > last + 1``: rejected without consuming a number."""
+    exc = InvalidInputError(
+        "sequence",
+        f"{last + 1} for producer {producer!r}",
+        f"{sequence}",
+        f"a gap: batches {last + 1}..{sequence - 1} were never acknowledged; resend them",
+    )
     return BatchOutcome(
         "rejected",
         error_code=OUT_OF_RANGE,
         expected_sequence=last + 1,
-        error_message=f"sequence: expected {last + 1} for producer {producer!r}, received "
-        f"{sequence} (a gap: batches {last + 1}..{sequence - 1} were never acknowledged; resend "
-        "them)",
+        error_message=str(exc),
+        error_detail=error_detail(exc),
     )
 
 
@@ -168,7 +207,13 @@ def rejected_outcome(exc: Exception) -> BatchOutcome:
     if isinstance(exc, RejectedBatch):
         samples, exc = exc.samples, exc.error
     code = RESOURCE_EXHAUSTED if isinstance(exc, LimitExceededError) else INVALID_ARGUMENT
-    return BatchOutcome("rejected", samples=samples, error_code=code, error_message=str(exc))
+    return BatchOutcome(
+        "rejected",
+        samples=samples,
+        error_code=code,
+        error_message=str(exc),
+        error_detail=error_detail(exc),
+    )
 
 
 @dataclass

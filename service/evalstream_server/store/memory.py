@@ -28,6 +28,7 @@ from .base import (
     Store,
     StreamRecord,
     duplicate_outcome,
+    error_detail,
     gap_outcome,
     rejected_outcome,
     same_window,
@@ -162,7 +163,12 @@ class MemoryStore(Store):
             else:
                 record.engine.ingest(batch, timestamp, now=now)
         except CapacityError as exc:  # the exact-resolution cap
-            return BatchOutcome("rejected", error_code=RESOURCE_EXHAUSTED, error_message=str(exc))
+            return BatchOutcome(
+                "rejected",
+                error_code=RESOURCE_EXHAUSTED,
+                error_message=str(exc),
+                error_detail=error_detail(exc),
+            )
         except InvalidInputError as exc:  # e.g. a time its windows would not keep
             return rejected_outcome(exc)
         record.update_time = now

@@ -149,7 +149,9 @@ def encode_outcome(outcome: BatchOutcome) -> str:
             counts = [int(outcome.join.get(k, 0)) for k in JOIN_FIELDS]
             return json.dumps(["a", outcome.samples, counts])
         return json.dumps(["a", outcome.samples])
-    return json.dumps(["r", outcome.samples, outcome.error_code, outcome.error_message])
+    return json.dumps(
+        ["r", outcome.samples, outcome.error_code, outcome.error_message, outcome.error_detail]
+    )
 
 
 def decode_outcome(raw: bytes | str | None) -> BatchOutcome | None:
@@ -163,6 +165,10 @@ def decode_outcome(raw: bytes | str | None) -> BatchOutcome | None:
         if len(data) > 2:
             join = dict(zip(JOIN_FIELDS, map(int, data[2]), strict=True))
         return BatchOutcome("accepted", samples=int(data[1]), join=join)
-    return BatchOutcome(
-        "rejected", samples=int(data[1]), error_code=int(data[2]), error_message=str(data[3])
+    return BatchOutcome(  # written before error_detail: four items
+        "rejected",
+        samples=int(data[1]),
+        error_code=int(data[2]),
+        error_message=str(data[3]),
+        error_detail=data[4] if len(data) > 4 else None,
     )
