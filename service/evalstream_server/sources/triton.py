@@ -183,7 +183,11 @@ class TritonSource:
     connect_timeout : float
         Seconds ``check`` waits for the server to answer and the model to become ready.
     retries : int
-        Resends of a request that failed with ``UNAVAILABLE`` (inference has no side effects).
+        Resends of a request that got a transient answer (``UNAVAILABLE``; Triton's NOT_FOUND
+        "has no available versions" while it unloads at shutdown) at the least; resends go on
+        while ``connect_timeout`` has not passed since its first failure, so a restarted
+        server is waited for. Inference has no side effects, and scores reach the stream only
+        once their batch has them, so a resend never counts a row twice.
     credentials : grpc.ChannelCredentials, optional
         TLS to the server (``grpc.ssl_channel_credentials``); None: plaintext.
     """
@@ -547,6 +551,7 @@ class TritonSource:
         starts = list(range(0, x.shape[0], self.batch_size))
         done: queue.Queue[tuple[int, Any, Any]] = queue.Queue()
         ready: dict[int, np.ndarray] = {}
+        failing_since: dict[int, float] = {}  # batch -> when its first transient failure came
         attempts = [0] * len(starts)
         submitted = next_index = 0
         width = info.n_classes or self.n_classes
@@ -568,11 +573,17 @@ class TritonSource:
                     ) from None
                 rows = x[starts[i] : starts[i] + self.batch_size]
                 if error is not None:
-                    if _status(error) == "UNAVAILABLE" and attempts[i] < self.retries:
+                    if _transient(error):
+                        first = failing_since.setdefault(i, time.monotonic())
                         attempts[i] += 1
-                        time.sleep(0.1 * 2 ** attempts[i])
-                        self._submit(i, rows, done)
-                        continue
+                        # At least `retries` resends; more while connect_timeout has not passed
+                        # since the first failure (a restarting server comes back within it).
+                        within = time.monotonic() - first < self.connect_timeout
+                        if attempts[i] <= self.retries or within:
+                            time.sleep(min(0.1 * 2 ** attempts[i], 1.0))
+                            self._submit(i, rows, done)
+                            continue
+                        raise self._gone_error(error, starts[i], len(rows))
                     raise self._infer_error(error, starts[i], len(rows))
                 scores = self._decode(result, starts[i], len(rows), width)
                 width = scores.shape[1]
@@ -623,6 +634,28 @@ class TritonSource:
             _check_probabilities(scores, where, start)
         return scores
 
+    def _gone_error(self, error: Any, start: int, n: int) -> SourceUnavailableError:
+        """A transient answer that did not go away within ``connect_timeout``: a server that is
+        shutting down or gone, or (still live) a model that was unloaded."""
+        live = self._probe("is_server_live") is True
+        if live and _status(error) == "NOT_FOUND":
+            received = f"model {self.model!r} unloaded while the job ran ({_describe(error)})"
+            hint = "load the model again (Triton: model control) and rerun"
+        elif live:
+            received = (
+                f"no scores within {self.connect_timeout:g} s of retries ({_describe(error)})"
+            )
+            hint = "see the server's log"
+        else:
+            received = (
+                f"a server that is shutting down or gone, not back within "
+                f"{self.connect_timeout:g} s ({_describe(error)})"
+            )
+            hint = "restart it and rerun (the stream keeps what was logged)"
+        return SourceUnavailableError(
+            f"inference server {self.url}", f"scores for rows {start}:{start + n}", received, hint
+        )
+
     def _infer_error(self, error: Any, start: int, n: int) -> SourceError:
         status, message = _status(error), _message(error)
         rows = f"rows {start}:{start + n}"
@@ -660,6 +693,16 @@ class TritonSource:
 
 def _on_done(done: queue.Queue, index: int, result: Any = None, error: Any = None) -> None:
     done.put((index, result, error))
+
+
+def _transient(exc: Any) -> bool:
+    """Answers a resend may fix: UNAVAILABLE (no connection; Triton's "Server is stopping"), and
+    Triton's NOT_FOUND "... has no available versions", which it gives while it unloads its
+    models at shutdown (a model it never had gets "unknown model" without that suffix)."""
+    status = _status(exc)
+    return status == "UNAVAILABLE" or (
+        status == "NOT_FOUND" and "has no available versions" in _message(exc)
+    )
 
 
 def _status(exc: Any) -> str:

@@ -1,0 +1,109 @@
+"""What only NVIDIA's Triton shows: its shutdown answers, its streaming, model control, restarts.
+
+Each test here starts a Triton of its own (``realtriton.start``: a few seconds), because it stops,
+restarts or reconfigures it; what holds on every V2 server runs on the session's Triton and on
+MLServer in test_triton_eval.py and test_proxy.py.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from evalstream_server.sources import SourceUnavailableError, TritonSource
+
+from . import realtriton
+
+ROOT = Path(__file__).resolve().parents[2]
+EVAL_PATH = ROOT / "deploy/triton/digits_eval.npz"
+
+pytestmark = pytest.mark.skipif(
+    not realtriton.installed(), reason="Triton is not installed: bash scripts/install-tools.sh"
+)
+
+
+@pytest.fixture(scope="module")
+def eval_set() -> tuple[np.ndarray, np.ndarray]:
+    with np.load(EVAL_PATH) as data:
+        return data["inputs"], data["labels"]
+
+
+@pytest.fixture
+def own_triton(tmp_path):
+    server = realtriton.start(tmp_path)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_sigterm_during_a_run_is_reported_as_a_shutdown(own_triton, eval_set) -> None:
+    """Triton unloads its models on SIGTERM before it closes gRPC: requests then get NOT_FOUND
+    "... has no available versions" or UNAVAILABLE "Server is stopping". That is a server going
+    away, not an unknown model: retried within connect_timeout, then reported as a shutdown."""
+    inputs = np.tile(eval_set[0], (20, 1, 1, 1))
+    source = TritonSource(
+        own_triton.grpc_url, "digits_cnn", batch_size=8, concurrency=2, connect_timeout=2.0
+    )
+    with source, pytest.raises(SourceUnavailableError) as info:
+        for k, _ in enumerate(source.iter_infer(inputs)):
+            if k == 2:
+                own_triton.terminate()
+    message = str(info.value)
+    assert message.startswith(f"inference server {own_triton.grpc_url}:"), message
+    assert "shutting down" in message, message
+
+
+def test_a_run_survives_a_triton_restart_and_counts_every_row_once(
+    own_triton, eval_set, tmp_path, restore_logging
+) -> None:
+    """SIGTERM and a restart on the same ports in the middle of `evalstream triton-eval`: the
+    batches refused while Triton stopped are resent once it is back, and the stream holds every
+    row exactly once, with the scores Triton gives."""
+    from evalstream import EvalClient
+    from evalstream_server.cli import main
+    from evalstream_server.server import ServerThread
+    from evalstream_server.settings import Settings
+
+    inputs, labels = np.tile(eval_set[0], (10, 1, 1, 1)), np.tile(eval_set[1], 10)
+    data = tmp_path / "x10.npz"
+    np.savez(data, inputs=inputs, labels=labels)
+    target = ServerThread(Settings(host="127.0.0.1", grpc_port=0, metrics_port=-1)).start()
+    client = EvalClient(target.target)
+    outcome: dict[str, int] = {}
+    argv = [
+        "triton-eval", "--triton", own_triton.grpc_url, "--model", "digits_cnn",
+        "--data", str(data), "--stream", "restarted", "--target", target.target,
+        "--batch-size", "8", "--concurrency", "2", "--connect-timeout", "60",
+        "--resolution", "exact",
+    ]  # fmt: skip
+    run = threading.Thread(target=lambda: outcome.setdefault("rc", main(argv)), daemon=True)
+    try:
+        run.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if client.report("restarted").n_samples > 0:
+                    break
+            except Exception:  # the stream is created by the first batch's arrival
+                pass
+            time.sleep(0.02)
+        assert own_triton.restart() is None, own_triton.log_tail()
+        run.join(timeout=120)
+        assert not run.is_alive() and outcome.get("rc") == 0, outcome
+        report = client.report("restarted").to_dict()
+    finally:
+        client.close()
+        target.stop()
+    assert "stopping" in own_triton.log_path.read_text() or "unloaded" in (
+        own_triton.log_path.read_text()
+    )
+    assert report["n_samples"] == len(labels)
+    with TritonSource(own_triton.grpc_url, "digits_cnn", batch_size=8) as source:
+        logits = source.infer(inputs)
+    want = np.zeros((10, 10), dtype=np.int64)
+    np.add.at(want, (labels, logits.argmax(axis=1)), 1)
+    assert report["confusion_matrix"] == want.tolist()
