@@ -314,6 +314,18 @@ def _add_triton_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the canonical report as JSON")
 
 
+# The sources name their Python parameters; triton-eval's errors name its flags instead.
+_TRITON_EVAL_FLAGS = {
+    "input_name": "--input",
+    "output_name": "--output",
+    "batch_size": "--batch-size",
+    "concurrency": "--concurrency",
+    "timeout": "--timeout",
+    "connect_timeout": "--connect-timeout",
+    "version": "--model-version",
+}
+
+
 @_command("triton-eval")
 def _triton_eval(args: argparse.Namespace) -> int:
     import os
@@ -321,10 +333,11 @@ def _triton_eval(args: argparse.Namespace) -> int:
     from evalstream import EvalstreamError, InvalidArgumentError, InvalidBatchError
     from evalstream.text import format_report
 
-    from .sources import SourceInputError, SourceUnavailableError, triton_eval
+    from .sources import SourceError, SourceInputError, SourceUnavailableError, triton_eval
 
     def fail(code: int, exc: Exception, what: str = "") -> int:
-        text = " ".join(str(exc).split())  # one line
+        worded = exc.worded(_TRITON_EVAL_FLAGS) if isinstance(exc, SourceError) else str(exc)
+        text = " ".join(worded.split())  # one line
         print(f"evalstream triton-eval: {what}{text}", file=sys.stderr)
         return code
 

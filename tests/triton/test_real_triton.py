@@ -107,3 +107,66 @@ def test_a_run_survives_a_triton_restart_and_counts_every_row_once(
     want = np.zeros((10, 10), dtype=np.int64)
     np.add.at(want, (labels, logits.argmax(axis=1)), 1)
     assert report["confusion_matrix"] == want.tolist()
+
+
+def _infer_request(x: np.ndarray, request_id: str = "", model: str = "digits_cnn") -> bytes:
+    from tritonclient.grpc import service_pb2
+
+    request = service_pb2.ModelInferRequest(model_name=model, id=request_id)
+    request.inputs.add(name="input", datatype="FP32", shape=list(x.shape))
+    request.outputs.add(name="logits")
+    request.raw_input_contents.append(np.ascontiguousarray(x, dtype=np.float32).tobytes())
+    return request.SerializeToString()
+
+
+def _stream(url: str, requests: list[bytes]) -> list[bytes]:
+    import grpc
+
+    with grpc.insecure_channel(url) as channel:
+        call = channel.stream_stream("/inference.GRPCInferenceService/ModelStreamInfer")
+        return list(call(iter(requests), timeout=30))
+
+
+def test_stream_infer_through_the_proxy_is_tritons_and_is_recorded(triton, eval_set) -> None:
+    """ModelStreamInfer through the proxy: Triton's own answers (with its
+    ``triton_final_response`` parameter), its errors inside the stream (a wrong shape, a
+    zero-row request) with the stream kept open, and only the rows it scored recorded."""
+    from evalstream_server.proxy import row_ids
+    from evalstream_server.proxy.wire import with_id
+    from tritonclient.grpc import service_pb2
+
+    from .test_proxy import FakeSink, _proxy, _wait_for
+
+    x = eval_set[0][:6]
+    requests = [
+        _infer_request(x[:2], "s1"),
+        _infer_request(x[2:3]),  # no id: the proxy gives one
+        _infer_request(x[:2, :, :4, :], "bad-shape"),
+        _infer_request(x[:0], "no-rows"),
+        _infer_request(x[3:6], "s3"),
+    ]
+    sink = FakeSink()
+    running = _proxy(triton.grpc_url, sink)
+    try:
+        through = _stream(running.address, requests)
+        _wait_for(lambda: len(sink.ids) == 6, "6 recorded rows")
+    finally:
+        running.stop()
+    answers = [service_pb2.ModelStreamInferResponse.FromString(r) for r in through]
+    assert len(answers) == len(requests)
+    by_id = {a.infer_response.id: a for a in answers}
+    given = next(i for i in by_id if i not in ("s1", "bad-shape", "no-rows", "s3"))
+    assert len(given) == 32
+    # Triton itself, sent the requests with the ids the proxy forwarded
+    ids = ["s1", given, "bad-shape", "no-rows", "s3"]
+    forwarded = [with_id(r, i) for r, i in zip(requests, ids, strict=True)]
+    direct = {
+        service_pb2.ModelStreamInferResponse.FromString(r).infer_response.id: r
+        for r in _stream(triton.grpc_url, forwarded)
+    }
+    for request_id, answer in by_id.items():
+        assert answer.SerializeToString() == direct[request_id], request_id
+    assert by_id["s1"].infer_response.parameters["triton_final_response"].bool_param is True
+    assert by_id["bad-shape"].error_message and "input" in by_id["bad-shape"].error_message
+    assert by_id["no-rows"].error_message, "Triton refuses a zero-row request"
+    assert sorted(sink.ids) == sorted([*row_ids("s1", 2), given, *row_ids("s3", 3)])

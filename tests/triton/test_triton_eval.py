@@ -386,7 +386,7 @@ def test_batch_over_the_models_max_batch_size(v2server, evalstream_target, clien
     argv = _cli(v2server, evalstream_target, "never-g", "--batch-size", "300")
     assert main(argv) == 2
     line = _error_line(capsys)
-    assert "batch_size: expected at most 256" in line and "received 300" in line
+    assert "--batch-size: expected at most 256" in line and "received 300" in line
     # MLServer serves no model config, so the server refused the first request; the stream
     # is created only after the first batch came back.
     with pytest.raises(NotFoundError):
@@ -454,7 +454,7 @@ def test_progress_writes_periodic_lines_elsewhere() -> None:
     ]
 
 
-# -- what MLServer cannot show: Triton's model config, a model that failed to load --------------
+# -- stand-ins answering as Triton does, for states the live servers are not put in -------------
 class _TritonLike:
     """Answers as Triton does for ``digits_cnn``: model config served, index with states."""
 
@@ -574,3 +574,31 @@ def test_a_ready_model_in_a_server_that_is_not_ready_is_used(triton, caplog) -> 
         TritonSource(triton.grpc_url, "broken", connect_timeout=0.5).check()
     assert "'broken' version 1 UNAVAILABLE" in str(info.value)
     assert "in a server that is not ready" in str(info.value)
+
+
+def test_cli_errors_name_the_cli_flags(monkeypatch, evalstream_target, capsys) -> None:
+    """A model with two inputs: the library's error names its parameter (input_name), the
+    command line's names its flag (--input)."""
+
+    class TwoInputs(_TritonLike):
+        def get_model_metadata(self, name, version="", client_timeout=None):
+            metadata = super().get_model_metadata(name, version, client_timeout)
+            metadata.inputs.append(SimpleNamespace(name="mask", datatype="FP32", shape=[-1, 8]))
+            return metadata
+
+    monkeypatch.setattr(triton_module.grpcclient, "InferenceServerClient", TwoInputs)
+    with pytest.raises(SourceInputError, match=r"^input_name: .*\(pass input_name to choose\)$"):
+        TritonSource("triton:8001", "digits_cnn").check()
+    argv = ["triton-eval", "--triton", "triton:8001", "--model", "digits_cnn"]
+    argv += [
+        "--data",
+        str(EVAL_PATH),
+        "--stream",
+        "never-two",
+        "--target",
+        evalstream_target.target,
+    ]
+    assert main(argv) == 2
+    line = _error_line(capsys)
+    assert line.startswith("evalstream triton-eval: --input: expected one input of model"), line
+    assert line.endswith("(pass --input to choose)"), line

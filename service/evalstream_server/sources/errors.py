@@ -11,6 +11,9 @@ Two kinds, because a caller handles them differently:
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+
 __all__ = ["SourceError", "SourceInputError", "SourceUnavailableError"]
 
 
@@ -38,6 +41,17 @@ class SourceError(Exception):
             message += f" ({hint})"
         # One line: the CLI prints it as is, and server messages may carry newlines.
         super().__init__(" ".join(message.split()))
+
+    def worded(self, names: Mapping[str, str]) -> str:
+        """The message with argument names put in the caller's words: a command line names its
+        flags (``{"input_name": "--input"}``) in the field and in the hint."""
+        if not names:
+            return str(self)
+        pattern = re.compile(r"\b(" + "|".join(map(re.escape, names)) + r")\b")
+        hint = pattern.sub(lambda m: names[m.group(1)], self.hint)
+        return str(
+            SourceError(names.get(self.field, self.field), self.expected, self.received, hint)
+        )
 
 
 class SourceInputError(SourceError, ValueError):
