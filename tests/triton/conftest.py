@@ -282,13 +282,28 @@ def restore_logging() -> Iterator[None]:
     logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
 
 
-@pytest.fixture(scope="module")
-def evalstream_target():
-    """An in-process evalstream server on a free loopback port, one per test module."""
+def _evalstream_server():
     from evalstream_server.server import ServerThread
     from evalstream_server.settings import Settings
 
-    server = ServerThread(Settings(host="127.0.0.1", grpc_port=0, metrics_port=-1)).start()
+    return ServerThread(Settings(host="127.0.0.1", grpc_port=0, metrics_port=-1)).start()
+
+
+@pytest.fixture(scope="module")
+def evalstream_per_v2server(v2server):
+    """An evalstream server per V2 server and module, so each server's run starts empty (a
+    module whose tests take ``v2server`` makes it its ``evalstream_target``)."""
+    server = _evalstream_server()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def evalstream_target():
+    """An in-process evalstream server on a free loopback port, one per test module."""
+    server = _evalstream_server()
     try:
         yield server
     finally:

@@ -107,13 +107,8 @@ def _proxy(triton: str, sink, models=("digits_cnn=digits",), **kw) -> ProxyThrea
 
 
 @pytest.fixture(scope="module")
-def evalstream_target(v2server):
-    """One evalstream server per V2 server, so each run's streams start empty."""
-    server = ServerThread(Settings(host="127.0.0.1", grpc_port=0, metrics_port=-1)).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def evalstream_target(evalstream_per_v2server):
+    return evalstream_per_v2server
 
 
 @pytest.fixture(scope="module")

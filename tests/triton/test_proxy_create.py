@@ -1,5 +1,6 @@
-"""``triton-proxy --create``: streams made from the model's metadata (MLServer serving the
-project's CNN, output ``logits`` FP32 ``[-1, 10]``), existing streams checked against it."""
+"""``triton-proxy --create``: streams made from the model's metadata (Triton, then MLServer,
+serving the project's CNN, output ``logits`` FP32 ``[-1, 10]``), existing streams checked
+against it."""
 
 from __future__ import annotations
 
@@ -31,14 +32,19 @@ ROWS = 6
 
 
 @pytest.fixture(scope="module")
+def evalstream_target(evalstream_per_v2server):
+    return evalstream_per_v2server
+
+
+@pytest.fixture(scope="module")
 def client(evalstream_target):
     with EvalClient(evalstream_target.target) as c:
         yield c
 
 
-def _settings(mlserver, target: str, *models: str, **kw) -> ProxySettings:
+def _settings(v2server, target: str, *models: str, **kw) -> ProxySettings:
     return ProxySettings(
-        triton=mlserver.grpc_url,
+        triton=v2server.grpc_url,
         target=target,
         routes=parse_routes(models or ("digits_cnn=digits",)),
         listen="127.0.0.1:0",
@@ -68,10 +74,10 @@ def rows():
 
 
 def test_create_makes_the_stream_from_the_metadata_and_records_into_it(
-    mlserver, evalstream_target, client, rows
+    v2server, evalstream_target, client, rows
 ) -> None:
     settings = _settings(
-        mlserver, evalstream_target.target, "digits_cnn=created", windows=("5m", "1h")
+        v2server, evalstream_target.target, "digits_cnn=created", windows=("5m", "1h")
     )
     proxy = ProxyThread(settings).start()
     try:
@@ -91,10 +97,10 @@ def test_create_makes_the_stream_from_the_metadata_and_records_into_it(
     assert np.asarray(data["confusion_matrix"]).sum(axis=0).tolist() == predicted.tolist()
 
 
-def test_create_with_classes_scores_and_task(mlserver, evalstream_target, client) -> None:
+def test_create_with_classes_scores_and_task(v2server, evalstream_target, client) -> None:
     names = tuple(f"digit-{i}" for i in range(K))
     settings = _settings(
-        mlserver,
+        v2server,
         evalstream_target.target,
         "digits_cnn=named",
         classes={"digits_cnn": names},
@@ -104,31 +110,31 @@ def test_create_with_classes_scores_and_task(mlserver, evalstream_target, client
     stream = client.get_stream("named")
     assert (stream.task, stream.classes, stream.scores) == ("multiclass", names, "probabilities")
     settings = _settings(
-        mlserver, evalstream_target.target, "digits_cnn=labels", tasks={"digits_cnn": "multilabel"}
+        v2server, evalstream_target.target, "digits_cnn=labels", tasks={"digits_cnn": "multilabel"}
     )
     ProxyThread(settings).start().stop()
     stream = client.get_stream("labels")
     assert (stream.task, len(stream.classes), stream.scores) == ("multilabel", K, "logits")
 
 
-def test_an_existing_stream_that_fits_is_kept(mlserver, evalstream_target, client) -> None:
+def test_an_existing_stream_that_fits_is_kept(v2server, evalstream_target, client) -> None:
     client.create_stream("kept", task="multiclass", classes=list("abcdefghij"), scores="logits")
-    ProxyThread(_settings(mlserver, evalstream_target.target, "digits_cnn=kept")).start().stop()
+    ProxyThread(_settings(v2server, evalstream_target.target, "digits_cnn=kept")).start().stop()
     assert client.get_stream("kept").classes == tuple("abcdefghij")
 
 
 def test_an_existing_stream_of_another_class_count_stops_the_start(
-    mlserver, evalstream_target, client, restore_logging
+    v2server, evalstream_target, client, restore_logging
 ) -> None:
     client.create_stream("three", task="multiclass", classes=["a", "b", "c"], scores="logits")
     with pytest.raises(SourceInputError) as info:
-        ProxyThread(_settings(mlserver, evalstream_target.target, "digits_cnn=three")).start()
+        ProxyThread(_settings(v2server, evalstream_target.target, "digits_cnn=three")).start()
     error = info.value
     assert error.field == "output 'logits' of model 'digits_cnn'"
     assert error.expected.startswith("3 columns, as the existing multiclass stream 'three'")
     assert error.received == "10 columns (shape [-1, 10])"
     # The command line: exit 2, one line naming field, expected and received.
-    argv = ["triton-proxy", "--triton", mlserver.grpc_url, "--target", evalstream_target.target]
+    argv = ["triton-proxy", "--triton", v2server.grpc_url, "--target", evalstream_target.target]
     argv += ["--model", "digits_cnn=three", "--create", "--listen", "127.0.0.1:0"]
     argv += ["--metrics-port", "-1"]
     assert main(argv) == 2
@@ -142,29 +148,29 @@ def test_an_existing_stream_of_another_class_count_stops_the_start(
     ],
 )
 def test_options_that_do_not_fit_the_model(
-    mlserver, evalstream_target, client, kw, field, received
+    v2server, evalstream_target, client, kw, field, received
 ) -> None:
     with pytest.raises(SourceInputError) as info:
-        ProxyThread(_settings(mlserver, evalstream_target.target, "digits_cnn=never", **kw)).start()
+        ProxyThread(_settings(v2server, evalstream_target.target, "digits_cnn=never", **kw)).start()
     assert (info.value.field, info.value.received) == (field, received)
     assert "[-1, 10]" in info.value.expected
     assert "never" not in [s.name for s in client.list_streams()]
 
 
-def test_scores_of_an_existing_stream_must_match(mlserver, evalstream_target, client) -> None:
+def test_scores_of_an_existing_stream_must_match(v2server, evalstream_target, client) -> None:
     client.create_stream("probs", task="multiclass", classes=list("0123456789"))
     settings = _settings(
-        mlserver, evalstream_target.target, "digits_cnn=probs", scores={"digits_cnn": "logits"}
+        v2server, evalstream_target.target, "digits_cnn=probs", scores={"digits_cnn": "logits"}
     )
     with pytest.raises(SourceInputError, match="'probabilities', the score kind of the existing"):
         ProxyThread(settings).start()
 
 
 def test_unknown_output_and_unready_server(
-    mlserver, evalstream_target, capsys, restore_logging
+    v2server, evalstream_target, capsys, restore_logging
 ) -> None:
     with pytest.raises(SourceInputError, match=r"output: expected an output of model 'digits_cnn'"):
-        ProxyThread(_settings(mlserver, evalstream_target.target, "digits_cnn=x:probs")).start()
+        ProxyThread(_settings(v2server, evalstream_target.target, "digits_cnn=x:probs")).start()
     dead = f"127.0.0.1:{free_port()}"
     argv = ["triton-proxy", "--triton", dead, "--target", evalstream_target.target, "--create"]
     argv += ["--model", "digits_cnn=x", "--connect-timeout", "0.3", "--metrics-port", "-1"]
