@@ -119,5 +119,5 @@ def test_the_check_changes_nothing_and_counts_the_skew_bound():
     far = MemoryBudget(per_stream=1 << 40, max_skew=None)
     spec = StreamSpec(task="multiclass", classes=("a", "b", "c"), windows=("5m",), name="w")
     # with no skew allowed a ring holds its span and one bucket ahead; without a bound, a span
-    assert near.need(spec).sparse_buckets == 12 and far.need(spec).sparse_buckets == 23
+    assert near.need(spec).buckets == 13 and far.need(spec).buckets == 24
     assert near.check(spec, 0) < far.check(spec, 0)

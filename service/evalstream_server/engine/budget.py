@@ -2,17 +2,20 @@
 
 A server admits a stream only if this worst case fits its budgets (``--max-stream-memory``,
 ``--max-server-memory``), so memory is bounded before any work is accepted, whatever producers
-send. The figure follows the structures that hold a stream (tested against their measured
-``nbytes`` filled to the worst case, ``tests/engine/test_budget.py``):
+send. The figure follows the structures that hold a stream, per count cell (tested against their
+measured ``nbytes`` filled to the worst case, ``tests/engine/test_budget.py``):
 
-* the cumulative state, dense: every count field of ``field_shapes`` in float64;
-* per window, the ring's buckets (``WindowRing.max_buckets``, or fewer when the server's clock
-  skew bound keeps stamps closer): the open bucket dense, the others as sparse entries (an int32
-  or int64 index and a float64 value per non-zero cell, so a full bucket costs 1.5x its dense
-  form), plus the window's cached sum, dense;
-* two dense copies while a report is built (the window's state and its prior reference);
+* the cumulative state: small fields float64; a score histogram cell either float64 (once a
+  weighted batch widened it) or a uint16 low part with a carry entry (``compact``: every cell
+  past 65,535), whichever is larger;
+* per window, the buckets its ring holds (``WindowRing.max_buckets``, or fewer when the server's
+  clock skew bound keeps stamps closer): closed buckets packed (``packed``: a histogram cell as a
+  uint16 column and a value of up to 8 bytes, each row's id and run length, the small fields as
+  index and value), the open bucket (``open_bucket``: dense small fields, compacted entries of an
+  int32 index and a value, and staged deltas up to its compaction threshold);
+* the two dense float64 states a report builds (the window's sum and its prior reference);
 * for the exact resolution, the raw rows up to ``max_samples``: in the cumulative state, in each
-  window's buckets and cached sum, and in a report's two copies;
+  window's buckets and in a report's two copies;
 * the join table of predictions awaiting labels at ``max_pending`` (``PendingPredictions``).
 """
 
@@ -21,7 +24,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .counting import field_shapes
+from .compact import CARRY_ENTRY_BYTES
+from .counting import SCATTER_FIELDS, field_shapes
+from .open_bucket import COMPACT_AFTER
 from .pending import PendingPredictions
 from .spec import StreamSpec
 
@@ -37,47 +42,41 @@ class MemoryEstimate:
 
     Attributes
     ----------
-    state : int
-        One dense state (every count field).
     fields : dict
-        Bytes of each count field in one dense state.
-    dense_copies : int
-        Dense states held at once: the cumulative state, each window's open bucket and cached
-        sum, and a report's copies.
-    sparse_buckets : int
-        Closed window buckets, each at most ``sparse_bucket`` bytes.
-    sparse_bucket : int
-    exact : int
-        Raw rows of the exact resolution, every copy.
-    pending : int
-        Predictions awaiting labels, and the ids of those already joined or expired.
+        Bytes of each count field in one dense float64 state.
+    cumulative, windows, reports, exact, pending : int
+        The cumulative state, every window's buckets, a report's dense copies, the raw rows of
+        the exact resolution (every copy), and the join table.
+    buckets : int
+        Buckets held by all windows together.
     """
 
-    state: int
     fields: dict[str, int]
-    dense_copies: int
-    sparse_buckets: int
-    sparse_bucket: int
+    cumulative: int
+    windows: int
+    reports: int
     exact: int
     pending: int
+    buckets: int
 
     @property
-    def counts(self) -> int:
-        """Bytes of every count array (dense states and sparse buckets)."""
-        return self.state * self.dense_copies + self.sparse_bucket * self.sparse_buckets
+    def state(self) -> int:
+        """Bytes of one dense float64 state."""
+        return sum(self.fields.values())
 
     @property
     def total(self) -> int:
-        return self.counts + self.exact + self.pending
+        return self.cumulative + self.windows + self.reports + self.exact + self.pending
 
     def blamed_field(self, spec: StreamSpec, limit: int) -> str:
         """The config field to change to need less than ``limit``: the state's largest field
-        when the state and a report's copies alone pass it, else the largest other part."""
-        alone = self.state * (1 + _REPORT_COPIES)
+        when the cumulative state and a report's copies alone pass it, else the largest other
+        part."""
+        alone = self.cumulative + self.reports
         if alone > limit or not (spec.windows or self.exact or self.pending):
             return _state_field(spec, max(self.fields, key=lambda k: self.fields[k]))
         parts = {
-            "windows": self.counts - alone,
+            "windows": self.windows,
             "resolution.max_samples": self.exact,
             "max_pending": self.pending,
         }
@@ -86,14 +85,13 @@ class MemoryEstimate:
     def describe(self) -> str:
         """The parts in words, largest field first."""
         top = sorted(self.fields.items(), key=lambda kv: -kv[1])[:2]
-        state = ", ".join(f"{k} {format_bytes(v)}" for k, v in top)
+        fields = ", ".join(f"{k} {format_bytes(v)}" for k, v in top)
         words = [
-            f"{self.dense_copies} dense states of {format_bytes(self.state)} ({state})",
+            f"cumulative state {format_bytes(self.cumulative)} ({fields} as float64)",
+            f"report copies {format_bytes(self.reports)}",
         ]
-        if self.sparse_buckets:
-            words.append(
-                f"{self.sparse_buckets} window buckets of up to {format_bytes(self.sparse_bucket)}"
-            )
+        if self.buckets:
+            words.append(f"{self.buckets} window buckets {format_bytes(self.windows)}")
         if self.exact:
             words.append(f"exact rows {format_bytes(self.exact)}")
         if self.pending:
@@ -115,7 +113,7 @@ def _state_field(spec: StreamSpec, biggest: str) -> str:
     """The config field that sizes the count field ``biggest``."""
     if biggest == "calibration":
         return "calibration_bins"
-    if biggest in ("hist", "pos", "all"):
+    if biggest in SCATTER_FIELDS:
         if spec.resolution.mantissa_bits > _DEFAULT_MANTISSA_BITS:
             return "resolution.mantissa_bits"
         return "ovo_class_limit" if biggest == "hist" else "classes"
@@ -141,29 +139,38 @@ def worst_case_memory(spec: StreamSpec, max_skew: float | None = None) -> Memory
         The seconds a batch's time may lie ahead of the server clock (the server's
         ``max_clock_skew``); None counts one window span ahead, the engine's own bound.
     """
-    fields: dict[str, int] = {}
-    sparse = 0
-    for name, shape in field_shapes(spec).items():
-        size = math.prod(shape)
-        fields[name] = 8 * size
-        sparse += size * (8 + (4 if size < 2**31 else 8))  # State.to_sparse: index + value
-    state = sum(fields.values())
+    shapes = field_shapes(spec)
+    fields = {name: 8 * math.prod(shape) for name, shape in shapes.items()}
+    hist = {n: s for n, s in shapes.items() if n in SCATTER_FIELDS}
+    cells = sum(math.prod(s) for s in hist.values())  # histogram cells
+    rows = sum(math.prod(s[:-1]) for s in hist.values())  # histogram rows (K * K, or C)
+    small = sum(math.prod(s) for n, s in shapes.items() if n not in SCATTER_FIELDS)
+    cumulative = 8 * small + cells * max(8, 2 + CARRY_ENTRY_BYTES)
+    # a closed bucket: per cell a column (uint16) and a value (at most 8 bytes); per row its id
+    # and run length in each of two groups (cells holding 1, the others); the small fields as an
+    # index (at most int32) and a value, with the fields' bounds
+    closed = 10 * cells + 16 * rows + 12 * small + 8 * (len(shapes) - len(hist) + 1)
+    # the open bucket: dense small fields, compacted entries (int32 index, value up to 8 bytes),
+    # and staged deltas (int64 index and float64 weight a cell) until they pass the threshold
+    staged = 16 * max(COMPACT_AFTER, cells) if cells else 0
+    opened = 8 * small + 12 * cells + staged
     held = [_buckets_held(spec, s, max_skew) for s in spec.window_seconds]
-    dense_copies = 1 + _REPORT_COPIES + 2 * len(held)  # cumulative, reports, open + cached sum
+    windows = sum(opened + (h - 1) * closed for h in held)
+    reports = _REPORT_COPIES * 8 * (cells + small)
     exact = 0
     if spec.resolution.kind == "exact":
         C = spec.n_columns
         label = 8 if spec.task == "multiclass" else C  # int64 class index, or a bool row
         row = label + 4 * C + 8  # + float32 scores + float64 weight
-        copies = 1 + _REPORT_COPIES + 2 * len(held)  # as the dense states
+        copies = 1 + _REPORT_COPIES + len(held)  # cumulative, a report's, each window's buckets
         exact = copies * spec.resolution.max_samples * row
     pending = PendingPredictions.worst_case_nbytes(spec.n_columns, spec.max_pending)
     return MemoryEstimate(
-        state=state,
         fields=fields,
-        dense_copies=dense_copies,
-        sparse_buckets=sum(h - 1 for h in held),
-        sparse_bucket=sparse,
+        cumulative=cumulative,
+        windows=windows,
+        reports=reports,
         exact=exact,
         pending=pending,
+        buckets=sum(held),
     )
