@@ -214,9 +214,9 @@ def test_predictions_on_one_replica_labels_on_the_others(replicas):
                for r in replicas]  # fmt: skip
     exporting = [s for s in scrapes if s]
     assert len(exporting) == 1
-    assert exporting[0]['evalstream_predictions_pending{stream="dl"}'] == 300
-    assert exporting[0]['evalstream_labels_total{outcome="matched",stream="dl"}'] == 1200
-    assert exporting[0]['evalstream_labels_total{outcome="unknown",stream="dl"}'] == 20
+    assert exporting[0]['evalstream_predictions_pending{stream="dl",tenant=""}'] == 300
+    assert exporting[0]['evalstream_labels_total{outcome="matched",stream="dl",tenant=""}'] == 1200
+    assert exporting[0]['evalstream_labels_total{outcome="unknown",stream="dl",tenant=""}'] == 20
 
 
 def test_sequences_and_outcomes_are_shared(replicas):
@@ -272,7 +272,7 @@ def _series_per_stream(scrapes: list[dict[str, float]]) -> Counter:
     """How many replicas exported each stream's ``evalstream_samples_total``."""
     found = (series for scrape in scrapes for series in scrape)
     return Counter(
-        series.split('stream="')[1].rstrip('"}')
+        series.split('stream="')[1].split('"')[0]
         for series in found
         if series.startswith("evalstream_samples_total")
     )
@@ -310,8 +310,8 @@ def test_replicas_share_the_export_and_hand_it_over(redis_server):
                 for series, value in scrape.items():
                     summed[series] = summed.get(series, 0.0) + value
             for k, name in enumerate(names):
-                assert summed[f'evalstream_samples_total{{stream="{name}"}}'] == 100 + k
-                cls = f'class="pos",stream="{name}"'
+                assert summed[f'evalstream_samples_total{{stream="{name}",tenant=""}}'] == 100 + k
+                cls = f'class="pos",stream="{name}",tenant=""'
                 assert summed[f"evalstream_class_true_positives_total{{{cls}}}"] == tp[name]
             return scrapes
 

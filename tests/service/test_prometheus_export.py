@@ -265,7 +265,7 @@ def _expected_windowed(name: str, reports: dict[str, dict], labels_of) -> dict[t
 
 
 def _label_sets(name: str, rep: dict, window: str) -> list[dict]:
-    base = {"stream": rep["stream"], "window": window}
+    base = {"tenant": "", "stream": rep["stream"], "window": window}  # a server without tokens
     if "class" in name:
         base_sets = [{**base, "class": c} for c in rep["classes"]]
     elif "quantile" in name:
@@ -520,7 +520,7 @@ def test_background_refresh_serves_the_last_sweep_and_catches_up():
         assert after["evalstream_roc_auc"] == report["roc_auc"]["binary"]["value"]
         store.create(StreamSpec("binary", name="new", windows=()))  # not swept yet: computed
         text = generate_latest(registry).decode()
-        assert 'evalstream_window_samples{stream="new",window="cumulative"} 0.0' in text
+        assert 'evalstream_window_samples{stream="new",tenant="",window="cumulative"} 0.0' in text
     finally:
         collector.stop()
     assert collector._thread is None

@@ -207,3 +207,30 @@ def test_durable_data_written_before_per_tenant_names_migrates(tmp_path):
     left = db.execute("SELECT COUNT(*) FROM batches WHERE stream = 'fraud'").fetchone()[0]
     db.close()
     assert left == 0
+
+
+def test_metrics_carry_the_tenant_so_two_tenants_streams_of_one_name_are_two_series():
+    from evalstream_server.exporters import EvalstreamCollector
+    from evalstream_server.store import MemoryStore
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    store = MemoryStore()
+    for tenant, rows in (("team-a", 6), ("team-b", 10)):
+        store.create(_spec("fraud"), tenant=tenant)
+        y = (np.arange(rows) % 2).astype(np.int32)
+        store.ingest(f"{tenant}/fraud", "p", 1, _validated(y, np.linspace(0.1, 0.9, rows)), None)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(EvalstreamCollector(store))
+    text = generate_latest(registry).decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}  # parses: no duplicates
+    samples = {
+        (s.labels["tenant"], s.labels["stream"]): s.value
+        for s in families["evalstream_samples"].samples
+    }
+    assert samples == {("team-a", "fraud"): 6, ("team-b", "fraud"): 10}
+    for family in families.values():  # every series of a stream names its tenant
+        for s in family.samples:
+            assert "stream" not in s.labels or s.labels["tenant"] in ("team-a", "team-b")
+    series = [line.split(" ")[0] for line in text.splitlines() if not line.startswith("#")]
+    assert len(series) == len(set(series))

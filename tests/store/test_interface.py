@@ -96,7 +96,7 @@ def test_the_exporter_needs_only_the_store_interface():
     forwarding = _fed(Forwarding(MemoryStore(clock=clock)))
     assert [r.name for r in forwarding.records()] == ["a", "b"]
     text = _exposition(forwarding)
-    assert b'evalstream_samples_total{stream="b"} 500.0' in text
+    assert b'evalstream_samples_total{stream="b",tenant=""} 500.0' in text
     assert text == _exposition(memory)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from prometheus_client.utils import floatToGoString
 
-from .families import Families
+from .families import TenantFamilies
 
 __all__ = ["DELAY_QUANTILES", "stream_series", "window_series"]
 
@@ -33,7 +33,7 @@ def _value(leaf: dict[str, Any] | None) -> float | None:
 
 
 def window_series(
-    g: Families, stream: str, window: str, report: dict[str, Any], classes: list[str]
+    g: TenantFamilies, stream: str, window: str, report: dict[str, Any], classes: list[str]
 ) -> None:
     """The label-free and label latency gauges of one window's report."""
     lw = ["stream", "window"]
@@ -110,7 +110,11 @@ def window_series(
 
 
 def stream_series(
-    g: Families, stream: str, status: dict[str, Any], histogram: dict[str, Any], delay_sum: float
+    g: TenantFamilies,
+    stream: str,
+    status: dict[str, Any],
+    histogram: dict[str, Any],
+    delay_sum: float,
 ) -> None:
     """The join table's gauges and counters and the cumulative label delay histogram.
 

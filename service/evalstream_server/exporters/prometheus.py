@@ -22,6 +22,7 @@ from ..engine import CUMULATIVE, build_report
 from ..store import NotFoundError, Store
 from ..store.base import same_window
 from .families import Families as _Families
+from .families import TenantFamilies
 from .predictions import stream_series, window_series
 
 __all__ = ["EvalstreamCollector"]
@@ -191,20 +192,21 @@ class EvalstreamCollector(Collector):
         live = set()
         for record in self.store.records():
             name = record.spec.name
-            g.counter("samples", "Samples accepted", ["stream"]).add_metric(
+            t = g.of_tenant(record.tenant)  # the stream's series, labelled with its tenant
+            t.counter("samples", "Samples accepted", ["stream"]).add_metric(
                 [name], record.engine.cumulative.n_samples
             )
-            g.counter("batches", "Batches accepted", ["stream"]).add_metric(
+            t.counter("batches", "Batches accepted", ["stream"]).add_metric(
                 [name], record.engine.n_batches
             )
             if record.update_time is not None:
-                g.gauge(
+                t.gauge(
                     "last_ingest_timestamp_seconds",
                     "Unix time of the last accepted batch",
                     ["stream"],
                 ).add_metric([name], record.update_time)
             for window in record.engine.window_names():
-                live.add((name, window))
+                live.add((record.name, window))  # the cache's keys: the store's
                 try:
                     entry = self._served(record, window)
                 except NotFoundError:
@@ -213,11 +215,11 @@ class EvalstreamCollector(Collector):
                     log.exception("report failed", extra={"stream": name, "window": window})
                     continue
                 report = entry.report
-                self._window(g, name, window, report)
-                window_series(g, name, window, report, self._classes(report))
+                self._window(t, name, window, report)
+                window_series(t, name, window, report, self._classes(report))
                 if window == CUMULATIVE:
-                    self._counters(g, name, report)
-                    self._labels(g, record, report, entry.delay_sum)
+                    self._counters(t, name, report)
+                    self._labels(t, record, report, entry.delay_sum)
         for gone in set(self._cache) - live:
             self._cache.pop(gone, None)  # the refresh thread may have dropped it too
         for gone in set(self._status) - {name for name, _ in live}:
@@ -233,7 +235,7 @@ class EvalstreamCollector(Collector):
             ).add_metric([], self.last_sweep_time or 0.0)
         yield from g.all()
 
-    def _labels(self, g: _Families, record, report: dict, delay_sum: float) -> None:
+    def _labels(self, g: TenantFamilies, record, report: dict, delay_sum: float) -> None:
         if "pending" not in report["labels"]["stream"]:
             return  # this store keeps no predictions awaiting labels
         try:
@@ -247,7 +249,7 @@ class EvalstreamCollector(Collector):
     def _classes(self, report: dict) -> list[str]:
         return report["classes"][: self.max_class_series]
 
-    def _window(self, g: _Families, stream: str, window: str, r: dict) -> None:
+    def _window(self, g: TenantFamilies, stream: str, window: str, r: dict) -> None:
         lw = ["stream", "window"]
         g.gauge("window_samples", "Samples in the window", lw).add_metric(
             [stream, window], r["n_samples"]
@@ -307,7 +309,7 @@ class EvalstreamCollector(Collector):
                 if leaf and leaf.get("value") is not None:
                     fam.add_metric([stream, window, c], leaf["value"])
 
-    def _counters(self, g: _Families, stream: str, r: dict) -> None:
+    def _counters(self, g: TenantFamilies, stream: str, r: dict) -> None:
         lc = ["stream", "class"]
         mcm = r["multilabel_confusion_matrix"]
         classes = r["classes"]
