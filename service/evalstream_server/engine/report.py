@@ -190,14 +190,14 @@ def _ranking_groups(
 
 
 def _samples_auc(state: State) -> Leaf:
-    """Mean per-sample ROC AUC over the samples whose labels are not all equal (sklearn raises
-    on the others)."""
+    """Mean per-sample ROC AUC over the samples whose labels are not all equal (sklearn's AUC of
+    such a sample is nan, and so is its mean)."""
     total, weight = state.counts["samples_auc"]
     if weight <= 0:
         return _leaf(None, "no sample has both positive and negative labels")
     note = None
     if weight < state.weight_total:
-        note = "averaged over samples whose labels are not all equal (sklearn raises)"
+        note = "averaged over samples whose labels are not all equal"
     return _leaf(total / weight, note=note, weight_defined=_whole(weight))
 
 
