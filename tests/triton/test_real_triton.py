@@ -7,6 +7,7 @@ MLServer in test_triton_eval.py and test_proxy.py.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from pathlib import Path
@@ -170,3 +171,112 @@ def test_stream_infer_through_the_proxy_is_tritons_and_is_recorded(triton, eval_
     assert by_id["bad-shape"].error_message and "input" in by_id["bad-shape"].error_message
     assert by_id["no-rows"].error_message, "Triton refuses a zero-row request"
     assert sorted(sink.ids) == sorted([*row_ids("s1", 2), given, *row_ids("s3", 3)])
+
+
+@pytest.fixture
+def explicit_triton(tmp_path):
+    server = realtriton.start(tmp_path, explicit=True)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_a_model_unloaded_under_the_proxy_and_triton_eval(explicit_triton, eval_set) -> None:
+    """Triton's model control: digits_cnn unloaded while the proxy runs. The proxy passes
+    Triton's answers through unchanged (errors included) and records again once it is loaded;
+    triton-eval waits for the model within --connect-timeout, then says it is not ready."""
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    from .test_proxy import FakeSink, _proxy, _wait_for
+
+    url = explicit_triton.grpc_url
+    x = eval_set[0][:4]
+    sink = FakeSink()
+    running = _proxy(url, sink)
+    control = grpcclient.InferenceServerClient(url)
+    try:
+        direct_ok = _stream(url, [_infer_request(x, "a")])
+        assert _stream(running.address, [_infer_request(x, "a")]) == direct_ok
+        control.unload_model("digits_cnn")
+        _wait_for(lambda: not control.is_model_ready("digits_cnn"), "digits_cnn unloaded")
+        answers = []
+        for address in (url, running.address):
+            with pytest.raises(InferenceServerException) as info:
+                tensor = grpcclient.InferInput("input", list(x.shape), "FP32")
+                tensor.set_data_from_numpy(x)
+                with grpcclient.InferenceServerClient(address) as c:
+                    c.infer("digits_cnn", [tensor], request_id="b", client_timeout=30)
+            answers.append((info.value.status(), info.value.message()))
+        assert answers[0] == answers[1], answers  # Triton's words, unchanged
+        with pytest.raises(SourceUnavailableError) as unready:
+            TritonSource(url, "digits_cnn", connect_timeout=1.0).check()
+        assert "expected model 'digits_cnn' ready within 1 s" in str(unready.value)
+        # its state in Triton's repository index
+        assert re.search(r"'digits_cnn' version 1 (UNLOADING|UNAVAILABLE)", str(unready.value))
+        control.load_model("digits_cnn")
+        _wait_for(lambda: control.is_model_ready("digits_cnn"), "digits_cnn loaded", 60)
+        assert _stream(running.address, [_infer_request(x, "c")])
+        _wait_for(lambda: len(sink.ids) == 8, "rows of a and c recorded")
+    finally:
+        control.close()
+        running.stop()
+    assert sink.ids == [f"a/{i}" for i in range(4)] + [f"c/{i}" for i in range(4)]
+
+
+def test_the_proxy_outlives_a_triton_restart(own_triton, eval_set) -> None:
+    """Triton stopped under the proxy: calls get UNAVAILABLE (the proxy's words for an upstream
+    that does not answer); once Triton is back on its address the same proxy forwards and
+    records again, with no restart of its own."""
+    import grpc
+
+    from .test_proxy import FakeSink, _proxy, _wait_for
+
+    x = eval_set[0][:2]
+    sink = FakeSink()
+    running = _proxy(own_triton.grpc_url, sink)
+    try:
+        assert _stream(running.address, [_infer_request(x, "before")])
+        own_triton.stop()
+        with grpc.insecure_channel(running.address) as channel:
+            call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+            with pytest.raises(grpc.RpcError) as info:
+                call(_infer_request(x, "during"), timeout=10)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        own_triton.spawn()
+        assert realtriton.wait_ready(own_triton) is None, own_triton.log_tail()
+        deadline = time.monotonic() + 30
+        while True:  # the proxy's channel reconnects with backoff
+            try:
+                with grpc.insecure_channel(running.address) as channel:
+                    call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+                    call(_infer_request(x, "after"), timeout=10)
+                break
+            except grpc.RpcError:
+                assert time.monotonic() < deadline, "the proxy did not reach Triton again"
+                time.sleep(0.2)
+        _wait_for(lambda: "after/1" in sink.ids, "rows after the restart recorded")
+    finally:
+        running.stop()
+    assert sink.ids[:2] == ["before/0", "before/1"] and "during/0" not in sink.ids
+
+
+def test_a_model_unloaded_during_a_run_is_named(explicit_triton, eval_set) -> None:
+    """Unloaded mid-run while the server stays live: resent within connect_timeout, then the
+    error says the model was unloaded (not that the server is shutting down)."""
+    import tritonclient.grpc as grpcclient
+
+    inputs = np.tile(eval_set[0], (20, 1, 1, 1))
+    control = grpcclient.InferenceServerClient(explicit_triton.grpc_url)
+    source = TritonSource(
+        explicit_triton.grpc_url, "digits_cnn", batch_size=8, concurrency=2, connect_timeout=1.0
+    )
+    try:
+        with source, pytest.raises(SourceUnavailableError) as info:
+            for k, _ in enumerate(source.iter_infer(inputs)):
+                if k == 2:
+                    control.unload_model("digits_cnn")
+    finally:
+        control.close()
+    assert "model 'digits_cnn' unloaded while the job ran" in str(info.value), str(info.value)
