@@ -36,6 +36,7 @@ bench: venv tools
 	$(PY) bench/replicas.py
 	$(PY) bench/delayed_labels.py
 	$(PY) bench/proxy.py
+	$(PY) bench/triton_eval.py
 
 lint: venv
 	$(VENV)/bin/ruff check client service tests bench

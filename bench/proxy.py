@@ -1,8 +1,10 @@
 """Latency the Triton proxy adds to ``ModelInfer`` on 127.0.0.1.
 
 * **direct** (the named reference of the ratio): ``tritonclient.grpc`` ``infer`` of
-  ``digits_cnn`` on MLServer (``deploy/mlserver``, one process, one onnxruntime thread), one call
-  at a time, ``n`` rows per request (1 and 64).
+  ``digits_cnn`` on the inference server, one call at a time, ``n`` rows per request (1 and 64).
+  The server is NVIDIA Triton 2.51 (``.tools/triton``, the Python-backend model of
+  ``deploy/triton/python_repository`` running onnxruntime on one thread) and MLServer 1.7.1
+  (``deploy/mlserver``, one process, one onnxruntime thread), each measured in turn.
 * **through the proxy, recording**: the same calls to ``evalstream triton-proxy`` (its own
   process, ``--model digits_cnn=bench-proxy``) in front of the same MLServer, recording into
   ``evalstream serve`` (its own process, in-memory store): the production path. Each request has
@@ -14,8 +16,8 @@ Requests are interleaved (each round sends a block to every path, in rotating or
 noise from other processes hits every path alike. ``added`` is the path's percentile minus the
 direct one's; the ratio is p50 over direct p50. Target: at most 1 ms added at p50.
 
-Run: ``python bench/proxy.py [--quick]`` (needs ``.tools/mlserver-venv``, from
-``bash scripts/install-tools.sh``).
+Run: ``python bench/proxy.py [--quick] [--server triton|mlserver|both]`` (needs ``.tools/triton``
+and ``.tools/mlserver-venv``, from ``bash scripts/install-tools.sh``).
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ from evalstream import EvalClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests/triton"))
+
+import realtriton  # noqa: E402
 from harness import fmt_ratio, fmt_seconds, machine_line, markdown_table, percentile  # noqa: E402
 from service_ingest import start_evalstream  # noqa: E402
 
@@ -138,6 +143,11 @@ def start_proxy(work: Path, name: str, triton: str, target: str, model: str):
     raise RuntimeError(f"{name}: did not start:\n{log.read_text()[-3000:]}")
 
 
+def start_triton(work: Path) -> tuple[realtriton.RealTriton, str]:
+    server = realtriton.start(work / "triton-work")
+    return server, server.grpc_url
+
+
 def measure(paths: list[Path_], inputs: np.ndarray, sizes, rounds: int, block: int) -> None:
     clients = {p.name: grpcclient.InferenceServerClient(p.url) for p in paths}
     requested = [grpcclient.InferRequestedOutput("logits")]
@@ -164,24 +174,20 @@ def measure(paths: list[Path_], inputs: np.ndarray, sizes, rounds: int, block: i
         client.close()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run: few requests")
-    parser.add_argument("--rounds", type=int, default=40)
-    parser.add_argument("--block", type=int, default=50, help="requests per path per round")
-    args = parser.parse_args()
-    rounds, block = (2, 10) if args.quick else (args.rounds, args.block)
-    if not MLSERVER.is_file():
-        sys.exit(f"bench/proxy.py: needs {MLSERVER} (run `bash scripts/install-tools.sh`)")
-    with np.load(ROOT / "deploy/triton/digits_eval.npz") as data:
-        inputs = data["inputs"]
-    work = Path(tempfile.mkdtemp(prefix="bench-proxy-"))
+def run(server_kind: str, inputs: np.ndarray, rounds: int, block: int) -> list[list[str]]:
+    """The three paths in front of one inference server; table rows and the recorded count."""
+    work = Path(tempfile.mkdtemp(prefix=f"bench-proxy-{server_kind}-"))
+    (work / "triton-work").mkdir()
     procs: list[subprocess.Popen] = []
-    evalstream = None
+    evalstream = triton_server = None
+    label = "Triton" if server_kind == "triton" else "MLServer"
     try:
-        print("starting MLServer, evalstream and two proxies ...", file=sys.stderr)
-        mlserver, triton = start_mlserver(work)
-        procs.append(mlserver)
+        print(f"starting {label}, evalstream and two proxies ...", file=sys.stderr)
+        if server_kind == "triton":
+            triton_server, triton = start_triton(work)
+        else:
+            mlserver, triton = start_mlserver(work)
+            procs.append(mlserver)
         evalstream = start_evalstream("evalstream", work)
         with EvalClient(evalstream.target) as client:
             classes = [str(i) for i in range(10)]
@@ -191,9 +197,9 @@ def main() -> None:
         plain, url_plain = start_proxy(work, "proxy-plain", triton, evalstream.target, "other")
         procs.append(plain)
         paths = [
-            Path_("**direct** to MLServer (reference)", triton),
-            Path_("through the proxy, recording", url_rec),
-            Path_("through the proxy, not recording (model not routed)", url_plain),
+            Path_(f"**direct** to {label} (reference)", triton),
+            Path_(f"{label} through the proxy, recording", url_rec),
+            Path_(f"{label} through the proxy, not recording (model not routed)", url_plain),
         ]
         sizes = (1, 64)
         measure(paths, inputs, sizes, rounds, block)
@@ -203,6 +209,8 @@ def main() -> None:
     finally:
         for proc in procs:
             _stop(proc)
+        if triton_server is not None:
+            triton_server.stop()
         if evalstream is not None:
             evalstream.stop()
     rows = []
@@ -223,12 +231,36 @@ def main() -> None:
                     "1.00x" if first else fmt_ratio(p50 / base50),
                 ]
             )
-    print(machine_line({"requests per path and size": str(len(paths[0].times[1]))}))
+    sent = sum(n * (len(paths[1].times[n]) + 20) for n in sizes)  # with the warm-up
+    print(
+        f"{label}: stream {STREAM!r}: {recorded} predictions recorded of {sent} rows sent "
+        "to the proxy",
+        file=sys.stderr,
+    )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run: few requests")
+    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--block", type=int, default=50, help="requests per path per round")
+    parser.add_argument("--server", choices=("triton", "mlserver", "both"), default="both")
+    args = parser.parse_args()
+    rounds, block = (2, 10) if args.quick else (args.rounds, args.block)
+    kinds = ("triton", "mlserver") if args.server == "both" else (args.server,)
+    if "mlserver" in kinds and not MLSERVER.is_file():
+        sys.exit(f"bench/proxy.py: needs {MLSERVER} (run `bash scripts/install-tools.sh`)")
+    if "triton" in kinds and not realtriton.installed():
+        sys.exit("bench/proxy.py: needs .tools/triton (run `bash scripts/install-tools.sh`)")
+    with np.load(ROOT / "deploy/triton/digits_eval.npz") as data:
+        inputs = data["inputs"]
+    rows = []
+    for kind in kinds:
+        rows += run(kind, inputs, rounds, block)
+    print(machine_line({"requests per path and size": str(rounds * block)}))
     print()
     print(markdown_table(HEADER, rows))
-    print()
-    sent = sum(n * (len(paths[1].times[n]) + 20) for n in sizes)  # with the warm-up
-    print(f"stream {STREAM!r}: {recorded} predictions recorded of {sent} rows sent to the proxy")
 
 
 if __name__ == "__main__":
