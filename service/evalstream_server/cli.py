@@ -139,6 +139,18 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         "machine's or the cgroup's memory)",
     )
     p.add_argument(
+        "--max-producers",
+        type=int,
+        help="producer ids a stream remembers for exactly-once (default 10000)",
+    )
+    p.add_argument(
+        "--producer-retention",
+        type=float,
+        metavar="SECONDS",
+        help="forget a producer silent this long; it starts again at sequence 1 "
+        "(default 604800, 7 days)",
+    )
+    p.add_argument(
         "--max-clock-skew",
         type=float,
         metavar="SECONDS",
@@ -195,6 +207,8 @@ def _serve(args: argparse.Namespace) -> int:
         "stream_rate",
         "tenant_rate",
         "max_clock_skew",
+        "max_producers",
+        "producer_retention",
         "max_stream_memory",
         "max_server_memory",
     )

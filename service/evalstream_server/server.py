@@ -25,6 +25,7 @@ from .reflection import enable_reflection
 from .rpc.servicer import SERVICE_NAME, EvalstreamServicer, ServiceLimits, method_handlers
 from .settings import Settings
 from .store import MemoryStore, Store
+from .store.producers import ProducerLimits
 
 __all__ = ["RunningServer", "ServerThread", "start_server", "serve_forever", "build_store"]
 
@@ -90,6 +91,7 @@ async def start_server(settings: Settings, store: Store | None = None) -> Runnin
     """Start gRPC (and /metrics unless ``metrics_port == -1``); return the running server."""
     _check_protobuf_backend()
     store = store if store is not None else build_store(settings)
+    store.producer_limits = ProducerLimits(settings.max_producers, settings.producer_retention)
     options = [
         # twice the limit: the servicer answers a message past max_receive_bytes itself, in
         # words (an Ingest batch is REJECTED and the call goes on); past this, gRPC ends the call

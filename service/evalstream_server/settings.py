@@ -50,6 +50,9 @@ class Settings:
     # bytes, or would take all streams' worst cases past max_server_memory (0: this machine's
     # memory, or its cgroup's limit)
     max_stream_memory: int = 4 << 30
+    # producers a stream remembers for exactly-once; one silent this long is forgotten
+    max_producers: int = 10_000
+    producer_retention: float = 7 * 86400.0
     max_server_memory: int = 0
     token_file: str = ""  # lines of tenant:token; EVALSTREAM_TOKENS adds more
     tls_cert: str = ""

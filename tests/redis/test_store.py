@@ -375,3 +375,29 @@ class FakeTime:
 
     def __call__(self) -> float:
         return self.t
+
+
+def test_producer_ids_are_bounded_in_length_and_number(redis_server):
+    from evalstream_server.store.producers import ProducerLimits
+
+    spec = StreamSpec(task="binary", name="s")
+    a = _store(redis_server.url, time.time)
+    a.producer_limits = ProducerLimits(max_per_stream=2)
+    try:
+        a.create(spec)
+        batch = make_batch(spec, [0, 1], [0.2, 0.9])
+        long = a.ingest("s", "p" * 129, 1, batch, None)
+        assert (long.status, long.error_code) == ("rejected", 3)
+        assert long.error_message.startswith("producer_id: expected 1 to 128 characters")
+        for producer in ("a", "b"):
+            assert a.ingest("s", producer, 1, batch, None).status == "accepted"
+        a.flush()
+        third = a.ingest("s", "c", 1, batch, None)
+        assert (third.status, third.error_code) == ("rejected", 8)
+        assert "limit 2, received 3" in third.error_message
+        a.flush()
+        assert a.expected_sequence("s", "c") == 1  # not recorded
+        assert redis_server.client().hlen(a.keys.of("s", "prod")) == 2
+        assert a.state("s", CUMULATIVE).n_samples == 4
+    finally:
+        a.close()

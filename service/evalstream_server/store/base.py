@@ -226,6 +226,7 @@ class StreamRecord:
     update_time: float | None = None
     tenant: str = ""  # owner; other tenants have a stream of this name or none
     producers: dict[str, int] = field(default_factory=dict)  # producer -> last sequence
+    producer_seen: dict[str, float] = field(default_factory=dict)  # producer -> its last batch
     outcomes: dict[str, dict[int, BatchOutcome]] = field(default_factory=dict)
 
     @property
@@ -239,6 +240,7 @@ class Store(abc.ABC):
     """Interface every store implements. Methods are thread-safe."""
 
     clock: Callable[[], float] = time.time  # the server clock that windows slide with
+    producer_limits: Any  # producers.ProducerLimits: how many producers a stream remembers
 
     @abc.abstractmethod
     def create(self, spec: StreamSpec, tenant: str = "") -> StreamRecord:

@@ -55,7 +55,7 @@ CREATE TABLE IF NOT EXISTS streams (
     tenant TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS producers (
     stream TEXT NOT NULL, producer TEXT NOT NULL, last_seq INTEGER NOT NULL,
-    PRIMARY KEY (stream, producer));
+    seen REAL NOT NULL DEFAULT 0, PRIMARY KEY (stream, producer));
 CREATE TABLE IF NOT EXISTS outcomes (
     stream TEXT NOT NULL, producer TEXT NOT NULL, seq INTEGER NOT NULL, outcome TEXT NOT NULL,
     PRIMARY KEY (stream, producer, seq));
@@ -124,6 +124,9 @@ class DurableStore(MemoryStore):
 
     def _migrate(self) -> None:
         """Bring a database written by an older version up to this schema."""
+        producers = {row[1] for row in self._db.execute("PRAGMA table_info(producers)")}
+        if "seen" not in producers:  # before producers were forgotten: seen at recovery
+            self._db.execute("ALTER TABLE producers ADD COLUMN seen REAL NOT NULL DEFAULT 0")
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(batches)")}
         if "kind" not in columns:  # before delayed labels: every logged batch was labelled
             self._db.execute("ALTER TABLE batches ADD COLUMN kind INTEGER NOT NULL DEFAULT 0")
@@ -288,6 +291,14 @@ class DurableStore(MemoryStore):
         self._since_snapshot.pop(name, None)
         self.flush()
 
+    def _on_forget(self, record: StreamRecord, producers: list[str]) -> None:
+        for producer in producers:
+            for table in ("producers", "outcomes"):
+                self._exec(
+                    f"DELETE FROM {table} WHERE stream = ? AND producer = ?",  # noqa: S608
+                    (record.name, producer),
+                )
+
     def _on_reset(self, record: StreamRecord, forget_producers: bool) -> None:
         if forget_producers:
             self._exec("DELETE FROM producers WHERE stream = ?", (record.name,))
@@ -318,9 +329,10 @@ class DurableStore(MemoryStore):
             self._since_snapshot[record.name] = self._since_snapshot.get(record.name, 0) + 1
         if sequence:
             self._exec(
-                "INSERT INTO producers VALUES (?, ?, ?) ON CONFLICT (stream, producer) "
-                "DO UPDATE SET last_seq = excluded.last_seq",
-                (record.name, producer_id, sequence),
+                "INSERT INTO producers (stream, producer, last_seq, seen) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (stream, producer) "
+                "DO UPDATE SET last_seq = excluded.last_seq, seen = excluded.seen",
+                (record.name, producer_id, sequence, now),
             )
             self._exec(
                 "INSERT OR REPLACE INTO outcomes VALUES (?, ?, ?, ?)",
@@ -396,10 +408,11 @@ class DurableStore(MemoryStore):
                 replayed += 1
             self._last_batch_id[name] = last_id
             self._since_snapshot[name] = replayed
-            for producer, last in db.execute(
-                "SELECT producer, last_seq FROM producers WHERE stream = ?", (name,)
+            for producer, last, seen in db.execute(
+                "SELECT producer, last_seq, seen FROM producers WHERE stream = ?", (name,)
             ):
                 record.producers[producer] = int(last)
+                record.producer_seen[producer] = float(seen) or self.clock()
             for producer, seq, outcome in db.execute(
                 "SELECT producer, seq, outcome FROM outcomes WHERE stream = ?", (name,)
             ):

@@ -34,6 +34,7 @@ from .base import (
     same_window,
     stream_key,
 )
+from .producers import ProducerLimits
 
 __all__ = ["MemoryStore", "OUTCOME_MEMORY"]
 
@@ -54,6 +55,7 @@ class MemoryStore(Store):
     def __init__(self, max_streams: int = 1000, clock: Callable[[], float] = time.time) -> None:
         self.max_streams = max_streams
         self.clock = clock
+        self.producer_limits = ProducerLimits()  # the server sets its own (--max-producers)
         self._streams: dict[str, StreamRecord] = {}
         self._lock = threading.RLock()
 
@@ -101,6 +103,7 @@ class MemoryStore(Store):
             record.engine.reset()
             if forget_producers:
                 record.producers.clear()
+                record.producer_seen.clear()
                 record.outcomes.clear()
             self._on_reset(record, forget_producers)
             return record
@@ -127,6 +130,9 @@ class MemoryStore(Store):
                     raise InvalidInputError(
                         "producer_id", "a producer id with a sequence", "an empty producer id"
                     )
+                refused = self._admit_producer(record, producer_id, self.clock())
+                if refused is not None:
+                    return refused
                 last = record.producers.get(producer_id, 0)
                 if sequence <= last:
                     seen = record.outcomes.get(producer_id, {}).get(sequence)
@@ -140,6 +146,7 @@ class MemoryStore(Store):
             outcome = self._apply(record, batch, timestamp, now)
             if sequence:
                 record.producers[producer_id] = sequence
+                record.producer_seen[producer_id] = now
                 book = record.outcomes.setdefault(producer_id, {})
                 book[sequence] = outcome
                 if len(book) > OUTCOME_MEMORY:
@@ -148,6 +155,29 @@ class MemoryStore(Store):
                 outcome = BatchOutcome(**{**outcome.__dict__, "expected_sequence": sequence + 1})
             self._on_ingest(record, producer_id, sequence, batch, timestamp, now, outcome)
             return outcome
+
+    def _admit_producer(
+        self, record: StreamRecord, producer_id: str, now: float
+    ) -> BatchOutcome | None:
+        """The refusal of a sequenced batch from ``producer_id`` (nothing recorded, no number
+        consumed), or None: its id is too long, or it is new and the stream remembers as many
+        producers as it may once the idle ones are forgotten (``producers``)."""
+        limits = self.producer_limits
+        error = limits.id_error(producer_id)
+        if error is not None:
+            return rejected_outcome(error)
+        if producer_id in record.producers:
+            return None
+        idle = limits.idle(record.producer_seen, now)
+        if idle:
+            self._check_writable()
+            for producer in idle:
+                record.producers.pop(producer, None)
+                record.outcomes.pop(producer, None)
+                del record.producer_seen[producer]
+            self._on_forget(record, idle)
+        full = limits.full_error(len(record.producers))
+        return None if full is None else rejected_outcome(full)
 
     def _apply(
         self, record: StreamRecord, batch: Record | Exception, timestamp: float | None, now: float
@@ -226,6 +256,9 @@ class MemoryStore(Store):
 
     def _on_delete(self, name: str) -> None:
         """Called under the lock after a stream is deleted."""
+
+    def _on_forget(self, record: StreamRecord, producers: list[str]) -> None:
+        """Called under the lock after idle ``producers`` of a stream were forgotten."""
 
     def _on_reset(self, record: StreamRecord, forget_producers: bool) -> None:
         """Called under the lock after a stream is reset."""

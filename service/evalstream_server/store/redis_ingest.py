@@ -21,6 +21,7 @@ from .base import (
     gap_outcome,
     rejected_outcome,
 )
+from .producers import ProducerLimits
 from .redis_buffer import Entry, decode_outcome, outcome_field
 from .redis_commits import CommitBuffer
 from .redis_join import window_target
@@ -39,6 +40,7 @@ class IngestMixin:
     _lock: threading.RLock
     _records: dict[str, CachedStream]
     _buffer: CommitBuffer
+    producer_limits: ProducerLimits
 
     def expected_sequence(self, name: str, producer_id: str) -> int:
         with self._lock:
@@ -86,10 +88,17 @@ class IngestMixin:
                     raise InvalidInputError(
                         "producer_id", "a producer id with a sequence", "an empty producer id"
                     )
+                error = self.producer_limits.id_error(producer_id)
+                if error is not None:
+                    return rejected_outcome(error)  # nothing recorded, no number consumed
                 if batch is not None and (
                     expected is None or (name, producer_id) in self._buffer.chain
                 ):  # no value read by the caller, or batches buffered here (they come first)
                     expected = self._expected(name, producer_id)
+                if batch is not None and expected == 1 and sequence == 1:
+                    full = self._producers_full(name)
+                    if full is not None:
+                        return full
                 if batch is None or sequence != expected:  # _resolve asks Redis
                     answer = self._resolve(name, producer_id, sequence, batch is not None)
                     if answer is not None:
@@ -120,6 +129,15 @@ class IngestMixin:
             if sequence:
                 outcome = replace(outcome, expected_sequence=sequence + 1)
             return outcome
+
+    def _producers_full(self, name: str) -> BatchOutcome | None:
+        """The refusal of a new producer when the stream remembers as many as it may (checked
+        per replica against Redis's count: replicas admitting new producers at the same moment
+        may pass the bound by one each)."""
+        with self.redis_errors("producer count"):
+            kept = int(self.client.hlen(self.keys.of(name, "prod")))
+        full = self.producer_limits.full_error(kept)
+        return None if full is None else rejected_outcome(full)
 
     def _entry(
         self,

@@ -41,6 +41,7 @@ import redis
 from redis.cluster import RedisCluster
 
 from .base import NotFoundError, Store, StoreUnavailableError
+from .producers import ProducerLimits
 from .redis_commits import CommitBuffer
 from .redis_export import ExportShare
 from .redis_ingest import IngestMixin
@@ -118,6 +119,7 @@ class RedisStore(StreamsMixin, IngestMixin, JoinMixin, QueryMixin, Store):
         self.client = client
         self.max_streams = max_streams
         self.clock = clock
+        self.producer_limits = ProducerLimits()  # the server sets its own (--max-producers)
         self.keys = Keys(prefix, cluster=isinstance(client, RedisCluster))
         self.flush_interval = flush_interval
         self.chunk_bytes = max(1024, chunk_bytes)
