@@ -280,3 +280,32 @@ def test_a_model_unloaded_during_a_run_is_named(explicit_triton, eval_set) -> No
     finally:
         control.close()
     assert "model 'digits_cnn' unloaded while the job ran" in str(info.value), str(info.value)
+
+
+# NGC container release -> the Triton server version it ships (NVIDIA's support matrix)
+_NGC_RELEASES = {"24.08": "2.49.0", "24.09": "2.50.0", "24.10": "2.51.0", "24.11": "2.52.0"}
+
+
+def test_the_gpu_host_instructions_run_what_the_tests_run(triton) -> None:
+    """deploy/compose.yaml's Triton (the GPU host's) is the release the tests run on CPU, with
+    the flags the tests give it, serving the repository whose model the tests serve."""
+    import tritonclient.grpc as grpcclient
+    import yaml
+
+    compose = yaml.safe_load((ROOT / "deploy/compose.yaml").read_text())["services"]["triton"]
+    release = compose["image"].split(":")[1].removesuffix("-py3")
+    with grpcclient.InferenceServerClient(triton.grpc_url) as client:
+        version = client.get_server_metadata().version
+    assert _NGC_RELEASES.get(release) == version, (release, version)
+    assert "--strict-readiness=true" in compose["command"]
+    assert "--model-repository=/models" in compose["command"]
+    assert "./triton/model_repository:/models:ro" in compose["volumes"]
+    served = ROOT / "deploy/triton/model_repository/digits_cnn"
+    tested = ROOT / "deploy/triton/python_repository/digits_cnn"
+    assert (tested / "1/model.onnx").resolve() == (served / "1/model.onnx").resolve()
+
+    def io_blocks(config: Path) -> str:  # inputs, outputs and batching: all but the backend
+        text = config.read_text()
+        return text[text.index("max_batch_size") : text.index("instance_group")]
+
+    assert io_blocks(tested / "config.pbtxt") == io_blocks(served / "config.pbtxt")
