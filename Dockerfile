@@ -48,4 +48,7 @@ EXPOSE 50051 9464
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import sys, grpc; from grpc_health.v1 import health_pb2 as pb, health_pb2_grpc as rpc; stub = rpc.HealthStub(grpc.insecure_channel('127.0.0.1:50051')); reply = stub.Check(pb.HealthCheckRequest(service=''), timeout=3); sys.exit(reply.status != pb.HealthCheckResponse.SERVING)"]
 ENTRYPOINT ["evalstream"]
-CMD ["serve", "--host", "0.0.0.0", "--grpc-port", "50051", "--metrics-host", "0.0.0.0", "--metrics-port", "9464", "--data-dir", "/var/lib/evalstream"]
+# /metrics listens on every interface, so it requires a bearer token: mount one at
+# /run/secrets/metrics-token (compose secret, Kubernetes Secret; docs/operations.md, "Metrics
+# access"). Without the file the server refuses to start and says so.
+CMD ["serve", "--host", "0.0.0.0", "--grpc-port", "50051", "--metrics-host", "0.0.0.0", "--metrics-port", "9464", "--metrics-token-file", "/run/secrets/metrics-token", "--data-dir", "/var/lib/evalstream"]

@@ -12,12 +12,13 @@ from __future__ import annotations
 import hmac
 import os
 import re
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 
-__all__ = ["Authenticator", "AuthError", "load_tokens", "server_credentials"]
+__all__ = ["Authenticator", "AuthError", "check_key_pair", "load_tokens", "server_credentials"]
 
 _TENANT = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -98,8 +99,30 @@ class Authenticator:
         return found
 
 
+def check_key_pair(
+    cert: str, key: str, cert_flag: str = "--tls-cert", key_flag: str = "--tls-key"
+) -> None:
+    """Refuse (``ValueError`` naming both files) a certificate and key that cannot be read or
+    do not belong together; gRPC would only say "Failed to bind to address"."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert, key)
+    except OSError as exc:
+        if isinstance(exc, ssl.SSLError) and exc.reason == "KEY_VALUES_MISMATCH":
+            raise ValueError(
+                f"tls: the private key {key_flag} {key} does not match the certificate "
+                f"{cert_flag} {cert}; expected the key the certificate was issued for"
+            ) from None
+        reason = exc.reason if isinstance(exc, ssl.SSLError) else exc.strerror
+        raise ValueError(
+            f"tls: expected a PEM certificate chain in {cert_flag} {cert} and its PEM private "
+            f"key in {key_flag} {key}; reading them failed ({reason or exc})"
+        ) from None
+
+
 def server_credentials(cert: str, key: str, client_ca: str = "") -> grpc.ServerCredentials:
     """TLS credentials; with ``client_ca`` clients must present a certificate it signed (mTLS)."""
+    check_key_pair(cert, key)
     pair = (Path(key).read_bytes(), Path(cert).read_bytes())
     if client_ca:
         return grpc.ssl_server_credentials(

@@ -123,6 +123,14 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tls-key", help="PEM private key for --tls-cert")
     p.add_argument("--tls-client-ca", help="PEM CA: require client certificates (mutual TLS)")
     p.add_argument("--token-file", help="lines of tenant:token (EVALSTREAM_TOKENS adds more)")
+    p.add_argument(
+        "--metrics-token-file", help="bearer tokens (one a line) /metrics requires of scrapers"
+    )
+    p.add_argument("--metrics-tls-cert", help="PEM certificate chain: serve /metrics over TLS")
+    p.add_argument("--metrics-tls-key", help="PEM private key for --metrics-tls-cert")
+    p.add_argument(
+        "--metrics-client-ca", help="PEM CA: /metrics requires client certificates it signed"
+    )
     p.add_argument("--stream-rate", type=float, help="samples/s per stream (0 = unlimited)")
     p.add_argument("--tenant-rate", type=float, help="samples/s per tenant (0 = unlimited)")
     p.add_argument(
@@ -204,6 +212,10 @@ def _serve(args: argparse.Namespace) -> int:
         "tls_key",
         "tls_client_ca",
         "token_file",
+        "metrics_token_file",
+        "metrics_tls_cert",
+        "metrics_tls_key",
+        "metrics_client_ca",
         "stream_rate",
         "tenant_rate",
         "max_clock_skew",

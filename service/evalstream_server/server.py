@@ -13,12 +13,13 @@ from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from .admission import Admission
 from .auth import Authenticator, load_tokens, server_credentials
 from .budget import MemoryBudget, machine_memory
 from .exporters import EvalstreamCollector
+from .exporters.http import start_metrics_server
 from .quotas import TenantQuotas
 from .ratelimit import RateLimiter
 from .reflection import enable_reflection
@@ -151,10 +152,21 @@ async def start_server(settings: Settings, store: Store | None = None) -> Runnin
         collector.start()  # the background refresh, when metrics_refresh > 0
     httpd, metrics_port = None, None
     if settings.metrics_port >= 0:
-        httpd, _thread = start_http_server(
-            settings.metrics_port, addr=settings.metrics_host, registry=registry
-        )
-        metrics_port = httpd.server_port
+        try:
+            httpd, metrics_port = start_metrics_server(
+                settings.metrics_host,
+                settings.metrics_port,
+                registry,
+                token_file=settings.metrics_token_file,
+                tls_cert=settings.metrics_tls_cert,
+                tls_key=settings.metrics_tls_key,
+                client_ca=settings.metrics_client_ca,
+            )
+        except BaseException:  # refused (unprotected, bad TLS files) or the port is taken
+            collector.stop()
+            await server.stop(0)
+            store.close()
+            raise
     log.info(
         "serving",
         extra={

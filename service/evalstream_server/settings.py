@@ -21,6 +21,12 @@ class Settings:
     grpc_port: int = 50051
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9464  # 0 picks a free port; -1 disables the /metrics endpoint
+    # /metrics access (required beyond loopback): bearer tokens (one a line) and/or TLS with
+    # client certificates signed by metrics_client_ca
+    metrics_token_file: str = ""
+    metrics_tls_cert: str = ""
+    metrics_tls_key: str = ""
+    metrics_client_ca: str = ""
     data_dir: str = ""  # durable SQLite store here; empty = in-memory only
     store: str = ""  # redis://, rediss:// or redis+cluster:// URL: state shared by replicas
     durability: str = "full"  # full: acks survive power loss; normal: process crashes only

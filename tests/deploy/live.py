@@ -58,19 +58,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def scrape_config(metrics_ports: list[int], rule_files: list[Path]) -> dict:
+def scrape_config(metrics_ports: list[int], rule_files: list[Path], token_file: Path) -> dict:
     """The repository's prometheus.yml, cut down to the evalstream job on the live service (one
     target per replica).
 
     Kept from the repository: the global section (external labels) and the evalstream job
-    (its name, which every alert selects, and its metrics path). Changed: scrape and evaluation
-    every second, the target, the rule files; dropped: Alertmanager and the other jobs (nothing
-    outside loopback is reachable).
+    (its name, which every alert selects, its metrics path and its bearer token authorization,
+    with the token read from ``token_file`` instead of the container's secret). Changed: scrape
+    and evaluation every second, the target, the rule files; dropped: Alertmanager and the other
+    jobs (nothing outside loopback is reachable).
     """
     repo = yaml.safe_load((PROM_DIR / "prometheus.yml").read_text())
     jobs = [j for j in repo["scrape_configs"] if j["job_name"] == "evalstream"]
     assert len(jobs) == 1, "deploy/prometheus/prometheus.yml has no job_name: evalstream"
     job = dict(jobs[0])
+    job["authorization"] = {**job["authorization"], "credentials_file": str(token_file)}
     job.update(
         scrape_interval="1s",
         scrape_timeout="1s",

@@ -43,6 +43,7 @@ import math
 import re
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import pytest
@@ -118,6 +119,7 @@ class Service:
     """The servers Prometheus scrapes: gRPC calls go to the first, ``EvalClient`` to the last."""
 
     servers: list[ServerThread]
+    token_file: Path  # the bearer token /metrics requires
 
     @property
     def target(self) -> str:
@@ -137,11 +139,15 @@ def service(request, tmp_path_factory):
     """One in-memory server; or two replicas sharing one Redis, each exporting its share of the
     streams (fixed replica ids: the live streams split two and two), both scraped: the dashboards
     and alerts must work unchanged on either."""
-    settings = Settings(host="127.0.0.1", grpc_port=0, metrics_port=0)
+    token = tmp_path_factory.mktemp("metrics") / "metrics-token"
+    token.write_text("live-scrape-token-0123456789\n")
+    settings = Settings(
+        host="127.0.0.1", grpc_port=0, metrics_port=0, metrics_token_file=str(token)
+    )
     if request.param == "one-server":
         srv = ServerThread(settings).start()
         try:
-            yield Service([srv])
+            yield Service([srv], token)
         finally:
             srv.stop()
         return
@@ -156,7 +162,7 @@ def service(request, tmp_path_factory):
         for i in range(2):
             store = RedisStore.from_url(url, replica=f"replica-{i}")
             replicas.append(ServerThread(settings, store=store).start())
-        yield Service(replicas)
+        yield Service(replicas, token)
     finally:
         for srv in replicas:
             srv.stop()
@@ -223,6 +229,7 @@ def prometheus(prometheus_binary, service, shortened_alerts, tmp_path_factory):
     config = scrape_config(
         [s.metrics_port for s in service.servers],
         [PROM_DIR / "rules" / "recording.yml", alerts_path],
+        service.token_file,
     )
     proc = PrometheusProcess(prometheus_binary, workdir, config)
     try:

@@ -232,3 +232,37 @@ def test_compose_images_are_pinned_and_triton_gets_a_gpu(compose):
     evalstream = compose["services"]["evalstream"]
     assert evalstream["build"] == {"context": "..", "dockerfile": "Dockerfile"}
     assert (DEPLOY / evalstream["build"]["context"] / "Dockerfile").is_file()
+
+
+def test_metrics_on_every_interface_require_the_token_everywhere(
+    dockerfile, compose, k8s, container
+):
+    """The image serves /metrics on 0.0.0.0, so it requires a bearer token (the server refuses
+    to start otherwise); every deployment mounts the token where the image reads it, and every
+    scraper presents the same secret."""
+    cmd = json.loads(_instruction(dockerfile, "CMD"))
+    assert cmd[cmd.index("--metrics-host") + 1] == "0.0.0.0"
+    token_path = cmd[cmd.index("--metrics-token-file") + 1]
+    assert token_path == "/run/secrets/metrics-token"
+    # compose: the secret of that name, mounted in evalstream and in Prometheus
+    name = Path(token_path).name
+    assert compose["secrets"][name]["file"] == "./metrics-token"
+    for service in ("evalstream", "prometheus"):
+        assert name in compose["services"][service]["secrets"], service
+    prometheus = yaml.safe_load((DEPLOY / "prometheus/prometheus.yml").read_text())
+    (job,) = [j for j in prometheus["scrape_configs"] if j["job_name"] == "evalstream"]
+    assert job["authorization"] == {"type": "Bearer", "credentials_file": token_path}
+    # Kubernetes: the Secret's key mounted at the path, and the ServiceMonitor sends it
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {
+        v["name"]: v for v in k8s["StatefulSet/evalstream"]["spec"]["template"]["spec"]["volumes"]
+    }
+    secret = volumes["metrics-token"]["secret"]
+    (item,) = secret["items"]
+    assert f"{mounts['metrics-token']}/{item['path']}" == token_path
+    (endpoint,) = k8s["ServiceMonitor/evalstream"]["spec"]["endpoints"]
+    assert endpoint["authorization"]["credentials"] == {
+        "name": secret["secretName"],
+        "key": item["key"],
+    }
+    assert (REPO / ".gitignore").read_text().count("deploy/metrics-token") == 1

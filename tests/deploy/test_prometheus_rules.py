@@ -30,8 +30,19 @@ def test_rule_files_are_valid(promtool, run_tool):
     run_tool(promtool, "check", "rules", *RULE_FILES)
 
 
-def test_config_is_valid(promtool, run_tool):
-    run_tool(promtool, "check", "config", PROM / "prometheus.yml")
+def test_config_is_valid(promtool, run_tool, tmp_path):
+    """promtool checks the bearer token file exists: the config is checked with the container's
+    secret path pointing at a file here (the only change)."""
+    token = tmp_path / "metrics-token"
+    token.write_text("scrape-token-0123456789\n")
+    text = (PROM / "prometheus.yml").read_text()
+    assert text.count("/run/secrets/metrics-token") == 1
+    config = tmp_path / "prometheus.yml"
+    config.write_text(text.replace("/run/secrets/metrics-token", str(token)))
+    for rule_file in yaml.safe_load(text)["rule_files"]:  # resolved next to the config
+        (tmp_path / rule_file).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rule_file).write_text((PROM / rule_file).read_text())
+    run_tool(promtool, "check", "config", config)
 
 
 def test_rule_unit_tests_pass(promtool, run_tool):

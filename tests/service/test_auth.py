@@ -226,3 +226,79 @@ def test_rate_limit_answers_resource_exhausted_with_retry_after_and_keeps_the_se
         time.sleep(wait + 0.05)
         again = [r for resp in stub.Ingest(iter(reqs[1:]), timeout=10) for r in resp.results]
         assert again[0].status == ingest_pb2.BATCH_STATUS_ACCEPTED
+
+
+def _scrape(url: str, headers: dict | None = None, context=None) -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=5, context=context) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_metrics_require_the_bearer_token_when_one_is_set(tmp_path):
+    tokens = tmp_path / "metrics-tokens"
+    tokens.write_text("# scrapers\nscrape-token-0123456789\n")
+    settings = Settings(grpc_port=0, metrics_port=0, metrics_token_file=str(tokens))
+    with ServerThread(settings) as srv:
+        rpc.EvalstreamServiceStub(grpc.insecure_channel(srv.target)).CreateStream(_cfg("m"))
+        url = f"http://127.0.0.1:{srv.metrics_port}/metrics"
+        for headers in ({}, {"Authorization": "Bearer wrong-token-0123456789"}):
+            status, body = _scrape(url, headers)
+            assert status == 401 and "evalstream_" not in body
+        status, body = _scrape(url, {"Authorization": "Bearer scrape-token-0123456789"})
+        assert status == 200
+        assert 'evalstream_samples_total{stream="m",tenant=""} 0.0' in body
+
+
+def test_metrics_beyond_loopback_without_protection_are_refused():
+    import asyncio
+
+    from evalstream_server.server import start_server
+
+    settings = Settings(grpc_port=0, metrics_host="0.0.0.0", metrics_port=0)
+    with pytest.raises(ValueError, match="--metrics-host 0.0.0.0 is reachable beyond"):
+        asyncio.run(start_server(settings))
+
+
+def test_metrics_over_tls_require_a_client_certificate_signed_by_the_ca(certs):
+    import ssl
+
+    settings = Settings(
+        grpc_port=0,
+        metrics_host="0.0.0.0",  # allowed: client certificates protect it
+        metrics_port=0,
+        metrics_tls_cert=str(certs / "server.pem"),
+        metrics_tls_key=str(certs / "server.key"),
+        metrics_client_ca=str(certs / "ca.pem"),
+    )
+    with ServerThread(settings) as srv:
+        url = f"https://127.0.0.1:{srv.metrics_port}/metrics"
+        good = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+        good.load_cert_chain(str(certs / "client.pem"), str(certs / "client.key"))
+        assert _scrape(url, context=good)[0] == 200
+        for key in (None, "rogue"):
+            bad = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+            if key:
+                bad.load_cert_chain(str(certs / f"{key}.pem"), str(certs / f"{key}.key"))
+            with pytest.raises(OSError):  # the handshake is refused (URLError, SSLError, reset)
+                _scrape(url, context=bad)
+
+
+def test_a_key_that_does_not_match_its_certificate_is_named_with_both_files(certs):
+    import asyncio
+
+    from evalstream_server.server import start_server
+
+    cert, key = certs / "server.pem", certs / "client.key"
+    settings = Settings(grpc_port=0, metrics_port=-1, tls_cert=str(cert), tls_key=str(key))
+    with pytest.raises(ValueError) as info:
+        asyncio.run(start_server(settings))
+    assert str(info.value) == (
+        f"tls: the private key --tls-key {key} does not match the certificate --tls-cert {cert}; "
+        "expected the key the certificate was issued for"
+    )
