@@ -25,3 +25,9 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
+
+# Every canonical report the suite builds is validated against proto/'s JSON Schema (before any
+# store, servicer or exporter module binds build_report by name).
+from . import report_schema  # noqa: E402
+
+report_schema.install()
