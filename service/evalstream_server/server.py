@@ -65,6 +65,7 @@ class RunningServer:
     _metrics_httpd: object | None = None
     collector: EvalstreamCollector | None = None
     _write_watch: asyncio.Task | None = None
+    authenticator: Authenticator | None = None
 
     @property
     def target(self) -> str:
@@ -111,7 +112,9 @@ async def start_server(settings: Settings, store: Store | None = None) -> Runnin
         max_clock_skew=settings.max_clock_skew,
     )
     limiter = RateLimiter(settings.stream_rate, settings.tenant_rate, settings.rate_burst_seconds)
-    authenticator = Authenticator(load_tokens(settings.token_file))
+    authenticator = Authenticator(
+        load_tokens(settings.token_file), source=lambda: load_tokens(settings.token_file)
+    )
     quotas = TenantQuotas(
         streams=settings.max_streams_per_tenant, calls=settings.max_calls_per_tenant
     )
@@ -189,6 +192,7 @@ async def start_server(settings: Settings, store: Store | None = None) -> Runnin
         httpd,
         collector,
         watch,
+        authenticator,
     )
 
 
@@ -233,15 +237,29 @@ def _check_protobuf_backend() -> None:
 
 
 async def serve_forever(settings: Settings) -> None:
-    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    """Run until SIGTERM or SIGINT, then shut down gracefully; SIGHUP reloads the tokens."""
     running = await start_server(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload_tokens, running)
     await stop.wait()
     log.info("shutting down", extra={"grace_s": settings.shutdown_grace})
     await running.stop()
+
+
+def reload_tokens(running: RunningServer) -> None:
+    """SIGHUP: read the token file (and ``EVALSTREAM_TOKENS``) again. Calls in flight finish;
+    the next call is judged by the new tokens (a removed one stops working). A file that does not
+    load is logged and the tokens in use are kept."""
+    assert running.authenticator is not None
+    try:
+        count = running.authenticator.reload()
+    except (OSError, ValueError) as exc:
+        log.error("tokens not reloaded; the previous ones stay in use", extra={"error": str(exc)})
+        return
+    log.info("tokens reloaded", extra={"tokens": count})
 
 
 class ServerThread:

@@ -302,3 +302,31 @@ def test_a_key_that_does_not_match_its_certificate_is_named_with_both_files(cert
         f"tls: the private key --tls-key {key} does not match the certificate --tls-cert {cert}; "
         "expected the key the certificate was issued for"
     )
+
+
+def test_tokens_in_a_file_expire_and_reload_keeps_the_old_set_on_a_bad_file(tmp_path):
+    from evalstream_server.auth import Authenticator, AuthError
+
+    path = tmp_path / "tokens"
+    path.write_text(f"team-a:{TOKEN_A} expires=2030-01-01T00:00:00Z\nteam-b:{TOKEN_B}\n")
+    now = [1893455999.0]  # one second before 2030-01-01T00:00:00Z
+    auth = Authenticator(load_tokens(str(path), env=""), lambda: load_tokens(str(path), env=""),
+                         clock=lambda: now[0])  # fmt: skip
+    meta_a = (("authorization", f"Bearer {TOKEN_A}"),)
+    assert auth.tenant(meta_a) == "team-a"
+    now[0] += 1
+    with pytest.raises(AuthError) as info:
+        auth.tenant(meta_a)
+    assert info.value.code == grpc.StatusCode.UNAUTHENTICATED
+    assert (
+        str(info.value)
+        == "authorization: token expired at 2030-01-01T00:00:00+00:00; ask for a new one"
+    )
+    assert auth.tenant((("authorization", f"Bearer {TOKEN_B}"),)) == "team-b"  # no expiry
+    path.write_text(f"team-b:{TOKEN_B} expires=soon\n")
+    with pytest.raises(ValueError, match=r"tokens:1: expected 'expires=<ISO 8601 time"):
+        auth.reload()
+    assert auth.tenant((("authorization", f"Bearer {TOKEN_B}"),)) == "team-b"  # kept
+    path.write_text(f"team-b:{TOKEN_B} expires=2030-01-01T00:00:00\n")  # no zone
+    with pytest.raises(ValueError, match="with a zone"):
+        auth.reload()

@@ -130,3 +130,77 @@ def test_refuses_to_start_on_the_pure_python_protobuf_backend():
     )
     assert proc.returncode == 1
     assert "pure-Python backend" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_sighup_reloads_tokens_without_draining_calls_in_flight(tmp_path):
+    """A token removed from the file stops working after SIGHUP; a call it opened before goes on
+    (nothing is drained); the server keeps serving and still stops cleanly on SIGTERM."""
+    import threading
+
+    import numpy as np
+    from evalstream.v1 import evalstream_service_pb2 as pb
+    from evalstream.v1 import evalstream_service_pb2_grpc as rpc
+    from evalstream.v1 import ingest_pb2, stream_pb2
+
+    from .conftest import tensor
+
+    token_a, token_b = "team-a-token-0123456789", "team-b-token-0123456789"
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"team-a:{token_a}\nteam-b:{token_b}\n")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "evalstream_server.cli", "serve", "--grpc-port", str(port),
+         "--metrics-port", "-1", "--token-file", str(tokens)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    meta = {t: (("authorization", f"Bearer {t}"),) for t in (token_a, token_b)}
+    try:
+        _wait_serving(f"127.0.0.1:{port}")
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            stub = rpc.EvalstreamServiceStub(ch)
+            config = stream_pb2.StreamConfig(
+                name="s",
+                task=stream_pb2.TASK_BINARY,
+                score_kind=stream_pb2.SCORE_KIND_PROBABILITIES,
+            )
+            stub.CreateStream(pb.CreateStreamRequest(config=config), metadata=meta[token_b])
+            y, p = np.array([0, 1], np.int32), np.array([0.2, 0.9], np.float32)
+            second = threading.Event()
+
+            def batches():
+                for seq in (1, 2):
+                    if seq == 2:
+                        assert second.wait(30)
+                    yield pb.IngestRequest(
+                        stream="s", producer_id="p", sequence=seq, scores=tensor(p),
+                        labels=tensor(y),
+                    )  # fmt: skip
+
+            in_flight = stub.Ingest(batches(), metadata=meta[token_b], timeout=60)
+            first = next(in_flight)  # batch 1 acknowledged: the call is open
+            assert first.results[0].status == ingest_pb2.BATCH_STATUS_ACCEPTED
+            tokens.write_text(f"team-a:{token_a}\n")  # team B's token removed
+            proc.send_signal(signal.SIGHUP)
+            end = time.monotonic() + 20
+            while True:  # the reload is asynchronous: wait until B is refused
+                try:
+                    stub.ListStreams(pb.ListStreamsRequest(), metadata=meta[token_b], timeout=5)
+                except grpc.RpcError as exc:
+                    assert exc.code() == grpc.StatusCode.UNAUTHENTICATED
+                    assert exc.details() == "authorization: unknown token"
+                    break
+                assert time.monotonic() < end, "token B still works after SIGHUP"
+                time.sleep(0.05)
+            second.set()  # the call B opened before the reload goes on
+            results = [r for resp in in_flight for r in resp.results]
+            assert [r.status for r in results] == [ingest_pb2.BATCH_STATUS_ACCEPTED]
+            assert proc.poll() is None  # SIGHUP did not stop the server
+            stub.ListStreams(pb.ListStreamsRequest(), metadata=meta[token_a], timeout=5)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert proc.returncode == 0, err
+    assert "tokens reloaded" in err
