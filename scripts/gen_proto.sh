@@ -27,7 +27,8 @@ cd "$ROOT/proto"
 mapfile -t protos < <(find evalstream -name '*.proto' | LC_ALL=C sort)
 
 # Remove earlier output so a deleted .proto leaves no stale module behind; __init__.py stays.
-rm -f "$OUT"/evalstream/v1/*_pb2.py "$OUT"/evalstream/v1/*_pb2.pyi "$OUT"/evalstream/v1/*_pb2_grpc.py
+rm -f "$OUT"/evalstream/v1/*_pb2.py "$OUT"/evalstream/v1/*_pb2.pyi "$OUT"/evalstream/v1/*_pb2_grpc.py \
+    "$OUT"/evalstream/v1/*.schema.json
 
 # Run from proto/ with -I. so the generated files record paths like "evalstream/v1/stream.proto",
 # exactly as buf and every other language see them. `python -m grpc_tools.protoc` adds the
@@ -41,4 +42,7 @@ rm -f "$OUT"/evalstream/v1/*_pb2.py "$OUT"/evalstream/v1/*_pb2.pyi "$OUT"/evalst
 for proto in "${protos[@]}"; do
     if ! grep -q '^service ' "$proto"; then rm -f "$OUT/${proto%.proto}_pb2_grpc.py"; fi
 done
+# The JSON Schema of the canonical report travels with the stubs (package data of the client),
+# so a client can validate report_json without the repository.
+cp evalstream/v1/*.schema.json "$OUT/evalstream/v1/"
 echo "gen_proto: ${#protos[@]} files -> $OUT/evalstream/v1"

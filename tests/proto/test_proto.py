@@ -26,7 +26,7 @@ PROTO_FILES = sorted(p.relative_to(PROTO_ROOT).as_posix() for p in PROTO_ROOT.rg
 GENERATED_DIR = ROOT / "client" / "evalstream" / "v1"
 GEN_SCRIPT = ROOT / "scripts" / "gen_proto.sh"
 BUF = ROOT / ".tools" / "bin" / "buf"
-_GENERATED_NAME = re.compile(r".+_pb2(_grpc)?\.pyi?")
+_GENERATED_NAME = re.compile(r".+_pb2(_grpc)?\.pyi?|.+\.schema\.json")
 
 try:
     import evalstream.v1  # noqa: F401
@@ -61,6 +61,7 @@ EXPECTED_RPCS = {
     "GetReport": (False, False),
     "GetCurve": (False, False),
     "WatchReport": (False, True),
+    "GetServerInfo": (False, False),
 }
 
 

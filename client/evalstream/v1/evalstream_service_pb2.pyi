@@ -2,6 +2,7 @@ import datetime
 
 from evalstream.v1 import curve_pb2 as _curve_pb2
 from evalstream.v1 import ingest_pb2 as _ingest_pb2
+from evalstream.v1 import server_info_pb2 as _server_info_pb2
 from evalstream.v1 import stream_pb2 as _stream_pb2
 from evalstream.v1 import tensor_pb2 as _tensor_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
@@ -245,3 +246,21 @@ class WatchReportResponse(_message.Message):
     generated_time: _timestamp_pb2.Timestamp
     report_json: str
     def __init__(self, stream: _Optional[str] = ..., window: _Optional[str] = ..., generated_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., report_json: _Optional[str] = ...) -> None: ...
+
+class GetServerInfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetServerInfoResponse(_message.Message):
+    __slots__ = ("server_version", "report_version", "report_schema_id", "limits", "defaults")
+    SERVER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REPORT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REPORT_SCHEMA_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    DEFAULTS_FIELD_NUMBER: _ClassVar[int]
+    server_version: str
+    report_version: int
+    report_schema_id: str
+    limits: _server_info_pb2.ServerLimits
+    defaults: _server_info_pb2.ServerDefaults
+    def __init__(self, server_version: _Optional[str] = ..., report_version: _Optional[int] = ..., report_schema_id: _Optional[str] = ..., limits: _Optional[_Union[_server_info_pb2.ServerLimits, _Mapping]] = ..., defaults: _Optional[_Union[_server_info_pb2.ServerDefaults, _Mapping]] = ...) -> None: ...

@@ -111,6 +111,11 @@ class EvalstreamServiceStub:
                 request_serializer=evalstream_dot_v1_dot_evalstream__service__pb2.WatchReportRequest.SerializeToString,
                 response_deserializer=evalstream_dot_v1_dot_evalstream__service__pb2.WatchReportResponse.FromString,
                 _registered_method=True)
+        self.GetServerInfo = channel.unary_unary(
+                '/evalstream.v1.EvalstreamService/GetServerInfo',
+                request_serializer=evalstream_dot_v1_dot_evalstream__service__pb2.GetServerInfoRequest.SerializeToString,
+                response_deserializer=evalstream_dot_v1_dot_evalstream__service__pb2.GetServerInfoResponse.FromString,
+                _registered_method=True)
 
 
 class EvalstreamServiceServicer:
@@ -232,6 +237,15 @@ class EvalstreamServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetServerInfo(self, request, context):
+        """Describes the server: its version, the report_version of its reports, its limits and its
+        defaults, so that a client can size its batches and read its reports without the README.
+        Needs the same credentials as any other call.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EvalstreamServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -289,6 +303,11 @@ def add_EvalstreamServiceServicer_to_server(servicer, server):
                     servicer.WatchReport,
                     request_deserializer=evalstream_dot_v1_dot_evalstream__service__pb2.WatchReportRequest.FromString,
                     response_serializer=evalstream_dot_v1_dot_evalstream__service__pb2.WatchReportResponse.SerializeToString,
+            ),
+            'GetServerInfo': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetServerInfo,
+                    request_deserializer=evalstream_dot_v1_dot_evalstream__service__pb2.GetServerInfoRequest.FromString,
+                    response_serializer=evalstream_dot_v1_dot_evalstream__service__pb2.GetServerInfoResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -610,6 +629,33 @@ class EvalstreamService:
             '/evalstream.v1.EvalstreamService/WatchReport',
             evalstream_dot_v1_dot_evalstream__service__pb2.WatchReportRequest.SerializeToString,
             evalstream_dot_v1_dot_evalstream__service__pb2.WatchReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetServerInfo(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/evalstream.v1.EvalstreamService/GetServerInfo',
+            evalstream_dot_v1_dot_evalstream__service__pb2.GetServerInfoRequest.SerializeToString,
+            evalstream_dot_v1_dot_evalstream__service__pb2.GetServerInfoResponse.FromString,
             options,
             channel_credentials,
             insecure,

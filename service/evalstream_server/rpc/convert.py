@@ -12,6 +12,8 @@ from ..engine import InvalidInputError, Resolution, StreamSpec
 from ..store import StreamRecord
 
 __all__ = [
+    "DEFAULT_EXACT_MAX_SAMPLES",
+    "DEFAULT_MANTISSA_BITS",
     "spec_from_config",
     "config_from_spec",
     "stream_info",
@@ -20,6 +22,8 @@ __all__ = [
     "seconds",
 ]
 
+DEFAULT_MANTISSA_BITS = 5  # Resolution.Binned.mantissa_bits 0: 4772 bins
+DEFAULT_EXACT_MAX_SAMPLES = 1_000_000  # Resolution.Exact.max_samples 0
 _TASKS = {
     stream_pb2.TASK_BINARY: "binary",
     stream_pb2.TASK_MULTICLASS: "multiclass",
@@ -54,11 +58,11 @@ def spec_from_config(c: stream_pb2.StreamConfig, max_classes: int) -> StreamSpec
     which = c.resolution.WhichOneof("kind")
     if which == "exact":
         resolution = Resolution(
-            "exact", max_samples=int(c.resolution.exact.max_samples) or 1_000_000
+            "exact", max_samples=int(c.resolution.exact.max_samples) or DEFAULT_EXACT_MAX_SAMPLES
         )
     else:
         bits = c.resolution.binned.mantissa_bits if which == "binned" else 0
-        resolution = Resolution("bins", mantissa_bits=int(bits) or 5)
+        resolution = Resolution("bins", mantissa_bits=int(bits) or DEFAULT_MANTISSA_BITS)
     kwargs: dict[str, Any] = {}
     if c.ovo_class_limit:
         kwargs["ovo_class_limit"] = int(c.ovo_class_limit)

@@ -45,6 +45,7 @@ from ..store import (
 )
 from . import convert, tensor_rules
 from .errors import status_for
+from .server_info import server_info
 from .status_details import field_error, status_metadata
 
 __all__ = ["EvalstreamServicer", "ServiceLimits", "SERVICE_NAME", "method_handlers", "TENANT"]
@@ -104,6 +105,9 @@ class ServiceLimits:
     max_curve_points: int = 10000
     min_watch_interval: float = 0.1
     max_clock_skew: float = 300.0  # seconds a batch's event_time may lie ahead of the server
+    default_watch_interval: float = 5.0  # WatchReport's interval when the request has none
+    default_curve_points: int = 200  # points per curve when the request says 0
+    default_page_size: int = 100  # ListStreams' page when the request says 0
 
 
 class EvalstreamServicer:
@@ -165,7 +169,7 @@ class EvalstreamServicer:
 
     @_query
     def ListStreams(self, req: pb.ListStreamsRequest, ctx) -> pb.ListStreamsResponse:
-        size = req.page_size or 100
+        size = req.page_size or self.limits.default_page_size
         names = [n for n in self._names(TENANT.get()) if n > req.page_token]
         page = names[:size]
         out = pb.ListStreamsResponse()
@@ -404,7 +408,7 @@ class EvalstreamServicer:
     # -- queries -------------------------------------------------------------------------------
     def _report_json(self, stream: str, window: str, curves: bool, max_points: int) -> str:
         key = self._record(stream).name
-        points = min(max_points or 200, self.limits.max_curve_points)
+        points = min(max_points or self.limits.default_curve_points, self.limits.max_curve_points)
         report = self.store.report(key, window or "cumulative", curves=curves, max_points=points)
         return json.dumps(report, allow_nan=False, separators=(",", ":"))
 
@@ -433,7 +437,9 @@ class EvalstreamServicer:
         target = req.class_name or (
             record.spec.classes[1] if record.spec.task == "binary" else "micro"
         )
-        points = min(req.max_points or 200, self.limits.max_curve_points)
+        points = min(
+            req.max_points or self.limits.default_curve_points, self.limits.max_curve_points
+        )
         d = self.store.curve(
             record.name, window, "roc" if kind == curve_pb2.CURVE_KIND_ROC else "pr", target, points
         )
@@ -444,6 +450,11 @@ class EvalstreamServicer:
             curve=convert.curve_message(d, kind, target),
         )
 
+    async def GetServerInfo(
+        self, req: pb.GetServerInfoRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.GetServerInfoResponse:
+        return server_info(self.limits)
+
     async def WatchReport(
         self, req: pb.WatchReportRequest, ctx
     ) -> AsyncIterator[pb.WatchReportResponse]:
@@ -452,7 +463,11 @@ class EvalstreamServicer:
             req.interval.seconds + req.interval.nanos / 1e9 if req.HasField("interval") else 0.0
         )
         # zero means the server default; shorter intervals are raised to the minimum
-        interval = 5.0 if interval <= 0 else max(interval, self.limits.min_watch_interval)
+        interval = (
+            self.limits.default_watch_interval
+            if interval <= 0
+            else max(interval, self.limits.min_watch_interval)
+        )
         await self.store.run(self._record, req.stream)
         while True:
             await self.store.settle_async()
@@ -537,6 +552,7 @@ _METHODS: dict[str, tuple[str, type[Message]]] = {
     "GetReport": ("unary_unary", pb.GetReportRequest),
     "GetCurve": ("unary_unary", pb.GetCurveRequest),
     "WatchReport": ("unary_stream", pb.WatchReportRequest),
+    "GetServerInfo": ("unary_unary", pb.GetServerInfoRequest),
 }
 
 
