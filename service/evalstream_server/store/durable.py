@@ -43,7 +43,11 @@ from ..engine import (
 )
 from ..engine.stream import StreamEngine
 from .base import BatchOutcome, Record, StoreUnavailableError, StreamRecord, stream_key
+from .checksums import COLUMNS
+from .integrity import DB_NAME, DataDirError, check_data_dir, committed_count, has_checksums
+from .ledger import Ledger
 from .memory import OUTCOME_MEMORY, MemoryStore
+from .migrations import add_checksums
 from .sqlite_writer import Writer
 
 __all__ = ["DurableStore", "StoreUnavailableError"]
@@ -52,22 +56,23 @@ log = logging.getLogger("evalstream.store")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS streams (
     name TEXT PRIMARY KEY, spec TEXT NOT NULL, create_time REAL NOT NULL,
-    tenant TEXT NOT NULL DEFAULT '');
+    tenant TEXT NOT NULL DEFAULT '', crc INTEGER);
 CREATE TABLE IF NOT EXISTS producers (
     stream TEXT NOT NULL, producer TEXT NOT NULL, last_seq INTEGER NOT NULL,
-    seen REAL NOT NULL DEFAULT 0, PRIMARY KEY (stream, producer));
+    seen REAL NOT NULL DEFAULT 0, crc INTEGER, PRIMARY KEY (stream, producer));
 CREATE TABLE IF NOT EXISTS outcomes (
     stream TEXT NOT NULL, producer TEXT NOT NULL, seq INTEGER NOT NULL, outcome TEXT NOT NULL,
-    PRIMARY KEY (stream, producer, seq));
+    crc INTEGER, PRIMARY KEY (stream, producer, seq));
 CREATE TABLE IF NOT EXISTS batches (
     id INTEGER PRIMARY KEY AUTOINCREMENT, stream TEXT NOT NULL, ts REAL, now REAL NOT NULL,
     n INTEGER NOT NULL, labels BLOB NOT NULL, scores BLOB NOT NULL, weights BLOB,
-    kind INTEGER NOT NULL DEFAULT 0, ids TEXT);
+    kind INTEGER NOT NULL DEFAULT 0, ids TEXT, crc INTEGER);
 CREATE INDEX IF NOT EXISTS batches_by_stream ON batches (stream, id);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
 CREATE TABLE IF NOT EXISTS snapshots (
     stream TEXT PRIMARY KEY, batch_id INTEGER NOT NULL, engine BLOB NOT NULL,
-    update_time REAL, time REAL NOT NULL);
+    update_time REAL, time REAL NOT NULL, crc INTEGER);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
+INSERT OR IGNORE INTO meta VALUES ('commits', 0);
 """
 
 
@@ -91,8 +96,11 @@ class DurableStore(MemoryStore):
         synchronous: str = "FULL",
     ) -> None:
         super().__init__(max_streams=max_streams, clock=clock)
-        self.path = Path(data_dir) / "evalstream.db"
+        self.path = Path(data_dir) / DB_NAME
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        findings = check_data_dir(self.path.parent)  # read-only: before anything is written
+        if findings:
+            raise DataDirError(self.path.parent, findings)
         self.snapshot_every = snapshot_every
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         # 64 KiB pages: a batch's scores are one ~160 KiB blob; with the default 4 KiB pages its
@@ -102,10 +110,14 @@ class DurableStore(MemoryStore):
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.executescript(_SCHEMA)
         self._migrate()
+        self._ledger = Ledger(self.path.parent)
+        commits = committed_count(self._db)
+        if self._ledger.read() is None:  # a new data dir, or one written before the ledger
+            self._ledger.reset(commits, time.time())
         started = time.perf_counter()
         replayed = self._load(self._db)
         self.recovery_seconds = time.perf_counter() - started
-        self._writer = Writer(self._db)
+        self._writer = Writer(self._db, self._ledger, commits)
         self._writer.start()
         self._queued = 0  # statements queued, in the writer's numbering (``Writer.seen``)
         self._settled = 0  # statements queued before the last roll-back (dropped or committed)
@@ -148,20 +160,29 @@ class DurableStore(MemoryStore):
                     )
             self._db.execute("COMMIT")
             log.info("stream keys migrated to tenant/name", extra={"streams": len(old)})
+        if not has_checksums(self._db):
+            rows = add_checksums(self._db)
+            log.info("checksums added to the rows of an older data dir", extra={"rows": rows})
 
     @property
     def broken(self) -> BaseException | None:
         return self._writer.broken
 
     # -- transactions --------------------------------------------------------------------------
-    def _exec(self, sql: str, params: tuple = ()) -> None:
-        """Queue a statement for the writer thread (it runs in the open transaction)."""
+    def _put(self, table: str, values: tuple) -> None:
+        """Queue the row ``values`` (``checksums.COLUMNS[table]``) of ``table``, with its
+        checksum (computed by the writer thread, off the event loop)."""
+        self._exec(_PUT[table], values, checksum=table)
+
+    def _exec(self, sql: str, params: tuple = (), checksum: str | None = None) -> None:
+        """Queue a statement for the writer thread (it runs in the open transaction); with
+        ``checksum``, the CRC-32 of the row of that table is appended to ``params``."""
         if self._writer.broken is not None:
             raise StoreUnavailableError(
                 f"store unavailable after a failed commit: {self._writer.broken}"
             )
         self._queued += 1
-        self._writer.put(("sql", sql, params))
+        self._writer.put(("sql", sql, params, checksum))
 
     def flush(self) -> None:
         """Commit everything queued so far and wait for it (one fsync with FULL durability)."""
@@ -278,8 +299,8 @@ class DurableStore(MemoryStore):
 
     # -- hooks ---------------------------------------------------------------------------------
     def _on_create(self, record: StreamRecord) -> None:
-        self._exec(
-            "INSERT INTO streams VALUES (?, ?, ?, ?)",
+        self._put(
+            "streams",
             (record.name, json.dumps(record.spec.to_dict()), record.create_time, record.tenant),
         )
         self.flush()
@@ -320,23 +341,16 @@ class DurableStore(MemoryStore):
             kind, ids, labels, scores, weights = _encode_record(batch)
             bid = self._next_batch_id
             self._next_batch_id += 1
-            self._exec(
-                "INSERT INTO batches (id, stream, ts, now, n, labels, scores, weights, kind, ids) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            self._put(
+                "batches",
                 (bid, record.name, timestamp, now, batch.n, labels, scores, weights, kind, ids),
             )
             self._last_batch_id[record.name] = bid
             self._since_snapshot[record.name] = self._since_snapshot.get(record.name, 0) + 1
         if sequence:
-            self._exec(
-                "INSERT INTO producers (stream, producer, last_seq, seen) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (stream, producer) "
-                "DO UPDATE SET last_seq = excluded.last_seq, seen = excluded.seen",
-                (record.name, producer_id, sequence, now),
-            )
-            self._exec(
-                "INSERT OR REPLACE INTO outcomes VALUES (?, ?, ?, ?)",
-                (record.name, producer_id, sequence, json.dumps(outcome.__dict__)),
+            self._put("producers", (record.name, producer_id, sequence, now))
+            self._put(
+                "outcomes", (record.name, producer_id, sequence, json.dumps(outcome.__dict__))
             )
         if self._since_snapshot.get(record.name, 0) >= self.snapshot_every:
             self._snapshot(record)
@@ -346,8 +360,8 @@ class DurableStore(MemoryStore):
         """Queue the engine and the deletion of the log rows it covers: one transaction (the
         rows it covers were queued before it, so they commit with it or earlier)."""
         upto = self._last_batch_id.get(record.name, 0)
-        self._exec(
-            "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?)",
+        self._put(
+            "snapshots",
             (record.name, upto, engine_to_bytes(record.engine), record.update_time, self.clock()),
         )
         self._exec("DELETE FROM batches WHERE stream = ? AND id <= ?", (record.name, upto))
@@ -435,11 +449,13 @@ class DurableStore(MemoryStore):
                     log.exception("final snapshot failed; the log still holds every batch")
             self._writer.stop(commit=False)
             self._db.close()
+            self._ledger.close()
 
     def _simulate_crash(self) -> None:
         """Tests: lose everything not yet committed, as ``kill -9`` would."""
         self._writer.stop(commit=False)
         self._db.close()
+        self._ledger.close()
 
     @property
     def size_bytes(self) -> int:
@@ -447,6 +463,11 @@ class DurableStore(MemoryStore):
 
 
 _LABELLED, _PREDICTIONS, _LABELS = 0, 1, 2  # batches.kind
+_PUT = {  # the statement that stores a row of each checksummed table (the crc last)
+    table: f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}, crc) "  # noqa: S608
+    f"VALUES ({', '.join('?' * (len(columns) + 1))})"
+    for table, columns in COLUMNS.items()
+}
 _MIN_BACKOFF, _MAX_BACKOFF = 0.5, 30.0  # seconds between write probes after a failed commit
 
 

@@ -8,6 +8,10 @@ A failed statement or commit (a full disk, an I/O error) rolls the transaction b
 the writer: statements queued after it are dropped (their changes were never committed) and
 commits fail at once, until the store has reloaded its memory from the database and calls
 ``resume``. ``failures`` counts the breaks, so the store can tell that its memory is ahead of disk.
+
+Every commit also stores its number (``meta.commits``) and, once SQLite has committed it, writes
+it to the commit ledger before the waiters are answered, so every acknowledged commit is in the
+ledger (``ledger.py``).
 """
 
 from __future__ import annotations
@@ -16,9 +20,13 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
+
+from .checksums import row_crc
+from .ledger import Ledger
 
 __all__ = ["Writer"]
 
@@ -28,9 +36,11 @@ log = logging.getLogger("evalstream.store")
 class Writer(threading.Thread):
     """Owns the SQLite connection after recovery (every use of it goes through this thread)."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, ledger: Ledger, commits: int) -> None:
         super().__init__(name="evalstream-sqlite-writer", daemon=True)
         self.db = db
+        self.ledger = ledger
+        self.commits = commits  # the number of the last commit (``meta.commits``)
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.broken: BaseException | None = None
         self.failures = 0  # transactions lost to a failed statement or commit, ever
@@ -111,8 +121,13 @@ class Writer(threading.Thread):
                         carried = nxt  # a stop, call or resume: handle after this commit
                         break
                 if self._in_tx:
+                    self.db.execute(
+                        "UPDATE meta SET value = ? WHERE key = 'commits'", (self.commits + 1,)
+                    )
                     self.db.execute("COMMIT")
                     self._in_tx = False
+                    self.commits += 1
+                    self._record(self.commits)
                 self.committed = self.seen
                 self._tx_bytes = 0
                 for fut in waiting:
@@ -128,8 +143,19 @@ class Writer(threading.Thread):
         if not self._in_tx:
             self.db.execute("BEGIN IMMEDIATE")
             self._in_tx = True
-        self._tx_bytes += sum(len(p) for p in op[2] if isinstance(p, bytes | memoryview))
-        self.db.execute(op[1], op[2])
+        params = op[2]
+        if op[3] is not None:  # a row of a checksummed table: its CRC-32 goes last
+            params = (*params, row_crc(op[3], params))
+        self._tx_bytes += sum(
+            memoryview(p).nbytes for p in params if isinstance(p, bytes | memoryview)
+        )
+        self.db.execute(op[1], params)
+
+    def _record(self, commit: int) -> None:
+        try:
+            self.ledger.write(commit, time.time())
+        except OSError:  # the commit is durable; the ledger lags, which start-up accepts
+            log.exception("commit ledger not written", extra={"commit": commit})
 
     def _fail(self, exc: sqlite3.Error) -> None:
         if self.db.in_transaction:  # SQLite may or may not have rolled back already
