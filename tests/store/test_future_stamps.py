@@ -106,3 +106,34 @@ def test_without_a_skew_bound_a_window_still_keeps_at_most_one_span_ahead(tmp_pa
     assert again.state("victim", "cumulative").n_samples == 6 + 30 * 500
     _assert_same(again.state("victim", "cumulative"), store.get("victim").engine.cumulative)
     again.close()
+
+
+def test_a_snapshot_holds_each_bucket_as_its_entries_not_its_dense_state():
+    """Busy windows of a wide stream: every bucket was written dense (the state's full size),
+    so a few windows at K = 32 passed SQLite's one-gigabyte blob limit. Now a bucket costs what
+    it holds, and the engine reads back the same windows."""
+    from evalstream_server.engine import StreamEngine, StreamSpec
+    from evalstream_server.engine.stream import engine_from_bytes, engine_to_bytes
+
+    spec = StreamSpec(
+        task="multiclass",
+        classes=[f"c{i}" for i in range(16)],
+        windows=("5m", "1h", "1d"),
+        resolution="bins:3",
+        name="wide",
+    )
+    clock = [1_000_000.0]
+    engine = StreamEngine(spec, clock=lambda: clock[0])
+    rng = np.random.default_rng(2)
+    # a batch every 2 hours, then every 5 minutes, then every 25 s: each window's buckets busy
+    for step, count in ((7200.0, 11), (300.0, 11), (25.0, 12)):
+        for _ in range(count):
+            clock[0] += step
+            engine.update(rng.integers(0, 16, 50), rng.dirichlet(np.ones(16), 50))
+    buckets = sum(len(r.buckets()) for r in engine.windows.values())
+    dense = State(spec, wide=True).nbytes  # the float64 state, as the cumulative one is written
+    blob = engine_to_bytes(engine)
+    assert buckets >= 30 and len(blob) < 2 * dense  # dense buckets: 30 times the state more
+    again = engine_from_bytes(blob, clock=lambda: clock[0])
+    for window in ("cumulative", "5m", "1h", "1d"):
+        _assert_same(again.state(window), engine.state(window))

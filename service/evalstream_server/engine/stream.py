@@ -309,7 +309,8 @@ class StreamEngine:
 
 
 _ENGINE_MAGIC = b"EVENGINE"
-_ENGINE_VERSION = 2  # 2 added the pending predictions (version 1 still loads)
+# 2 added the pending predictions, 3 wrote buckets as their entries (1 and 2 still load)
+_ENGINE_VERSION = 3
 
 
 def _pack(parts: list[bytes]) -> bytes:
@@ -338,6 +339,7 @@ def engine_to_bytes(engine: StreamEngine) -> bytes:
     """Serialise the cumulative state, every window bucket and the counters (versioned)."""
     import json
 
+    from .bucket_bytes import bucket_to_bytes
     from .state import SparseCounts
 
     header: dict[str, Any] = {
@@ -351,9 +353,8 @@ def engine_to_bytes(engine: StreamEngine) -> bytes:
         entries = []
         for bid, bucket in sorted(ring.buckets().items()):
             sparse = bucket if isinstance(bucket, SparseCounts) else bucket.to_sparse()
-            state = State.from_sparse(engine.spec, sparse)
             entries.append([bid, len(parts), bid == ring.open_bucket])
-            parts.append(state.to_bytes())
+            parts.append(bucket_to_bytes(sparse))  # its entries: a dense bucket costs the state
         header["windows"][name] = entries
     header["pending"] = len(parts)
     parts.append(engine.pending.to_bytes())
@@ -365,13 +366,15 @@ def engine_from_bytes(data: bytes, clock: Callable[[], float] = time.time) -> St
     """Inverse of ``engine_to_bytes``."""
     import json
 
+    from .bucket_bytes import bucket_from_bytes
+
     if data[:8] != _ENGINE_MAGIC:
         raise InvalidInputError("engine", "bytes written by engine_to_bytes", "another format")
     head, *parts = _unpack(data[8:])
     header = json.loads(head)
-    if header.get("version") not in (1, _ENGINE_VERSION):
+    if header.get("version") not in (1, 2, _ENGINE_VERSION):
         raise InvalidInputError(
-            "engine", f"version 1 or {_ENGINE_VERSION}", f"version {header.get('version')}"
+            "engine", f"version 1 to {_ENGINE_VERSION}", f"version {header.get('version')}"
         )
     cumulative = State.from_bytes(parts[0])
     engine = StreamEngine(cumulative.spec, clock=clock)
@@ -383,7 +386,7 @@ def engine_from_bytes(data: bytes, clock: Callable[[], float] = time.time) -> St
         if ring is None:
             raise InvalidInputError("engine", f"windows {list(engine.windows)}", repr(name))
         for bid, index, is_open in entries:
-            state = State.from_bytes(parts[index])
+            state = bucket_from_bytes(engine.spec, parts[index])
             ring.restore_bucket(int(bid), state, bool(is_open))
     if "pending" in header:
         engine.pending.restore(parts[header["pending"]])
