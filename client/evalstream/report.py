@@ -406,7 +406,8 @@ class Report:
 
     def ci95(self, metric: str = "roc_auc", cls: str | None = None) -> tuple[float, float] | None:
         """The 95% interval of a per-class (or binary) value: DeLong for ROC AUC, Wilson for
-        precision and recall. None where the report has none."""
+        precision and recall; ``cls`` may also name an average (``"macro"``, ``"micro"``,
+        ``"weighted"``) that carries one. None where the report has none."""
         metric = _METRIC_ALIASES.get(metric, metric)
         group = self._d[metric]
         if cls is None:

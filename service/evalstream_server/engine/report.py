@@ -15,6 +15,7 @@ import numpy as np
 
 from . import confusion as cf
 from .errors import InvalidInputError
+from .intervals import average_auc_intervals, macro_prf_intervals, micro_prf_interval
 from .labelfree import label_free_section, labels_section, predicted_prevalence
 from .layout import BinLayout
 from .ranking import ap_stats, auc_stats, pr_points, roc_points, thin_indices
@@ -181,6 +182,11 @@ def _ranking_groups(
     ap["micro"] = _rank_leaf(
         micro_ap, 0, False, _undefined_reason(micro_ap["P"][0], micro_ap["N"][0])
     )
+    samples = view.per_sample() if intervals else None
+    if samples is not None:  # cross-class covariances need each sample's columns (intervals.py)
+        for avg, ci in average_auc_intervals(*samples).items():
+            if ci is not None and auc[avg]["value"] is not None:
+                auc[avg]["ci95"] = ci
     if spec.task == "multiclass":
         auc.update(_ovo(view, len(names), names, support))
     else:
@@ -223,12 +229,19 @@ def _prf_groups(
     averages_over: np.ndarray,
     intervals: bool = True,
     n_samples: int = 1,
+    cm: np.ndarray | None = None,
 ) -> dict[str, dict[str, Any]]:
     """precision / recall / f1 groups with per-class, macro, weighted and micro leaves.
 
     ``averages_over`` marks the classes sklearn's macro/weighted include (its ``labels``);
-    without samples (sklearn raises) the averages are null."""
+    without samples (sklearn raises) the averages are null. ``cm``, the (K, K) confusion matrix of
+    a multiclass or binary stream, gives the macro and micro averages a ``ci95``."""
     prf = cf.prf_from_counts(tp, fp, fn)
+    macro_ci: dict[str, list[float] | None] = {}
+    micro_ci = None
+    if intervals and cm is not None:
+        macro_ci = macro_prf_intervals(cm, n_samples, averages_over)
+        micro_ci = micro_prf_interval(cm, n_samples)
     support = tp + fn
     out: dict[str, dict[str, Any]] = {}
     for metric in ("precision", "recall", "f1"):
@@ -260,7 +273,9 @@ def _prf_groups(
         values = prf[metric][averages_over]
         group: dict[str, Any] = {"per_class": per_class}
         if values.size and n_samples > 0:
-            group["macro"] = _leaf(float(values.mean()), n_classes=int(values.size))
+            group["macro"] = _leaf(
+                float(values.mean()), n_classes=int(values.size), ci95=macro_ci.get(metric)
+            )
             sw = support[averages_over]
             group["weighted"] = _leaf(
                 float((values * sw).sum() / sw.sum()) if sw.sum() > 0 else 0.0,
@@ -285,7 +300,7 @@ def _prf_groups(
                 zero_division=True,
             )
         else:
-            group["micro"] = _leaf(float(micro[metric][0]))
+            group["micro"] = _leaf(float(micro[metric][0]), ci95=micro_ci)
         out[metric] = group
     return out
 
@@ -408,7 +423,7 @@ def build_report(
         cm = c["confusion"]
         support, predicted, tp, fp, fn, tn, present = _cells(cm, W, c["zero_weight_seen"])
         auc, ap = _ranking_groups(state, view, names, support, intervals)
-        report.update(_prf_groups(tp, fp, fn, names, present, intervals, state.n_samples))
+        report.update(_prf_groups(tp, fp, fn, names, present, intervals, state.n_samples, cm))
         report.update(_confusion_scalars(cm, W))
         # rank counts order tied scores as sklearn's top_k_accuracy_score (the higher class
         # index first), so "1" can differ from accuracy (argmax: the lower index) on ties
@@ -435,7 +450,7 @@ def build_report(
             cm = np.array([[tn_l[0], fp_l[0]], [fn_l[0], tp_l[0]]])
             support, predicted, tp, fp, fn, tn, present = _cells(cm, W, c["zero_weight_seen"])
             auc, ap = _ranking_groups(state, view, names, support, intervals)
-            groups = _prf_groups(tp, fp, fn, names, present, intervals, state.n_samples)
+            groups = _prf_groups(tp, fp, fn, names, present, intervals, state.n_samples, cm)
             pos = names[1]
             for metric, group in groups.items():
                 leaf = dict(group["per_class"][pos])

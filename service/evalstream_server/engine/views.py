@@ -46,6 +46,11 @@ class ScoreView:
     def has_ovo(self) -> bool:
         raise NotImplementedError
 
+    def per_sample(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """``(onehot, scores, weights)`` of every sample: (n, C) bool positives per column,
+        (n, C) float32 scores, (n,) weights; None when the state keeps counts only."""
+        return None
+
     def ovo_matrix(self, K: int) -> dict[str, np.ndarray]:
         """(K, K) arrays ``value``, ``lower``, ``upper`` of ``A(i|j)`` (NaN where undefined)."""
         pairs = [(i, j) for i in range(K) for j in range(K) if i != j]
@@ -125,6 +130,14 @@ class _ExactView(ScoreView):
     def has_ovo(self) -> bool:
         return self._multiclass
 
+    def per_sample(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        C = self._scores.shape[1]
+        if self._multiclass:
+            onehot = self._labels[:, None] == np.arange(C)[None, :]
+        else:
+            onehot = np.asarray(self._labels, dtype=bool)
+        return onehot, self._scores, self._weights
+
     def _positive(self, c: int) -> np.ndarray:
         return self._labels == c if self._multiclass else self._labels[:, c]
 
@@ -135,12 +148,9 @@ class _ExactView(ScoreView):
         ]
 
     def micro(self) -> Problem:
-        C = self._scores.shape[1]
-        if self._multiclass:
-            onehot = self._labels[:, None] == np.arange(C)[None, :]
-        else:
-            onehot = self._labels
-        return _exact_problem(self._scores.ravel(), onehot.ravel(), np.repeat(self._weights, C))
+        onehot, scores, weights = self.per_sample()
+        C = scores.shape[1]
+        return _exact_problem(scores.ravel(), onehot.ravel(), np.repeat(weights, C))
 
     def ovo(self, pairs: list[tuple[int, int]]) -> list[Problem]:
         out = []
