@@ -24,6 +24,7 @@ _sym_db = _symbol_database.Default()
 
 from evalstream.v1 import curve_pb2 as evalstream_dot_v1_dot_curve__pb2
 from evalstream.v1 import ingest_pb2 as evalstream_dot_v1_dot_ingest__pb2
+from evalstream.v1 import report_pb2 as evalstream_dot_v1_dot_report__pb2
 from evalstream.v1 import server_info_pb2 as evalstream_dot_v1_dot_server__info__pb2
 from evalstream.v1 import stream_pb2 as evalstream_dot_v1_dot_stream__pb2
 from evalstream.v1 import tensor_pb2 as evalstream_dot_v1_dot_tensor__pb2
@@ -31,7 +32,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&evalstream/v1/evalstream_service.proto\x12\revalstream.v1\x1a\x19\x65valstream/v1/curve.proto\x1a\x1a\x65valstream/v1/ingest.proto\x1a\x1f\x65valstream/v1/server_info.proto\x1a\x1a\x65valstream/v1/stream.proto\x1a\x1a\x65valstream/v1/tensor.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"B\n\x13\x43reateStreamRequest\x12+\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1b.evalstream.v1.StreamConfig\"A\n\x14\x43reateStreamResponse\x12)\n\x06stream\x18\x01 \x01(\x0b\x32\x19.evalstream.v1.StreamInfo\" \n\x10GetStreamRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\">\n\x11GetStreamResponse\x12)\n\x06stream\x18\x01 \x01(\x0b\x32\x19.evalstream.v1.StreamInfo\";\n\x12ListStreamsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\"Z\n\x13ListStreamsResponse\x12*\n\x07streams\x18\x01 \x03(\x0b\x32\x19.evalstream.v1.StreamInfo\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"#\n\x13\x44\x65leteStreamRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x16\n\x14\x44\x65leteStreamResponse\"<\n\x12ResetStreamRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10\x66orget_producers\x18\x02 \x01(\x08\"@\n\x13ResetStreamResponse\x12)\n\x06stream\x18\x01 \x01(\x0b\x32\x19.evalstream.v1.StreamInfo\"\xa8\x02\n\rIngestRequest\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x13\n\x0bproducer_id\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12%\n\x06scores\x18\x04 \x01(\x0b\x32\x15.evalstream.v1.Tensor\x12%\n\x06labels\x18\x05 \x01(\x0b\x32\x15.evalstream.v1.Tensor\x12,\n\rsample_weight\x18\x06 \x01(\x0b\x32\x15.evalstream.v1.Tensor\x12.\n\nevent_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03ids\x18\x08 \x03(\t\x12\'\n\x04kind\x18\t \x01(\x0e\x32\x19.evalstream.v1.RecordKind\"\xb2\x01\n\x15LogPredictionsRequest\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x13\n\x0bproducer_id\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12\x0b\n\x03ids\x18\x04 \x03(\t\x12%\n\x06scores\x18\x05 \x01(\x0b\x32\x15.evalstream.v1.Tensor\x12.\n\nevent_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"D\n\x16LogPredictionsResponse\x12*\n\x06result\x18\x01 \x01(\x0b\x32\x1a.evalstream.v1.BatchResult\"}\n\x10LogLabelsRequest\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x13\n\x0bproducer_id\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12\x0b\n\x03ids\x18\x04 \x03(\t\x12%\n\x06labels\x18\x05 \x01(\x0b\x32\x15.evalstream.v1.Tensor\"?\n\x11LogLabelsResponse\x12*\n\x06result\x18\x01 \x01(\x0b\x32\x1a.evalstream.v1.BatchResult\"\xc0\x01\n\x0eIngestResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.evalstream.v1.BatchResult\x12\x18\n\x10\x61\x63\x63\x65pted_batches\x18\x02 \x01(\x04\x12\x19\n\x11\x64uplicate_batches\x18\x03 \x01(\x04\x12\x18\n\x10rejected_batches\x18\x04 \x01(\x04\x12\x18\n\x10\x61\x63\x63\x65pted_samples\x18\x05 \x01(\x04\x12\x18\n\x10rejected_samples\x18\x06 \x01(\x04\"d\n\x10GetReportRequest\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x0e\n\x06window\x18\x02 \x01(\t\x12\x16\n\x0einclude_curves\x18\x03 \x01(\x08\x12\x18\n\x10max_curve_points\x18\x04 \x01(\r\"|\n\x11GetReportResponse\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x0e\n\x06window\x18\x02 \x01(\t\x12\x32\n\x0egenerated_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0breport_json\x18\x04 \x01(\t\"\x81\x01\n\x0fGetCurveRequest\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x0e\n\x06window\x18\x02 \x01(\t\x12&\n\x04kind\x18\x03 \x01(\x0e\x32\x18.evalstream.v1.CurveKind\x12\x12\n\nclass_name\x18\x04 \x01(\t\x12\x12\n\nmax_points\x18\x05 \x01(\r\"\x8b\x01\n\x10GetCurveResponse\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x0e\n\x06window\x18\x02 \x01(\t\x12\x32\n\x0egenerated_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x05\x63urve\x18\x04 \x01(\x0b\x32\x14.evalstream.v1.Curve\"\x93\x01\n\x12WatchReportRequest\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x0e\n\x06window\x18\x02 \x01(\t\x12+\n\x08interval\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x16\n\x0einclude_curves\x18\x04 \x01(\x08\x12\x18\n\x10max_curve_points\x18\x05 \x01(\r\"~\n\x13WatchReportResponse\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x0e\n\x06window\x18\x02 \x01(\t\x12\x32\n\x0egenerated_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0breport_json\x18\x04 \x01(\t\"\x16\n\x14GetServerInfoRequest\"\xbf\x01\n\x15GetServerInfoResponse\x12\x16\n\x0eserver_version\x18\x01 \x01(\t\x12\x16\n\x0ereport_version\x18\x02 \x01(\r\x12\x18\n\x10report_schema_id\x18\x03 \x01(\t\x12+\n\x06limits\x18\x04 \x01(\x0b\x32\x1b.evalstream.v1.ServerLimits\x12/\n\x08\x64\x65\x66\x61ults\x18\x05 \x01(\x0b\x32\x1d.evalstream.v1.ServerDefaults*x\n\nRecordKind\x12\x1b\n\x17RECORD_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14RECORD_KIND_LABELLED\x10\x01\x12\x1b\n\x17RECORD_KIND_PREDICTIONS\x10\x02\x12\x16\n\x12RECORD_KIND_LABELS\x10\x03\x32\x8c\x08\n\x11\x45valstreamService\x12W\n\x0c\x43reateStream\x12\".evalstream.v1.CreateStreamRequest\x1a#.evalstream.v1.CreateStreamResponse\x12N\n\tGetStream\x12\x1f.evalstream.v1.GetStreamRequest\x1a .evalstream.v1.GetStreamResponse\x12T\n\x0bListStreams\x12!.evalstream.v1.ListStreamsRequest\x1a\".evalstream.v1.ListStreamsResponse\x12W\n\x0c\x44\x65leteStream\x12\".evalstream.v1.DeleteStreamRequest\x1a#.evalstream.v1.DeleteStreamResponse\x12T\n\x0bResetStream\x12!.evalstream.v1.ResetStreamRequest\x1a\".evalstream.v1.ResetStreamResponse\x12I\n\x06Ingest\x12\x1c.evalstream.v1.IngestRequest\x1a\x1d.evalstream.v1.IngestResponse(\x01\x30\x01\x12]\n\x0eLogPredictions\x12$.evalstream.v1.LogPredictionsRequest\x1a%.evalstream.v1.LogPredictionsResponse\x12N\n\tLogLabels\x12\x1f.evalstream.v1.LogLabelsRequest\x1a .evalstream.v1.LogLabelsResponse\x12N\n\tGetReport\x12\x1f.evalstream.v1.GetReportRequest\x1a .evalstream.v1.GetReportResponse\x12K\n\x08GetCurve\x12\x1e.evalstream.v1.GetCurveRequest\x1a\x1f.evalstream.v1.GetCurveResponse\x12V\n\x0bWatchReport\x12!.evalstream.v1.WatchReportRequest\x1a\".evalstream.v1.WatchReportResponse0\x01\x12Z\n\rGetServerInfo\x12#.evalstream.v1.GetServerInfoRequest\x1a$.evalstream.v1.GetServerInfoResponseB\x95\x01\x42\x16\x45valstreamServiceProtoP\x01ZBgithub.com/evalstream/evalstream/gen/go/evalstream/v1;evalstreamv1\xa2\x02\x03\x45VX\xaa\x02\rEvalstream.V1\xca\x02\rEvalstream\\V1\xea\x02\x0e\x45valstream::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&evalstream/v1/evalstream_service.proto\x12\revalstream.v1\x1a\x19\x65valstream/v1/curve.proto\x1a\x1a\x65valstream/v1/ingest.proto\x1a\x1a\x65valstream/v1/report.proto\x1a\x1f\x65valstream/v1/server_info.proto\x1a\x1a\x65valstream/v1/stream.proto\x1a\x1a\x65valstream/v1/tensor.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"B\n\x13\x43reateStreamRequest\x12+\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1b.evalstream.v1.StreamConfig\"A\n\x14\x43reateStreamResponse\x12)\n\x06stream\x18\x01 \x01(\x0b\x32\x19.evalstream.v1.StreamInfo\" \n\x10GetStreamRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\">\n\x11GetStreamResponse\x12)\n\x06stream\x18\x01 \x01(\x0b\x32\x19.evalstream.v1.StreamInfo\";\n\x12ListStreamsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\"Z\n\x13ListStreamsResponse\x12*\n\x07streams\x18\x01 \x03(\x0b\x32\x19.evalstream.v1.StreamInfo\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"#\n\x13\x44\x65leteStreamRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x16\n\x14\x44\x65leteStreamResponse\"<\n\x12ResetStreamRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10\x66orget_producers\x18\x02 \x01(\x08\"@\n\x13ResetStreamResponse\x12)\n\x06stream\x18\x01 \x01(\x0b\x32\x19.evalstream.v1.StreamInfo\"\xa8\x02\n\rIngestRequest\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x13\n\x0bproducer_id\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12%\n\x06scores\x18\x04 \x01(\x0b\x32\x15.evalstream.v1.Tensor\x12%\n\x06labels\x18\x05 \x01(\x0b\x32\x15.evalstream.v1.Tensor\x12,\n\rsample_weight\x18\x06 \x01(\x0b\x32\x15.evalstream.v1.Tensor\x12.\n\nevent_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03ids\x18\x08 \x03(\t\x12\'\n\x04kind\x18\t \x01(\x0e\x32\x19.evalstream.v1.RecordKind\"\xb2\x01\n\x15LogPredictionsRequest\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x13\n\x0bproducer_id\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12\x0b\n\x03ids\x18\x04 \x03(\t\x12%\n\x06scores\x18\x05 \x01(\x0b\x32\x15.evalstream.v1.Tensor\x12.\n\nevent_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"D\n\x16LogPredictionsResponse\x12*\n\x06result\x18\x01 \x01(\x0b\x32\x1a.evalstream.v1.BatchResult\"}\n\x10LogLabelsRequest\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x13\n\x0bproducer_id\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12\x0b\n\x03ids\x18\x04 \x03(\t\x12%\n\x06labels\x18\x05 \x01(\x0b\x32\x15.evalstream.v1.Tensor\"?\n\x11LogLabelsResponse\x12*\n\x06result\x18\x01 \x01(\x0b\x32\x1a.evalstream.v1.BatchResult\"\xc0\x01\n\x0eIngestResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.evalstream.v1.BatchResult\x12\x18\n\x10\x61\x63\x63\x65pted_batches\x18\x02 \x01(\x04\x12\x19\n\x11\x64uplicate_batches\x18\x03 \x01(\x04\x12\x18\n\x10rejected_batches\x18\x04 \x01(\x04\x12\x18\n\x10\x61\x63\x63\x65pted_samples\x18\x05 \x01(\x04\x12\x18\n\x10rejected_samples\x18\x06 \x01(\x04\"d\n\x10GetReportRequest\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x0e\n\x06window\x18\x02 \x01(\t\x12\x16\n\x0einclude_curves\x18\x03 \x01(\x08\x12\x18\n\x10max_curve_points\x18\x04 \x01(\r\"\xad\x01\n\x11GetReportResponse\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x0e\n\x06window\x18\x02 \x01(\t\x12\x32\n\x0egenerated_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0breport_json\x18\x04 \x01(\t\x12/\n\x08headline\x18\x05 \x01(\x0b\x32\x1d.evalstream.v1.ReportHeadline\"\x81\x01\n\x0fGetCurveRequest\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x0e\n\x06window\x18\x02 \x01(\t\x12&\n\x04kind\x18\x03 \x01(\x0e\x32\x18.evalstream.v1.CurveKind\x12\x12\n\nclass_name\x18\x04 \x01(\t\x12\x12\n\nmax_points\x18\x05 \x01(\r\"\x8b\x01\n\x10GetCurveResponse\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x0e\n\x06window\x18\x02 \x01(\t\x12\x32\n\x0egenerated_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x05\x63urve\x18\x04 \x01(\x0b\x32\x14.evalstream.v1.Curve\"\x93\x01\n\x12WatchReportRequest\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x0e\n\x06window\x18\x02 \x01(\t\x12+\n\x08interval\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x16\n\x0einclude_curves\x18\x04 \x01(\x08\x12\x18\n\x10max_curve_points\x18\x05 \x01(\r\"\xaf\x01\n\x13WatchReportResponse\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x0e\n\x06window\x18\x02 \x01(\t\x12\x32\n\x0egenerated_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0breport_json\x18\x04 \x01(\t\x12/\n\x08headline\x18\x05 \x01(\x0b\x32\x1d.evalstream.v1.ReportHeadline\"\x16\n\x14GetServerInfoRequest\"\xbf\x01\n\x15GetServerInfoResponse\x12\x16\n\x0eserver_version\x18\x01 \x01(\t\x12\x16\n\x0ereport_version\x18\x02 \x01(\r\x12\x18\n\x10report_schema_id\x18\x03 \x01(\t\x12+\n\x06limits\x18\x04 \x01(\x0b\x32\x1b.evalstream.v1.ServerLimits\x12/\n\x08\x64\x65\x66\x61ults\x18\x05 \x01(\x0b\x32\x1d.evalstream.v1.ServerDefaults*x\n\nRecordKind\x12\x1b\n\x17RECORD_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14RECORD_KIND_LABELLED\x10\x01\x12\x1b\n\x17RECORD_KIND_PREDICTIONS\x10\x02\x12\x16\n\x12RECORD_KIND_LABELS\x10\x03\x32\x8c\x08\n\x11\x45valstreamService\x12W\n\x0c\x43reateStream\x12\".evalstream.v1.CreateStreamRequest\x1a#.evalstream.v1.CreateStreamResponse\x12N\n\tGetStream\x12\x1f.evalstream.v1.GetStreamRequest\x1a .evalstream.v1.GetStreamResponse\x12T\n\x0bListStreams\x12!.evalstream.v1.ListStreamsRequest\x1a\".evalstream.v1.ListStreamsResponse\x12W\n\x0c\x44\x65leteStream\x12\".evalstream.v1.DeleteStreamRequest\x1a#.evalstream.v1.DeleteStreamResponse\x12T\n\x0bResetStream\x12!.evalstream.v1.ResetStreamRequest\x1a\".evalstream.v1.ResetStreamResponse\x12I\n\x06Ingest\x12\x1c.evalstream.v1.IngestRequest\x1a\x1d.evalstream.v1.IngestResponse(\x01\x30\x01\x12]\n\x0eLogPredictions\x12$.evalstream.v1.LogPredictionsRequest\x1a%.evalstream.v1.LogPredictionsResponse\x12N\n\tLogLabels\x12\x1f.evalstream.v1.LogLabelsRequest\x1a .evalstream.v1.LogLabelsResponse\x12N\n\tGetReport\x12\x1f.evalstream.v1.GetReportRequest\x1a .evalstream.v1.GetReportResponse\x12K\n\x08GetCurve\x12\x1e.evalstream.v1.GetCurveRequest\x1a\x1f.evalstream.v1.GetCurveResponse\x12V\n\x0bWatchReport\x12!.evalstream.v1.WatchReportRequest\x1a\".evalstream.v1.WatchReportResponse0\x01\x12Z\n\rGetServerInfo\x12#.evalstream.v1.GetServerInfoRequest\x1a$.evalstream.v1.GetServerInfoResponseB\x95\x01\x42\x16\x45valstreamServiceProtoP\x01ZBgithub.com/evalstream/evalstream/gen/go/evalstream/v1;evalstreamv1\xa2\x02\x03\x45VX\xaa\x02\rEvalstream.V1\xca\x02\rEvalstream\\V1\xea\x02\x0e\x45valstream::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,56 +40,56 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'evalstream.v1.evalstream_se
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'B\026EvalstreamServiceProtoP\001ZBgithub.com/evalstream/evalstream/gen/go/evalstream/v1;evalstreamv1\242\002\003EVX\252\002\rEvalstream.V1\312\002\rEvalstream\\V1\352\002\016Evalstream::V1'
-  _globals['_RECORDKIND']._serialized_start=2776
-  _globals['_RECORDKIND']._serialized_end=2896
-  _globals['_CREATESTREAMREQUEST']._serialized_start=266
-  _globals['_CREATESTREAMREQUEST']._serialized_end=332
-  _globals['_CREATESTREAMRESPONSE']._serialized_start=334
-  _globals['_CREATESTREAMRESPONSE']._serialized_end=399
-  _globals['_GETSTREAMREQUEST']._serialized_start=401
-  _globals['_GETSTREAMREQUEST']._serialized_end=433
-  _globals['_GETSTREAMRESPONSE']._serialized_start=435
-  _globals['_GETSTREAMRESPONSE']._serialized_end=497
-  _globals['_LISTSTREAMSREQUEST']._serialized_start=499
-  _globals['_LISTSTREAMSREQUEST']._serialized_end=558
-  _globals['_LISTSTREAMSRESPONSE']._serialized_start=560
-  _globals['_LISTSTREAMSRESPONSE']._serialized_end=650
-  _globals['_DELETESTREAMREQUEST']._serialized_start=652
-  _globals['_DELETESTREAMREQUEST']._serialized_end=687
-  _globals['_DELETESTREAMRESPONSE']._serialized_start=689
-  _globals['_DELETESTREAMRESPONSE']._serialized_end=711
-  _globals['_RESETSTREAMREQUEST']._serialized_start=713
-  _globals['_RESETSTREAMREQUEST']._serialized_end=773
-  _globals['_RESETSTREAMRESPONSE']._serialized_start=775
-  _globals['_RESETSTREAMRESPONSE']._serialized_end=839
-  _globals['_INGESTREQUEST']._serialized_start=842
-  _globals['_INGESTREQUEST']._serialized_end=1138
-  _globals['_LOGPREDICTIONSREQUEST']._serialized_start=1141
-  _globals['_LOGPREDICTIONSREQUEST']._serialized_end=1319
-  _globals['_LOGPREDICTIONSRESPONSE']._serialized_start=1321
-  _globals['_LOGPREDICTIONSRESPONSE']._serialized_end=1389
-  _globals['_LOGLABELSREQUEST']._serialized_start=1391
-  _globals['_LOGLABELSREQUEST']._serialized_end=1516
-  _globals['_LOGLABELSRESPONSE']._serialized_start=1518
-  _globals['_LOGLABELSRESPONSE']._serialized_end=1581
-  _globals['_INGESTRESPONSE']._serialized_start=1584
-  _globals['_INGESTRESPONSE']._serialized_end=1776
-  _globals['_GETREPORTREQUEST']._serialized_start=1778
-  _globals['_GETREPORTREQUEST']._serialized_end=1878
-  _globals['_GETREPORTRESPONSE']._serialized_start=1880
-  _globals['_GETREPORTRESPONSE']._serialized_end=2004
-  _globals['_GETCURVEREQUEST']._serialized_start=2007
-  _globals['_GETCURVEREQUEST']._serialized_end=2136
-  _globals['_GETCURVERESPONSE']._serialized_start=2139
-  _globals['_GETCURVERESPONSE']._serialized_end=2278
-  _globals['_WATCHREPORTREQUEST']._serialized_start=2281
-  _globals['_WATCHREPORTREQUEST']._serialized_end=2428
-  _globals['_WATCHREPORTRESPONSE']._serialized_start=2430
-  _globals['_WATCHREPORTRESPONSE']._serialized_end=2556
-  _globals['_GETSERVERINFOREQUEST']._serialized_start=2558
-  _globals['_GETSERVERINFOREQUEST']._serialized_end=2580
-  _globals['_GETSERVERINFORESPONSE']._serialized_start=2583
-  _globals['_GETSERVERINFORESPONSE']._serialized_end=2774
-  _globals['_EVALSTREAMSERVICE']._serialized_start=2899
-  _globals['_EVALSTREAMSERVICE']._serialized_end=3935
+  _globals['_RECORDKIND']._serialized_start=2904
+  _globals['_RECORDKIND']._serialized_end=3024
+  _globals['_CREATESTREAMREQUEST']._serialized_start=294
+  _globals['_CREATESTREAMREQUEST']._serialized_end=360
+  _globals['_CREATESTREAMRESPONSE']._serialized_start=362
+  _globals['_CREATESTREAMRESPONSE']._serialized_end=427
+  _globals['_GETSTREAMREQUEST']._serialized_start=429
+  _globals['_GETSTREAMREQUEST']._serialized_end=461
+  _globals['_GETSTREAMRESPONSE']._serialized_start=463
+  _globals['_GETSTREAMRESPONSE']._serialized_end=525
+  _globals['_LISTSTREAMSREQUEST']._serialized_start=527
+  _globals['_LISTSTREAMSREQUEST']._serialized_end=586
+  _globals['_LISTSTREAMSRESPONSE']._serialized_start=588
+  _globals['_LISTSTREAMSRESPONSE']._serialized_end=678
+  _globals['_DELETESTREAMREQUEST']._serialized_start=680
+  _globals['_DELETESTREAMREQUEST']._serialized_end=715
+  _globals['_DELETESTREAMRESPONSE']._serialized_start=717
+  _globals['_DELETESTREAMRESPONSE']._serialized_end=739
+  _globals['_RESETSTREAMREQUEST']._serialized_start=741
+  _globals['_RESETSTREAMREQUEST']._serialized_end=801
+  _globals['_RESETSTREAMRESPONSE']._serialized_start=803
+  _globals['_RESETSTREAMRESPONSE']._serialized_end=867
+  _globals['_INGESTREQUEST']._serialized_start=870
+  _globals['_INGESTREQUEST']._serialized_end=1166
+  _globals['_LOGPREDICTIONSREQUEST']._serialized_start=1169
+  _globals['_LOGPREDICTIONSREQUEST']._serialized_end=1347
+  _globals['_LOGPREDICTIONSRESPONSE']._serialized_start=1349
+  _globals['_LOGPREDICTIONSRESPONSE']._serialized_end=1417
+  _globals['_LOGLABELSREQUEST']._serialized_start=1419
+  _globals['_LOGLABELSREQUEST']._serialized_end=1544
+  _globals['_LOGLABELSRESPONSE']._serialized_start=1546
+  _globals['_LOGLABELSRESPONSE']._serialized_end=1609
+  _globals['_INGESTRESPONSE']._serialized_start=1612
+  _globals['_INGESTRESPONSE']._serialized_end=1804
+  _globals['_GETREPORTREQUEST']._serialized_start=1806
+  _globals['_GETREPORTREQUEST']._serialized_end=1906
+  _globals['_GETREPORTRESPONSE']._serialized_start=1909
+  _globals['_GETREPORTRESPONSE']._serialized_end=2082
+  _globals['_GETCURVEREQUEST']._serialized_start=2085
+  _globals['_GETCURVEREQUEST']._serialized_end=2214
+  _globals['_GETCURVERESPONSE']._serialized_start=2217
+  _globals['_GETCURVERESPONSE']._serialized_end=2356
+  _globals['_WATCHREPORTREQUEST']._serialized_start=2359
+  _globals['_WATCHREPORTREQUEST']._serialized_end=2506
+  _globals['_WATCHREPORTRESPONSE']._serialized_start=2509
+  _globals['_WATCHREPORTRESPONSE']._serialized_end=2684
+  _globals['_GETSERVERINFOREQUEST']._serialized_start=2686
+  _globals['_GETSERVERINFOREQUEST']._serialized_end=2708
+  _globals['_GETSERVERINFORESPONSE']._serialized_start=2711
+  _globals['_GETSERVERINFORESPONSE']._serialized_end=2902
+  _globals['_EVALSTREAMSERVICE']._serialized_start=3027
+  _globals['_EVALSTREAMSERVICE']._serialized_end=4063
 # @@protoc_insertion_point(module_scope)

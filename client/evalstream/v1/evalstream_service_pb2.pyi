@@ -2,6 +2,7 @@ import datetime
 
 from evalstream.v1 import curve_pb2 as _curve_pb2
 from evalstream.v1 import ingest_pb2 as _ingest_pb2
+from evalstream.v1 import report_pb2 as _report_pb2
 from evalstream.v1 import server_info_pb2 as _server_info_pb2
 from evalstream.v1 import stream_pb2 as _stream_pb2
 from evalstream.v1 import tensor_pb2 as _tensor_pb2
@@ -184,16 +185,18 @@ class GetReportRequest(_message.Message):
     def __init__(self, stream: _Optional[str] = ..., window: _Optional[str] = ..., include_curves: _Optional[bool] = ..., max_curve_points: _Optional[int] = ...) -> None: ...
 
 class GetReportResponse(_message.Message):
-    __slots__ = ("stream", "window", "generated_time", "report_json")
+    __slots__ = ("stream", "window", "generated_time", "report_json", "headline")
     STREAM_FIELD_NUMBER: _ClassVar[int]
     WINDOW_FIELD_NUMBER: _ClassVar[int]
     GENERATED_TIME_FIELD_NUMBER: _ClassVar[int]
     REPORT_JSON_FIELD_NUMBER: _ClassVar[int]
+    HEADLINE_FIELD_NUMBER: _ClassVar[int]
     stream: str
     window: str
     generated_time: _timestamp_pb2.Timestamp
     report_json: str
-    def __init__(self, stream: _Optional[str] = ..., window: _Optional[str] = ..., generated_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., report_json: _Optional[str] = ...) -> None: ...
+    headline: _report_pb2.ReportHeadline
+    def __init__(self, stream: _Optional[str] = ..., window: _Optional[str] = ..., generated_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., report_json: _Optional[str] = ..., headline: _Optional[_Union[_report_pb2.ReportHeadline, _Mapping]] = ...) -> None: ...
 
 class GetCurveRequest(_message.Message):
     __slots__ = ("stream", "window", "kind", "class_name", "max_points")
@@ -236,16 +239,18 @@ class WatchReportRequest(_message.Message):
     def __init__(self, stream: _Optional[str] = ..., window: _Optional[str] = ..., interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., include_curves: _Optional[bool] = ..., max_curve_points: _Optional[int] = ...) -> None: ...
 
 class WatchReportResponse(_message.Message):
-    __slots__ = ("stream", "window", "generated_time", "report_json")
+    __slots__ = ("stream", "window", "generated_time", "report_json", "headline")
     STREAM_FIELD_NUMBER: _ClassVar[int]
     WINDOW_FIELD_NUMBER: _ClassVar[int]
     GENERATED_TIME_FIELD_NUMBER: _ClassVar[int]
     REPORT_JSON_FIELD_NUMBER: _ClassVar[int]
+    HEADLINE_FIELD_NUMBER: _ClassVar[int]
     stream: str
     window: str
     generated_time: _timestamp_pb2.Timestamp
     report_json: str
-    def __init__(self, stream: _Optional[str] = ..., window: _Optional[str] = ..., generated_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., report_json: _Optional[str] = ...) -> None: ...
+    headline: _report_pb2.ReportHeadline
+    def __init__(self, stream: _Optional[str] = ..., window: _Optional[str] = ..., generated_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., report_json: _Optional[str] = ..., headline: _Optional[_Union[_report_pb2.ReportHeadline, _Mapping]] = ...) -> None: ...
 
 class GetServerInfoRequest(_message.Message):
     __slots__ = ()

@@ -20,6 +20,7 @@ import grpc
 from evalstream.v1 import (
     curve_pb2,
     ingest_pb2,
+    report_pb2,
 )
 from evalstream.v1 import (
     evalstream_service_pb2 as pb,
@@ -45,6 +46,7 @@ from ..store import (
 )
 from . import convert, tensor_rules
 from .errors import status_for
+from .headline import headline
 from .server_info import server_info
 from .status_details import field_error, status_metadata
 
@@ -406,22 +408,26 @@ class EvalstreamServicer:
         return pb.LogLabelsResponse(result=await self._unary_batch(req, _Kind.LABELS, ("labels",)))
 
     # -- queries -------------------------------------------------------------------------------
-    def _report_json(self, stream: str, window: str, curves: bool, max_points: int) -> str:
+    def _report_json(
+        self, stream: str, window: str, curves: bool, max_points: int
+    ) -> tuple[str, report_pb2.ReportHeadline]:
+        """The canonical report as JSON text, and its headline figures typed."""
         key = self._record(stream).name
         points = min(max_points or self.limits.default_curve_points, self.limits.max_curve_points)
         report = self.store.report(key, window or "cumulative", curves=curves, max_points=points)
-        return json.dumps(report, allow_nan=False, separators=(",", ":"))
+        return json.dumps(report, allow_nan=False, separators=(",", ":")), headline(report)
 
     async def GetReport(self, req: pb.GetReportRequest, ctx) -> pb.GetReportResponse:
         window = req.window or "cumulative"
         await self.store.settle_async()  # queries show committed data only
-        text = await self.store.run(
+        text, typed = await self.store.run(
             self._report_json, req.stream, window, req.include_curves, req.max_curve_points
         )
         return pb.GetReportResponse(
             stream=req.stream,
             window=window,
             report_json=text,
+            headline=typed,
             generated_time=convert.timestamp(time.time()),
         )
 
@@ -471,13 +477,14 @@ class EvalstreamServicer:
         await self.store.run(self._record, req.stream)
         while True:
             await self.store.settle_async()
-            text = await self.store.run(
+            text, typed = await self.store.run(
                 self._report_json, req.stream, window, req.include_curves, req.max_curve_points
             )
             yield pb.WatchReportResponse(
                 stream=req.stream,
                 window=window,
                 report_json=text,
+                headline=typed,
                 generated_time=convert.timestamp(time.time()),
             )
             await asyncio.sleep(interval)
