@@ -148,8 +148,10 @@ def worst_case_memory(spec: StreamSpec, max_skew: float | None = None) -> Memory
     cumulative = 8 * small + cells * max(8, 2 + CARRY_ENTRY_BYTES)
     # a closed bucket: per cell a column (uint16) and a value (at most 8 bytes); per row its id
     # and run length in each of two groups (cells holding 1, the others); the small fields as an
-    # index (at most int32) and a value, with the fields' bounds
-    closed = 10 * cells + 16 * rows + 12 * small + 8 * (len(shapes) - len(hist) + 1)
+    # index (uint16 while the small fields span at most 2**16 cells, else int32) and a value,
+    # with the fields' bounds
+    small_index = 2 if small <= 2**16 else 4
+    closed = 10 * cells + 16 * rows + (small_index + 8) * small + 8 * (len(shapes) - len(hist) + 1)
     # the open bucket: dense small fields, compacted entries (int32 index, value up to 8 bytes),
     # and staged deltas (int64 index and float64 weight a cell) until they pass the threshold
     staged = 16 * max(COMPACT_AFTER, cells) if cells else 0

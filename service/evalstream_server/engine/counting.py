@@ -23,11 +23,13 @@ from .spec import StreamSpec
 __all__ = [
     "ADDED_FIELDS",
     "CONFIDENCE_BINS",
+    "MAX_FIELDS",
     "DELAY_EDGES",
     "LOG_EPS",
     "SCATTER_FIELDS",
     "Delta",
     "Scatter",
+    "ScatterMax",
     "compute_delta",
     "confidence_of",
     "delay_delta",
@@ -35,6 +37,8 @@ __all__ = [
     "numpy_delta",
     "prediction_delta",
     "zero_weight_delta",
+    "range_delta",
+    "single_valued",
 ]
 
 # Probabilities are float32: clip like sklearn's log_loss does for float32 input.
@@ -50,9 +54,18 @@ DELAY_EDGES = (
     0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 28800, 43200, 86400,
     172800, 345600, 604800, 1209600, 2592000,
 )  # fmt: skip
-# Fields added by the label-free figures (format 1 states load with them at zero).
+# Fields added after format 1 (older states load with them at zero; ``score_range`` is then
+# filled as "mixed" wherever the histogram has counts, see ``State.from_bytes``).
 ADDED_FIELDS = ("pred_n", "pred_class", "pred_prob", "pred_conf", "pred_conf_sum", "pred_low",
-                "delay", "delay_sum", "zero_weight_seen")  # fmt: skip
+                "delay", "delay_sum", "zero_weight_seen",
+                "score_range")  # fmt: skip
+# Fields that merge by elementwise maximum instead of addition (empty cells are 0 either way).
+MAX_FIELDS = ("score_range",)
+# score_range[0, b] = max(bits + 1), score_range[1, b] = max(_RANGE_TOP - bits) over the float32
+# scores of bin b (any column): the largest and the smallest score as integers exact in float64.
+# A bin holds a single value (a tie group in sklearn's sense) when the two meet.
+_RANGE_TOP = float(2**31)
+RANGE_MIXED = _RANGE_TOP  # both entries at this value: a bin known to hold several values
 
 
 class Scatter:
@@ -95,8 +108,52 @@ class Scatter:
         return out
 
 
+class ScatterMax:
+    """A delta of a maximum-merged field: ``target.flat[index] = max(target.flat[index], values)``
+    (``np.maximum.at``: about 2 ns a cell, 0.1 ms for a 4096 x 10 batch)."""
+
+    __slots__ = ("index", "values")
+
+    def __init__(self, index: np.ndarray, values: np.ndarray) -> None:
+        self.index = index
+        self.values = values
+
+    def add_to(self, target: np.ndarray) -> None:
+        flat = target.view()
+        flat.shape = (-1,)  # raises instead of silently updating a copy (non-contiguous)
+        np.maximum.at(flat, self.index, self.values)
+
+    def cells(self) -> tuple[np.ndarray, np.ndarray]:
+        """The delta as sorted distinct flat cells and their maxima."""
+        cells, inverse = np.unique(self.index, return_inverse=True)
+        top = np.zeros(cells.size)
+        np.maximum.at(top, inverse, self.values)
+        return cells, top
+
+    def dense(self, shape: tuple[int, ...]) -> np.ndarray:
+        out = np.zeros(shape)
+        self.add_to(out)
+        return out
+
+
 # A batch's counts by field: dense arrays, and Scatter deltas for the score histograms.
-Delta = dict[str, np.ndarray | Scatter]
+Delta = dict[str, np.ndarray | Scatter | ScatterMax]
+
+
+def range_delta(scores: np.ndarray, cells: np.ndarray, n_bins: int) -> ScatterMax:
+    """The ``score_range`` delta of float32 ``scores`` whose histogram cells (any layout whose
+    flat index modulo ``n_bins`` is the bin, one per score in row-major order) are ``cells``."""
+    bits = np.ascontiguousarray(scores, dtype=np.float32).view(np.int32).reshape(-1)
+    bins = np.asarray(cells).reshape(-1) % np.int32(n_bins)
+    index = np.concatenate([bins, bins + np.int32(n_bins)])
+    values = np.concatenate([bits + 1.0, _RANGE_TOP - bits])
+    return ScatterMax(index, values)
+
+
+def single_valued(score_range: np.ndarray) -> np.ndarray:
+    """Bins known to hold one score value (a (2, B) ``score_range``; False where empty)."""
+    high, low = score_range[0], score_range[1]
+    return np.asarray((high > 0) & (low > 0) & (high + low == _RANGE_TOP + 1.0), dtype=bool)
 
 
 def field_shapes(spec: StreamSpec) -> dict[str, tuple[int, ...]]:
@@ -149,6 +206,10 @@ def field_shapes(spec: StreamSpec) -> dict[str, tuple[int, ...]]:
         # macro averages include every class present in the labels or predictions, whatever
         # their weights; the weighted confusion matrix cannot tell those classes apart.
         shapes["zero_weight_seen"] = (2, spec.n_classes)
+    if binned:
+        # largest and smallest score per bin over every column (MAX_FIELDS): 2 B cells, about
+        # 76 KB at the default 4772 bins, whatever the number of classes
+        shapes["score_range"] = (2, B)
     return shapes
 
 
@@ -168,6 +229,11 @@ def compute_delta(spec: StreamSpec, batch: Batch, predictions: bool = True) -> D
         out = _fast_multiclass_delta(spec, batch)
     else:
         out = _fast_labelwise_delta(spec, batch)
+    if spec.resolution.kind == "bins":
+        hist = out["hist"] if "hist" in out else out["all"]
+        assert isinstance(hist, Scatter)
+        B = BinLayout(spec.resolution.mantissa_bits).n_bins
+        out["score_range"] = range_delta(batch.scores, hist.index, B)
     if predictions:
         out.update(prediction_delta(spec, batch.scores, batch.weights, labelled=out))
     if spec.task != "multilabel" and batch.weights is not None:

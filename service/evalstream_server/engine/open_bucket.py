@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .batch import Batch
-from .counting import SCATTER_FIELDS, Delta, Scatter, field_shapes
+from .counting import MAX_FIELDS, SCATTER_FIELDS, Delta, Scatter, ScatterMax, field_shapes
 from .packed import smallest_unsigned
 from .spec import StreamSpec
 from .state import Entries, ExactScores, SparseCounts, State
@@ -59,6 +59,9 @@ class OpenBucket:
         for name, idx, values in sparse.items():
             if name in out.shapes:
                 out.entries[name] = (idx.astype(np.int32), values)
+            elif name in MAX_FIELDS:
+                flat = out.small[name].ravel()
+                flat[idx] = np.maximum(flat[idx], values)
             else:
                 out.small[name].ravel()[idx] += values
         if out.exact is not None and sparse.exact is not None:
@@ -69,6 +72,9 @@ class OpenBucket:
         if self.exact is not None and batch is not None:
             self.exact.append(batch)
         for name, d in delta.items():
+            if isinstance(d, ScatterMax):  # the bins' score range: dense, merged by maximum
+                d.add_to(self.small[name])
+                continue
             if name not in self.shapes:
                 assert not isinstance(d, Scatter)
                 self.small[name] += d
@@ -117,7 +123,10 @@ class OpenBucket:
     def add_into(self, state: State) -> None:
         """Add this bucket's counts into ``state`` (float64 fields: a query's sum)."""
         for name, arr in self.small.items():
-            state.counts[name] += arr
+            if name in MAX_FIELDS:
+                np.maximum(state.counts[name], arr, out=state.counts[name])
+            else:
+                state.counts[name] += arr
         for name, (idx, values) in self.entries.items():
             state.counts[name].ravel()[idx] += values
         for name, staged in self.staged.items():

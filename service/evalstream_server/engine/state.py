@@ -21,7 +21,17 @@ import numpy as np
 
 from . import compact
 from .batch import Batch
-from .counting import ADDED_FIELDS, SCATTER_FIELDS, Delta, Scatter, compute_delta, field_shapes
+from .counting import (
+    ADDED_FIELDS,
+    MAX_FIELDS,
+    RANGE_MIXED,
+    SCATTER_FIELDS,
+    Delta,
+    Scatter,
+    ScatterMax,
+    compute_delta,
+    field_shapes,
+)
 from .errors import CapacityError, IncompatibleStateError, InvalidInputError
 from .packed import PackedCells, PackedFields
 from .spec import StreamSpec
@@ -161,8 +171,15 @@ class State:
             return compact.widen(arr, self.carry.get(name, {}))
         return arr
 
-    def _add_field(self, name: str, d: np.ndarray | Scatter) -> None:
+    def _add_field(self, name: str, d: np.ndarray | Scatter | ScatterMax) -> None:
         arr = self.counts[name]
+        if name in MAX_FIELDS:  # float64, merged by maximum
+            if isinstance(d, ScatterMax):
+                d.add_to(arr)
+            else:
+                np.maximum(arr, np.asarray(d), out=arr)
+            return
+        assert not isinstance(d, ScatterMax)
         if arr.dtype == np.uint16:
             if isinstance(d, Scatter) and d.weights is None:
                 compact.add_unit_cells(arr, self.carry.setdefault(name, {}), d.index)
@@ -178,8 +195,12 @@ class State:
             arr += d
 
     def _add_entries(self, name: str, idx: np.ndarray, values: np.ndarray) -> None:
-        """Add ``values`` at distinct flat cells ``idx``."""
+        """Add ``values`` at distinct flat cells ``idx`` (their maximum, for MAX_FIELDS)."""
         arr = self.counts[name]
+        if name in MAX_FIELDS:
+            flat = arr.ravel()
+            flat[idx] = np.maximum(flat[idx], values)
+            return
         if arr.dtype == np.uint16:
             if values.dtype.kind == "u" or compact.integral(values):
                 compact.add_counts(arr, self.carry.setdefault(name, {}), idx, values)
@@ -261,7 +282,9 @@ class State:
             self.check_capacity(other.exact.n)
             self.exact.extend(other.exact)
         for name, arr in other.counts.items():
-            if arr.dtype == np.uint16:
+            if name in MAX_FIELDS:
+                np.maximum(self.counts[name], arr, out=self.counts[name])
+            elif arr.dtype == np.uint16:
                 self._add_entries(name, *compact.nonzero_values(arr, other.carry.get(name, {})))
             elif self.is_compact(name) and compact.integral(arr):
                 self._add_field(name, arr)
@@ -400,6 +423,9 @@ class State:
                 state._add_field(name, values)  # integer counts load compact
             else:
                 state.counts[name] = values
+        if "score_range" in state.counts and "score_range" not in written:
+            # written before bins knew their score range: every occupied bin may be mixed
+            state.counts["score_range"][:, _occupied_bins(state)] = RANGE_MIXED
         if state.exact is not None:
             n = int((header.get("exact") or {}).get("n", 0))
             C = spec.n_columns
@@ -418,3 +444,10 @@ class State:
         if offset != len(view):
             raise InvalidInputError("state", f"{offset} bytes", f"{len(view)} bytes")
         return state
+
+
+def _occupied_bins(state: State) -> np.ndarray:
+    """Bins holding any sample in any column of a binned state (boolean, shape (B,))."""
+    c = state.counts
+    hist = c["hist"] if "hist" in c else c["all"]
+    return np.asarray(hist.reshape(-1, hist.shape[-1]).any(axis=0))

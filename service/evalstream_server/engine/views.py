@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .counting import single_valued
 from .layout import BinLayout
 from .ranking import auc_stats, pairwise_auc
 from .state import State
@@ -68,9 +69,12 @@ class ScoreView:
 class _BinnedView(ScoreView):
     def __init__(self, state: State) -> None:
         layout = BinLayout(state.spec.resolution.mantissa_bits)
-        self._atomic = layout.atomic
-        self._edges = layout.lower_edges
         c = state.counts
+        # A bin is a tie group when only one float32 value can land in it (the layout) or when
+        # every score counted in it has been one value (its score range): sklearn steps such a
+        # bin as one threshold, and so do the ranking formulas.
+        self._atomic = layout.atomic | single_valued(c["score_range"])
+        self._edges = layout.lower_edges
         hist = c.get("hist")
         self._hist: np.ndarray | None
         # Bins empty in every column change no metric: drop them once, up front (most of the

@@ -15,7 +15,7 @@ from typing import Any
 from .base import BatchOutcome
 from .memory import OUTCOME_MEMORY
 from .redis_scripts import Keys
-from .sparse_log import Part, encode_chunk, reduce_parts
+from .sparse_log import MaxCells, Part, encode_chunk, reduce_parts
 
 __all__ = [
     "Entry",
@@ -59,6 +59,7 @@ class Commit:
     uid: str
     entries: list[Entry]
     size: int  # cells of the stream's flat layout
+    max_cells: MaxCells = None  # its cells that merge by maximum
     number: int = 0  # this replica's commit number, set when first sent (idempotence)
     payload: bytes = b""
     targets: list[_Target] = field(default_factory=list)
@@ -82,7 +83,7 @@ class Commit:
             group = tuple(members)
             if group not in placed:
                 parts = [p for i in group for p in self.entries[i].parts]
-                idx, values = reduce_parts(parts, self.size)
+                idx, values = reduce_parts(parts, self.size, self.max_cells)
                 chunk = encode_chunk(idx, values)
                 self.cells += int(idx.size)
                 placed[group] = (offset, len(chunk))

@@ -28,6 +28,7 @@ import redis
 from .base import StoreUnavailableError
 from .redis_buffer import Commit, Entry
 from .redis_cluster import send_one_by_one
+from .sparse_log import MaxCells
 
 if TYPE_CHECKING:
     from .redis_store import RedisStore
@@ -55,12 +56,15 @@ class CommitBuffer:
         self.store = store
         self.chain: dict[tuple[str, str], int] = {}
         self.pending_bytes = 0
-        self._open: dict[tuple[str, str], tuple[int, list[Entry]]] = {}  # (stream, uid)
+        # (stream, uid) -> (cells, max-merged cells, entries)
+        self._open: dict[tuple[str, str], tuple[int, MaxCells, list[Entry]]] = {}
         self._queue: list[Commit] = []  # sealed, sent at least once or about to be
         self._numbers = iter(range(1, 2**62))
 
-    def add(self, stream: str, uid: str, cells: int, entry: Entry) -> None:
-        self._open.setdefault((stream, uid), (cells, []))[1].append(entry)
+    def add(
+        self, stream: str, uid: str, cells: int, entry: Entry, max_cells: MaxCells = None
+    ) -> None:
+        self._open.setdefault((stream, uid), (cells, max_cells, []))[2].append(entry)
         self.pending_bytes += entry.nbytes
         if entry.seq:
             self.chain[(stream, entry.producer)] = entry.seq
@@ -70,7 +74,7 @@ class CommitBuffer:
         for commit in self._queue:
             if commit.stream == stream:
                 yield from commit.entries
-        for (name, _uid), (_cells, entries) in self._open.items():
+        for (name, _uid), (_cells, _max, entries) in self._open.items():
             if name == stream:
                 yield from entries
 
@@ -83,8 +87,8 @@ class CommitBuffer:
         return bool(self._open or self._queue)
 
     def flush(self) -> None:
-        for (stream, uid), (cells, entries) in self._open.items():
-            self._queue.append(Commit(stream, uid, entries, cells))
+        for (stream, uid), (cells, max_cells, entries) in self._open.items():
+            self._queue.append(Commit(stream, uid, entries, cells, max_cells))
         self._open = {}
         for _ in range(_MAX_ROUNDS):
             if not self._queue:
@@ -118,7 +122,8 @@ class CommitBuffer:
             elif len(commit.entries) > 1:
                 self.store.stats["conflicts"] += 1
                 queue += [
-                    Commit(commit.stream, commit.uid, [e], commit.size) for e in commit.entries
+                    Commit(commit.stream, commit.uid, [e], commit.size, commit.max_cells)
+                    for e in commit.entries
                 ]
             else:
                 producer, last, seq = _text(res[1]), int(res[2]), int(res[3])

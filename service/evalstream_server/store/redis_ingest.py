@@ -124,7 +124,7 @@ class IngestMixin:
                     f"the local buffer holds {self._buffer.pending_bytes} bytes not yet in Redis "
                     f"(limit {self.max_pending_bytes}); retry once Redis answers"
                 )
-            self._buffer.add(name, cached.uid, cached.layout.size, entry)
+            self._buffer.add(name, cached.uid, cached.layout.size, entry, cached.layout.max_cells)
             outcome = entry.outcome
             if sequence:
                 outcome = replace(outcome, expected_sequence=sequence + 1)

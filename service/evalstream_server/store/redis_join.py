@@ -275,7 +275,9 @@ class JoinMixin:
         offset = 0
         for key, expireat, delta in targets:
             if id(delta) not in placed:  # keys fed the same delta share one chunk
-                idx, values = reduce_parts(cached.layout.parts(delta), cached.layout.size)
+                idx, values = reduce_parts(
+                    cached.layout.parts(delta), cached.layout.size, cached.layout.max_cells
+                )
                 chunk = encode_chunk(idx, values)
                 placed[id(delta)] = (offset, len(chunk))
                 chunks.append(chunk)

@@ -16,7 +16,7 @@ from .redis_export import ExportShare
 from .redis_reads import Merged, MergedCache, SharedEngine
 from .redis_scripts import Keys
 from .redis_streams import CachedStream, text
-from .sparse_log import decode_log
+from .sparse_log import add_dense, decode_log
 
 __all__ = ["QueryMixin"]
 
@@ -92,8 +92,8 @@ class QueryMixin:
         for key, data in zip(logs, res[4:], strict=True):
             if not data:
                 continue
-            dense, listed = decode_log(data, size)
-            total += dense
+            dense, listed = decode_log(data, size, cached.layout.max_cells)
+            add_dense(total, dense, cached.layout.max_cells)
             if len(data) > self.compact_bytes and listed > 2 * np.count_nonzero(dense):
                 self._due[key] = name
         state = cached.layout.state(total)

@@ -241,7 +241,7 @@ class RedisStore(StreamsMixin, IngestMixin, JoinMixin, QueryMixin, Store):
         epoch, data = self._call("compaction read", "read_log", [meta, key], [])
         if not data:
             return False
-        dense, _ = decode_log(data, layout.size)
+        dense, _ = decode_log(data, layout.size, layout.max_cells)
         nz = np.nonzero(dense != 0)[0]
         chunk = encode_chunk(nz, dense[nz])
         self._compacted[key] = len(chunk)

@@ -25,9 +25,17 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..engine import State, StreamSpec
-from ..engine.counting import Scatter, field_shapes
+from ..engine.counting import MAX_FIELDS, Scatter, ScatterMax, field_shapes
 
-__all__ = ["FlatLayout", "encode_chunk", "decode_log", "reduce_parts", "Part"]
+__all__ = [
+    "FlatLayout",
+    "MaxCells",
+    "add_dense",
+    "encode_chunk",
+    "decode_log",
+    "reduce_parts",
+    "Part",
+]
 
 _HEADER = struct.Struct("<BBHI")
 _MAGIC = 0xE5
@@ -35,6 +43,9 @@ _IDX_U16, _IDX_U32 = 1, 2
 _VAL_CODES = {1: np.dtype("<u1"), 2: np.dtype("<u2"), 3: np.dtype("<u4"), 4: np.dtype("<f8")}
 
 Part = tuple[np.ndarray, np.ndarray | None]  # flat indices, values (None: each index counts 1)
+# The flat cells [start, stop) that merge by maximum (the bins' score range), or None: summing
+# chunks of those cells would be wrong, so every reader and reducer takes them.
+MaxCells = tuple[int, int] | None
 
 
 class FlatLayout:
@@ -43,9 +54,12 @@ class FlatLayout:
     def __init__(self, spec: StreamSpec) -> None:
         self.spec = spec
         self.fields: list[tuple[str, int, tuple[int, ...]]] = []
+        self.max_cells: MaxCells = None
         offset = 0
         for name, shape in field_shapes(spec).items():
             self.fields.append((name, offset, shape))
+            if name in MAX_FIELDS:  # one such field (score_range), laid out last
+                self.max_cells = (offset, offset + int(np.prod(shape)))
             offset += int(np.prod(shape))
         self.size = offset
         if self.size >= 2**32:
@@ -58,7 +72,9 @@ class FlatLayout:
             d = delta.get(name)
             if d is None:  # a field this delta leaves unchanged (label delay of a labelled batch)
                 continue
-            if isinstance(d, Scatter):
+            if isinstance(d, ScatterMax):
+                out.append((np.asarray(d.index).reshape(-1).astype(np.int64) + offset, d.values))
+            elif isinstance(d, Scatter):
                 weights = d.weights
                 repeat = getattr(d, "repeat", 1)  # cells per sample sharing its weight
                 if weights is not None and repeat != 1:
@@ -80,8 +96,41 @@ class FlatLayout:
         return state
 
 
-def reduce_parts(parts: Sequence[Part], size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sum the parts into ascending unique indices and their non-zero totals.
+def _split_max(
+    idx: np.ndarray, values: np.ndarray | None, max_cells: MaxCells
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
+    """``(idx, values)`` of the summed cells, and the maximum-merged cells reduced to ascending
+    unique indices and their maxima."""
+    if max_cells is None:
+        return idx, values, np.zeros(0, np.int64), np.zeros(0)
+    start, stop = max_cells
+    is_max = (idx >= start) & (idx < stop)
+    if not is_max.any():
+        return idx, values, np.zeros(0, np.int64), np.zeros(0)
+    top = np.zeros(stop - start)
+    mv = np.ones(int(is_max.sum())) if values is None else values[is_max]
+    np.maximum.at(top, idx[is_max] - start, mv)
+    nz = np.nonzero(top)[0]
+    rest = ~is_max
+    return idx[rest], None if values is None else values[rest], nz + start, top[nz]
+
+
+def add_dense(total: np.ndarray, dense: np.ndarray, max_cells: MaxCells) -> None:
+    """Merge the dense vector ``dense`` into ``total`` in place (sum; maximum on ``max_cells``)."""
+    if max_cells is None:
+        total += dense
+        return
+    start, stop = max_cells
+    top = np.maximum(total[start:stop], dense[start:stop])
+    total += dense
+    total[start:stop] = top
+
+
+def reduce_parts(
+    parts: Sequence[Part], size: int, max_cells: MaxCells = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Merge the parts into ascending unique indices and their non-zero totals (the maximum on
+    ``max_cells``).
 
     Dense ``bincount`` when the vector is small next to the entries; a sort otherwise (a 32-class
     one-vs-one state has 4.9 M cells, a batch touches about 40 k of them).
@@ -95,6 +144,20 @@ def reduce_parts(parts: Sequence[Part], size: int) -> tuple[np.ndarray, np.ndarr
         weights = np.concatenate(
             [np.ones(p[0].size) if p[1] is None else np.asarray(p[1], np.float64) for p in parts]
         )
+    idx, weights, max_idx, max_values = _split_max(idx, weights, max_cells)
+    if max_idx.size:
+        sum_idx, sum_values = _reduce_sums(idx, weights, size)
+        all_idx = np.concatenate([sum_idx, max_idx])
+        order = np.argsort(all_idx, kind="stable")  # already ascending: the field is last
+        return all_idx[order], np.concatenate([sum_values, max_values])[order]
+    return _reduce_sums(idx, weights, size)
+
+
+def _reduce_sums(
+    idx: np.ndarray, weights: np.ndarray | None, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    if idx.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0)
     if size <= 16 * idx.size:
         counts = np.bincount(idx, weights=weights, minlength=size)
         nz = np.nonzero(counts != 0)[0]  # 6x faster than flatnonzero on integer counts
@@ -135,8 +198,9 @@ def _chunk(idx: np.ndarray, values: np.ndarray, whole: bool) -> bytes:
     return _HEADER.pack(_MAGIC, idx_code, val_code, idx.size) + idx_bytes + val_bytes
 
 
-def decode_log(data: bytes, size: int) -> tuple[np.ndarray, int]:
-    """The summed dense vector of a log, and the number of cells it lists (before summing).
+def decode_log(data: bytes, size: int, max_cells: MaxCells = None) -> tuple[np.ndarray, int]:
+    """The merged dense vector of a log (summed; the maximum on ``max_cells``), and the number of
+    cells it lists (before merging).
 
     Raises ``ValueError`` on bytes that are not a sequence of whole chunks."""
     view = memoryview(data)
@@ -166,4 +230,9 @@ def decode_log(data: bytes, size: int) -> tuple[np.ndarray, int]:
     idx = np.concatenate(idx_parts)
     if idx.size and int(idx.max()) >= size:
         raise ValueError(f"sparse log: cell {int(idx.max())} outside a state of {size} cells")
-    return np.bincount(idx, weights=np.concatenate(val_parts), minlength=size), int(idx.size)
+    values = np.concatenate(val_parts)
+    listed = int(idx.size)
+    idx, sums, max_idx, max_values = _split_max(idx, values, max_cells)
+    dense = np.bincount(idx, weights=sums, minlength=size)
+    dense[max_idx] = max_values
+    return dense, listed
