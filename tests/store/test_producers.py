@@ -103,3 +103,23 @@ def test_max_producers_over_grpc(tmp_path):
     assert results[2].error_code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
     assert results[3].error_code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
     assert "producer_id" in results[2].error_message and "producer_id" in results[3].error_message
+
+
+def test_a_forgotten_producer_goes_on_through_the_client():
+    """The Python client answers the gap of a forgotten producer by renumbering from 1: nothing
+    is lost or counted twice."""
+    import time
+
+    from evalstream import EvalClient
+
+    settings = Settings(grpc_port=0, metrics_port=-1, producer_retention=0.5)
+    with ServerThread(settings) as srv:
+        with EvalClient(srv.target, producer_id="a") as a, EvalClient(srv.target) as b:
+            a.create_stream("s", task="binary", classes=["n", "p"])
+            assert a.log("s", [0, 1, 1], [0.2, 0.9, 0.7]).accepted_samples == 3
+            time.sleep(0.6)
+            b.log("s", [0], [0.1])  # a new producer: a, silent past the retention, is forgotten
+            assert "a" not in srv.store.get("s").producers
+            result = a.log("s", [1, 0], [0.8, 0.3])  # sequence 2: a gap, renumbered to 1
+            assert result.accepted_samples == 2
+            assert a.get_stream("s").sample_count == 3 + 1 + 2
