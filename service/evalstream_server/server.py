@@ -23,6 +23,7 @@ from .exporters.http import start_metrics_server
 from .quotas import TenantQuotas
 from .ratelimit import RateLimiter
 from .reflection import enable_reflection
+from .rpc.parsing import ParsedRequests
 from .rpc.servicer import SERVICE_NAME, EvalstreamServicer, ServiceLimits, method_handlers
 from .settings import Settings
 from .store import MemoryStore, Store
@@ -103,7 +104,7 @@ async def start_server(settings: Settings, store: Store | None = None) -> Runnin
     ]
     # No gRPC-level limit on concurrent calls: it would count calls before they are
     # authenticated; ``Admission`` counts authenticated calls only.
-    server = grpc.aio.server(options=options)
+    server = grpc.aio.server(options=options, interceptors=[ParsedRequests()])
     limits = ServiceLimits(
         max_batch_rows=settings.max_batch_rows,
         max_message_bytes=settings.max_receive_bytes,

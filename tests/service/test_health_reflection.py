@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -38,3 +39,27 @@ def test_reflection_lists_and_describes_the_service(server):
     } <= names
     files = replies[1].file_descriptor_response.file_descriptor_proto
     assert files and any(b"EvalstreamService" in f for f in files)
+
+
+GARBAGE = b"\xff\xff\xff\xff\x0f"  # a field tag that no message can hold
+
+
+def test_health_and_reflection_answer_invalid_argument_to_garbage(server):
+    reflect = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+    with grpc.insecure_channel(server.target) as ch:
+        calls = {
+            "Check": lambda: ch.unary_unary("/grpc.health.v1.Health/Check")(GARBAGE, timeout=5),
+            "Watch": lambda: next(
+                ch.unary_stream("/grpc.health.v1.Health/Watch")(GARBAGE, timeout=5)
+            ),
+            "Reflection": lambda: next(ch.stream_stream(reflect)(iter([GARBAGE]), timeout=5)),
+        }
+        for name, call in calls.items():
+            with pytest.raises(grpc.RpcError) as info:
+                call()
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, name
+            assert info.value.details().startswith(
+                "request: expected a valid protobuf message, received bytes that do not parse"
+            ), name
+        stub = health_pb2_grpc.HealthStub(ch)  # and the servicers answer well-formed requests
+        assert stub.Check(health_pb2.HealthCheckRequest(), timeout=5).status == 1
