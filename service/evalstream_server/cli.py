@@ -640,6 +640,29 @@ def _triton_proxy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_data_dir_commands(sub: argparse._SubParsersAction) -> None:
+    for name, what in (
+        ("verify", "report what is intact in a durable data dir and what is not (exit 1: damaged)"),
+        ("repair", "keep what is intact in a damaged data dir, set the rest aside, say what"),
+    ):
+        p = sub.add_parser(name, help=what, description=what + "; run it with the server stopped")
+        p.add_argument("--data-dir", required=True, help="the directory given to serve --data-dir")
+
+
+@_command("verify")
+def _verify(args: argparse.Namespace) -> int:
+    from .data_dir_commands import verify
+
+    return verify(Path(args.data_dir))
+
+
+@_command("repair")
+def _repair(args: argparse.Namespace) -> int:
+    from .data_dir_commands import repair
+
+    return repair(Path(args.data_dir))
+
+
 _PARSER_BUILDERS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_evaluate,
     _add_serve,
@@ -647,6 +670,7 @@ _PARSER_BUILDERS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_demo,
     _add_triton_eval,
     _add_triton_proxy,
+    _add_data_dir_commands,
 ]
 
 
