@@ -51,11 +51,14 @@ class MemoryBudget:
     per_stream, per_server : int
     max_skew : float, optional
         The server's clock skew bound: future window buckets beyond it are never created.
+    per_tenant : int
+        The most the worst cases of one tenant's streams may take together.
     """
 
     per_stream: int = 0
     per_server: int = 0
     max_skew: float | None = None
+    per_tenant: int = 0
 
     def need(self, spec: StreamSpec) -> MemoryEstimate:
         return _worst_case(spec, self.max_skew)
@@ -64,9 +67,9 @@ class MemoryBudget:
         """The worst cases of streams already admitted, summed."""
         return sum(self.need(s).total for s in specs)
 
-    def check(self, spec: StreamSpec, in_use: int) -> int:
-        """The worst case of ``spec``, if it fits next to ``in_use`` bytes of admitted streams;
-        raises ``MemoryBudgetError`` otherwise."""
+    def check(self, spec: StreamSpec, in_use: int, tenant_in_use: int = 0) -> int:
+        """The worst case of ``spec``, if it fits next to ``in_use`` bytes of admitted streams
+        (``tenant_in_use`` of them its tenant's); raises ``MemoryBudgetError`` otherwise."""
         need = self.need(spec)
         total = need.total
         if self.per_stream and total > self.per_stream:
@@ -76,6 +79,16 @@ class MemoryBudget:
                 self.per_stream,
                 total,
                 f"{format_bytes(total)}: {need.describe()}",
+            )
+        if self.per_tenant and tenant_in_use + total > self.per_tenant:
+            room = max(self.per_tenant - tenant_in_use, 0)
+            raise MemoryBudgetError(
+                need.blamed_field(spec, room),
+                "for one tenant's streams (max_tenant_memory)",
+                self.per_tenant,
+                tenant_in_use + total,
+                f"{format_bytes(total)} next to {format_bytes(tenant_in_use)} of the tenant's "
+                f"({format_bytes(room)} left): {need.describe()}",
             )
         if self.per_server and in_use + total > self.per_server:
             room = max(self.per_server - in_use, 0)

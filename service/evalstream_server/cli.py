@@ -147,6 +147,13 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         "machine's or the cgroup's memory)",
     )
     p.add_argument(
+        "--max-tenant-memory",
+        type=int,
+        metavar="BYTES",
+        help="refuse a tenant's streams once their worst cases together would pass this "
+        "(default 0: no quota)",
+    )
+    p.add_argument(
         "--max-producers",
         type=int,
         help="producer ids a stream remembers for exactly-once (default 10000)",
@@ -223,6 +230,7 @@ def _serve(args: argparse.Namespace) -> int:
         "producer_retention",
         "max_stream_memory",
         "max_server_memory",
+        "max_tenant_memory",
     )
     settings = Settings.from_env(**{k: getattr(args, k) for k in keys})
     configure_logging(settings.log_level, settings.log_format)

@@ -123,6 +123,7 @@ async def start_server(settings: Settings, store: Store | None = None) -> Runnin
         per_stream=settings.max_stream_memory,
         per_server=settings.max_server_memory or machine_memory(),
         max_skew=settings.max_clock_skew,
+        per_tenant=settings.max_tenant_memory,
     )
     servicer = EvalstreamServicer(store, limits, limiter, quotas, budget)
     admission = Admission(settings.max_concurrent_rpcs, quotas)

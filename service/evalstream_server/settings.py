@@ -60,6 +60,7 @@ class Settings:
     max_producers: int = 10_000
     producer_retention: float = 7 * 86400.0
     max_server_memory: int = 0
+    max_tenant_memory: int = 0  # the same for one tenant's streams together (0: no quota)
     token_file: str = ""  # lines of tenant:token; EVALSTREAM_TOKENS adds more
     tls_cert: str = ""
     tls_key: str = ""

@@ -121,3 +121,37 @@ def test_the_check_changes_nothing_and_counts_the_skew_bound():
     # with no skew allowed a ring holds its span and one bucket ahead; without a bound, a span
     assert near.need(spec).buckets == 13 and far.need(spec).buckets == 24
     assert near.check(spec, 0) < far.check(spec, 0)
+
+
+def test_a_tenants_memory_quota_leaves_the_others_theirs(tmp_path):
+    spec = StreamSpec(task="binary", classes=("n", "p"), name="x")
+    one = worst_case_memory(spec, 300.0).total
+    tokens = tmp_path / "tokens"
+    tokens.write_text("team-a:team-a-token-0123456789\nteam-b:team-b-token-0123456789\n")
+    settings = Settings(
+        grpc_port=0, metrics_port=-1, token_file=str(tokens), max_tenant_memory=2 * one + one // 2
+    )
+    meta = {t: (("authorization", f"Bearer {t}-token-0123456789"),) for t in ("team-a", "team-b")}
+    with ServerThread(settings) as srv, grpc.insecure_channel(srv.target) as ch:
+        stub = rpc.EvalstreamServiceStub(ch)
+
+        def make(tenant: str, name: str) -> None:
+            cfg = stream_pb2.StreamConfig(
+                name=name,
+                task=stream_pb2.TASK_BINARY,
+                classes=["n", "p"],
+                score_kind=stream_pb2.SCORE_KIND_PROBABILITIES,
+            )
+            stub.CreateStream(pb.CreateStreamRequest(config=cfg), metadata=meta[tenant])
+
+        make("team-a", "s0")
+        make("team-a", "s1")
+        with pytest.raises(grpc.RpcError) as info:
+            make("team-a", "s2")
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        limit = format_bytes(2 * one + one // 2)
+        assert info.value.details().startswith(
+            f"max_pending: limit {limit} of worst-case memory for one tenant's streams"
+        )
+        for name in ("s0", "s1"):  # team-b's quota is its own
+            make("team-b", name)

@@ -11,6 +11,7 @@ import contextvars
 import functools
 import json
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -128,6 +129,7 @@ class EvalstreamServicer:
         self.rate_limiter = rate_limiter or RateLimiter()
         self.quotas = quotas or TenantQuotas()
         self.budget = budget or MemoryBudget()
+        self._admitting = threading.Lock()
 
     @staticmethod
     def _key(name: str) -> str:
@@ -150,17 +152,21 @@ class EvalstreamServicer:
         spec = convert.spec_from_config(req.config, self.limits.max_classes)
         tenant = TENANT.get()
         self.quotas.check_streams(tenant, self._owned(tenant))
-        self.budget.check(spec, self.budget.in_use(self._specs()))  # before anything is allocated
-        record = self.store.create(spec, tenant=tenant)
+        with self._admitting:  # check and create as one (Redis runs calls on threads)
+            specs = self._specs()
+            ours = [sp for t, sp in specs if t == tenant]
+            in_use = self.budget.in_use(sp for _, sp in specs)
+            self.budget.check(spec, in_use, self.budget.in_use(ours))  # before any allocation
+            record = self.store.create(spec, tenant=tenant)
         log.info("stream created", extra={"stream": spec.name, "task": spec.task})
         return pb.CreateStreamResponse(stream=convert.stream_info(record))
 
-    def _specs(self) -> list[StreamSpec]:
-        """The definitions of every stream of the server (all tenants)."""
+    def _specs(self) -> list[tuple[str, StreamSpec]]:
+        """The tenant and definition of every stream of the server."""
         specs = []
         for key in self.store.names():
             try:
-                specs.append(self.store.get(key).spec)
+                specs.append((split_key(key)[0], self.store.get(key).spec))
             except NotFoundError:  # deleted meanwhile
                 continue
         return specs
