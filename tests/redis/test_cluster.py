@@ -133,10 +133,10 @@ def test_create_list_delete_reset_compact_on_a_cluster(redis_cluster):
         with pytest.raises(NotFoundError):
             a.delete("gamma")
         assert a.names() == ["alpha", "beta"]
-        uid_before = a._cached("alpha").uid
+        uid_before = a.catalogue.cached("alpha").uid
         a.delete("alpha")
         a.create(specs["alpha"])
-        assert a._cached("alpha", fresh=True).uid != uid_before  # ids are never reused
+        assert a.catalogue.cached("alpha", fresh=True).uid != uid_before  # ids are never reused
         client = RedisCluster(host="127.0.0.1", port=redis_cluster.ports[0])
         try:
             assert not [k for k in client.keys("*{gamma}*") if not k.endswith(b":ids")]

@@ -105,7 +105,7 @@ def test_labels_on_other_replicas_equal_one_memory_store(redis_server, task):
         # the same batch through b and c: b reads, c joins the rows first, b's commit finds them
         # gone, reads again and counts its labels as duplicates
         batch = make_label_batch(spec, [label_ids[i] for i in parts[4]], label_y[parts[4]])
-        read = b._labels
+        read = b.join._labels
         raced = []
 
         def racing(cached, record, at):
@@ -114,7 +114,7 @@ def test_labels_on_other_replicas_equal_one_memory_store(redis_server, task):
                 raced.append(both.send(c, "L1", batch))
             return out
 
-        b._labels = racing
+        b.join._labels = racing
         second = both.send(b, "L0", batch)
         assert raced[0].join["matched"] > 0 and second.join["matched"] == 0
         assert second.join["duplicate"] >= raced[0].join["matched"]
@@ -160,7 +160,7 @@ def test_the_join_table_is_bounded_expires_and_goes_with_reset_and_delete(redis_
         try:
             late = make_label_batch(spec, ["k2", "nobody"], [1, 0])
             first = both.send(a, "F", late)
-            b._expected = lambda name, producer: 1  # its read came before a's commit
+            b.sequences.expected = lambda name, producer: 1  # its read came before a's commit
             again = b.ingest("s", "F", 1, late, None)
             assert (again.status, again.original_status, again.join) == (
                 "duplicate",

@@ -12,7 +12,7 @@ from evalstream_server.engine import CUMULATIVE, InvalidInputError, StreamSpec, 
 from evalstream_server.store import MemoryStore, NotFoundError
 from evalstream_server.store.redis_buffer import Commit
 from evalstream_server.store.redis_store import RedisStore
-from evalstream_server.store.sparse_log import add_dense, decode_log, encode_chunk, reduce_parts
+from evalstream_server.store.sparse_log import decode_log, encode_chunk, reduce_parts
 
 from .conftest import CLASSES, make_batches
 
@@ -159,13 +159,13 @@ def test_reset_forgetting_producers_while_batches_wait_drops_them(redis_server):
 def _count_calls(store: RedisStore, script: str) -> list[int]:
     """Count the runs of ``script`` by ``store`` (one element, updated in place)."""
     count = [0]
-    call = store._call
+    call = store.conn.call
 
     def counted(what, name, keys, args):
         count[0] += name == script
         return call(what, name, keys, args)
 
-    store._call = counted
+    store.conn.call = counted
     return count
 
 
@@ -241,8 +241,8 @@ def test_unsequenced_commit_sent_twice_counts_once(redis_server):
         a.create(spec)
         batch = make_batch(spec, *make_batches("binary", 1, 20, seed=2)[0])
         a.ingest("s", "", 0, batch, None)
-        buffer = a._buffer
-        with a._lock:  # what a flush does, with the reply of its first send lost
+        buffer = a.buffer
+        with a.lock:  # what a flush does, with the reply of its first send lost
             ((stream, uid), (cells, max_cells, entries)) = buffer._open.popitem()
             commit = Commit(stream, uid, entries, cells, max_cells)
             commit.build()
@@ -288,7 +288,7 @@ def test_compaction_keeps_appends_made_after_its_read(redis_server):
             a.flush()
         key = a.keys.of("s", "cum")
         seen = {}
-        call = a._call
+        call = a.conn.call
 
         def append_before_the_compact_script(what, name, keys, args):
             if name == "compact":  # RedisStore.compact has read the log: b appends meanwhile
@@ -298,16 +298,16 @@ def test_compaction_keeps_appends_made_after_its_read(redis_server):
                 seen.update(state=fresh_state(), length=r.strlen(key), call=(keys, args))
             return call(what, name, keys, args)
 
-        a._call = append_before_the_compact_script
+        a.conn.call = append_before_the_compact_script
         assert a.compact("s", key)
-        a._call = call
+        a.conn.call = call
         assert seen and r.strlen(key) < seen["length"]  # the log got shorter
         after = fresh_state()
         _assert_same(after, seen["state"], False)  # the same state before and after
         _assert_same(after, memory.state("s", CUMULATIVE), False)  # the appends are kept
         _assert_same(b.state("s", CUMULATIVE), after, False)
         assert a.stats["compactions"] == 1
-        assert a._call("compact", "compact", *seen["call"]) == 0  # stale epoch: refused
+        assert a.conn.call("compact", "compact", *seen["call"]) == 0  # stale epoch: refused
     finally:
         a.close()
         b.close()
@@ -334,30 +334,6 @@ def test_sparse_chunks_round_trip(seed):
     assert listed == 2 * got_idx.size
     with pytest.raises(ValueError, match="sparse log"):
         decode_log(log[:-1], size)
-
-
-def test_max_cells_merge_by_maximum_in_parts_logs_and_sums():
-    """The bins' score range merges by maximum: reducing parts, decoding a log and adding
-    decoded logs take the maximum there and the sum elsewhere."""
-    rng = np.random.default_rng(0)
-    size, max_cells = 1000, (900, 1000)
-    idx = rng.integers(0, size, 5000)
-    values = rng.integers(1, 2**31, 5000).astype(np.float64)
-    is_max = idx >= 900
-    want = np.bincount(idx[~is_max], weights=values[~is_max], minlength=size)
-    np.maximum.at(want, idx[is_max], values[is_max])
-    parts = [(idx[:2500], values[:2500]), (idx[2500:], values[2500:])]
-    got_idx, got_values = reduce_parts(parts, size, max_cells)
-    assert np.all(np.diff(got_idx) > 0)
-    dense, _ = decode_log(encode_chunk(got_idx, got_values), size, max_cells)
-    np.testing.assert_array_equal(dense, want)
-    logs = [encode_chunk(*reduce_parts([p], size, max_cells)) for p in parts]
-    dense, _ = decode_log(b"".join(logs), size, max_cells)
-    np.testing.assert_array_equal(dense, want)
-    total = np.zeros(size)
-    for log in logs:
-        add_dense(total, decode_log(log, size, max_cells)[0], max_cells)
-    np.testing.assert_array_equal(total, want)
 
 
 def test_a_stamp_beyond_one_window_span_is_refused_like_the_embedded_store(redis_server):

@@ -25,75 +25,73 @@ import json
 import uuid
 from typing import Any
 
+import redis
+
 from ..engine import StreamSpec
 from .base import AlreadyExistsError, LimitExceededError, NotFoundError, stream_key
+from .redis_connection import RedisConnection, text
 
 __all__ = ["create_in_cluster", "delete_in_cluster", "names_in_cluster", "send_one_by_one"]
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def create_in_cluster(store: Any, spec: StreamSpec, tenant: str) -> None:
-    k = store.keys
+def create_in_cluster(
+    conn: RedisConnection, spec: StreamSpec, tenant: str, max_streams: int, now: float
+) -> None:
+    k = conn.keys
     key = stream_key(tenant, spec.name)
     token = uuid.uuid4().hex
-    with store.redis_errors("create"):
-        store.client.sadd(k.streams, key)
-        count = int(store.client.scard(k.streams)) - 1  # the registry holds this name now
-    res = store._call(
+    with conn.errors("create"):
+        conn.client.sadd(k.streams, key)
+        count = int(conn.client.scard(k.streams)) - 1  # the registry holds this name now
+    res = conn.call(
         "create",
         "create_slot",
         [k.of(key, "meta"), k.ids_for(key)],
-        [key, json.dumps(spec.to_dict()), tenant, repr(store.clock()), store.max_streams]
-        + [token, max(0, count)],
+        [key, json.dumps(spec.to_dict()), tenant, repr(now), max_streams] + [token, max(0, count)],
     )
-    status = _text(res[0])
+    status = text(res[0])
     if status == "limit":
-        _forget_if_absent(store, key)
-        raise LimitExceededError("streams", store.max_streams, int(res[1]) + 1)
-    with store.redis_errors("create"):
-        store.client.sadd(k.streams, key)
-    if status == "exists" and _text(res[1]) != token:
+        _forget_if_absent(conn, key)
+        raise LimitExceededError("streams", max_streams, int(res[1]) + 1)
+    with conn.errors("create"):
+        conn.client.sadd(k.streams, key)
+    if status == "exists" and text(res[1]) != token:
         raise AlreadyExistsError(key)
 
 
-def delete_in_cluster(store: Any, name: str) -> None:
-    k = store.keys
+def delete_in_cluster(conn: RedisConnection, name: str) -> None:
+    k = conn.keys
     keys = [k.of(name, w) for w in ("meta", "prod", "out", "commits", "cum", "buckets")]
     keys += k.join(name)
-    deleted = store._call("delete", "delete_slot", keys, [])
-    _forget_if_absent(store, name)
+    deleted = conn.call("delete", "delete_slot", keys, [])
+    _forget_if_absent(conn, name)
     if not deleted:
         raise NotFoundError(name)
 
 
-def _forget_if_absent(store: Any, name: str) -> None:
+def _forget_if_absent(conn: RedisConnection, name: str) -> None:
     """``SREM`` the name, then put it back if the stream exists (a create raced with us)."""
-    k = store.keys
-    with store.redis_errors("delete"):
-        store.client.srem(k.streams, name)
-        if store.client.exists(k.of(name, "meta")):
-            store.client.sadd(k.streams, name)
+    k = conn.keys
+    with conn.errors("delete"):
+        conn.client.srem(k.streams, name)
+        if conn.client.exists(k.of(name, "meta")):
+            conn.client.sadd(k.streams, name)
 
 
-def names_in_cluster(store: Any) -> list[str]:
-    k = store.keys
-    with store.redis_errors("list streams"):
-        listed = sorted(_text(n) for n in store.client.smembers(k.streams))
-        return [n for n in listed if store.client.exists(k.of(n, "meta"))]
+def names_in_cluster(conn: RedisConnection) -> list[str]:
+    k = conn.keys
+    with conn.errors("list streams"):
+        listed = sorted(text(n) for n in conn.client.smembers(k.streams))
+        return [n for n in listed if conn.client.exists(k.of(n, "meta"))]
 
 
-def send_one_by_one(store: Any, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+def send_one_by_one(conn: RedisConnection, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
     """Commit scripts one at a time; a failure is returned in its place (as a pipeline's
     ``execute(raise_on_error=False)`` does), a connection failure is raised."""
-    import redis
-
     out: list[Any] = []
     for keys, args in calls:
         try:
-            out.append(store.scripts.call(store.client, "commit", keys, args))
+            out.append(conn.scripts.call(conn.client, "commit", keys, args))
         except (redis.ConnectionError, redis.TimeoutError):
             raise
         except redis.RedisError as exc:

@@ -20,18 +20,16 @@ the next flush; the flush raises ``StoreUnavailableError``, so no acknowledgemen
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import redis
 
 from .base import StoreUnavailableError
 from .redis_buffer import Commit, Entry
 from .redis_cluster import send_one_by_one
+from .redis_connection import RedisConnection, text
 from .sparse_log import MaxCells
-
-if TYPE_CHECKING:
-    from .redis_store import RedisStore
 
 __all__ = ["CommitBuffer"]
 
@@ -43,6 +41,18 @@ _MAX_ROUNDS = 8  # a conflict splits a commit once; more rounds would mean a bug
 class CommitBuffer:
     """Batches counted by one replica and not yet confirmed by Redis (guarded by the store lock).
 
+    Parameters
+    ----------
+    conn : RedisConnection
+    replica : str
+        This replica's id (commit numbers are per replica).
+    chunk_bytes : int
+        Commits larger than this are staged in chunks of this size first.
+    stats : dict
+        The store's counters (``commits``, ``conflicts``, ``skipped``, ``dropped``).
+    note_length : callable
+        ``note_length(stream, key, length)`` after each append (``Compactor.note_length``).
+
     Attributes
     ----------
     chain : dict
@@ -52,8 +62,19 @@ class CommitBuffer:
         Memory held by buffered batches.
     """
 
-    def __init__(self, store: RedisStore) -> None:
-        self.store = store
+    def __init__(
+        self,
+        conn: RedisConnection,
+        replica: str,
+        chunk_bytes: int,
+        stats: dict[str, int],
+        note_length: Callable[[str, str, int], None],
+    ) -> None:
+        self.conn = conn
+        self.replica = replica
+        self.chunk_bytes = max(1024, chunk_bytes)
+        self.stats = stats
+        self.note_length = note_length
         self.chain: dict[tuple[str, str], int] = {}
         self.pending_bytes = 0
         # (stream, uid) -> (cells, max-merged cells, entries)
@@ -77,6 +98,11 @@ class CommitBuffer:
         for (name, _uid), (_cells, _max, entries) in self._open.items():
             if name == stream:
                 yield from entries
+
+    def forget_producers(self, stream: str) -> None:
+        """A reset forgot the producers of ``stream``: this replica's chains of it go too."""
+        for key in [key for key in self.chain if key[0] == stream]:
+            del self.chain[key]
 
     def next_number(self) -> int:
         """A commit number of this replica (a join commit sent outside the buffer takes one)."""
@@ -114,21 +140,21 @@ class CommitBuffer:
                 queue.append(commit)
                 refused = res
                 continue
-            status = _text(res[0])
+            status = text(res[0])
             if status in ("ok", "done"):
                 self._confirmed(commit, [int(n) for n in res[1:]] if status == "ok" else [])
             elif status == "gone":
                 self._drop(commit, "the stream was deleted (or re-created) after it was counted")
             elif len(commit.entries) > 1:
-                self.store.stats["conflicts"] += 1
+                self.stats["conflicts"] += 1
                 queue += [
                     Commit(commit.stream, commit.uid, [e], commit.size, commit.max_cells)
                     for e in commit.entries
                 ]
             else:
-                producer, last, seq = _text(res[1]), int(res[2]), int(res[3])
+                producer, last, seq = text(res[1]), int(res[2]), int(res[3])
                 if last >= seq:  # another replica committed this very batch
-                    self.store.stats["skipped"] += 1
+                    self.stats["skipped"] += 1
                     self._drop(commit, "")
                 else:
                     self._drop(
@@ -136,43 +162,43 @@ class CommitBuffer:
                     )
         self._queue = queue
         if any(isinstance(r, redis.exceptions.NoScriptError) for r in results):
-            self.store.scripts.load(self.store.client)
+            self.conn.load_scripts()
         if refused is not None:
             log.error("redis refused a commit", exc_info=refused)
             raise StoreUnavailableError(f"redis refused a commit: {refused}")
 
     def _send(self, commits: list[Commit]) -> list[Any]:
         """One pipeline of commit scripts (large payloads staged in chunks first)."""
-        store = self.store
-        size = store.chunk_bytes
+        conn = self.conn
+        size = self.chunk_bytes
         staged = [c for c in commits if len(c.payload) > size]
-        with store.redis_errors("commit"):
+        with conn.errors("commit"):
             if staged:
-                pipe = store.client.pipeline(transaction=False)
+                pipe = conn.client.pipeline(transaction=False)
                 for c in staged:
-                    key = store.keys.stage(c.stream, store.replica, c.number)
+                    key = conn.keys.stage(c.stream, self.replica, c.number)
                     pipe.delete(key)
                     for start in range(0, len(c.payload), size):
                         pipe.append(key, c.payload[start : start + size])
                     pipe.expire(key, _STAGE_TTL)
                 pipe.execute()
-            calls = [c.script_call(store.keys, store.replica, c in staged) for c in commits]
-            if store.keys.cluster:
-                return send_one_by_one(store, calls)
-            pipe = store.client.pipeline(transaction=False)
+            calls = [c.script_call(conn.keys, self.replica, c in staged) for c in commits]
+            if conn.keys.cluster:
+                return send_one_by_one(conn, calls)
+            pipe = conn.client.pipeline(transaction=False)
             for keys, args in calls:
-                store.scripts.queue(pipe, "commit", keys, args)
+                conn.scripts.queue(pipe, "commit", keys, args)
             return list(pipe.execute(raise_on_error=False))
 
     def _confirmed(self, commit: Commit, lengths: list[int]) -> None:
-        self.store.stats["commits"] += 1
+        self.stats["commits"] += 1
         self._release(commit)
         for target, length in zip(commit.targets, lengths, strict=False):
-            self.store.note_log_length(commit.stream, target.key, length)
+            self.note_length(commit.stream, target.key, length)
 
     def _drop(self, commit: Commit, why: str) -> None:
         if why:
-            self.store.stats["dropped"] += len(commit.entries)
+            self.stats["dropped"] += len(commit.entries)
             log.warning(
                 "buffered batches not committed",
                 extra={"stream": commit.stream, "batches": len(commit.entries), "why": why},
@@ -185,7 +211,3 @@ class CommitBuffer:
             key = (commit.stream, e.producer)
             if e.seq and self.chain.get(key) == e.seq:
                 del self.chain[key]
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

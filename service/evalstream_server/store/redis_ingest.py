@@ -1,75 +1,69 @@
-"""Ingestion into the Redis store: producer sequences checked against Redis (authoritative) and
-this replica's buffered batches, batches turned into buffered commit entries, and the answers to
-duplicates and gaps. A mixin of ``RedisStore`` (``redis_store``); commits are ``redis_commits``."""
+"""Ingestion into the Redis store: a batch checked against its producer's sequence
+(``redis_sequences``), then counted into this replica's commit buffer (``redis_commits``), which a
+flush sends to Redis before the acknowledgement; predictions and labels go to the join table at
+once (``redis_join``)."""
 
 from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import replace
-
-import redis
 
 from ..engine import Batch, InvalidInputError, LabelBatch, PredictionBatch
 from ..engine.counting import compute_delta
-from .base import (
-    BatchOutcome,
-    NotFoundError,
-    Record,
-    StoreUnavailableError,
-    duplicate_outcome,
-    gap_outcome,
-    rejected_outcome,
-)
+from .base import BatchOutcome, Record, StoreUnavailableError, rejected_outcome
 from .producers import ProducerLimits
-from .redis_buffer import Entry, decode_outcome, outcome_field
+from .redis_buffer import Entry
+from .redis_catalogue import CachedStream, StreamCatalogue
 from .redis_commits import CommitBuffer
-from .redis_join import window_target
-from .redis_scripts import Keys
-from .redis_streams import CachedStream, text
+from .redis_connection import RedisConnection
+from .redis_join import JoinTable, window_target
+from .redis_sequences import Sequences
 
-__all__ = ["IngestMixin"]
+__all__ = ["Ingestion"]
 
 
-class IngestMixin:
-    """``expected_sequence`` and ``ingest`` (batches wait in the commit buffer until a flush)."""
+class Ingestion:
+    """``RedisStore.ingest``: sequence check, then the commit buffer or the join table.
 
-    client: redis.Redis
-    keys: Keys
-    max_pending_bytes: int
-    _lock: threading.RLock
-    _records: dict[str, CachedStream]
-    _buffer: CommitBuffer
-    producer_limits: ProducerLimits
+    Parameters
+    ----------
+    conn, catalogue, buffer, sequences, join
+        The store's parts.
+    lock : threading.RLock
+        The store lock: it guards the buffer, and makes a producer's check and count one step.
+    clock : callable
+    max_pending_bytes : int
+        Past this much buffered data (Redis unreachable), ingestion answers UNAVAILABLE.
 
-    def expected_sequence(self, name: str, producer_id: str) -> int:
-        with self._lock:
-            return self._expected(name, producer_id)
+    Attributes
+    ----------
+    producer_limits : ProducerLimits
+        Producer ids' length and how many a stream remembers (the server sets its own).
+    """
 
-    def _expected(self, name: str, producer: str) -> int:
-        """The sequence this replica expects from ``producer``: the one after its own buffered
-        batches, else Redis's."""
-        last = self._buffer.chain.get((name, producer))
-        if last is not None:
-            return last + 1
-        return self._read_producer(name, producer) + 1
-
-    def _read_producer(self, name: str, producer: str) -> int:
-        """The producer's last sequence in Redis; checks that the stream is the one cached."""
-        cached = self._cached(name)
-        k = self.keys
-        uid, last = self._call(
-            "sequence check", "producer", [k.of(name, "meta"), k.of(name, "prod")], [producer]
-        )
-        if uid is None:
-            self._records.pop(name, None)
-            raise NotFoundError(name)
-        if text(uid) != cached.uid:
-            self._records.pop(name, None)
-            raise StoreUnavailableError(
-                f"stream {name!r} was deleted and created again meanwhile; retry the batch"
-            )
-        return int(last or 0)
+    def __init__(
+        self,
+        conn: RedisConnection,
+        catalogue: StreamCatalogue,
+        buffer: CommitBuffer,
+        sequences: Sequences,
+        join: JoinTable,
+        lock: threading.RLock,
+        *,
+        clock: Callable[[], float],
+        max_pending_bytes: int,
+    ) -> None:
+        self.conn = conn
+        self.catalogue = catalogue
+        self.buffer = buffer
+        self.sequences = sequences
+        self.join = join
+        self.lock = lock
+        self.clock = clock
+        self.max_pending_bytes = max_pending_bytes
+        self.producer_limits = ProducerLimits()
 
     def ingest(
         self,
@@ -81,8 +75,8 @@ class IngestMixin:
         *,
         expected: int | None = None,
     ) -> BatchOutcome:
-        cached = self._cached(name)
-        with self._lock:
+        cached = self.catalogue.cached(name)
+        with self.lock:
             if sequence:
                 if not producer_id:
                     raise InvalidInputError(
@@ -92,15 +86,15 @@ class IngestMixin:
                 if error is not None:
                     return rejected_outcome(error)  # nothing recorded, no number consumed
                 if batch is not None and (
-                    expected is None or (name, producer_id) in self._buffer.chain
+                    expected is None or (name, producer_id) in self.buffer.chain
                 ):  # no value read by the caller, or batches buffered here (they come first)
-                    expected = self._expected(name, producer_id)
+                    expected = self.sequences.expected(name, producer_id)
                 if batch is not None and expected == 1 and sequence == 1:
                     full = self._producers_full(name)
                     if full is not None:
                         return full
-                if batch is None or sequence != expected:  # _resolve asks Redis
-                    answer = self._resolve(name, producer_id, sequence, batch is not None)
+                if batch is None or sequence != expected:  # answered from Redis
+                    answer = self.sequences.resolve(name, producer_id, sequence, batch is not None)
                     if answer is not None:
                         return answer
             if batch is None:
@@ -115,16 +109,16 @@ class IngestMixin:
                 isinstance(batch, PredictionBatch)
                 and (timestamp is None or math.isfinite(timestamp))
             ):  # joined by id: one atomic commit now (redis_join)
-                return self._join(cached, producer_id, sequence, batch, timestamp, now)
+                return self.join.join(cached, producer_id, sequence, batch, timestamp, now)
             entry = self._entry(cached, producer_id, sequence, batch, timestamp, now)
             if not sequence and entry.outcome.status == "rejected":
                 return entry.outcome  # consumes nothing
-            if self._buffer.pending_bytes + entry.nbytes > self.max_pending_bytes:
+            if self.buffer.pending_bytes + entry.nbytes > self.max_pending_bytes:
                 raise StoreUnavailableError(
-                    f"the local buffer holds {self._buffer.pending_bytes} bytes not yet in Redis "
+                    f"the local buffer holds {self.buffer.pending_bytes} bytes not yet in Redis "
                     f"(limit {self.max_pending_bytes}); retry once Redis answers"
                 )
-            self._buffer.add(name, cached.uid, cached.layout.size, entry, cached.layout.max_cells)
+            self.buffer.add(name, cached.uid, cached.layout.size, entry, cached.layout.max_cells)
             outcome = entry.outcome
             if sequence:
                 outcome = replace(outcome, expected_sequence=sequence + 1)
@@ -134,8 +128,8 @@ class IngestMixin:
         """The refusal of a new producer when the stream remembers as many as it may (checked
         per replica against Redis's count: replicas admitting new producers at the same moment
         may pass the bound by one each)."""
-        with self.redis_errors("producer count"):
-            kept = int(self.client.hlen(self.keys.of(name, "prod")))
+        with self.conn.errors("producer count"):
+            kept = int(self.conn.client.hlen(self.conn.keys.of(name, "prod")))
         full = self.producer_limits.full_error(kept)
         return None if full is None else rejected_outcome(full)
 
@@ -155,47 +149,17 @@ class IngestMixin:
             err = InvalidInputError("timestamp", "a finite number of seconds", repr(timestamp))
             return Entry(producer, sequence, rejected_outcome(err), [], [], now)
         if not isinstance(batch, Batch):
-            raise TypeError(f"predictions and labels are committed by _join, not {type(batch)}")
+            raise TypeError(
+                f"predictions and labels are committed by JoinTable.join, not {type(batch)}"
+            )
         spec = cached.record.spec
         name = cached.record.name  # the store's key (stream_key)
-        targets = [(self.keys.of(name, "cum"), 0)]
+        targets = [(self.conn.keys.of(name, "cum"), 0)]
         for ring in cached.record.engine.windows.values():
-            where = window_target(self.keys, name, ring, t, now)
+            where = window_target(self.conn.keys, name, ring, t, now)
             if where is not None:  # else older than the window (WindowRing.live_bucket)
                 targets.append(where)
         parts = cached.layout.parts(compute_delta(spec, batch))
         return Entry(
             producer, sequence, BatchOutcome("accepted", samples=batch.n), parts, targets, now
         )
-
-    def _resolve(self, name: str, producer: str, seq: int, have_batch: bool) -> BatchOutcome | None:
-        """Answer a sequence that is not the locally expected one, from Redis (authoritative).
-        None: it is the expected one after all, and the caller has the batch."""
-        key = (name, producer)
-        last = self._read_producer(name, producer)
-        mine = {
-            e.seq: e for e in self._buffer.entries(name) if e.producer == producer and e.seq > last
-        }
-        top = last
-        while top + 1 in mine:
-            top += 1
-        if top > last:
-            self._buffer.chain[key] = top
-        else:
-            self._buffer.chain.pop(key, None)
-        if seq <= top:
-            if seq <= last:
-                with self.redis_errors("outcome lookup"):
-                    raw = self.client.hget(self.keys.of(name, "out"), outcome_field(producer, seq))
-                seen = decode_outcome(raw)
-            else:
-                seen = mine[seq].outcome
-            return duplicate_outcome(seen, top)
-        if seq == top + 1:
-            if have_batch:
-                return None
-            raise StoreUnavailableError(
-                f"sequence {seq} of producer {producer!r} is the expected one (another replica "
-                "advanced it); resend the batch"
-            )
-        return gap_outcome(producer, top, seq)

@@ -29,11 +29,10 @@ from __future__ import annotations
 
 import math
 import struct
-import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import redis
 
 from ..engine import Batch, LabelBatch, PredictionBatch
 from ..engine.counting import compute_delta, delay_delta, prediction_delta
@@ -42,13 +41,15 @@ from ..engine.windows import WindowRing
 from .base import BatchOutcome, NotFoundError, StoreUnavailableError
 from .memory import OUTCOME_MEMORY
 from .redis_buffer import JOIN_FIELDS, outcome_field
+from .redis_catalogue import CachedStream, StreamCatalogue
 from .redis_commits import CommitBuffer
+from .redis_connection import RedisConnection, text
 from .redis_join_scripts import TTL_MARGIN, pack_ids
 from .redis_scripts import Keys
-from .redis_streams import CachedStream, text
+from .redis_sequences import Sequences
 from .sparse_log import encode_chunk, reduce_parts
 
-__all__ = ["JoinMixin", "window_target"]
+__all__ = ["JoinTable", "window_target"]
 
 _MAX_TRIES = 8  # commits that found Redis changed since the read: retried this often
 _ROW_HEAD = struct.Struct("<dd")  # arrival time, prediction time
@@ -56,7 +57,9 @@ _ROW_HEAD = struct.Struct("<dd")  # arrival time, prediction time
 Target = tuple[str, int, Any]  # key, expireat (0: never), delta (shared objects share a chunk)
 
 
-def window_target(keys: Keys, stream: str, ring: WindowRing, t: float, now: float):
+def window_target(
+    keys: Keys, stream: str, ring: WindowRing, t: float, now: float
+) -> tuple[str, int] | None:
     """``(bucket key, expireat)`` of what is stamped ``t`` in ``ring`` at ``now``, or None when it
     is older than the window (``WindowRing.live_bucket``, the rule of ``WindowRing.add``)."""
     bid = ring.live_bucket(t, now)
@@ -66,21 +69,50 @@ def window_target(keys: Keys, stream: str, ring: WindowRing, t: float, now: floa
     return keys.bucket(stream, ring.seconds, bid), expireat
 
 
-class JoinMixin:
-    """``_join`` (ingest of predictions and labels) and ``label_status`` of the Redis store."""
+class JoinTable:
+    """Ingest of predictions and labels (``join``) and the table's status (``label_status``).
 
-    client: redis.Redis
-    keys: Keys
-    replica: str
-    clock: Any
-    stats: dict[str, int]
-    _lock: threading.RLock
-    _records: dict[str, CachedStream]
-    _buffer: CommitBuffer
-    _join_status: dict[str, tuple[str, dict[str, Any]]]
+    Parameters
+    ----------
+    conn : RedisConnection
+    catalogue : StreamCatalogue
+    buffer : CommitBuffer
+        Flushed before each join commit (sequences reach Redis in order); gives commit numbers.
+    sequences : Sequences
+        Answers a sequence another replica took meanwhile.
+    note_length : callable
+        ``note_length(stream, key, length)`` after each append (``Compactor.note_length``).
+    clock : callable
+    replica : str
+    stats : dict
+        The store's counters (``commits``, ``join_conflicts``).
+    """
+
+    def __init__(
+        self,
+        conn: RedisConnection,
+        catalogue: StreamCatalogue,
+        buffer: CommitBuffer,
+        sequences: Sequences,
+        note_length: Callable[[str, str, int], None],
+        *,
+        clock: Callable[[], float],
+        replica: str,
+        stats: dict[str, int],
+    ) -> None:
+        self.conn = conn
+        self.keys = conn.keys
+        self.catalogue = catalogue
+        self.buffer = buffer
+        self.sequences = sequences
+        self.note_length = note_length
+        self.clock = clock
+        self.replica = replica
+        self.stats = stats
+        self._status: dict[str, tuple[str, dict[str, Any]]] = {}  # last read, per stream
 
     # -- ingest --------------------------------------------------------------------------------
-    def _join(
+    def join(
         self,
         cached: CachedStream,
         producer: str,
@@ -91,7 +123,7 @@ class JoinMixin:
     ) -> BatchOutcome:
         """Store predictions or join labels in one atomic commit (called under the store lock,
         with the sequence checked)."""
-        self._buffer.flush()  # type: ignore[attr-defined]
+        self.buffer.flush()
         name = cached.record.name
         flags: str | None = None  # predictions: presence of each distinct id, as Redis says
         for _ in range(_MAX_TRIES):
@@ -107,7 +139,7 @@ class JoinMixin:
             if status == "ok":
                 self.stats["commits"] += 1
                 for key, length in zip(sent, res[6:], strict=True):
-                    self.note_log_length(name, key, int(length))  # type: ignore[attr-defined]
+                    self.note_length(name, key, int(length))
                 join = dict(zip(JOIN_FIELDS, map(int, res[1:6]), strict=True))
                 return BatchOutcome(
                     "accepted", samples=batch.n, join=join, expected_sequence=seq + 1 if seq else 0
@@ -115,13 +147,13 @@ class JoinMixin:
             if status == "gone":
                 self._gone(name)
             if status == "seq":  # another replica took this number meanwhile, or a reset
-                answer = self._resolve(name, producer, seq, True)  # type: ignore[attr-defined]
+                answer = self.sequences.resolve(name, producer, seq, True)
                 if answer is not None:
                     return answer
                 continue
             if status == "done":  # cannot happen: every try takes a new commit number
                 raise StoreUnavailableError(f"join commit of {name!r} answered 'done'; retry")
-            self.stats["join_conflicts"] = self.stats.get("join_conflicts", 0) + 1
+            self.stats["join_conflicts"] += 1
             if isinstance(batch, PredictionBatch):
                 flags = text(res[1])
         raise StoreUnavailableError(
@@ -131,9 +163,8 @@ class JoinMixin:
 
     def _gone(self, name: str) -> None:
         """The stream was deleted (NotFoundError) or re-created (retry) since it was read."""
-        with self._lock:
-            self._records.pop(name, None)
-        self._cached(name)  # type: ignore[attr-defined]
+        self.catalogue.forget(name)
+        self.catalogue.cached(name)
         raise StoreUnavailableError(f"stream {name!r} was re-created meanwhile; retry the batch")
 
     def _predictions(
@@ -181,7 +212,7 @@ class JoinMixin:
         name = cached.record.name  # the store's key (stream_key)
         ids = batch.ids
         distinct = list(dict.fromkeys(ids))
-        res = self._call(  # type: ignore[attr-defined]
+        res = self.conn.call(
             "join read",
             "join_read",
             [self.keys.of(name, "meta"), *self.keys.join(name)],
@@ -231,7 +262,7 @@ class JoinMixin:
         cached: CachedStream,
         ring: WindowRing,
         joined: Batch,
-        delta: dict,
+        delta: dict[str, Any],
         times: np.ndarray,
         now: float,
     ) -> list[Target]:
@@ -289,7 +320,7 @@ class JoinMixin:
         args: list[Any] = [
             cached.uid,
             self.replica,
-            self._buffer.next_number(),
+            self.buffer.next_number(),
             repr(now),
             repr(float(spec.pending_retention)),
             spec.max_pending,
@@ -306,32 +337,31 @@ class JoinMixin:
         logs = [s[0] for s in sent]
         keys = [k.of(name, w) for w in ("meta", "prod", "out", "commits", "buckets")]
         keys += [*k.join(name), *logs]
-        res = self._call("join commit", script, keys, args + op_args)  # type: ignore[attr-defined]
+        res = self.conn.call("join commit", script, keys, args + op_args)
         return res, logs
 
     # -- status --------------------------------------------------------------------------------
     def label_status(self, name: str, retry: bool = True) -> dict[str, Any]:
         """The join table's status, as ``StreamEngine.label_status`` (expires what is due). With
         Redis unreachable: the last status this replica read, else a reason."""
-        cached = self._cached(name)  # type: ignore[attr-defined]
+        cached = self.catalogue.cached(name)
         spec = cached.record.spec
         now = self.clock()
         try:
-            res = self._call(  # type: ignore[attr-defined]
+            res = self.conn.call(
                 "join status",
                 "join_status",
                 [self.keys.of(name, "meta"), *self.keys.join(name)],
                 [cached.uid, repr(now), repr(float(spec.pending_retention)), spec.max_pending],
             )
         except StoreUnavailableError as exc:
-            last = self._join_status.get(name)
+            last = self._status.get(name)
             if last is not None and last[0] == cached.uid:
                 return dict(last[1])
             why = "the join table of predictions awaiting labels is unreachable"
             return {"reason": f"{why}: {exc}"}
         if not res:
-            with self._lock:
-                self._records.pop(name, None)
+            self.catalogue.forget(name)
             if retry:
                 return self.label_status(name, retry=False)
             raise NotFoundError(name)
@@ -344,7 +374,7 @@ class JoinMixin:
             "retention_seconds": spec.pending_retention,
             **{c: fields.get(c, 0) for c in JOIN_COUNTERS},
         }
-        self._join_status[name] = (cached.uid, status)
+        self._status[name] = (cached.uid, status)
         return dict(status)
 
 

@@ -1,40 +1,60 @@
 """Queries of the Redis store: the merged state of a stream (cumulative, or a window's live
 buckets) read from Redis, revalidated by version against the local cache, answered stale for up
-to ``max_stale`` seconds when Redis is unreachable; reports, curves, and the Prometheus export
-share (``redis_export``). A mixin of ``RedisStore`` (``redis_store``)."""
+to ``max_stale`` seconds when Redis is unreachable; reports and curves from it."""
 
 from __future__ import annotations
 
-import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from ..engine import CUMULATIVE, State, build_report, curve
-from .base import NotFoundError, StoreUnavailableError, StreamRecord, same_window
-from .redis_export import ExportShare
-from .redis_reads import Merged, MergedCache, SharedEngine
-from .redis_scripts import Keys
-from .redis_streams import CachedStream, text
+from .base import NotFoundError, StoreUnavailableError, same_window
+from .redis_catalogue import StreamCatalogue
+from .redis_compaction import Compactor
+from .redis_connection import RedisConnection, text
+from .redis_reads import Merged, MergedCache
 from .sparse_log import add_dense, decode_log
 
-__all__ = ["QueryMixin"]
+__all__ = ["MergedReads"]
 
 
-class QueryMixin:
-    """``state``, ``report``, ``curve`` and ``records`` (this replica's export share)."""
+class MergedReads:
+    """``state``, ``report_context``, ``report`` and ``curve`` of the Redis store.
 
-    keys: Keys
-    clock: Any
-    compact_bytes: int
-    max_stale: float
-    export: str
-    share: ExportShare
-    replica: str
-    _lock: threading.RLock
-    _records: dict[str, CachedStream]
-    _cache: MergedCache
-    _due: dict[str, str]
+    Parameters
+    ----------
+    conn, catalogue, compactor
+        The store's parts (a read that finds a long log mostly cancelling out schedules its
+        compaction).
+    cache : MergedCache
+        The last merged state of each (stream, window).
+    status_of : callable
+        ``status_of(name)``: the join table's status (``JoinTable.label_status``).
+    clock : callable
+    max_stale : float
+        With Redis unreachable, queries answer from a merged state at most this old.
+    """
+
+    def __init__(
+        self,
+        conn: RedisConnection,
+        catalogue: StreamCatalogue,
+        compactor: Compactor,
+        cache: MergedCache,
+        status_of: Callable[[str], dict[str, Any]],
+        *,
+        clock: Callable[[], float],
+        max_stale: float,
+    ) -> None:
+        self.conn = conn
+        self.catalogue = catalogue
+        self.compactor = compactor
+        self.cache = cache
+        self.status_of = status_of
+        self.clock = clock
+        self.max_stale = max_stale
 
     def state(self, name: str, window: str) -> State:
         return self._merged(name, window)[0]
@@ -43,12 +63,10 @@ class QueryMixin:
         self, name: str, window: str, retry: bool = True
     ) -> tuple[State, float | None, str]:
         """``(state, age, reason)``: age is None for a state confirmed by Redis just now."""
-        cached = self._cached(name)
-        engine = cached.record.engine
-        assert isinstance(engine, SharedEngine)
-        ring = engine.ring(window)
+        cached = self.catalogue.cached(name)
+        ring = cached.engine.ring(window)
         now = self.clock()
-        k = self.keys
+        k = self.conn.keys
         if ring is None:
             ck, bucket, logs = (name, CUMULATIVE), 0, [k.of(name, "cum")]
         else:
@@ -58,10 +76,10 @@ class QueryMixin:
                 k.bucket(name, ring.seconds, b)
                 for b in range(bucket - ring.n_buckets + 1, bucket + 1)
             ]
-        hit = self._cache.get(ck)
+        hit = self.cache.get(ck)
         usable = hit is not None and hit.uid == cached.uid and hit.bucket == bucket
         try:
-            res = self._call(
+            res = self.conn.call(
                 "query", "read", [k.of(name, "meta"), *logs], [hit.ver if usable and hit else ""]
             )
         except StoreUnavailableError as exc:
@@ -72,18 +90,15 @@ class QueryMixin:
                 f"{self.max_stale:g} s to answer from"
             ) from exc
         if not res:
-            with self._lock:
-                self._records.pop(name, None)
+            self.catalogue.forget(name)
             raise NotFoundError(name)
         uid, ver = text(res[0]), text(res[1])
         if uid != cached.uid:
-            with self._lock:
-                self._records.pop(name, None)
+            self.catalogue.forget(name)
             if retry:
                 return self._merged(name, window, retry=False)
             raise StoreUnavailableError(f"stream {name!r} was re-created meanwhile; retry")
-        with self._lock:
-            self._refresh(cached, text(res[2]), text(res[3]), ver)
+        cached.refresh(text(res[2]), text(res[3]), ver)
         if len(res) == 4 and hit is not None:
             hit.read_at = now
             return hit.state.copy(), None, ""
@@ -94,10 +109,9 @@ class QueryMixin:
                 continue
             dense, listed = decode_log(data, size, cached.layout.max_cells)
             add_dense(total, dense, cached.layout.max_cells)
-            if len(data) > self.compact_bytes and listed > 2 * np.count_nonzero(dense):
-                self._due[key] = name
+            self.compactor.note_read(name, key, len(data), listed, dense)
         state = cached.layout.state(total)
-        self._cache.put(ck, Merged(uid, ver, bucket, state, now))
+        self.cache.put(ck, Merged(uid, ver, bucket, state, now))
         return state.copy(), None, ""
 
     def report_context(
@@ -112,9 +126,9 @@ class QueryMixin:
         """The window's state, its prior reference's, the join table's status (``redis_join``),
         and the state's age and staleness reason."""
         state, age, reason = self._merged(name, window)
-        reference = self.get(name).spec.prior_reference
+        reference = self.catalogue.get(name).spec.prior_reference
         ref = None if same_window(window, reference) else self._merged(name, reference)[0]
-        return state, ref, self.label_status(name), age, reason
+        return state, ref, self.status_of(name), age, reason
 
     def report(
         self, name: str, window: str, curves: bool = False, max_points: int = 200
@@ -136,22 +150,3 @@ class QueryMixin:
         self, name: str, window: str, kind: str, target: str, max_points: int = 200
     ) -> dict[str, Any]:
         return curve(self.state(name, window), kind, target, max_points)
-
-    def records(self) -> list[StreamRecord]:
-        """Streams for the Prometheus collector: this replica's share (``redis_export``), every
-        stream with ``export=all``, none with ``export=none`` or without Redis."""
-        if self.export == "none":
-            return []
-        try:
-            names = self.names()
-            if self.export == "shard":
-                names = self.share.mine(names)
-        except StoreUnavailableError:
-            return []
-        out = []
-        for name in names:
-            try:
-                out.append(self.get(name))
-            except (NotFoundError, StoreUnavailableError):
-                continue
-        return out

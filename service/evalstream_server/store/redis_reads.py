@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 from ..engine import (
     CUMULATIVE,
@@ -28,40 +29,54 @@ from ..engine import (
 )
 from ..engine.windows import WindowRing
 
-if TYPE_CHECKING:
-    from .redis_store import RedisStore
-
 __all__ = ["SharedEngine", "MergedCache", "Merged"]
 
 
 class SharedEngine(StreamEngine):
-    """A stream's engine whose counts are in Redis (validation and window names stay local)."""
+    """A stream's engine whose counts are in Redis (validation and window names stay local).
+
+    Parameters
+    ----------
+    spec : StreamSpec
+    key : str
+        The store's key of the stream (``stream_key``).
+    clock : callable
+        The store's wall clock.
+    state_of : callable
+        ``state_of(name, window)``: the merged state, read from Redis by the store.
+    status_of : callable
+        ``status_of(name)``: the join table's status, read from Redis by the store.
+    n_batches : int
+        Batches accepted by every replica, as last read.
+    """
 
     def __init__(
-        self, spec: StreamSpec, store: RedisStore, n_batches: int = 0, key: str = ""
+        self,
+        spec: StreamSpec,
+        key: str,
+        clock: Callable[[], float],
+        state_of: Callable[[str, str], State],
+        status_of: Callable[[str], dict[str, Any]],
+        n_batches: int = 0,
     ) -> None:
         # StreamEngine.__init__ would allocate a cumulative state that is never used here.
         self.spec = spec
-        self.key = key or spec.name  # the store's key of the stream (``stream_key``)
-        self.clock = store.clock
+        self.key = key
+        self.clock = clock
         self.windows = {
             name: WindowRing(spec, parse_duration(name), spec.window_buckets)
             for name in spec.windows
         }
         self.last_ingest_time = None
-        self._store = store
-        self._n_batches = n_batches
-        self.version = ""  # "uid:ver" of the last read: changes with every commit and reset
+        self._state_of = state_of
+        self._status_of = status_of
+        self.n_batches = n_batches  # by every replica, as of the last read of the metadata
+        self.version = ""  # type: ignore[assignment]  # "uid:ver": changes with every commit
 
-    @property  # type: ignore[override]
-    def cumulative(self) -> State:
+    @property
+    def cumulative(self) -> State:  # type: ignore[override]
         """The merged cumulative state (read from Redis)."""
-        return self._store.state(self.key, CUMULATIVE)
-
-    @property  # type: ignore[override]
-    def n_batches(self) -> int:
-        """Batches accepted by every replica (as of the last read of the stream's metadata)."""
-        return self._n_batches
+        return self._state_of(self.key, CUMULATIVE)
 
     def ring(self, window: str) -> WindowRing | None:
         """The ring of ``window`` (None for the cumulative state); accepts "60m" for "1h"."""
@@ -76,11 +91,11 @@ class SharedEngine(StreamEngine):
         return ring
 
     def state(self, window: str = CUMULATIVE, now: float | None = None) -> State:
-        return self._store.state(self.key, window)
+        return self._state_of(self.key, window)
 
-    def label_status(self, now: float | None = None) -> dict:
+    def label_status(self, now: float | None = None) -> dict[str, Any]:
         """The join table's status, read from Redis (``RedisStore.label_status``)."""
-        return self._store.label_status(self.key)
+        return self._status_of(self.key)
 
     def ingest(self, *args: object, **kwargs: object) -> int:
         raise TypeError("a shared stream counts batches through RedisStore.ingest")
@@ -134,6 +149,11 @@ class MergedCache:
             while self._bytes > self.max_bytes and len(self._items) > 1:
                 _, dropped = self._items.popitem(last=False)
                 self._bytes -= dropped.nbytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
 
     def forget(self, stream: str) -> None:
         with self._lock:

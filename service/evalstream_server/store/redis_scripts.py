@@ -33,6 +33,7 @@ from __future__ import annotations
 from typing import Any
 
 import redis
+from redis.cluster import RedisCluster
 
 from .redis_join_scripts import JOIN_SOURCES
 
@@ -259,11 +260,13 @@ class Scripts:
     def __init__(self) -> None:
         self.sha = {name: _sha1(src) for name, src in _SOURCES.items()}
 
-    def load(self, client: redis.Redis) -> None:
+    def load(self, client: redis.Redis | RedisCluster) -> None:
         for src in _SOURCES.values():
             client.script_load(src)
 
-    def call(self, client: redis.Redis, name: str, keys: list[str], args: list[Any]) -> Any:
+    def call(
+        self, client: redis.Redis | RedisCluster, name: str, keys: list[str], args: list[Any]
+    ) -> Any:
         """Run one script now; loads the scripts once if Redis lost them (a restart)."""
         try:
             return client.evalsha(self.sha[name], len(keys), *keys, *args)

@@ -16,10 +16,20 @@
   ``staleness``) for up to ``max_stale`` seconds, then ``UNAVAILABLE``; ingestion answers
   ``UNAVAILABLE`` at once and clients retry.
 
-This module holds the store's setup, Redis error handling, flushing, compaction and close; stream
-definitions are ``redis_streams``, ingestion ``redis_ingest``, queries ``redis_queries``, URL
-parsing ``redis_url``. Counts are packed sparse logs (``sparse_log``); keys and scripts are in
-``redis_scripts``. The exact resolution (raw scores) is refused: it is not additive counts.
+``RedisStore`` is a facade over parts with one job each, built here and given what they use:
+
+- ``redis_connection``: the client, keys and scripts (``redis_scripts``), one failure policy;
+- ``redis_catalogue``: stream definitions (create, look up, list, delete, reset);
+- ``redis_commits``: the commit buffer, batches counted here until a flush commits them;
+- ``redis_sequences``: producer sequences, duplicates and gaps;
+- ``redis_ingest``: a batch checked, then buffered or joined;
+- ``redis_join``: the join table of predictions awaiting labels;
+- ``redis_queries``: merged reads, reports and curves;
+- ``redis_compaction``: logs replaced by their sum in the background;
+- ``redis_export``: this replica's share of the Prometheus export.
+
+URL parsing is ``redis_url``; counts are packed sparse logs (``sparse_log``). The exact resolution
+(raw scores) is refused: it is not additive counts.
 """
 
 from __future__ import annotations
@@ -31,40 +41,41 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any, TypeVar
 
-import numpy as np
 import redis
-from redis.cluster import RedisCluster
 
-from .base import NotFoundError, Store, StoreUnavailableError
+from ..engine import State, StreamSpec
+from .base import BatchOutcome, Record, Store, StoreUnavailableError, StreamRecord
 from .producers import ProducerLimits
+from .redis_catalogue import StreamCatalogue
 from .redis_commits import CommitBuffer
+from .redis_compaction import Compactor
+from .redis_connection import Client, RedisConnection
 from .redis_export import ExportShare
-from .redis_ingest import IngestMixin
-from .redis_join import JoinMixin
-from .redis_queries import QueryMixin
-from .redis_reads import MergedCache
-from .redis_scripts import Keys, Scripts
-from .redis_streams import CachedStream, StreamsMixin
+from .redis_ingest import Ingestion
+from .redis_join import JoinTable
+from .redis_queries import MergedReads
+from .redis_reads import MergedCache, SharedEngine
+from .redis_scripts import Keys
+from .redis_sequences import Sequences
 from .redis_url import client_from_url
-from .sparse_log import decode_log, encode_chunk
 
 __all__ = ["RedisStore"]
 
 log = logging.getLogger("evalstream.store.redis")
 T = TypeVar("T")
+_EXPORT = ("shard", "all", "none")
 
 
-class RedisStore(StreamsMixin, IngestMixin, JoinMixin, QueryMixin, Store):
+class RedisStore(Store):
     """Streams whose state lives in Redis, shared by every replica pointed at it.
 
     Parameters
     ----------
-    client : redis.Redis
+    client : redis.Redis or RedisCluster
     prefix : str
         Key prefix (several deployments can share one Redis).
     flush_interval : float
@@ -87,16 +98,16 @@ class RedisStore(StreamsMixin, IngestMixin, JoinMixin, QueryMixin, Store):
         Past this much buffered data (Redis unreachable), ingestion answers UNAVAILABLE.
     cache_bytes : int
         Memory for cached merged states.
-    replica : str, optional
-        This replica's id (default: random); ids of live replicas must differ.
     threads : int
         Calls from the event loop (``run``) wait on Redis in a pool of this many threads; more
         concurrent calls queue there, and the event loop stays free.
+    replica : str, optional
+        This replica's id (default: random); ids of live replicas must differ.
     """
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: Client,
         *,
         max_streams: int = 1000,
         clock: Callable[[], float] = time.time,
@@ -114,40 +125,72 @@ class RedisStore(StreamsMixin, IngestMixin, JoinMixin, QueryMixin, Store):
         replica: str | None = None,
         background: bool = True,
     ) -> None:
-        if export not in ("shard", "all", "none"):
+        if export not in _EXPORT:
             raise ValueError(f"export: expected 'shard', 'all' or 'none', received {export!r}")
-        self.client = client
-        self.max_streams = max_streams
         self.clock = clock
-        self.producer_limits = ProducerLimits()  # the server sets its own (--max-producers)
-        self.keys = Keys(prefix, cluster=isinstance(client, RedisCluster))
-        self.flush_interval = flush_interval
-        self.chunk_bytes = max(1024, chunk_bytes)
-        self.compact_bytes = compact_bytes
-        self.max_stale = max_stale
-        self.meta_ttl = meta_ttl
         self.export = export
+        self.flush_interval = flush_interval
         self.lease_seconds = lease_seconds
-        self.max_pending_bytes = max_pending_bytes
         self.replica = replica or uuid.uuid4().hex[:16]
-        self.scripts = Scripts()
-        self.share = ExportShare(self._call, self.keys.replicas, self.replica, lease_seconds)
-        self.stats = {"commits": 0, "conflicts": 0, "skipped": 0, "dropped": 0, "compactions": 0}
-        self.stats["join_conflicts"] = 0  # join commits that found the table changed: retried
-        self._join_status: dict[str, tuple[str, dict[str, Any]]] = {}  # last read, per stream
-        self._lock = threading.RLock()
-        self._records: dict[str, CachedStream] = {}
-        self._buffer = CommitBuffer(self)
-        self._cache = MergedCache(cache_bytes)
-        self._compacted: dict[str, int] = {}  # key -> size after its last compaction
-        self._due: dict[str, str] = {}  # key -> stream, logs to compact
-        self._down_until = 0.0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.stats = dict.fromkeys(
+            ("commits", "conflicts", "skipped", "dropped", "compactions", "join_conflicts"), 0
+        )
+        self.lock = threading.RLock()  # guards the commit buffer; one producer check and count
+        self.conn = RedisConnection(client, prefix)
+        cache = MergedCache(cache_bytes)
+        self.catalogue = StreamCatalogue(
+            self.conn,
+            cache,
+            self._engine,
+            clock=clock,
+            max_streams=max_streams,
+            meta_ttl=meta_ttl,
+        )
+        self.compactor = Compactor(
+            self.conn, lambda name: self.catalogue.cached(name).layout, compact_bytes, self.stats
+        )
+        self.buffer = CommitBuffer(
+            self.conn, self.replica, chunk_bytes, self.stats, self.compactor.note_length
+        )
+        self.sequences = Sequences(self.conn, self.catalogue, self.buffer)
+        self.join = JoinTable(
+            self.conn,
+            self.catalogue,
+            self.buffer,
+            self.sequences,
+            self.compactor.note_length,
+            clock=clock,
+            replica=self.replica,
+            stats=self.stats,
+        )
+        self.ingestion = Ingestion(
+            self.conn,
+            self.catalogue,
+            self.buffer,
+            self.sequences,
+            self.join,
+            self.lock,
+            clock=clock,
+            max_pending_bytes=max_pending_bytes,
+        )
+        self.reads = MergedReads(
+            self.conn,
+            self.catalogue,
+            self.compactor,
+            cache,
+            self.join.label_status,
+            clock=clock,
+            max_stale=max_stale,
+        )
+        self.share = ExportShare(
+            self.conn.call, self.conn.keys.replicas, self.replica, lease_seconds
+        )
         self._pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="evalstream-redis")
         self._announced = -float("inf")  # monotonic time of the last export share announcement
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
         try:
-            self.scripts.load(client)
+            self.conn.load_scripts()
             self._announce()
         except (redis.RedisError, StoreUnavailableError) as exc:  # answer UNAVAILABLE meanwhile
             log.warning("redis unreachable at start", extra={"error": str(exc)})
@@ -165,54 +208,130 @@ class RedisStore(StreamsMixin, IngestMixin, JoinMixin, QueryMixin, Store):
         client, options = client_from_url(url)
         return cls(client, **{**options, **kwargs})
 
+    def _engine(self, spec: StreamSpec, key: str, n_batches: int) -> SharedEngine:
+        return SharedEngine(spec, key, self.clock, self.state, self.label_status, n_batches)
+
+    @property
+    def client(self) -> Client:
+        return self.conn.client
+
+    @property
+    def keys(self) -> Keys:
+        return self.conn.keys
+
+    @property
+    def producer_limits(self) -> ProducerLimits:
+        """Producer ids' length and how many a stream remembers (the server sets its own)."""
+        return self.ingestion.producer_limits
+
+    @producer_limits.setter
+    def producer_limits(self, limits: ProducerLimits) -> None:
+        self.ingestion.producer_limits = limits
+
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in this store's thread pool (with the caller's context variables): every
         call may wait on Redis, and the event loop must not."""
         call = functools.partial(contextvars.copy_context().run, fn, *args)
         return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
-    # -- Redis calls ---------------------------------------------------------------------------
-    @contextmanager
-    def redis_errors(self, what: str) -> Iterator[None]:
-        """Map Redis failures to ``StoreUnavailableError`` (UNAVAILABLE); fail fast for a moment
-        after one, so a dead Redis does not stall every call for its connect timeout."""
-        if time.monotonic() < self._down_until:
-            raise StoreUnavailableError(f"redis unreachable ({what}); retry shortly")
-        try:
-            yield
-        except redis.exceptions.NoScriptError:
-            raise
-        except redis.RedisError as exc:
-            if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
-                self._down_until = time.monotonic() + 0.2
-            else:
-                log.error("redis refused %s", what, exc_info=exc)
-            raise StoreUnavailableError(f"redis unavailable during {what}: {exc}") from exc
+    # -- streams -------------------------------------------------------------------------------
+    def create(self, spec: StreamSpec, tenant: str = "") -> StreamRecord:
+        return self.catalogue.create(spec, tenant)
 
-    def _call(self, what: str, name: str, keys: list[str], args: list[Any]) -> Any:
-        with self.redis_errors(what):
-            return self.scripts.call(self.client, name, keys, args)
+    def get(self, name: str) -> StreamRecord:
+        return self.catalogue.get(name)
 
-    # -- flush: buffered batches -> Redis ------------------------------------------------------
+    def names(self) -> list[str]:
+        return self.catalogue.names()
+
+    def delete(self, name: str) -> None:
+        self.catalogue.delete(name)
+
+    def reset(self, name: str, forget_producers: bool = False) -> StreamRecord:
+        record = self.catalogue.reset(name, forget_producers)
+        if forget_producers:
+            with self.lock:
+                self.buffer.forget_producers(name)
+        return record
+
+    # -- ingest --------------------------------------------------------------------------------
+    def expected_sequence(self, name: str, producer_id: str) -> int:
+        with self.lock:
+            return self.sequences.expected(name, producer_id)
+
+    def ingest(
+        self,
+        name: str,
+        producer_id: str,
+        sequence: int,
+        batch: Record | Exception | None,
+        timestamp: float | None,
+        *,
+        expected: int | None = None,
+    ) -> BatchOutcome:
+        return self.ingestion.ingest(
+            name, producer_id, sequence, batch, timestamp, expected=expected
+        )
+
     def flush(self) -> None:
         """Commit every buffered batch; raises ``StoreUnavailableError`` if Redis did not confirm
         them all (they stay buffered, and the next flush sends them again: commits are
         idempotent)."""
-        with self._lock:
-            self._buffer.flush()
+        with self.lock:
+            self.buffer.flush()
 
-    # -- background: flush and compaction ------------------------------------------------------
-    def note_log_length(self, stream: str, key: str, length: int) -> None:
-        """Schedule a compaction of ``key`` once it outgrew twice its last compacted size."""
-        if length > max(self.compact_bytes, 2 * self._compacted.get(key, 0)):
-            self._due[key] = stream
+    # -- queries -------------------------------------------------------------------------------
+    def state(self, name: str, window: str) -> State:
+        return self.reads.state(name, window)
 
+    def report_context(
+        self, name: str, window: str
+    ) -> tuple[State, State | None, dict[str, Any] | None]:
+        return self.reads.report_context(name, window)
+
+    def label_status(self, name: str) -> dict[str, Any]:
+        return self.join.label_status(name)
+
+    def report(
+        self, name: str, window: str, curves: bool = False, max_points: int = 200
+    ) -> dict[str, Any]:
+        return self.reads.report(name, window, curves, max_points)
+
+    def curve(
+        self, name: str, window: str, kind: str, target: str, max_points: int = 200
+    ) -> dict[str, Any]:
+        return self.reads.curve(name, window, kind, target, max_points)
+
+    def records(self) -> list[StreamRecord]:
+        """Streams for the Prometheus collector: this replica's share (``redis_export``), every
+        stream with ``export=all``, none with ``export=none`` or without Redis."""
+        if self.export == "none":
+            return []
+        try:
+            names = self.names()
+            if self.export == "shard":
+                names = self.share.mine(names)
+        except StoreUnavailableError:
+            return []
+        out = []
+        for name in names:
+            try:
+                out.append(self.get(name))
+            except (KeyError, StoreUnavailableError):  # deleted meanwhile, or no Redis
+                continue
+        return out
+
+    def compact(self, stream: str, key: str) -> bool:
+        """Replace the log ``key`` of ``stream`` by one chunk of its sum (``Compactor``)."""
+        return self.compactor.compact(stream, key)
+
+    # -- background: flush, compaction, export share --------------------------------------------
     def _background(self) -> None:
         while not self._stop.wait(self.flush_interval):
             try:
-                if self._buffer.busy:
+                if self.buffer.busy:
                     self.flush()
-                self._compact_due()
+                self.compactor.run_due()
                 if time.monotonic() - self._announced >= self.lease_seconds / 3:
                     self._announce()
             except StoreUnavailableError:
@@ -225,36 +344,6 @@ class RedisStore(StreamsMixin, IngestMixin, JoinMixin, QueryMixin, Store):
         if self.export == "shard":
             self.share.live()
         self._announced = time.monotonic()
-
-    def _compact_due(self) -> None:
-        while self._due:
-            key, stream = self._due.popitem()
-            self.compact(stream, key)
-
-    def compact(self, stream: str, key: str) -> bool:
-        """Replace a log by one chunk of its sum (appends made meanwhile are kept)."""
-        try:
-            layout = self._cached(stream).layout
-        except NotFoundError:
-            return False
-        meta = self.keys.of(stream, "meta")
-        epoch, data = self._call("compaction read", "read_log", [meta, key], [])
-        if not data:
-            return False
-        dense, _ = decode_log(data, layout.size, layout.max_cells)
-        nz = np.nonzero(dense != 0)[0]
-        chunk = encode_chunk(nz, dense[nz])
-        self._compacted[key] = len(chunk)
-        if len(chunk) >= len(data):
-            return False
-        done = self._call(
-            "compaction",
-            "compact",
-            [meta, key, self.keys.ids_for(stream)],
-            [epoch, len(data), chunk],
-        )
-        self.stats["compactions"] += int(done)
-        return bool(done)
 
     def close(self) -> None:
         """Stop the background thread, commit what is buffered, hand the export share over."""
@@ -270,4 +359,4 @@ class RedisStore(StreamsMixin, IngestMixin, JoinMixin, QueryMixin, Store):
         except StoreUnavailableError:
             pass
         self._pool.shutdown(wait=False, cancel_futures=True)
-        self.client.close()
+        self.conn.close()
