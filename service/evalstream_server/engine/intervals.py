@@ -37,6 +37,11 @@ scores high in its own column scores low in the others): in the coverage test's 
 averages therefore carry bounds, and no ``ci95``, until a state keeps a sample of per-sample bin
 vectors.
 
+Precision, recall and F1 of multilabel streams need the same per-sample view (labels of one
+sample are correlated): in the exact resolution each sample's influence is summed over its labels
+(``average_prf_intervals``), with the per-label influences below written per label's 2x2 cells;
+micro pools the labels' counts. Binned multilabel states keep per-label counts only: no ``ci95``.
+
 Precision, recall and F1 (multiclass and binary). The confusion matrix is multinomial: sample
 ``k`` lands in cell ``(i, j)`` (true, predicted). Per class, with ``R_c`` and ``C_c`` the row and
 column totals and ``t_c`` the diagonal, the influence of a sample in cell ``(i, j)`` is
@@ -58,7 +63,13 @@ import numpy as np
 
 from .confusion import wilson
 
-__all__ = ["auc_influence", "average_auc_intervals", "macro_prf_intervals", "micro_prf_interval"]
+__all__ = [
+    "auc_influence",
+    "average_auc_intervals",
+    "average_prf_intervals",
+    "macro_prf_intervals",
+    "micro_prf_interval",
+]
 
 _Z95 = 1.959963984540054
 
@@ -170,3 +181,49 @@ def micro_prf_interval(cm: np.ndarray, n_samples: int) -> list[float] | None:
     if W <= 0 or n_samples <= 0:
         return None
     return wilson(float(np.trace(cm)) / W * n_samples, float(n_samples))
+
+
+def average_prf_intervals(
+    truth: np.ndarray, pred: np.ndarray, weights: np.ndarray
+) -> dict[str, dict[str, list[float] | None]]:
+    """ci95 of the macro and micro precision, recall and F1 over the columns of per-sample
+    (n, C) bool ``truth`` and ``pred`` (every column averaged, as sklearn's multilabel)."""
+    y = np.asarray(truth, dtype=np.float64)
+    q = np.asarray(pred, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    tp, n_pred, n_true = w @ (y * q), w @ q, w @ y
+
+    def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+
+    def influence(value: np.ndarray, den: np.ndarray, per_sample: np.ndarray) -> np.ndarray:
+        return np.where(den > 0, per_sample / np.where(den > 0, den, 1.0), 0.0)
+
+    out: dict[str, dict[str, list[float] | None]] = {}
+    if w.sum() <= 0:
+        return {m: {"macro": None, "micro": None} for m in ("precision", "recall", "f1")}
+    for scope in ("macro", "micro"):
+        if scope == "micro":  # one pooled problem
+            tp_s, np_s, nt_s = (
+                tp.sum(keepdims=True),
+                n_pred.sum(keepdims=True),
+                n_true.sum(keepdims=True),
+            )
+        else:
+            tp_s, np_s, nt_s = tp, n_pred, n_true
+        prec, rec = ratio(tp_s, np_s), ratio(tp_s, nt_s)
+        f1 = ratio(2 * tp_s, np_s + nt_s)
+        # per-sample influence on each column (micro: the sample's cells summed first)
+        terms = {
+            "precision": (prec, np_s, q * (y - prec)),
+            "recall": (rec, nt_s, y * (q - rec)),
+            "f1": (f1, np_s + nt_s, 2 * y * q - f1 * (y + q)),
+        }
+        for name, (value, den, cell) in terms.items():
+            if scope == "micro":
+                cell = cell.sum(axis=1, keepdims=True)
+            phi = influence(value, den, cell).mean(axis=1)
+            ci = _interval(float(value.mean()), _half_width(phi, w))
+            out.setdefault(name, {})[scope] = None if (den <= 0).all() else ci
+    return out

@@ -15,7 +15,12 @@ import numpy as np
 
 from . import confusion as cf
 from .errors import InvalidInputError
-from .intervals import average_auc_intervals, macro_prf_intervals, micro_prf_interval
+from .intervals import (
+    average_auc_intervals,
+    average_prf_intervals,
+    macro_prf_intervals,
+    micro_prf_interval,
+)
 from .labelfree import label_free_section, labels_section, predicted_prevalence
 from .layout import BinLayout
 from .ranking import ap_stats, auc_stats, pr_points, roc_points, thin_indices
@@ -229,19 +234,15 @@ def _prf_groups(
     averages_over: np.ndarray,
     intervals: bool = True,
     n_samples: int = 1,
-    cm: np.ndarray | None = None,
+    average_ci: dict[str, dict[str, list[float] | None]] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """precision / recall / f1 groups with per-class, macro, weighted and micro leaves.
 
     ``averages_over`` marks the classes sklearn's macro/weighted include (its ``labels``);
-    without samples (sklearn raises) the averages are null. ``cm``, the (K, K) confusion matrix of
-    a multiclass or binary stream, gives the macro and micro averages a ``ci95``."""
+    without samples (sklearn raises) the averages are null. ``average_ci`` holds the ``ci95``
+    of the macro and micro averages by metric (``_average_prf_ci``)."""
     prf = cf.prf_from_counts(tp, fp, fn)
-    macro_ci: dict[str, list[float] | None] = {}
-    micro_ci = None
-    if intervals and cm is not None:
-        macro_ci = macro_prf_intervals(cm, n_samples, averages_over)
-        micro_ci = micro_prf_interval(cm, n_samples)
+    average_ci = average_ci or {}
     support = tp + fn
     out: dict[str, dict[str, Any]] = {}
     for metric in ("precision", "recall", "f1"):
@@ -274,7 +275,9 @@ def _prf_groups(
         group: dict[str, Any] = {"per_class": per_class}
         if values.size and n_samples > 0:
             group["macro"] = _leaf(
-                float(values.mean()), n_classes=int(values.size), ci95=macro_ci.get(metric)
+                float(values.mean()),
+                n_classes=int(values.size),
+                ci95=average_ci.get(metric, {}).get("macro"),
             )
             sw = support[averages_over]
             group["weighted"] = _leaf(
@@ -300,9 +303,30 @@ def _prf_groups(
                 zero_division=True,
             )
         else:
-            group["micro"] = _leaf(float(micro[metric][0]), ci95=micro_ci)
+            group["micro"] = _leaf(
+                float(micro[metric][0]), ci95=average_ci.get(metric, {}).get("micro")
+            )
         out[metric] = group
     return out
+
+
+def _average_prf_ci(
+    state: State, view: ScoreView, cm: np.ndarray | None, averaged: np.ndarray, intervals: bool
+) -> dict[str, dict[str, list[float] | None]]:
+    """ci95 of macro and micro precision, recall and F1: from the confusion matrix (multiclass,
+    binary) or from per-sample labels and predictions (multilabel, exact resolution only)."""
+    if not intervals:
+        return {}
+    if cm is not None:
+        macro = macro_prf_intervals(cm, state.n_samples, averaged)
+        micro = micro_prf_interval(cm, state.n_samples)
+        return {m: {"macro": macro[m], "micro": micro} for m in macro}
+    samples = view.per_sample()
+    if samples is None:
+        return {}
+    truth, scores, weights = samples
+    pred = scores >= np.asarray(state.spec.thresholds, dtype=np.float32)
+    return average_prf_intervals(truth, pred, weights)
 
 
 def _multilabel_cm(
@@ -423,7 +447,18 @@ def build_report(
         cm = c["confusion"]
         support, predicted, tp, fp, fn, tn, present = _cells(cm, W, c["zero_weight_seen"])
         auc, ap = _ranking_groups(state, view, names, support, intervals)
-        report.update(_prf_groups(tp, fp, fn, names, present, intervals, state.n_samples, cm))
+        report.update(
+            _prf_groups(
+                tp,
+                fp,
+                fn,
+                names,
+                present,
+                intervals,
+                state.n_samples,
+                _average_prf_ci(state, view, cm, present, intervals),
+            )
+        )
         report.update(_confusion_scalars(cm, W))
         # rank counts order tied scores as sklearn's top_k_accuracy_score (the higher class
         # index first), so "1" can differ from accuracy (argmax: the lower index) on ties
@@ -450,7 +485,16 @@ def build_report(
             cm = np.array([[tn_l[0], fp_l[0]], [fn_l[0], tp_l[0]]])
             support, predicted, tp, fp, fn, tn, present = _cells(cm, W, c["zero_weight_seen"])
             auc, ap = _ranking_groups(state, view, names, support, intervals)
-            groups = _prf_groups(tp, fp, fn, names, present, intervals, state.n_samples, cm)
+            groups = _prf_groups(
+                tp,
+                fp,
+                fn,
+                names,
+                present,
+                intervals,
+                state.n_samples,
+                _average_prf_ci(state, view, cm, present, intervals),
+            )
             pos = names[1]
             for metric, group in groups.items():
                 leaf = dict(group["per_class"][pos])
@@ -476,8 +520,16 @@ def build_report(
             support = tp_l + fn_l
             tp, fp, fn, tn = tp_l, fp_l, fn_l, tn_l
             auc, ap = _ranking_groups(state, view, names, support, intervals)
+            every = np.ones(len(names), dtype=bool)
             groups = _prf_groups(
-                tp, fp, fn, names, np.ones(len(names), dtype=bool), intervals, state.n_samples
+                tp,
+                fp,
+                fn,
+                names,
+                every,
+                intervals,
+                state.n_samples,
+                _average_prf_ci(state, view, None, every, intervals),
             )
             prf = c["samples_prf"]
             for i, metric in enumerate(("precision", "recall", "f1")):
