@@ -16,6 +16,7 @@ from evalstream_server.auth import load_tokens
 from evalstream_server.engine import Batch, StreamSpec
 from evalstream_server.server import ServerThread
 from evalstream_server.settings import Settings
+from evalstream_server.store.checksums import COLUMNS as CHECKSUMMED
 from evalstream_server.store.durable import DurableStore
 
 from .conftest import tensor
@@ -188,10 +189,12 @@ def test_durable_data_written_before_per_tenant_names_migrates(tmp_path):
     store.flush()
     store.close()
     db = sqlite3.connect(tmp_path / "evalstream.db")
-    with db:  # the layout the older version wrote
+    with db:  # the layout the older version wrote (also before row checksums)
         db.execute("UPDATE streams SET name = 'fraud' WHERE name = 'team-a/fraud'")
         for table in ("producers", "outcomes", "batches", "snapshots"):
             db.execute(f"UPDATE {table} SET stream = 'fraud' WHERE stream = 'team-a/fraud'")  # noqa: S608
+        for table in CHECKSUMMED:
+            db.execute(f"ALTER TABLE {table} DROP COLUMN crc")
     db.close()
     again = DurableStore(tmp_path)
     try:
