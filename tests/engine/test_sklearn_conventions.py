@@ -164,3 +164,18 @@ def test_micro_prf_on_all_negative_multilabel_is_sklearns_zero_with_a_true_reaso
 def test_micro_prf_without_samples_says_so():
     rep = StreamEngine(StreamSpec(task="multilabel", classes=tuple("abc"))).report()
     assert rep["f1"]["micro"] == {"value": None, "reason": "no samples in this window"}
+
+
+def test_reasons_tell_weight_zero_from_no_samples():
+    spec = StreamSpec(task="multiclass", classes=tuple("abc"))
+    empty = StreamEngine(spec).report()
+    assert empty["accuracy"]["reason"] == "no samples in this window"
+    eng = StreamEngine(spec)
+    eng.update(np.array([0, 1]), np.eye(3, dtype=np.float32)[[0, 1]], sample_weight=np.zeros(2))
+    rep = eng.report()
+    for key in ("accuracy", "log_loss", "brier_score", "expected_calibration_error"):
+        assert rep[key] == {"value": None, "reason": "every sample in this window has weight 0"}
+    assert rep["top_k_accuracy"]["1"]["reason"] == "every sample in this window has weight 0"
+    assert rep["roc_auc"]["per_class"]["a"]["reason"] == (
+        "no samples of positive weight in this window"
+    )

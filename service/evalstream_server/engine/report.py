@@ -103,9 +103,16 @@ def _average_leaf(stats: Stats, weights: np.ndarray, names: list[str], what: str
     return out
 
 
+def _no_weight(state: State) -> str:
+    """Why a figure divided by the window's weight is null: no samples, or only weight 0."""
+    if state.n_samples > 0:
+        return "every sample in this window has weight 0"
+    return "no samples in this window"
+
+
 def _undefined_reason(P: float, N: float) -> str:
     if P <= 0 and N <= 0:
-        return "no samples in this window"
+        return "no samples of positive weight in this window"
     if P <= 0:
         return "no positive samples in this window"
     return "no negative samples in this window"
@@ -218,7 +225,7 @@ def _samples_ap(state: State) -> Leaf:
     total, weight = state.counts["samples_ap"]
     W = state.weight_total
     if W <= 0:
-        return _leaf(None, "no samples in this window")
+        return _leaf(None, _no_weight(state))
     note = None
     if weight < W:
         note = "samples without a positive label score 0, as sklearn"
@@ -341,7 +348,7 @@ def _calibration(state: State) -> Leaf:
     cal = state.counts["calibration"]
     W = cal[0].sum()
     if W <= 0:
-        return _leaf(None, "no samples in this window")
+        return _leaf(None, _no_weight(state))
     kind = "top-label" if state.spec.task == "multiclass" else "positive-probability"
     return _leaf(
         float(np.abs(cal[2] - cal[1]).sum() / W), n_bins=int(cal.shape[1]), definition=kind
@@ -353,7 +360,7 @@ def _imbalance(
 ) -> dict[str, Any]:
     with np.errstate(divide="ignore", invalid="ignore"):
         prevalence = support / W if W > 0 else np.full(len(names), np.nan)
-    empty = "no samples in this window"
+    empty = _no_weight(state)
     out: dict[str, Any] = {
         "support": {n: _leaf(_whole(support[i])) for i, n in enumerate(names)},
         "prevalence": {n: _leaf(prevalence[i], empty) for i, n in enumerate(names)},
@@ -364,7 +371,9 @@ def _imbalance(
         out["imbalance_ratio"] = _leaf(None, empty)
     elif support.min() <= 0:
         absent = [names[i] for i in np.flatnonzero(support <= 0)][:20]
-        out["imbalance_ratio"] = _leaf(None, f"classes with no samples in this window: {absent}")
+        out["imbalance_ratio"] = _leaf(
+            None, f"classes with no samples of positive weight in this window: {absent}"
+        )
     else:
         out["imbalance_ratio"] = _leaf(float(support.max() / support.min()))
     micro = auc.get("micro", {}).get("value")
@@ -394,9 +403,9 @@ def _cells(cm: np.ndarray, W: float, zero_weight_seen: np.ndarray) -> tuple[np.n
     return support, predicted, tp, fp, fn, tn, present
 
 
-def _confusion_scalars(cm: np.ndarray, W: float) -> dict[str, dict[str, Any]]:
-    """Accuracy, balanced accuracy, MCC, Cohen's kappa and Hamming loss of a confusion matrix."""
-    empty = "no samples in this window"
+def _confusion_scalars(cm: np.ndarray, W: float, empty: str) -> dict[str, dict[str, Any]]:
+    """Accuracy, balanced accuracy, MCC, Cohen's kappa and Hamming loss of a confusion matrix
+    (``empty``: the reason of the figures that divide by ``W`` when it is 0)."""
     acc = float(np.trace(cm) / W) if W > 0 else None
     return {
         "accuracy": _leaf(acc, empty),
@@ -459,22 +468,18 @@ def build_report(
                 _average_prf_ci(state, view, cm, present, intervals),
             )
         )
-        report.update(_confusion_scalars(cm, W))
+        report.update(_confusion_scalars(cm, W, _no_weight(state)))
         # rank counts order tied scores as sklearn's top_k_accuracy_score (the higher class
         # index first), so "1" can differ from accuracy (argmax: the lower index) on ties
         rank_cum = np.cumsum(c["rank"])
         report["top_k_accuracy"] = {
-            str(k): _leaf(
-                float(rank_cum[k - 1] / W) if W > 0 else None, "no samples in this window"
-            )
+            str(k): _leaf(float(rank_cum[k - 1] / W) if W > 0 else None, _no_weight(state))
             for k in range(1, spec.k_max + 1)
         }
-        report["log_loss"] = _leaf(
-            c["log_loss"][0] / W if W > 0 else None, "no samples in this window"
-        )
+        report["log_loss"] = _leaf(c["log_loss"][0] / W if W > 0 else None, _no_weight(state))
         scale = 0.5 if len(names) < 3 else 1.0
         report["brier_score"] = _leaf(
-            scale * c["brier"][0] / W if W > 0 else None, "no samples in this window"
+            scale * c["brier"][0] / W if W > 0 else None, _no_weight(state)
         )
         report["confusion_matrix"] = [[_whole(v) for v in row] for row in cm]
         report["imbalance"] = _imbalance(state, support, names, W, auc)
@@ -506,14 +511,10 @@ def build_report(
                     )
                 group["binary"] = leaf
             report.update(groups)
-            report.update(_confusion_scalars(cm, W))
+            report.update(_confusion_scalars(cm, W, _no_weight(state)))
             report["top_k_accuracy"] = {}
-            report["log_loss"] = _leaf(
-                c["log_loss"][0] / W if W > 0 else None, "no samples in this window"
-            )
-            report["brier_score"] = _leaf(
-                c["brier"][0] / W if W > 0 else None, "no samples in this window"
-            )
+            report["log_loss"] = _leaf(c["log_loss"][0] / W if W > 0 else None, _no_weight(state))
+            report["brier_score"] = _leaf(c["brier"][0] / W if W > 0 else None, _no_weight(state))
             report["confusion_matrix"] = [[_whole(v) for v in row] for row in cm]
             report["imbalance"] = _imbalance(state, support, names, W, auc)
         else:
@@ -533,19 +534,17 @@ def build_report(
             )
             prf = c["samples_prf"]
             for i, metric in enumerate(("precision", "recall", "f1")):
-                groups[metric]["samples"] = _leaf(
-                    prf[i] / W if W > 0 else None, "no samples in this window"
-                )
+                groups[metric]["samples"] = _leaf(prf[i] / W if W > 0 else None, _no_weight(state))
             report.update(groups)
             report["accuracy"] = _leaf(
                 prf[3] / W if W > 0 else None,
-                "no samples in this window",
+                _no_weight(state),
                 definition="subset accuracy",
             )
             for key in ("balanced_accuracy", "matthews_corrcoef", "cohen_kappa"):
                 report[key] = _leaf(None, na.format("multilabel") + " (sklearn raises)")
             report["hamming_loss"] = _leaf(
-                prf[4] / (W * len(names)) if W > 0 else None, "no samples in this window"
+                prf[4] / (W * len(names)) if W > 0 else None, _no_weight(state)
             )
             report["top_k_accuracy"] = {}
             for key in ("log_loss", "brier_score"):
