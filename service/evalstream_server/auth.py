@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -153,7 +154,7 @@ class Authenticator:
         self.tokens = tokens
         return len(tokens)
 
-    def tenant(self, metadata: tuple | list | None) -> str:
+    def tenant(self, metadata: tuple[Any, ...] | list[Any] | None) -> str:
         tokens = self.tokens  # one read: a reload meanwhile does not mix two sets
         if not tokens:
             return ""

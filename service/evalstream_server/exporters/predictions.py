@@ -163,7 +163,7 @@ def stream_series(
     buckets, total = [], 0.0
     for le, count in zip(histogram["le"], histogram["counts"], strict=True):
         total += count
-        buckets.append(("+Inf" if le is None else floatToGoString(le), total))
+        buckets.append(("+Inf" if le is None else floatToGoString(le), total))  # type: ignore[no-untyped-call]
     g.histogram(
         "label_delay_seconds",
         "Seconds from a prediction's time to its label's arrival, pairs joined by id",

@@ -18,8 +18,9 @@ from typing import Any
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from ..engine import CUMULATIVE, build_report
-from ..store import NotFoundError, Store
+from ..engine import CUMULATIVE, StreamEngine, build_report
+from ..engine.windows import WindowRing
+from ..store import NotFoundError, Store, StreamRecord
 from ..store.base import same_window
 from .families import Families as _Families
 from .families import TenantFamilies
@@ -36,7 +37,7 @@ _CLASS_METRICS = ("roc_auc", "average_precision", "f1", "precision", "recall")
 class _Entry:
     """A cached window report and what the scrape needs besides it."""
 
-    key: tuple
+    key: tuple[Any, ...]
     report: dict[str, Any]
     delay_sum: float  # sum of the window's label delays (the histogram's _sum)
 
@@ -71,9 +72,9 @@ class EvalstreamCollector(Collector):
         # streams cost nothing to scrape.
         self._cache: dict[tuple[str, str], _Entry] = {}
         # stream -> (engine key, join table status): the stream-wide part of labels
-        self._status: dict[str, tuple[tuple, dict[str, Any]]] = {}
+        self._status: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {}
 
-    def _key(self, record, window: str) -> tuple:
+    def _key(self, record: StreamRecord, window: str) -> tuple[Any, ...]:
         """What a window's report depends on besides time: the engine's version, the window's
         time bucket and the bucket of its prior reference (a sliding reference moves on its own;
         a cumulative one only changes with the version). The join table status in the report
@@ -87,7 +88,7 @@ class EvalstreamCollector(Collector):
             buckets.append(ring.bucket_of(now) if ring is not None else None)
         return (id(engine), engine.version, *buckets)
 
-    def _report(self, record, window: str) -> _Entry:
+    def _report(self, record: StreamRecord, window: str) -> _Entry:
         key = self._key(record, window)
         hit = self._cache.get((record.name, window))
         if hit is not None and hit.key == key:
@@ -102,7 +103,7 @@ class EvalstreamCollector(Collector):
             self._status[record.name] = ((id(record.engine), record.engine.version), labels)
         return entry
 
-    def _stream_status(self, record) -> dict[str, Any] | None:
+    def _stream_status(self, record: StreamRecord) -> dict[str, Any] | None:
         """The join table status, fresh for this scrape.
 
         It changes without a new version only while predictions are pending (their age grows,
@@ -175,7 +176,7 @@ class EvalstreamCollector(Collector):
             self.sweeps += 1
             self._swept.notify_all()
 
-    def _served(self, record, window: str) -> _Entry:
+    def _served(self, record: StreamRecord, window: str) -> _Entry:
         """The entry a scrape exports: with a background refresh, whatever it computed last
         (computed now only for a window it has not reached yet); otherwise fresh."""
         if self._thread is not None:
@@ -222,8 +223,8 @@ class EvalstreamCollector(Collector):
                     self._labels(t, record, report, entry.delay_sum)
         for gone in set(self._cache) - live:
             self._cache.pop(gone, None)  # the refresh thread may have dropped it too
-        for gone in set(self._status) - {name for name, _ in live}:
-            self._status.pop(gone, None)
+        for stream in set(self._status) - {key for key, _ in live}:
+            self._status.pop(stream, None)
         if self._thread is not None and self.last_sweep_seconds is not None:
             g.gauge(
                 "exporter_refresh_seconds", "Duration of the last background report refresh", []
@@ -235,7 +236,9 @@ class EvalstreamCollector(Collector):
             ).add_metric([], self.last_sweep_time or 0.0)
         yield from g.all()
 
-    def _labels(self, g: TenantFamilies, record, report: dict, delay_sum: float) -> None:
+    def _labels(
+        self, g: TenantFamilies, record: StreamRecord, report: dict[str, Any], delay_sum: float
+    ) -> None:
         if "pending" not in report["labels"]["stream"]:
             return  # this store keeps no predictions awaiting labels
         try:
@@ -246,10 +249,10 @@ class EvalstreamCollector(Collector):
             histogram = report["labels"]["delay_seconds"]["histogram"]
             stream_series(g, record.spec.name, status, histogram, delay_sum)
 
-    def _classes(self, report: dict) -> list[str]:
-        return report["classes"][: self.max_class_series]
+    def _classes(self, report: dict[str, Any]) -> list[str]:
+        return list(report["classes"][: self.max_class_series])
 
-    def _window(self, g: TenantFamilies, stream: str, window: str, r: dict) -> None:
+    def _window(self, g: TenantFamilies, stream: str, window: str, r: dict[str, Any]) -> None:
         lw = ["stream", "window"]
         g.gauge("window_samples", "Samples in the window", lw).add_metric(
             [stream, window], r["n_samples"]
@@ -309,7 +312,7 @@ class EvalstreamCollector(Collector):
                 if leaf and leaf.get("value") is not None:
                     fam.add_metric([stream, window, c], leaf["value"])
 
-    def _counters(self, g: TenantFamilies, stream: str, r: dict) -> None:
+    def _counters(self, g: TenantFamilies, stream: str, r: dict[str, Any]) -> None:
         lc = ["stream", "class"]
         mcm = r["multilabel_confusion_matrix"]
         classes = r["classes"]
@@ -328,7 +331,7 @@ class EvalstreamCollector(Collector):
             sup_f.add_metric([stream, c], tp + fn)
 
 
-def _ring(engine, window: str | None):
+def _ring(engine: StreamEngine, window: str | None) -> WindowRing | None:
     """The window ring of ``window`` (None for the cumulative state or no window)."""
     if window is None or same_window(window, CUMULATIVE):
         return None

@@ -169,12 +169,12 @@ class DurableStore(MemoryStore):
         return self._writer.broken
 
     # -- transactions --------------------------------------------------------------------------
-    def _put(self, table: str, values: tuple) -> None:
+    def _put(self, table: str, values: tuple[Any, ...]) -> None:
         """Queue the row ``values`` (``checksums.COLUMNS[table]``) of ``table``, with its
         checksum (computed by the writer thread, off the event loop)."""
         self._exec(_PUT[table], values, checksum=table)
 
-    def _exec(self, sql: str, params: tuple = (), checksum: str | None = None) -> None:
+    def _exec(self, sql: str, params: tuple[Any, ...] = (), checksum: str | None = None) -> None:
         """Queue a statement for the writer thread (it runs in the open transaction); with
         ``checksum``, the CRC-32 of the row of that table is appended to ``params``."""
         if self._writer.broken is not None:
@@ -488,13 +488,13 @@ def _encode_record(batch: Record) -> tuple[int, str | None, Any, Any, Any]:
     """``(kind, ids, labels, scores, weights)`` columns of a logged record. Arrays go as
     buffers, not copies: the writer thread reads them (records are immutable)."""
     if isinstance(batch, PredictionBatch):
-        scores = memoryview(np.ascontiguousarray(batch.scores))
+        scores = np.ascontiguousarray(batch.scores).data
         return _PREDICTIONS, json.dumps(batch.ids), b"", scores, None
-    labels = memoryview(batch.labels.astype(np.int32 if batch.labels.ndim == 1 else np.uint8))
+    labels = batch.labels.astype(np.int32 if batch.labels.ndim == 1 else np.uint8).data
     if isinstance(batch, LabelBatch):
         return _LABELS, json.dumps(batch.ids), labels, b"", None
-    weights = None if batch.weights is None else memoryview(batch.weights)
-    return _LABELLED, None, labels, memoryview(np.ascontiguousarray(batch.scores)), weights
+    weights = None if batch.weights is None else batch.weights.data
+    return _LABELLED, None, labels, np.ascontiguousarray(batch.scores).data, weights
 
 
 def _decode_labels(spec: StreamSpec, n: int, labels: bytes) -> np.ndarray:

@@ -71,7 +71,7 @@ def _cluster(parts: SplitResult, query: list[tuple[str, str]], timeout: float) -
         host, _, port = seed.strip().rpartition(":")
         if not host or not port.isdigit():
             raise ValueError(f"store: expected host:port seeds, received {seed!r}")
-        nodes.append(ClusterNode(host.strip("[]"), int(port)))
+        nodes.append(ClusterNode(host.strip("[]"), int(port)))  # type: ignore[no-untyped-call]
     kwargs: dict[str, Any] = dict(query)
     if userinfo:
         user, _, password = userinfo.partition(":")

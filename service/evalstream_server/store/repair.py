@@ -46,7 +46,7 @@ class RepairReport:
 
 @dataclass
 class _Row:
-    values: tuple
+    values: tuple[Any, ...]
     crc: int | None
     good: bool
 
@@ -112,9 +112,9 @@ def _read(db_file: Path) -> tuple[dict[str, list[_Row]], list[str]]:
     return rows, unreadable
 
 
-def _choose(rows: dict[str, list[_Row]], dropped: list[str]) -> dict[str, list[tuple]]:
+def _choose(rows: dict[str, list[_Row]], dropped: list[str]) -> dict[str, list[tuple[Any, ...]]]:
     """The rows to keep, per table; appends a line to ``dropped`` for everything left out."""
-    kept: dict[str, list[tuple]] = {table: [] for table in COLUMNS}
+    kept: dict[str, list[tuple[Any, ...]]] = {table: [] for table in COLUMNS}
     streams: set[str] = set()
     for row in rows["streams"]:
         name = row.values[0]
@@ -184,7 +184,7 @@ def _choose(rows: dict[str, list[_Row]], dropped: list[str]) -> dict[str, list[t
     return kept
 
 
-def _write(fresh: Path, kept: dict[str, list[tuple]]) -> None:
+def _write(fresh: Path, kept: dict[str, list[tuple[Any, ...]]]) -> None:
     """A new data dir holding ``kept`` (with checksums and a ledger at commit 0)."""
     from .durable import DurableStore
 

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from ..engine import State, StreamSpec
-from ..engine.counting import MAX_FIELDS, Scatter, ScatterMax, field_shapes
+from ..engine.counting import MAX_FIELDS, Delta, Scatter, ScatterMax, field_shapes
 
 __all__ = [
     "FlatLayout",
@@ -40,7 +41,12 @@ __all__ = [
 _HEADER = struct.Struct("<BBHI")
 _MAGIC = 0xE5
 _IDX_U16, _IDX_U32 = 1, 2
-_VAL_CODES = {1: np.dtype("<u1"), 2: np.dtype("<u2"), 3: np.dtype("<u4"), 4: np.dtype("<f8")}
+_VAL_CODES: dict[int, np.dtype[Any]] = {
+    1: np.dtype("<u1"),
+    2: np.dtype("<u2"),
+    3: np.dtype("<u4"),
+    4: np.dtype("<f8"),
+}
 
 Part = tuple[np.ndarray, np.ndarray | None]  # flat indices, values (None: each index counts 1)
 # The flat cells [start, stop) that merge by maximum (the bins' score range), or None: summing
@@ -65,7 +71,7 @@ class FlatLayout:
         if self.size >= 2**32:
             raise ValueError(f"state of {self.size} cells does not fit uint32 indices")
 
-    def parts(self, delta: dict[str, np.ndarray | Scatter]) -> list[Part]:
+    def parts(self, delta: Delta) -> list[Part]:
         """A delta from ``compute_delta`` as flat-index parts (non-zero cells of dense fields)."""
         out: list[Part] = []
         for name, offset, _shape in self.fields:

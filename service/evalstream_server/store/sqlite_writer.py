@@ -41,7 +41,7 @@ class Writer(threading.Thread):
         self.db = db
         self.ledger = ledger
         self.commits = commits  # the number of the last commit (``meta.commits``)
-        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.queue: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self.broken: BaseException | None = None
         self.failures = 0  # transactions lost to a failed statement or commit, ever
         self.seen = 0  # statements taken from the queue (run or dropped), in queue order
@@ -50,21 +50,21 @@ class Writer(threading.Thread):
         self._tx_bytes = 0
         self._in_tx = False
 
-    def put(self, op: tuple) -> None:
+    def put(self, op: tuple[Any, ...]) -> None:
         self.queue.put(op)
 
-    def commit(self) -> Future:
-        fut: Future = Future()
+    def commit(self) -> Future[Any]:
+        fut: Future[Any] = Future()
         if self.broken is not None:
             fut.set_exception(sqlite3.OperationalError(f"store broken: {self.broken}"))
         else:
             self.queue.put(("commit", fut))
         return fut
 
-    def call(self, fn: Callable[[sqlite3.Connection], Any]) -> Future:
+    def call(self, fn: Callable[[sqlite3.Connection], Any]) -> Future[Any]:
         """Run ``fn(connection)`` on this thread, after everything queued so far (broken or not:
         reloading memory from the database and probing the disk go through here)."""
-        fut: Future = Future()
+        fut: Future[Any] = Future()
         self.queue.put(("call", fut, fn))
         return fut
 
@@ -73,15 +73,16 @@ class Writer(threading.Thread):
         self.queue.put(("resume",))
 
     def stop(self, commit: bool) -> None:
-        fut: Future = Future()
+        fut: Future[Any] = Future()
         self.queue.put(("stop", fut, commit))
         if self.is_alive():
             fut.result(timeout=60)
             self.join(timeout=60)
 
     def run(self) -> None:
-        waiting: list[Future] = []
-        carried: tuple | None = None  # an op met during a group commit, handled right after it
+        waiting: list[Future[Any]] = []
+        # an op met during a group commit, handled right after it
+        carried: tuple[Any, ...] | None = None
         while True:
             op, carried = (carried, None) if carried is not None else (self.queue.get(), None)
             kind = op[0]
@@ -138,7 +139,7 @@ class Writer(threading.Thread):
                     _settle(fut, exc)
             waiting = []
 
-    def _execute(self, op: tuple) -> None:
+    def _execute(self, op: tuple[Any, ...]) -> None:
         self.seen += 1
         if not self._in_tx:
             self.db.execute("BEGIN IMMEDIATE")
@@ -170,7 +171,9 @@ class Writer(threading.Thread):
         log.critical("commit failed; writes refused until the disk accepts them", exc_info=exc)
 
 
-def _run_call(fut: Future, fn: Callable[[sqlite3.Connection], Any], db: sqlite3.Connection) -> None:
+def _run_call(
+    fut: Future[Any], fn: Callable[[sqlite3.Connection], Any], db: sqlite3.Connection
+) -> None:
     if not fut.set_running_or_notify_cancel():
         return
     try:
@@ -179,7 +182,7 @@ def _run_call(fut: Future, fn: Callable[[sqlite3.Connection], Any], db: sqlite3.
         fut.set_exception(exc)
 
 
-def _settle(fut: Future, exc: BaseException | None = None) -> None:
+def _settle(fut: Future[Any], exc: BaseException | None = None) -> None:
     """Resolve a commit future, unless its waiter gave up on it: an Ingest call cancelled at
     shutdown cancels its ``flush_async`` future, and resolving a cancelled future raises, which
     must not kill the writer thread (every later commit, ``close()`` included, would wait on a
