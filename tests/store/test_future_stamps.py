@@ -137,3 +137,28 @@ def test_a_snapshot_holds_each_bucket_as_its_entries_not_its_dense_state():
     again = engine_from_bytes(blob, clock=lambda: clock[0])
     for window in ("cumulative", "5m", "1h", "1d"):
         _assert_same(again.state(window), engine.state(window))
+
+
+def test_predictions_stamped_beyond_the_skew_are_refused_too(tmp_path):
+    store = DurableStore(tmp_path)
+    with ServerThread(Settings(grpc_port=0, metrics_port=-1), store=store) as srv:
+        with grpc.insecure_channel(srv.target) as ch:
+            stub = rpc.EvalstreamServiceStub(ch)
+            create(stub, "p", task="binary", classes=("n", "y"), windows=["1h"])
+            scores = tensor(np.array([0.2, 0.9], np.float32))
+            ahead, near = (
+                pb.LogPredictionsRequest(
+                    stream="p",
+                    producer_id="p",
+                    sequence=seq,
+                    ids=[f"a{seq}", f"b{seq}"],
+                    scores=scores,
+                    event_time=_stamp(time.time() + lead),
+                )
+                for seq, lead in ((1, 301.0), (2, 200.0))
+            )
+            refused = stub.LogPredictions(ahead).result
+            assert refused.error_code == INVALID_ARGUMENT
+            assert refused.error_message.startswith("event_time: expected a time at most 300 s")
+            assert stub.LogPredictions(near).result.status == ingest_pb2.BATCH_STATUS_ACCEPTED
+        assert store.label_status("p")["pending"] == 2  # only the second batch's predictions
