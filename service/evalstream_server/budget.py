@@ -4,7 +4,7 @@
 it can ever take. ``MemoryBudget.check`` refuses a CreateStream whose worst case passes the
 per-stream budget (``--max-stream-memory``) or would take the streams' total past the server's
 (``--max-server-memory``; by default the memory of the machine, or of its cgroup if less),
-with ``MemoryBudgetError`` (RESOURCE_EXHAUSTED) naming the config field to change, the limit
+or its tenant's past ``--max-tenant-memory``, with ``MemoryBudgetError`` (RESOURCE_EXHAUSTED) naming the config field to change, the limit
 and the amount. Nothing is allocated before the check passes.
 """
 
