@@ -106,12 +106,12 @@ def registry_from_exposition(text: str) -> tuple[CollectorRegistry, Callable[[],
             metric = Gauge(fam.name, fam.documentation, labels, registry=registry)
             for s in fam.samples:
                 key = tuple(s.labels.values())
-                metric.labels(*key).set(s.value)
+                (metric.labels(*key) if key else metric).set(s.value)
                 gauges.append((metric, key, s.value))
 
     def set_all() -> None:
         for metric, key, value in gauges:
-            metric.labels(*key).set(value)
+            (metric.labels(*key) if key else metric).set(value)
 
     return registry, set_all
 

@@ -112,6 +112,18 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         help="recompute changed reports in the background this often and serve them on "
         "/metrics (bounds the scrape time of many busy streams; default 0: on each scrape)",
     )
+    p.add_argument(
+        "--metrics-scrape-budget",
+        type=float,
+        metavar="SECONDS",
+        help="report computation one scrape may spend; past it, changed windows are served as "
+        "last computed and the next scrape goes on from there (default 1)",
+    )
+    p.add_argument(
+        "--max-window-series",
+        type=int,
+        help="windows per stream that get series, cumulative first (default 100)",
+    )
     p.add_argument("--log-level")
     p.add_argument("--log-format", choices=["json", "text"])
     p.add_argument(
@@ -212,6 +224,8 @@ def _serve(args: argparse.Namespace) -> int:
         "max_batch_rows",
         "max_class_series",
         "metrics_refresh",
+        "metrics_scrape_budget",
+        "max_window_series",
         "log_level",
         "log_format",
         "durability",

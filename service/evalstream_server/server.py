@@ -151,7 +151,13 @@ async def start_server(settings: Settings, store: Store | None = None) -> Runnin
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     registry = CollectorRegistry(auto_describe=False)
-    collector = EvalstreamCollector(store, settings.max_class_series, settings.metrics_refresh)
+    collector = EvalstreamCollector(
+        store,
+        settings.max_class_series,
+        settings.metrics_refresh,
+        settings.metrics_scrape_budget,
+        settings.max_window_series,
+    )
     registry.register(collector)
     if settings.metrics_port >= 0:
         collector.start()  # the background refresh, when metrics_refresh > 0
@@ -166,6 +172,7 @@ async def start_server(settings: Settings, store: Store | None = None) -> Runnin
                 tls_cert=settings.metrics_tls_cert,
                 tls_key=settings.metrics_tls_key,
                 client_ca=settings.metrics_client_ca,
+                exposition=collector.exposition,
             )
         except BaseException:  # refused (unprotected, bad TLS files) or the port is taken
             collector.stop()

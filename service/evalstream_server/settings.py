@@ -42,6 +42,10 @@ class Settings:
     # on /metrics (values up to about that old; bounds the scrape time of many busy streams);
     # 0: compute on each scrape
     metrics_refresh: float = 0.0
+    # seconds of report computation one scrape may spend (without metrics_refresh); past them,
+    # changed windows are served as last computed and the next scrape goes on from there
+    metrics_scrape_budget: float = 1.0
+    max_window_series: int = 100  # windows per stream that get series (cumulative first)
     # authenticated calls in flight; further ones get RESOURCE_EXHAUSTED (health and
     # reflection are not counted; calls without a valid token never hold a slot)
     max_concurrent_rpcs: int = 256

@@ -6,10 +6,18 @@ require one of the two: ``--metrics-token-file`` (the scraper sends ``Authorizat
 <token>``; Prometheus' ``authorization.credentials_file``) or ``--metrics-tls-cert/-key`` with
 ``--metrics-client-ca`` (the scraper presents a certificate that CA signed; Prometheus'
 ``tls_config``). ``start_metrics_server`` refuses a non-loopback address with neither.
+
+What it serves is the collector's kept text (``EvalstreamCollector.exposition``, joined per
+scrape) in the text format 0.0.4, which every Prometheus accepts (it offers OpenMetrics first,
+text/plain next): ``prometheus_client``'s own app would format every sample on every scrape. A
+client that accepts only OpenMetrics, or asks for some families (``name[]``), gets
+``prometheus_client``'s answer from the registry. Compression, when accepted, is gzip at level 1:
+about 12x smaller on this text for a fraction of level 9's time.
 """
 
 from __future__ import annotations
 
+import gzip
 import hmac
 import ipaddress
 import logging
@@ -20,12 +28,16 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from socketserver import ThreadingMixIn
 from typing import Any
+from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import make_wsgi_app
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import CollectorRegistry
 
-__all__ = ["MetricsAccess", "start_metrics_server", "load_metrics_tokens"]
+__all__ = ["MetricsAccess", "metrics_app", "start_metrics_server", "load_metrics_tokens"]
+
+GZIP_LEVEL = 1
 
 log = logging.getLogger("evalstream.exporter")
 
@@ -91,6 +103,39 @@ class MetricsAccess:
         return scheme.lower() == "bearer" and found
 
 
+def _takes_text(accept: str) -> bool:
+    """Whether an Accept header allows the text format (empty: anything goes)."""
+    if not accept.strip():
+        return True
+    kinds = [part.split(";")[0].strip() for part in accept.split(",")]
+    return any(k in ("text/plain", "text/*", "*/*") for k in kinds)
+
+
+def metrics_app(
+    exposition: Callable[[], bytes], registry: CollectorRegistry
+) -> Callable[..., Iterable[bytes]]:
+    """A WSGI app serving ``exposition()`` (the fallback: ``make_wsgi_app(registry)``)."""
+    fallback = make_wsgi_app(registry)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        params = parse_qs(environ.get("QUERY_STRING", ""))
+        if (
+            environ.get("PATH_INFO") == "/favicon.ico"
+            or "name[]" in params
+            or not _takes_text(environ.get("HTTP_ACCEPT", ""))
+        ):
+            return fallback(environ, start_response)  # type: ignore[no-any-return]
+        body = exposition()
+        headers = [("Content-Type", CONTENT_TYPE_PLAIN_0_0_4)]
+        if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", "").lower():
+            body = gzip.compress(body, compresslevel=GZIP_LEVEL)
+            headers.append(("Content-Encoding", "gzip"))
+        start_response("200 OK", headers)
+        return [body]
+
+    return app
+
+
 def _loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -108,10 +153,11 @@ def start_metrics_server(
     tls_cert: str = "",
     tls_key: str = "",
     client_ca: str = "",
+    exposition: Callable[[], bytes] | None = None,
 ) -> tuple[WSGIServer, int]:
-    """Serve ``registry`` on ``http(s)://host:port/metrics`` from a daemon thread; returns the
-    server and its port. Refuses (``ValueError``) an address beyond loopback with neither a
-    token file nor client certificates, and half a TLS configuration."""
+    """Serve ``exposition()`` (None: ``registry``) on ``http(s)://host:port/metrics`` from a
+    daemon thread; returns the server and its port. Refuses (``ValueError``) an address beyond
+    loopback with neither a token file nor client certificates, and half a TLS configuration."""
     tokens = load_metrics_tokens(token_file) if token_file else []
     if bool(tls_cert) != bool(tls_key) or (client_ca and not tls_cert):
         raise ValueError(
@@ -127,7 +173,8 @@ def start_metrics_server(
             "names every tenant and stream; expected --metrics-token-file or "
             "--metrics-client-ca (docs/operations.md, 'Metrics access'), received neither"
         )
-    app = MetricsAccess(make_wsgi_app(registry), tokens)
+    inner = make_wsgi_app(registry) if exposition is None else metrics_app(exposition, registry)
+    app = MetricsAccess(inner, tokens)
     kind = _Server6 if ":" in host else _Server
     httpd = make_server(host.strip("[]"), port, app, kind, handler_class=_QuietHandler)
     if tls_cert:

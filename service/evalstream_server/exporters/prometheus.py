@@ -1,5 +1,9 @@
 """Prometheus collector: computes the gauges from store snapshots at scrape time (DESIGN §5).
 
+A window's series are rendered to exposition text when its report is computed and the text is
+kept (``text``), not the report: a scrape joins the kept text (``exposition``, what ``/metrics``
+serves) and only formats the per-stream series that change with every batch.
+
 Undefined values are left out, never exported as 0. Gauges cannot be summed across replicas, so
 additive per-class counters (true positives, false positives, false negatives, support) are
 exported too, for PromQL to aggregate numerators and denominators. The label-free figures, the
@@ -9,6 +13,7 @@ labelled share and the label latency of delayed labels are exported by ``predict
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client.core import Metric
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from ..engine import CUMULATIVE, StreamEngine, build_report
@@ -25,6 +31,7 @@ from ..store.base import same_window
 from .families import Families as _Families
 from .families import TenantFamilies
 from .predictions import stream_series, window_series
+from .text import Exposition, Part, render
 
 __all__ = ["EvalstreamCollector"]
 
@@ -35,10 +42,11 @@ _CLASS_METRICS = ("roc_auc", "average_precision", "f1", "precision", "recall")
 
 @dataclass(frozen=True)
 class _Entry:
-    """A cached window report and what the scrape needs besides it."""
+    """A window's series as exposition text, and what the scrape needs besides them."""
 
     key: tuple[Any, ...]
-    report: dict[str, Any]
+    parts: tuple[Part, ...]
+    histogram: dict[str, Any] | None  # the cumulative label delay histogram (None: no labels)
     delay_sum: float  # sum of the window's label delays (the histogram's _sum)
 
 
@@ -50,13 +58,33 @@ class EvalstreamCollector(Collector):
     store : Store
     max_class_series : int
         Streams with more classes export per-class series for the first this many only.
+    refresh_interval : float
+        > 0: a background thread recomputes the changed reports this often (``start``).
+    scrape_budget : float
+        Seconds of report computation one scrape may spend (without a background refresh);
+        past them, a changed window is served as last computed, and the next scrape starts
+        where this one stopped (so every window is recomputed in turn).
+    max_window_series : int
+        Windows per stream that get series (``cumulative`` first, then as declared).
+
+    Per stream, ``evalstream_exporter_left_out{what}`` counts the classes and windows the two
+    limits leave out (series are never dropped silently).
     """
 
     def __init__(
-        self, store: Store, max_class_series: int = 100, refresh_interval: float = 0.0
+        self,
+        store: Store,
+        max_class_series: int = 100,
+        refresh_interval: float = 0.0,
+        scrape_budget: float = 1.0,
+        max_window_series: int = 100,
     ) -> None:
         self.store = store
         self.max_class_series = max_class_series
+        self.scrape_budget = scrape_budget
+        self.max_window_series = max_window_series
+        self._resume = 0  # where the next scrape starts recomputing (its budget ran out here)
+        self.stale_served = 0  # windows the last scrape served as last computed
         # > 0: a background thread recomputes changed reports every this many seconds and a
         # scrape serves what it computed (at most about one interval old) instead of computing
         # on the scrape, which bounds the scrape time of many busy streams (`start()`).
@@ -97,7 +125,18 @@ class EvalstreamCollector(Collector):
         report = build_report(
             state, window=window, intervals=False, reference=reference, labels=labels
         )
-        entry = _Entry(key, report, float(state.counts["delay_sum"][0]))
+        g = _Families()
+        t = g.of_tenant(record.tenant)
+        name = record.spec.name
+        self._window(t, name, window, report)
+        window_series(t, name, window, report, self._classes(report))
+        histogram = None
+        if window == CUMULATIVE:
+            self._counters(t, name, report)
+            if "pending" in report["labels"]["stream"]:  # a store with delayed labels
+                histogram = report["labels"]["delay_seconds"]["histogram"]
+        delay_sum = float(state.counts["delay_sum"][0])
+        entry = _Entry(key, render(g.all()), histogram, delay_sum)
         self._cache[(record.name, window)] = entry
         if labels is not None:
             self._status[record.name] = ((id(record.engine), record.engine.version), labels)
@@ -159,7 +198,7 @@ class EvalstreamCollector(Collector):
         """Bring every window's report and every join table status up to date."""
         started = time.perf_counter()
         for record in self.store.records():
-            for window in record.engine.window_names():
+            for window in record.engine.window_names()[: self.max_window_series]:
                 try:
                     self._report(record, window)
                 except NotFoundError:
@@ -176,12 +215,17 @@ class EvalstreamCollector(Collector):
             self.sweeps += 1
             self._swept.notify_all()
 
-    def _served(self, record: StreamRecord, window: str) -> _Entry:
+    def _served(self, record: StreamRecord, window: str, deadline: float) -> _Entry | None:
         """The entry a scrape exports: with a background refresh, whatever it computed last
-        (computed now only for a window it has not reached yet); otherwise fresh."""
-        if self._thread is not None:
-            hit = self._cache.get((record.name, window))
-            if hit is not None:
+        (computed now only for a window it has not reached yet); otherwise fresh while the
+        scrape's budget lasts (``deadline``), then as last computed, or nothing yet for a window
+        never computed (it comes with a later scrape)."""
+        hit = self._cache.get((record.name, window))
+        if self._thread is not None and hit is not None:
+            return hit
+        if self._thread is None and time.perf_counter() > deadline:
+            if hit is None or hit.key != self._key(record, window):
+                self.stale_served += 1
                 return hit
         return self._report(record, window)
 
@@ -189,10 +233,40 @@ class EvalstreamCollector(Collector):
         return []  # computed at scrape time; do not collect on registration
 
     def collect(self) -> Iterator[Metric]:
-        g = _Families()
-        live = set()
-        for record in self.store.records():
+        """The families of ``exposition`` as ``prometheus_client`` metrics (for a registry:
+        parsed back from the text, so both are the same series)."""
+        yield from text_string_to_metric_families(self.exposition().decode())
+
+    def exposition(self) -> bytes:
+        """The scrape in the Prometheus text format (0.0.4): what ``/metrics`` serves."""
+        records = list(self.store.records())
+        # Reports first, starting where the last scrape's budget ran out; text in store order.
+        entries: dict[tuple[str, str], _Entry] = {}
+        deadline = time.perf_counter() + self.scrape_budget
+        self.stale_served = 0
+        start = self._resume % len(records) if records else 0
+        resume = None
+        for i in range(len(records)):
+            record = records[(start + i) % len(records)]
+            if resume is None and i > 0 and time.perf_counter() > deadline:
+                resume = start + i
+            until = math.inf if i == 0 else deadline  # at least one stream a scrape: progress
+            for window in record.engine.window_names()[: self.max_window_series]:
+                try:
+                    entry = self._served(record, window, until)
+                except NotFoundError:
+                    break
+                except Exception:  # noqa: BLE001 - one bad stream must not break the scrape
+                    log.exception("report failed", extra={"stream": record.name, "window": window})
+                    continue
+                if entry is not None:
+                    entries[(record.name, window)] = entry
+        self._resume = start if resume is None else resume
+        out = Exposition()
+        live: set[tuple[str, str]] = set()
+        for record in records:
             name = record.spec.name
+            g = _Families()
             t = g.of_tenant(record.tenant)  # the stream's series, labelled with its tenant
             t.counter("samples", "Samples accepted", ["stream"]).add_metric(
                 [name], record.engine.cumulative.n_samples
@@ -206,25 +280,40 @@ class EvalstreamCollector(Collector):
                     "Unix time of the last accepted batch",
                     ["stream"],
                 ).add_metric([name], record.update_time)
-            for window in record.engine.window_names():
-                live.add((record.name, window))  # the cache's keys: the store's
-                try:
-                    entry = self._served(record, window)
-                except NotFoundError:
-                    break
-                except Exception:  # noqa: BLE001 - one bad stream must not break the scrape
-                    log.exception("report failed", extra={"stream": name, "window": window})
-                    continue
-                report = entry.report
-                self._window(t, name, window, report)
-                window_series(t, name, window, report, self._classes(report))
-                if window == CUMULATIVE:
-                    self._counters(t, name, report)
-                    self._labels(t, record, report, entry.delay_sum)
+            names = record.engine.window_names()
+            live.update((record.name, w) for w in names)  # the cache's keys: the store's
+            windows = [entries[(record.name, w)] for w in names if (record.name, w) in entries]
+            cumulative = entries.get((record.name, CUMULATIVE))
+            if cumulative is not None and cumulative.histogram is not None:
+                self._labels(t, record, cumulative.histogram, cumulative.delay_sum)
+            left_out = g.gauge(
+                "exporter_left_out",
+                "Classes without per-class series and windows without series (the exporter's "
+                "per-stream limits)",
+                ["tenant", "stream", "what"],
+            )
+            n_classes = len(record.spec.classes)
+            left_out.add_metric(
+                [record.tenant, name, "classes"], max(n_classes - self.max_class_series, 0)
+            )
+            left_out.add_metric(
+                [record.tenant, name, "windows"], max(len(names) - self.max_window_series, 0)
+            )
+            out.add(render(g.all()))
+            for entry in windows:
+                out.add(entry.parts)
         for gone in set(self._cache) - live:
             self._cache.pop(gone, None)  # the refresh thread may have dropped it too
         for stream in set(self._status) - {key for key, _ in live}:
             self._status.pop(stream, None)
+        g = _Families()
+        if self._thread is None:
+            g.gauge(
+                "exporter_stale_windows",
+                "Changed windows this scrape served as last computed, or left out when never "
+                "computed yet (its report budget ran out; later scrapes go on)",
+                [],
+            ).add_metric([], self.stale_served)
         if self._thread is not None and self.last_sweep_seconds is not None:
             g.gauge(
                 "exporter_refresh_seconds", "Duration of the last background report refresh", []
@@ -234,19 +323,21 @@ class EvalstreamCollector(Collector):
                 "Unix time the last background report refresh ended (values are that old)",
                 [],
             ).add_metric([], self.last_sweep_time or 0.0)
-        yield from g.all()
+        out.add(render(g.all()))
+        return out.text().encode()
 
     def _labels(
-        self, g: TenantFamilies, record: StreamRecord, report: dict[str, Any], delay_sum: float
+        self,
+        g: TenantFamilies,
+        record: StreamRecord,
+        histogram: dict[str, Any],
+        delay_sum: float,
     ) -> None:
-        if "pending" not in report["labels"]["stream"]:
-            return  # this store keeps no predictions awaiting labels
         try:
             status = self._stream_status(record)
         except NotFoundError:
             return
         if status is not None:
-            histogram = report["labels"]["delay_seconds"]["histogram"]
             stream_series(g, record.spec.name, status, histogram, delay_sum)
 
     def _classes(self, report: dict[str, Any]) -> list[str]:
