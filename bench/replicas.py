@@ -2,7 +2,8 @@
 and of two replicas against one, in the same run; then the cost of one flush (commit) against the
 non-zero cells it carries, with the storage layout we chose (packed sparse logs, one APPEND per
 key) next to the alternative (one hash field per cell, HINCRBYFLOAT in a Lua loop), and the cost
-of reading a merged state back both ways.
+of reading a merged state back both ways; then the /metrics scrape of N streams shared by 1, 2
+and 3 replicas (each exports its share): time per replica and in total, series seen once.
 
 Every server is its own ``evalstream serve`` process; Redis runs with ``appendonly yes``,
 ``appendfsync everysec``; the durable store with ``synchronous=FULL``. Needs ``redis-server``
@@ -33,6 +34,7 @@ from evalstream.v1 import evalstream_service_pb2_grpc as rpc  # noqa: E402
 from evalstream.v1 import stream_pb2, tensor_pb2  # noqa: E402
 from evalstream_server.engine import CUMULATIVE, StreamSpec, make_batch  # noqa: E402
 from evalstream_server.engine.counting import compute_delta  # noqa: E402
+from evalstream_server.exporters import EvalstreamCollector  # noqa: E402
 from evalstream_server.store.redis_store import RedisStore  # noqa: E402
 from evalstream_server.store.sparse_log import (  # noqa: E402
     FlatLayout,
@@ -48,8 +50,10 @@ from harness import (  # noqa: E402
     machine_line,
     make_workload,
     markdown_table,
+    median,
     quick_parser,
 )
+from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 
 K = 10
 CLASSES = [f"c{i}" for i in range(K)]
@@ -393,6 +397,97 @@ def flush_table(quick: bool) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _registry(store: RedisStore) -> CollectorRegistry:
+    """What one replica's /metrics serves: its collector (kept across scrapes, with its cache)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(EvalstreamCollector(store))
+    return registry
+
+
+def _scrape(registry: CollectorRegistry) -> tuple[float, float, set[str]]:
+    """One /metrics exposition: wall seconds, CPU seconds of this process, the stream series."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    text = generate_latest(registry).decode()
+    took, cpu = time.perf_counter() - t0, time.process_time() - c0
+    series = {line.rsplit(" ", 1)[0] for line in text.splitlines() if 'stream="' in line}
+    return took, cpu, series
+
+
+def scrape_table(quick: bool) -> None:
+    """N streams (K = 10, cumulative + 5m + 1h) in one Redis, exported by 1, 2 and 3 replicas
+    (in this process, scraped one after the other, so each replica's time is its own): the
+    first scrape of fresh replicas (empty caches), then repeated scrapes with nothing changed.
+    CPU seconds are this process's (the machine is shared: wall times carry other load)."""
+    n_streams = 6 if quick else 100
+    repeats = 1 if quick else 3
+    tmp = tempfile.mkdtemp(prefix="evalstream-scrape-")
+    proc, port = _start_redis(tmp)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        loader = RedisStore.from_url(url, export="none", background=False)
+        work = make_workload(4096, K, seed=21, batch=2048)
+        spec = StreamSpec(task="multiclass", classes=tuple(CLASSES), windows=("5m", "1h"))
+        for i in range(n_streams):
+            name = f"model-{i:04d}"
+            loader.create(StreamSpec.from_dict({**spec.to_dict(), "name": name}))
+            for seq, (y, p) in enumerate(work.batches(), 1):
+                loader.ingest(name, "bench", seq, make_batch(spec, y, p), None)
+            loader.flush()
+        loader.close()
+        rows, reference, cpu_reference, single = [], 0.0, 0.0, set()
+        for n_replicas in (1, 2, 3):
+            stores = [
+                RedisStore.from_url(url, replica=f"r{n_replicas}-{i}", background=False)
+                for i in range(n_replicas)
+            ]
+            try:
+                registries = [_registry(s) for s in stores]
+                first = [_scrape(r) for r in registries]
+                again = [[_scrape(r)[0] for r in registries] for _ in range(repeats)]
+            finally:
+                for store in stores:
+                    store.close()  # leaves the set of live replicas
+            seen = [series for _, _, series in first]
+            union = set().union(*seen)
+            once = sum(len(s) for s in seen) == len(union)
+            if n_replicas == 1:
+                single = union
+            slowest = max(t for t, _, _ in first)
+            cpu = max(c for _, c, _ in first)
+            reference = reference or slowest
+            cpu_reference = cpu_reference or cpu
+            shares = [len({s.split('stream="')[1].split('"')[0] for s in x}) for x in seen]
+            rows.append(
+                [
+                    str(n_replicas),
+                    "/".join(map(str, shares)),
+                    f"{max(map(len, seen)):,}",
+                    fmt_seconds(slowest),
+                    fmt_seconds(sum(t for t, _, _ in first)),
+                    fmt_ratio(slowest / reference),
+                    fmt_seconds(cpu),
+                    fmt_ratio(cpu / cpu_reference),
+                    fmt_seconds(median([max(r) for r in again])),
+                    "yes" if once and union == single else "NO",
+                ]
+            )
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(
+        f"\n# /metrics of {n_streams} streams (K = {K}, cumulative + 5m + 1h, 4096 samples each) "
+        f"in one Redis, exported by each replica's share; first scrape of fresh replicas, "
+        f"then the median of {repeats} repeated scrapes (nothing changed)\n"
+    )
+    header = ["replicas", "streams per replica", "series per replica (max)"]
+    header += ["first scrape, slowest replica", "first scrape, all replicas"]
+    header += ["slowest ÷ 1 replica", "CPU, busiest replica", "CPU ÷ 1 replica"]
+    header += ["repeat scrape, slowest"]
+    header += ["every series seen once"]
+    print(markdown_table(header, rows))
+
+
 def main() -> None:
     args = quick_parser(__doc__.splitlines()[0]).parse_args()
     if shutil.which("redis-server") is None:
@@ -404,6 +499,7 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     flush_table(args.quick)
+    scrape_table(args.quick)
 
 
 def _redis_version() -> str:

@@ -35,13 +35,18 @@ def _cells(line: str) -> list[str]:
         # proxy.py and triton_eval.py need Triton and MLServer (scripts/install-tools.sh)
         ("proxy.py", ["path (ModelInfer, digits_cnn)", "rows", "p50", "p99"]),
         ("triton_eval.py", ["server", "batch", "reference: TritonSource.infer"]),
-        (  # needs redis-server (scripts/install-tools.sh); about 6 s
+        (  # needs redis-server (scripts/install-tools.sh); about 12 s: ingest, then the scrape
             "replicas.py",
-            ["setup (K = 10, 4096 rows per message)", "producers", "samples/s"],
+            [
+                ["setup (K = 10, 4096 rows per message)", "producers", "samples/s"],
+                ["replicas", "streams per replica", "series per replica (max)"],
+            ],
         ),
     ],
 )
-def test_benchmark_quick_run_prints_its_table(script: str, header: list[str]) -> None:
+def test_benchmark_quick_run_prints_its_table(
+    script: str, header: list[str] | list[list[str]]
+) -> None:
     proc = subprocess.run(
         [sys.executable, str(ROOT / "bench" / script), "--quick"],
         cwd=ROOT,
@@ -51,7 +56,8 @@ def test_benchmark_quick_run_prints_its_table(script: str, header: list[str]) ->
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     lines = proc.stdout.splitlines()
-    found = [i for i, line in enumerate(lines) if _cells(line)[: len(header)] == header]
-    assert found, f"no table header {header} in:\n{proc.stdout[-2000:]}"
-    # a Markdown table: the header is followed by its separator line
-    assert set(lines[found[0] + 1]) <= set("|- ")
+    for head in header if isinstance(header[0], list) else [header]:  # one table or several
+        found = [i for i, line in enumerate(lines) if _cells(line)[: len(head)] == head]
+        assert found, f"no table header {head} in:\n{proc.stdout[-2000:]}"
+        # a Markdown table: the header is followed by its separator line
+        assert set(lines[found[0] + 1]) <= set("|- ")
