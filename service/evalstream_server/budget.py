@@ -2,10 +2,11 @@
 
 ``engine.budget.worst_case_memory`` computes, from a stream's definition alone, the most memory
 it can ever take. ``MemoryBudget.check`` refuses a CreateStream whose worst case passes the
-per-stream budget (``--max-stream-memory``) or would take the streams' total past the server's
-(``--max-server-memory``; by default the memory of the machine, or of its cgroup if less),
-or its tenant's past ``--max-tenant-memory``, with ``MemoryBudgetError`` (RESOURCE_EXHAUSTED) naming the config field to change, the limit
-and the amount. Nothing is allocated before the check passes.
+per-stream budget (``--max-stream-memory``), or would take the streams' total past the server's
+(``--max-server-memory``; by default the memory of the machine, or of its cgroup if less), or
+its tenant's past ``--max-tenant-memory``, with ``MemoryBudgetError`` (RESOURCE_EXHAUSTED)
+naming the config field to change, the limit and the amount. Nothing is allocated before the
+check passes.
 """
 
 from __future__ import annotations
