@@ -16,7 +16,7 @@ import numpy as np
 from evalstream.v1 import evalstream_service_pb2 as pb
 from evalstream.v1 import evalstream_service_pb2_grpc as rpc
 from evalstream.v1 import ingest_pb2, stream_pb2
-from evalstream_server.engine import State
+from evalstream_server.engine import State, StreamSpec
 from evalstream_server.server import ServerThread
 from evalstream_server.settings import Settings
 from evalstream_server.store.durable import DurableStore
@@ -112,7 +112,7 @@ def test_a_snapshot_holds_each_bucket_as_its_entries_not_its_dense_state():
     """Busy windows of a wide stream: every bucket was written dense (the state's full size),
     so a few windows at K = 32 passed SQLite's one-gigabyte blob limit. Now a bucket costs what
     it holds, and the engine reads back the same windows."""
-    from evalstream_server.engine import StreamEngine, StreamSpec
+    from evalstream_server.engine import StreamEngine
     from evalstream_server.engine.stream import engine_from_bytes, engine_to_bytes
 
     spec = StreamSpec(
@@ -162,3 +162,30 @@ def test_predictions_stamped_beyond_the_skew_are_refused_too(tmp_path):
             assert refused.error_message.startswith("event_time: expected a time at most 300 s")
             assert stub.LogPredictions(near).result.status == ingest_pb2.BATCH_STATUS_ACCEPTED
         assert store.label_status("p")["pending"] == 2  # only the second batch's predictions
+
+
+def test_a_snapshot_larger_than_sqlites_limit_is_skipped_not_fatal(tmp_path, caplog):
+    """A stream whose engine outgrows SQLite's value limit (a wide stream with full window
+    buckets; here the limit is lowered instead) keeps its log rather than failing the commit
+    that would have stopped the store for every stream."""
+    import sqlite3
+
+    store = DurableStore(tmp_path, snapshot_every=3)
+    store.create(StreamSpec(task="multiclass", classes=list("abcd"), windows=("1h",), name="big"))
+    store.create(StreamSpec(task="binary", name="small"))
+    store._db.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 100_000)  # the big engine is ~600 kB
+    rng = np.random.default_rng(1)
+    for seq in range(1, 8):
+        for name, k in (("big", 4), ("small", 2)):
+            y = rng.integers(0, k, 40)
+            s = rng.dirichlet(np.ones(k), 40) if k > 2 else rng.random(40)
+            batch = store.get(name).engine.validate(y, s)
+            assert store.ingest(name, "p", seq, batch, None).status == "accepted"
+        store.flush()  # a failed commit would raise here and stop the store
+    assert store.broken is None and "snapshot skipped" in caplog.text
+    want = {n: store.state(n, "cumulative") for n in ("big", "small")}
+    store._simulate_crash()
+    again = DurableStore(tmp_path)
+    for name, state in want.items():
+        _assert_same(again.state(name, "cumulative"), state)
+    again.close()

@@ -360,10 +360,18 @@ class DurableStore(MemoryStore):
         """Queue the engine and the deletion of the log rows it covers: one transaction (the
         rows it covers were queued before it, so they commit with it or earlier)."""
         upto = self._last_batch_id.get(record.name, 0)
-        self._put(
-            "snapshots",
-            (record.name, upto, engine_to_bytes(record.engine), record.update_time, self.clock()),
-        )
+        blob = engine_to_bytes(record.engine)
+        limit = self._db.getlimit(sqlite3.SQLITE_LIMIT_LENGTH)
+        if len(blob) > limit:
+            # SQLite refuses a value this long: the commit would fail and stop the store for
+            # every stream. Keep this stream's log instead (recovery replays it) and say so.
+            log.warning(
+                "snapshot skipped: the engine is larger than SQLite's value limit",
+                extra={"stream": record.name, "bytes": len(blob), "limit": limit},
+            )
+            self._since_snapshot[record.name] = 0  # try again after as many batches
+            return
+        self._put("snapshots", (record.name, upto, blob, record.update_time, self.clock()))
         self._exec("DELETE FROM batches WHERE stream = ? AND id <= ?", (record.name, upto))
         for producer, last in record.producers.items():
             self._exec(
