@@ -147,6 +147,15 @@ def test_issue_example_all_weights_point_two_matches_unweighted_ap() -> None:
 
 
 # -- tie groups: bins that hold a single score value -----------------------------------------
+# The score range is off by default (counting.TRACK_SCORE_RANGE: past the memory budget as kept
+# today); these tests turn it on and check what it does.
+@pytest.fixture
+def score_range(monkeypatch: pytest.MonkeyPatch) -> None:
+    from evalstream_server.engine import counting
+
+    monkeypatch.setattr(counting, "TRACK_SCORE_RANGE", True)
+
+
 def _quantised(
     rng: np.random.Generator, n: int, K: int, kind: str
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -160,7 +169,7 @@ def _quantised(
     return y, p.astype(np.float32)
 
 
-def test_score_range_holds_each_bins_smallest_and_largest_score() -> None:
+def test_score_range_holds_each_bins_smallest_and_largest_score(score_range: None) -> None:
     from evalstream_server.engine import BinLayout, State, make_batch
     from evalstream_server.engine.counting import single_valued
 
@@ -185,7 +194,9 @@ def test_score_range_holds_each_bins_smallest_and_largest_score() -> None:
 
 @pytest.mark.parametrize("kind", ["2-decimal", "0.05-step"])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_quantised_scores_equal_sklearn_in_the_default_resolution(kind: str, weighted: bool):
+def test_quantised_scores_equal_sklearn_in_the_default_resolution(
+    kind: str, weighted: bool, score_range: None
+) -> None:
     """Issue 12 item 2: tied scores are stepped as sklearn steps them (AP was 2.8e-3 off on
     2-decimal scores and 3.3e-2 on 0.05 steps), after every batch, for any weights."""
     K = 10

@@ -73,7 +73,9 @@ class _BinnedView(ScoreView):
         # A bin is a tie group when only one float32 value can land in it (the layout) or when
         # every score counted in it has been one value (its score range): sklearn steps such a
         # bin as one threshold, and so do the ranking formulas.
-        self._atomic = layout.atomic | single_valued(c["score_range"])
+        self._atomic = layout.atomic
+        if "score_range" in c:
+            self._atomic = self._atomic | single_valued(c["score_range"])
         self._edges = layout.lower_edges
         hist = c.get("hist")
         self._hist: np.ndarray | None
