@@ -23,7 +23,7 @@ COPY pyproject.toml constraints.txt README.md ./
 COPY client ./client
 COPY service ./service
 # Every dependency is pinned by constraints.txt (the versions the test suite ran with).
-RUN pip install --no-cache-dir -c constraints.txt .
+RUN pip install --no-cache-dir -c constraints.txt ./client .
 
 # --- runtime: the venv only, as a non-root user ---------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime

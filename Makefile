@@ -6,10 +6,10 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: venv tools test demo bench lint fmt clean
 
-$(STAMP): pyproject.toml constraints.txt service/evalstream_server/engine/_fastcount.c
+$(STAMP): pyproject.toml client/pyproject.toml constraints.txt service/evalstream_server/engine/_fastcount.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	$(PY) -m pip install -q -c constraints.txt -e ./client -e '.[test]'
 	touch $(STAMP)
 
 venv: $(STAMP)

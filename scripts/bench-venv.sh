@@ -20,7 +20,7 @@ PY="$VENV/bin/python"
 "$PY" -m pip install -q --upgrade pip
 # torch first, on its own, so that no later resolution can swap it for another build.
 "$PY" -m pip install -q "torch==${TORCH_VERSION}"
-"$PY" -m pip install -q -c constraints.txt -e '.[bench]' "torch==${TORCH_VERSION}"
+"$PY" -m pip install -q -c constraints.txt -e ./client -e '.[bench]' "torch==${TORCH_VERSION}"
 
 "$PY" - <<'EOF'
 import numpy, river, sklearn, torch, torchmetrics
