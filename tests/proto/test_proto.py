@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -103,6 +104,30 @@ def test_buf_format_is_clean(buf: BufRunner) -> None:
         "proto files are not in buf's format; fix with `.tools/bin/buf format -w`:\n"
         f"{result.stdout}{result.stderr}"
     )
+
+
+BASELINE = PROTO_ROOT / "baseline" / "evalstream.v1.binpb"  # scripts/tag_contract.sh
+
+
+def test_buf_breaking_against_the_released_contract(buf: BufRunner) -> None:
+    result = buf("breaking", "--against", str(BASELINE))
+    assert result.returncode == 0, (
+        "proto/ breaks the released contract (proto/baseline, buf.yaml's FILE rules); within "
+        f"evalstream.v1 changes must be additive:\n{result.stdout}{result.stderr}"
+    )
+
+
+def test_buf_breaking_catches_a_removed_field(buf: BufRunner, tmp_path: Path) -> None:
+    """The check above can fail: the released contract minus one field is refused."""
+    copy = tmp_path / "proto"
+    shutil.copytree(PROTO_ROOT / "evalstream", copy / "evalstream")
+    ingest = copy / "evalstream" / "v1" / "ingest.proto"
+    text = ingest.read_text()
+    assert "  uint64 expected_sequence = 8;\n" in text
+    ingest.write_text(text.replace("  uint64 expected_sequence = 8;\n", ""))
+    result = buf("breaking", str(copy), "--against", str(BASELINE))
+    assert result.returncode != 0
+    assert "expected_sequence" in result.stdout + result.stderr
 
 
 def test_buf_build_matches_the_generated_descriptors(buf: BufRunner, tmp_path: Path) -> None:
