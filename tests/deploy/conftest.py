@@ -26,6 +26,7 @@ DEPLOY = REPO / "deploy"
 CONTRACT_METRICS = frozenset(
     {
         "evalstream_samples_total",
+        "evalstream_store_writable",
         "evalstream_batches_total",
         "evalstream_last_ingest_timestamp_seconds",
         "evalstream_roc_auc",

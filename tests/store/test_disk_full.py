@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+import urllib.request
 
 import grpc
 import numpy as np
@@ -103,6 +104,11 @@ def test_store_rolls_back_refuses_and_recovers_when_space_returns(small_disk):
     again.close()
 
 
+def _scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        return resp.read().decode()
+
+
 def _health(channel, service: str) -> int:
     stub = health_pb2_grpc.HealthStub(channel)
     return stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
@@ -117,7 +123,7 @@ def _wait_health(channel, service: str, status: int, seconds: float = 20) -> Non
 
 def test_server_turns_not_serving_for_writes_and_back_without_restart(small_disk):
     store = DurableStore(small_disk / "data")
-    settings = Settings(host="127.0.0.1", grpc_port=0, metrics_port=-1, data_dir="")
+    settings = Settings(host="127.0.0.1", grpc_port=0, metrics_port=0, data_dir="")
     with ServerThread(settings, store=store) as srv, grpc.insecure_channel(srv.target) as ch:
         stub = rpc.EvalstreamServiceStub(ch)
         create(stub, "s", classes=tuple("abcdefghij"))
@@ -142,9 +148,11 @@ def test_server_turns_not_serving_for_writes_and_back_without_restart(small_disk
         assert f'"n_samples":{acked},' in report.report_json
         _wait_health(ch, SERVICE_NAME, health_pb2.HealthCheckResponse.NOT_SERVING)
         assert _health(ch, "") == health_pb2.HealthCheckResponse.SERVING  # alive, reads work
+        assert "\nevalstream_store_writable 0.0\n" in _scrape(srv.metrics_port)
 
         (small_disk / "filler").unlink()
         _wait_health(ch, SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        assert "\nevalstream_store_writable 1.0\n" in _scrape(srv.metrics_port)
         (result,), _ = ingest(stub, [req])  # the refused batch, resent
         assert result.status == ingest_pb2.BATCH_STATUS_ACCEPTED
         report = stub.GetReport(pb.GetReportRequest(stream="s"), timeout=10)

@@ -307,6 +307,12 @@ class EvalstreamCollector(Collector):
         for stream in set(self._status) - {key for key, _ in live}:
             self._status.pop(stream, None)
         g = _Families()
+        g.gauge(
+            "store_writable",
+            "1 while the store accepts writes, 0 while they fail (a full disk: the store retries "
+            "by itself; the in-memory and Redis stores report 1)",
+            [],
+        ).add_metric([], 1.0 if self.store.writable() else 0.0)
         if self._thread is None:
             g.gauge(
                 "exporter_stale_windows",
