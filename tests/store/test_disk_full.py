@@ -1,6 +1,7 @@
 """A full disk: writes are refused and unhealthy, nothing unacknowledged is shown, and the store
 recovers by itself when space returns (no restart). The data dir is a small tmpfs filled to the
-brim (mounting needs root: skipped elsewhere)."""
+brim (mounting needs root: skipped elsewhere), or, for the store alone, a database held at its
+size by SQLite's max_page_count (the same "database or disk is full", everywhere)."""
 
 from __future__ import annotations
 
@@ -58,10 +59,49 @@ def _batch(rng, n=2048):
     return y, s
 
 
-def test_store_rolls_back_refuses_and_recovers_when_space_returns(small_disk):
-    store = DurableStore(small_disk / "data", snapshot_every=10_000)
+class _Tmpfs:
+    """The real thing: a tmpfs filled to the brim by a filler file."""
+
+    def __init__(self, mount) -> None:
+        self.mount, self.data_dir = mount, mount / "data"
+
+    def fill(self, store) -> None:
+        _fill(self.mount, 2 << 20)
+
+    def free(self, store) -> None:
+        (self.mount / "filler").unlink()
+
+
+class _PageLimit:
+    """SQLite's ``max_page_count`` at the database's size: the same SQLITE_FULL error where a
+    tmpfs cannot be mounted (no root)."""
+
+    def __init__(self, tmp_path) -> None:
+        self.data_dir = tmp_path / "data"
+
+    def fill(self, store) -> None:
+        store._writer.call(_limit_pages).result()
+
+    def free(self, store) -> None:
+        store._writer.call(lambda db: db.execute("PRAGMA max_page_count = 1073741823")).result()
+
+
+def _limit_pages(db) -> None:
+    pages = db.execute("PRAGMA page_count").fetchone()[0]
+    db.execute(f"PRAGMA max_page_count = {pages + 8}")  # 8 pages of 64 KiB: a few batches
+
+
+@pytest.fixture(params=["tmpfs", "page_limit"])
+def disk(request, tmp_path):
+    if request.param == "tmpfs":
+        return _Tmpfs(request.getfixturevalue("small_disk"))
+    return _PageLimit(tmp_path)
+
+
+def test_store_rolls_back_refuses_and_recovers_when_space_returns(disk):
+    store = DurableStore(disk.data_dir, snapshot_every=10_000)
     store.create(SPEC)
-    _fill(small_disk, 2 << 20)
+    disk.fill(store)
     rng = np.random.default_rng(0)
     acked, seq = 0, 0
     for _ in range(200):  # bounded: 2 MiB free, 90 KiB a batch
@@ -77,6 +117,7 @@ def test_store_rolls_back_refuses_and_recovers_when_space_returns(small_disk):
         acked += len(y)
     else:
         pytest.fail("the disk never filled")
+    assert acked > 0
     # the failed batch is not shown: memory was rolled back to the last commit
     assert store.state("s", "cumulative").n_samples == acked
     assert store.expected_sequence("s", "p") == seq  # its sequence was not consumed either
@@ -88,7 +129,7 @@ def test_store_rolls_back_refuses_and_recovers_when_space_returns(small_disk):
     # a duplicate of an acknowledged batch is still answered (a read)
     assert store.ingest("s", "p", 1, None, None).status == "duplicate"
 
-    (small_disk / "filler").unlink()  # space returns
+    disk.free(store)  # space returns
     deadline = time.monotonic() + 20
     while not store.writable():
         assert time.monotonic() < deadline, "the store did not recover"
@@ -98,7 +139,7 @@ def test_store_rolls_back_refuses_and_recovers_when_space_returns(small_disk):
     store.flush()
     assert store.state("s", "cumulative").n_samples == acked + len(y)
     store.close()
-    again = DurableStore(small_disk / "data")
+    again = DurableStore(disk.data_dir)
     assert again.state("s", "cumulative").n_samples == acked + len(y)
     assert again.expected_sequence("s", "p") == seq + 1
     again.close()
