@@ -29,6 +29,7 @@ Record = Batch | PredictionBatch | LabelBatch  # what one sequenced ingest carri
 
 __all__ = [
     "INVALID_ARGUMENT",
+    "OUTCOME_MEMORY",
     "OUT_OF_RANGE",
     "RESOURCE_EXHAUSTED",
     "AlreadyExistsError",
@@ -49,6 +50,8 @@ __all__ = [
 
 Status = Literal["accepted", "duplicate", "rejected"]
 T = TypeVar("T")
+
+OUTCOME_MEMORY = 4096  # recorded outcomes every store keeps per producer for duplicate answers
 
 # The gRPC status codes (``grpc.StatusCode.X.value[0]``) a store records in the outcome of a
 # rejected batch; plain ints, so the store layer does not import grpc.

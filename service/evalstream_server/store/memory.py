@@ -19,6 +19,7 @@ from ..engine import (
     build_report,
 )
 from .base import (
+    OUTCOME_MEMORY,
     RESOURCE_EXHAUSTED,
     AlreadyExistsError,
     BatchOutcome,
@@ -37,8 +38,6 @@ from .base import (
 from .producers import ProducerLimits
 
 __all__ = ["MemoryStore", "OUTCOME_MEMORY"]
-
-OUTCOME_MEMORY = 4096  # recorded outcomes kept per producer for duplicate answers
 
 
 class MemoryStore(Store):

@@ -12,8 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .base import BatchOutcome
-from .memory import OUTCOME_MEMORY
+from .base import OUTCOME_MEMORY, BatchOutcome
 from .redis_scripts import Keys
 from .sparse_log import MaxCells, Part, encode_chunk, reduce_parts
 

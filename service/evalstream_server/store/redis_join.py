@@ -38,8 +38,7 @@ from ..engine import Batch, LabelBatch, PredictionBatch
 from ..engine.counting import compute_delta, delay_delta, prediction_delta
 from ..engine.pending import JOIN_COUNTERS
 from ..engine.windows import WindowRing
-from .base import BatchOutcome, NotFoundError, StoreUnavailableError
-from .memory import OUTCOME_MEMORY
+from .base import OUTCOME_MEMORY, BatchOutcome, NotFoundError, StoreUnavailableError
 from .redis_buffer import JOIN_FIELDS, outcome_field
 from .redis_catalogue import CachedStream, StreamCatalogue
 from .redis_commits import CommitBuffer
