@@ -187,6 +187,17 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         "--max-streams-per-tenant", type=int, help="streams one tenant may have (0: no quota)"
     )
     p.add_argument(
+        "--max-watchers-per-tenant",
+        type=int,
+        help="WatchReport calls one tenant holds open (default 16; 0: no quota)",
+    )
+    p.add_argument(
+        "--min-watch-interval",
+        type=float,
+        metavar="SECONDS",
+        help="shortest WatchReport interval (default 1; shorter ones are raised to it)",
+    )
+    p.add_argument(
         "--max-concurrent-rpcs", type=int, help="authenticated calls in flight (default 256)"
     )
     p.add_argument(
@@ -218,6 +229,8 @@ def _serve(args: argparse.Namespace) -> int:
         "max_streams",
         "max_streams_per_tenant",
         "max_calls_per_tenant",
+        "max_watchers_per_tenant",
+        "min_watch_interval",
         "max_concurrent_rpcs",
         "idle_timeout",
         "max_classes",

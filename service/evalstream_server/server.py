@@ -67,6 +67,7 @@ class RunningServer:
     collector: EvalstreamCollector | None = None
     _write_watch: asyncio.Task | None = None
     authenticator: Authenticator | None = None
+    servicer: EvalstreamServicer | None = None
 
     @property
     def target(self) -> str:
@@ -111,13 +112,16 @@ async def start_server(settings: Settings, store: Store | None = None) -> Runnin
         max_classes=settings.max_classes,
         max_windows=settings.max_windows,
         max_clock_skew=settings.max_clock_skew,
+        min_watch_interval=settings.min_watch_interval,
     )
     limiter = RateLimiter(settings.stream_rate, settings.tenant_rate, settings.rate_burst_seconds)
     authenticator = Authenticator(
         load_tokens(settings.token_file), source=lambda: load_tokens(settings.token_file)
     )
     quotas = TenantQuotas(
-        streams=settings.max_streams_per_tenant, calls=settings.max_calls_per_tenant
+        streams=settings.max_streams_per_tenant,
+        calls=settings.max_calls_per_tenant,
+        watchers=settings.max_watchers_per_tenant,
     )
     budget = MemoryBudget(
         per_stream=settings.max_stream_memory,
@@ -202,6 +206,7 @@ async def start_server(settings: Settings, store: Store | None = None) -> Runnin
         collector,
         watch,
         authenticator,
+        servicer,
     )
 
 

@@ -50,6 +50,8 @@ class Settings:
     # reflection are not counted; calls without a valid token never hold a slot)
     max_concurrent_rpcs: int = 256
     max_calls_per_tenant: int = 128  # calls of one tenant in flight; 0 = only the above
+    max_watchers_per_tenant: int = 16  # WatchReport calls one tenant holds open; 0 = no quota
+    min_watch_interval: float = 1.0  # shorter WatchReport intervals are raised to this
     idle_timeout: float = 120.0  # close a call whose client sends nothing this long; 0 = never
     stream_rate: float = 0.0  # samples per second per stream; 0 = unlimited
     tenant_rate: float = 0.0  # samples per second per tenant; 0 = unlimited

@@ -78,7 +78,7 @@ def test_the_stated_window_limit_is_the_enforced_one(stub, info):
 
 def test_defaults_and_clock_bounds_are_stated(info):
     assert info.defaults.watch_interval.ToNanoseconds() == 5 * 10**9
-    assert info.limits.min_watch_interval.ToNanoseconds() == 10**8
+    assert info.limits.min_watch_interval.ToNanoseconds() == 10**9  # --min-watch-interval
     assert info.limits.max_clock_skew.ToSeconds() == 300
     assert (info.defaults.mantissa_bits, info.defaults.exact_max_samples) == (5, 1_000_000)
     assert (info.defaults.page_size, info.limits.max_id_length) == (100, 256)

@@ -24,10 +24,9 @@ from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from ..engine import CUMULATIVE, StreamEngine, build_report
-from ..engine.windows import WindowRing
+from ..engine import CUMULATIVE, build_report
 from ..store import NotFoundError, Store, StreamRecord
-from ..store.base import same_window
+from ..store.base import report_version
 from .families import Families as _Families
 from .families import TenantFamilies
 from .predictions import stream_series, window_series
@@ -103,18 +102,10 @@ class EvalstreamCollector(Collector):
         self._status: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {}
 
     def _key(self, record: StreamRecord, window: str) -> tuple[Any, ...]:
-        """What a window's report depends on besides time: the engine's version, the window's
-        time bucket and the bucket of its prior reference (a sliding reference moves on its own;
-        a cumulative one only changes with the version). The join table status in the report
-        also depends on the clock; ``_stream_status`` refreshes it."""
-        engine = record.engine
-        reference = record.spec.prior_reference
-        now = engine.clock()
-        buckets = []
-        for name in (window, None if same_window(window, reference) else reference):
-            ring = _ring(engine, name)
-            buckets.append(ring.bucket_of(now) if ring is not None else None)
-        return (id(engine), engine.version, *buckets)
+        """What a window's report depends on besides time (``store.report_version``). The join
+        table status in the report also depends on the clock; ``_stream_status`` refreshes
+        it."""
+        return report_version(record, window)
 
     def _report(self, record: StreamRecord, window: str) -> _Entry:
         key = self._key(record, window)
@@ -426,13 +417,3 @@ class EvalstreamCollector(Collector):
             fp_f.add_metric([stream, c], fp)
             fn_f.add_metric([stream, c], fn)
             sup_f.add_metric([stream, c], tp + fn)
-
-
-def _ring(engine: StreamEngine, window: str | None) -> WindowRing | None:
-    """The window ring of ``window`` (None for the cumulative state or no window)."""
-    if window is None or same_window(window, CUMULATIVE):
-        return None
-    ring = engine.windows.get(window)
-    if ring is None:  # an equivalent spelling ("60m" for "1h")
-        ring = next((r for n, r in engine.windows.items() if same_window(n, window)), None)
-    return ring

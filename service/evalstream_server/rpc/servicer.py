@@ -50,6 +50,7 @@ from .errors import status_for
 from .headline import headline
 from .server_info import server_info
 from .status_details import field_error, status_metadata
+from .watch import SharedReports, Watchers
 
 __all__ = ["EvalstreamServicer", "ServiceLimits", "SERVICE_NAME", "method_handlers", "TENANT"]
 
@@ -130,6 +131,8 @@ class EvalstreamServicer:
         self.quotas = quotas or TenantQuotas()
         self.budget = budget or MemoryBudget()
         self._admitting = threading.Lock()
+        self.reports = SharedReports()  # WatchReport: one computation per change
+        self.watchers = Watchers(self.quotas.watchers)
 
     @staticmethod
     def _key(name: str) -> str:
@@ -480,20 +483,34 @@ class EvalstreamServicer:
             if interval <= 0
             else max(interval, self.limits.min_watch_interval)
         )
-        await self.store.run(self._record, req.stream)
-        while True:
-            await self.store.settle_async()
-            text, typed = await self.store.run(
-                self._report_json, req.stream, window, req.include_curves, req.max_curve_points
-            )
-            yield pb.WatchReportResponse(
-                stream=req.stream,
-                window=window,
-                report_json=text,
-                headline=typed,
-                generated_time=convert.timestamp(time.time()),
-            )
-            await asyncio.sleep(interval)
+        record = await self.store.run(self._record, req.stream)
+        points = min(
+            req.max_curve_points or self.limits.default_curve_points, self.limits.max_curve_points
+        )
+        key = (record.name, window, req.include_curves, points)
+        with self.watchers.hold(TENANT.get()), self.reports.watching(key):
+            while True:
+                await self.store.settle_async()
+                text, typed = await self.store.run(self._watched_report, key, req.stream)
+                yield pb.WatchReportResponse(
+                    stream=req.stream,
+                    window=window,
+                    report_json=text,
+                    headline=typed,
+                    generated_time=convert.timestamp(time.time()),
+                )
+                await asyncio.sleep(interval)
+
+    def _watched_report(
+        self, key: tuple[str, str, bool, int], stream: str
+    ) -> tuple[str, report_pb2.ReportHeadline]:
+        """A watched report, shared by every watcher of ``key`` and computed again only when the
+        stream's report changed (``SharedReports``)."""
+        _, window, curves, points = key
+        record = self._record(stream)  # a stream deleted meanwhile ends the watch: NOT_FOUND
+        return self.reports.get(
+            key, record, window, lambda: self._report_json(stream, window, curves, points)
+        )
 
 
 def _fill(result: ingest_pb2.BatchResult, outcome: BatchOutcome) -> ingest_pb2.BatchResult:

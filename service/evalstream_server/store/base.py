@@ -44,6 +44,7 @@ __all__ = [
     "error_detail",
     "gap_outcome",
     "rejected_outcome",
+    "report_version",
     "split_key",
     "stream_key",
 ]
@@ -369,3 +370,28 @@ def same_window(a: str, b: str) -> bool:
     if CUMULATIVE in (a, b):
         return a == b
     return parse_duration(a) == parse_duration(b)
+
+
+def report_version(record: StreamRecord, window: str) -> tuple[Any, ...]:
+    """What a report of ``record``'s ``window`` depends on besides the clock: the engine's
+    version, the window's time bucket and the bucket of its prior reference (a sliding reference
+    moves on its own; a cumulative one only changes with the version). Equal versions, equal
+    reports: caches of reports (the exporter's, WatchReport's) key on it."""
+    engine = record.engine
+    reference = record.spec.prior_reference
+    now = engine.clock()
+    buckets = []
+    for name in (window, None if same_window(window, reference) else reference):
+        ring = _ring(engine, name)
+        buckets.append(ring.bucket_of(now) if ring is not None else None)
+    return (id(engine), engine.version, *buckets)
+
+
+def _ring(engine: StreamEngine, window: str | None) -> Any:
+    """The window ring of ``window`` (None for the cumulative state or no window)."""
+    if window is None or same_window(window, CUMULATIVE):
+        return None
+    ring = engine.windows.get(window)
+    if ring is None:  # an equivalent spelling ("60m" for "1h")
+        ring = next((r for n, r in engine.windows.items() if same_window(n, window)), None)
+    return ring
