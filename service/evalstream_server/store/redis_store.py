@@ -20,11 +20,13 @@
 
 - ``redis_connection``: the client, keys and scripts (``redis_scripts``), one failure policy;
 - ``redis_catalogue``: stream definitions (create, look up, list, delete, reset);
-- ``redis_commits``: the commit buffer, batches counted here until a flush commits them;
+- ``redis_commits``: the commit buffer, batches counted here until a flush commits them
+  (``redis_buffer``: one batch's entry, one stream's commit);
 - ``redis_sequences``: producer sequences, duplicates and gaps;
 - ``redis_ingest``: a batch checked, then buffered or joined;
 - ``redis_join``: the join table of predictions awaiting labels;
-- ``redis_queries``: merged reads, reports and curves;
+- ``redis_queries``: merged reads, reports and curves (``redis_reads``: the merged states kept
+  between reads, and ``SharedEngine``, the engine face of a stream whose counts are in Redis);
 - ``redis_compaction``: logs replaced by their sum in the background;
 - ``redis_export``: this replica's share of the Prometheus export.
 
