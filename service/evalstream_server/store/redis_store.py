@@ -59,6 +59,7 @@ from .redis_connection import Client, RedisConnection
 from .redis_export import ExportShare
 from .redis_ingest import Ingestion
 from .redis_join import JoinTable
+from .redis_migrate import migrate_tenant_keys
 from .redis_queries import MergedReads
 from .redis_reads import MergedCache, SharedEngine
 from .redis_scripts import Keys
@@ -193,6 +194,7 @@ class RedisStore(Store):
         self._thread: threading.Thread | None = None
         try:
             self.conn.load_scripts()
+            migrate_tenant_keys(self.conn.client, self.conn.keys)  # data from before tenants
             self._announce()
         except (redis.RedisError, StoreUnavailableError) as exc:  # answer UNAVAILABLE meanwhile
             log.warning("redis unreachable at start", extra={"error": str(exc)})
