@@ -424,6 +424,7 @@ class EvalClient:
             flush_rows=flush_rows,
             flush_interval=flush_interval,
             max_batch_rows=self.max_batch_rows,
+            retry_deadline=self.retry_deadline,
         )
 
     def _lock(self, stream: str) -> threading.Lock:

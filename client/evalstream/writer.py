@@ -15,41 +15,20 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from types import TracebackType
 from typing import Any
 
 import grpc
 
+from .delivery import BatchError, Delivery, LogResult, Sent
 from .errors import EvalstreamError, InvalidBatchError, code_name, error_for, error_from_rpc
-from .ingest import (
-    BatchError,
-    LogResult,
-    backoff,
-    classify,
-    make_request,
-    retry_call,
-    retry_delay,
-)
+from .ingest import make_request
 from .tensors import MAX_BATCH_ROWS, MESSAGE_BYTES, Rows, concat_rows, id_rows, to_rows
 from .v1 import evalstream_service_pb2 as pb
 from .v1 import ingest_pb2
 
 __all__ = ["Writer"]
-
-MAX_ATTEMPTS = 8  # failed rounds without progress before a writer holding rows gives up (~5 s)
-
-
-@dataclass
-class _Batch:
-    index: int
-    rows: tuple[int, int]
-    request: pb.IngestRequest
-    resent: bool = False
-
-    @property
-    def seq(self) -> int:
-        return self.request.sequence
 
 
 class Writer:
@@ -70,8 +49,9 @@ class Writer:
 
     A batch the server rejects (bad data) does not stop the writer: the next ``log``, ``flush`` or
     ``close`` raises ``InvalidBatchError`` for it once (that call itself buffers nothing). A
-    failure the writer cannot recover from (the stream was deleted, the server stayed away for
-    ``MAX_ATTEMPTS`` attempts) stops it, and every later call raises that error.
+    failure the writer cannot recover from (the stream was deleted, the server stayed away past
+    ``retry_deadline`` seconds and ``MAX_ROUNDS`` calls: ``delivery.Delivery``, the rule ``log``
+    follows too) stops it, and every later call raises that error.
     """
 
     def __init__(
@@ -85,6 +65,7 @@ class Writer:
         flush_interval: float = 1.0,
         message_bytes: int = MESSAGE_BYTES,
         max_batch_rows: int = MAX_BATCH_ROWS,
+        retry_deadline: float = 60.0,
     ) -> None:
         for name, value in (("max_buffer_rows", max_buffer_rows), ("flush_rows", flush_rows)):
             if not isinstance(value, int) or value < 1:
@@ -103,7 +84,7 @@ class Writer:
         self._cond = threading.Condition()
         self._unsent: deque[Rows] = deque()
         self._unsent_since: float | None = None
-        self._inflight: deque[_Batch] = deque()
+        self._delivery = Delivery(1, retry_deadline)  # batches in flight, totals, giving up
         # Three row counters, each only growing, with logged >= taken >= finished; what is
         # buffered (_unsent_rows) and what counts against max_buffer_rows (_held) derive from them.
         self._logged = 0  # rows taken by log()
@@ -112,11 +93,9 @@ class Writer:
         self._flush_upto = 0  # rows to send now, without waiting
         self._waiters = 0  # log() calls waiting for room
         self._n_batches = 0
-        self._next_seq = 1
         self._generation = 0
         self._closing = False
         self._closed = False
-        self._result = LogResult()
         self._unreported: list[BatchError] = []
         self._fatal: EvalstreamError | None = None
         self._thread = threading.Thread(
@@ -219,7 +198,8 @@ class Writer:
     def result(self) -> LogResult:
         """Totals so far (a copy)."""
         with self._cond:
-            return replace(self._result, errors=list(self._result.errors))
+            result = self._delivery.result
+            return replace(result, errors=list(result.errors))
 
     @property
     def buffered_rows(self) -> int:
@@ -281,22 +261,21 @@ class Writer:
                 self._fail(EvalstreamError("CANCELLED", f"writer stopped: {exc!r}"))
 
     def _loop(self) -> None:
-        attempt = 0
+        delivery = self._delivery
         while True:
             with self._cond:
                 if self._fatal is not None or (self._closing and self._held == 0):
                     return
                 self._generation += 1
                 generation = self._generation
-                resend = list(self._inflight)
+                delivery.begin_call()
+                resend = list(delivery.inflight)
             call = self._ingest(self._requests(generation, resend))
             failure: grpc.RpcError | None = None
             retry: ingest_pb2.BatchResult | None = None
             try:
                 for response in call:
-                    settled, retry = self._on_results(response.results)
-                    if settled:
-                        attempt = 0  # progress
+                    retry = self._on_results(response.results)
                     if retry is not None:
                         call.cancel()  # type: ignore[attr-defined]
                         break
@@ -307,25 +286,10 @@ class Writer:
                 self._cond.notify_all()
                 if self._fatal is not None:
                     return
-                if retry is not None:
-                    # The server's numbering is behind: renumber what is in flight from its
-                    # expected number (those batches were not applied) and resend.
-                    seq = retry.expected_sequence
-                    for b in self._inflight:
-                        b.request = _renumbered(b.request, seq)
-                        b.resent = False
-                        seq += 1
-                    self._next_seq = seq
-                elif failure is not None:
-                    for b in self._inflight:
-                        b.resent = True  # outcome unknown: a DUPLICATE answer will tell
-                if failure is not None and not retry_call(failure):
-                    self._fail(error_from_rpc(failure))
-                    return
+                wait = delivery.end_call(failure, waiting=self._held > 0)
                 if failure is None and retry is None and self._closing and self._held == 0:
                     return
-                attempt += 1
-                if attempt > MAX_ATTEMPTS and self._held > 0:  # an idle writer keeps trying
+                if wait is None:
                     if failure is not None:
                         error = error_from_rpc(failure)
                     elif retry is not None:
@@ -336,24 +300,25 @@ class Writer:
                         )
                     self._fail(error)
                     return
-            if retry is not None:
-                time.sleep(retry_delay(retry, attempt))
-            elif failure is not None:
-                time.sleep(backoff(attempt))
+            time.sleep(wait)
 
     def _fail(self, error: EvalstreamError) -> None:
         """Stop for good (holds self._cond)."""
-        error.result = replace(self._result, errors=list(self._result.errors))
+        result = self._delivery.result
+        error.result = replace(result, errors=list(result.errors))
         self._fatal = error
         self._cond.notify_all()
 
-    def _requests(self, generation: int, resend: list[_Batch]) -> Iterator[pb.IngestRequest]:
+    def _requests(self, generation: int, resend: list[Sent]) -> Iterator[pb.IngestRequest]:
         """The request iterator of one Ingest call (grpc runs it on its own thread)."""
         for b in resend:
             with self._cond:
                 if self._generation != generation:
                     return
-            yield b.request
+                b.sent = True
+                request = b.request
+            assert request is not None
+            yield request
         while True:
             with self._cond:
                 while True:
@@ -361,6 +326,7 @@ class Writer:
                         return
                     batch = self._take()
                     if batch is not None:
+                        batch.sent = True
                         break
                     if self._closing and self._unsent_rows == 0:
                         return  # half-close: the server acknowledges the rest and ends
@@ -369,9 +335,10 @@ class Writer:
                         due = self._unsent_since + self.flush_interval - time.monotonic()
                         wait = min(wait, max(due, 0.001))
                     self._cond.wait(wait)
+            assert batch.request is not None
             yield batch.request
 
-    def _take(self) -> _Batch | None:
+    def _take(self) -> Sent | None:
         """Cut the next batch from the buffer if one is due (holds self._cond)."""
         if self._unsent_rows == 0:
             return None
@@ -410,57 +377,34 @@ class Writer:
         self._taken += count
         if self._unsent_rows == 0:
             self._unsent_since = None
-        request = make_request(self.stream, self.producer_id, self._next_seq, concat_rows(parts))
-        batch = _Batch(self._n_batches, (start, start + count), request)
+        batch = self._delivery.add(self._n_batches, (start, start + count))
+        batch.request = make_request(
+            self.stream, self.producer_id, batch.sequence, concat_rows(parts)
+        )
         self._n_batches += 1
-        self._next_seq += 1
-        self._inflight.append(batch)
         return batch
 
     def _on_results(
         self, results: Iterable[ingest_pb2.BatchResult]
-    ) -> tuple[int, ingest_pb2.BatchResult | None]:
-        """Settle acknowledged batches; return how many, and the first result that asks for a
-        resend (None if none did)."""
-        settled = 0
+    ) -> ingest_pb2.BatchResult | None:
+        """Settle acknowledged batches; return the first result that asks for a resend (None if
+        none did)."""
         with self._cond:
             try:
                 for r in results:
-                    if not self._inflight or r.sequence != self._inflight[0].seq:
-                        expected = self._inflight[0].seq if self._inflight else None
-                        self._fail(
-                            EvalstreamError(
-                                "INTERNAL",
-                                f"Ingest: result for sequence {r.sequence} where {expected} was "
-                                "expected; the server broke the in-order acknowledgement contract",
-                            )
-                        )
-                        return settled, None
-                    b = self._inflight[0]
-                    kind = classify(r, b.resent)
+                    try:
+                        kind, batch, error = self._delivery.on_result(r)
+                    except EvalstreamError as exc:  # results out of order
+                        self._fail(exc)
+                        return None
                     if kind == "retry":
-                        return settled, r
-                    self._inflight.popleft()
-                    n = b.rows[1] - b.rows[0]
+                        return r
                     if kind == "refused":
                         self._fail(error_for(r.error_code, r.error_message))
-                        return settled, None
-                    err = None
-                    if kind == "rejected":
-                        err = BatchError(
-                            b.index, b.rows, b.seq, code_name(r.error_code), r.error_message
-                        )
-                        self._unreported.append(err)
-                    self._result.add(kind, b.rows, err, r.join if r.HasField("join") else None)
-                    self._finished += n
-                    settled += 1
-                return settled, None
+                        return None
+                    if error is not None:
+                        self._unreported.append(error)
+                    self._finished += batch.rows[1] - batch.rows[0]
+                return None
             finally:
                 self._cond.notify_all()
-
-
-def _renumbered(request: pb.IngestRequest, sequence: int) -> pb.IngestRequest:
-    out = pb.IngestRequest()
-    out.CopyFrom(request)  # the old message may still be in the hands of the ended call
-    out.sequence = sequence
-    return out

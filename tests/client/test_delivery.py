@@ -10,7 +10,7 @@ from __future__ import annotations
 import grpc
 import numpy as np
 import pytest
-from evalstream import InvalidBatchError, UnavailableError, ingest, writer
+from evalstream import InvalidBatchError, UnavailableError, delivery, ingest, writer
 from evalstream.ingest import Sequences, deliver
 from evalstream.tensors import to_rows
 from evalstream.v1 import evalstream_service_pb2 as pb
@@ -112,8 +112,7 @@ class FakeIngest:
 
 @pytest.fixture(autouse=True)
 def no_backoff(monkeypatch):
-    monkeypatch.setattr(ingest, "backoff", lambda attempt: 0.0)
-    monkeypatch.setattr(writer, "backoff", lambda attempt: 0.0)
+    monkeypatch.setattr(delivery, "backoff", lambda attempt: 0.0)
 
 
 def _rows(n: int, nan_at: int | None = None):
@@ -198,3 +197,28 @@ def test_an_unreachable_server_is_retried_until_the_deadline():
     # must be reported as accepted, and applied once
     assert (result.accepted_batches, result.duplicate_batches) == (3, 0)
     assert fake.applied == 30
+
+
+@pytest.mark.parametrize("deadline", [0.0, 60.0])
+def test_log_and_writer_give_up_by_the_same_rule(deadline):
+    """One state machine (delivery.Delivery): against a server that breaks every call after
+    applying a batch, ``log`` and a writer stop after the same number of calls past the deadline,
+    and within it they both keep going (here: until the server answers)."""
+    plans = [("break", 0)] * (delivery.MAX_ROUNDS + 3)
+    logged, written = FakeIngest(plans=list(plans)), FakeIngest(plans=list(plans))
+    rows = _rows(30)
+    w = writer.Writer(
+        written, "s", "pid", flush_rows=10, flush_interval=0.01, retry_deadline=deadline
+    )
+    w.log(rows.labels, rows.scores)
+    if deadline == 0.0:
+        with pytest.raises(UnavailableError):
+            deliver(logged, "s", "pid", rows, 10, Sequences(), retry_deadline=deadline)
+        with pytest.raises(UnavailableError):
+            w.close(timeout=JOIN)
+        assert logged.calls == written.calls == delivery.MAX_ROUNDS
+    else:
+        assert deliver(logged, "s", "pid", rows, 10, Sequences(), retry_deadline=deadline)
+        assert w.close(timeout=JOIN).accepted_samples == 30
+        assert logged.calls == written.calls == delivery.MAX_ROUNDS + 4
+        assert logged.applied == written.applied == 30
