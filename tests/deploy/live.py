@@ -388,6 +388,16 @@ def variable_queries(dashboard: dict) -> dict[str, tuple[str, str]]:
     return out
 
 
+def textbox_values(dashboard: dict) -> dict[str, str]:
+    """name -> default value of every textbox variable (``tenant``: "" on the live service, a
+    server without tokens)."""
+    return {
+        v["name"]: v.get("current", {}).get("value", "")
+        for v in dashboard.get("templating", {}).get("list", [])
+        if v.get("type") == "textbox"
+    }
+
+
 def substitute(expr: str, values: dict[str, str]) -> str:
     """Replace ``$name`` and ``${name}``; an unknown variable fails the test."""
     known = {**BUILTIN_VARIABLES, **values}

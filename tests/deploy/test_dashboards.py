@@ -25,6 +25,8 @@ SUBSTITUTIONS = {
     "$__rate_interval": "1m",
     "$__interval": "1m",
     "$__range": "1h",
+    "${tenant}": "",  # a server without tokens
+    "$tenant": "",
     "${stream}": "digits",
     "$stream": "digits",
     "${window}": "1h",
@@ -104,9 +106,11 @@ def test_every_panel_queries_prometheus(dashboards, datasource_uid):
                 assert target["datasource"]["uid"] == datasource_uid, where
 
 
-def test_per_stream_dashboard_has_stream_and_window_variables(dashboards, datasource_uid):
+def test_per_stream_dashboard_has_tenant_stream_and_window_variables(dashboards, datasource_uid):
     variables = {v["name"]: v for v in dashboards["evalstream-stream.json"]["templating"]["list"]}
-    assert set(variables) == {"stream", "window"}
+    assert set(variables) == {"tenant", "stream", "window"}
+    tenant = variables.pop("tenant")  # typed: stream names are per tenant, "" without tokens
+    assert tenant["type"] == "textbox" and tenant["current"]["value"] == ""
     for var in variables.values():
         assert var["type"] == "query" and var["datasource"]["uid"] == datasource_uid
         assert var["multi"] is False and var["includeAll"] is False  # queries use `="$var"`

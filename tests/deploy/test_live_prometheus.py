@@ -75,6 +75,7 @@ from live import (
     scrape_config,
     shortened_alert_rules,
     substitute,
+    textbox_values,
     threshold,
     variable_queries,
     wait_until,
@@ -626,10 +627,11 @@ def panel_results(prometheus, fed, firing) -> list[PanelResult]:
     out = []
     for name, dashboard in load_dashboards().items():
         variables = variable_queries(dashboard)
-        cases: list[dict[str, str]] = [{}]
+        cases: list[dict[str, str]] = [textbox_values(dashboard)]
         for var in variables:  # resolved in order, later ones may use earlier ones
             cases = [{**c, var: v} for c in cases for v in _resolve(prometheus, variables[var], c)]
-        assert cases and all(len(c) == len(variables) for c in cases), (name, cases)
+        typed = len(textbox_values(dashboard))
+        assert cases and all(len(c) == len(variables) + typed for c in cases), (name, cases)
         for values in cases:
             at = time.time()
             for q in panel_queries(name, dashboard):
@@ -669,10 +671,11 @@ def test_dashboard_variables_resolve_to_the_live_streams_and_windows(prometheus,
     assert set(dashboards) == {"evalstream-overview.json", "evalstream-stream.json"}
     for name, dashboard in dashboards.items():
         variables = variable_queries(dashboard)
+        typed = textbox_values(dashboard)
         if "stream" in variables:
-            assert _resolve(prometheus, variables["stream"], {}) == sorted(PLANS), name
+            assert _resolve(prometheus, variables["stream"], typed) == sorted(PLANS), name
         for stream in PLANS if "stream" in variables else [None]:
-            values = {"stream": stream} if stream else {}
+            values = {**typed, "stream": stream} if stream else typed
             if "window" in variables:
                 got = _resolve(prometheus, variables["window"], values)
                 assert got == sorted(REPORT_WINDOWS), (name, values, got)
