@@ -85,6 +85,10 @@ class BatchError:
         ``grpc.StatusCode`` name, e.g. ``"INVALID_ARGUMENT"``.
     message : str
         The server's reason, naming the field, the expected and the received.
+    field, expected, received, hint : str
+        ``message`` in parts (the result's ``field_error``): the field's path in the wire's
+        names (``"scores.shape"``, ``"labels"``), what the server accepts there and what it
+        received; empty when the refusal is not about a field.
     """
 
     batch_index: int
@@ -92,6 +96,10 @@ class BatchError:
     sequence: int
     code: str
     message: str
+    field: str = ""
+    expected: str = ""
+    received: str = ""
+    hint: str = ""
 
 
 @dataclass
@@ -286,8 +294,17 @@ class Delivery:
         self._settled += 1
         error = None
         if kind in ("rejected", "refused"):
+            parts = r.field_error
             error = BatchError(
-                batch.index, batch.rows, batch.sequence, code_name(r.error_code), r.error_message
+                batch.index,
+                batch.rows,
+                batch.sequence,
+                code_name(r.error_code),
+                r.error_message,
+                parts.field,
+                parts.expected,
+                parts.received,
+                parts.hint,
             )
         if kind == "refused" and self.refused is None:
             self.refused = r

@@ -67,6 +67,10 @@ def test_nan_batch_is_rejected_naming_the_field_and_changes_nothing(client, name
     err = info.value
     assert err.code == "INVALID_ARGUMENT" and "scores" in err.details and "NaN" in err.details
     assert (err.batch_index, err.rows) == (0, (0, 60))
+    (batch,) = err.errors  # the parts of the result's field_error
+    assert (batch.field, batch.expected) == ("scores", "finite numbers")
+    assert batch.received.startswith("1 NaN and 0 infinite values")
+    assert batch.message == f"scores: expected {batch.expected}, received {batch.received}"
     assert err.result.rejected_batches == 1 and err.result.accepted_batches == 0
     assert client.get_stream(name).sample_count == 60
     assert client.log(name, y[60:], p[60:]).accepted_samples == 60  # the number was consumed
