@@ -76,7 +76,7 @@ def test_calibration_bins_are_bounded(stub, bins):
         create(stub, "calibrated", calibration_bins=bins)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert info.value.details() == (
-        f"calibration_bins: expected an integer in [1, 10000], received {bins}"
+        f"config.calibration_bins: expected an integer in [1, 10000], received {bins}"
     )
     create(stub, f"calibrated-{bins}", calibration_bins=10_000)
 

@@ -170,3 +170,28 @@ def test_reflection_v1_is_served(server):
     } <= names
     files = replies[1].file_descriptor_response.file_descriptor_proto
     assert any(b"EvalstreamService" in f for f in files)
+
+
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [
+        ({"windows": ["5m", "300s"]}, "config.windows"),
+        ({"thresholds": [1.5]}, "config.thresholds"),
+        ({"resolution": stream_pb2.Resolution(binned={"mantissa_bits": 99})}, None),
+        ({"classes": ["n", "n"]}, "config.classes"),
+    ],
+)
+def test_config_errors_name_the_request_field(stub_with_stream, config, field):
+    """StreamSpec's argument names become the StreamConfig field paths of the wire."""
+    base = {
+        "name": "cfg-error",
+        "task": stream_pb2.TASK_BINARY,
+        "classes": ["n", "p"],
+        "score_kind": stream_pb2.SCORE_KIND_PROBABILITIES,
+    }
+    cfg = stream_pb2.StreamConfig(**{**base, **config})
+    with pytest.raises(grpc.RpcError) as info:
+        stub_with_stream.CreateStream(pb.CreateStreamRequest(config=cfg))
+    parts = _unpack(_details(_status(info))["evalstream.v1.FieldError"], ingest_pb2.FieldError)
+    expected = field or "config.resolution.binned.mantissa_bits"
+    assert parts.field == expected and info.value.details().startswith(f"{expected}: expected ")

@@ -36,7 +36,15 @@ _SCORES = {
 
 
 def spec_from_config(c: stream_pb2.StreamConfig, max_classes: int) -> StreamSpec:
-    """A StreamSpec from a StreamConfig; zero and empty fields take the server defaults."""
+    """A StreamSpec from a StreamConfig; zero and empty fields take the server defaults.
+    ``InvalidInputError`` names the field of the request (``config.windows``)."""
+    try:
+        return _spec(c, max_classes)
+    except InvalidInputError as exc:  # StreamSpec names its own arguments: give the wire's
+        raise _config_field(exc) from None
+
+
+def _spec(c: stream_pb2.StreamConfig, max_classes: int) -> StreamSpec:
     if c.task not in _TASKS:
         raise InvalidInputError(
             "config.task",
@@ -93,6 +101,23 @@ def spec_from_config(c: stream_pb2.StreamConfig, max_classes: int) -> StreamSpec
         name=c.name,
         **kwargs,
     )
+
+
+# StreamSpec's argument -> its StreamConfig field, where the names differ
+_CONFIG_FIELDS = {
+    "scores": "score_kind",
+    "resolution.mantissa_bits": "resolution.binned.mantissa_bits",
+    "resolution.max_samples": "resolution.exact.max_samples",
+}
+
+
+def _config_field(exc: InvalidInputError) -> InvalidInputError:
+    """``exc`` naming the field of CreateStreamRequest (``config.windows``) instead of
+    StreamSpec's argument (``windows``)."""
+    if exc.field.startswith("config."):
+        return exc
+    field = "config." + _CONFIG_FIELDS.get(exc.field, exc.field)
+    return type(exc)(field, exc.expected, exc.received, exc.hint)
 
 
 def config_from_spec(spec: StreamSpec) -> stream_pb2.StreamConfig:
