@@ -215,9 +215,12 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 def _serve(args: argparse.Namespace) -> int:
     import asyncio
 
+    from .allocator import tune_allocator
     from .logs import configure_logging
     from .server import serve_forever
     from .settings import Settings
+
+    tune_allocator()  # transient report states go back to the OS (allocator.py)
 
     keys = (
         "host",
