@@ -185,7 +185,10 @@ class DurableStore(MemoryStore):
         self._writer.put(("sql", sql, params, checksum))
 
     def flush(self) -> None:
-        """Commit everything queued so far and wait for it (one fsync with FULL durability)."""
+        """Commit everything queued so far and wait for it (one fsync with FULL durability);
+        nothing to do when everything queued is committed or was rolled back."""
+        if not self._dirty():
+            return
         try:
             self._writer.commit().result()
         except sqlite3.Error as exc:
@@ -197,6 +200,8 @@ class DurableStore(MemoryStore):
         queued) while the commit's fsync runs, so the next commit carries all of them."""
         import asyncio
 
+        if not self._dirty():
+            return
         try:
             await asyncio.wrap_future(self._writer.commit())
         except sqlite3.Error as exc:

@@ -69,8 +69,12 @@ class Writer(threading.Thread):
         return fut
 
     def resume(self) -> None:
-        """Accept statements again (queued: statements queued before it are still dropped)."""
-        self.queue.put(("resume",))
+        """Accept statements again, from the next one queued (those queued before are still
+        dropped); returns once the writer has resumed, so the next ``put`` is run."""
+        self.call(self._resume).result()
+
+    def _resume(self, db: sqlite3.Connection) -> None:
+        self.broken = None
 
     def stop(self, commit: bool) -> None:
         fut: Future[Any] = Future()
@@ -94,9 +98,6 @@ class Writer(threading.Thread):
             if kind == "call":
                 _run_call(op[1], op[2], self.db)
                 continue
-            if kind == "resume":
-                self.broken = None
-                continue
             if self.broken is not None:
                 if kind == "sql":
                     self.seen += 1
@@ -119,7 +120,7 @@ class Writer(threading.Thread):
                     elif nxt[0] == "commit":
                         waiting.append(nxt[1])
                     else:
-                        carried = nxt  # a stop, call or resume: handle after this commit
+                        carried = nxt  # a stop or a call: handle after this commit
                         break
                 if self._in_tx:
                     self.db.execute(
