@@ -66,8 +66,12 @@ def test_an_unknown_window_names_the_windows(stub_with_stream):
     with pytest.raises(grpc.RpcError) as info:
         stub_with_stream.GetReport(pb.GetReportRequest(stream="details", window="13m"))
     parts = _unpack(_details(_status(info))["evalstream.v1.FieldError"], ingest_pb2.FieldError)
-    assert (parts.field, parts.received) == ("window", "'13m'")
-    assert "5m" in parts.expected and "cumulative" in parts.expected
+    assert (parts.field, parts.expected, parts.received) == (
+        "window",
+        'one of "cumulative", "5m"',
+        '"13m"',
+    )
+    assert info.value.details() == 'window: expected one of "cumulative", "5m", received "13m"'
 
 
 def test_an_unknown_stream_carries_resource_info(stub_with_stream):

@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
-__all__ = ["InvalidInputError", "IncompatibleStateError", "CapacityError", "UnknownWindowError"]
+import json
+from collections.abc import Iterable
+
+__all__ = [
+    "InvalidInputError",
+    "IncompatibleStateError",
+    "CapacityError",
+    "UnknownWindowError",
+    "quoted",
+]
+
+
+def quoted(values: Iterable[str]) -> str:
+    """Names as JSON and the wire write them, for messages any client reads: ``"5m", "1h"``."""
+    return ", ".join(json.dumps(str(v)) for v in values)
 
 
 class InvalidInputError(ValueError):
@@ -51,7 +65,9 @@ class UnknownWindowError(KeyError):
     def __init__(self, window: str, known: list[str]) -> None:
         self.window = window
         self.known = known
-        super().__init__(f"window: expected one of {known}, received {window!r}")
+        super().__init__(
+            f"window: expected one of {quoted(known)}, received {json.dumps(str(window))}"
+        )
 
     def __str__(self) -> str:  # KeyError would quote the whole message
         return str(self.args[0])

@@ -7,6 +7,7 @@ inside), per-class and binary AUC a DeLong ``ci95``; precision and recall a Wils
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import confusion as cf
-from .errors import InvalidInputError
+from .errors import InvalidInputError, quoted
 from .intervals import (
     average_auc_intervals,
     average_prf_intervals,
@@ -648,5 +649,5 @@ def curve(state: State, kind: str, target: str, max_points: int = 200) -> dict[s
     state = state.as_float()
     rows = _problem_rows(state, view_of(state))
     if target not in rows:
-        raise InvalidInputError("class_name", f"one of {list(rows)}", repr(target))
+        raise InvalidInputError("class_name", f"one of {quoted(rows)}", json.dumps(target))
     return _curve_dict(kind, rows[target], max_points)

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from .errors import InvalidInputError
+from .errors import InvalidInputError, quoted
 from .layout import MAX_MANTISSA_BITS, MIN_MANTISSA_BITS
 
 __all__ = [
@@ -213,7 +213,7 @@ class StreamSpec:
         windows = tuple(str(w) for w in self.windows)
         seconds = [parse_duration(w) for w in windows]
         if len(set(seconds)) != len(seconds):
-            raise InvalidInputError("windows", "distinct durations", repr(list(windows)))
+            raise InvalidInputError("windows", "distinct durations", quoted(windows))
         object.__setattr__(self, "windows", tuple(format_duration(s) for s in seconds))
         object.__setattr__(self, "resolution", Resolution.parse(self.resolution))
         object.__setattr__(self, "thresholds", self._checked_thresholds())
@@ -244,7 +244,7 @@ class StreamSpec:
             if reference not in self.windows:
                 raise InvalidInputError(
                     "prior_reference",
-                    f"'cumulative' or one of the windows {list(self.windows)}",
+                    f'"cumulative" or one of the windows {quoted(self.windows)}',
                     repr(self.prior_reference),
                 )
         object.__setattr__(self, "prior_reference", reference)

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import json
+
 import grpc
 from evalstream.v1 import ingest_pb2
 from google.protobuf.duration_pb2 import Duration
@@ -11,6 +13,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from ..engine import UnknownWindowError
+from ..engine.errors import quoted
 from ..store import AlreadyExistsError, LimitExceededError, NotFoundError
 from ..store.base import error_detail, split_key
 
@@ -23,9 +26,8 @@ def field_error(exc: BaseException) -> ingest_pb2.FieldError | None:
     """The parts of a field's error (``error_detail``) as the wire's FieldError; None if the
     error is not about a field."""
     if isinstance(exc, UnknownWindowError):
-        known = ", ".join(exc.known)
         return ingest_pb2.FieldError(
-            field="window", expected=f"one of {known}", received=repr(exc.window)
+            field="window", expected=f"one of {quoted(exc.known)}", received=json.dumps(exc.window)
         )
     detail = error_detail(exc)
     return None if detail is None else ingest_pb2.FieldError(**detail)
