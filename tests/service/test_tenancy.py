@@ -237,3 +237,26 @@ def test_metrics_carry_the_tenant_so_two_tenants_streams_of_one_name_are_two_ser
             assert "stream" not in s.labels or s.labels["tenant"] in ("team-a", "team-b")
     series = [line.split(" ")[0] for line in text.splitlines() if not line.startswith("#")]
     assert len(series) == len(set(series))
+
+
+def test_another_tenants_stream_is_never_looked_at(server, tenants):
+    """Same path, same timing: tenant B's calls on a name tenant A uses ask the store only for
+    B's own keys (a miss, as for any unused name), never for A's stream."""
+    stub, meta_a, meta_b = tenants
+    stub.CreateStream(_cfg("secret"), metadata=meta_a, timeout=5)
+    store = server.running.store
+    asked: list[str] = []
+    real_get = store.get
+
+    def spy(name: str):
+        asked.append(name)
+        return real_get(name)
+
+    store.get = spy
+    try:
+        for method, req in _calls("secret"):
+            _error(getattr(stub, method), req, meta_b)
+        list(stub.Ingest(iter([_batch("secret", 4)]), metadata=meta_b, timeout=5))
+    finally:
+        del store.get
+    assert asked and set(asked) == {"team-b/secret"}
