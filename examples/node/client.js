@@ -1,7 +1,9 @@
 // A small evalstream client in Node.js, written from proto/evalstream/v1/*.proto and the report's
 // JSON Schema alone (no Python, no README): it asks the server for its limits, creates a stream,
 // sends labelled batches with a producer id and sequence numbers (resending one to see it answered
-// DUPLICATE), reads the report, validates it against the schema and prints what it saw as JSON.
+// DUPLICATE, and one of the wrong width to see it REJECTED with its field_error), reads the
+// report, validates it against the schema, reads the google.rpc.Status details of a failed call
+// and prints what it saw as JSON.
 //
 //   node client.js TARGET INPUT.json
 //
@@ -15,6 +17,7 @@ const fs = require("fs");
 const path = require("path");
 const grpc = require("@grpc/grpc-js");
 const protoLoader = require("@grpc/proto-loader");
+const protobuf = require("protobufjs");
 const Ajv2020 = require("ajv/dist/2020").default;
 
 const PROTO_DIR = path.resolve(__dirname, "../../proto");
@@ -68,6 +71,49 @@ function ingest(client, batches) {
   });
 }
 
+// google.rpc.Status (google/rpc/status.proto), the `grpc-status-details-bin` trailer of a failed
+// call: code, message and typed details. Three fields, so it is declared here; the details this
+// example reads are evalstream.v1.FieldError, from the project's own protos.
+const STATUS = protobuf.Root.fromJSON({
+  nested: {
+    google: {
+      nested: {
+        rpc: {
+          nested: {
+            Status: {
+              fields: {
+                code: { type: "int32", id: 1 },
+                message: { type: "string", id: 2 },
+                details: { rule: "repeated", type: "Any", id: 3 },
+              },
+            },
+            Any: {
+              fields: { type_url: { type: "string", id: 1 }, value: { type: "bytes", id: 2 } },
+            },
+          },
+        },
+      },
+    },
+  },
+}).lookupType("google.rpc.Status");
+
+function statusDetails(err) {
+  const [raw] = err.metadata.get("grpc-status-details-bin");
+  const status = STATUS.decode(raw);
+  const fieldErrorType = protobuf
+    .loadSync(path.join(PROTO_DIR, "evalstream/v1/ingest.proto"))
+    .lookupType("evalstream.v1.FieldError");
+  const out = { code: status.code, message: status.message, types: [], field_error: null };
+  for (const any of status.details) {
+    const type = any.type_url.split("/").pop();
+    out.types.push(type);
+    if (type === "evalstream.v1.FieldError") {
+      out.field_error = fieldErrorType.toObject(fieldErrorType.decode(any.value));
+    }
+  }
+  return out;
+}
+
 async function main() {
   const [target, inputPath] = process.argv.slice(2);
   const input = JSON.parse(fs.readFileSync(inputPath, "utf8"));
@@ -100,6 +146,14 @@ async function main() {
     });
   }
   batches.push(batches[0]); // a resend after a lost ack: DUPLICATE, counted once
+  const width = input.classes.length;
+  batches.push({
+    stream: input.stream,
+    producer_id: producer,
+    sequence: batches.length, // the next number: 1 resend, so as many batches as numbers so far
+    scores: float32Tensor([new Array(width + 1).fill(1 / (width + 1))]), // one column too many
+    labels: int32Tensor([0]),
+  });
   const { results, totals } = await ingest(client, batches);
 
   const response = await unary(client, "GetReport", { stream: input.stream });
@@ -110,11 +164,20 @@ async function main() {
   const validate = new Ajv2020({ strict: false, allErrors: true }).compile(schema);
   const valid = validate(report);
 
+  let unknownWindow = null; // a window the stream does not have: INVALID_ARGUMENT, with details
+  try {
+    await unary(client, "GetReport", { stream: input.stream, window: "13m" });
+  } catch (err) {
+    unknownWindow = { grpc_code: err.code, ...statusDetails(err) };
+  }
+
   const headline = response.headline;
   const out = {
     server_version: info.server_version,
     max_batch_rows: maxRows,
     statuses: results.map((r) => r.status),
+    rejected_field_error: results[results.length - 1].field_error,
+    unknown_window: unknownWindow,
     expected_sequences: results.map((r) => r.expected_sequence),
     accepted_samples: totals.accepted_samples,
     duplicate_batches: totals.duplicate_batches,

@@ -69,8 +69,22 @@ def test_the_node_client_matches_sklearn(node, server, tmp_path):
     assert run.returncode == 0, run.stderr
     out = json.loads(run.stdout)
 
-    assert out["statuses"] == ["BATCH_STATUS_ACCEPTED"] * 3 + ["BATCH_STATUS_DUPLICATE"]
-    assert out["expected_sequences"] == [2, 3, 4, 4]
+    assert out["statuses"] == ["BATCH_STATUS_ACCEPTED"] * 3 + [
+        "BATCH_STATUS_DUPLICATE",
+        "BATCH_STATUS_REJECTED",
+    ]
+    assert out["expected_sequences"] == [2, 3, 4, 4, 5]  # the rejected batch consumed 4
+    assert out["rejected_field_error"] == {
+        "field": "scores.shape",
+        "expected": "[N, 3] (one column per class of this TASK_MULTICLASS stream)",
+        "received": "[1, 4]",
+        "hint": "",
+    }
+    window = out["unknown_window"]  # google.rpc.Status details, decoded in Node
+    assert window["grpc_code"] == 3 and window["code"] == 3  # INVALID_ARGUMENT
+    assert window["types"] == ["google.rpc.BadRequest", "evalstream.v1.FieldError"]
+    assert window["field_error"]["field"] == "window"
+    assert window["field_error"]["received"] == '"13m"'
     assert (out["accepted_samples"], out["duplicate_batches"], out["n_samples"]) == (n, 1, n)
     assert out["schema_valid"], out["schema_errors"]
     assert out["report_version"] == out["schema_version"] == 2
