@@ -65,6 +65,7 @@ from .confusion import wilson
 
 __all__ = [
     "auc_influence",
+    "influence_of_counts",
     "average_auc_intervals",
     "average_prf_intervals",
     "macro_prf_intervals",
@@ -84,13 +85,21 @@ def auc_influence(
     uniq, inverse = np.unique(scores, return_inverse=True)
     pos = np.bincount(inverse, weights=np.where(positive, w, 0.0), minlength=uniq.size)
     neg = np.bincount(inverse, weights=np.where(positive, 0.0, w), minlength=uniq.size)
-    P, N = pos.sum(), neg.sum()
+    return influence_of_counts(pos, neg, inverse, positive)
+
+
+def influence_of_counts(
+    pos: np.ndarray, neg: np.ndarray, index: np.ndarray, positive: np.ndarray
+) -> tuple[float, np.ndarray]:
+    """``auc_influence`` from the problem's counts per distinct value (ascending), each item's
+    value ``index`` and whether it is a positive."""
+    P, N = float(pos.sum()), float(neg.sum())
     if P <= 0 or N <= 0:
-        return float("nan"), np.zeros(len(w))
+        return float("nan"), np.zeros(len(index))
     v10 = (np.cumsum(neg) - 0.5 * neg) / N  # negatives below, ties one half
     v01 = (P - np.cumsum(pos) + 0.5 * pos) / P  # positives above, ties one half
     A = float(pos @ v10) / P
-    psi = np.where(positive, (v10[inverse] - A) / P, (v01[inverse] - A) / N)
+    psi = np.where(positive, (v10[index] - A) / P, (v01[index] - A) / N)
     return A, psi
 
 
@@ -103,18 +112,23 @@ def _interval(value: float, half: float) -> list[float]:
 
 
 def average_auc_intervals(
-    onehot: np.ndarray, scores: np.ndarray, weights: np.ndarray
+    onehot: np.ndarray,
+    weights: np.ndarray,
+    columns: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    micro: tuple[np.ndarray, np.ndarray, np.ndarray],
 ) -> dict[str, list[float] | None]:
     """ci95 of the macro, weighted and micro one-vs-rest ROC AUC from per-sample data.
 
-    ``onehot`` (n, C) bool: sample ``k`` is a positive of column ``c``; ``scores`` (n, C);
-    ``weights`` (n,). A ``None`` interval where the average is undefined."""
-    n, C = scores.shape
+    ``onehot`` (n, C) bool: sample ``k`` is a positive of column ``c``; ``weights`` (n,);
+    ``columns``: per column ``(pos, neg, index)``, the counts per distinct score and each
+    sample's score index; ``micro``: the same for the (sample, column) items, sample-major.
+    A ``None`` interval where the average is undefined."""
+    n, C = onehot.shape
     w = np.asarray(weights, dtype=np.float64)
     values = np.full(C, np.nan)
     psi = np.zeros((n, C))
-    for c in range(C):
-        values[c], psi[:, c] = auc_influence(scores[:, c], onehot[:, c], w)
+    for c, (pos, neg, index) in enumerate(columns):
+        values[c], psi[:, c] = influence_of_counts(pos, neg, index, onehot[:, c])
     defined = ~np.isnan(values)
     out: dict[str, list[float] | None] = {"macro": None, "weighted": None, "micro": None}
     if defined.any():
@@ -127,7 +141,7 @@ def average_auc_intervals(
             A_w = float(share @ values[defined])
             phi = psi[:, defined] @ share + onehot[:, defined] @ (values[defined] - A_w) / S
             out["weighted"] = _interval(A_w, _half_width(phi, w))
-    A_micro, psi_micro = auc_influence(scores.ravel(), onehot.ravel(), np.repeat(w, C))
+    A_micro, psi_micro = influence_of_counts(*micro, onehot.ravel())
     if not np.isnan(A_micro):
         out["micro"] = _interval(A_micro, _half_width(psi_micro.reshape(n, C).sum(axis=1), w))
     return out

@@ -195,9 +195,14 @@ def _ranking_groups(
     ap["micro"] = _rank_leaf(
         micro_ap, 0, False, _undefined_reason(micro_ap["P"][0], micro_ap["N"][0])
     )
-    samples = view.per_sample() if intervals else None
-    if samples is not None:  # cross-class covariances need each sample's columns (intervals.py)
-        for avg, ci in average_auc_intervals(*samples).items():
+    placed = view.placements() if intervals else None
+    if placed is not None:  # cross-class covariances need each sample's columns (intervals.py)
+        onehot, _, weights = view.per_sample() or (None, None, None)
+        assert onehot is not None and weights is not None
+        ovr, (micro_problem, micro_index) = placed
+        columns = [(p.pos[0], p.neg[0], index) for p, index in ovr]
+        micro_counts = (micro_problem.pos[0], micro_problem.neg[0], micro_index)
+        for avg, ci in average_auc_intervals(onehot, weights, columns, micro_counts).items():
             if ci is not None and auc[avg]["value"] is not None:
                 auc[avg]["ci95"] = ci
     if spec.task == "multiclass":

@@ -8,6 +8,7 @@ ranking code in ``ranking.py`` is the same: only the bin map differs.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,6 +51,12 @@ class ScoreView:
     def per_sample(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """``(onehot, scores, weights)`` of every sample: (n, C) bool positives per column,
         (n, C) float32 scores, (n,) weights; None when the state keeps counts only."""
+        return None
+
+    def placements(
+        self,
+    ) -> tuple[list[tuple[Problem, np.ndarray]], tuple[Problem, np.ndarray]] | None:
+        """Exact views: the one-vs-rest and micro problems with each item's bin; else None."""
         return None
 
     def ovo_matrix(self, K: int) -> dict[str, np.ndarray]:
@@ -119,11 +126,19 @@ class _BinnedView(ScoreView):
 
 
 def _exact_problem(values: np.ndarray, positive: np.ndarray, weights: np.ndarray) -> Problem:
+    return _exact_problem_and_index(values, positive, weights)[0]
+
+
+def _exact_problem_and_index(
+    values: np.ndarray, positive: np.ndarray, weights: np.ndarray
+) -> tuple[Problem, np.ndarray]:
+    """The problem with one bin per distinct value, and each value's bin."""
     uniq, inverse = np.unique(values, return_inverse=True)
     total = np.bincount(inverse, weights=weights, minlength=uniq.size)
     pos = np.bincount(inverse, weights=np.where(positive, weights, 0.0), minlength=uniq.size)
     neg = np.maximum(total - pos, 0.0)
-    return Problem(pos[None, :], neg[None, :], np.ones(1, dtype=bool), uniq.astype(np.float64))
+    problem = Problem(pos[None, :], neg[None, :], np.ones(1, dtype=bool), uniq.astype(np.float64))
+    return problem, inverse
 
 
 class _ExactView(ScoreView):
@@ -147,16 +162,30 @@ class _ExactView(ScoreView):
     def _positive(self, c: int) -> np.ndarray:
         return self._labels == c if self._multiclass else self._labels[:, c]
 
-    def ovr(self) -> list[Problem]:
+    @functools.cached_property
+    def _ovr(self) -> list[tuple[Problem, np.ndarray]]:
         C = self._scores.shape[1]
         return [
-            _exact_problem(self._scores[:, c], self._positive(c), self._weights) for c in range(C)
+            _exact_problem_and_index(self._scores[:, c], self._positive(c), self._weights)
+            for c in range(C)
         ]
 
-    def micro(self) -> Problem:
+    @functools.cached_property
+    def _micro(self) -> tuple[Problem, np.ndarray]:
         onehot, scores, weights = self.per_sample()
         C = scores.shape[1]
-        return _exact_problem(scores.ravel(), onehot.ravel(), np.repeat(weights, C))
+        return _exact_problem_and_index(scores.ravel(), onehot.ravel(), np.repeat(weights, C))
+
+    def ovr(self) -> list[Problem]:
+        return [problem for problem, _ in self._ovr]
+
+    def micro(self) -> Problem:
+        return self._micro[0]
+
+    def placements(self) -> tuple[list[tuple[Problem, np.ndarray]], tuple[Problem, np.ndarray]]:
+        """The one-vs-rest problems and the micro problem, each with every item's bin (the
+        sample's index for a column; sample-major items for micro), computed once a view."""
+        return self._ovr, self._micro
 
     def ovo(self, pairs: list[tuple[int, int]]) -> list[Problem]:
         out = []
