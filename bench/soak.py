@@ -267,6 +267,8 @@ def run(seconds: float, producers: int, watchers: int, rows: int, restart: bool)
     )
     tmp = Path(tempfile.mkdtemp(prefix="evalstream-soak-"))
     extra = ["--max-stream-memory", str(2 << 30)]
+    # the watchers poll at 0.1 s, all of one tenant: below the defaults' floor (1 s) and cap (16)
+    extra += ["--min-watch-interval", "0.1", "--max-watchers-per-tenant", str(max(watchers, 1))]
     server = start_evalstream("soak", tmp, "--data-dir", str(tmp / "data"), *extra, metrics=True)
     soak = Soak(server, end=0.0)
     try:
