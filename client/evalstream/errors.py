@@ -13,6 +13,7 @@ import grpc
 
 if TYPE_CHECKING:
     from .ingest import BatchError, LogResult
+    from .v1.ingest_pb2 import FieldError
 
 __all__ = [
     "EvalstreamError",
@@ -41,9 +42,14 @@ class EvalstreamError(Exception):
         The server's message.
     result : LogResult or None
         For errors of a ``log`` call or a writer: the totals of what was delivered.
+    field_error : evalstream.v1.FieldError or None
+        ``details`` in parts when the call failed for one field (``field``: its path in the
+        request, such as ``"config.windows"``; ``expected``; ``received``; ``hint``), read from the
+        call's google.rpc.Status; None otherwise.
     """
 
     result: LogResult | None = None
+    field_error: FieldError | None = None
 
     def __init__(self, code: str, details: str, message: str | None = None) -> None:
         self.code = code
@@ -163,6 +169,11 @@ def error_for(code: grpc.StatusCode | int | str, details: str) -> EvalstreamErro
 
 def error_from_rpc(exc: Any) -> EvalstreamError:
     """Map a ``grpc.RpcError`` (or anything with ``code()`` and ``details()``) to an error class."""
+    from .status_details import field_error
+
     code = exc.code() if callable(getattr(exc, "code", None)) else grpc.StatusCode.UNKNOWN
     details = exc.details() if callable(getattr(exc, "details", None)) else str(exc)
-    return error_for(code or grpc.StatusCode.UNKNOWN, details or "")
+    error = error_for(code or grpc.StatusCode.UNKNOWN, details or "")
+    trailer = getattr(exc, "trailing_metadata", None)
+    error.field_error = field_error(trailer() if callable(trailer) else None)
+    return error

@@ -50,6 +50,12 @@ def test_duplicate_stream_and_bad_config(client, name):
     with pytest.raises(InvalidArgumentError, match="windows") as info:
         client.create_stream(f"{name}-2", task="binary", classes=["n", "p"], windows=["5x"])
     assert info.value.code == "INVALID_ARGUMENT" and isinstance(info.value, ValueError)
+    parts = info.value.field_error  # the call's google.rpc.Status detail, in parts
+    assert parts is not None and (parts.field, parts.received) == ("config.windows", "'5x'")
+    assert info.value.details == f"config.windows: expected {parts.expected}, received '5x'"
+    with pytest.raises(AlreadyExistsError) as exists:
+        client.create_stream(name, task="binary", classes=["n", "p"])
+    assert exists.value.field_error is None  # not about a field
     with pytest.raises(ValueError, match="task"):  # the wire has no such task: refused locally
         client.create_stream(f"{name}-3", task="regression", classes=["n", "p"])
     with pytest.raises(ValueError, match="resolution"):

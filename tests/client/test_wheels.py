@@ -91,7 +91,12 @@ client = EvalClient(sys.argv[1])
 client.create_stream("wheel", task="binary", classes=["ok", "bad"], resolution="exact")
 client.log("wheel", data["y"], data["p"])
 report = client.report("wheel")
-print(json.dumps({"present": absent, "n": report.n_samples, "auc": report.roc_auc_score()}))
+try:
+    client.create_stream("bad", task="binary", classes=["ok", "bad"], windows=["5x"])
+except ValueError as exc:  # InvalidArgumentError, its google.rpc.Status read without googleapis
+    field = exc.field_error.field
+print(json.dumps({"present": absent, "n": report.n_samples, "auc": report.roc_auc_score(),
+                  "field": field}))
 """
 
 
@@ -123,5 +128,6 @@ def test_the_client_installs_alone_and_logs_to_a_server(client_wheel, tmp_path):
         server.stop()
     out = json.loads(run.stdout)
     assert out["present"] == []
+    assert out["field"] == "config.windows"
     assert out["n"] == 3000
     assert out["auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-12)
