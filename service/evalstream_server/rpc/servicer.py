@@ -154,10 +154,10 @@ class EvalstreamServicer:
             )
         spec = convert.spec_from_config(req.config, self.limits.max_classes)
         tenant = TENANT.get()
-        self.quotas.check_streams(tenant, self._owned(tenant))
         with self._admitting:  # check and create as one (Redis runs calls on threads)
             specs = self._specs()
             ours = [sp for t, sp in specs if t == tenant]
+            self.quotas.check_streams(tenant, len(ours))
             in_use = self.budget.in_use(sp for _, sp in specs)
             self.budget.check(spec, in_use, self.budget.in_use(ours))  # before any allocation
             record = self.store.create(spec, tenant=tenant)
@@ -196,10 +196,6 @@ class EvalstreamServicer:
     def _names(self, tenant: str) -> list[str]:
         """The names of ``tenant``'s streams, sorted (from the store's keys alone)."""
         return sorted(name for t, name in map(split_key, self.store.names()) if t == tenant)
-
-    def _owned(self, tenant: str) -> int:
-        """How many streams ``tenant`` has."""
-        return sum(1 for key in self.store.names() if split_key(key)[0] == tenant)
 
     @_in_store
     def DeleteStream(self, req: pb.DeleteStreamRequest, ctx) -> pb.DeleteStreamResponse:
