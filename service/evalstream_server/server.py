@@ -105,7 +105,7 @@ async def start_server(settings: Settings, store: Store | None = None) -> Runnin
     ]
     # No gRPC-level limit on concurrent calls: it would count calls before they are
     # authenticated; ``Admission`` counts authenticated calls only.
-    server = grpc.aio.server(options=options, interceptors=[ParsedRequests()])
+    server = grpc.aio.server(options=options, interceptors=[ParsedRequests(settings.idle_timeout)])
     limits = ServiceLimits(
         max_batch_rows=settings.max_batch_rows,
         max_message_bytes=settings.max_receive_bytes,

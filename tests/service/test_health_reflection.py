@@ -63,3 +63,35 @@ def test_health_and_reflection_answer_invalid_argument_to_garbage(server):
             ), name
         stub = health_pb2_grpc.HealthStub(ch)  # and the servicers answer well-formed requests
         assert stub.Check(health_pb2.HealthCheckRequest(), timeout=5).status == 1
+
+
+def test_a_health_check_whose_request_never_comes_is_closed_after_the_idle_timeout():
+    """grpc held a unary call until its request arrived, however long (300 such calls held every
+    slot); now the probe's handler reads its request with the idle timeout."""
+    import threading
+
+    from evalstream_server.server import ServerThread
+    from evalstream_server.settings import Settings
+
+    release = threading.Event()
+
+    def never():  # a client that opened the call and sends nothing
+        release.wait(30)
+        yield from ()
+
+    check = "/grpc.health.v1.Health/Check"
+    with ServerThread(Settings(grpc_port=0, metrics_port=-1, idle_timeout=0.5)) as srv:
+        with grpc.insecure_channel(srv.target) as ch:
+            try:
+                with pytest.raises(grpc.RpcError) as info:
+                    next(ch.stream_stream(check)(never(), timeout=10))
+                assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+                assert "no message for 0.5 s" in info.value.details()
+            finally:
+                release.set()
+            with pytest.raises(grpc.RpcError) as info:  # closed without a request
+                next(ch.stream_stream(check)(iter(()), timeout=10))
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert info.value.details() == "request: expected one request message, received none"
+            stub = health_pb2_grpc.HealthStub(ch)
+            assert stub.Check(health_pb2.HealthCheckRequest(), timeout=5).status == 1

@@ -28,7 +28,7 @@ from evalstream.v1 import (
 )
 from google.protobuf.message import Message
 
-from ..admission import Admission, IdleCallError
+from ..admission import Admission
 from ..auth import Authenticator
 from ..budget import MemoryBudget
 from ..engine import InvalidInputError, StreamSpec
@@ -48,6 +48,7 @@ from ..store import (
 from . import convert, tensor_rules
 from .errors import status_for
 from .headline import headline
+from .reading import next_raw
 from .server_info import server_info
 from .status_details import field_error, status_metadata
 from .watch import SharedReports, Watchers
@@ -592,12 +593,6 @@ async def _abort(ctx: grpc.aio.ServicerContext, exc: BaseException) -> None:
     await ctx.abort(code, message, trailer)
 
 
-def _retrieve(task: asyncio.Future) -> None:
-    """Collect the outcome of an abandoned read (so asyncio does not log it as lost)."""
-    if not task.cancelled():
-        task.exception()
-
-
 def method_handlers(
     servicer: EvalstreamServicer,
     authenticator: Authenticator | None = None,
@@ -643,22 +638,8 @@ def _wrap(
         TENANT.set(tenant)
         return tenant
 
-    async def next_raw(ctx) -> bytes | None:
-        """The next request message's bytes; None at the end of the request stream."""
-        if idle <= 0:
-            raw = await ctx.read()
-        else:
-            # Not wait_for: cancelling a pending read leaves the call unable to send its status.
-            read = asyncio.ensure_future(ctx.read())
-            await asyncio.wait((read,), timeout=idle)
-            if not read.done():
-                read.add_done_callback(_retrieve)  # it ends when the call is closed
-                raise IdleCallError(idle)
-            raw = read.result()
-        return None if raw is grpc.aio.EOF else raw
-
     async def one_message(ctx) -> Message:
-        raw = await next_raw(ctx)
+        raw = await next_raw(ctx, idle)
         if raw is None:
             raise InvalidInputError("request", "one request message", "none")
         return parse_one(raw)
@@ -699,7 +680,7 @@ def _wrap(
 
     async def stream_stream(_requests, ctx):
         async def parsed():
-            while (raw := await next_raw(ctx)) is not None:
+            while (raw := await next_raw(ctx, idle)) is not None:
                 yield parse(raw), len(raw)  # the size: a batch past the limit is rejected
 
         try:
