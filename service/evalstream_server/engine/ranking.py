@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["auc_stats", "ap_stats", "roc_points", "pr_points", "digamma", "thin_indices"]
+from .intervals import logit_interval
 
-_Z95 = 1.959963984540054
+__all__ = ["auc_stats", "ap_stats", "roc_points", "pr_points", "digamma", "thin_indices"]
 
 
 def auc_stats(pos: np.ndarray, neg: np.ndarray, atomic: np.ndarray) -> dict[str, np.ndarray]:
     """ROC AUC, its guaranteed bounds and the DeLong variance, per row.
 
     Returns a dict of (R,) arrays: ``value``, ``lower``, ``upper``, ``variance``, ``ci_low``,
-    ``ci_high``, ``P``, ``N``. Rows without positives or without negatives get NaN.
+    ``ci_high`` (DeLong's variance, the interval on the logit scale: ``logit_interval``), ``P``,
+    ``N``. Rows without positives or without negatives get NaN.
     """
     pos = np.asarray(pos, dtype=np.float64)
     neg = np.asarray(neg, dtype=np.float64)
@@ -43,14 +44,14 @@ def auc_stats(pos: np.ndarray, neg: np.ndarray, atomic: np.ndarray) -> dict[str,
         s10 = np.einsum("rb,rb->r", pos, (v10 - value[:, None]) ** 2) / (P - 1)
         s01 = np.einsum("rb,rb->r", neg, (v01 - value[:, None]) ** 2) / (N - 1)
         variance = s10 / P + s01 / N
-    half = _Z95 * np.sqrt(np.maximum(variance, 0.0))
+    ci_low, ci_high = logit_interval(value, np.sqrt(np.maximum(variance, 0.0)))
     return {
         "value": value,
         "lower": np.minimum(lower, value),
         "upper": np.maximum(upper, value),
         "variance": variance,
-        "ci_low": np.clip(value - half, 0.0, 1.0),
-        "ci_high": np.clip(value + half, 0.0, 1.0),
+        "ci_low": ci_low,
+        "ci_high": ci_high,
         "P": P,
         "N": N,
     }
