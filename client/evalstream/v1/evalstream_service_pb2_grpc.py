@@ -32,9 +32,11 @@ class EvalstreamServiceStub:
 
     Errors of a whole call come back as gRPC status codes: INVALID_ARGUMENT for a bad request (the
     message names the field, the expected and the received value), NOT_FOUND for an unknown stream,
-    ALREADY_EXISTS for a duplicate stream name, RESOURCE_EXHAUSTED for too large or too fast,
-    UNAUTHENTICATED and PERMISSION_DENIED for access. Ingest reports per-batch errors in its
-    responses instead (partial success).
+    ALREADY_EXISTS for a duplicate stream name, RESOURCE_EXHAUSTED for too large or too fast (or
+    past a quota: concurrent calls, streams and watchers per tenant), UNAUTHENTICATED for a missing,
+    unknown or expired token, UNAVAILABLE for a call whose client sent nothing for the server's idle
+    timeout. Stream names are per tenant: another tenant's stream is NOT_FOUND, as a name nobody
+    uses. Ingest reports per-batch errors in its responses instead (partial success).
 
     A call's error also carries a google.rpc.Status (google/rpc/status.proto) in the
     `grpc-status-details-bin` trailer, with the same code and message and, as details:
@@ -125,9 +127,11 @@ class EvalstreamServiceServicer:
 
     Errors of a whole call come back as gRPC status codes: INVALID_ARGUMENT for a bad request (the
     message names the field, the expected and the received value), NOT_FOUND for an unknown stream,
-    ALREADY_EXISTS for a duplicate stream name, RESOURCE_EXHAUSTED for too large or too fast,
-    UNAUTHENTICATED and PERMISSION_DENIED for access. Ingest reports per-batch errors in its
-    responses instead (partial success).
+    ALREADY_EXISTS for a duplicate stream name, RESOURCE_EXHAUSTED for too large or too fast (or
+    past a quota: concurrent calls, streams and watchers per tenant), UNAUTHENTICATED for a missing,
+    unknown or expired token, UNAVAILABLE for a call whose client sent nothing for the server's idle
+    timeout. Stream names are per tenant: another tenant's stream is NOT_FOUND, as a name nobody
+    uses. Ingest reports per-batch errors in its responses instead (partial success).
 
     A call's error also carries a google.rpc.Status (google/rpc/status.proto) in the
     `grpc-status-details-bin` trailer, with the same code and message and, as details:
@@ -324,9 +328,11 @@ class EvalstreamService:
 
     Errors of a whole call come back as gRPC status codes: INVALID_ARGUMENT for a bad request (the
     message names the field, the expected and the received value), NOT_FOUND for an unknown stream,
-    ALREADY_EXISTS for a duplicate stream name, RESOURCE_EXHAUSTED for too large or too fast,
-    UNAUTHENTICATED and PERMISSION_DENIED for access. Ingest reports per-batch errors in its
-    responses instead (partial success).
+    ALREADY_EXISTS for a duplicate stream name, RESOURCE_EXHAUSTED for too large or too fast (or
+    past a quota: concurrent calls, streams and watchers per tenant), UNAUTHENTICATED for a missing,
+    unknown or expired token, UNAVAILABLE for a call whose client sent nothing for the server's idle
+    timeout. Stream names are per tenant: another tenant's stream is NOT_FOUND, as a name nobody
+    uses. Ingest reports per-batch errors in its responses instead (partial success).
 
     A call's error also carries a google.rpc.Status (google/rpc/status.proto) in the
     `grpc-status-details-bin` trailer, with the same code and message and, as details:
