@@ -182,32 +182,27 @@ def macro_prf_intervals(
         return dict.fromkeys(names)
     K = cm.shape[0]
     pi = cm / W
-    R, Cc, t = pi.sum(axis=1), pi.sum(axis=0), np.diag(pi)
-    idx = np.arange(K)
+    R, C, t = pi.sum(axis=1), pi.sum(axis=0), np.diag(pi)
+    eye = np.eye(K)
+    m = int(averaged.sum())
     out: dict[str, list[float] | None] = {}
     for name in names:
-        phi = np.zeros((K, K))  # influence of a sample in cell (i, j) on the macro average
-        values = []
-        for c in np.flatnonzero(averaged):
-            row = (idx == c)[:, None].astype(np.float64)  # [i = c]
-            col = (idx == c)[None, :].astype(np.float64)  # [j = c]
-            den = {"precision": Cc[c], "recall": R[c], "f1": R[c] + Cc[c]}[name]
-            if den <= 0:  # a zero division: the value is 0 whatever the counts near here
-                values.append(0.0)
-                continue
-            if name == "precision":
-                v = t[c] / den
-                phi += col * (row - v) / den
-            elif name == "recall":
-                v = t[c] / den
-                phi += row * (col - v) / den
-            else:
-                v = 2 * t[c] / den
-                phi += (2.0 * row * col - v * (row + col)) / den
-            values.append(v)
-        phi /= len(values)
+        den = {"precision": C, "recall": R, "f1": R + C}[name]
+        ok = averaged & (den > 0)  # a zero division is 0 whatever the counts near here: no term
+        safe = np.where(ok, den, 1.0)
+        value = np.where(ok, (2 * t if name == "f1" else t) / safe, 0.0)
+        scale = np.where(ok, 1.0 / safe, 0.0)
+        # phi[i, j]: the influence of a sample in cell (i, j) on the sum of the class values
+        if name == "precision":  # class j: [j = c] ([i = c] - precision_c) / C_c
+            phi = (eye - value[None, :]) * scale[None, :]
+        elif name == "recall":  # class i: [i = c] ([j = c] - recall_c) / R_c
+            phi = (eye - value[:, None]) * scale[:, None]
+        else:  # (2 [i = j = c] - F1_c ([i = c] + [j = c])) / (R_c + C_c), summed over c
+            own = value * scale
+            phi = 2 * eye * scale[None, :] - own[:, None] - own[None, :]
+        phi /= m
         var = float(pi.ravel() @ (phi.ravel() ** 2)) / n_samples
-        out[name] = _interval(float(np.mean(values)), _Z95 * np.sqrt(max(var, 0.0)))
+        out[name] = _interval(float(value[averaged].mean()), _Z95 * np.sqrt(max(var, 0.0)))
     return out
 
 
