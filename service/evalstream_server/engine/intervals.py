@@ -48,17 +48,20 @@ micro pools the labels' counts. Binned multilabel states keep per-label counts o
 
 Precision, recall and F1 (multiclass and binary). The confusion matrix is multinomial: sample
 ``k`` lands in cell ``(i, j)`` (true, predicted). Per class, with ``R_c`` and ``C_c`` the row and
-column totals and ``t_c`` the diagonal, the influence of a sample in cell ``(i, j)`` is
+column shares of the weight and ``t_c`` the diagonal share, the influence of a sample in cell
+``(i, j)`` is
 
     precision_c: [j = c] ([i = c] - precision_c) / C_c
     recall_c:    [i = c] ([j = c] - recall_c) / R_c
     F1_c:        (2 [i = j = c] - F1_c ([i = c] + [j = c])) / (R_c + C_c)
 
 (0 for a class whose value is a zero division). The macro influence is the mean over the classes
-sklearn averages, and ``Var = n sum_ij pi_ij phi_ij**2`` with ``pi`` the weighted cell shares and
-``n`` the number of samples (the counts do not keep squared weights). Micro precision, recall
+sklearn averages, and ``Var = sum_ij pi_ij phi_ij**2 / n`` with ``pi`` the weighted cell shares
+and ``n`` the number of samples (the counts do not keep squared weights). Micro precision, recall
 and F1 of a multiclass or binary stream are the accuracy, a proportion of samples: Wilson, as
 per-class precision and recall.
+
+Every interval is symmetric on the logit scale (``logit_interval``), so it stays in [0, 1].
 """
 
 from __future__ import annotations
