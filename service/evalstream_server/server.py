@@ -19,7 +19,7 @@ from .admission import Admission
 from .auth import Authenticator, load_tokens, server_credentials
 from .budget import MemoryBudget, machine_memory
 from .exporters import EvalstreamCollector
-from .exporters.http import start_metrics_server
+from .exporters.http import MetricsAccess, start_metrics_server
 from .quotas import TenantQuotas
 from .ratelimit import RateLimiter
 from .reflection import enable_reflection
@@ -264,16 +264,27 @@ async def serve_forever(settings: Settings) -> None:
 
 
 def reload_tokens(running: RunningServer) -> None:
-    """SIGHUP: read the token file (and ``EVALSTREAM_TOKENS``) again. Calls in flight finish;
-    the next call is judged by the new tokens (a removed one stops working). A file that does not
-    load is logged and the tokens in use are kept."""
+    """SIGHUP: read the token file (and ``EVALSTREAM_TOKENS``) and the metrics token file again.
+    Calls in flight finish; the next call or scrape is judged by the new tokens (a removed one
+    stops working). A file that does not load is logged and the tokens in use are kept."""
     assert running.authenticator is not None
     try:
         count = running.authenticator.reload()
     except (OSError, ValueError) as exc:
         log.error("tokens not reloaded; the previous ones stay in use", extra={"error": str(exc)})
-        return
-    log.info("tokens reloaded", extra={"tokens": count})
+    else:
+        log.info("tokens reloaded", extra={"tokens": count})
+    access = getattr(running._metrics_httpd, "get_app", lambda: None)()
+    if isinstance(access, MetricsAccess) and access.token_file:
+        try:
+            count = access.reload()
+        except (OSError, ValueError) as exc:
+            log.error(
+                "metrics tokens not reloaded; the previous ones stay in use",
+                extra={"error": str(exc)},
+            )
+        else:
+            log.info("metrics tokens reloaded", extra={"tokens": count})
 
 
 class ServerThread:

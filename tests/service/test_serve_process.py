@@ -147,10 +147,13 @@ def test_sighup_reloads_tokens_without_draining_calls_in_flight(tmp_path):
     token_a, token_b = "team-a-token-0123456789", "team-b-token-0123456789"
     tokens = tmp_path / "tokens"
     tokens.write_text(f"team-a:{token_a}\nteam-b:{token_b}\n")
-    port = _free_port()
+    scrape_tokens = tmp_path / "metrics-tokens"
+    scrape_tokens.write_text("scrape-token-old-0123456789\n")
+    port, metrics_port = _free_port(), _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "evalstream_server.cli", "serve", "--grpc-port", str(port),
-         "--metrics-port", "-1", "--token-file", str(tokens)],
+         "--metrics-port", str(metrics_port), "--metrics-token-file", str(scrape_tokens),
+         "--token-file", str(tokens)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     meta = {t: (("authorization", f"Bearer {t}"),) for t in (token_a, token_b)}
@@ -179,7 +182,9 @@ def test_sighup_reloads_tokens_without_draining_calls_in_flight(tmp_path):
             in_flight = stub.Ingest(batches(), metadata=meta[token_b], timeout=60)
             first = next(in_flight)  # batch 1 acknowledged: the call is open
             assert first.results[0].status == ingest_pb2.BATCH_STATUS_ACCEPTED
+            assert _scrape_status(metrics_port, "scrape-token-old-0123456789") == 200
             tokens.write_text(f"team-a:{token_a}\n")  # team B's token removed
+            scrape_tokens.write_text("scrape-token-new-0123456789\n")  # the scrape token rotated
             proc.send_signal(signal.SIGHUP)
             end = time.monotonic() + 20
             while True:  # the reload is asynchronous: wait until B is refused
@@ -195,6 +200,8 @@ def test_sighup_reloads_tokens_without_draining_calls_in_flight(tmp_path):
             results = [r for resp in in_flight for r in resp.results]
             assert [r.status for r in results] == [ingest_pb2.BATCH_STATUS_ACCEPTED]
             assert proc.poll() is None  # SIGHUP did not stop the server
+            assert _scrape_status(metrics_port, "scrape-token-old-0123456789") == 401
+            assert _scrape_status(metrics_port, "scrape-token-new-0123456789") == 200
             stub.ListStreams(pb.ListStreamsRequest(), metadata=meta[token_a], timeout=5)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
@@ -204,3 +211,17 @@ def test_sighup_reloads_tokens_without_draining_calls_in_flight(tmp_path):
             proc.wait(timeout=10)
     assert proc.returncode == 0, err
     assert "tokens reloaded" in err
+
+
+def _scrape_status(port: int, token: str) -> int:
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {token}"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)

@@ -80,10 +80,21 @@ def load_metrics_tokens(path: str) -> list[bytes]:
 
 class MetricsAccess:
     """WSGI middleware: answer 401 unless the request carries one of ``tokens`` as a bearer
-    token (every token compared in constant time; no tokens: every request passes)."""
+    token (every token compared in constant time; no tokens: every request passes). With
+    ``token_file``, ``reload`` reads the tokens again (SIGHUP)."""
 
-    def __init__(self, app: Callable[..., Iterable[bytes]], tokens: list[bytes]) -> None:
-        self.app, self.tokens = app, tokens
+    def __init__(
+        self, app: Callable[..., Iterable[bytes]], tokens: list[bytes], token_file: str = ""
+    ) -> None:
+        self.app, self.tokens, self.token_file = app, tokens, token_file
+
+    def reload(self) -> int:
+        """Read ``token_file`` again and use it from the next scrape on (a file that does not
+        load raises and keeps the tokens in use); the number of tokens."""
+        if not self.token_file:
+            return 0
+        self.tokens = load_metrics_tokens(self.token_file)  # one assignment: old or new set
+        return len(self.tokens)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         if self.tokens and not self._allowed(environ.get("HTTP_AUTHORIZATION", "")):
@@ -98,7 +109,7 @@ class MetricsAccess:
         scheme, _, token = header.partition(" ")
         presented = token.strip().encode()
         found = False
-        for known in self.tokens:  # no early exit: constant time in the match
+        for known in self.tokens:  # no early exit: constant time in the match (one list read)
             found |= hmac.compare_digest(presented, known)
         return scheme.lower() == "bearer" and found
 
@@ -174,7 +185,7 @@ def start_metrics_server(
             "--metrics-client-ca (docs/operations.md, 'Metrics access'), received neither"
         )
     inner = make_wsgi_app(registry) if exposition is None else metrics_app(exposition, registry)
-    app = MetricsAccess(inner, tokens)
+    app = MetricsAccess(inner, tokens, token_file)
     kind = _Server6 if ":" in host else _Server
     httpd = make_server(host.strip("[]"), port, app, kind, handler_class=_QuietHandler)
     if tls_cert:
