@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+from .store.dir_lock import DataDirBusyError
 from .store.integrity import (
     DB_NAME,
     check_data_dir,
@@ -51,7 +52,11 @@ def repair(data_dir: Path, out: TextIO = sys.stdout) -> int:
     if not (data_dir / DB_NAME).exists() and Ledger(data_dir).read() is None:
         print(f"evalstream repair: no {DB_NAME} in {data_dir}", file=sys.stderr)
         return 2
-    report = salvage(data_dir, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
+    try:
+        report = salvage(data_dir, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
+    except DataDirBusyError as exc:
+        print(f"evalstream repair: {exc}", file=sys.stderr)
+        return 1
     if not report.findings:
         print(f"data dir {data_dir} is intact; nothing to repair", file=out)
         return 0

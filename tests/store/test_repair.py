@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from evalstream_server.data_dir_commands import repair, verify
 from evalstream_server.engine import engine_from_bytes, engine_to_bytes
 from evalstream_server.store.durable import DurableStore
@@ -39,11 +40,14 @@ def _run(fn, data_dir) -> tuple[int, str]:
 
 
 def _files(data_dir) -> dict[str, bytes]:
-    """The data dir's files (SQLite's shared-memory index aside: readers write it)."""
+    """The data dir's files (SQLite's shared-memory index aside: readers write it; and the lock,
+    which holds the pid of its last holder)."""
     return {
         p.name: p.read_bytes()
         for p in sorted(data_dir.iterdir())
-        if p.is_file() and p.name != "evalstream.db-shm" and p.stat().st_size
+        if p.is_file()
+        and p.name not in ("evalstream.db-shm", "evalstream.lock")
+        and p.stat().st_size
     }
 
 
@@ -139,3 +143,17 @@ def test_the_commands_exit_codes(tmp_path):
     assert cli("repair", "--data-dir", str(data_dir)).returncode == 0
     assert cli("verify", "--data-dir", str(data_dir)).returncode == 0
     assert cli("verify", "--data-dir", str(tmp_path / "nothing")).returncode == 2
+
+
+def test_one_process_per_data_dir(tmp_path):
+    """A second store (a second server) on a data dir in use is refused, and so is repair; the
+    lock goes with the holder (a crash releases it as kill -9 does)."""
+    from evalstream_server.store.dir_lock import DataDirBusyError
+
+    store = DurableStore(tmp_path)
+    with pytest.raises(DataDirBusyError, match=r"in use by another evalstream process \(pid"):
+        DurableStore(tmp_path)
+    code, _ = _run(repair, tmp_path)
+    assert code == 1
+    store._simulate_crash()
+    DurableStore(tmp_path).close()

@@ -44,6 +44,7 @@ from ..engine import (
 from ..engine.stream import StreamEngine
 from .base import BatchOutcome, Record, StoreUnavailableError, StreamRecord, stream_key
 from .checksums import COLUMNS
+from .dir_lock import DataDirLock
 from .integrity import DB_NAME, DataDirError, check_data_dir, committed_count, has_checksums
 from .ledger import Ledger
 from .memory import OUTCOME_MEMORY, MemoryStore
@@ -98,10 +99,29 @@ class DurableStore(MemoryStore):
         super().__init__(max_streams=max_streams, clock=clock)
         self.path = Path(data_dir) / DB_NAME
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.snapshot_every = snapshot_every
+        self._dir_lock = DataDirLock(self.path.parent)
+        self._dir_lock.acquire()
+        try:
+            self._open(synchronous)
+        except BaseException:
+            self._dir_lock.release()
+            raise
+        log.info(
+            "recovered",
+            extra={
+                "streams": len(self._streams),
+                "replayed_batches": self._replayed,
+                "seconds": round(self.recovery_seconds, 4),
+                "path": str(self.path),
+            },
+        )
+
+    def _open(self, synchronous: str) -> None:
+        """Check the data dir, open and migrate the database, load every stream."""
         findings = check_data_dir(self.path.parent)  # read-only: before anything is written
         if findings:
             raise DataDirError(self.path.parent, findings)
-        self.snapshot_every = snapshot_every
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         # 64 KiB pages: a batch's scores are one ~160 KiB blob; with the default 4 KiB pages its
         # overflow chain made inserts 2.7x slower (measured). Takes effect on a new database.
@@ -115,7 +135,7 @@ class DurableStore(MemoryStore):
         if self._ledger.read() is None:  # a new data dir, or one written before the ledger
             self._ledger.reset(commits, time.time())
         started = time.perf_counter()
-        replayed = self._load(self._db)
+        self._replayed = self._load(self._db)
         self.recovery_seconds = time.perf_counter() - started
         self._writer = Writer(self._db, self._ledger, commits)
         self._writer.start()
@@ -124,15 +144,6 @@ class DurableStore(MemoryStore):
         self._reloaded = 0  # ``Writer.failures`` when memory was last loaded from the database
         self._backoff = _MIN_BACKOFF
         self._retry_at = 0.0
-        log.info(
-            "recovered",
-            extra={
-                "streams": len(self._streams),
-                "replayed_batches": replayed,
-                "seconds": round(self.recovery_seconds, 4),
-                "path": str(self.path),
-            },
-        )
 
     def _migrate(self) -> None:
         """Bring a database written by an older version up to this schema."""
@@ -463,12 +474,14 @@ class DurableStore(MemoryStore):
             self._writer.stop(commit=False)
             self._db.close()
             self._ledger.close()
+            self._dir_lock.release()
 
     def _simulate_crash(self) -> None:
         """Tests: lose everything not yet committed, as ``kill -9`` would."""
         self._writer.stop(commit=False)
         self._db.close()
         self._ledger.close()
+        self._dir_lock.release()  # as the OS does when the process dies
 
     @property
     def size_bytes(self) -> int:

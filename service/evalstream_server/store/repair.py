@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .checksums import COLUMNS, row_crc
+from .dir_lock import DataDirLock
 from .integrity import DB_NAME, WAL_NAME, Finding, check_data_dir, connect_read_only
 from .ledger import LEDGER_NAME
 
@@ -53,6 +54,15 @@ class _Row:
 
 def repair(data_dir: Path, stamp: str) -> RepairReport:
     """Salvage ``data_dir`` in place (nothing is done when it is intact)."""
+    lock = DataDirLock(data_dir)
+    lock.acquire()  # refuses while a server runs on the data dir
+    try:
+        return _repair(data_dir, stamp)
+    finally:
+        lock.release()
+
+
+def _repair(data_dir: Path, stamp: str) -> RepairReport:
     findings = check_data_dir(data_dir)
     report = RepairReport(findings)
     if not findings:
