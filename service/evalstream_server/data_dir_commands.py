@@ -20,6 +20,7 @@ from .store.integrity import (
     check_data_dir,
     committed_count,
     connect_read_only,
+    has_checksums,
 )
 from .store.ledger import LEDGER_NAME, Ledger
 
@@ -92,10 +93,15 @@ def _inventory(data_dir: Path) -> str:
                 n = "?"
             counts.append(f"{n} {table if table != 'batches' else 'logged batches'}")
         held = committed_count(db)
+        checksummed = has_checksums(db)
     except sqlite3.DatabaseError as exc:
         return f"{DB_NAME}: unreadable ({exc})"
     finally:
         db.close()
     ledger = Ledger(data_dir).read()
     acknowledged = "no ledger" if ledger is None else f"{LEDGER_NAME}: commit {ledger}"
-    return f"{DB_NAME}: {', '.join(counts)}; commit {held} ({acknowledged})"
+    line = f"{DB_NAME}: {', '.join(counts)}; commit {held} ({acknowledged})"
+    if not checksummed:
+        line += "; written before row checksums: its rows cannot be checked until the next start"
+        line += " adds them"
+    return line

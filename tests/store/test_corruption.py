@@ -8,11 +8,13 @@ Crashes are not corruption: a torn WAL tail and a ledger that lags the database 
 
 from __future__ import annotations
 
+import io
 import shutil
 import sqlite3
 
 import numpy as np
 import pytest
+from evalstream_server.data_dir_commands import verify
 from evalstream_server.engine import StreamSpec, engine_from_bytes, engine_to_bytes
 from evalstream_server.store.durable import DurableStore
 from evalstream_server.store.integrity import DataDirError, check_data_dir
@@ -173,6 +175,11 @@ def test_a_data_dir_written_before_checksums_opens_and_is_checked_from_then_on(t
     db.close()
     (data_dir / "evalstream.ledger").unlink()
     assert check_data_dir(data_dir) == []
+    out = io.StringIO()
+    assert verify(data_dir, out) == 0
+    assert (
+        "written before row checksums: its rows cannot be checked until the next" in out.getvalue()
+    )
 
     store = DurableStore(data_dir)
     assert store.state("s", "cumulative").n_samples == samples
