@@ -142,3 +142,25 @@ def test_per_stream_series_limits_say_what_they_left_out():
         dict(lab)["what"]: v for (n, lab), v in got.items() if n == "evalstream_exporter_left_out"
     }
     assert left == {"classes": 2, "windows": 1}
+
+
+def test_with_a_refresh_a_scrape_computes_unswept_windows_only_within_its_budget():
+    """A background refresh that has not reached the streams yet (a fresh restart): the scrape
+    computes one stream's windows within budget 0 and leaves the others to the sweep."""
+    import threading
+
+    store = MemoryStore()
+    for name in ("r0", "r1", "r2"):
+        store.create(StreamSpec(task="binary", name=name, windows=("1h",)))
+        batch = store.get(name).engine.validate([0, 1], [0.3, 0.6])
+        store.ingest(name, "p", 1, batch, None)
+    collector = EvalstreamCollector(store, refresh_interval=3600.0, scrape_budget=0.0)
+    collector._thread = threading.Thread()  # a refresh that has not swept yet (never started)
+    got = _samples(collector)
+    shown = {n for n in ("r0", "r1", "r2") if _window_samples(got, n)}
+    assert shown == {"r0"} and got[("evalstream_exporter_stale_windows", ())] == 4
+    collector._thread = None
+    collector.sweep()  # what the thread does: every window, then scrapes serve it
+    collector._thread = threading.Thread()
+    got = _samples(collector)
+    assert all(_window_samples(got, n) == {"cumulative": 2, "1h": 2} for n in ("r0", "r1", "r2"))

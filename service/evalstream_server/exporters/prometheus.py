@@ -207,17 +207,16 @@ class EvalstreamCollector(Collector):
             self._swept.notify_all()
 
     def _served(self, record: StreamRecord, window: str, deadline: float) -> _Entry | None:
-        """The entry a scrape exports: with a background refresh, whatever it computed last
-        (computed now only for a window it has not reached yet); otherwise fresh while the
-        scrape's budget lasts (``deadline``), then as last computed, or nothing yet for a window
-        never computed (it comes with a later scrape)."""
+        """The entry a scrape exports: with a background refresh, whatever it computed last;
+        otherwise fresh. A window the refresh has not reached yet, or one that changed, is
+        computed now while the scrape's budget lasts (``deadline``); past it, it is served as
+        last computed, or not yet when never computed (a later scrape or sweep brings it)."""
         hit = self._cache.get((record.name, window))
-        if self._thread is not None and hit is not None:
+        if hit is not None and (self._thread is not None or hit.key == self._key(record, window)):
             return hit
-        if self._thread is None and time.perf_counter() > deadline:
-            if hit is None or hit.key != self._key(record, window):
-                self.stale_served += 1
-                return hit
+        if time.perf_counter() > deadline:
+            self.stale_served += 1
+            return hit
         return self._report(record, window)
 
     def describe(self) -> list[Metric]:
@@ -304,13 +303,12 @@ class EvalstreamCollector(Collector):
             "by itself; the in-memory and Redis stores report 1)",
             [],
         ).add_metric([], 1.0 if self.store.writable() else 0.0)
-        if self._thread is None:
-            g.gauge(
-                "exporter_stale_windows",
-                "Changed windows this scrape served as last computed, or left out when never "
-                "computed yet (its report budget ran out; later scrapes go on)",
-                [],
-            ).add_metric([], self.stale_served)
+        g.gauge(
+            "exporter_stale_windows",
+            "Changed windows this scrape served as last computed, or left out when never "
+            "computed yet (its report budget ran out; later scrapes or sweeps bring them)",
+            [],
+        ).add_metric([], self.stale_served)
         if self._thread is not None and self.last_sweep_seconds is not None:
             g.gauge(
                 "exporter_refresh_seconds", "Duration of the last background report refresh", []
