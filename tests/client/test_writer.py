@@ -122,3 +122,28 @@ def test_writer_of_a_missing_or_deleted_stream(client, name):
     with pytest.raises(NotFoundError):
         w.close(timeout=JOIN)
     w.close(timeout=JOIN)  # idempotent
+
+
+def test_a_writer_whose_call_the_server_closed_for_idleness_goes_on():
+    """The server closes an Ingest call that sent nothing for --idle-timeout (UNAVAILABLE); the
+    writer opens a new one for its next rows: nothing is lost or counted twice."""
+    from evalstream import EvalClient
+
+    from .conftest import ServerThread
+
+    server = ServerThread(idle_timeout=0.3)
+    try:
+        y, _, p = data.multiclass(5, counts=(300, 300, 300))
+        with EvalClient(server.target) as client:
+            client.create_stream("idle", task="multiclass", classes=CLASSES, resolution="exact")
+            with client.writer("idle", flush_rows=100, flush_interval=0.05) as w:
+                w.log(y[:450], p[:450])
+                w.flush(timeout=JOIN)
+                calls = w._generation  # bumped twice per Ingest call the writer opens
+                time.sleep(1.0)  # the server closes the idle call meanwhile (more than once)
+                assert w._generation >= calls + 2, "the server did not close the idle call"
+                w.log(y[450:], p[450:])
+            assert w.result.accepted_samples == len(y) and w.result.rejected_batches == 0
+            _check_equals_sklearn(client, "idle", y, p)
+    finally:
+        server.stop()
