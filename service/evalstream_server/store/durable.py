@@ -30,51 +30,26 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..engine import (
-    Batch,
-    LabelBatch,
-    PredictionBatch,
     State,
     StreamSpec,
     engine_from_bytes,
     engine_to_bytes,
 )
 from ..engine.stream import StreamEngine
-from .base import BatchOutcome, Record, StoreUnavailableError, StreamRecord, stream_key
+from .base import BatchOutcome, Record, StoreUnavailableError, StreamRecord
+from .batch_rows import encode_record, replay_row
 from .checksums import COLUMNS
 from .dir_lock import DataDirLock
-from .integrity import DB_NAME, DataDirError, check_data_dir, committed_count, has_checksums
+from .integrity import DB_NAME, DataDirError, check_data_dir, committed_count
 from .ledger import Ledger
 from .memory import OUTCOME_MEMORY, MemoryStore
-from .migrations import add_checksums
+from .sqlite_schema import SCHEMA, migrate
 from .sqlite_writer import Writer
 
 __all__ = ["DurableStore", "StoreUnavailableError"]
 
 log = logging.getLogger("evalstream.store")
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS streams (
-    name TEXT PRIMARY KEY, spec TEXT NOT NULL, create_time REAL NOT NULL,
-    tenant TEXT NOT NULL DEFAULT '', crc INTEGER);
-CREATE TABLE IF NOT EXISTS producers (
-    stream TEXT NOT NULL, producer TEXT NOT NULL, last_seq INTEGER NOT NULL,
-    seen REAL NOT NULL DEFAULT 0, crc INTEGER, PRIMARY KEY (stream, producer));
-CREATE TABLE IF NOT EXISTS outcomes (
-    stream TEXT NOT NULL, producer TEXT NOT NULL, seq INTEGER NOT NULL, outcome TEXT NOT NULL,
-    crc INTEGER, PRIMARY KEY (stream, producer, seq));
-CREATE TABLE IF NOT EXISTS batches (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, stream TEXT NOT NULL, ts REAL, now REAL NOT NULL,
-    n INTEGER NOT NULL, labels BLOB NOT NULL, scores BLOB NOT NULL, weights BLOB,
-    kind INTEGER NOT NULL DEFAULT 0, ids TEXT, crc INTEGER);
-CREATE INDEX IF NOT EXISTS batches_by_stream ON batches (stream, id);
-CREATE TABLE IF NOT EXISTS snapshots (
-    stream TEXT PRIMARY KEY, batch_id INTEGER NOT NULL, engine BLOB NOT NULL,
-    update_time REAL, time REAL NOT NULL, crc INTEGER);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
-INSERT OR IGNORE INTO meta VALUES ('commits', 0);
-"""
 
 
 class DurableStore(MemoryStore):
@@ -128,8 +103,8 @@ class DurableStore(MemoryStore):
         self._db.execute("PRAGMA page_size=65536")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous}")
-        self._db.executescript(_SCHEMA)
-        self._migrate()
+        self._db.executescript(SCHEMA)
+        migrate(self._db)
         self._ledger = Ledger(self.path.parent)
         commits = committed_count(self._db)
         if self._ledger.read() is None:  # a new data dir, or one written before the ledger
@@ -144,36 +119,6 @@ class DurableStore(MemoryStore):
         self._reloaded = 0  # ``Writer.failures`` when memory was last loaded from the database
         self._backoff = _MIN_BACKOFF
         self._retry_at = 0.0
-
-    def _migrate(self) -> None:
-        """Bring a database written by an older version up to this schema."""
-        producers = {row[1] for row in self._db.execute("PRAGMA table_info(producers)")}
-        if "seen" not in producers:  # before producers were forgotten: seen at recovery
-            self._db.execute("ALTER TABLE producers ADD COLUMN seen REAL NOT NULL DEFAULT 0")
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(batches)")}
-        if "kind" not in columns:  # before delayed labels: every logged batch was labelled
-            self._db.execute("ALTER TABLE batches ADD COLUMN kind INTEGER NOT NULL DEFAULT 0")
-            self._db.execute("ALTER TABLE batches ADD COLUMN ids TEXT")
-        # Before stream names were per tenant a tenant's stream was filed under its bare name;
-        # now under ``tenant/name`` (``stream_key``), in one transaction over every table.
-        old = self._db.execute(
-            "SELECT name, tenant FROM streams WHERE tenant != '' AND instr(name, '/') = 0"
-        ).fetchall()
-        if old:
-            self._db.execute("BEGIN IMMEDIATE")
-            for name, tenant in old:
-                key = stream_key(tenant, name)
-                self._db.execute("UPDATE streams SET name = ? WHERE name = ?", (key, name))
-                for table in ("producers", "outcomes", "batches", "snapshots"):
-                    self._db.execute(
-                        f"UPDATE {table} SET stream = ? WHERE stream = ?",  # noqa: S608
-                        (key, name),
-                    )
-            self._db.execute("COMMIT")
-            log.info("stream keys migrated to tenant/name", extra={"streams": len(old)})
-        if not has_checksums(self._db):
-            rows = add_checksums(self._db)
-            log.info("checksums added to the rows of an older data dir", extra={"rows": rows})
 
     @property
     def broken(self) -> BaseException | None:
@@ -354,7 +299,7 @@ class DurableStore(MemoryStore):
         outcome: BatchOutcome,
     ) -> None:
         if outcome.status == "accepted" and not isinstance(batch, Exception):
-            kind, ids, labels, scores, weights = _encode_record(batch)
+            kind, ids, labels, scores, weights = encode_record(batch)
             bid = self._next_batch_id
             self._next_batch_id += 1
             self._put(
@@ -428,20 +373,13 @@ class DurableStore(MemoryStore):
                 engine = engine_from_bytes(blob, clock=self.clock)
             record = StreamRecord(spec, engine, create_time, update_time=update_time, tenant=tenant)
             last_id = after
-            for bid, ts, now, n, labels, scores, weights, kind, ids in db.execute(
+            for bid, *row in db.execute(
                 "SELECT id, ts, now, n, labels, scores, weights, kind, ids FROM batches "
                 "WHERE stream = ? AND id > ? ORDER BY id",
                 (name, after),
             ):
-                if kind == _PREDICTIONS:
-                    sc = np.frombuffer(scores, dtype=np.float32).reshape(n, spec.n_columns)
-                    engine.ingest_predictions(PredictionBatch(json.loads(ids), sc), ts, now=now)
-                elif kind == _LABELS:
-                    lab = _decode_labels(spec, n, labels)
-                    engine.ingest_labels(LabelBatch(json.loads(ids), lab), now=now)
-                else:
-                    engine.ingest(_decode_batch(spec, n, labels, scores, weights), ts, now=now)
-                record.update_time = now
+                replay_row(engine, spec, tuple(row))
+                record.update_time = row[1]
                 last_id = bid
                 replayed += 1
             self._last_batch_id[name] = last_id
@@ -488,7 +426,6 @@ class DurableStore(MemoryStore):
         return sum(os.path.getsize(p) for p in self.path.parent.glob("evalstream.db*"))
 
 
-_LABELLED, _PREDICTIONS, _LABELS = 0, 1, 2  # batches.kind
 _PUT = {  # the statement that stores a row of each checksummed table (the crc last)
     table: f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}, crc) "  # noqa: S608
     f"VALUES ({', '.join('?' * (len(columns) + 1))})"
@@ -508,32 +445,3 @@ def _probe(db: sqlite3.Connection, size: int) -> None:
             db.execute("ROLLBACK")
         raise
     db.execute("DELETE FROM meta WHERE key = 'write_probe'")
-
-
-def _encode_record(batch: Record) -> tuple[int, str | None, Any, Any, Any]:
-    """``(kind, ids, labels, scores, weights)`` columns of a logged record. Arrays go as
-    buffers, not copies: the writer thread reads them (records are immutable)."""
-    if isinstance(batch, PredictionBatch):
-        scores = np.ascontiguousarray(batch.scores).data
-        return _PREDICTIONS, json.dumps(batch.ids), b"", scores, None
-    labels = batch.labels.astype(np.int32 if batch.labels.ndim == 1 else np.uint8).data
-    if isinstance(batch, LabelBatch):
-        return _LABELS, json.dumps(batch.ids), labels, b"", None
-    weights = None if batch.weights is None else batch.weights.data
-    return _LABELLED, None, labels, np.ascontiguousarray(batch.scores).data, weights
-
-
-def _decode_labels(spec: StreamSpec, n: int, labels: bytes) -> np.ndarray:
-    if spec.task == "multiclass":
-        return np.frombuffer(labels, dtype=np.int32).astype(np.int64)
-    return np.frombuffer(labels, dtype=np.uint8).reshape(n, spec.n_columns).astype(bool)
-
-
-def _decode_batch(
-    spec: StreamSpec, n: int, labels: bytes, scores: bytes, weights: bytes | None
-) -> Batch:
-    C = spec.n_columns
-    lab = _decode_labels(spec, n, labels)
-    sc = np.frombuffer(scores, dtype=np.float32).reshape(n, C)
-    w = None if weights is None else np.frombuffer(weights, dtype=np.float64)
-    return Batch(labels=lab, scores=sc, weights=w)

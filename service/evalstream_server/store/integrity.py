@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .checksums import COLUMNS, row_crc
 from .ledger import LEDGER_NAME, Ledger
+from .sqlite_schema import has_checksums
 
 __all__ = [
     "DB_NAME",
@@ -79,12 +80,6 @@ class DataDirError(RuntimeError):
 def connect_read_only(path: Path) -> sqlite3.Connection:
     """A connection that cannot change the database (nor checkpoint and delete its WAL)."""
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
-
-
-def has_checksums(db: sqlite3.Connection) -> bool:
-    """Whether the database is of the checksummed format (older ones are migrated)."""
-    columns = {row[1] for row in db.execute("PRAGMA table_info(batches)")}
-    return "crc" in columns
 
 
 def committed_count(db: sqlite3.Connection) -> int:
