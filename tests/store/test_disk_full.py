@@ -6,6 +6,7 @@ size by SQLite's max_page_count (the same "database or disk is full", everywhere
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 import urllib.request
 
@@ -198,3 +199,35 @@ def test_server_turns_not_serving_for_writes_and_back_without_restart(small_disk
         assert result.status == ingest_pb2.BATCH_STATUS_ACCEPTED
         report = stub.GetReport(pb.GetReportRequest(stream="s"), timeout=10)
         assert f'"n_samples":{acked + len(y)},' in report.report_json
+
+
+def test_a_write_check_after_close_answers_at_once(tmp_path):
+    """The server's health watcher may still be asking when the store closes at shutdown: it
+    must get an answer, not wait forever on the stopped writer thread (with writes failing, the
+    check would reload memory and probe through it)."""
+    store = DurableStore(tmp_path / "data")
+    store.create(SPEC)
+    disk = _PageLimit(tmp_path)
+    disk.fill(store)
+    rng = np.random.default_rng(3)
+    for seq in range(1, 50):
+        y, s = _batch(rng)
+        store.ingest("s", "p", seq, store.get("s").engine.validate(y, s), None)
+        try:
+            store.flush()
+        except StoreUnavailableError:
+            break
+    assert store.broken is not None
+    store.close()
+    store._retry_at = 0.0  # a probe would be due
+    answers: list[object] = []
+
+    def ask() -> None:
+        answers.append(store.writable())
+        answers.append(store.state("s", "cumulative").n_samples)
+
+    asker = threading.Thread(target=ask, daemon=True)  # daemon: a hang fails, never blocks
+    asker.start()
+    asker.join(timeout=10)
+    assert not asker.is_alive(), "the check waits on the stopped writer"
+    assert answers[0] is False

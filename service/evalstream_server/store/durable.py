@@ -119,6 +119,7 @@ class DurableStore(MemoryStore):
         self._reloaded = 0  # ``Writer.failures`` when memory was last loaded from the database
         self._backoff = _MIN_BACKOFF
         self._retry_at = 0.0
+        self._closed = False  # the writer is stopped: nothing may wait on it any more
 
     @property
     def broken(self) -> BaseException | None:
@@ -178,6 +179,8 @@ class DurableStore(MemoryStore):
 
     def _committed_view(self) -> None:
         """Under the lock, before a query: make memory equal to what is committed."""
+        if self._closed:
+            return
         if self._dirty() and self._writer.broken is None:
             try:
                 self.flush()
@@ -217,6 +220,8 @@ class DurableStore(MemoryStore):
         the failed transaction's size succeeds; probed when the back-off has passed (0.5 s,
         doubling to 30 s)."""
         with self._lock:
+            if self._closed:
+                return False
             if self._writer.broken is None:
                 return True
             self._roll_back()
@@ -401,6 +406,8 @@ class DurableStore(MemoryStore):
     def close(self) -> None:
         """Commit, snapshot every stream (fast next start), stop the writer, close."""
         with self._lock:
+            if self._closed:
+                return
             if self.broken is None:
                 try:
                     for record in self._streams.values():
@@ -410,6 +417,7 @@ class DurableStore(MemoryStore):
                 except (sqlite3.Error, StoreUnavailableError):
                     log.exception("final snapshot failed; the log still holds every batch")
             self._writer.stop(commit=False)
+            self._closed = True
             self._db.close()
             self._ledger.close()
             self._dir_lock.release()
@@ -417,6 +425,7 @@ class DurableStore(MemoryStore):
     def _simulate_crash(self) -> None:
         """Tests: lose everything not yet committed, as ``kill -9`` would."""
         self._writer.stop(commit=False)
+        self._closed = True
         self._db.close()
         self._ledger.close()
         self._dir_lock.release()  # as the OS does when the process dies
