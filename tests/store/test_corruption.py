@@ -147,6 +147,13 @@ def test_a_producer_sequence_edited(tmp_path):
     _refused(tmp_path, "table producers, row stream='s', producer='p'")
 
 
+def test_the_ledger_damaged(tmp_path):
+    tmp_path, _ = _write(tmp_path, crash=False)
+    ledger = tmp_path / "evalstream.ledger"
+    ledger.write_bytes(bytes(b ^ 0xFF for b in ledger.read_bytes()))
+    _refused(tmp_path, "evalstream.ledger: damaged: neither of its two slots passes")
+
+
 def test_crashes_are_not_corruption(tmp_path):
     """A torn tail (frames of a commit that never finished) and a ledger one commit behind
     (killed between SQLite's commit and the ledger write) both open with every batch."""

@@ -118,6 +118,17 @@ def test_repair_after_the_wal_was_deleted_says_the_commits_are_lost(tmp_path):
     DurableStore(data_dir).close()  # starts
 
 
+def test_repair_of_a_damaged_ledger_keeps_everything(tmp_path):
+    data_dir, samples = _write(tmp_path, crash=False)
+    (data_dir / "evalstream.ledger").write_bytes(b"\0" * 64)
+    code, text = _run(repair, data_dir)
+    assert code == 0, text
+    assert "DROPPED" not in text
+    store = DurableStore(data_dir)
+    assert store.state("s", "cumulative").n_samples == samples
+    store.close()
+
+
 def test_repair_of_an_intact_data_dir_does_nothing(tmp_path):
     data_dir, _ = _write(tmp_path, crash=False)
     before = _files(data_dir)

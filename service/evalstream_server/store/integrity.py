@@ -132,7 +132,14 @@ def _structure(db: sqlite3.Connection) -> list[Finding]:
 
 
 def _ledger(db: sqlite3.Connection, data_dir: Path, wal_bytes: int) -> list[Finding]:
-    acknowledged = Ledger(data_dir).read()
+    ledger = Ledger(data_dir)
+    if ledger.damaged():
+        what = (
+            "damaged: neither of its two slots passes its checksum, so whether acknowledged "
+            "commits are missing cannot be told"
+        )
+        return [Finding(LEDGER_NAME, what)]
+    acknowledged = ledger.read()
     held = committed_count(db)
     if acknowledged is None or held >= acknowledged:
         return []

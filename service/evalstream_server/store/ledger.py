@@ -51,6 +51,15 @@ class Ledger:
                 best = commit if best is None else max(best, commit)
         return best
 
+    def damaged(self) -> bool:
+        """Whether the file holds bytes but no valid slot (a 0-byte file was never written: a
+        crash right after creating it)."""
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return False
+        return size > 0 and self.read() is None
+
     def write(self, commit: int, when: float) -> None:
         """Record ``commit`` (in the slot of its parity)."""
         os.pwrite(self._open(), _slot(commit, when), (commit % 2) * _SLOT.size)
