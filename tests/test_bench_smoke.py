@@ -30,6 +30,7 @@ def _cells(line: str) -> list[str]:
         ),
         ("service_query.py", ["query (K = 10)", "path", "p50", "p99", "÷ engine in-process (p50)"]),
         ("scrape.py", ["what (one scrape or sweep)", "p50", "p99", "÷ reference (p50)"]),
+        ("fleet.py", ["streams x K", "RSS per stream (fed / scraped)", "scrape p50"]),
         ("delayed_labels.py", ["path (K = 10, 4096 rows per batch)", "samples/s", "÷ labelled"]),
         ("watchers.py", ["what (GetStream of an idle stream)", "p50", "p99", "server CPU"]),
         # about 12 s: exits 1 if anything acknowledged was not counted or a fault got through
