@@ -42,3 +42,33 @@ def _mapped_blocks(mode: str) -> int:
 def test_tuned_allocator_keeps_large_blocks_in_mmap():
     assert _mapped_blocks("default") == 0  # glibc's dynamic threshold: the block is in a heap
     assert _mapped_blocks("tuned") == 1
+
+
+TRIM_PROBE = """
+import sys
+from evalstream_server.allocator import release_free_memory, tune_allocator
+tune_allocator()
+chunks = [bytearray(4000) for _ in range(20000)]  # 80 MB of heap blocks (below the threshold)
+del chunks
+print(int(release_free_memory()))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
+def test_free_heap_pages_go_back_after_a_sweep(monkeypatch):
+    env = {"PATH": "/usr/bin:/bin"}
+    out = subprocess.run(
+        [sys.executable, "-c", TRIM_PROBE], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "1", out.stderr  # glibc released some
+    from evalstream_server.engine import StreamSpec
+    from evalstream_server.exporters import EvalstreamCollector
+    from evalstream_server.exporters import prometheus as exporter
+    from evalstream_server.store import MemoryStore
+
+    calls = []
+    monkeypatch.setattr(exporter, "release_free_memory", lambda: calls.append(1) or True)
+    store = MemoryStore()
+    store.create(StreamSpec(task="binary", name="t", windows=("1h",)))
+    EvalstreamCollector(store, refresh_interval=60.0).sweep()
+    assert calls == [1]

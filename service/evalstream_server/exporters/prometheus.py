@@ -24,6 +24,7 @@ from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
+from ..allocator import release_free_memory
 from ..engine import CUMULATIVE, build_report
 from ..store import NotFoundError, Store, StreamRecord
 from ..store.base import report_version
@@ -200,6 +201,7 @@ class EvalstreamCollector(Collector):
                 self._stream_status(record)
             except NotFoundError:
                 pass
+        release_free_memory()  # what the sweep's report states left in the heaps
         self.last_sweep_seconds = time.perf_counter() - started
         self.last_sweep_time = time.time()
         with self._swept:
