@@ -72,3 +72,8 @@ def test_free_heap_pages_go_back_after_a_sweep(monkeypatch):
     store.create(StreamSpec(task="binary", name="t", windows=("1h",)))
     EvalstreamCollector(store, refresh_interval=60.0).sweep()
     assert calls == [1]
+    on_scrape = EvalstreamCollector(store)  # reports computed on the scrape: after it
+    on_scrape.exposition()
+    assert calls == [1, 1]
+    on_scrape.exposition()  # nothing changed, nothing built: no call
+    assert calls == [1, 1]

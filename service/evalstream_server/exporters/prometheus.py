@@ -84,6 +84,7 @@ class EvalstreamCollector(Collector):
         self.scrape_budget = scrape_budget
         self.max_window_series = max_window_series
         self._resume = 0  # where the next scrape starts recomputing (its budget ran out here)
+        self._built = 0  # reports built since the heaps' free pages were last given back
         self.stale_served = 0  # windows the last scrape served as last computed
         # > 0: a background thread recomputes changed reports every this many seconds and a
         # scrape serves what it computed (at most about one interval old) instead of computing
@@ -113,6 +114,7 @@ class EvalstreamCollector(Collector):
         hit = self._cache.get((record.name, window))
         if hit is not None and hit.key == key:
             return hit
+        self._built += 1
         state, reference, labels = self.store.report_context(record.name, window)
         report = build_report(
             state, window=window, intervals=False, reference=reference, labels=labels
@@ -201,6 +203,7 @@ class EvalstreamCollector(Collector):
                 self._stream_status(record)
             except NotFoundError:
                 pass
+        self._built = 0
         release_free_memory()  # what the sweep's report states left in the heaps
         self.last_sweep_seconds = time.perf_counter() - started
         self.last_sweep_time = time.time()
@@ -321,6 +324,9 @@ class EvalstreamCollector(Collector):
                 [],
             ).add_metric([], self.last_sweep_time or 0.0)
         out.add(render(g.all()))
+        if self._built and self._thread is None:
+            self._built = 0
+            release_free_memory()  # what this scrape's report states left in the heaps
         return out.text().encode()
 
     def _labels(
