@@ -26,7 +26,9 @@ def _full(spec: StreamSpec, value: float, rows: int = 0, wide: bool = True) -> S
     """A state whose every count cell holds ``value`` (and ``rows`` exact rows)."""
     state = State(spec, wide=wide)
     for name, arr in state.counts.items():
-        if arr.dtype == np.uint16:  # compact: every cell past 65,535, so each has a carry entry
+        if (
+            arr.dtype == np.uint16
+        ):  # compact, every cell past 65,535: widened (the carry costs more)
             cells = np.arange(arr.size, dtype=np.int64)
             state._add_entries(name, cells, np.full(arr.size, 70_000, np.uint64))
         else:

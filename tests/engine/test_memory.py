@@ -121,3 +121,19 @@ def test_stream_with_two_windows_fits_its_budget_in_steady_state():
     again = engine_from_bytes(engine_to_bytes(eng), clock=lambda: clock[0])
     for w in eng.window_names():
         assert json.dumps(again.report(w), sort_keys=True) == reports[w]
+
+
+def test_a_carry_costlier_than_float64_widens_the_field():
+    """Binary, 153 bins: 20 bins past 65,535 counts would carry 20 cells of a 153-cell field (more
+    than float64 would cost), so the field widens; the counts stay those of a bincount."""
+    spec = StreamSpec(task="binary", resolution="bins:0")
+    layout = BinLayout(0)
+    values = np.linspace(0.01, 0.99, 20, dtype=np.float32)
+    p = np.repeat(values, 66_000)
+    y = (np.arange(p.size) % 3 == 0).astype(np.int64)
+    state = State(spec)
+    state.update(make_batch(spec, y, p))
+    assert state.counts["all"].dtype == np.float64 and "all" not in state.carry
+    want = np.bincount(layout.bin_of(p).ravel(), minlength=layout.n_bins)
+    np.testing.assert_array_equal(state.counts["all"][0], want)
+    assert state.nbytes <= 8 * sum(int(np.prod(s)) for s in field_shapes(spec).values())

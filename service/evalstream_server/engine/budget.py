@@ -5,9 +5,9 @@ A server admits a stream only if this worst case fits its budgets (``--max-strea
 send. The figure follows the structures that hold a stream, per count cell (tested against their
 measured ``nbytes`` filled to the worst case, ``tests/engine/test_budget.py``):
 
-* the cumulative state: small fields float64; a score histogram cell either float64 (once a
-  weighted batch widened it) or a uint16 low part with a carry entry (``compact``: every cell
-  past 65,535), whichever is larger;
+* the cumulative state: small fields float64; a score histogram cell float64 (once a weighted
+  batch widened it), or a uint16 low part with a carry, which ``State`` widens to float64 before
+  the carry costs more: at most 8 bytes a cell either way;
 * per window, the buckets its ring holds (``WindowRing.max_buckets``, or fewer when the server's
   clock skew bound keeps stamps closer): closed buckets packed (``packed``: a histogram cell as a
   uint16 column and a value of up to 8 bytes, each row's id and run length, the small fields as
@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .compact import CARRY_ENTRY_BYTES
 from .counting import SCATTER_FIELDS, field_shapes
 from .open_bucket import COMPACT_AFTER
 from .pending import PendingPredictions
@@ -145,7 +144,7 @@ def worst_case_memory(spec: StreamSpec, max_skew: float | None = None) -> Memory
     cells = sum(math.prod(s) for s in hist.values())  # histogram cells
     rows = sum(math.prod(s[:-1]) for s in hist.values())  # histogram rows (K * K, or C)
     small = sum(math.prod(s) for n, s in shapes.items() if n not in SCATTER_FIELDS)
-    cumulative = 8 * small + cells * max(8, 2 + CARRY_ENTRY_BYTES)
+    cumulative = 8 * small + cells * 8  # float64, or compact and widened before passing it
     # a closed bucket: per cell a column (uint16) and a value (at most 8 bytes); per row its id
     # and run length in each of two groups (cells holding 1, the others); the small fields as an
     # index (uint16 while the small fields span at most 2**16 cells, else int32) and a value,

@@ -5,7 +5,8 @@ unweighted stream every cell is a non-negative integer, and almost every cell st
 cell is kept as its low 16 bits (``uint16``, 2 bytes instead of float64's 8) plus, for the few
 cells that passed 65,535, the number of times they wrapped (``carry``: flat index -> wraps). The
 value of a cell is ``low + 65536 * wraps``: exact for any count. A weighted batch widens the field
-to float64 for good (weights are real-valued).
+to float64 for good (weights are real-valued), and so does a carry that would cost more than the
+float64 cells (``State._check_carry``): a field never takes more than 8 bytes a cell.
 
 These functions act on one field's ``(low, carry)`` pair; ``State`` decides which fields use them.
 """

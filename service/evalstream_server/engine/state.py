@@ -183,16 +183,25 @@ class State:
         if arr.dtype == np.uint16:
             if isinstance(d, Scatter) and d.weights is None:
                 compact.add_unit_cells(arr, self.carry.setdefault(name, {}), d.index)
+                self._check_carry(name)
                 return
             if not isinstance(d, Scatter) and compact.integral(d):
                 cells = np.flatnonzero(d)
                 compact.add_counts(arr, self.carry.setdefault(name, {}), cells, d.ravel()[cells])
+                self._check_carry(name)
                 return
             arr = self._widen(name)
         if isinstance(d, Scatter):
             d.add_to(arr)
         else:
             arr += d
+
+    def _check_carry(self, name: str) -> None:
+        """Widen a field whose carry costs more than float64 cells would add (6 bytes a cell), so
+        a compact field never takes more than 8 bytes a cell: its worst case is float64's."""
+        carry = self.carry.get(name)
+        if carry and compact.CARRY_ENTRY_BYTES * len(carry) > 6 * self.counts[name].size:
+            self._widen(name)
 
     def _add_entries(self, name: str, idx: np.ndarray, values: np.ndarray) -> None:
         """Add ``values`` at distinct flat cells ``idx`` (their maximum, for MAX_FIELDS)."""
@@ -204,6 +213,7 @@ class State:
         if arr.dtype == np.uint16:
             if values.dtype.kind == "u" or compact.integral(values):
                 compact.add_counts(arr, self.carry.setdefault(name, {}), idx, values)
+                self._check_carry(name)
                 return
             arr = self._widen(name)
         arr.ravel()[idx] += values
