@@ -106,11 +106,13 @@ class Soak:
             self.faults[kind] = self.faults.get(kind, 0) + 1
 
 
-def _create(stub: rpc.EvalstreamServiceStub, name: str, **kw: object) -> None:
+def _create(
+    stub: rpc.EvalstreamServiceStub, name: str, classes: list[str] = CLASSES, **kw: object
+) -> None:
     cfg = stream_pb2.StreamConfig(
         name=name,
         task=stream_pb2.TASK_MULTICLASS,
-        classes=CLASSES,
+        classes=classes,
         score_kind=stream_pb2.SCORE_KIND_PROBABILITIES,
         **kw,  # type: ignore[arg-type]
     )
@@ -212,10 +214,13 @@ def faults(soak: Soak, rng: np.random.Generator) -> None:
                     if resp.status == ACCEPTED:
                         soak.errors.append("a batch stamped in the future was accepted")
                     soak.fault("future event_time")
-                elif kind == 1:  # a config asking for huge memory (12 mantissa bits)
+                elif kind == 1:  # huge memory: K = 32 at 12 mantissa bits, 4.9 GB a state
                     bits = stream_pb2.Resolution.Binned(mantissa_bits=12)
+                    wide = [f"w{i}" for i in range(32)]
                     try:
-                        _create(stub, f"huge-{n}", resolution=stream_pb2.Resolution(binned=bits))
+                        _create(
+                            stub, f"huge-{n}", wide, resolution=stream_pb2.Resolution(binned=bits)
+                        )
                         soak.errors.append("a config for huge memory was accepted")
                     except grpc.RpcError as exc:
                         if exc.code() not in (
