@@ -68,7 +68,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def stop_process(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         try:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -143,6 +143,17 @@ def start_proxy(work: Path, name: str, triton: str, target: str, model: str):
     raise RuntimeError(f"{name}: did not start:\n{log.read_text()[-3000:]}")
 
 
+def servers_to_run(choice: str, script: str) -> tuple[str, ...]:
+    """The inference servers ``--server`` names (``both``: Triton, then MLServer), each checked
+    to be installed; exits naming what is missing."""
+    kinds = ("triton", "mlserver") if choice == "both" else (choice,)
+    if "mlserver" in kinds and not MLSERVER.is_file():
+        sys.exit(f"bench/{script}: needs {MLSERVER} (run `bash scripts/install-tools.sh`)")
+    if "triton" in kinds and not realtriton.installed():
+        sys.exit(f"bench/{script}: needs .tools/triton (run `bash scripts/install-tools.sh`)")
+    return kinds
+
+
 def start_triton(work: Path) -> tuple[realtriton.RealTriton, str]:
     server = realtriton.start(work / "triton-work")
     return server, server.grpc_url
@@ -203,12 +214,12 @@ def run(server_kind: str, inputs: np.ndarray, rounds: int, block: int) -> list[l
         ]
         sizes = (1, 64)
         measure(paths, inputs, sizes, rounds, block)
-        _stop(recording)  # SIGTERM: flush, so the recorded count below is final
+        stop_process(recording)  # SIGTERM: flush, so the recorded count below is final
         with EvalClient(evalstream.target) as client:
             recorded = client.report(STREAM).to_dict()["labels"]["predictions"]
     finally:
         for proc in procs:
-            _stop(proc)
+            stop_process(proc)
         if triton_server is not None:
             triton_server.stop()
         if evalstream is not None:
@@ -248,11 +259,7 @@ def main() -> None:
     parser.add_argument("--server", choices=("triton", "mlserver", "both"), default="both")
     args = parser.parse_args()
     rounds, block = (2, 10) if args.quick else (args.rounds, args.block)
-    kinds = ("triton", "mlserver") if args.server == "both" else (args.server,)
-    if "mlserver" in kinds and not MLSERVER.is_file():
-        sys.exit(f"bench/proxy.py: needs {MLSERVER} (run `bash scripts/install-tools.sh`)")
-    if "triton" in kinds and not realtriton.installed():
-        sys.exit("bench/proxy.py: needs .tools/triton (run `bash scripts/install-tools.sh`)")
+    kinds = servers_to_run(args.server, "proxy.py")
     with np.load(ROOT / "deploy/triton/digits_eval.npz") as data:
         inputs = data["inputs"]
     rows = []

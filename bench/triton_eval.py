@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests/triton"))
 
 import realtriton  # noqa: E402
 from harness import fmt_ratio, machine_line, markdown_table  # noqa: E402
-from proxy import MLSERVER, _stop, start_mlserver  # noqa: E402
+from proxy import servers_to_run, start_mlserver, stop_process  # noqa: E402
 from service_ingest import start_evalstream  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,7 +84,7 @@ def run(kind: str, data: Path, inputs: np.ndarray, runs: int) -> list[list[str]]
         if server is not None:
             server.stop()
         if proc is not None:
-            _stop(proc)
+            stop_process(proc)
         if evalstream is not None:
             evalstream.stop()
     return rows
@@ -98,11 +98,7 @@ def main() -> None:
     parser.add_argument("--server", choices=("triton", "mlserver", "both"), default="both")
     args = parser.parse_args()
     repeat, runs = (1, 1) if args.quick else (args.repeat, args.runs)
-    kinds = ("triton", "mlserver") if args.server == "both" else (args.server,)
-    if "mlserver" in kinds and not MLSERVER.is_file():
-        sys.exit(f"bench/triton_eval.py: needs {MLSERVER} (bash scripts/install-tools.sh)")
-    if "triton" in kinds and not realtriton.installed():
-        sys.exit("bench/triton_eval.py: needs .tools/triton (bash scripts/install-tools.sh)")
+    kinds = servers_to_run(args.server, "triton_eval.py")
     with np.load(ROOT / "deploy/triton/digits_eval.npz") as d:
         inputs, labels = np.tile(d["inputs"], (repeat, 1, 1, 1)), np.tile(d["labels"], repeat)
     data = Path(tempfile.mkdtemp(prefix="bench-triton-eval-")) / "set.npz"

@@ -94,10 +94,7 @@ class RealTriton:
             )
 
     def log_tail(self, n: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return "(no log)"
+        return _tail(self.log_path, n)
 
     def terminate(self) -> None:
         """SIGTERM, as an orchestrator stops it (Triton unloads its models, then exits)."""
