@@ -266,3 +266,41 @@ def test_a_database_written_before_delayed_labels_is_migrated_and_replayed(tmp_p
     loaded = State.from_bytes(old.to_bytes())
     assert all(not loaded.counts[k].any() for k in ADDED_FIELDS if k in loaded.counts)
     assert all(np.array_equal(loaded.counts[k], v) for k, v in old.counts.items())
+
+
+def test_recovery_compacts_a_window_bucket_only_when_its_staged_cells_fill_its_layout(
+    tmp_path, monkeypatch
+):
+    """A replay stages up to the open bucket's whole layout: it compacts once per layout of
+    staged cells, not at nearly every batch once the bucket's entries stop growing (issue: 1 M
+    samples replayed in 3.3 s instead of 0.2 s); and it recovers the same windows."""
+    from evalstream_server.engine.open_bucket import COMPACT_AFTER, OpenBucket
+
+    clock = Clock()
+    spec = StreamSpec(task="multiclass", classes=tuple("abcd"), windows=("5m", "1h"), name="r")
+    store = DurableStore(tmp_path, clock=clock, snapshot_every=10**9)
+    store.create(spec)
+    rng = np.random.default_rng(7)
+    n, batches = 2048, 60
+    for seq in range(1, batches + 1):
+        y = rng.integers(0, 4, n)
+        s = rng.dirichlet(np.ones(4) * 0.3, n)
+        w = rng.integers(0, 4, n) / 2 if seq % 3 == 0 else None
+        store.ingest("r", "p", seq, store.get("r").engine.validate(y, s, w), None)
+    store.flush()
+    expected = {w: store.state("r", w) for w in ("5m", "1h")}
+    for state in expected.values():  # one bucket, so each window holds every batch
+        _assert_same(state, store.state("r", "cumulative"))
+    store._simulate_crash()
+    calls = []
+    compact = OpenBucket.compact
+    monkeypatch.setattr(OpenBucket, "compact", lambda self: calls.append(1) or compact(self))
+    again = DurableStore(tmp_path, clock=clock, snapshot_every=10**9)
+    for w, state in expected.items():
+        _assert_same(again.state("r", w), state)
+    assert calls, "nothing was compacted: the test did not reach the threshold"
+    layout = 4 * 4 * OpenBucket(spec).shapes["hist"][-1]  # the histogram's cells
+    staged = batches * n * 4  # a cell per sample and class column
+    bound = -(-staged // max(COMPACT_AFTER, layout))  # per window, both in one bucket here
+    assert len(calls) <= 2 * bound, (len(calls), bound)  # the code before: 24 against 14
+    again.close()

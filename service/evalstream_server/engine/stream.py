@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,6 +87,19 @@ class StreamEngine:
         self.version = 0  # changes with every ingest and reset (caches key on it)
         self.last_ingest_time: float | None = None
         self.pending = PendingPredictions(spec.n_columns, spec.max_pending, spec.pending_retention)
+
+    @contextmanager
+    def replaying(self) -> Iterator[None]:
+        """Replay logged batches in this block: each window's open bucket stages its deltas up to
+        its whole layout before compacting them (``OpenBucket.add_delta``'s ``bulk``), instead of
+        whenever they outgrow its compacted cells."""
+        for ring in self.windows.values():
+            ring.bulk = True
+        try:
+            yield
+        finally:
+            for ring in self.windows.values():
+                ring.bulk = False
 
     def validate(self, y_true: Any, y_score: Any, sample_weight: Any = None) -> Batch:
         """Check a batch without counting it (raises ``InvalidInputError``)."""

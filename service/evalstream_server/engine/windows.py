@@ -39,6 +39,7 @@ class WindowRing:
         self.width = seconds / self.n_buckets
         self._buckets: dict[int, OpenBucket | SparseCounts] = {}
         self._open: int | None = None  # id of the bucket taking the writes
+        self.bulk = False  # a replay: the open bucket stages more before compacting
 
     def bucket_of(self, t: float) -> int:
         return math.floor(t / self.width)
@@ -82,7 +83,7 @@ class WindowRing:
             return False
         bucket = self._buckets.get(bid)
         if isinstance(bucket, OpenBucket):
-            bucket.add_delta(delta, batch)
+            bucket.add_delta(delta, batch, self.bulk)
             return True
         if bucket is None and (self._open is None or bid > self._open):
             if self._open is not None:
@@ -90,7 +91,7 @@ class WindowRing:
                 assert isinstance(opened, OpenBucket)
                 self._buckets[self._open] = opened.to_sparse()
             fresh = OpenBucket(self.spec)
-            fresh.add_delta(delta, batch)
+            fresh.add_delta(delta, batch, self.bulk)
             self._buckets[bid] = fresh
             self._open = bid
             return True

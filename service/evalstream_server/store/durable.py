@@ -378,15 +378,16 @@ class DurableStore(MemoryStore):
                 engine = engine_from_bytes(blob, clock=self.clock)
             record = StreamRecord(spec, engine, create_time, update_time=update_time, tenant=tenant)
             last_id = after
-            for bid, *row in db.execute(
-                "SELECT id, ts, now, n, labels, scores, weights, kind, ids FROM batches "
-                "WHERE stream = ? AND id > ? ORDER BY id",
-                (name, after),
-            ):
-                replay_row(engine, spec, tuple(row))
-                record.update_time = row[1]
-                last_id = bid
-                replayed += 1
+            with engine.replaying():
+                for bid, *row in db.execute(
+                    "SELECT id, ts, now, n, labels, scores, weights, kind, ids FROM batches "
+                    "WHERE stream = ? AND id > ? ORDER BY id",
+                    (name, after),
+                ):
+                    replay_row(engine, spec, tuple(row))
+                    record.update_time = row[1]
+                    last_id = bid
+                    replayed += 1
             self._last_batch_id[name] = last_id
             self._since_snapshot[name] = replayed
             for producer, last, seen in db.execute(
