@@ -42,3 +42,20 @@ def test_readme_delayed_labels_example_runs(capsys):
         assert report.label_status()["pending"] == 1000
         namespace["client"].close()
     assert capsys.readouterr().out.startswith("4000 0 0\n")
+
+
+def test_readme_threshold_example_runs(capsys):
+    import numpy as np
+    import sklearn.metrics as skm
+
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    code = next(b for b in blocks if "best_threshold" in b)
+    with ServerThread(Settings(grpc_port=0, metrics_port=-1)) as srv:
+        namespace: dict = {}
+        exec(compile(code.replace("127.0.0.1:50051", srv.target), "README.md", "exec"), namespace)
+        best, y, p = namespace["best"], namespace["y"], namespace["p"]
+        s = np.asarray(p, dtype=np.float32)  # sent as float32
+        assert best["f1"]["value"] == skm.f1_score(y, s >= np.float32(best["threshold"]))
+        assert best["f1"]["value"] > namespace["r"].f1_score()  # beats 0.5 on this stream
+        namespace["client"].close()
+    assert "vs" in capsys.readouterr().out

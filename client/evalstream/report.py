@@ -445,6 +445,64 @@ class Report:
             raise KeyError(f"average: expected one of {keys} or a class name, got {average!r}")
         return leaf
 
+    # -- threshold advice ----------------------------------------------------------------------
+    def best_threshold(self, metric: str = "f1", cls: str | None = None) -> dict[str, Any]:
+        """The threshold (predict ``cls`` when its score >= threshold) that maximises ``metric``
+        (``"f1"``, or ``"fbeta"`` when the report was asked for another beta), with the
+        precision, recall and F1 it gives (``value`` and ``ci95``), ``value_upper`` (the best any
+        threshold on the raw scores can reach), ``optimum_within`` and ``max_distance`` (how far
+        the exact optimum can be: the bin resolution). ``threshold`` is None with a ``reason``
+        when the class has no positives. ``cls`` defaults to a binary stream's positive class."""
+        key = {"f1": "best_f1", "fbeta": "best_fbeta"}.get(metric)
+        if key is None:
+            raise ValueError(f"metric: expected 'f1' or 'fbeta', got {metric!r}")
+        entry = self._threshold_entry(cls)
+        if key not in entry:
+            beta = self._d["thresholds"]["goals"]["beta"]
+            raise ValueError(f"metric: this report's advice is for beta = {beta}, got {metric!r}")
+        advice: dict[str, Any] = entry[key]
+        return advice
+
+    def threshold_for(
+        self,
+        recall: float | None = None,
+        precision: float | None = None,
+        cls: str | None = None,
+    ) -> dict[str, Any]:
+        """The threshold that keeps recall >= ``recall`` with the best precision, or precision
+        >= ``precision`` with the best recall (give one), for class ``cls``; the same fields as
+        ``best_threshold``. The floors come from the stream's goals (the report's
+        ``thresholds.goals``); ``threshold`` is None with a ``reason`` when none reaches it."""
+        if (recall is None) == (precision is None):
+            raise ValueError("give one of recall= or precision=")
+        kind = "recall_floor" if recall is not None else "precision_floor"
+        floor = float(recall if recall is not None else precision)  # type: ignore[arg-type]
+        table: dict[str, Any] = self._threshold_entry(cls)[kind]
+        for key, advice in table.items():
+            if abs(float(key) - float(floor)) <= 1e-12:
+                found: dict[str, Any] = advice
+                return found
+        raise KeyError(
+            f"{kind.split('_')[0]}: this report holds the floors {[float(k) for k in table]}, "
+            f"got {floor!r} (build the report with ThresholdGoals naming it)"
+        )
+
+    def _threshold_entry(self, cls: str | None) -> dict[str, Any]:
+        section = self._d.get("thresholds")
+        if section is None:
+            raise ValueError("this report has no thresholds section (a server before issue 18)")
+        table: dict[str, Any] = section["per_class"]
+        if cls is None:
+            if self.task != "binary":
+                raise ValueError(
+                    f"cls: name a class of {self.classes[:10]} for a {self.task} stream"
+                )
+            cls = self.classes[1]
+        if cls not in table:
+            raise KeyError(f"cls: expected one of {list(table)[:10]}, got {cls!r}")
+        entry: dict[str, Any] = table[cls]
+        return entry
+
     def __str__(self) -> str:
         return format_report(self._d)
 

@@ -115,8 +115,36 @@ def format_report(report: dict[str, Any], digits: int = 3) -> str:
             names = ", ".join(f"{k} ({v:.3f})" for v, k in worst)
             note = f"  <-- micro AUC hides weaker classes: lowest {names}"
         out.append(f"micro - macro ROC AUC gap {gap:+.4f}{note}")
+    out.extend(_threshold_lines(report, digits))
     out.extend(_label_free_lines(report, digits))
     return "\n".join(out)
+
+
+def _threshold_lines(report: dict[str, Any], digits: int) -> list[str]:
+    """The F1-best threshold per class and the macro F1 it would give (issue 18)."""
+    section = report.get("thresholds")
+    if not section:
+        return []
+    lines = ["", "threshold advice (predict the class when its score >= threshold):"]
+    for name, entry in list(section["per_class"].items())[:20]:
+        adv = entry.get("best_f1") or entry.get("best_fbeta") or {}
+        if adv.get("threshold") is None:
+            lines.append(f"  {name}: {adv.get('reason', 'undefined')}")
+            continue
+        lines.append(
+            f"  {name}: best F1 {adv['f1']['value']:.{digits}f} at >= {adv['threshold']:.6g}"
+            f" (precision {adv['precision']['value']:.{digits}f}, recall "
+            f"{adv['recall']['value']:.{digits}f}; within {adv['max_distance']:.2g} of the exact"
+            f" optimum, which is at most {adv['value_upper']:.{digits}f})"
+        )
+    macro = section["macro_f1"]
+    per, cur = macro["per_class_thresholds"], macro["current_rule"]
+    if per.get("value") is not None and cur.get("value") is not None:
+        lines.append(
+            f"  macro F1 with per-class thresholds {per['value']:.{digits}f} vs "
+            f"{cur['value']:.{digits}f} with {macro.get('current_rule_definition', 'the rule')}"
+        )
+    return lines
 
 
 def _label_free_lines(report: dict[str, Any], digits: int) -> list[str]:

@@ -238,3 +238,35 @@ def test_stream_admin_and_watch(server, client, name):
     assert name not in {s.name for s in client.list_streams()}
     with EvalClient(server.target) as other:  # a context manager that closes its channel
         assert other.get_stream(f"{name}-0").task == "binary"
+
+
+def test_threshold_advice_over_grpc_is_sklearns(client, name):
+    """``best_threshold`` and ``threshold_for`` through a real server: the F1 at the advised
+    threshold is sklearn's at that threshold on the raw scores, and no threshold on the raw
+    scores beats it (exact resolution); the recall floor's choice has the best precision of the
+    thresholds that keep the recall."""
+    y, _, p = data.multiclass(43, counts=(100, 300, 800))
+    client.create_stream(name, task="multiclass", classes=CLASSES, resolution="exact")
+    client.log(name, y, p)
+    rep = client.report(name)
+    for i, cls in enumerate(CLASSES):
+        pos, s = y == i, p[:, i]
+        best = rep.best_threshold("f1", cls=cls)
+        assert best["f1"]["value"] == pytest.approx(
+            skm.f1_score(pos, s >= np.float32(best["threshold"])), abs=1e-12
+        )
+        every = [skm.f1_score(pos, s >= t) for t in np.unique(s)]
+        assert best["f1"]["value"] == pytest.approx(max(every), abs=1e-12)
+        floor = rep.threshold_for(recall=0.9, cls=cls)
+        pr = [
+            (skm.precision_score(pos, s >= t), t)
+            for t in np.unique(s)
+            if skm.recall_score(pos, s >= t) >= 0.9
+        ]
+        assert floor["precision"]["value"] == pytest.approx(max(pr)[0], abs=1e-12)
+        assert skm.recall_score(pos, s >= np.float32(floor["threshold"])) >= 0.9
+    with pytest.raises(KeyError, match="floors"):
+        rep.threshold_for(recall=0.42, cls="a")
+    with pytest.raises(ValueError, match="cls"):
+        rep.best_threshold("f1")
+    assert "threshold advice" in str(rep) and "macro F1 with per-class thresholds" in str(rep)

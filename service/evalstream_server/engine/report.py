@@ -26,6 +26,7 @@ from .labelfree import label_free_section, labels_section, predicted_prevalence
 from .layout import BinLayout
 from .ranking import ap_stats, auc_stats, pr_points, roc_points, thin_indices
 from .state import State
+from .thresholds import ThresholdGoals, thresholds_section
 from .views import Problem, ScoreView, view_of
 
 __all__ = ["build_report", "curve", "REPORT_VERSION"]
@@ -432,6 +433,7 @@ def build_report(
     intervals: bool = True,
     reference: State | None = None,
     labels: dict[str, Any] | None = None,
+    threshold_goals: ThresholdGoals | None = None,
 ) -> dict[str, Any]:
     """The canonical report of ``state`` (see the README for the schema).
 
@@ -577,9 +579,28 @@ def build_report(
         state, reference, report["imbalance"]["predicted_prevalence"]
     )
     report["labels"] = labels_section(state, labels)
+    if intervals:  # the exporter's light report leaves the advice out
+        report["thresholds"] = _thresholds(state, view, report, threshold_goals or ThresholdGoals())
     if curves:
         report["curves"] = _all_curves(state, view, max_points)
     return report
+
+
+def _thresholds(
+    state: State, view: ScoreView, report: dict[str, Any], goals: ThresholdGoals
+) -> dict[str, Any]:
+    """The ``thresholds`` section (engine/thresholds.py) from the one-vs-rest problems."""
+    names = list(state.spec.classes)
+    rows = [
+        (p.pos[r], p.neg[r], p.edges, np.broadcast_to(p.atomic, p.pos.shape)[r])
+        for p in view.ovr()
+        for r in range(p.pos.shape[0])
+    ]
+    binary = state.spec.task == "binary"
+    current = report["f1"]["binary" if binary else "macro"]
+    return thresholds_section(
+        state.spec.task, [names[1]] if binary else names, rows, current, goals
+    )
 
 
 def _resolution_info(state: State) -> dict[str, Any]:
