@@ -77,6 +77,7 @@ __all__ = [
     "average_auc_intervals",
     "average_prf_intervals",
     "macro_prf_intervals",
+    "macro_prf_variances",
     "micro_prf_interval",
 ]
 
@@ -177,22 +178,23 @@ def average_auc_intervals(
     return out
 
 
-def macro_prf_intervals(
-    cm: np.ndarray, n_samples: int, averaged: np.ndarray
-) -> dict[str, list[float] | None]:
-    """ci95 of macro precision, recall and F1 from a (K, K) weighted confusion matrix (rows
-    true), by the delta method; ``averaged`` marks the classes the macro average runs over."""
+def macro_prf_variances(
+    cm: np.ndarray, n_samples: float, averaged: np.ndarray
+) -> dict[str, tuple[float, float]]:
+    """Macro precision, recall and F1 and their delta-method variances from a (K, K) weighted
+    confusion matrix (rows true); ``averaged`` marks the classes the macro average runs over.
+    NaN where undefined (no weight, fewer than 2 samples or no class averaged)."""
     cm = np.asarray(cm, dtype=np.float64)
     W = float(cm.sum())
     names = ("precision", "recall", "f1")
     if W <= 0 or n_samples < 2 or not averaged.any():
-        return dict.fromkeys(names)
+        return dict.fromkeys(names, (float("nan"), float("nan")))
     K = cm.shape[0]
     pi = cm / W
     R, C, t = pi.sum(axis=1), pi.sum(axis=0), np.diag(pi)
     eye = np.eye(K)
     m = int(averaged.sum())
-    out: dict[str, list[float] | None] = {}
+    out: dict[str, tuple[float, float]] = {}
     for name in names:
         den = {"precision": C, "recall": R, "f1": R + C}[name]
         ok = averaged & (den > 0)  # a zero division is 0 whatever the counts near here: no term
@@ -209,7 +211,18 @@ def macro_prf_intervals(
             phi = 2 * eye * scale[None, :] - own[:, None] - own[None, :]
         phi /= m
         var = float(pi.ravel() @ (phi.ravel() ** 2)) / n_samples
-        out[name] = _interval(float(value[averaged].mean()), _Z95 * np.sqrt(max(var, 0.0)))
+        out[name] = (float(value[averaged].mean()), max(var, 0.0))
+    return out
+
+
+def macro_prf_intervals(
+    cm: np.ndarray, n_samples: int, averaged: np.ndarray
+) -> dict[str, list[float] | None]:
+    """ci95 of macro precision, recall and F1 from a (K, K) weighted confusion matrix (rows
+    true), by the delta method; ``averaged`` marks the classes the macro average runs over."""
+    out: dict[str, list[float] | None] = {}
+    for name, (value, var) in macro_prf_variances(cm, n_samples, averaged).items():
+        out[name] = None if np.isnan(var) else _interval(value, _Z95 * np.sqrt(var))
     return out
 
 

@@ -1,0 +1,361 @@
+"""Changes that are real: a window against a reference, per headline metric, with a test.
+
+``compare(window, reference, relation)`` takes two states of the same stream layout and returns
+the difference (window minus reference) of ROC AUC (per class, macro, weighted, micro), recall,
+precision and F1 (per class, macro, micro), each with its standard error, a 95% interval, a
+two-sided z test against zero and, across classes, Benjamini-Hochberg adjusted p-values
+(``q_value``; ``significant`` is ``q_value <= alpha`` for classes and ``p_value <= alpha`` for an
+average, one test each). Average precision comes as a difference without a test: the counts give
+no variance for it.
+
+Dependence, which decides the variance of a difference:
+
+* ``relation="rest"``: ``reference`` contains ``window`` (the cumulative view, or a longer window
+  of the same stream). The two overlap, so the comparison is made against ``reference - window``
+  (the rest), which shares no sample with the window: the two estimates are independent.
+* ``relation="independent"``: disjoint samples (another period, another stream on other traffic).
+* ``relation="paired"``: another model scored on the same traffic (a challenger). The counts keep
+  no per-sample pairing, so the variance is that of independent samples. Two models' errors on
+  the same samples are usually positively correlated, which makes the true variance of the
+  difference smaller: the test is then conservative (it rejects less often than ``alpha``); with
+  negatively correlated errors it would not be.
+
+Variances, per side, from the counts (binned or exact states alike; an exact state's scores are
+binned with the default layout first):
+
+* per-class AUC: DeLong's variance from the bins (``auc_stats``);
+* macro and weighted AUC: the classes' AUCs are dependent (one sample is a positive of one class
+  and a negative of the others) and the counts do not hold their covariance
+  (``intervals.py``). ``|cov(c, d)| <= sd_c sd_d`` bounds the variance of a weighted mean by
+  ``(sum_c w_c sd_c)**2``: a conservative standard error (weighted: the class shares are taken
+  as fixed);
+* micro AUC: DeLong on the pooled (sample, column) items treats the K items of one sample as
+  independent; a sample's K influences summed have at most K times the sum of their squares, so
+  the variance is bounded by K times the pooled DeLong variance (conservative);
+* recall, precision, F1 per class, macro (multiclass, binary) and micro (multiclass: the
+  accuracy): the delta method on the multinomial confusion matrix (``intervals.py``), scaled by
+  the number of samples per unit of weight; multilabel macro and micro by the same bounds as AUC.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .intervals import macro_prf_variances
+from .layout import BinLayout
+from .ranking import ap_stats, auc_stats
+from .state import State
+
+__all__ = ["RELATIONS", "compare", "benjamini_hochberg", "subtract"]
+
+RELATIONS = ("rest", "independent", "paired")
+_Z95 = 1.959963984540054
+_ADDITIVE = ("n", "confusion", "label_counts", "hist", "pos", "all")
+
+
+class _Side:
+    """What a comparison reads from one state: per-column positives and all per bin, the
+    confusion counts, the number of samples and the weight."""
+
+    def __init__(
+        self,
+        task: str,
+        pos: np.ndarray,
+        every: np.ndarray,
+        atomic: np.ndarray,
+        cm: np.ndarray | None,
+        label_counts: np.ndarray | None,
+        n: float,
+        W: float,
+    ) -> None:
+        self.task, self.pos, self.neg, self.atomic = task, pos, np.maximum(every - pos, 0.0), atomic
+        self.cm, self.label_counts, self.n, self.W = cm, label_counts, n, W
+
+    @property
+    def per_weight(self) -> float:
+        """Samples per unit of weight (1 for unweighted streams)."""
+        return self.n / self.W if self.W > 0 else 1.0
+
+
+def _side(state: State) -> _Side:
+    state = state.as_float()
+    spec, c = state.spec, state.counts
+    layout = BinLayout(spec.resolution.mantissa_bits if spec.resolution.kind == "bins" else 5)
+    atomic = layout.atomic
+    if "hist" in c:
+        K = c["hist"].shape[0]
+        idx = np.arange(K)
+        pos, every = c["hist"][idx, idx, :], c["hist"].sum(axis=0)
+    elif "pos" in c:
+        pos, every = c["pos"], c["all"]
+    else:  # exact resolution: bin the kept scores with the default layout
+        assert state.exact is not None
+        labels, scores, weights = state.exact.arrays()
+        C, B = scores.shape[1], layout.n_bins
+        onehot = labels[:, None] == np.arange(C)[None, :] if spec.task == "multiclass" else labels
+        bins = layout.bin_of(scores)
+        pos, every = np.zeros((C, B)), np.zeros((C, B))
+        for j in range(C):
+            every[j] = np.bincount(bins[:, j], weights=weights, minlength=B)
+            pos[j] = np.bincount(bins[:, j], weights=weights * onehot[:, j], minlength=B)
+    return _Side(
+        spec.task,
+        np.asarray(pos, dtype=np.float64),
+        np.asarray(every, dtype=np.float64),
+        atomic,
+        c.get("confusion") if spec.task == "multiclass" else None,
+        c.get("label_counts"),
+        float(c["n"][0]),
+        float(c["n"][1]),
+    )
+
+
+def subtract(whole: State, part: State) -> _Side:
+    """The counts of ``whole`` less those of ``part`` (``part`` contained in ``whole``)."""
+    a, b = _side(whole), _side(part)
+    every_a, every_b = a.pos + a.neg, b.pos + b.neg
+    return _Side(
+        a.task,
+        np.maximum(a.pos - b.pos, 0.0),
+        np.maximum(every_a - every_b, 0.0),
+        a.atomic,
+        None if a.cm is None or b.cm is None else np.maximum(a.cm - b.cm, 0.0),
+        None
+        if a.label_counts is None or b.label_counts is None
+        else np.maximum(a.label_counts - b.label_counts, 0.0),
+        max(a.n - b.n, 0.0),
+        max(a.W - b.W, 0.0),
+    )
+
+
+def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (NaN stays NaN and is not counted)."""
+    p = np.asarray(p, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(~np.isnan(p))
+    m = ok.size
+    if m == 0:
+        return out
+    order = ok[np.argsort(p[ok], kind="stable")]
+    ranked = p[order] * m / np.arange(1, m + 1)
+    ranked = np.minimum.accumulate(ranked[::-1])[::-1]
+    out[order] = np.minimum(ranked, 1.0)
+    return out
+
+
+def _test(d: float, var: float, alpha: float) -> dict[str, Any]:
+    """The leaf of one difference: value, standard error, interval, z, two-sided p."""
+    if not (math.isfinite(d) and math.isfinite(var)):
+        return {"value": None, "reason": "undefined in the window or the reference"}
+    se = math.sqrt(max(var, 0.0))
+    out: dict[str, Any] = {"value": d, "se": se, "ci95": [d - _Z95 * se, d + _Z95 * se]}
+    if se > 0:
+        z = d / se
+        out["z"] = z
+        out["p_value"] = math.erfc(abs(z) / math.sqrt(2.0))
+        out["significant"] = out["p_value"] <= alpha
+    else:
+        out["reason"] = "no sampling variance (every value at its bound)"
+    return out
+
+
+def _ranking(a: _Side, b: _Side) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    return auc_stats(a.pos, a.neg, a.atomic), auc_stats(b.pos, b.neg, b.atomic)
+
+
+def _cells(s: _Side) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-class tp, fp, fn (weighted)."""
+    if s.cm is not None:
+        tp = np.diag(s.cm).astype(np.float64)
+        return tp, s.cm.sum(axis=0) - tp, s.cm.sum(axis=1) - tp
+    assert s.label_counts is not None
+    lc = s.label_counts
+    return lc[:, 3].astype(np.float64), lc[:, 1].astype(np.float64), lc[:, 2].astype(np.float64)
+
+
+def _prf(s: _Side) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per-class (value, variance) of recall, precision and F1 (NaN where undefined)."""
+    tp, fp, fn = _cells(s)
+    k = s.per_weight
+    with np.errstate(divide="ignore", invalid="ignore"):
+        support, pred, den = tp + fn, tp + fp, 2 * tp + fp + fn
+        r = np.where(support > 0, tp / support, np.nan)
+        p = np.where(pred > 0, tp / pred, np.nan)
+        f = np.where(den > 0, 2 * tp / den, np.nan)
+        out = {
+            "recall": (r, r * (1 - r) / (support * k)),
+            "precision": (p, p * (1 - p) / (pred * k)),
+            "f1": (f, (tp * (2 - 2 * f) ** 2 + (fp + fn) * f**2) / (den**2 * k)),
+        }
+    return out
+
+
+def _bounded_mean(values: np.ndarray, var: np.ndarray, w: np.ndarray) -> tuple[float, float]:
+    """Weighted mean and the Cauchy-Schwarz bound of its variance over defined entries."""
+    ok = ~np.isnan(values) & ~np.isnan(var)
+    if not ok.any() or w[ok].sum() <= 0:
+        return math.nan, math.nan
+    ww = w[ok] / w[ok].sum()
+    return float(ww @ values[ok]), float(ww @ np.sqrt(np.maximum(var[ok], 0.0))) ** 2
+
+
+def _family(
+    names: list[str],
+    a_vals: np.ndarray,
+    a_var: np.ndarray,
+    b_vals: np.ndarray,
+    b_var: np.ndarray,
+    alpha: float,
+) -> dict[str, Any]:
+    """Per-class leaves of one metric with BH q-values across the classes."""
+    leaves = []
+    for i in range(len(names)):
+        leaf = _test(float(a_vals[i] - b_vals[i]), float(a_var[i] + b_var[i]), alpha)
+        if leaf["value"] is not None:
+            leaf["window"], leaf["reference"] = float(a_vals[i]), float(b_vals[i])
+        leaves.append(leaf)
+    q = benjamini_hochberg(np.array([lf.get("p_value", np.nan) for lf in leaves]))
+    for leaf, qv in zip(leaves, q, strict=True):
+        if not math.isnan(qv):
+            leaf["q_value"] = float(qv)
+            leaf["significant"] = bool(qv <= alpha)
+    return dict(zip(names, leaves, strict=True))
+
+
+def _average(a: tuple[float, float], b: tuple[float, float], alpha: float) -> dict[str, Any]:
+    leaf = _test(a[0] - b[0], a[1] + b[1], alpha)
+    if leaf["value"] is not None:
+        leaf["window"], leaf["reference"] = a[0], b[0]
+    return leaf
+
+
+def _support(s: _Side) -> np.ndarray:
+    return np.asarray(s.pos.sum(axis=1), dtype=np.float64)
+
+
+def compare(
+    window: State,
+    reference: State,
+    relation: str = "rest",
+    alpha: float = 0.05,
+) -> dict[str, Any]:
+    """The ``compare`` document of ``window`` against ``reference`` (see the module doc)."""
+    if relation not in RELATIONS:
+        raise ValueError(f"relation: expected one of {list(RELATIONS)}, received {relation!r}")
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha: expected a number in (0, 1), received {alpha!r}")
+    spec = window.spec
+    a = _side(window)
+    b = subtract(reference, window) if relation == "rest" else _side(reference)
+    if a.pos.shape != b.pos.shape:
+        raise ValueError(
+            f"reference: expected the window's layout {a.pos.shape}, received {b.pos.shape}"
+        )
+    names = [spec.classes[1]] if spec.task == "binary" else list(spec.classes)
+    out: dict[str, Any] = {
+        "relation": relation,
+        "alpha": alpha,
+        "n_samples": {"window": int(round(a.n)), "reference": int(round(b.n))},
+        "assumption": {
+            "rest": "the reference less the window: disjoint samples, independent estimates",
+            "independent": "disjoint samples: independent estimates",
+            "paired": (
+                "the same traffic scored by two models; variances as for independent samples, "
+                "conservative when the two models' errors are positively correlated"
+            ),
+        }[relation],
+    }
+    if a.n <= 0 or b.n <= 0:
+        out["reason"] = "no samples in the window" if a.n <= 0 else "no samples in the reference"
+        return out
+    # ROC AUC
+    sa, sb = _ranking(a, b)
+    auc: dict[str, Any] = {
+        "per_class": _family(names, sa["value"], sa["variance"], sb["value"], sb["variance"], alpha)
+    }
+    if spec.task != "binary":
+        ones = np.ones(len(names))
+        auc["macro"] = _average(
+            _bounded_mean(sa["value"], sa["variance"], ones),
+            _bounded_mean(sb["value"], sb["variance"], ones),
+            alpha,
+        )
+        auc["weighted"] = _average(
+            _bounded_mean(sa["value"], sa["variance"], _support(a)),
+            _bounded_mean(sb["value"], sb["variance"], _support(b)),
+            alpha,
+        )
+        K = len(names)
+        ma = auc_stats(a.pos.sum(0, keepdims=True), a.neg.sum(0, keepdims=True), a.atomic)
+        mb = auc_stats(b.pos.sum(0, keepdims=True), b.neg.sum(0, keepdims=True), b.atomic)
+        auc["micro"] = _average(
+            (float(ma["value"][0]), K * float(ma["variance"][0])),
+            (float(mb["value"][0]), K * float(mb["variance"][0])),
+            alpha,
+        )
+    out["roc_auc"] = auc
+    # average precision: the difference only
+    unit_a = a.W / a.n
+    unit_b = b.W / b.n
+    pa = ap_stats(a.pos, a.neg, a.atomic, bounds=False, unit=unit_a)["value"]
+    pb = ap_stats(b.pos, b.neg, b.atomic, bounds=False, unit=unit_b)["value"]
+    why = "no variance of average precision from counts: the difference only, no test"
+    ap: dict[str, Any] = {
+        "per_class": {n: _diff_only(float(pa[i]), float(pb[i]), why) for i, n in enumerate(names)}
+    }
+    if spec.task != "binary":
+        ap["macro"] = _diff_only(_nanmean(pa), _nanmean(pb), why)
+    out["average_precision"] = ap
+    # recall, precision, F1
+    prf_a, prf_b = _prf(a), _prf(b)
+    pick = slice(1, 2) if spec.task == "binary" and a.cm is not None else slice(None)
+    for metric in ("recall", "precision", "f1"):
+        (va, wa), (vb, wb) = prf_a[metric], prf_b[metric]
+        group: dict[str, Any] = {
+            "per_class": _family(names, va[pick], wa[pick], vb[pick], wb[pick], alpha)
+        }
+        if spec.task != "binary":
+            group["macro"] = _average(_macro(a, metric, va, wa), _macro(b, metric, vb, wb), alpha)
+            group["micro"] = _average(_micro(a, metric), _micro(b, metric), alpha)
+        out[metric] = group
+    return out
+
+
+def _nanmean(x: np.ndarray) -> float:
+    ok = ~np.isnan(x)
+    return float(x[ok].mean()) if ok.any() else math.nan
+
+
+def _diff_only(a: float, b: float, why: str) -> dict[str, Any]:
+    if not (math.isfinite(a) and math.isfinite(b)):
+        return {"value": None, "reason": "undefined in the window or the reference"}
+    return {"value": a - b, "window": a, "reference": b, "reason": why}
+
+
+def _macro(s: _Side, metric: str, v: np.ndarray, var: np.ndarray) -> tuple[float, float]:
+    """Macro (value, variance) over the classes defined on this side: the multinomial delta
+    method for a confusion matrix, the Cauchy-Schwarz bound for multilabel."""
+    if s.cm is not None:
+        averaged = (s.cm.sum(axis=0) + s.cm.sum(axis=1)) > 0
+        value, variance = macro_prf_variances(s.cm, s.n, averaged)[metric]
+        return value, variance
+    return _bounded_mean(v, var, np.ones(v.shape))
+
+
+def _micro(s: _Side, metric: str) -> tuple[float, float]:
+    tp, fp, fn = _cells(s)
+    if s.cm is not None:  # multiclass: micro precision = recall = F1 = accuracy
+        W = float(s.cm.sum())
+        if W <= 0 or s.n <= 0:
+            return math.nan, math.nan
+        acc = float(tp.sum()) / W
+        return acc, acc * (1 - acc) / s.n
+    T, FP, FN = float(tp.sum()), float(fp.sum()), float(fn.sum())
+    K = len(tp)
+    one = _Side(s.task, s.pos[:1], s.pos[:1], s.atomic, None, None, s.n, s.W)
+    one.label_counts = np.array([[0.0, FP, FN, T]])
+    v, var = _prf(one)[metric]
+    return float(v[0]), K * float(var[0])  # the pooled labels of a sample: the K bound

@@ -1,0 +1,131 @@
+"""Comparisons (engine/compare.py): a simulation with known truth, and the parts against
+independent computations.
+
+* Null: a window and the rest of its reference drawn from the same model: each test rejects at
+  most about alpha = 5% of the time (seeded replicates; the bound allows three binomial standard
+  errors), and Benjamini-Hochberg across classes keeps the share of replicates with any class
+  declared changed near alpha too.
+* Power: class ``c``'s scores lose signal in the window (logit boost 1.5 -> 0.8: its one-vs-rest
+  AUC falls by about 0.08); the per-class AUC test rejects in at least 95% of the replicates and
+  the macro AUC test (a conservative variance bound) in at least 75%.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from evalstream_server.engine import State, StreamSpec, make_batch
+from evalstream_server.engine.compare import benjamini_hochberg, compare
+from sklearn.metrics import roc_auc_score
+
+SPEC = StreamSpec("multiclass", classes=("a", "b", "c"))
+PRIORS = [0.6, 0.3, 0.1]
+ALPHA = 0.05
+
+
+def draw(rng: np.random.Generator, n: int, signal) -> tuple[np.ndarray, np.ndarray]:
+    y = rng.choice(3, n, p=PRIORS)
+    z = rng.normal(size=(n, 3))
+    z[np.arange(n), y] += np.asarray(signal)[y]
+    p = np.exp(z)
+    p /= p.sum(axis=1, keepdims=True)
+    return y, p.astype(np.float32)
+
+
+def state_of(y: np.ndarray, p: np.ndarray) -> State:
+    s = State(SPEC)
+    s.update(make_batch(SPEC, y, p))
+    return s
+
+
+def _replicates(seed: int, R: int, window_signal, n: int = 1500, rest_n: int = 4500):
+    rng = np.random.default_rng(seed)
+    for _ in range(R):
+        w = state_of(*draw(rng, n, window_signal))
+        rest = state_of(*draw(rng, rest_n, (1.5, 1.5, 1.5)))
+        yield compare(w, rest.merge(w), "rest", alpha=ALPHA)
+
+
+def test_same_model_rejects_at_most_about_alpha() -> None:
+    R = 150
+    bound = ALPHA + 3 * math.sqrt(ALPHA * (1 - ALPHA) / R)
+    leaves = {
+        ("roc_auc", "macro"): 0,
+        ("roc_auc", "weighted"): 0,
+        ("roc_auc", "micro"): 0,
+        ("recall", "macro"): 0,
+        ("f1", "macro"): 0,
+        ("precision", "macro"): 0,
+        ("recall", "micro"): 0,
+    }
+    per_class = {m: np.zeros(3) for m in ("roc_auc", "recall", "precision", "f1")}
+    any_class = {m: 0 for m in per_class}
+    for doc in _replicates(11, R, (1.5, 1.5, 1.5)):
+        for metric, avg in leaves:
+            leaves[metric, avg] += doc[metric][avg]["p_value"] <= ALPHA
+        for metric in per_class:
+            cls = doc[metric]["per_class"]
+            per_class[metric] += [cls[c]["p_value"] <= ALPHA for c in ("a", "b", "c")]
+            any_class[metric] += any(cls[c]["significant"] for c in ("a", "b", "c"))
+    for key, count in leaves.items():
+        assert count / R <= bound, (key, count / R)
+    for metric in per_class:
+        assert (per_class[metric] / R <= bound).all(), (metric, per_class[metric] / R)
+        assert any_class[metric] / R <= bound, (metric, any_class[metric] / R)
+
+
+def test_a_real_drop_is_rejected() -> None:
+    R = 60
+    rng = np.random.default_rng(5)  # the drop's size, measured on large samples
+    y0, p0 = draw(rng, 200_000, (1.5, 1.5, 1.5))
+    y1, p1 = draw(rng, 200_000, (1.5, 1.5, 0.8))
+    drop = roc_auc_score(y1 == 2, p1[:, 2]) - roc_auc_score(y0 == 2, p0[:, 2])
+    assert -0.10 < drop < -0.06  # the stated size
+    auc_c = macro = 0
+    for doc in _replicates(12, R, (1.5, 1.5, 0.8)):
+        leaf = doc["roc_auc"]["per_class"]["c"]
+        auc_c += leaf["significant"] and leaf["value"] < 0
+        macro += doc["roc_auc"]["macro"]["significant"] and doc["roc_auc"]["macro"]["value"] < 0
+        assert leaf["ci95"][0] <= leaf["value"] <= leaf["ci95"][1]
+    assert auc_c / R >= 0.95 and macro / R >= 0.75, (auc_c / R, macro / R)
+
+
+def test_rest_is_the_reference_less_the_window() -> None:
+    rng = np.random.default_rng(3)
+    w, rest = state_of(*draw(rng, 800, (1.5, 1.5, 1.0))), state_of(*draw(rng, 2000, (1.5,) * 3))
+    a = compare(w, rest.merge(w), "rest")
+    b = compare(w, rest, "independent")
+    for metric in ("roc_auc", "recall", "precision", "f1"):
+        for key, leaf in a[metric].items():
+            leaves = leaf.values() if key == "per_class" else [leaf]
+            other = b[metric][key].values() if key == "per_class" else [b[metric][key]]
+            for x, z in zip(leaves, other, strict=True):
+                assert x["value"] == pytest.approx(z["value"], abs=1e-12)
+                assert x["p_value"] == pytest.approx(z["p_value"], rel=1e-9)
+
+
+def test_per_class_auc_difference_is_sklearns_on_the_binned_scores() -> None:
+    rng = np.random.default_rng(4)
+    yw, pw = draw(rng, 700, (1.5, 1.5, 1.0))
+    yr, pr = draw(rng, 1400, (1.5, 1.5, 1.5))
+    doc = compare(state_of(yw, pw), state_of(yr, pr), "independent")
+    for i, c in enumerate(("a", "b", "c")):
+        leaf = doc["roc_auc"]["per_class"][c]
+        want = roc_auc_score(yw == i, pw[:, i]) - roc_auc_score(yr == i, pr[:, i])
+        assert leaf["value"] == pytest.approx(want, abs=2e-3)  # binned scores (bounds 1e-3)
+        want_recall = np.mean(pw[yw == i].argmax(1) == i) - np.mean(pr[yr == i].argmax(1) == i)
+        assert doc["recall"]["per_class"][c]["value"] == pytest.approx(want_recall, abs=1e-12)
+
+
+def test_benjamini_hochberg_against_the_step_up_rule() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        m = int(rng.integers(1, 12))
+        p = rng.random(m) ** rng.uniform(0.5, 3)
+        order = np.sort(p)
+        passing = np.flatnonzero(order <= ALPHA * np.arange(1, m + 1) / m)
+        cut = order[passing[-1]] if passing.size else -1.0
+        np.testing.assert_array_equal(benjamini_hochberg(p) <= ALPHA, p <= cut)
+    assert np.isnan(benjamini_hochberg(np.array([np.nan, 0.01]))[0])
