@@ -438,7 +438,8 @@ def _triton_eval(args: argparse.Namespace) -> int:
     print(
         f"triton-eval: model {run.model.name!r} -> stream {run.stream!r}"
         + (" (created)" if run.created else "")
-        + f": {run.samples} samples acknowledged",
+        + f": {run.samples} samples acknowledged"
+        + (f", {run.resends} inference requests resent" if run.resends else ""),
         file=sys.stderr,
     )
     if args.json:

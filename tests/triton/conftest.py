@@ -20,13 +20,16 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+from evalstream.errors import UnavailableError
 
 ROOT = Path(__file__).resolve().parents[2]
 MLSERVER_VENV = ROOT / ".tools/mlserver-venv"
@@ -308,3 +311,59 @@ def evalstream_target():
         yield server
     finally:
         server.stop()
+
+
+WAIT_S = 10.0
+
+
+def wait_for(predicate, what: str, timeout: float = WAIT_S) -> None:
+    """Poll ``predicate`` every 10 ms until it holds; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"not within {timeout} s: {what}")
+
+
+class FakeSink:
+    """Keeps what ``log_predictions`` would send; ``down`` plays an unreachable evalstream."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, list[str], np.ndarray, float]] = []
+        self.down = False
+        self.failures = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, stream, ids, y_score, timestamp=None):
+        if self.down:
+            self.failures += 1
+            raise UnavailableError("UNAVAILABLE", "failed to connect to all addresses")
+        with self.lock:
+            self.calls.append((stream, list(ids), np.array(y_score), timestamp))
+
+    @property
+    def ids(self) -> list[str]:
+        with self.lock:
+            return [i for call in self.calls for i in call[1]]
+
+    def scores(self) -> np.ndarray:
+        with self.lock:
+            return np.concatenate([call[2] for call in self.calls])
+
+
+def start_proxy(triton: str, sink, models=("digits_cnn=digits",), **kw):
+    """A running ``ProxyThread`` in front of ``triton`` recording into ``sink`` (a ``FakeSink``),
+    its evalstream target unreachable (the sink stands in for it)."""
+    from evalstream_server.proxy import ProxySettings, ProxyThread, parse_routes
+
+    settings = ProxySettings(
+        triton=triton,
+        target="127.0.0.1:1",
+        routes=parse_routes(models),
+        listen="127.0.0.1:0",
+        metrics_port=-1,
+        flush_timeout=kw.pop("flush_timeout", 5.0),
+        **kw,
+    )
+    return ProxyThread(settings, sink=sink).start()

@@ -25,7 +25,6 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 from evalstream import EvalClient
-from evalstream.errors import UnavailableError
 from evalstream_server.cli import main
 from evalstream_server.proxy import (
     ModelRoute,
@@ -42,68 +41,19 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, roc_auc_
 from tritonclient.grpc import service_pb2
 from tritonclient.utils import InferenceServerException
 
-from .conftest import free_port
+from .conftest import FakeSink, free_port, start_proxy, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 EVAL_PATH = ROOT / "deploy/triton/digits_eval.npz"
 SERVICE = "/inference.GRPCInferenceService/"
 TIMEOUT_S = 30.0
-WAIT_S = 10.0
 K = 10
-
-
-def _wait_for(predicate, what: str, timeout: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"not within {timeout} s: {what}")
-
-
-class FakeSink:
-    """Keeps what ``log_predictions`` would send; ``down`` plays an unreachable evalstream."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, list[str], np.ndarray, float]] = []
-        self.down = False
-        self.failures = 0
-        self.lock = threading.Lock()
-
-    def __call__(self, stream, ids, y_score, timestamp=None):
-        if self.down:
-            self.failures += 1
-            raise UnavailableError("UNAVAILABLE", "failed to connect to all addresses")
-        with self.lock:
-            self.calls.append((stream, list(ids), np.array(y_score), timestamp))
-
-    @property
-    def ids(self) -> list[str]:
-        with self.lock:
-            return [i for call in self.calls for i in call[1]]
-
-    def scores(self) -> np.ndarray:
-        with self.lock:
-            return np.concatenate([call[2] for call in self.calls])
 
 
 @pytest.fixture(scope="module")
 def eval_set() -> tuple[np.ndarray, np.ndarray]:
     with np.load(EVAL_PATH) as data:
         return data["inputs"], data["labels"]
-
-
-def _proxy(triton: str, sink, models=("digits_cnn=digits",), **kw) -> ProxyThread:
-    settings = ProxySettings(
-        triton=triton,
-        target="127.0.0.1:1",
-        routes=parse_routes(models),
-        listen="127.0.0.1:0",
-        metrics_port=-1,
-        flush_timeout=kw.pop("flush_timeout", 5.0),
-        **kw,
-    )
-    return ProxyThread(settings, sink=sink).start()
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +68,7 @@ def sink() -> FakeSink:
 
 @pytest.fixture(scope="module")
 def proxy(v2server, sink):
-    running = _proxy(v2server.grpc_url, sink)
+    running = start_proxy(v2server.grpc_url, sink)
     yield running
     running.stop()
 
@@ -259,7 +209,7 @@ def test_other_services_are_unimplemented(proxy) -> None:
 
 
 def test_unreachable_inference_server_is_unavailable(eval_set) -> None:
-    running = _proxy(f"127.0.0.1:{free_port()}", FakeSink())
+    running = start_proxy(f"127.0.0.1:{free_port()}", FakeSink())
     try:
         with pytest.raises(grpc.RpcError) as info:
             _raw_call(running.address, "ModelInfer", _request(eval_set[0][:1]))
@@ -279,7 +229,7 @@ def test_unreachable_inference_server_is_unavailable(eval_set) -> None:
 def fresh(v2server):
     """A proxy of its own in front of the V2 server, with its own sink."""
     sink = FakeSink()
-    running = _proxy(v2server.grpc_url, sink)
+    running = start_proxy(v2server.grpc_url, sink)
     yield running, sink
     running.stop()
 
@@ -292,7 +242,7 @@ def test_outputs_are_recorded_under_the_request_ids(fresh, eval_set) -> None:
     three = _infer(running.address, x[1:4])
     batch = _infer(running.address, x[4:68], request_id="batch")
     after = time.time()
-    _wait_for(lambda: len(sink.ids) == 68, "68 rows recorded")
+    wait_for(lambda: len(sink.ids) == 68, "68 rows recorded")
     generated = three.get_response().id
     want_ids = ["one", *row_ids(generated, 3), *row_ids("batch", 64)]
     assert want_ids[1:4] == [f"{generated}/0", f"{generated}/1", f"{generated}/2"]
@@ -312,7 +262,7 @@ def test_outputs_are_recorded_under_the_request_ids(fresh, eval_set) -> None:
 
 def test_unrouted_models_are_forwarded_not_recorded(v2server, eval_set) -> None:
     sink = FakeSink()
-    running = _proxy(v2server.grpc_url, sink, models=("another_model=s",))
+    running = start_proxy(v2server.grpc_url, sink, models=("another_model=s",))
     try:
         request = _request(eval_set[0][:3])
         through = _raw_call(running.address, "ModelInfer", request)
@@ -326,7 +276,7 @@ def test_unrouted_models_are_forwarded_not_recorded(v2server, eval_set) -> None:
 def test_evalstream_down_buffers_within_the_bound_then_delivers_once(v2server, eval_set):
     sink = FakeSink()
     sink.down = True
-    running = _proxy(v2server.grpc_url, sink, max_buffer_rows=10)
+    running = start_proxy(v2server.grpc_url, sink, max_buffer_rows=10)
     try:
         x = eval_set[0]
         direct = _raw_call(v2server.grpc_url, "ModelInfer", _request(x[:1], "r0"))
@@ -341,16 +291,16 @@ def test_evalstream_down_buffers_within_the_bound_then_delivers_once(v2server, e
                 "evalstream_proxy_predictions_dropped_total", stream="digits", reason="buffer_full"
             )
 
-        _wait_for(lambda: dropped() == 5.0, "5 rows dropped")
-        _wait_for(lambda: sink.failures >= 2, "retries")
+        wait_for(lambda: dropped() == 5.0, "5 rows dropped")
+        wait_for(lambda: sink.failures >= 2, "retries")
         assert metrics.value("evalstream_proxy_buffer_rows") == 10.0
         assert metrics.value(
             "evalstream_proxy_send_errors_total", stream="digits", code="UNAVAILABLE"
         ) == float(sink.failures)
         sink.down = False
-        _wait_for(lambda: len(sink.ids) == 10, "the buffered rows delivered")
+        wait_for(lambda: len(sink.ids) == 10, "the buffered rows delivered")
         assert sink.ids == [f"r{i}" for i in range(10)]  # the oldest kept, in order, once
-        _wait_for(lambda: metrics.value("evalstream_proxy_buffer_rows") == 0.0, "empty buffer")
+        wait_for(lambda: metrics.value("evalstream_proxy_buffer_rows") == 0.0, "empty buffer")
         assert metrics.value("evalstream_proxy_predictions_recorded_total", stream="digits") == 10.0
     finally:
         assert running.stop() == 0
@@ -359,20 +309,20 @@ def test_evalstream_down_buffers_within_the_bound_then_delivers_once(v2server, e
 
 def test_shutdown_flushes_and_counts_what_it_could_not_send(v2server, eval_set) -> None:
     sink = FakeSink()
-    running = _proxy(v2server.grpc_url, sink, flush_interval=60.0)  # chunks stay open
+    running = start_proxy(v2server.grpc_url, sink, flush_interval=60.0)  # chunks stay open
     for i in range(3):
         _raw_call(running.address, "ModelInfer", _request(eval_set[0][i : i + 2], f"s{i}"))
-    _wait_for(lambda: running.recorder.buffer.rows == 6, "6 rows buffered")
+    wait_for(lambda: running.recorder.buffer.rows == 6, "6 rows buffered")
     assert sink.calls == []
     assert running.stop(flush_timeout=5.0) == 0
     assert sink.ids == [f"s{i}/{r}" for i in range(3) for r in range(2)]
 
     down = FakeSink()
     down.down = True
-    running = _proxy(v2server.grpc_url, down, flush_interval=60.0)
+    running = start_proxy(v2server.grpc_url, down, flush_interval=60.0)
     metrics = running.metrics
     _raw_call(running.address, "ModelInfer", _request(eval_set[0][:4], "lost"))
-    _wait_for(lambda: running.recorder.buffer.rows == 4, "4 rows buffered")
+    wait_for(lambda: running.recorder.buffer.rows == 4, "4 rows buffered")
     assert running.stop(flush_timeout=0.3) == 4
     assert (
         metrics.value(
@@ -457,7 +407,7 @@ X = np.arange(12, dtype=np.float32).reshape(6, 2) / 16
 
 def test_metadata_and_deadline_go_upstream_and_trailers_come_back(fake) -> None:
     upstream = fake()
-    running = _proxy(upstream.url, FakeSink(), models=("echo=e",))
+    running = start_proxy(upstream.url, FakeSink(), models=("echo=e",))
     try:
         with grpc.insecure_channel(running.address) as channel:
             method = channel.unary_unary(SERVICE + "ModelInfer")
@@ -481,11 +431,11 @@ def test_metadata_and_deadline_go_upstream_and_trailers_come_back(fake) -> None:
 def test_named_output_and_an_id_the_server_did_not_echo(fake, typed) -> None:
     upstream = fake(echo_id=False, typed=typed)
     sink = FakeSink()
-    running = _proxy(upstream.url, sink, models=("echo=e:scores",))
+    running = start_proxy(upstream.url, sink, models=("echo=e:scores",))
     try:
         through = _raw_call(running.address, "ModelInfer", _echo_request(X))
         given = _raw_call(running.address, "ModelInfer", _echo_request(X[:1], "given"))
-        _wait_for(lambda: len(sink.ids) == 7, "7 rows")
+        wait_for(lambda: len(sink.ids) == 7, "7 rows")
     finally:
         running.stop()
     response = service_pb2.ModelInferResponse.FromString(through)
@@ -498,17 +448,17 @@ def test_named_output_and_an_id_the_server_did_not_echo(fake, typed) -> None:
 def test_first_output_by_default_and_bad_outputs_are_counted(fake) -> None:
     upstream = fake()
     sink = FakeSink()
-    running = _proxy(upstream.url, sink, models=("echo=e",))
+    running = start_proxy(upstream.url, sink, models=("echo=e",))
     try:
         _raw_call(running.address, "ModelInfer", _echo_request(X, "first"))
-        _wait_for(lambda: len(sink.ids) == 6, "6 rows")
+        wait_for(lambda: len(sink.ids) == 6, "6 rows")
         np.testing.assert_array_equal(sink.scores(), np.zeros(6))  # aux, [n, 1]: binary
     finally:
         running.stop()
-    running = _proxy(upstream.url, sink, models=("echo=e:missing",))
+    running = start_proxy(upstream.url, sink, models=("echo=e:missing",))
     try:
         assert _raw_call(running.address, "ModelInfer", _echo_request(X, "m"))  # answered
-        _wait_for(
+        wait_for(
             lambda: (
                 running.metrics.value(
                     "evalstream_proxy_predictions_dropped_total", stream="e", reason="bad_output"
@@ -524,13 +474,13 @@ def test_first_output_by_default_and_bad_outputs_are_counted(fake) -> None:
 def test_stream_infer_is_forwarded_and_recorded(fake) -> None:
     upstream = fake()
     sink = FakeSink()
-    running = _proxy(upstream.url, sink, models=("echo=e:scores",))
+    running = start_proxy(upstream.url, sink, models=("echo=e:scores",))
     requests = [_echo_request(X[:2], "s1"), _echo_request(X[2:3]), _echo_request(X[3:], "s3")]
     try:
         with grpc.insecure_channel(running.address) as channel:
             stream = channel.stream_stream(SERVICE + "ModelStreamInfer")
             replies = list(stream(iter(requests), timeout=TIMEOUT_S))
-        _wait_for(lambda: len(sink.ids) == 6, "6 rows")
+        wait_for(lambda: len(sink.ids) == 6, "6 rows")
     finally:
         running.stop()
     responses = [service_pb2.ModelStreamInferResponse.FromString(r) for r in replies]
@@ -596,7 +546,7 @@ def test_predictions_joined_with_labels_give_sklearns_metrics(
         try:
             ids, logits = _send_through(running.address, inputs, [64, 1, 17, 5], with_ids=True)
             metrics = running.metrics
-            _wait_for(
+            wait_for(
                 lambda: (
                     metrics.value(
                         "evalstream_proxy_predictions_recorded_total", stream="digits-proxy"
@@ -658,7 +608,7 @@ def test_evalstream_restarting_loses_nothing_it_buffered(v2server, eval_set, tmp
             x = inputs[64 * k : 64 * (k + 1)]
             result = _infer(running.address, x)  # inference is unaffected
             ids += row_ids(result.get_response().id, 64)
-        _wait_for(
+        wait_for(
             lambda: (
                 metrics.value(
                     "evalstream_proxy_predictions_dropped_total",
@@ -670,7 +620,7 @@ def test_evalstream_restarting_loses_nothing_it_buffered(v2server, eval_set, tmp
             "128 rows dropped",
         )
         assert metrics.value("evalstream_proxy_buffer_rows") == 256.0
-        _wait_for(
+        wait_for(
             lambda: (
                 metrics.value(
                     "evalstream_proxy_send_errors_total",
@@ -682,7 +632,7 @@ def test_evalstream_restarting_loses_nothing_it_buffered(v2server, eval_set, tmp
             "a failed send",
         )
         with ServerThread(settings) as second, EvalClient(second.target) as client:
-            _wait_for(
+            wait_for(
                 lambda: (
                     metrics.value(
                         "evalstream_proxy_predictions_recorded_total", stream="digits-restart"
@@ -715,7 +665,7 @@ def test_cli_serves_until_sigterm_and_flushes(v2server, evalstream_target, eval_
         lines: list[str] = []
         reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
         reader.start()
-        _wait_for(lambda: any("serving" in line for line in lines), "the serving line", 30.0)
+        wait_for(lambda: any("serving" in line for line in lines), "the serving line", 30.0)
         address = re.search(r"serving (\S+) ->", "".join(lines)).group(1)
         ids = []
         for k in range(3):

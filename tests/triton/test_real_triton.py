@@ -17,6 +17,7 @@ import pytest
 from evalstream_server.sources import SourceUnavailableError, TritonSource
 
 from . import realtriton
+from .conftest import FakeSink, start_proxy, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 EVAL_PATH = ROOT / "deploy/triton/digits_eval.npz"
@@ -59,10 +60,11 @@ def test_sigterm_during_a_run_is_reported_as_a_shutdown(own_triton, eval_set) ->
 
 
 def test_a_run_survives_a_triton_restart_and_counts_every_row_once(
-    own_triton, eval_set, tmp_path, restore_logging
+    own_triton, eval_set, tmp_path, restore_logging, capsys
 ) -> None:
     """SIGTERM and a restart on the same ports in the middle of `evalstream triton-eval`: the
-    batches refused while Triton stopped are resent once it is back, and the stream holds every
+    batches refused while Triton stopped are resent once it is back (the run's summary counts
+    them: a restart that fell after the run would resend nothing), and the stream holds every
     row exactly once, with the scores Triton gives."""
     from evalstream import EvalClient
     from evalstream_server.cli import main
@@ -102,6 +104,8 @@ def test_a_run_survives_a_triton_restart_and_counts_every_row_once(
     assert "stopping" in own_triton.log_path.read_text() or "unloaded" in (
         own_triton.log_path.read_text()
     )
+    summary = re.search(r"(\d+) inference requests resent", capsys.readouterr().err)
+    assert summary is not None and int(summary.group(1)) > 0, "the restart missed the run"
     assert report["n_samples"] == len(labels)
     with TritonSource(own_triton.grpc_url, "digits_cnn", batch_size=8) as source:
         logits = source.infer(inputs)
@@ -136,8 +140,6 @@ def test_stream_infer_through_the_proxy_is_tritons_and_is_recorded(triton, eval_
     from evalstream_server.proxy.wire import with_id
     from tritonclient.grpc import service_pb2
 
-    from .test_proxy import FakeSink, _proxy, _wait_for
-
     x = eval_set[0][:6]
     requests = [
         _infer_request(x[:2], "s1"),
@@ -147,10 +149,10 @@ def test_stream_infer_through_the_proxy_is_tritons_and_is_recorded(triton, eval_
         _infer_request(x[3:6], "s3"),
     ]
     sink = FakeSink()
-    running = _proxy(triton.grpc_url, sink)
+    running = start_proxy(triton.grpc_url, sink)
     try:
         through = _stream(running.address, requests)
-        _wait_for(lambda: len(sink.ids) == 6, "6 recorded rows")
+        wait_for(lambda: len(sink.ids) == 6, "6 recorded rows")
     finally:
         running.stop()
     answers = [service_pb2.ModelStreamInferResponse.FromString(r) for r in through]
@@ -189,18 +191,16 @@ def test_a_model_unloaded_under_the_proxy_and_triton_eval(explicit_triton, eval_
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException
 
-    from .test_proxy import FakeSink, _proxy, _wait_for
-
     url = explicit_triton.grpc_url
     x = eval_set[0][:4]
     sink = FakeSink()
-    running = _proxy(url, sink)
+    running = start_proxy(url, sink)
     control = grpcclient.InferenceServerClient(url)
     try:
         direct_ok = _stream(url, [_infer_request(x, "a")])
         assert _stream(running.address, [_infer_request(x, "a")]) == direct_ok
         control.unload_model("digits_cnn")
-        _wait_for(lambda: not control.is_model_ready("digits_cnn"), "digits_cnn unloaded")
+        wait_for(lambda: not control.is_model_ready("digits_cnn"), "digits_cnn unloaded")
         answers = []
         for address in (url, running.address):
             with pytest.raises(InferenceServerException) as info:
@@ -216,9 +216,9 @@ def test_a_model_unloaded_under_the_proxy_and_triton_eval(explicit_triton, eval_
         # its state in Triton's repository index
         assert re.search(r"'digits_cnn' version 1 (UNLOADING|UNAVAILABLE)", str(unready.value))
         control.load_model("digits_cnn")
-        _wait_for(lambda: control.is_model_ready("digits_cnn"), "digits_cnn loaded", 60)
+        wait_for(lambda: control.is_model_ready("digits_cnn"), "digits_cnn loaded", 60)
         assert _stream(running.address, [_infer_request(x, "c")])
-        _wait_for(lambda: len(sink.ids) == 8, "rows of a and c recorded")
+        wait_for(lambda: len(sink.ids) == 8, "rows of a and c recorded")
     finally:
         control.close()
         running.stop()
@@ -231,11 +231,9 @@ def test_the_proxy_outlives_a_triton_restart(own_triton, eval_set) -> None:
     records again, with no restart of its own."""
     import grpc
 
-    from .test_proxy import FakeSink, _proxy, _wait_for
-
     x = eval_set[0][:2]
     sink = FakeSink()
-    running = _proxy(own_triton.grpc_url, sink)
+    running = start_proxy(own_triton.grpc_url, sink)
     try:
         assert _stream(running.address, [_infer_request(x, "before")])
         own_triton.stop()
@@ -256,7 +254,7 @@ def test_the_proxy_outlives_a_triton_restart(own_triton, eval_set) -> None:
             except grpc.RpcError:
                 assert time.monotonic() < deadline, "the proxy did not reach Triton again"
                 time.sleep(0.2)
-        _wait_for(lambda: "after/1" in sink.ids, "rows after the restart recorded")
+        wait_for(lambda: "after/1" in sink.ids, "rows after the restart recorded")
     finally:
         running.stop()
     assert sink.ids[:2] == ["before/0", "before/1"] and "during/0" not in sink.ids

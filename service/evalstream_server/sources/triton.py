@@ -190,6 +190,12 @@ class TritonSource:
         once their batch has them, so a resend never counts a row twice.
     credentials : grpc.ChannelCredentials, optional
         TLS to the server (``grpc.ssl_channel_credentials``); None: plaintext.
+
+    Attributes
+    ----------
+    resends : int
+        Requests sent again after a transient answer, since the source was made (a restart of
+        the server in the middle of a run shows here).
     """
 
     def __init__(
@@ -230,6 +236,7 @@ class TritonSource:
         self.connect_timeout = float(connect_timeout)
         self.retries = retries
         self.credentials = credentials
+        self.resends = 0
         self._client: Any = None
         self._info: ModelInfo | None = None
 
@@ -581,6 +588,7 @@ class TritonSource:
                         within = time.monotonic() - first < self.connect_timeout
                         if attempts[i] <= self.retries or within:
                             time.sleep(min(0.1 * 2 ** attempts[i], 1.0))
+                            self.resends += 1
                             self._submit(i, rows, done)
                             continue
                         raise self._gone_error(error, starts[i], len(rows))

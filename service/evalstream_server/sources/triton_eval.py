@@ -46,6 +46,8 @@ class EvalRun:
         From the first inference request to the last acknowledgement.
     producer_id : str
     model : ModelInfo
+    resends : int
+        Inference requests sent again after a transient answer (``TritonSource.resends``).
     """
 
     report: dict[str, Any]
@@ -55,6 +57,7 @@ class EvalRun:
     seconds: float
     producer_id: str
     model: ModelInfo
+    resends: int = 0
 
     @property
     def samples_per_second(self) -> float:
@@ -143,7 +146,8 @@ def triton_eval(
             )
             seconds = time.monotonic() - start
             report = client.report(stream).to_dict()
-    return EvalRun(report, stream, created, samples, seconds, producer_id, info)
+        resends = source.resends
+    return EvalRun(report, stream, created, samples, seconds, producer_id, info, resends)
 
 
 def feed_stream(
