@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -505,6 +506,20 @@ class Report:
 
     def __str__(self) -> str:
         return format_report(self._d)
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the headline table and the figures (with matplotlib, the ``plots``
+        extra), each with the numbers it draws. ROC and PR curves need a report fetched with
+        ``curves=True``."""
+        from .htmlreport import notebook_html
+
+        return notebook_html(self._d, f"r{uuid.uuid4().hex[:8]}")
+
+    def to_html(self, definition: dict[str, Any] | None = None) -> str:
+        """This window as one self-contained HTML page (no network, no script)."""
+        from .htmlreport import report_page
+
+        return report_page([self._d], definition)
 
     def __repr__(self) -> str:
         return (

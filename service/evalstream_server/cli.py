@@ -38,6 +38,11 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--classes", type=_csv_list, default=None, help="class names, a,b,c")
     p.add_argument("--logits", action="store_true", help="scores are logits, not probabilities")
     p.add_argument("--json", action="store_true", help="print the canonical report as JSON")
+    p.add_argument(
+        "--html",
+        metavar="FILE",
+        help="also write one self-contained HTML page (figures need the client's plots extra)",
+    )
     p.add_argument("--batch-size", type=int, default=4096)
     p.add_argument(
         "--resolution",
@@ -62,9 +67,34 @@ def _evaluate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         resolution=args.resolution,
         name=re.sub(r"[^A-Za-z0-9._-]", "_", Path(args.path).stem)[:128] or "evaluate",
+        curves=bool(args.html),
     )
+    if args.html:
+        definition = {
+            "source": str(args.path),
+            "scores": "logits" if args.logits else "probabilities",
+            "batch_size": args.batch_size,
+        }
+        _write_html(args.html, [report], definition, "evaluate")
+        report.pop("curves", None)
     _print_report(report, args.json)
     return 0
+
+
+def _write_html(path: str, reports: list[dict], definition: dict, command: str) -> None:
+    """One self-contained page; without matplotlib, the tables and a line on what is missing."""
+    from evalstream import figures
+    from evalstream.htmlreport import report_page
+
+    if not figures.available():
+        print(
+            f"evalstream {command}: matplotlib is not installed, the page has tables only "
+            "(pip install 'evalstream-client[plots]')",
+            file=sys.stderr,
+        )
+    text = report_page(reports, definition)
+    Path(path).write_text(text, encoding="utf-8")
+    print(f"evalstream {command}: wrote {path} ({len(text.encode())} bytes)", file=sys.stderr)
 
 
 def _print_report(report: dict, as_json: bool) -> None:
@@ -275,25 +305,50 @@ def _serve(args: argparse.Namespace) -> int:
 def _add_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="print a stream's report from a running server")
     p.add_argument("--target", default="127.0.0.1:50051", help="HOST:PORT of the server")
-    p.add_argument("--stream", required=True)
+    p.add_argument("name", nargs="?", metavar="STREAM", help="the stream (or --stream)")
+    p.add_argument("--stream", default=None)
     p.add_argument("--window", default="cumulative")
     p.add_argument("--json", action="store_true", help="print the canonical report as JSON")
+    p.add_argument(
+        "--html",
+        metavar="FILE",
+        help="also write one self-contained HTML page of every window (a selector picks one)",
+    )
     p.add_argument("--token", default=None, help="bearer token (or EVALSTREAM_TOKEN)")
 
 
 @_command("report")
 def _report(args: argparse.Namespace) -> int:
+    import dataclasses
     import os
 
     from evalstream import EvalClient, EvalstreamError
 
+    stream = args.stream or args.name
+    if not stream or (args.stream and args.name and args.stream != args.name):
+        received = f"{args.name!r} and --stream {args.stream!r}" if stream else "neither"
+        print(
+            f"evalstream report: STREAM: expected one stream name, received {received}",
+            file=sys.stderr,
+        )
+        return 2
     token = args.token or os.environ.get("EVALSTREAM_TOKEN")
     try:
         with EvalClient(args.target, token=token) as client:
-            report = client.report(args.stream, window=args.window).to_dict()
+            report = client.report(stream, window=args.window).to_dict()
+            if args.html:
+                info = client.get_stream(stream)
+                windows = ["cumulative"] + [w for w in info.windows if w != "cumulative"]
+                reports = [client.report(stream, window=w, curves=True).to_dict() for w in windows]
+                definition = {
+                    k: (v.isoformat() if hasattr(v, "isoformat") else v)
+                    for k, v in dataclasses.asdict(info).items()
+                }
     except EvalstreamError as exc:
         print(f"evalstream report: {exc}", file=sys.stderr)
         return 1
+    if args.html:
+        _write_html(args.html, reports, definition, "report")
     _print_report(report, args.json)
     return 0
 

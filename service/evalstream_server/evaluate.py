@@ -56,12 +56,15 @@ def evaluate_arrays(
     resolution: str = "exact",
     name: str = "",
     sample_weight: np.ndarray | None = None,
+    curves: bool = False,
+    max_curve_points: int = 200,
 ) -> dict[str, Any]:
     """Stream the arrays through a fresh engine and return the canonical report.
 
     The file is in memory already, so the default is the exact resolution with room for every
     sample (sklearn's values to float rounding); ``resolution="bins"`` gives what a binned
-    stream would report."""
+    stream would report. ``curves=True`` adds the ROC and PR curves (at most
+    ``max_curve_points`` each)."""
     y_score = np.asarray(y_score)
     if resolution == "exact":  # no cap given: the whole file
         resolution = f"exact:{max(len(y_true), 1)}"
@@ -82,4 +85,4 @@ def evaluate_arrays(
     for start in range(0, n, batch_size):
         sl = slice(start, start + batch_size)
         engine.update(y_true[sl], y_score[sl], None if sample_weight is None else sample_weight[sl])
-    return engine.report()
+    return engine.report(curves=curves, max_points=max_curve_points)

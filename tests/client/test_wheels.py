@@ -63,7 +63,13 @@ def client_wheel(tmp_path_factory) -> Path:
 
 
 def test_the_client_wheel_requires_grpcio_protobuf_numpy_only(client_wheel):
-    assert {_name(r) for r in _requires(client_wheel)} == CLIENT_DEPS
+    required = [r for r in _requires(client_wheel) if "extra ==" not in r]
+    assert {_name(r) for r in required} == CLIENT_DEPS
+    # the figures of Report._repr_html_ are an extra: pip install 'evalstream-client[plots]'
+    extras = [r for r in _requires(client_wheel) if "extra ==" in r]
+    assert {(_name(r), r.split("extra ==")[1].strip(" '\"")) for r in extras} == {
+        ("matplotlib", "plots")
+    }
     assert client_wheel.name.endswith("-py3-none-any.whl")  # pure Python: no compiler needed
     with zipfile.ZipFile(client_wheel) as z:
         names = z.namelist()

@@ -362,6 +362,23 @@ def _calibration(state: State) -> Leaf:
     )
 
 
+def _reliability(state: State) -> dict[str, Any]:
+    """The reliability diagram's numbers: per equal-width confidence bin the weight, the mean
+    confidence and the observed hit rate (null in an empty bin); their weighted gap is the ECE."""
+    cal = state.counts["calibration"]
+    nb = int(cal.shape[1])
+    w = cal[0]
+    filled = w > 0
+    safe = np.where(filled, w, 1.0)
+    return {
+        "definition": "top-label" if state.spec.task == "multiclass" else "positive-probability",
+        "edges": [i / nb for i in range(nb + 1)],
+        "weights": [_whole(v) for v in w.tolist()],
+        "confidence": [_num(v) if f else None for v, f in zip(cal[1] / safe, filled, strict=True)],
+        "observed": [_num(v) if f else None for v, f in zip(cal[2] / safe, filled, strict=True)],
+    }
+
+
 def _imbalance(
     state: State, support: np.ndarray, names: list[str], W: float, auc: dict[str, Any]
 ) -> dict[str, Any]:
@@ -575,6 +592,7 @@ def build_report(
     report["roc_auc"] = auc
     report["average_precision"] = ap
     report["expected_calibration_error"] = _calibration(state)
+    report["reliability"] = _reliability(state)
     report["label_free"] = label_free_section(
         state, reference, report["imbalance"]["predicted_prevalence"]
     )
