@@ -28,6 +28,7 @@ _CSS = """
 .evs table {border-collapse: collapse; margin: 0.5em 0; font-size: 0.85em}
 .evs th, .evs td {border: 1px solid #cccccc; padding: 2px 6px; text-align: right}
 .evs th {background: #f0f0f0} .evs td.name, .evs th.name {text-align: left}
+.evs .scroll {overflow-x: auto; max-width: 100%}
 .evs figure {margin: 1em 0; max-width: 100%}
 .evs .figure-svg {width: 100%; max-width: 760px; height: auto; display: block}
 .evs figure.wide .figure-svg {max-width: 1150px}
@@ -87,8 +88,8 @@ def _table(
         for row in rows
     )
     return (
-        f'<table id="{_e(table_id)}"><caption>{_e(caption)}</caption>'
-        f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        f'<div class="scroll"><table id="{_e(table_id)}"><caption>{_e(caption)}</caption>'
+        f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
     )
 
 
