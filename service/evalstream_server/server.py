@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from .admission import Admission
 from .auth import Authenticator, load_tokens, server_credentials
-from .budget import MemoryBudget, machine_memory
+from .budget import MemoryBudget, MemoryLedger, machine_memory
 from .exporters import EvalstreamCollector
 from .exporters.http import MetricsAccess, start_metrics_server
 from .quotas import TenantQuotas
@@ -129,7 +129,11 @@ async def start_server(settings: Settings, store: Store | None = None) -> Runnin
         max_skew=settings.max_clock_skew,
         per_tenant=settings.max_tenant_memory,
     )
-    servicer = EvalstreamServicer(store, limits, limiter, quotas, budget)
+    charge_memory = getattr(store, "charge_memory", None)  # stores holding engines in-process
+    ledger = MemoryLedger(budget) if charge_memory is not None else None
+    if charge_memory is not None:
+        charge_memory(ledger)
+    servicer = EvalstreamServicer(store, limits, limiter, quotas, budget, ledger)
     admission = Admission(settings.max_concurrent_rpcs, quotas)
     server.add_generic_rpc_handlers(
         (method_handlers(servicer, authenticator, admission, settings.idle_timeout),)

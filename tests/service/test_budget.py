@@ -1,7 +1,8 @@
 """The memory budget at CreateStream (issue 13, items 1 and 6): configs that ask for huge memory are
 refused with RESOURCE_EXHAUSTED naming the field, the limit and the amount (they ended in INTERNAL
 "internal error", or were accepted), nothing is created, the README's examples fit the defaults,
-and the server's budget bounds the sum of its streams' worst cases."""
+and the server's budget bounds the sum of its streams' fixed parts (what grows is charged as it
+grows: test_memory_ledger.py)."""
 
 from __future__ import annotations
 
@@ -95,9 +96,9 @@ def test_the_readmes_examples_fit_the_default_budgets(stub):
     create(stub, "demo", classes=("cat", "dog", "fox", "owl"), windows=["30s", "5m"])
 
 
-def test_the_server_budget_bounds_the_sum_of_worst_cases():
+def test_the_server_budget_bounds_the_sum_of_fixed_parts():
     spec = StreamSpec(task="binary", classes=("n", "p"), name="x")
-    one = worst_case_memory(spec, 300.0).total
+    one = worst_case_memory(spec, 300.0).fixed
     settings = Settings(grpc_port=0, metrics_port=-1, max_server_memory=3 * one + one // 2)
     with ServerThread(settings) as srv, grpc.insecure_channel(srv.target) as ch:
         stub = rpc.EvalstreamServiceStub(ch)
@@ -108,8 +109,8 @@ def test_the_server_budget_bounds_the_sum_of_worst_cases():
         assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         message = info.value.details()
         limit = format_bytes(3 * one + one // 2)
-        assert message.startswith(f"max_pending: limit {limit} of worst-case memory for all")
-        assert f"{format_bytes(one)} next to {format_bytes(3 * one)} admitted" in message
+        assert message.startswith(f"classes: limit {limit} of worst-case memory for all")
+        assert f"{format_bytes(one)} fixed next to {format_bytes(3 * one)} charged" in message
         stub.DeleteStream(pb.DeleteStreamRequest(name="s0"))  # frees its share
         create(stub, "s3", task="binary", classes=("n", "p"))
 
@@ -120,12 +121,13 @@ def test_the_check_changes_nothing_and_counts_the_skew_bound():
     spec = StreamSpec(task="multiclass", classes=("a", "b", "c"), windows=("5m",), name="w")
     # with no skew allowed a ring holds its span and one bucket ahead; without a bound, a span
     assert near.need(spec).buckets == 13 and far.need(spec).buckets == 24
-    assert near.check(spec, 0) < far.check(spec, 0)
+    assert near.need(spec).total < far.need(spec).total
+    assert near.check(spec, 0) == far.check(spec, 0) == near.need(spec).fixed
 
 
 def test_a_tenants_memory_quota_leaves_the_others_theirs(tmp_path):
     spec = StreamSpec(task="binary", classes=("n", "p"), name="x")
-    one = worst_case_memory(spec, 300.0).total
+    one = worst_case_memory(spec, 300.0).fixed
     tokens = tmp_path / "tokens"
     tokens.write_text("team-a:team-a-token-0123456789\nteam-b:team-b-token-0123456789\n")
     settings = Settings(
@@ -151,7 +153,7 @@ def test_a_tenants_memory_quota_leaves_the_others_theirs(tmp_path):
         assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         limit = format_bytes(2 * one + one // 2)
         assert info.value.details().startswith(
-            f"max_pending: limit {limit} of worst-case memory for one tenant's streams"
+            f"classes: limit {limit} of worst-case memory for one tenant's streams"
         )
         for name in ("s0", "s1"):  # team-b's quota is its own
             make("team-b", name)

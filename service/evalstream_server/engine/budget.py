@@ -67,6 +67,13 @@ class MemoryEstimate:
     def total(self) -> int:
         return self.cumulative + self.windows + self.reports + self.exact + self.pending
 
+    @property
+    def fixed(self) -> int:
+        """What the definition alone fixes: the cumulative state and a report's copies. The
+        rest (window buckets, exact rows, the join table) grows with the data, up to its part
+        of ``total``; a server charges it as it grows (``budget.MemoryLedger``)."""
+        return self.cumulative + self.reports
+
     def blamed_field(self, spec: StreamSpec, limit: int) -> str:
         """The config field to change to need less than ``limit``: the state's largest field
         when the cumulative state and a report's copies alone pass it, else the largest other

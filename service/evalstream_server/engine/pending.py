@@ -72,6 +72,8 @@ class PendingPredictions:
         Seconds after its arrival that a prediction expires.
     """
 
+    TOMBSTONE_BYTES = _TOMBSTONE_BYTES + sys.getsizeof("\U0010ffff" * MAX_ID_LENGTH)
+
     def __init__(self, n_columns: int, max_pending: int, retention: float) -> None:
         self.n_columns = n_columns
         self.max_pending = max_pending
@@ -82,6 +84,7 @@ class PendingPredictions:
         self._time = np.zeros(0)  # prediction (event) time
         self._arrival = np.zeros(0)  # when it arrived: expiry runs on this
         self._free: list[int] = []
+        self._id_bytes = 0  # sys.getsizeof of every id held, pending or remembered (nbytes)
         self.counters = dict.fromkeys(JOIN_COUNTERS, 0)
 
     def __len__(self) -> int:
@@ -106,21 +109,26 @@ class PendingPredictions:
             if when >= limit and len(self._done) <= self.max_pending:
                 break
             self._done.popitem(last=False)
+            self._id_bytes -= sys.getsizeof(key)
         return n
 
     def _drop_oldest(self, kind: int, now: float) -> None:
         key, slot = self._slot.popitem(last=False)
         self._free.append(slot)
+        self._id_bytes -= sys.getsizeof(key)
         self._tombstone(key, kind, now)
 
     def _tombstone(self, key: str, kind: int, now: float) -> None:
+        if key not in self._done:
+            self._id_bytes += sys.getsizeof(key)
         self._done[key] = (kind, now)
         self._done.move_to_end(key)
         self._trim_done()
 
     def _trim_done(self) -> None:
         while len(self._done) > self.max_pending:
-            self._done.popitem(last=False)
+            key, _ = self._done.popitem(last=False)
+            self._id_bytes -= sys.getsizeof(key)
 
     def _take_slots(self, k: int) -> np.ndarray:
         slots = np.array(self._free[len(self._free) - k :][::-1], dtype=np.int64)
@@ -180,6 +188,7 @@ class PendingPredictions:
         self._arrival[slots] = now
         kept = ids if len(rows) == len(ids) else [ids[i] for i in rows.tolist()]
         self._slot.update(zip(kept, slots.tolist(), strict=True))
+        self._id_bytes += sum(map(sys.getsizeof, kept))
         return keep
 
     # -- labels ----------------------------------------------------------------------------------
@@ -229,7 +238,8 @@ class PendingPredictions:
         for key in plan.ids:
             pop(key)
         self._free.extend(plan.slots.tolist())
-        # joined ids were pending, so none is a tombstone yet: they append in order
+        # joined ids were pending, so none is a tombstone yet: they append in order (each id's
+        # string moves from the pending entries to the tombstones: _id_bytes is unchanged)
         self._done.update(zip(plan.ids, [(_JOINED, now)] * len(plan.ids), strict=True))
         self._trim_done()
         c = self.counters
@@ -254,10 +264,25 @@ class PendingPredictions:
     @property
     def nbytes(self) -> int:
         """An estimate: the arrays, each id string and its dict entries (bench/delayed_labels.py
-        compares it with tracemalloc)."""
-        ids = sum(sys.getsizeof(k) for k in self._slot) + sum(sys.getsizeof(k) for k in self._done)
+        compares it with tracemalloc). Kept up to date as ids come and go: O(1)."""
         entries = _ENTRY_BYTES * len(self._slot) + _TOMBSTONE_BYTES * len(self._done)
-        return self._scores.nbytes + self._time.nbytes + self._arrival.nbytes + ids + entries
+        arrays = self._scores.nbytes + self._time.nbytes + self._arrival.nbytes
+        return arrays + self._id_bytes + entries
+
+    def growth_bound(self, ids: list[str]) -> int:
+        """The most ``nbytes`` can grow by adding predictions ``ids`` (each new, with its
+        entry and its arrays' share, and the arrays grown to hold them); changes nothing."""
+        if not ids:
+            return 0
+        per_row = 4 * self.n_columns + 16
+        longest = max(map(sys.getsizeof, ids))
+        n = min(len(ids), self.max_pending)
+        size = len(self._arrival)
+        grown = 0
+        if len(self._free) < n:  # _grow: at most doubling, at most max_pending
+            grown = min(max(2 * size, size + n - len(self._free), 1024), self.max_pending) - size
+        # evicted predictions become tombstones (up to max_pending of them are remembered)
+        return n * (longest + _ENTRY_BYTES + _TOMBSTONE_BYTES) + max(grown, 0) * per_row
 
     def oldest_arrival(self) -> float | None:
         if not self._slot:
@@ -304,4 +329,5 @@ class PendingPredictions:
         self._arrival[slots] = arrival
         self._slot = OrderedDict(zip(ids, slots.tolist(), strict=True))
         self._done = OrderedDict((k, (int(kind), float(when))) for k, kind, when in head["done"])
+        self._id_bytes = sum(map(sys.getsizeof, self._slot)) + sum(map(sys.getsizeof, self._done))
         self.counters.update({k: int(v) for k, v in head["counters"].items()})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,7 +19,7 @@ from .batch import (
     make_label_batch,
     make_prediction_batch,
 )
-from .counting import Delta, compute_delta, delay_delta, prediction_delta
+from .counting import SCATTER_FIELDS, Delta, Scatter, compute_delta, delay_delta, prediction_delta
 from .errors import InvalidInputError, UnknownWindowError
 from .pending import PendingPredictions
 from .report import build_report, curve
@@ -26,9 +27,12 @@ from .spec import StreamSpec, parse_duration
 from .state import State
 from .windows import WindowRing
 
-__all__ = ["StreamEngine", "CUMULATIVE", "JoinCounts"]
+__all__ = ["StreamEngine", "CUMULATIVE", "JoinCounts", "Admit"]
 
 CUMULATIVE = "cumulative"
+# Called with the most bytes a batch can add to a stream's growing parts, before the batch
+# changes anything; raises to refuse it (a server's memory budget: ``budget.MemoryLedger``).
+Admit = Callable[[int, str], None]
 
 
 @dataclass(frozen=True)
@@ -105,14 +109,23 @@ class StreamEngine:
         """Check a batch without counting it (raises ``InvalidInputError``)."""
         return make_batch(self.spec, y_true, y_score, sample_weight)
 
-    def ingest(self, batch: Batch, timestamp: float | None = None, now: float | None = None) -> int:
+    def ingest(
+        self,
+        batch: Batch,
+        timestamp: float | None = None,
+        now: float | None = None,
+        admit: Admit | None = None,
+    ) -> int:
         """Count a validated batch stamped ``timestamp`` (default: now). Returns its size.
 
-        ``now`` overrides the clock (replaying a log reproduces the windows exactly)."""
+        ``now`` overrides the clock (replaying a log reproduces the windows exactly); ``admit``
+        is asked about the batch's growth before anything changes (``Admit``)."""
         now = self.clock() if now is None else now
         t = self.event_time(timestamp, now)
         self.cumulative.check_capacity(batch.n)
         delta = compute_delta(self.spec, batch)
+        if admit is not None:
+            admit(self._growth(delta, batch.n, len(self.windows)), "windows")
         self.cumulative.add_delta(delta, batch)
         for ring in self.windows.values():
             ring.add(delta, batch, t, now)
@@ -169,14 +182,22 @@ class StreamEngine:
         return make_label_batch(self.spec, ids, y_true)
 
     def ingest_predictions(
-        self, batch: PredictionBatch, timestamp: float | None = None, now: float | None = None
+        self,
+        batch: PredictionBatch,
+        timestamp: float | None = None,
+        now: float | None = None,
+        admit: Admit | None = None,
     ) -> JoinCounts:
         """Count predictions in the label-free figures and keep them awaiting their labels.
 
-        Rows whose id is pending or was seen before are ignored (counted as duplicates)."""
+        Rows whose id is pending or was seen before are ignored (counted as duplicates).
+        ``admit`` as in ``ingest``."""
         now = self.clock() if now is None else now
         t = self.event_time(timestamp, now)
-        self.pending.expire(now)
+        self.pending.expire(now)  # as at any later time: changes nothing a query could see
+        if admit is not None:
+            grow = self.pending.growth_bound(batch.ids) + self._growth({}, 0, len(self.windows))
+            admit(grow, "max_pending")
         keep = self.pending.add(batch.ids, batch.scores, t, now)
         added = int(keep.sum())
         if added:
@@ -188,10 +209,13 @@ class StreamEngine:
         self._changed(now)
         return JoinCounts(added=added, duplicate=batch.n - added)
 
-    def ingest_labels(self, batch: LabelBatch, now: float | None = None) -> JoinCounts:
+    def ingest_labels(
+        self, batch: LabelBatch, now: float | None = None, admit: Admit | None = None
+    ) -> JoinCounts:
         """Join labels with their pending predictions by id and count the pairs, each in the
         windows of its prediction's time, with its label delay. Raises ``CapacityError``
-        (nothing changed) if an exact-resolution stream cannot keep the pairs."""
+        (nothing changed) if an exact-resolution stream cannot keep the pairs. ``admit`` as in
+        ``ingest``."""
         now = self.clock() if now is None else now
         self.pending.expire(now)
         plan = self.pending.plan(batch.ids)
@@ -202,6 +226,13 @@ class StreamEngine:
             joined = Batch(labels=batch.labels[plan.rows], scores=scores, weights=None)
             delta = compute_delta(self.spec, joined, predictions=False)
             delta.update(delay_delta(now - times))
+            if admit is not None:  # each pair in its prediction's bucket; a tombstone each
+                buckets = max(
+                    (int(np.unique(r.buckets_of(times)).size) for r in self.windows.values()),
+                    default=0,
+                )
+                grow = self._growth(delta, m, buckets * len(self.windows))
+                admit(grow + m * self.pending.TOMBSTONE_BYTES, "windows")
             self.cumulative.add_delta(delta, joined)
             for ring in self.windows.values():
                 self._add_by_bucket(ring, joined, delta, times, now)
@@ -210,6 +241,42 @@ class StreamEngine:
         return JoinCounts(
             matched=m, unknown=plan.unknown, expired=plan.expired, duplicate=plan.duplicate
         )
+
+    def _growth(self, delta: Delta, n: int, new_buckets: int) -> int:
+        """The most bytes counting ``delta`` of ``n`` rows can add to the windows (its staged
+        histogram deltas in each, up to ``new_buckets`` buckets opened or closed) and to the
+        exact rows (the cumulative state's and each window's)."""
+        staged = 0
+        for name, d in delta.items():
+            if isinstance(d, Scatter):
+                staged += d.index.nbytes + (0 if d.weights is None else d.weights.nbytes)
+            elif name in SCATTER_FIELDS and isinstance(d, np.ndarray):
+                staged += 16 * d.size  # compacted to entries of a cell index and a value
+        total = staged * len(self.windows) + new_buckets * self._bucket_bytes
+        if self.spec.resolution.kind == "exact":
+            C = self.spec.n_columns
+            row = (8 if self.spec.task == "multiclass" else C) + 4 * C + 8
+            total += n * row * (1 + len(self.windows))
+        return total
+
+    @functools.cached_property
+    def _bucket_bytes(self) -> int:
+        """The most a bucket costs before any histogram cell: its dense small fields while open,
+        then packed with an index each when closed, and the arrays' headers."""
+        small = sum(
+            int(np.prod(a.shape)) for k, a in self.cumulative.counts.items()
+            if k not in SCATTER_FIELDS
+        )  # fmt: skip
+        return 24 * small + 512 * len(self.cumulative.counts)
+
+    @property
+    def growing_nbytes(self) -> int:
+        """Bytes held by the parts of the stream that grow with its data: every window's buckets,
+        the join table, the cumulative state's exact rows (a server's memory budget charges
+        these as they are, ``budget.MemoryLedger``; the rest is fixed by the definition)."""
+        windows = sum(r.nbytes for r in self.windows.values())
+        exact = self.cumulative.exact.nbytes if self.cumulative.exact is not None else 0
+        return windows + self.pending.nbytes + exact
 
     def _add_by_bucket(
         self, ring: WindowRing, joined: Batch, delta: Delta, times: np.ndarray, now: float

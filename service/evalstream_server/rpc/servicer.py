@@ -30,7 +30,7 @@ from google.protobuf.message import Message
 
 from ..admission import Admission
 from ..auth import Authenticator
-from ..budget import MemoryBudget
+from ..budget import MemoryBudget, MemoryLedger
 from ..engine import InvalidInputError, StreamSpec
 from ..engine.batch import LOGITS_HINT
 from ..quotas import TenantQuotas
@@ -125,12 +125,14 @@ class EvalstreamServicer:
         rate_limiter: RateLimiter | None = None,
         quotas: TenantQuotas | None = None,
         budget: MemoryBudget | None = None,
+        ledger: MemoryLedger | None = None,
     ) -> None:
         self.store = store
         self.limits = limits or ServiceLimits()
         self.rate_limiter = rate_limiter or RateLimiter()
         self.quotas = quotas or TenantQuotas()
         self.budget = budget or MemoryBudget()
+        self.ledger = ledger  # what the store's streams hold (None: their fixed parts count)
         self._admitting = threading.Lock()
         self.reports = SharedReports()  # WatchReport: one computation per change
         self.watchers = Watchers(self.quotas.watchers)
@@ -159,8 +161,12 @@ class EvalstreamServicer:
             specs = self._specs()
             ours = [sp for t, sp in specs if t == tenant]
             self.quotas.check_streams(tenant, len(ours))
-            in_use = self.budget.in_use(sp for _, sp in specs)
-            self.budget.check(spec, in_use, self.budget.in_use(ours))  # before any allocation
+            if self.ledger is not None:  # fixed parts, and growing parts as they are
+                in_use, tenant_in_use = self.ledger.total(), self.ledger.tenant_total(tenant)
+            else:
+                in_use = self.budget.in_use(sp for _, sp in specs)
+                tenant_in_use = self.budget.in_use(ours)
+            self.budget.check(spec, in_use, tenant_in_use)  # before any allocation
             record = self.store.create(spec, tenant=tenant)
         log.info("stream created", extra={"stream": spec.name, "task": spec.task})
         return pb.CreateStreamResponse(stream=convert.stream_info(record))

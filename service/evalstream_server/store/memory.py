@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Protocol
 
 from ..engine import (
     CapacityError,
@@ -37,7 +38,19 @@ from .base import (
 )
 from .producers import ProducerLimits
 
-__all__ = ["MemoryStore", "OUTCOME_MEMORY"]
+__all__ = ["MemoryStore", "OUTCOME_MEMORY", "MemoryCharges"]
+
+
+class MemoryCharges(Protocol):
+    """A server's memory ledger as the store sees it (``budget.MemoryLedger``)."""
+
+    def track(self, key: str, tenant: str, spec: StreamSpec, growing: int = 0) -> None: ...
+
+    def forget(self, key: str) -> None: ...
+
+    def settle(self, key: str, growing: int) -> None: ...
+
+    def admit(self, key: str, need: int, field: str) -> None: ...
 
 
 class MemoryStore(Store):
@@ -57,6 +70,15 @@ class MemoryStore(Store):
         self.producer_limits = ProducerLimits()  # the server sets its own (--max-producers)
         self._streams: dict[str, StreamRecord] = {}
         self._lock = threading.RLock()
+        self.memory_ledger: MemoryCharges | None = None  # the server's (``charge_memory``)
+
+    def charge_memory(self, ledger: MemoryCharges) -> None:
+        """Charge every stream, and from now on every batch, to ``ledger`` (the server's memory
+        budget): a batch that would pass it is rejected with RESOURCE_EXHAUSTED, unapplied."""
+        with self._lock:
+            self.memory_ledger = ledger
+            for key, record in self._streams.items():
+                ledger.track(key, record.tenant, record.spec, record.engine.growing_nbytes)
 
     # -- streams -------------------------------------------------------------------------------
     def create(self, spec: StreamSpec, tenant: str = "") -> StreamRecord:
@@ -74,6 +96,8 @@ class MemoryStore(Store):
             )
             self._streams[key] = record
             self._on_create(record)
+            if self.memory_ledger is not None:
+                self.memory_ledger.track(key, tenant, spec)
             return record
 
     def get(self, name: str) -> StreamRecord:
@@ -94,6 +118,8 @@ class MemoryStore(Store):
             self._check_writable()
             del self._streams[name]
             self._on_delete(name)
+            if self.memory_ledger is not None:
+                self.memory_ledger.forget(name)
 
     def reset(self, name: str, forget_producers: bool = False) -> StreamRecord:
         with self._lock:
@@ -105,6 +131,8 @@ class MemoryStore(Store):
                 record.producer_seen.clear()
                 record.outcomes.clear()
             self._on_reset(record, forget_producers)
+            if self.memory_ledger is not None:
+                self.memory_ledger.settle(name, record.engine.growing_nbytes)
             return record
 
     # -- ingest --------------------------------------------------------------------------------
@@ -184,14 +212,19 @@ class MemoryStore(Store):
         if isinstance(batch, Exception):
             return rejected_outcome(batch)
         join = None
+        ledger = self.memory_ledger
+        key = record.name
+        admit = None if ledger is None else functools.partial(ledger.admit, key)
         try:
             if isinstance(batch, PredictionBatch):
-                join = asdict(record.engine.ingest_predictions(batch, timestamp, now=now))
+                join = asdict(
+                    record.engine.ingest_predictions(batch, timestamp, now=now, admit=admit)
+                )
             elif isinstance(batch, LabelBatch):
-                join = asdict(record.engine.ingest_labels(batch, now=now))
+                join = asdict(record.engine.ingest_labels(batch, now=now, admit=admit))
             else:
-                record.engine.ingest(batch, timestamp, now=now)
-        except CapacityError as exc:  # the exact-resolution cap
+                record.engine.ingest(batch, timestamp, now=now, admit=admit)
+        except (CapacityError, LimitExceededError) as exc:  # exact rows' cap, memory budget
             return BatchOutcome(
                 "rejected",
                 error_code=RESOURCE_EXHAUSTED,
@@ -200,6 +233,8 @@ class MemoryStore(Store):
             )
         except InvalidInputError as exc:  # e.g. a time its windows would not keep
             return rejected_outcome(exc)
+        if ledger is not None:
+            ledger.settle(key, record.engine.growing_nbytes)
         record.update_time = now
         return BatchOutcome("accepted", samples=batch.n, join=join)
 
