@@ -24,6 +24,7 @@ def _cells(line: str) -> list[str]:
         ("engine_ingest.py", ["K", "state", "implementation", "samples/s", "evalstream ÷ this"]),
         ("engine_query.py", ["query (K = 10)", "implementation", "p50", "p99", "sklearn ÷ this"]),
         ("truth.py", ["scores", "N", "max AUC error", "max AP error", "sklearn inside bounds"]),
+        ("compare.py", ["case", "n (window)", "test", "true difference", "rejected share"]),
         (
             "service_ingest.py",
             ["server (K = 10, 4096 rows per message)", "samples/s (best)", "samples/s (median)"],

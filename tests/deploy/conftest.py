@@ -70,6 +70,12 @@ CONTRACT_METRICS = frozenset(
         "evalstream_label_delay_seconds_bucket",
         "evalstream_label_delay_seconds_count",
         "evalstream_label_delay_seconds_sum",
+        # a window against the rest of its reference window (issue 18)
+        "evalstream_compare_difference",
+        "evalstream_compare_zscore",
+        "evalstream_class_compare_difference",
+        "evalstream_class_compare_zscore",
+        "evalstream_class_compare_qvalue",
     }
 )
 

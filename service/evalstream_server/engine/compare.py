@@ -47,9 +47,11 @@ import numpy as np
 from .intervals import macro_prf_variances
 from .layout import BinLayout
 from .ranking import ap_stats, auc_stats
+from .spec import parse_duration
 from .state import State
 
-__all__ = ["RELATIONS", "compare", "benjamini_hochberg", "subtract"]
+__all__ = ["RELATIONS", "compare", "compare_reference", "benjamini_hochberg", "subtract"]
+CUMULATIVE = "cumulative"  # as engine/stream.py (which imports the report modules)
 
 RELATIONS = ("rest", "independent", "paired")
 _Z95 = 1.959963984540054
@@ -359,3 +361,14 @@ def _micro(s: _Side, metric: str) -> tuple[float, float]:
     one.label_counts = np.array([[0.0, FP, FN, T]])
     v, var = _prf(one)[metric]
     return float(v[0]), K * float(var[0])  # the pooled labels of a sample: the K bound
+
+
+def compare_reference(window_names: list[str], window: str) -> str:
+    """The reference the exporter compares ``window`` with: the next longer declared window
+    (``"5m"`` against the rest of ``"1h"``), the cumulative state for the longest."""
+    seconds = parse_duration(window)
+    longer = sorted((parse_duration(w), w) for w in window_names if w != CUMULATIVE and w != window)
+    for s, name in longer:
+        if s > seconds:
+            return name
+    return CUMULATIVE

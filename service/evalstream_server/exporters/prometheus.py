@@ -26,6 +26,7 @@ from prometheus_client.registry import Collector
 
 from ..allocator import release_free_memory
 from ..engine import CUMULATIVE, build_report
+from ..engine.compare import compare, compare_reference
 from ..store import NotFoundError, Store, StreamRecord
 from ..store.base import report_version
 from .families import Families as _Families
@@ -38,6 +39,7 @@ __all__ = ["EvalstreamCollector"]
 log = logging.getLogger("evalstream.exporter")
 _AVERAGES = ("micro", "macro", "weighted", "ovo_macro", "ovo_weighted", "samples", "binary")
 _CLASS_METRICS = ("roc_auc", "average_precision", "f1", "precision", "recall")
+_COMPARED = ("roc_auc", "average_precision", "recall", "precision", "f1")
 
 
 @dataclass(frozen=True)
@@ -106,8 +108,11 @@ class EvalstreamCollector(Collector):
     def _key(self, record: StreamRecord, window: str) -> tuple[Any, ...]:
         """What a window's report depends on besides time (``store.report_version``). The join
         table status in the report also depends on the clock; ``_stream_status`` refreshes
-        it."""
-        return report_version(record, window)
+        it. A window's comparison depends on its reference window too."""
+        if window == CUMULATIVE:
+            return report_version(record, window)
+        reference = compare_reference(record.engine.window_names(), window)
+        return (report_version(record, window), report_version(record, reference))
 
     def _report(self, record: StreamRecord, window: str) -> _Entry:
         key = self._key(record, window)
@@ -124,6 +129,11 @@ class EvalstreamCollector(Collector):
         name = record.spec.name
         self._window(t, name, window, report)
         window_series(t, name, window, report, self._classes(report))
+        if window != CUMULATIVE:
+            reference_window = compare_reference(record.engine.window_names(), window)
+            whole = self.store.report_context(record.name, reference_window)[0]
+            doc = compare(state, whole, "rest")
+            self._compare(t, name, window, reference_window, doc, self._classes(report))
         histogram = None
         if window == CUMULATIVE:
             self._counters(t, name, report)
@@ -405,6 +415,64 @@ class EvalstreamCollector(Collector):
             for fam, leaf in ((prevalence, imb["prevalence"][c]), (predicted, shares.get(c))):
                 if leaf and leaf.get("value") is not None:
                     fam.add_metric([stream, window, c], leaf["value"])
+
+    def _compare(
+        self,
+        g: TenantFamilies,
+        stream: str,
+        window: str,
+        reference: str,
+        doc: dict[str, Any],
+        names: list[str],
+    ) -> None:
+        """The window against the rest of its reference window (engine/compare.py): the
+        difference and its standardised value (z) per average, and per class also the
+        Benjamini-Hochberg adjusted p-value across the classes."""
+        if "reason" in doc:
+            return
+        lw = ["stream", "window", "reference", "metric"]
+        diff = g.gauge(
+            "compare_difference",
+            "Window minus the rest of its reference window, by metric and average",
+            [*lw, "average"],
+        )
+        zscore = g.gauge(
+            "compare_zscore",
+            "The difference over its standard error (two-sided test against 0)",
+            [*lw, "average"],
+        )
+        cdiff = g.gauge(
+            "class_compare_difference",
+            "Per-class window minus the rest of its reference window",
+            [*lw, "class"],
+        )
+        cz = g.gauge(
+            "class_compare_zscore", "Per-class difference over its standard error", [*lw, "class"]
+        )
+        cq = g.gauge(
+            "class_compare_qvalue",
+            "Benjamini-Hochberg adjusted p-value of the per-class difference across classes",
+            [*lw, "class"],
+        )
+        for metric in _COMPARED:
+            group = doc.get(metric, {})
+            for avg, leaf in group.items():
+                if avg == "per_class" or leaf.get("value") is None:
+                    continue
+                diff.add_metric([stream, window, reference, metric, avg], leaf["value"])
+                if "z" in leaf:
+                    zscore.add_metric([stream, window, reference, metric, avg], leaf["z"])
+            per = group.get("per_class", {})
+            for c in names:
+                leaf = per.get(c)
+                if not leaf or leaf.get("value") is None:
+                    continue
+                labels = [stream, window, reference, metric, c]
+                cdiff.add_metric(labels, leaf["value"])
+                if "z" in leaf:
+                    cz.add_metric(labels, leaf["z"])
+                if "q_value" in leaf:
+                    cq.add_metric(labels, leaf["q_value"])
 
     def _counters(self, g: TenantFamilies, stream: str, r: dict[str, Any]) -> None:
         lc = ["stream", "class"]

@@ -1,0 +1,123 @@
+"""Comparisons with known truth (issue 18): how often engine/compare.py rejects, seeded.
+
+A window of ``n`` samples is compared with the rest of a reference window (``relation="rest"``:
+the reference holds the window and 3n earlier samples). Multiclass K = 3 (60/30/10%), softmax of
+normal logits with a boost of 1.5 for the true class, binned (default layout). Rows:
+
+* ``null``: the window from the same model: the share of replicates rejected at alpha = 0.05
+  should be at most about 0.05 (the macro and micro AUC variances are conservative bounds, so
+  they reject less);
+* ``drop``: the minority class' boost falls to ``0.8`` in the window; the size of the drop (its
+  one-vs-rest AUC and recall, measured on 200,000 samples per side) is printed, and the share of
+  replicates rejected (in the direction of the drop) is the power.
+
+Per-class rows use the Benjamini-Hochberg adjusted decision across the three classes ("any
+class": the share of replicates where at least one class was declared changed).
+
+Run: ``python bench/compare.py [--quick]`` (about a minute; ``--quick``: 20 replicates).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from evalstream_server.engine import State, StreamSpec, make_batch  # noqa: E402
+from evalstream_server.engine.compare import compare  # noqa: E402
+from harness import machine_line, markdown_table, quick_parser  # noqa: E402
+from sklearn.metrics import recall_score, roc_auc_score  # noqa: E402
+
+SPEC = StreamSpec("multiclass", classes=("a", "b", "c"))
+PRIORS = (0.6, 0.3, 0.1)
+ALPHA = 0.05
+HEADER = ["case", "n (window)", "test", "true difference", "rejected share"]
+TESTS = (
+    ("roc_auc", "macro"),
+    ("roc_auc", "micro"),
+    ("roc_auc", "c"),
+    ("recall", "macro"),
+    ("recall", "c"),
+    ("f1", "macro"),
+    ("roc_auc", "any class"),
+    ("recall", "any class"),
+)
+
+
+def draw(rng: np.random.Generator, n: int, signal) -> tuple[np.ndarray, np.ndarray]:
+    y = rng.choice(3, n, p=PRIORS)
+    z = rng.normal(size=(n, 3))
+    z[np.arange(n), y] += np.asarray(signal)[y]
+    p = np.exp(z)
+    p /= p.sum(axis=1, keepdims=True)
+    return y, p.astype(np.float32)
+
+
+def state_of(y: np.ndarray, p: np.ndarray) -> State:
+    s = State(SPEC)
+    s.update(make_batch(SPEC, y, p))
+    return s
+
+
+def truth(signal) -> dict[tuple[str, str], float]:
+    """The population differences of class c's AUC and recall, on large samples."""
+    rng = np.random.default_rng(99)
+    y0, p0 = draw(rng, 200_000, (1.5, 1.5, 1.5))
+    y1, p1 = draw(rng, 200_000, signal)
+    return {
+        ("roc_auc", "c"): roc_auc_score(y1 == 2, p1[:, 2]) - roc_auc_score(y0 == 2, p0[:, 2]),
+        ("recall", "c"): recall_score(y1 == 2, p1.argmax(1) == 2)
+        - recall_score(y0 == 2, p0.argmax(1) == 2),
+    }
+
+
+def rejected(doc: dict, metric: str, which: str, direction: float) -> bool:
+    group = doc[metric]
+    if which == "any class":
+        return any(leaf.get("significant") for leaf in group["per_class"].values())
+    leaf = group["per_class"][which] if which in group["per_class"] else group[which]
+    return bool(leaf.get("significant")) and (direction == 0 or leaf["value"] * direction > 0)
+
+
+def run(case: str, signal, n: int, R: int, seed: int) -> list[list[str]]:
+    rng = np.random.default_rng(seed)
+    counts = dict.fromkeys(TESTS, 0)
+    direction = 0.0 if case == "null" else -1.0
+    for _ in range(R):
+        window = state_of(*draw(rng, n, signal))
+        rest = state_of(*draw(rng, 3 * n, (1.5, 1.5, 1.5)))
+        doc = compare(window, rest.merge(window), "rest", alpha=ALPHA)
+        for key in TESTS:
+            counts[key] += rejected(doc, *key, direction)
+    true = truth(signal) if case != "null" else {}
+    rows = []
+    for (metric, which), k in counts.items():
+        t = true.get((metric, which))
+        rows.append(
+            [
+                case,
+                str(n),
+                f"{metric} {which}",
+                "0" if case == "null" else (f"{t:+.3f}" if t is not None else "< 0"),
+                f"{k / R:.3f} ({k}/{R})",
+            ]
+        )
+    return rows
+
+
+def main() -> None:
+    args = quick_parser(__doc__.splitlines()[0]).parse_args()
+    R = 20 if args.quick else 400
+    print(machine_line({"replicates": str(R), "alpha": str(ALPHA)}))
+    rows = []
+    for n in (500, 2000) if not args.quick else (500,):
+        rows += run("null", (1.5, 1.5, 1.5), n, R, seed=n)
+        rows += run("drop", (1.5, 1.5, 0.8), n, R, seed=n + 1)
+    print(markdown_table(HEADER, rows))
+
+
+if __name__ == "__main__":
+    main()
