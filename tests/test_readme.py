@@ -59,3 +59,17 @@ def test_readme_threshold_example_runs(capsys):
         assert best["f1"]["value"] > namespace["r"].f1_score()  # beats 0.5 on this stream
         namespace["client"].close()
     assert "vs" in capsys.readouterr().out
+
+
+def test_readme_compare_example_runs(capsys):
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    code = next(b for b in blocks if "client.compare(" in b)
+    with ServerThread(Settings(grpc_port=0, metrics_port=-1)) as srv:
+        namespace: dict = {}
+        exec(compile(code.replace("127.0.0.1:50051", srv.target), "README.md", "exec"), namespace)
+        bus = namespace["bus"]
+        assert bus["significant"] and bus["value"] < 0  # the degraded class is found
+        assert bus["ci95"][0] < bus["value"] < bus["ci95"][1] < 0
+        assert namespace["cmp"]["n_samples"] == {"window": 2000, "reference": 6000}
+        namespace["client"].close()
+    assert "True" in capsys.readouterr().out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -446,6 +447,39 @@ class EvalClient:
         )
         response = self._unary(self._stub.GetReport, request)
         return Report.from_json(response.report_json, _datetime(response.generated_time))
+
+    def compare(
+        self,
+        stream: str,
+        window: str,
+        reference_window: str = "cumulative",
+        reference_stream: str | None = None,
+        relation: str | None = None,
+        alpha: float = 0.05,
+    ) -> dict[str, Any]:
+        """``window`` of ``stream`` against a reference: by default the rest of the cumulative
+        state (the cumulative state less the window); ``reference_window`` may name a longer
+        window of the same stream, or, with ``reference_stream``, a window of another stream
+        (``relation`` ``"independent"``, the default there, or ``"paired"``: another model on
+        the same traffic). Returns the comparison document: per metric and average the
+        difference (window minus reference) with ``se``, ``ci95``, ``z``, ``p_value``,
+        ``significant``, and per class ``q_value`` (Benjamini-Hochberg across the classes)."""
+        request = pb.CompareRequest(
+            stream=stream,
+            window=window,
+            reference_window=reference_window,
+            reference_stream=reference_stream or "",
+            relation=relation or "",
+            alpha=alpha,
+        )
+        response = self._unary(self._stub.Compare, request)
+        doc: dict[str, Any] = json.loads(response.comparison_json)
+        doc["stream"], doc["window"] = response.stream, response.window
+        doc["reference"] = {
+            "stream": response.reference_stream,
+            "window": response.reference_window,
+        }
+        return doc
 
     def watch(
         self,

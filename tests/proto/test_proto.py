@@ -63,6 +63,7 @@ EXPECTED_RPCS = {
     "GetCurve": (False, False),
     "WatchReport": (False, True),
     "GetServerInfo": (False, False),
+    "Compare": (False, False),
 }
 
 

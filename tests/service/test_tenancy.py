@@ -84,6 +84,7 @@ def _calls(name: str) -> list[tuple[str, object]]:
         ("GetReport", pb.GetReportRequest(stream=name)),
         ("GetCurve", pb.GetCurveRequest(stream=name, kind=curve_pb2.CURVE_KIND_ROC)),
         ("WatchReport", pb.WatchReportRequest(stream=name)),
+        ("Compare", pb.CompareRequest(stream=name)),
         ("ResetStream", pb.ResetStreamRequest(name=name)),
         ("DeleteStream", pb.DeleteStreamRequest(name=name)),
     ]

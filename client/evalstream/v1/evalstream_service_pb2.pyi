@@ -198,6 +198,38 @@ class GetReportResponse(_message.Message):
     headline: _report_pb2.ReportHeadline
     def __init__(self, stream: _Optional[str] = ..., window: _Optional[str] = ..., generated_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., report_json: _Optional[str] = ..., headline: _Optional[_Union[_report_pb2.ReportHeadline, _Mapping]] = ...) -> None: ...
 
+class CompareRequest(_message.Message):
+    __slots__ = ("stream", "window", "reference_stream", "reference_window", "relation", "alpha")
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_STREAM_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    RELATION_FIELD_NUMBER: _ClassVar[int]
+    ALPHA_FIELD_NUMBER: _ClassVar[int]
+    stream: str
+    window: str
+    reference_stream: str
+    reference_window: str
+    relation: str
+    alpha: float
+    def __init__(self, stream: _Optional[str] = ..., window: _Optional[str] = ..., reference_stream: _Optional[str] = ..., reference_window: _Optional[str] = ..., relation: _Optional[str] = ..., alpha: _Optional[float] = ...) -> None: ...
+
+class CompareResponse(_message.Message):
+    __slots__ = ("stream", "window", "reference_stream", "reference_window", "generated_time", "comparison_json")
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_STREAM_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    GENERATED_TIME_FIELD_NUMBER: _ClassVar[int]
+    COMPARISON_JSON_FIELD_NUMBER: _ClassVar[int]
+    stream: str
+    window: str
+    reference_stream: str
+    reference_window: str
+    generated_time: _timestamp_pb2.Timestamp
+    comparison_json: str
+    def __init__(self, stream: _Optional[str] = ..., window: _Optional[str] = ..., reference_stream: _Optional[str] = ..., reference_window: _Optional[str] = ..., generated_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., comparison_json: _Optional[str] = ...) -> None: ...
+
 class GetCurveRequest(_message.Message):
     __slots__ = ("stream", "window", "kind", "class_name", "max_points")
     STREAM_FIELD_NUMBER: _ClassVar[int]

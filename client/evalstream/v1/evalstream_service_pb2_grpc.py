@@ -113,6 +113,11 @@ class EvalstreamServiceStub:
                 request_serializer=evalstream_dot_v1_dot_evalstream__service__pb2.WatchReportRequest.SerializeToString,
                 response_deserializer=evalstream_dot_v1_dot_evalstream__service__pb2.WatchReportResponse.FromString,
                 _registered_method=True)
+        self.Compare = channel.unary_unary(
+                '/evalstream.v1.EvalstreamService/Compare',
+                request_serializer=evalstream_dot_v1_dot_evalstream__service__pb2.CompareRequest.SerializeToString,
+                response_deserializer=evalstream_dot_v1_dot_evalstream__service__pb2.CompareResponse.FromString,
+                _registered_method=True)
         self.GetServerInfo = channel.unary_unary(
                 '/evalstream.v1.EvalstreamService/GetServerInfo',
                 request_serializer=evalstream_dot_v1_dot_evalstream__service__pb2.GetServerInfoRequest.SerializeToString,
@@ -241,6 +246,15 @@ class EvalstreamServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Compare(self, request, context):
+        """Compares a window of a stream with a reference (the rest of a longer window of the same
+        stream, or a window of another stream): the difference of each headline metric with its
+        interval, a two-sided test and false-discovery control across classes, as JSON.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetServerInfo(self, request, context):
         """Describes the server: its version, the report_version of its reports, its limits and its
         defaults, so that a client can size its batches and read its reports without the README.
@@ -307,6 +321,11 @@ def add_EvalstreamServiceServicer_to_server(servicer, server):
                     servicer.WatchReport,
                     request_deserializer=evalstream_dot_v1_dot_evalstream__service__pb2.WatchReportRequest.FromString,
                     response_serializer=evalstream_dot_v1_dot_evalstream__service__pb2.WatchReportResponse.SerializeToString,
+            ),
+            'Compare': grpc.unary_unary_rpc_method_handler(
+                    servicer.Compare,
+                    request_deserializer=evalstream_dot_v1_dot_evalstream__service__pb2.CompareRequest.FromString,
+                    response_serializer=evalstream_dot_v1_dot_evalstream__service__pb2.CompareResponse.SerializeToString,
             ),
             'GetServerInfo': grpc.unary_unary_rpc_method_handler(
                     servicer.GetServerInfo,
@@ -635,6 +654,33 @@ class EvalstreamService:
             '/evalstream.v1.EvalstreamService/WatchReport',
             evalstream_dot_v1_dot_evalstream__service__pb2.WatchReportRequest.SerializeToString,
             evalstream_dot_v1_dot_evalstream__service__pb2.WatchReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Compare(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/evalstream.v1.EvalstreamService/Compare',
+            evalstream_dot_v1_dot_evalstream__service__pb2.CompareRequest.SerializeToString,
+            evalstream_dot_v1_dot_evalstream__service__pb2.CompareResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,18 +39,27 @@ binned with the default layout first):
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
 import numpy as np
 
+from .errors import InvalidInputError, quoted
 from .intervals import macro_prf_variances
 from .layout import BinLayout
 from .ranking import ap_stats, auc_stats
-from .spec import parse_duration
+from .spec import StreamSpec, parse_duration
 from .state import State
 
-__all__ = ["RELATIONS", "compare", "compare_reference", "benjamini_hochberg", "subtract"]
+__all__ = [
+    "RELATIONS",
+    "benjamini_hochberg",
+    "check_request",
+    "compare",
+    "compare_reference",
+    "subtract",
+]
 CUMULATIVE = "cumulative"  # as engine/stream.py (which imports the report modules)
 
 RELATIONS = ("rest", "independent", "paired")
@@ -372,3 +381,54 @@ def compare_reference(window_names: list[str], window: str) -> str:
         if s > seconds:
             return name
     return CUMULATIVE
+
+
+def check_request(
+    window: str,
+    window_spec: StreamSpec,
+    reference_window: str,
+    reference_spec: StreamSpec,
+    same_stream: bool,
+    relation: str,
+    alpha: float,
+) -> tuple[str, float]:
+    """Validate a comparison request in the wire's words; returns ``(relation, alpha)`` with
+    the defaults filled in (``"rest"`` for the same stream, else ``"independent"``; 0.05).
+
+    The same stream's windows always overlap (each holds the latest samples), so the only
+    relation there is ``"rest"``, against a reference that contains the window."""
+    relation = relation or ("rest" if same_stream else "independent")
+    if relation not in RELATIONS:
+        raise InvalidInputError("relation", f"one of {quoted(RELATIONS)}", json.dumps(relation))
+    if same_stream and relation != "rest":
+        raise InvalidInputError(
+            "relation",
+            '"rest" for two windows of the same stream (they overlap)',
+            json.dumps(relation),
+        )
+    if not same_stream and relation == "rest":
+        raise InvalidInputError(
+            "relation", '"independent" or "paired" for another stream', '"rest"'
+        )
+    alpha = alpha or 0.05
+    if not (0.0 < alpha < 1.0):
+        raise InvalidInputError("alpha", "a number in (0, 1), or 0 for 0.05", repr(alpha))
+    if same_stream:
+        longer = reference_window == CUMULATIVE or (
+            window != CUMULATIVE and parse_duration(reference_window) > parse_duration(window)
+        )
+        if not longer:
+            raise InvalidInputError(
+                "reference_window",
+                f'"cumulative" or a window longer than {json.dumps(window)} of the same stream',
+                json.dumps(reference_window),
+            )
+    for what, a, b in (
+        ("task", window_spec.task, reference_spec.task),
+        ("classes", list(window_spec.classes), list(reference_spec.classes)),
+    ):
+        if a != b:
+            raise InvalidInputError(
+                "reference_stream", f"a stream with the {what} {json.dumps(a)}", json.dumps(b)
+            )
+    return relation, alpha

@@ -33,6 +33,7 @@ from ..auth import Authenticator
 from ..budget import MemoryBudget, MemoryLedger
 from ..engine import InvalidInputError, StreamSpec
 from ..engine.batch import LOGITS_HINT
+from ..engine.compare import check_request, compare
 from ..quotas import TenantQuotas
 from ..ratelimit import RateLimiter
 from ..store import (
@@ -444,6 +445,36 @@ class EvalstreamServicer:
         )
 
     @_query
+    def Compare(self, req: pb.CompareRequest, ctx) -> pb.CompareResponse:
+        window = req.window or "cumulative"
+        reference_window = req.reference_window or "cumulative"
+        reference_stream = req.reference_stream or req.stream
+        record, reference = self._record(req.stream), self._record(reference_stream)
+        relation, alpha = check_request(
+            window,
+            record.spec,
+            reference_window,
+            reference.spec,
+            record.name == reference.name,
+            req.relation,
+            req.alpha,
+        )
+        doc = compare(
+            self.store.state(record.name, window),
+            self.store.state(reference.name, reference_window),
+            relation,
+            alpha,
+        )
+        return pb.CompareResponse(
+            stream=req.stream,
+            window=window,
+            reference_stream=reference_stream,
+            reference_window=reference_window,
+            generated_time=convert.timestamp(time.time()),
+            comparison_json=json.dumps(doc, allow_nan=False, separators=(",", ":")),
+        )
+
+    @_query
     def GetCurve(self, req: pb.GetCurveRequest, ctx) -> pb.GetCurveResponse:
         window = req.window or "cumulative"
         record = self._record(req.stream)
@@ -586,6 +617,7 @@ _METHODS: dict[str, tuple[str, type[Message]]] = {
     "GetCurve": ("unary_unary", pb.GetCurveRequest),
     "WatchReport": ("unary_stream", pb.WatchReportRequest),
     "GetServerInfo": ("unary_unary", pb.GetServerInfoRequest),
+    "Compare": ("unary_unary", pb.CompareRequest),
 }
 
 
