@@ -33,6 +33,10 @@ def _cells(line: str) -> list[str]:
         ("scrape.py", ["what (one scrape or sweep)", "p50", "p99", "÷ reference (p50)"]),
         ("fleet.py", ["streams x K", "RSS per stream (fed / scraped)", "scrape p50"]),
         ("delayed_labels.py", ["path (K = 10, 4096 rows per batch)", "samples/s", "÷ labelled"]),
+        (  # needs matplotlib (the test extra); Plotly is compared only when installed
+            "report_html.py",
+            ["page (one window, curves of 200 points)", "render (best)", "size"],
+        ),
         ("watchers.py", ["what (GetStream of an idle stream)", "p50", "p99", "server CPU"]),
         # about 12 s: exits 1 if anything acknowledged was not counted or a fault got through
         ("soak.py", ["what", "measured", "reference in the same run", "ratio"]),
