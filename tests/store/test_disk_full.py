@@ -231,3 +231,59 @@ def test_a_write_check_after_close_answers_at_once(tmp_path):
     asker.join(timeout=10)
     assert not asker.is_alive(), "the check waits on the stopped writer"
     assert answers[0] is False
+
+
+def _counter(text: bytes, name: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text.decode()):
+        for sample in family.samples:
+            if sample.name == name:
+                return sample.value
+    raise AssertionError(f"{name} not exported")
+
+
+def test_a_scrape_during_a_commit_that_fails_shows_nothing_unacknowledged(tmp_path):
+    """A batch applied while a scrape computes its reports, whose commit then fails (a full
+    disk): the scrape does not count it, and no _total counter goes back on the next scrape.
+    Before, the scrape read the engines' counters after its reports, without the store's lock:
+    it exported the unacknowledged batch, and the next scrape (after the roll-back) less."""
+    from evalstream_server.exporters.prometheus import EvalstreamCollector
+
+    disk = _PageLimit(tmp_path)
+    store = DurableStore(disk.data_dir, snapshot_every=10_000)
+    store.create(SPEC)
+    collector = EvalstreamCollector(store)
+    rng = np.random.default_rng(4)
+    acked = 0
+    for seq in range(1, 4):
+        y, s = _batch(rng)
+        assert store.ingest("s", "p", seq, store.get("s").engine.validate(y, s), None).status == (
+            "accepted"
+        )
+        store.flush()
+        acked += len(y)
+        if seq == 2:  # scraped once: the scrape below recomputes a changed report
+            first = collector.exposition()
+            assert _counter(first, "evalstream_samples_total") == acked
+    disk.fill(store)
+    y, s = _batch(rng, 20_000)  # 800 KiB of scores: past the 8 pages left
+    late = [store.get("s").engine.validate(y, s)]
+    real = store.report_context
+
+    def concurrent_batch(name, window):  # a producer's batch arrives during the scrape
+        if late:
+            assert store.ingest("s", "p", 4, late.pop(), None).status == "accepted"
+        return real(name, window)
+
+    store.report_context = concurrent_batch
+    during = collector.exposition()
+    assert not late, "the batch did not arrive during the scrape"
+    store.report_context = real
+    assert _counter(during, "evalstream_samples_total") == acked  # its commit failed
+    assert _counter(during, "evalstream_batches_total") == 3
+    after = collector.exposition()
+    for name in ("evalstream_samples_total", "evalstream_batches_total"):
+        assert _counter(after, name) >= _counter(during, name), name
+    assert store.state("s", "cumulative").n_samples == acked
+    store.close()

@@ -243,8 +243,14 @@ class EvalstreamCollector(Collector):
         yield from text_string_to_metric_families(self.exposition().decode())
 
     def exposition(self) -> bytes:
-        """The scrape in the Prometheus text format (0.0.4): what ``/metrics`` serves."""
-        records = list(self.store.records())
+        """The scrape in the Prometheus text format (0.0.4): what ``/metrics`` serves.
+
+        The per-stream counters are read once, committed, before the reports
+        (``Store.export_records``): a batch applied while the scrape computes them is left for
+        the next scrape, so nothing unacknowledged shows and a counter never goes back (a
+        failed commit rolls memory back to what was read)."""
+        exported = self.store.export_records()
+        records = [e.record for e in exported]
         # Reports first, starting where the last scrape's budget ran out; text in store order.
         entries: dict[tuple[str, str], _Entry] = {}
         deadline = time.perf_counter() + self.scrape_budget
@@ -269,22 +275,19 @@ class EvalstreamCollector(Collector):
         self._resume = start if resume is None else resume
         out = Exposition()
         live: set[tuple[str, str]] = set()
-        for record in records:
+        for counts in exported:
+            record = counts.record
             name = record.spec.name
             g = _Families()
             t = g.of_tenant(record.tenant)  # the stream's series, labelled with its tenant
-            t.counter("samples", "Samples accepted", ["stream"]).add_metric(
-                [name], record.engine.cumulative.n_samples
-            )
-            t.counter("batches", "Batches accepted", ["stream"]).add_metric(
-                [name], record.engine.n_batches
-            )
-            if record.update_time is not None:
+            t.counter("samples", "Samples accepted", ["stream"]).add_metric([name], counts.samples)
+            t.counter("batches", "Batches accepted", ["stream"]).add_metric([name], counts.batches)
+            if counts.update_time is not None:
                 t.gauge(
                     "last_ingest_timestamp_seconds",
                     "Unix time of the last accepted batch",
                     ["stream"],
-                ).add_metric([name], record.update_time)
+                ).add_metric([name], counts.update_time)
             names = record.engine.window_names()
             live.update((record.name, w) for w in names)  # the cache's keys: the store's
             windows = [entries[(record.name, w)] for w in names if (record.name, w) in entries]

@@ -34,6 +34,7 @@ __all__ = [
     "RESOURCE_EXHAUSTED",
     "AlreadyExistsError",
     "BatchOutcome",
+    "ExportedStream",
     "LimitExceededError",
     "NotFoundError",
     "RejectedBatch",
@@ -240,6 +241,22 @@ class StreamRecord:
         return stream_key(self.tenant, self.spec.name)
 
 
+@dataclass(frozen=True)
+class ExportedStream:
+    """A stream and its per-stream counters as one scrape exports them (``export_records``):
+    read together, so they do not move while the scrape computes its reports."""
+
+    record: StreamRecord
+    samples: float
+    batches: int
+    update_time: float | None
+
+    @classmethod
+    def of(cls, record: StreamRecord) -> ExportedStream:
+        engine = record.engine
+        return cls(record, engine.cumulative.n_samples, engine.n_batches, record.update_time)
+
+
 class Store(abc.ABC):
     """Interface every store implements. Methods are thread-safe."""
 
@@ -307,6 +324,11 @@ class Store(abc.ABC):
             except NotFoundError:  # deleted meanwhile
                 continue
         return out
+
+    def export_records(self) -> list[ExportedStream]:
+        """``records`` with their per-stream counters read at one moment, committed data only:
+        what a scrape exports (a batch applied meanwhile is left for the next scrape)."""
+        return [ExportedStream.of(r) for r in self.records()]
 
     @abc.abstractmethod
     def state(self, name: str, window: str) -> State:

@@ -12,11 +12,13 @@ recovery replays; the log rows a snapshot covers are deleted in the snapshot's t
 With ``synchronous=FULL`` (default) a commit is fsynced: an acknowledged batch also survives a
 power loss. ``synchronous=NORMAL`` survives process crashes only.
 
-Queries show committed data only: a query first commits what was applied before it (usually the
-commit already in flight). A failed commit (a full disk) rolls back: memory is loaded again from
-the database, so nothing unacknowledged is ever shown, and writes are refused until a probe
-commit of the failed transaction's size succeeds (retried with a back-off, also by the server's
-health check), so the store recovers by itself when space returns.
+Queries show committed data only: a query reads under the lock, then commits what was applied up
+to its read (usually the commit already in flight) without holding the lock, so batches keep
+being applied meanwhile; if that commit fails, it reads again. A failed commit (a full disk) rolls
+back: memory is loaded again from the database, so nothing unacknowledged is ever shown, and
+writes are refused until a probe commit of the failed transaction's size succeeds (retried with
+a back-off, also by the server's health check), so the store recovers by itself when space
+returns.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..engine import (
     State,
@@ -37,7 +39,7 @@ from ..engine import (
     engine_to_bytes,
 )
 from ..engine.stream import StreamEngine
-from .base import BatchOutcome, Record, StoreUnavailableError, StreamRecord
+from .base import BatchOutcome, ExportedStream, Record, StoreUnavailableError, StreamRecord
 from .batch_rows import encode_record, replay_row
 from .checksums import COLUMNS
 from .dir_lock import DataDirLock
@@ -48,6 +50,9 @@ from .sqlite_schema import SCHEMA, migrate
 from .sqlite_writer import Writer
 
 __all__ = ["DurableStore", "StoreUnavailableError"]
+
+_T = TypeVar("_T")
+_READ_TRIES = 3  # reads of a query whose commit failed, before it reads the rolled-back memory
 
 log = logging.getLogger("evalstream.store")
 
@@ -177,16 +182,27 @@ class DurableStore(MemoryStore):
     def _dirty(self) -> bool:
         return self._queued > max(self._writer.committed, self._settled)
 
-    def _committed_view(self) -> None:
-        """Under the lock, before a query: make memory equal to what is committed."""
-        if self._closed:
-            return
-        if self._dirty() and self._writer.broken is None:
+    def _committed(self, read: Callable[[], _T]) -> _T:
+        """``read()`` (under the lock) of committed data only, without holding the lock through
+        a commit: read, then commit what was applied up to the read; if that commit fails,
+        memory was rolled back to the last good commit: read again."""
+        for _ in range(_READ_TRIES):
+            with self._lock:
+                if not self._closed:
+                    self._roll_back()  # a failed commit since: committed data only
+                value = read()
+                dirty = not self._closed and self._dirty() and self._writer.broken is None
+            if not dirty:
+                return value
             try:
-                self.flush()
+                self.flush()  # commits what the read saw (and what came after it)
+                return value
             except StoreUnavailableError:
-                pass
-        self._roll_back()
+                continue  # rolled back: what the read saw is not all committed
+        with self._lock:  # writes are refused after a failed commit: memory stays committed
+            if not self._closed:
+                self._roll_back()
+            return read()
 
     def _failed(self) -> None:
         with self._lock:
@@ -242,26 +258,21 @@ class DurableStore(MemoryStore):
 
     # -- queries: committed data only ----------------------------------------------------------
     def state(self, name: str, window: str) -> State:
-        with self._lock:
-            self._committed_view()
-            return super().state(name, window)
+        return self._committed(lambda: MemoryStore.state(self, name, window))
 
     def report_context(
         self, name: str, window: str
     ) -> tuple[State, State | None, dict[str, Any] | None]:
-        with self._lock:
-            self._committed_view()
-            return super().report_context(name, window)
+        return self._committed(lambda: MemoryStore.report_context(self, name, window))
 
     def label_status(self, name: str) -> dict[str, Any] | None:
-        with self._lock:
-            self._committed_view()
-            return super().label_status(name)
+        return self._committed(lambda: MemoryStore.label_status(self, name))
 
     def records(self) -> list[StreamRecord]:
-        with self._lock:
-            self._committed_view()
-            return super().records()
+        return self._committed(lambda: MemoryStore.records(self))
+
+    def export_records(self) -> list[ExportedStream]:
+        return self._committed(lambda: MemoryStore.export_records(self))
 
     # -- hooks ---------------------------------------------------------------------------------
     def _on_create(self, record: StreamRecord) -> None:

@@ -24,6 +24,7 @@ from .base import (
     RESOURCE_EXHAUSTED,
     AlreadyExistsError,
     BatchOutcome,
+    ExportedStream,
     LimitExceededError,
     NotFoundError,
     Record,
@@ -280,6 +281,10 @@ class MemoryStore(Store):
     def records(self) -> list[StreamRecord]:
         with self._lock:
             return list(self._streams.values())
+
+    def export_records(self) -> list[ExportedStream]:
+        with self._lock:  # no batch applies while the counters are read
+            return [ExportedStream.of(r) for r in self._streams.values()]
 
     # -- hooks for the durable store -----------------------------------------------------------
     def _check_writable(self) -> None:
