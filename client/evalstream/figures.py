@@ -144,8 +144,10 @@ def pr_band(
     Between two thresholds the true positives lie between the two points' (proportional to
     recall) and so do the false positives (``recall * (1 - precision) / precision``), so
     precision lies between ``tp_low / (tp_low + fp_high)`` and ``tp_high / (tp_high + fp_low)``.
-    The final point without a threshold (recall 0, precision 1) is sklearn's convention, not a
-    threshold, and is left out. Returns ``(recall, lower, upper)`` for a step-after fill."""
+    sklearn's final point (recall 0, precision 1) is a convention, not a threshold: the band
+    starts instead from no prediction at all (no true and no false positives), which bounds the
+    curve above the highest drawn threshold. Returns ``(recall, lower, upper)`` for a step-after
+    fill."""
     keep = np.array([t is not None for t in thresholds], dtype=bool)
     r, p = recall[keep], precision[keep]
     order = np.argsort(r, kind="stable")
@@ -153,17 +155,24 @@ def pr_band(
     with np.errstate(divide="ignore", invalid="ignore"):
         fp = np.where(p > 0, r * (1 - p) / np.where(p > 0, p, 1.0), np.inf)
     fp = np.where((p == 0) & (r == 0), np.nan, fp)  # no true positive: fp unknown
+    r, p, fp = np.r_[0.0, r], np.r_[1.0, p], np.r_[0.0, fp]  # nothing predicted positive
     n = r.size
     lower, upper = np.zeros(n), np.ones(n)
     for i in range(n - 1):
         tp_lo, tp_hi = r[i], r[i + 1]
-        fp_lo, fp_hi = min(fp[i], fp[i + 1]), max(fp[i], fp[i + 1])
-        if np.isfinite(fp_hi) and tp_lo + fp_hi > 0:
+        if np.isnan(fp[i]) or np.isnan(fp[i + 1]):
+            fp_lo = fp_hi = np.nan  # unknown: no bound from the false positives
+        else:
+            fp_lo, fp_hi = min(fp[i], fp[i + 1]), max(fp[i], fp[i + 1])
+        if fp_hi == 0:
+            lower[i] = 1.0  # no false positive anywhere in between
+        elif np.isfinite(fp_hi):
             lower[i] = tp_lo / (tp_lo + fp_hi)
-        if np.isfinite(fp_lo) and tp_hi + fp_lo > 0:
+        if tp_hi == 0:
+            upper[i] = 0.0  # no true positive anywhere in between
+        elif np.isfinite(fp_lo):
             upper[i] = tp_hi / (tp_hi + fp_lo)
-    if n:
-        lower[-1] = upper[-1] = p[-1]
+    lower[-1] = upper[-1] = p[-1]
     return r, lower, upper
 
 

@@ -228,3 +228,41 @@ def test_report_html_command_has_every_window(tmp_path, capsys):
     head = t.tables["w2-headline"]
     macro = next(r for r in head if r[0][0] == "macro avg")
     assert float(macro[6][1]) == want["roc_auc"]["macro"]["value"]
+
+
+def test_label_free_and_label_delay_figures():
+    """Predictions now, labels later: the page draws the confidence histogram, the prior shift
+    against the reference window and the label delay, with the report's numbers and delays
+    counted here from the times the test chose."""
+    from evalstream.htmlreport import report_fragment
+    from evalstream_server.engine import StreamEngine, StreamSpec
+
+    clock = [1_000_000.0]
+    spec = StreamSpec(task="multiclass", classes=tuple(CLASSES), windows=("1h",))
+    engine = StreamEngine(spec, clock=lambda: clock[0])
+    y, p = three_classes(1200)
+    ids = [f"r{i}" for i in range(1200)]
+    engine.ingest_predictions(engine.validate_predictions(ids[:600], p[:600]))
+    clock[0] += 7200.0  # two hours on: the 1h window holds the second half only
+    shifted = p[600:][::-1]  # another mix of predicted classes
+    engine.ingest_predictions(engine.validate_predictions(ids[600:], shifted))
+    delays = np.r_[np.full(200, 20.0), np.full(100, 2000.0)]
+    clock[0] += 20.0
+    engine.ingest_labels(engine.validate_labels(ids[600:800], y[:200]))
+    clock[0] += 1980.0
+    engine.ingest_labels(engine.validate_labels(ids[800:900], y[200:300]))
+    report = engine.report("1h", curves=True)
+    t = parse(report_fragment(report, "w9"))
+    titles = " ".join(t.svg_titles)
+    assert "Label-free: confidence and prior shift" in titles and "Label delay" in titles
+    free = t.tables["w9-label-free-data"]
+    hist = report["label_free"]["confidence"]["histogram"]
+    assert [_value(r[2]) for r in free[1:] if not r[0][0].startswith("shift")] == hist["weights"]
+    shift = {r[0][0][6:]: _value(r[2]) for r in free[1:] if r[0][0].startswith("shift")}
+    per = report["label_free"]["prior_shift"]["per_class"]
+    assert shift == {c: per[c]["value"] for c in CLASSES} and any(v for v in shift.values())
+    delay = t.tables["w9-delay-data"]
+    le = report["labels"]["delay_seconds"]["histogram"]["le"]
+    edges = np.array([np.inf if b is None else b for b in le])
+    want = np.bincount(np.searchsorted(edges, delays, side="left"), minlength=len(edges))
+    assert [_value(r[1]) for r in delay[1:]] == want.tolist()
