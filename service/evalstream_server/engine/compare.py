@@ -252,8 +252,11 @@ def compare(
     reference: State,
     relation: str = "rest",
     alpha: float = 0.05,
+    average_precision: bool = True,
 ) -> dict[str, Any]:
-    """The ``compare`` document of ``window`` against ``reference`` (see the module doc)."""
+    """The ``compare`` document of ``window`` against ``reference`` (see the module doc).
+    ``average_precision=False`` leaves out the AP differences (untested figures the exporter
+    does not need; they are the costliest part)."""
     if relation not in RELATIONS:
         raise ValueError(f"relation: expected one of {list(RELATIONS)}, received {relation!r}")
     if not 0.0 < alpha < 1.0:
@@ -265,6 +268,11 @@ def compare(
         raise ValueError(
             f"reference: expected the window's layout {a.pos.shape}, received {b.pos.shape}"
         )
+    # bins empty on both sides change no figure: drop them once (most of the layout's bins)
+    occupied = np.flatnonzero((a.pos + a.neg + b.pos + b.neg).any(axis=0))
+    for side in (a, b):
+        side.pos, side.neg = side.pos[:, occupied], side.neg[:, occupied]
+        side.atomic = np.asarray(side.atomic)[occupied]
     names = [spec.classes[1]] if spec.task == "binary" else list(spec.classes)
     out: dict[str, Any] = {
         "relation": relation,
@@ -308,18 +316,20 @@ def compare(
             alpha,
         )
     out["roc_auc"] = auc
-    # average precision: the difference only
-    unit_a = a.W / a.n
-    unit_b = b.W / b.n
-    pa = ap_stats(a.pos, a.neg, a.atomic, bounds=False, unit=unit_a)["value"]
-    pb = ap_stats(b.pos, b.neg, b.atomic, bounds=False, unit=unit_b)["value"]
-    why = "no variance of average precision from counts: the difference only, no test"
-    ap: dict[str, Any] = {
-        "per_class": {n: _diff_only(float(pa[i]), float(pb[i]), why) for i, n in enumerate(names)}
-    }
-    if spec.task != "binary":
-        ap["macro"] = _diff_only(_nanmean(pa), _nanmean(pb), why)
-    out["average_precision"] = ap
+    if average_precision:  # the difference only
+        unit_a = a.W / a.n
+        unit_b = b.W / b.n
+        pa = ap_stats(a.pos, a.neg, a.atomic, bounds=False, unit=unit_a)["value"]
+        pb = ap_stats(b.pos, b.neg, b.atomic, bounds=False, unit=unit_b)["value"]
+        why = "no variance of average precision from counts: the difference only, no test"
+        ap: dict[str, Any] = {
+            "per_class": {
+                n: _diff_only(float(pa[i]), float(pb[i]), why) for i, n in enumerate(names)
+            }
+        }
+        if spec.task != "binary":
+            ap["macro"] = _diff_only(_nanmean(pa), _nanmean(pb), why)
+        out["average_precision"] = ap
     # recall, precision, F1
     prf_a, prf_b = _prf(a), _prf(b)
     pick = slice(1, 2) if spec.task == "binary" and a.cm is not None else slice(None)

@@ -64,31 +64,31 @@ class ThresholdGoals:
 
 
 def _fbeta(tp: np.ndarray, fp: np.ndarray, P: float, beta: float) -> np.ndarray:
+    """F-beta at counts ``tp``, ``fp`` with ``P`` positives (0 where ``tp`` is 0)."""
     b2 = beta * beta
     den = (1 + b2) * tp + b2 * (P - tp) + fp
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(tp > 0, (1 + b2) * tp / np.where(den > 0, den, 1.0), 0.0)
-
-
-def _ratio(num: np.ndarray, den: np.ndarray | float) -> np.ndarray:
-    den_a = np.broadcast_to(np.asarray(den, dtype=np.float64), np.shape(num))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(den_a > 0, num / np.where(den_a > 0, den_a, 1.0), 0.0)
+    out: np.ndarray = np.divide(
+        (1 + b2) * tp, den, out=np.zeros_like(tp), where=(tp > 0) & (den > 0)
+    )
+    return out
 
 
 @dataclass(frozen=True)
 class _Curve:
-    """The counts at every candidate threshold (the occupied bins' edges, ascending) and the
-    optimistic counts of the thresholds inside each bin."""
+    """The counts at every candidate threshold (the occupied bins' edges, ascending), the
+    optimistic counts of the thresholds inside each bin (``tp``, ``fp_lo``), and precision and
+    recall at both."""
 
     edges: np.ndarray
     upper_edge: np.ndarray  # where each bin's thresholds end (the next occupied bin's edge)
     tp: np.ndarray
     fp: np.ndarray
-    tp_hi: np.ndarray  # the optimistic counts inside the bin
-    fp_lo: np.ndarray
+    fp_lo: np.ndarray  # the fewest false positives of a threshold inside the bin
     atomic: np.ndarray
     P: float
+    precision: np.ndarray
+    recall: np.ndarray
+    precision_hi: np.ndarray  # the optimistic precision inside the bin
 
 
 def _curve(pos: np.ndarray, neg: np.ndarray, edges: np.ndarray, atomic: np.ndarray) -> _Curve:
@@ -105,20 +105,12 @@ def _curve(pos: np.ndarray, neg: np.ndarray, edges: np.ndarray, atomic: np.ndarr
     # a candidate itself: the bin's bound is its edge's value
     fp_lo = np.where(atom, fp, fp_next)
     upper = np.concatenate([e[1:], [max(1.0, float(e[-1]) if e.size else 1.0)]])
-    return _Curve(e, upper, tp, fp, tp, fp_lo, atom, float(tp[0]) if tp.size else 0.0)
-
-
-def _objective(
-    kind: str, goal: float, tp: np.ndarray, fp: np.ndarray, P: float, beta: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """(feasible, value) of a goal for counts at thresholds."""
-    if kind == "fbeta":
-        return np.ones(tp.shape, dtype=bool), _fbeta(tp, fp, P, beta)
-    precision = _ratio(tp, tp + fp)
-    recall = _ratio(tp, P)
-    if kind == "recall_floor":
-        return (recall >= goal * (1 - _TIE)) & (tp > 0), precision
-    return (precision >= goal * (1 - _TIE)) & (tp > 0), recall
+    P = float(tp[0]) if tp.size else 0.0
+    zeros = np.zeros_like(tp)
+    precision = np.divide(tp, tp + fp, out=zeros.copy(), where=(tp + fp) > 0)
+    precision_hi = np.divide(tp, tp + fp_lo, out=zeros.copy(), where=(tp + fp_lo) > 0)
+    recall = tp / P if P > 0 else zeros
+    return _Curve(e, upper, tp, fp, fp_lo, atom, P, precision, recall, precision_hi)
 
 
 def _choose(kind: str, feasible: np.ndarray, value: np.ndarray, second: np.ndarray) -> int | None:
@@ -154,40 +146,54 @@ def problem_advice(
     ``"precision_floor"`` (``goal`` the floor). The value is null with a ``reason`` when the
     problem has no positives or no threshold reaches the floor."""
     c = _curve(pos, neg, edges, atomic)
+    fb = _fbeta(c.tp, c.fp, c.P, beta), _fbeta(c.tp, c.fp_lo, c.P, beta)
+    return _advice(c, kind, goal, beta, fb)
+
+
+def _advice(
+    c: _Curve, kind: str, goal: float, beta: float, fb: tuple[np.ndarray, np.ndarray]
+) -> dict[str, Any]:
+    """One goal on one curve; ``fb``: F-beta at the edges and its optimistic bound per bin."""
     if c.P <= 0:
         return {"threshold": None, "reason": "no positive samples in this window"}
-    feasible, value = _objective(kind, goal, c.tp, c.fp, c.P, beta)
-    second = _ratio(c.tp, c.P) if kind == "recall_floor" else _ratio(c.tp, c.tp + c.fp)
+    floor = goal * (1 - _TIE)
+    has = c.tp > 0
+    # (feasible, value, second) at the edges, and (feasible, value) of the optimistic counts
     if kind == "fbeta":
-        second = np.zeros_like(value)
-    b = _choose(kind, feasible, value, second)
+        feasible, value, second = has, fb[0], c.recall
+        feasible_hi, value_hi = has, fb[1]
+    elif kind == "recall_floor":
+        feasible, value, second = has & (c.recall >= floor), c.precision, c.recall
+        feasible_hi, value_hi = feasible, c.precision_hi
+    else:
+        feasible, value, second = has & (c.precision >= floor), c.recall, c.precision
+        feasible_hi, value_hi = has & (c.precision_hi >= floor), c.recall
+    b = _choose(kind, feasible, value, second if kind != "fbeta" else np.zeros_like(value))
     # the best any threshold could reach: each bin's optimistic counts
-    feasible_hi, value_hi = _objective(kind, goal, c.tp_hi, c.fp_lo, c.P, beta)
     bound = np.where(feasible_hi, value_hi, -np.inf)
     if b is None:
         name = {"recall_floor": "recall", "precision_floor": "precision"}[kind]
         out: dict[str, Any] = {"threshold": None, "reason": f"no threshold reaches {name} {goal}"}
-        if np.isfinite(bound).any():
+        if feasible_hi.any():
             out["reason"] += " at this resolution; a threshold inside a bin might"
         return out
     chosen = float(value[b])
-    could = np.flatnonzero(bound >= chosen * (1 - _TIE))
-    could = np.union1d(could, [b])
+    could = bound >= chosen * (1 - _TIE)
+    could[b] = True
     lo = float(c.edges[could].min())
     # a non-atomic bin's thresholds run up to the next edge; an atomic bin has its edge only
     hi = float(np.where(c.atomic[could], c.edges[could], c.upper_edge[could]).max())
     threshold = float(c.edges[b])
     tp, fp = float(c.tp[b]), float(c.fp[b])
     fn = c.P - tp
-    prf = cf.prf_from_counts(np.array([tp]), np.array([fp]), np.array([fn]))
     out = {
         "threshold": threshold,
-        "precision": _leaf(prf["precision"][0], cf.wilson(tp, tp + fp)),
-        "recall": _leaf(prf["recall"][0], cf.wilson(tp, c.P)),
-        "f1": _leaf(prf["f1"][0], cf.f1_interval(tp, fp, fn)),
-        "value_upper": float(max(chosen, float(bound.max()))),
+        "precision": _leaf(tp / (tp + fp), cf.wilson(tp, tp + fp)),
+        "recall": _leaf(tp / c.P, cf.wilson(tp, c.P)),
+        "f1": _leaf(2 * tp / (2 * tp + fp + fn), cf.f1_interval(tp, fp, fn)),
+        "value_upper": max(chosen, float(bound.max())),
         "optimum_within": [lo, hi],
-        "max_distance": float(max(threshold - lo, hi - threshold)),
+        "max_distance": max(threshold - lo, hi - threshold),
         "predicted_positive": _whole(tp + fp),
     }
     if kind == "fbeta" and beta != 1.0:
@@ -211,16 +217,17 @@ def advise(
     floor ``recall_floor[floor]`` and ``precision_floor[floor]``."""
     out: dict[str, dict[str, Any]] = {}
     for name, pos, neg, edges, atomic in problems:
+        c = _curve(pos, neg, edges, atomic)  # once per problem, for every goal
+        beta = goals.beta
+        fb = _fbeta(c.tp, c.fp, c.P, beta), _fbeta(c.tp, c.fp_lo, c.P, beta)
         entry: dict[str, Any] = {
-            "best_f1" if goals.beta == 1.0 else "best_fbeta": problem_advice(
-                pos, neg, edges, atomic, "fbeta", beta=goals.beta
-            ),
+            "best_f1" if beta == 1.0 else "best_fbeta": _advice(c, "fbeta", 0.0, beta, fb),
             "recall_floor": {
-                _floor_key(r): problem_advice(pos, neg, edges, atomic, "recall_floor", float(r))
+                _floor_key(r): _advice(c, "recall_floor", float(r), beta, fb)
                 for r in goals.recall_floors
             },
             "precision_floor": {
-                _floor_key(p): problem_advice(pos, neg, edges, atomic, "precision_floor", float(p))
+                _floor_key(p): _advice(c, "precision_floor", float(p), beta, fb)
                 for p in goals.precision_floors
             },
         }

@@ -39,7 +39,7 @@ __all__ = ["EvalstreamCollector"]
 log = logging.getLogger("evalstream.exporter")
 _AVERAGES = ("micro", "macro", "weighted", "ovo_macro", "ovo_weighted", "samples", "binary")
 _CLASS_METRICS = ("roc_auc", "average_precision", "f1", "precision", "recall")
-_COMPARED = ("roc_auc", "average_precision", "recall", "precision", "f1")
+_COMPARED = ("roc_auc", "recall", "precision", "f1")
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ class EvalstreamCollector(Collector):
         if window != CUMULATIVE:
             reference_window = compare_reference(record.engine.window_names(), window)
             whole = self.store.report_context(record.name, reference_window)[0]
-            doc = compare(state, whole, "rest")
+            doc = compare(state, whole, "rest", average_precision=False)
             self._compare(t, name, window, reference_window, doc, self._classes(report))
         histogram = None
         if window == CUMULATIVE:
