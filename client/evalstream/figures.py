@@ -237,6 +237,22 @@ def _curve_figure(report: dict[str, Any], kind: str, salt: str) -> Figure | None
         thresholds = c["thresholds"]
         for px, py, t in zip(c["x"], c["y"], thresholds, strict=True):
             rows.append([name, colour, px, py, t])
+        best = ((report.get("thresholds") or {}).get("per_class") or {}).get(name, {})
+        best = best.get("best_f1") or {}
+        if kind == "pr" and _v(best.get("recall")) is not None and _v(best.get("precision")):
+            bx_, by_ = _v(best["recall"]), _v(best["precision"])
+            marked = "best F1 threshold (report's thresholds section)"
+            ax.plot(
+                [bx_],
+                [by_],
+                marker="o",
+                markersize=8,
+                color=colour,
+                markeredgecolor="black",
+                linestyle="none",
+                label=marked if marked not in _labels(ax) else None,
+            )
+            rows.append([f"{name} (best F1)", colour, bx_, by_, best.get("threshold")])
     if kind == "roc":
         ax.plot([0, 1], [0, 1], color="#777777", linewidth=1.0, linestyle=":", label="chance")
         ax.set_xlabel("False positive rate")
@@ -256,6 +272,10 @@ def _curve_figure(report: dict[str, Any], kind: str, salt: str) -> Figure | None
     ax.legend(loc="lower right" if kind == "roc" else "lower left", fontsize=8, title="class")
     key = f"{salt}-{kind}"
     return Figure(key, title, _svg(fig, key, title), (header, rows), note, colours)
+
+
+def _labels(ax: Any) -> list[str]:
+    return [str(h.get_label()) for h in ax.get_lines()]
 
 
 def _confusion_figure(report: dict[str, Any], salt: str) -> Figure:

@@ -243,13 +243,60 @@ def _generic_section(key: str, node: Any, prefix: str) -> str:
     )
 
 
+def _thresholds(section: Mapping[str, Any], prefix: str) -> str:
+    """The report's threshold advice (``thresholds``): per class the F1-maximising threshold and
+    the thresholds that reach each recall and precision floor, with what they give."""
+    goals = section.get("goals") or {}
+    recall_floors = [str(f) for f in goals.get("recall_floors", [])]
+    precision_floors = [str(f) for f in goals.get("precision_floors", [])]
+    header = ["class", "best-F1 threshold", "precision", "recall", "F1", "F1 95% CI"]
+    header += [f"threshold for recall >= {f} (precision)" for f in recall_floors]
+    header += [f"threshold for precision >= {f} (recall)" for f in precision_floors]
+    rows: list[list[Any]] = []
+    for name, advice in (section.get("per_class") or {}).items():
+        best = advice.get("best_f1") or {}
+        row: list[Any] = [
+            name,
+            best.get("threshold"),
+            _v(best.get("precision")),
+            _v(best.get("recall")),
+            _v(best.get("f1")),
+            _interval(best.get("f1"), "ci95"),
+        ]
+        for group, floors, other in (
+            ("recall_floor", recall_floors, "precision"),
+            ("precision_floor", precision_floors, "recall"),
+        ):
+            for f in floors:
+                entry = (advice.get(group) or {}).get(f) or {}
+                t, v = entry.get("threshold"), _v(entry.get(other))
+                row.append("-" if t is None else f"{t:.4f} ({_num(v)})")
+        rows.append(row)
+    out = "<h3>Threshold advice</h3>" + _table(
+        header,
+        rows,
+        f"{prefix}-thresholds",
+        "Per class (one-vs-rest): thresholds and what they give",
+    )
+    macro = section.get("macro_f1") or {}
+    if macro:
+        mrows = [[k, _v(v), _interval(v, "ci95")] for k, v in macro.items() if isinstance(v, dict)]
+        out += _table(
+            ["macro F1", "value", "95% CI"],
+            mrows,
+            f"{prefix}-thresholds-macro",
+            str(macro.get("definition", "macro F1")),
+        )
+    return out
+
+
 _KNOWN = {
     "report_version", "stream", "task", "classes", "window", "n_samples", "weight_total",
     "resolution", "support", "roc_auc", "average_precision", "precision", "recall", "f1",
     "accuracy", "balanced_accuracy", "matthews_corrcoef", "cohen_kappa", "log_loss",
     "brier_score", "hamming_loss", "expected_calibration_error", "top_k_accuracy",
     "confusion_matrix", "multilabel_confusion_matrix", "imbalance", "label_free", "labels",
-    "curves", "reliability",
+    "curves", "reliability", "thresholds",
 }  # fmt: skip
 
 
@@ -289,6 +336,8 @@ def report_fragment(report: Mapping[str, Any], prefix: str = "w0", figures: bool
             '<p class="note">Figures need matplotlib: '
             "<code>pip install 'evalstream-client[plots]'</code>.</p>"
         )
+    if isinstance(d.get("thresholds"), dict):
+        parts.append(_thresholds(d["thresholds"], prefix))
     for key in d:
         if key not in _KNOWN:
             parts.append(_generic_section(key, d[key], prefix))

@@ -266,3 +266,28 @@ def test_label_free_and_label_delay_figures():
     edges = np.array([np.inf if b is None else b for b in le])
     want = np.bincount(np.searchsorted(edges, delays, side="left"), minlength=len(edges))
     assert [_value(r[1]) for r in delay[1:]] == want.tolist()
+
+
+def test_threshold_advice_table_and_its_marks_on_the_pr_curves(three, page):
+    """The report's ``thresholds`` section is shown: a table per class, and each drawn class's
+    best-F1 point marked on its precision-recall curve, where sklearn puts that threshold."""
+    from sklearn.metrics import precision_score, recall_score
+
+    y, p, report = three
+    t = parse(page)
+    table = {r[0][0]: r for r in t.tables["w0-thresholds"][1:]}
+    marks = {r[0][0]: r for r in t.tables["w0-pr-data"][1:] if r[0][0].endswith("(best F1)")}
+    for c, name in enumerate(CLASSES):
+        best = report["thresholds"]["per_class"][name]["best_f1"]
+        row = table[name]
+        assert _value(row[1]) == best["threshold"]
+        assert [_value(row[i]) for i in (2, 3, 4)] == [
+            best[m]["value"] for m in ("precision", "recall", "f1")
+        ]
+        mark = marks[f"{name} (best F1)"]
+        predicted = p[:, c].astype(np.float32) >= np.float32(best["threshold"])
+        assert _value(mark[2]) == pytest.approx(recall_score(y == c, predicted), abs=1e-12)
+        assert _value(mark[3]) == pytest.approx(precision_score(y == c, predicted), abs=1e-12)
+    assert "best F1 threshold" in next(
+        s for s in re.findall(r"<svg.*?</svg>", page, re.S) if "Precision-recall curves" in s
+    )
