@@ -141,50 +141,39 @@ def pr_band(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Where the precision-recall curve on the raw scores can run between drawn points.
 
-    Between two thresholds the false positives lie between the two points' (in units of the
-    positives: ``recall * (1 - precision) / precision``), and at recall ``x`` the true positives
-    are ``x`` in those units, so precision lies between ``x / (x + fp_high)`` and
-    ``x / (x + fp_low)``; each stretch is cut into steps of at most 0.01 recall, each bounded at
-    its conservative end. sklearn's final point (recall 0, precision 1) is a convention, not a
-    threshold: the band starts instead from no prediction at all (no true and no false
-    positives). Returns ``(recall, lower, upper)`` for a step-after fill."""
+    Between two thresholds the true positives lie between the two points' (proportional to
+    recall) and so do the false positives (``recall * (1 - precision) / precision``), so
+    precision lies between ``tp_low / (tp_low + fp_high)`` and ``tp_high / (tp_high + fp_low)``.
+    sklearn's final point (recall 0, precision 1) is a convention, not a threshold: the band
+    starts instead from no prediction at all (no true and no false positives), which bounds the
+    curve above the highest drawn threshold. Returns ``(recall, lower, upper)`` for a step-after
+    fill."""
     keep = np.array([t is not None for t in thresholds], dtype=bool)
     r, p = recall[keep], precision[keep]
-    t = np.array([v for v in thresholds if v is not None], dtype=np.float64)
-    order = np.argsort(-t, kind="stable")  # highest threshold first: tp and fp only grow
+    order = np.argsort(r, kind="stable")
     r, p = r[order], p[order]
     with np.errstate(divide="ignore", invalid="ignore"):
         fp = np.where(p > 0, r * (1 - p) / np.where(p > 0, p, 1.0), np.inf)
     fp = np.where((p == 0) & (r == 0), np.nan, fp)  # no true positive: fp unknown
     r, p, fp = np.r_[0.0, r], np.r_[1.0, p], np.r_[0.0, fp]  # nothing predicted positive
-    xs: list[float] = []
-    lower: list[float] = []
-    upper: list[float] = []
-    for i in range(r.size - 1):
+    n = r.size
+    lower, upper = np.zeros(n), np.ones(n)
+    for i in range(n - 1):
+        tp_lo, tp_hi = r[i], r[i + 1]
         if np.isnan(fp[i]) or np.isnan(fp[i + 1]):
             fp_lo = fp_hi = np.nan  # unknown: no bound from the false positives
         else:
             fp_lo, fp_hi = min(fp[i], fp[i + 1]), max(fp[i], fp[i + 1])
-        steps = int(np.clip(np.ceil((r[i + 1] - r[i]) / 0.01), 1, 100))
-        cuts = np.linspace(r[i], r[i + 1], steps + 1)
-        for a, b in zip(cuts[:-1], cuts[1:], strict=True):
-            xs.append(float(a))
-            if fp_hi == 0:
-                lower.append(1.0)  # no false positive anywhere in between
-            elif np.isfinite(fp_hi) and a > 0:
-                lower.append(float(a / (a + fp_hi)))
-            else:
-                lower.append(0.0)
-            if b == 0:
-                upper.append(0.0)  # no true positive anywhere in between
-            elif np.isfinite(fp_lo):
-                upper.append(float(b / (b + fp_lo)))
-            else:
-                upper.append(1.0)
-    xs.append(float(r[-1]))
-    lower.append(float(p[-1]))
-    upper.append(float(p[-1]))
-    return np.array(xs), np.array(lower), np.array(upper)
+        if fp_hi == 0:
+            lower[i] = 1.0  # no false positive anywhere in between
+        elif np.isfinite(fp_hi):
+            lower[i] = tp_lo / (tp_lo + fp_hi)
+        if tp_hi == 0:
+            upper[i] = 0.0  # no true positive anywhere in between
+        elif np.isfinite(fp_lo):
+            upper[i] = tp_hi / (tp_hi + fp_lo)
+    lower[-1] = upper[-1] = p[-1]
+    return r, lower, upper
 
 
 # -- the figures ---------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The worst-case memory of a stream (engine.budget) against the measured ``nbytes`` of its real
 structures filled to the worst case: every count cell non-zero in the cumulative state, in every
-bucket a window ring can hold and in its cached sum, exact rows up to the cap, and a join table
-full of the longest ids."""
+bucket a window ring can hold and in its cached sum, raw rows up to their caps (the exact
+resolution's max_samples; in bins, exact while small, SMALL_ROWS in the cumulative state and a
+report's copies, WINDOW_ROWS in a ring), and a join table full of the longest ids."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from evalstream_server.engine.budget import format_bytes, worst_case_memory
 from evalstream_server.engine.counting import Scatter
 from evalstream_server.engine.open_bucket import COMPACT_AFTER, OpenBucket
 from evalstream_server.engine.pending import PendingPredictions
-from evalstream_server.engine.state import State
+from evalstream_server.engine.state import SMALL_ROWS, WINDOW_ROWS, State
 
 
 def _rows(spec: StreamSpec, rows: int) -> Batch:
@@ -42,7 +43,9 @@ def _measured(spec: StreamSpec, max_skew: float | None) -> int:
     """Bytes held by a stream of ``spec`` filled to its worst case, measured on the structures."""
     now = 1_000_000.0
     engine = StreamEngine(spec, clock=lambda: now)
-    cap = spec.resolution.max_samples if spec.resolution.kind == "exact" else 0
+    # raw rows: up to max_samples in the exact resolution, SMALL_ROWS in bins (exact while small)
+    cap = spec.resolution.max_samples if spec.resolution.kind == "exact" else SMALL_ROWS
+    ring_cap = cap if spec.resolution.kind == "exact" else WINDOW_ROWS  # a ring's rows in all
     # the cumulative state: compact with every histogram cell carried, or widened to float64
     engine.cumulative = max(_full(spec, 1.5, cap, wide=False), _full(spec, 1.5, cap), key=_size)
     total = engine.cumulative.nbytes
@@ -65,10 +68,10 @@ def _measured(spec: StreamSpec, max_skew: float | None) -> int:
             index = np.arange(n, dtype=np.int64) % size
             opened.add_delta({name: Scatter(index, np.ones(n))})
             assert opened.n_staged == n  # not compacted yet
-        if cap:  # the window's buckets hold every exact row
+        if cap:  # the window's buckets hold every raw row (one ring keeps at most the cap)
             opened.exact = State(spec).exact
             assert opened.exact is not None
-            opened.exact.append(_rows(spec, cap))
+            opened.exact.append(_rows(spec, ring_cap))
         assert len(ring.buckets()) == len(ids)
         total += ring.nbytes
     report = 2 * _full(spec, 1.5, cap).nbytes  # a report's state and prior-reference copies

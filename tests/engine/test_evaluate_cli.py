@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 import sklearn.metrics as skm
 from evalstream_server.cli import main
+from evalstream_server.engine.state import SMALL_ROWS
 from evalstream_server.evaluate import evaluate_arrays
 
 from . import data
@@ -89,9 +90,10 @@ def _sk(fn, *a, **k):
 
 def test_evaluate_defaults_to_exact_and_bins_on_request(tmp_path, capsys):
     rng = np.random.default_rng(5)
-    y = rng.integers(0, 3, 2000)
-    p = rng.dirichlet(np.ones(3), 2000)
-    p[np.arange(2000), y] += 0.3
+    n = SMALL_ROWS + 1000  # past the binned resolution's raw rows (exact while small)
+    y = rng.integers(0, 3, n)
+    p = rng.dirichlet(np.ones(3), n)
+    p[np.arange(n), y] += 0.3
     p = (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
     path = tmp_path / "preds.npz"
     np.savez(path, y_true=y, y_score=p)
@@ -111,10 +113,11 @@ def test_evaluate_defaults_to_exact_and_bins_on_request(tmp_path, capsys):
         assert abs(exact["roc_auc"][avg]["value"] - v) < 1e-12, avg
     assert abs(exact["average_precision"]["macro"]["value"] - ap) < 1e-12
     binned = run("--resolution", "bins")
-    assert binned["resolution"]["kind"] == "bins"
+    assert binned["resolution"]["kind"] == "bins" and binned["resolution"]["exact"] is False
     assert abs(binned["average_precision"]["macro"]["value"] - ap) > 1e-12  # quantised
     # the file decides the cap (a stream's default cap of 1M samples would refuse larger files)
     assert evaluate_arrays(y, p, task="multiclass")["resolution"] == {
         "kind": "exact",
-        "max_samples": 2000,
+        "max_samples": n,
+        "exact": True,
     }

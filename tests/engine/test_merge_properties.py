@@ -1,11 +1,17 @@
 """The merge contract, with Hypothesis: merging equals feeding; merge commutes and associates;
-batch order and batch split never change a state; bytes round-trip."""
+batch order and batch split never change a state; bytes round-trip. Binned states keep raw rows
+while small (``state.SMALL_ROWS``): the tests also run with a cap that their samples cross, and
+a state keeps its rows iff it holds at most the cap, whatever the split and merge order."""
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
 from evalstream_server.engine import IncompatibleStateError, State, StreamSpec, make_batch
+from evalstream_server.engine import state as state_module
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -30,6 +36,27 @@ FLOAT_FIELDS = (
     "pred_conf_sum",
     "delay_sum",
 )
+
+
+@contextlib.contextmanager
+def small_cap(rows: int | None) -> Iterator[None]:
+    """``state.SMALL_ROWS`` set to ``rows`` (None: the default) for the block."""
+    old = state_module.SMALL_ROWS
+    state_module.SMALL_ROWS = old if rows is None else rows
+    try:
+        yield
+    finally:
+        state_module.SMALL_ROWS = old
+
+
+CAPS = st.sampled_from([None, 1, 40, 150])  # the default (4,096: never crossed here) or crossed
+
+
+def _expect_rows(state: State, n: int) -> None:
+    """A state fed ``n`` samples keeps raw rows iff exact, or binned with n <= the cap."""
+    keeps = state.spec.resolution.kind == "exact" or n <= state_module.SMALL_ROWS
+    assert (state.exact is not None) == keeps
+    assert state.exact is None or state.exact.n == n
 
 
 def _data(kind: str, seed: int, n: int, weighted: bool):
@@ -65,6 +92,7 @@ def _assert_same(a: State, b: State) -> None:
             np.testing.assert_allclose(arr, b.counts[name], rtol=1e-12, atol=1e-9, err_msg=name)
         else:
             np.testing.assert_array_equal(arr, b.counts[name], err_msg=name)
+    assert (a.exact is None) == (b.exact is None)  # raw rows kept by both or neither
     if a.exact is not None:
         rows = []
         for st in (a, b):
@@ -91,13 +119,17 @@ ENGINE = settings(max_examples=40)  # on top of the suite profile (tests/conftes
     weighted=st.booleans(),
     cuts=st.lists(st.integers(1, 299), max_size=6),
     order_seed=st.integers(0, 2**16),
+    cap=CAPS,
 )
-def test_any_split_and_order_give_the_same_state(kind, seed, n, weighted, cuts, order_seed):
+def test_any_split_and_order_give_the_same_state(kind, seed, n, weighted, cuts, order_seed, cap):
     spec, y, s, w = _data(kind, seed, n, weighted)
-    whole = _state(spec, y, s, w, [slice(0, n)])
-    parts = _cuts(cuts, n)
-    np.random.default_rng(order_seed).shuffle(parts)
-    _assert_same(whole, _state(spec, y, s, w, parts))
+    with small_cap(cap):
+        whole = _state(spec, y, s, w, [slice(0, n)])
+        parts = _cuts(cuts, n)
+        np.random.default_rng(order_seed).shuffle(parts)
+        split = _state(spec, y, s, w, parts)
+        _expect_rows(whole, n)
+    _assert_same(whole, split)
 
 
 @ENGINE
@@ -108,16 +140,22 @@ def test_any_split_and_order_give_the_same_state(kind, seed, n, weighted, cuts, 
     weighted=st.booleans(),
     c1=st.integers(1, 199),
     c2=st.integers(1, 199),
+    cap=CAPS,
 )
-def test_merge_equals_feeding_and_is_commutative_and_associative(kind, seed, n, weighted, c1, c2):
+def test_merge_equals_feeding_and_is_commutative_and_associative(
+    kind, seed, n, weighted, c1, c2, cap
+):
     spec, y, s, w = _data(kind, seed, n, weighted)
     a_end, b_end = sorted((min(c1, n - 1), min(c2, n - 1)))
     pa, pb, pc = slice(0, a_end), slice(a_end, b_end), slice(b_end, n)
-    A, B, C = (_state(spec, y, s, w, [p]) for p in (pa, pb, pc))
-    fed = _state(spec, y, s, w, [pa, pb, pc])
-    _assert_same(A.merge(B).merge(C), fed)
-    _assert_same(A.merge(B), B.merge(A))
-    _assert_same(A.merge(B).merge(C), A.merge(B.merge(C)))
+    with small_cap(cap):
+        A, B, C = (_state(spec, y, s, w, [p]) for p in (pa, pb, pc))
+        fed = _state(spec, y, s, w, [pa, pb, pc])
+        _expect_rows(fed, n)
+        _assert_same(A.merge(B).merge(C), fed)
+        _assert_same(A.merge(B), B.merge(A))
+        _assert_same(A.merge(B).merge(C), A.merge(B.merge(C)))
+        _assert_same(A.merge(C).merge(B), C.merge(B.merge(A)))
     if not weighted and spec.resolution.kind == "bins":
         # integer counts: exactly equal, not only close
         assert A.merge(B).counts["n"].tolist() == B.merge(A).counts["n"].tolist()
@@ -129,11 +167,14 @@ def test_merge_equals_feeding_and_is_commutative_and_associative(kind, seed, n, 
     seed=st.integers(0, 2**16),
     n=st.integers(0, 150),
     weighted=st.booleans(),
+    cap=CAPS,
 )
-def test_bytes_round_trip(kind, seed, n, weighted):
+def test_bytes_round_trip(kind, seed, n, weighted, cap):
     spec, y, s, w = _data(kind, seed, max(n, 1), weighted)
-    state = _state(spec, y, s, w, [slice(0, n)] if n else [])
-    again = State.from_bytes(state.to_bytes())
+    with small_cap(cap):
+        state = _state(spec, y, s, w, [slice(0, n)] if n else [])
+        again = State.from_bytes(state.to_bytes())
+    assert (again.exact is None) == (state.exact is None)
     assert again == state
     assert again.spec.layout_key() == spec.layout_key()
 

@@ -8,9 +8,8 @@ instead of scores, the scores are built so that the engine predicts those labels
 
 Every case runs in the exact resolution and in the default (binned) resolution, and every leaf of
 ``tests/engine/oracle.py`` (sklearn, plus the conventions the README's divergence table lists)
-must match to 1e-12. Binned ranking metrics on small continuous inputs cannot equal sklearn yet
-(nearby scores share a bin; issue 12 items 2 and 4): those cases are ``xfail(strict=True)`` and
-turn into failures, to be unmarked, once the default resolution is exact on small streams.
+must match to 1e-12. The cases are small, so the default resolution answers them from raw rows
+(exact while small, ``state.SMALL_ROWS``; its report says so), ranking leaves included.
 """
 
 from __future__ import annotations
@@ -297,33 +296,6 @@ _CASES: list[tuple[str, Callable[[], Case]]] = [
     ("common_multilabel_permutations", _common_multilabel_permutations),
 ]
 
-# Cases whose binned ranking leaves differ from sklearn today: tied scores in a bin that is not
-# atomic get the within-bin interleaving estimate of AP (issue 12 item 2; exact with
-# counting.TRACK_SCORE_RANGE on), and continuous scores of a few dozen to a few hundred samples
-# share bins (item 4).
-_BINNED_RANKING_OFF = {
-    "ovo_toy",
-    "ovr_toy",
-    "ovo_toy_binary_labels",
-    "top_k_table",
-    "top_k_ties",
-    "kappa_blocks",
-    "kappa_three_classes",
-    "multilabel_prf_1",
-    "ranking_binary_iris",
-    "ranking_multiclass_iris",
-    "classification_binary_iris",
-    "classification_multiclass_iris",
-    "micro_ovr_dirichlet_seed0",
-    "micro_ovr_dirichlet_seed42",
-    "common_binary",
-    "common_binary_weighted",
-    "common_multiclass",
-    "common_multiclass_weighted",
-    "common_multilabel",
-    "common_multilabel_weighted",
-    "common_multilabel_permutations",
-}
 _RANKING = ("roc_auc.", "average_precision.")
 _PER_SAMPLE = ("roc_auc.samples", "average_precision.samples")  # per-sample sums: exact anyway
 
@@ -409,22 +381,10 @@ def test_default_resolution_threshold_leaves(name):
     assert _mismatches(_case(name), "bins", False, _expected_of(name)) == []
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            name,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="binned ranking on small inputs and ties (issue 12 items 2, 4)",
-            ),
-        )
-        if name in _BINNED_RANKING_OFF
-        else name
-        for name in _MAKERS
-    ],
-)
+@pytest.mark.parametrize("name", list(_MAKERS))
 def test_default_resolution_ranking_leaves(name):
+    report, _ = _report(_case(name), "bins")
+    assert report["resolution"]["kind"] == "bins" and report["resolution"]["exact"] is True
     assert _mismatches(_case(name), "bins", True, _expected_of(name)) == []
 
 

@@ -43,7 +43,10 @@ def _report(task: str, y, p, resolution: str, goals: ThresholdGoals = GOALS) -> 
     spec = StreamSpec(task, resolution=resolution, **kw)
     eng = StreamEngine(spec)
     eng.update(y, p)
-    return build_report(eng.state(), threshold_goals=goals)
+    state = eng.state()
+    if spec.resolution.kind == "bins":
+        state.to_bins()  # the bins' advice (a small stream answers from raw rows)
+    return build_report(state, threshold_goals=goals)
 
 
 def _problems(task: str, y, p):

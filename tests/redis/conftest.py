@@ -20,6 +20,7 @@ import redis
 from evalstream.v1 import evalstream_service_pb2 as pb
 from evalstream.v1 import evalstream_service_pb2_grpc as rpc
 from evalstream.v1 import stream_pb2
+from evalstream_server.engine import build_report
 from evalstream_server.server import ServerThread
 from evalstream_server.settings import Settings
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -375,3 +376,14 @@ def counted(report: dict) -> dict:
         "stream": {k: v for k, v in status.items() if k != "oldest_pending_age_seconds"},
     }
     return out
+
+
+def binned_report(memory, name: str, window: str) -> dict:
+    """The embedded store's report of a stream from its counts alone: a Redis store shares counts
+    between replicas, not the raw rows a small embedded stream answers from (exact while small,
+    ``state.SMALL_ROWS``), so its streams are binned at any size."""
+    state, reference, labels = memory.report_context(name, window)
+    for part in (state, reference):
+        if part is not None:
+            part.to_bins()
+    return build_report(state, window=window or "cumulative", reference=reference, labels=labels)

@@ -79,13 +79,15 @@ def bucket_from_bytes(spec: StreamSpec, data: bytes) -> State:
     for name, idx, values in entries:
         state._add_entries(name, idx, values)
     n = header.get("exact")
+    if n is None:
+        state.to_bins()  # binned, written without rows (past the cap, or before they were kept)
     if state.exact is not None and n:
         C, multiclass = spec.n_columns, state.exact.multiclass
         labels = take("<i8" if multiclass else "u1", n if multiclass else n * C)
         scores = take("<f4", n * C).reshape(n, C)
         weights = take("<f8", n)
         labels = labels if multiclass else labels.reshape(n, C).astype(bool)
-        state.exact.append(Batch(labels, scores, weights))
+        state.exact.append(Batch(labels, scores, None if np.all(weights == 1.0) else weights))
     if offset != len(view):
         raise InvalidInputError("bucket", f"{offset} bytes", f"{len(view)} bytes")
     return state

@@ -14,8 +14,10 @@ measured ``nbytes`` filled to the worst case, ``tests/engine/test_budget.py``):
   index and value), the open bucket (``open_bucket``: dense small fields, compacted entries of an
   int32 index and a value, and staged deltas up to its compaction threshold);
 * the two dense float64 states a report builds (the window's sum and its prior reference);
-* for the exact resolution, the raw rows up to ``max_samples``: in the cumulative state, in each
-  window's buckets and in a report's two copies;
+* the raw rows (``state.exact_row_bytes``, weighted) up to ``max_samples`` in the exact resolution
+  (in the cumulative state, each window's buckets and a report's two copies); in bins (exact while
+  small) up to ``SMALL_ROWS`` in the cumulative state and a report's copies, ``WINDOW_ROWS`` in
+  each window's ring;
 * the join table of predictions awaiting labels at ``max_pending`` (``PendingPredictions``).
 """
 
@@ -28,6 +30,7 @@ from .counting import SCATTER_FIELDS, field_shapes
 from .open_bucket import COMPACT_AFTER
 from .pending import PendingPredictions
 from .spec import StreamSpec
+from .state import exact_row_bytes, small_rows, window_rows
 
 __all__ = ["MemoryEstimate", "worst_case_memory", "format_bytes"]
 
@@ -45,7 +48,7 @@ class MemoryEstimate:
         Bytes of each count field in one dense float64 state.
     cumulative, windows, reports, exact, pending : int
         The cumulative state, every window's buckets, a report's dense copies, the raw rows of
-        the exact resolution (every copy), and the join table.
+        the exact resolution or of a small binned stream (every copy), and the join table.
     buckets : int
         Buckets held by all windows together.
     """
@@ -81,11 +84,9 @@ class MemoryEstimate:
         alone = self.cumulative + self.reports
         if alone > limit or not (spec.windows or self.exact or self.pending):
             return _state_field(spec, max(self.fields, key=lambda k: self.fields[k]))
-        parts = {
-            "windows": self.windows,
-            "resolution.max_samples": self.exact,
-            "max_pending": self.pending,
-        }
+        parts = {"windows": self.windows, "max_pending": self.pending}
+        if spec.resolution.kind == "exact":  # in bins the rows stop at SMALL_ROWS
+            parts["resolution.max_samples"] = self.exact
         return max(parts, key=lambda k: parts[k])
 
     def describe(self) -> str:
@@ -165,13 +166,11 @@ def worst_case_memory(spec: StreamSpec, max_skew: float | None = None) -> Memory
     held = [_buckets_held(spec, s, max_skew) for s in spec.window_seconds]
     windows = sum(opened + (h - 1) * closed for h in held)
     reports = _REPORT_COPIES * 8 * (cells + small)
-    exact = 0
-    if spec.resolution.kind == "exact":
-        C = spec.n_columns
-        label = 8 if spec.task == "multiclass" else C  # int64 class index, or a bool row
-        row = label + 4 * C + 8  # + float32 scores + float64 weight
-        copies = 1 + _REPORT_COPIES + len(held)  # cumulative, a report's, each window's buckets
-        exact = copies * spec.resolution.max_samples * row
+    row = exact_row_bytes(spec.n_columns, spec.task == "multiclass")
+    if spec.resolution.kind == "exact":  # cumulative, a report's copies, each window's buckets
+        exact = (1 + _REPORT_COPIES + len(held)) * spec.resolution.max_samples * row
+    else:  # the cumulative state's, each ring's (a window's sum: no more), a report's copies
+        exact = (small_rows() * (1 + _REPORT_COPIES) + window_rows() * len(held)) * row
     pending = PendingPredictions.worst_case_nbytes(spec.n_columns, spec.max_pending)
     return MemoryEstimate(
         fields=fields,

@@ -77,9 +77,8 @@ class OpenBucket:
         self.staged: dict[str, list[Scatter | Entries]] = {}
         self.n_staged = 0
         self.cells = sum(int(np.prod(v)) for v in self.shapes.values())
-        self.exact: ExactScores | None = None
-        if spec.resolution.kind == "exact":
-            self.exact = ExactScores(spec.n_columns, spec.task == "multiclass")
+        # raw rows: in the exact resolution, and in bins while the ring keeps them (WindowRing)
+        self.exact: ExactScores | None = ExactScores(spec.n_columns, spec.task == "multiclass")
 
     @classmethod
     def restore(cls, spec: StreamSpec, sparse: SparseCounts) -> OpenBucket:
@@ -93,8 +92,10 @@ class OpenBucket:
                 flat[idx] = np.maximum(flat[idx], values)
             else:
                 out.small[name].ravel()[idx] += values
-        if out.exact is not None and sparse.exact is not None:
+        if sparse.exact is not None and out.exact is not None:
             out.exact.extend(sparse.exact)
+        elif spec.resolution.kind != "exact":
+            out.exact = None  # a binned bucket written without rows: bins
         return out
 
     def add_delta(self, delta: Delta, batch: Batch | None = None, bulk: bool = False) -> None:
@@ -172,8 +173,7 @@ class OpenBucket:
                     s.add_to(target)
                 else:
                     target.ravel()[s[0]] += s[1]
-        if state.exact is not None and self.exact is not None:
-            state.exact.extend(self.exact)
+        state.join_rows(self.exact)
 
     @property
     def nbytes(self) -> int:

@@ -25,7 +25,7 @@ from .intervals import (
 from .labelfree import label_free_section, labels_section, predicted_prevalence
 from .layout import BinLayout
 from .ranking import ap_stats, auc_stats, pr_points, roc_points, thin_indices
-from .state import State
+from .state import State, small_rows, window_rows
 from .thresholds import ThresholdGoals, thresholds_section
 from .views import Problem, ScoreView, view_of
 
@@ -474,7 +474,7 @@ def build_report(
         "window": window,
         "n_samples": state.n_samples,
         "weight_total": W,
-        "resolution": _resolution_info(state),
+        "resolution": _resolution_info(state, window),
     }
     na = "not defined for {} streams"
     if spec.task == "multiclass":
@@ -621,14 +621,21 @@ def _thresholds(
     )
 
 
-def _resolution_info(state: State) -> dict[str, Any]:
+def _resolution_info(state: State, window: str) -> dict[str, Any]:
     r = state.spec.resolution
     if r.kind == "exact":
-        return {"kind": "exact", "max_samples": r.max_samples}
+        return {"kind": "exact", "max_samples": r.max_samples, "exact": True}
+    # exact while small: this view's metrics come from its raw rows until it passes its cap (a
+    # stream's, or a window ring's: the rows of every bucket it holds)
+    cap = small_rows() if window in ("", "cumulative") else window_rows()
+    kept = state.exact.n if state.exact is not None else cap
     return {
         "kind": "bins",
         "mantissa_bits": r.mantissa_bits,
         "n_bins": BinLayout(r.mantissa_bits).n_bins,
+        "exact": state.is_exact,
+        "exact_rows_left": max(cap - kept, 0),
+        "exact_cap": cap,
     }
 
 

@@ -1,4 +1,9 @@
-"""Mergeable stream state: additive count arrays, plus raw scores for the exact resolution.
+"""Mergeable stream state: additive count arrays, plus raw scores (exact resolution or small).
+
+Raw rows (``ExactScores``) are kept by every exact-resolution state, and by a binned state while it
+holds at most ``SMALL_ROWS`` samples ("exact while small"): below that cap its metrics come from
+the rows, as in the exact resolution; the first batch or merge that passes it drops the rows for
+good and the counts (always kept) answer. ``State.join_rows`` is the one place of that rule.
 
 The score histograms (``counting.SCATTER_FIELDS``) of an unweighted state are kept compact:
 uint16 low parts and a carry of the cells that wrapped (``compact``), a quarter of float64's
@@ -36,28 +41,72 @@ from .errors import CapacityError, IncompatibleStateError, InvalidInputError
 from .packed import PackedCells, PackedFields
 from .spec import StreamSpec
 
-__all__ = ["State", "ExactScores", "SparseCounts"]
+__all__ = [
+    "State",
+    "ExactScores",
+    "SparseCounts",
+    "SMALL_ROWS",
+    "WINDOW_ROWS",
+    "exact_row_bytes",
+    "small_rows",
+    "window_rows",
+]
 
 _MAGIC = b"EVSTATE\x00"
 _VERSION = 1
 
+# Samples a binned state keeps as raw rows before it turns into bins alone: 4,096 rows are 164 KiB
+# at K = 10 unweighted (41 bytes a row: ten float32 scores and a uint8 label; 49 weighted). A
+# window's ring of buckets keeps at most WINDOW_ROWS in all: a window that holds rows in steady
+# state costs them on top of its buckets' counts (bench/exact_small.py, README).
+SMALL_ROWS = 4096
+WINDOW_ROWS = 1024
+
+
+def small_rows() -> int:
+    """``SMALL_ROWS`` as it is now (tests lower it to cross the cap with few samples)."""
+    return SMALL_ROWS
+
+
+def window_rows() -> int:
+    """A window ring's cap: ``WINDOW_ROWS``, and never more than ``SMALL_ROWS``."""
+    return min(WINDOW_ROWS, SMALL_ROWS)
+
+
+def _label_dtype(n_columns: int, multiclass: bool) -> np.dtype:
+    """How ``ExactScores`` keeps labels: the smallest unsigned class index, or a bool row."""
+    if not multiclass:
+        return np.dtype(bool)
+    return np.dtype(np.uint8 if n_columns <= 256 else np.uint16 if n_columns <= 65536 else np.int64)
+
+
+def exact_row_bytes(n_columns: int, multiclass: bool, weighted: bool = True) -> int:
+    """Bytes of one row kept by ``ExactScores`` (label, float32 scores, float64 weight)."""
+    label = _label_dtype(n_columns, multiclass).itemsize * (1 if multiclass else n_columns)
+    return label + 4 * n_columns + (8 if weighted else 0)
+
 
 @dataclass
 class ExactScores:
-    """Raw float32 scores with their labels and weights (exact resolution), in chunks."""
+    """Raw float32 scores with their labels and weights, in chunks.
+
+    A batch is copied in (a row is ``exact_row_bytes``: labels as the smallest unsigned class
+    index, no weights kept for an unweighted batch), so the rows hold no batch buffer alive."""
 
     n_columns: int
     multiclass: bool
     labels: list[np.ndarray] = field(default_factory=list)
     scores: list[np.ndarray] = field(default_factory=list)
-    weights: list[np.ndarray] = field(default_factory=list)
+    weights: list[np.ndarray | None] = field(default_factory=list)  # None: every weight 1
     n: int = 0
 
     def append(self, batch: Batch) -> None:
-        self.labels.append(batch.labels)
-        self.scores.append(batch.scores)
-        w = batch.weights if batch.weights is not None else np.ones(batch.n)
-        self.weights.append(w)
+        self.labels.append(
+            np.array(batch.labels, dtype=_label_dtype(self.n_columns, self.multiclass))
+        )
+        self.scores.append(np.array(batch.scores, dtype=np.float32))
+        w = batch.weights
+        self.weights.append(None if w is None else np.array(w, dtype=np.float64))
         self.n += batch.n
 
     def extend(self, other: ExactScores) -> None:
@@ -70,16 +119,24 @@ class ExactScores:
         """All samples as ``(labels, scores, weights)``, compacted into one chunk."""
         if len(self.scores) != 1:
             C = self.n_columns
+            lab_dtype = _label_dtype(C, self.multiclass)
             lab_shape = (0,) if self.multiclass else (0, C)
-            lab_dtype = np.int64 if self.multiclass else bool
+            if any(w is not None for w in self.weights):
+                runs = zip(self.weights, self.scores, strict=True)
+                weights: np.ndarray | None = np.concatenate(
+                    [np.ones(s.shape[0]) if w is None else w for w, s in runs]
+                )
+            else:
+                weights = None
             self.labels = [
                 np.concatenate(self.labels) if self.labels else np.zeros(lab_shape, lab_dtype)
             ]
             self.scores = [
                 np.concatenate(self.scores) if self.scores else np.zeros((0, C), np.float32)
             ]
-            self.weights = [np.concatenate(self.weights) if self.weights else np.zeros(0)]
-        return self.labels[0], self.scores[0], self.weights[0]
+            self.weights = [weights]
+        w = self.weights[0]
+        return self.labels[0], self.scores[0], np.ones(self.n) if w is None else w
 
     def copy(self) -> ExactScores:
         out = ExactScores(self.n_columns, self.multiclass)
@@ -88,7 +145,8 @@ class ExactScores:
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for part in (self.labels, self.scores, self.weights) for a in part)
+        parts = (self.labels, self.scores, self.weights)
+        return sum(a.nbytes for part in parts for a in part if a is not None)
 
 
 Entries = tuple[np.ndarray, np.ndarray]  # flat indices of non-zero cells, their values
@@ -150,9 +208,9 @@ class State:
         }
         # Wraps of the uint16 cells that passed 65,535, per compact field (see ``compact``).
         self.carry: dict[str, compact.Carry] = {}
-        self.exact: ExactScores | None = None
-        if spec.resolution.kind == "exact":
-            self.exact = ExactScores(spec.n_columns, spec.task == "multiclass")
+        # Raw rows: always in the exact resolution; in bins while the state is small (None once
+        # it passed SMALL_ROWS, or when its rows were never kept: then the counts answer).
+        self.exact: ExactScores | None = ExactScores(spec.n_columns, spec.task == "multiclass")
 
     # -- compact fields ------------------------------------------------------------------------
     def is_compact(self, name: str) -> bool:
@@ -245,8 +303,11 @@ class State:
         return float(self.counts["n"][1])
 
     def check_capacity(self, n_more: int) -> None:
-        """Raise ``CapacityError`` if ``n_more`` samples would not fit (exact resolution)."""
-        if self.exact is not None and self.exact.n + n_more > self.spec.resolution.max_samples:
+        """Raise ``CapacityError`` if ``n_more`` samples would not fit (exact resolution; a binned
+        state turns into bins instead)."""
+        if self.spec.resolution.kind != "exact" or self.exact is None:
+            return
+        if self.exact.n + n_more > self.spec.resolution.max_samples:
             cap = self.spec.resolution.max_samples
             raise CapacityError(
                 "y_score",
@@ -258,11 +319,50 @@ class State:
     def add_delta(self, delta: Delta, batch: Batch | None = None) -> None:
         """Add counts computed by ``compute_delta`` (fields it lacks stay as they are); exact
         states also keep ``batch`` (a delta of predictions alone comes without one)."""
-        if self.exact is not None and batch is not None:
-            self.check_capacity(batch.n)
-            self.exact.append(batch)
+        if batch is not None:
+            self.join_rows(batch)
         for name, d in delta.items():
             self._add_field(name, d)
+
+    @property
+    def is_exact(self) -> bool:
+        """Whether the metrics come from raw rows (exact resolution, or a binned state below
+        ``SMALL_ROWS``)."""
+        return self.exact is not None
+
+    @property
+    def rows_until_bins(self) -> int | None:
+        """Samples a binned state may still take before it turns into bins (0 once it has);
+        None in the exact resolution."""
+        if self.spec.resolution.kind == "exact":
+            return None
+        return 0 if self.exact is None else SMALL_ROWS - self.exact.n
+
+    def to_bins(self) -> None:
+        """Drop the raw rows of a binned state for good (its counts answer from now on)."""
+        if self.spec.resolution.kind != "exact":
+            self.exact = None
+
+    def join_rows(self, rows: Batch | ExactScores | None) -> None:
+        """Add raw rows (a batch, or another part's rows; None: that part kept counts only).
+
+        The exact resolution keeps every row up to ``max_samples`` (``CapacityError`` past it).
+        A binned state keeps them while it holds at most ``SMALL_ROWS`` samples, and turns into
+        bins when a part without rows joins or the total passes the cap: raw rows are kept iff
+        every part kept them and together they are at most the cap (whatever the merge order)."""
+        if self.exact is None:
+            return
+        if self.spec.resolution.kind == "exact":
+            if rows is None:
+                return
+            self.check_capacity(rows.n)
+        elif rows is None or self.exact.n + rows.n > SMALL_ROWS:
+            self.exact = None
+            return
+        if isinstance(rows, Batch):
+            self.exact.append(rows)
+        else:
+            self.exact.extend(rows)
 
     def update(self, batch: Batch) -> None:
         """Count one validated batch."""
@@ -288,9 +388,7 @@ class State:
     def merge_from(self, other: State) -> State:
         """Add ``other`` into this state in place; returns ``self``."""
         self._check_compatible(other)
-        if self.exact is not None and other.exact is not None:
-            self.check_capacity(other.exact.n)
-            self.exact.extend(other.exact)
+        self.join_rows(other.exact)
         for name, arr in other.counts.items():
             if name in MAX_FIELDS:
                 np.maximum(self.counts[name], arr, out=self.counts[name])
@@ -319,8 +417,7 @@ class State:
         fresh = State(self.spec)
         self.counts = fresh.counts
         self.carry = {}
-        if self.exact is not None:
-            self.exact = ExactScores(self.spec.n_columns, self.spec.task == "multiclass")
+        self.exact = fresh.exact
 
     # -- sparse form (window buckets) ----------------------------------------------------------
     def to_sparse(self) -> SparseCounts:
@@ -342,8 +439,7 @@ class State:
     def add_sparse(self, sparse: SparseCounts) -> None:
         for name, idx, values in sparse.items():
             self._add_entries(name, idx, values)
-        if self.exact is not None and sparse.exact is not None:
-            self.exact.extend(sparse.exact)
+        self.join_rows(sparse.exact)
 
     @classmethod
     def from_sparse(cls, spec: StreamSpec, sparse: SparseCounts) -> State:
@@ -436,6 +532,8 @@ class State:
         if "score_range" in state.counts and "score_range" not in written:
             # written before bins knew their score range: every occupied bin may be mixed
             state.counts["score_range"][:, _occupied_bins(state)] = RANGE_MIXED
+        if header.get("exact") is None:
+            state.to_bins()  # binned, written without rows (past the cap, or before they were kept)
         if state.exact is not None:
             n = int((header.get("exact") or {}).get("n", 0))
             C = spec.n_columns
@@ -448,7 +546,7 @@ class State:
                     Batch(
                         labels.astype(np.int64) if multiclass else labels.astype(bool),
                         scores,
-                        weights,
+                        None if bool(np.all(weights == 1.0)) else weights,
                     )
                 )
         if offset != len(view):

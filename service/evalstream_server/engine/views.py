@@ -146,10 +146,14 @@ class _ExactView(ScoreView):
         assert state.exact is not None
         self._labels, self._scores, self._weights = state.exact.arrays()
         self._multiclass = state.exact.multiclass
+        # a binned stream reports one-vs-one when its layout has it, raw rows or not
+        self._ovo = self._multiclass and (
+            state.spec.resolution.kind == "exact" or state.spec.full_ovo
+        )
 
     @property
     def has_ovo(self) -> bool:
-        return self._multiclass
+        return self._ovo
 
     def per_sample(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         C = self._scores.shape[1]

@@ -12,6 +12,12 @@ A batch stamped in the future gets its own bucket and becomes visible when its t
 only up to one window span ahead: the ring holds the buckets ``(now_bucket - N, now_bucket + N]``
 and never more, so its memory is bounded whatever producers stamp (``StreamEngine`` refuses a
 stamp further ahead with an error instead of dropping it).
+
+Exact while small (binned resolution): the buckets keep their raw rows while the ring holds at most
+``WINDOW_ROWS`` samples in all; the batch that passes the cap drops every bucket's rows, and the
+buckets opened later keep theirs again while the ring is back under the cap. So the ring's rows
+never pass the cap, and the window's sum is exact iff every bucket it sums kept its rows (within
+one window span of the last time the ring passed the cap).
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from .batch import Batch
 from .counting import Delta
 from .open_bucket import OpenBucket
 from .spec import StreamSpec
-from .state import SparseCounts, State
+from .state import SparseCounts, State, window_rows
 
 __all__ = ["WindowRing"]
 
@@ -40,6 +46,7 @@ class WindowRing:
         self._buckets: dict[int, OpenBucket | SparseCounts] = {}
         self._open: int | None = None  # id of the bucket taking the writes
         self.bulk = False  # a replay: the open bucket stages more before compacting
+        self._rows: dict[int, int] = {}  # labelled samples of each bucket held
 
     def bucket_of(self, t: float) -> int:
         return math.floor(t / self.width)
@@ -71,6 +78,7 @@ class WindowRing:
         oldest = current - self.n_buckets
         for bid in [b for b in self._buckets if b <= oldest]:
             del self._buckets[bid]
+            self._rows.pop(bid, None)
             if bid == self._open:
                 self._open = None
 
@@ -81,6 +89,7 @@ class WindowRing:
         bid = self.live_bucket(t, now)
         if bid is None:
             return False
+        keep_rows = self._count_rows(bid, batch)
         bucket = self._buckets.get(bid)
         if isinstance(bucket, OpenBucket):
             bucket.add_delta(delta, batch, self.bulk)
@@ -91,15 +100,31 @@ class WindowRing:
                 assert isinstance(opened, OpenBucket)
                 self._buckets[self._open] = opened.to_sparse()
             fresh = OpenBucket(self.spec)
+            if not keep_rows:
+                fresh.exact = None
             fresh.add_delta(delta, batch, self.bulk)
             self._buckets[bid] = fresh
             self._open = bid
             return True
         # A late batch for an older bucket: rebuild that bucket's sparse form (rare path).
         state = State.from_sparse(self.spec, bucket) if bucket is not None else State(self.spec)
+        if not keep_rows:
+            state.to_bins()
         state.add_delta(delta, batch)
         self._buckets[bid] = state.to_sparse()
         return True
+
+    def _count_rows(self, bid: int, batch: Batch | None) -> bool:
+        """Count ``batch``'s samples in bucket ``bid``; whether the ring still keeps raw rows
+        (binned: at most WINDOW_ROWS in all; when passed, every bucket's rows go)."""
+        if batch is None:
+            return True
+        self._rows[bid] = self._rows.get(bid, 0) + batch.n
+        if self.spec.resolution.kind == "exact" or sum(self._rows.values()) <= window_rows():
+            return True
+        for bucket in self._buckets.values():
+            bucket.exact = None
+        return False
 
     def state(self, now: float) -> State:
         """The window's state at time ``now`` (a fresh object the caller may keep)."""
@@ -118,6 +143,7 @@ class WindowRing:
 
     def restore_bucket(self, bid: int, state: State, is_open: bool) -> None:
         """Put back a bucket read from storage (the open one takes writes again)."""
+        self._rows[bid] = state.n_samples
         if is_open:
             self._buckets[bid] = OpenBucket.restore(self.spec, state.to_sparse())
             self._open = bid
@@ -126,6 +152,7 @@ class WindowRing:
 
     def reset(self) -> None:
         self._buckets.clear()
+        self._rows.clear()
         self._open = None
 
     @property

@@ -96,6 +96,7 @@ class FlatLayout:
     def state(self, dense: np.ndarray) -> State:
         """A ``State`` whose counts are the slices of ``dense`` (copied)."""
         state = State(self.spec)
+        state.to_bins()  # the shared log holds counts, not raw rows
         for name, offset, shape in self.fields:
             size = int(np.prod(shape))
             state.counts[name] = dense[offset : offset + size].reshape(shape).copy()
