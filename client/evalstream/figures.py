@@ -518,6 +518,99 @@ def _delay_figure(report: dict[str, Any], salt: str) -> Figure | None:
     return Figure(key, title, _svg(fig, key, title), (header, rows))
 
 
+ESTIMATED_METRICS = ("recall", "precision", "f1")
+
+
+def _estimated_figure(report: dict[str, Any], salt: str) -> Figure | None:
+    """Estimated (before labels) beside realized per class, for recall, precision and F1: the
+    report's ``estimated`` section where a stream estimates metrics from calibrated scores."""
+    est = report.get("estimated")
+    if not isinstance(est, dict):
+        return None
+    metrics = [
+        m for m in ESTIMATED_METRICS if isinstance((est.get(m) or {}).get("per_class"), dict)
+    ]
+    if not metrics:
+        return None
+    Fig = _mpl()
+    names = [c for c in report["classes"] if c in est[metrics[0]]["per_class"]]
+    note = ""
+    if len(names) > 30:
+        first = est[metrics[0]]["per_class"]
+
+        def lowest_first(c: str) -> float:
+            value = _v(first.get(c))
+            return 2.0 if value is None else value
+
+        names = sorted(names, key=lowest_first)[:30]
+        note = f"{len(report['classes'])} classes: the 30 lowest by estimated {metrics[0]} drawn"
+    k = len(names)
+    height = 0.28 * k + 2.2  # inches: a row per class and room for the title and legend
+    fig = Fig(figsize=(min(14.0, max(6.2, 4.2 * len(metrics))), height))
+    axes = fig.subplots(1, len(metrics), sharey=True, squeeze=False)[0]
+    fig.subplots_adjust(
+        left=0.14, right=0.98, bottom=0.8 / height, top=1 - 0.85 / height, wspace=0.08
+    )
+    rows: list[list[Any]] = []
+    ys = np.arange(k)
+    for col, (ax, metric) in enumerate(zip(axes, metrics, strict=True)):
+        ax.patch.set_gid(f"{salt}-estimated-{metric}-axes")
+        per = est[metric]["per_class"]
+        realized = (report.get(metric) or {}).get("per_class") or {}
+        for i, name in enumerate(names):
+            leaf = per.get(name) or {}
+            value, ci = _v(leaf), leaf.get("ci95")
+            real = _v(realized.get(name))
+            if value is not None:
+                err = None
+                if ci:
+                    err = [[max(value - ci[0], 0.0)], [max(ci[1] - value, 0.0)]]
+                ax.errorbar(
+                    [value],
+                    [i],
+                    xerr=err,
+                    fmt="o",
+                    color=PALETTE[0],
+                    capsize=3,
+                    label="estimated (95% interval)" if i == 0 else None,
+                )
+            if real is not None:
+                ax.plot(
+                    [real],
+                    [i],
+                    marker="D",
+                    color=PALETTE[1],
+                    linestyle="none",
+                    label="realized (labelled)"
+                    if not any(h.get_label() == "realized (labelled)" for h in ax.get_lines())
+                    else None,
+                )
+            rows.append([name, metric, value, ci[0] if ci else None, ci[1] if ci else None, real])
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_xlabel(metric.capitalize() if metric != "f1" else "F1")
+        ax.grid(True, axis="x", color="#dddddd", linewidth=0.6)
+        if col == 0:
+            ax.set_yticks(ys, names)
+            ax.set_ylabel("Class")
+            handles, labels = ax.get_legend_handles_labels()
+            fig.legend(
+                handles,
+                labels,
+                fontsize=8,
+                loc="upper center",
+                ncol=2,
+                frameon=False,
+                bbox_to_anchor=(0.5, 1 - 0.4 / height),
+            )
+    ax0 = axes[0]
+    ax0.invert_yaxis()
+    title = "Estimated (before labels) vs realized per class"
+    fig.suptitle(f"{title} - {report.get('window', '')}")
+    header = ["class", "metric", "estimated", "95% low", "95% high", "realized"]
+    key = f"{salt}-estimated"
+    return Figure(key, title, _svg(fig, key, title), (header, rows), note, wide=len(metrics) > 1)
+
+
 def _seconds(s: float) -> str:
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
         if s >= size:
@@ -534,6 +627,7 @@ def report_figures(report: dict[str, Any], salt: str = "w0") -> list[Figure]:
         _confusion_figure(report, salt),
         _reliability_figure(report, salt),
         _support_figure(report, salt),
+        _estimated_figure(report, salt),
         _label_free_figure(report, salt),
         _delay_figure(report, salt),
     ]

@@ -291,3 +291,39 @@ def test_threshold_advice_table_and_its_marks_on_the_pr_curves(three, page):
     assert "best F1 threshold" in next(
         s for s in re.findall(r"<svg.*?</svg>", page, re.S) if "Precision-recall curves" in s
     )
+
+
+def test_estimated_section_gets_a_figure_beside_the_realized_values(three):
+    """A report with an ``estimated`` section (metrics estimated before labels, in the shape
+    the engine's estimate gives: per class ``value`` and ``ci95``) draws them beside the
+    realized ones. The stand-in estimate here is sklearn's recall and F1 on half the samples."""
+    from evalstream.htmlreport import report_fragment
+    from sklearn.metrics import f1_score, recall_score
+
+    y, p, report = three
+    half = slice(0, len(y) // 2)
+    pred = p[half].argmax(axis=1)
+    est: dict = {"definition": "stand-in", "n_predictions": len(y)}
+    for metric, fn in (("recall", recall_score), ("f1", f1_score)):
+        values = fn(y[half], pred, average=None, labels=range(3))
+        est[metric] = {
+            "per_class": {
+                c: {"value": float(v), "ci95": [float(v) - 0.05, min(float(v) + 0.05, 1.0)]}
+                for c, v in zip(CLASSES, values, strict=True)
+            },
+            "macro": {"value": float(values.mean())},
+        }
+    with_estimate = dict(report, estimated=est)
+    t = parse(report_fragment(with_estimate, "w5"))
+    assert any(s.startswith("Estimated (before labels) vs realized") for s in t.svg_titles)
+    rows = t.tables["w5-estimated-data"][1:]
+    assert len(rows) == 2 * len(CLASSES)
+    for row in rows:
+        name, metric = row[0][0], row[1][0]
+        leaf = est[metric]["per_class"][name]
+        assert [_value(row[2]), _value(row[3]), _value(row[4])] == [leaf["value"], *leaf["ci95"]]
+        assert _value(row[5]) == report[metric]["per_class"][name]["value"]
+    assert "w5-estimated" in t.tables  # the section's numbers as a table too
+    assert not any(
+        s.startswith("Estimated") for s in parse(report_fragment(report, "w6")).svg_titles
+    )
