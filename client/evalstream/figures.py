@@ -269,7 +269,7 @@ def _curve_figure(report: dict[str, Any], kind: str, salt: str) -> Figure | None
     ax.set_aspect("equal")
     ax.grid(True, color="#dddddd", linewidth=0.6)
     ax.set_title(title.split(" (")[0] + f" - {report.get('window', '')}")
-    ax.legend(loc="lower right" if kind == "roc" else "lower left", fontsize=8, title="class")
+    ax.legend(loc="lower right" if kind == "roc" else "best", fontsize=8, title="class")
     key = f"{salt}-{kind}"
     return Figure(key, title, _svg(fig, key, title), (header, rows), note, colours)
 

@@ -182,7 +182,17 @@ def _headline(report: Mapping[str, Any], prefix: str) -> str:
         "Per class and averaged; bounds are guaranteed to contain the value on the raw scores, "
         "95% CI are intervals (README); '-' is undefined in this window"
     )
-    return _table(HEADLINE_COLUMNS, rows, f"{prefix}-headline", caption)
+    table = _table(HEADLINE_COLUMNS, rows, f"{prefix}-headline", caption)
+    n_classes = len(report["classes"])
+    if n_classes <= LONG_HEADLINE:
+        return table
+    averages = rows[n_classes:]  # many classes: the averages first, every class one click away
+    return _table(HEADLINE_COLUMNS, averages, f"{prefix}-averages", "Averages") + (
+        f"<details><summary>Every class ({n_classes} rows)</summary>{table}</details>"
+    )
+
+
+LONG_HEADLINE = 20  # classes past which the per-class rows fold away under the averages
 
 
 SCALARS = (

@@ -327,3 +327,20 @@ def test_estimated_section_gets_a_figure_beside_the_realized_values(three):
     assert not any(
         s.startswith("Estimated") for s in parse(report_fragment(report, "w6")).svg_titles
     )
+
+
+def test_many_classes_put_the_averages_first_and_fold_the_classes():
+    from evalstream.htmlreport import LONG_HEADLINE, report_fragment
+
+    k = LONG_HEADLINE + 5
+    rng = np.random.default_rng(9)
+    y = rng.integers(0, k, 3000)
+    p = rng.dirichlet(np.ones(k), 3000)
+    report = evaluate_arrays(y, p, task="multiclass", classes=[f"k{i}" for i in range(k)])
+    fragment = report_fragment(report, "w0", figures=False)
+    t = parse(fragment)
+    averages = [r[0][0] for r in t.tables["w0-averages"][1:]]
+    assert averages == [name for name, _ in headline_rows(report)[k:]] and "macro avg" in averages
+    assert len(t.tables["w0-headline"]) == 1 + k + len(averages)
+    assert fragment.index('id="w0-averages"') < fragment.index("<details><summary>Every class")
+    assert fragment.index("<details><summary>Every class") < fragment.index('id="w0-headline"')
