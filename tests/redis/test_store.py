@@ -401,3 +401,46 @@ def test_producer_ids_are_bounded_in_length_and_number(redis_server):
         assert a.state("s", CUMULATIVE).n_samples == 4
     finally:
         a.close()
+
+
+def test_idle_producers_are_forgotten_after_the_retention(redis_server):
+    """As in the memory and durable stores (tests/store/test_producers.py): a producer silent for
+    the retention is forgotten when a new producer arrives, its last sequence, its outcomes and
+    its time with it, and starts again at 1. Before, the Redis store kept every producer until
+    the stream was reset: a bounded stream refused new producers forever."""
+    from evalstream_server.store.producers import ProducerLimits
+
+    clock = FakeTime(1_700_000_000.0)
+    spec = StreamSpec(task="binary", name="s")
+    a = _store(redis_server.url, clock)
+    a.producer_limits = ProducerLimits(max_per_stream=3, retention=3600.0)
+    r = redis_server.client()
+    try:
+        a.create(spec)
+        batch = make_batch(spec, [0, 1], [0.2, 0.9])
+        for producer in ("a", "b", "c"):
+            assert a.ingest("s", producer, 1, batch, None).status == "accepted"
+            a.flush()
+            clock.t += 600.0
+        assert a.ingest("s", "b", 2, batch, None).status == "accepted"  # b's last: +1800
+        a.flush()
+        refused = a.ingest("s", "d", 1, batch, None)
+        assert (refused.status, refused.error_code) == ("rejected", 8)
+        assert a.ingest("s", "a", 2, batch, None).status == "accepted"  # known ones go on
+        a.flush()
+        clock.t += 3000.0  # c's last batch (+1200) is 3600 s old now; b's (+1800) is not
+        assert a.ingest("s", "d", 1, batch, None).status == "accepted"
+        a.flush()
+        assert {k.decode() for k in r.hkeys(a.keys.of("s", "prod"))} == {"a", "b", "d"}
+        assert not [f for f in r.hkeys(a.keys.of("s", "out")) if f.startswith(b"c\n")]
+        assert {m.decode() for m in r.zrange(a.keys.of("s", "seen"), 0, -1)} == {"a", "b", "d"}
+        assert a.expected_sequence("s", "c") == 1  # c starts again at 1
+        assert a.expected_sequence("s", "b") == 3
+        assert a.ingest("s", "c", 1, batch, None).status == "rejected"  # full again: a, b, d
+        assert a.state("s", CUMULATIVE).n_samples == 2 * 6
+        a.reset("s", forget_producers=True)
+        assert r.zcard(a.keys.of("s", "seen")) == 0
+        a.delete("s")
+        assert not r.exists(a.keys.of("s", "seen"))
+    finally:
+        a.close()

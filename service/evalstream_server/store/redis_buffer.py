@@ -107,6 +107,7 @@ class Commit:
             keys.of(s, "commits"),
             keys.of(s, "buckets"),
             keys.stage(s, replica, self.number),
+            keys.of(s, "seen"),
             *(t.key for t in self.targets),
         ]
         now = max(e.now for e in self.entries)

@@ -182,7 +182,7 @@ class StreamCatalogue:
             delete_in_cluster(self.conn, name)
         else:
             keys = [k.streams, *(k.of(name, w) for w in ("meta", "prod", "out", "commits"))]
-            keys += [k.of(name, "cum"), k.of(name, "buckets"), *k.join(name)]
+            keys += [k.of(name, "cum"), k.of(name, "buckets"), *k.join(name), k.of(name, "seen")]
             if not self.conn.call("delete", "delete", keys, [name]):
                 raise NotFoundError(name)
         self.forget(name)
@@ -190,7 +190,7 @@ class StreamCatalogue:
     def reset(self, name: str, forget_producers: bool = False) -> StreamRecord:
         k = self.conn.keys
         keys = [k.of(name, w) for w in ("meta", "prod", "out", "cum", "buckets")]
-        keys += [k.ids_for(name), *k.join(name)]
+        keys += [k.ids_for(name), k.of(name, "seen"), *k.join(name)]
         if not self.conn.call("reset", "reset", keys, [int(forget_producers)]):
             raise NotFoundError(name)
         return self.cached(name, fresh=True).record

@@ -62,7 +62,7 @@ def create_in_cluster(
 def delete_in_cluster(conn: RedisConnection, name: str) -> None:
     k = conn.keys
     keys = [k.of(name, w) for w in ("meta", "prod", "out", "commits", "cum", "buckets")]
-    keys += k.join(name)
+    keys += [*k.join(name), k.of(name, "seen")]
     deleted = conn.call("delete", "delete_slot", keys, [])
     _forget_if_absent(conn, name)
     if not deleted:

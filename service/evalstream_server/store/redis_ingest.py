@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from ..engine import Batch, InvalidInputError, LabelBatch, PredictionBatch
 from ..engine.counting import compute_delta
-from .base import BatchOutcome, Record, StoreUnavailableError, rejected_outcome
+from .base import OUTCOME_MEMORY, BatchOutcome, Record, StoreUnavailableError, rejected_outcome
 from .producers import ProducerLimits
 from .redis_buffer import Entry
 from .redis_catalogue import CachedStream, StreamCatalogue
@@ -125,11 +125,25 @@ class Ingestion:
             return outcome
 
     def _producers_full(self, name: str) -> BatchOutcome | None:
-        """The refusal of a new producer when the stream remembers as many as it may (checked
-        per replica against Redis's count: replicas admitting new producers at the same moment
-        may pass the bound by one each)."""
+        """The refusal of a new producer when the stream remembers as many as it may once the
+        idle ones are forgotten (as the memory store does; checked per replica against Redis's
+        count: replicas admitting new producers at the same moment may pass the bound by one
+        each)."""
+        k = self.conn.keys
+        limits = self.producer_limits
+        self.conn.call(
+            "forget idle producers",
+            "forget_idle",
+            [k.of(name, w) for w in ("meta", "prod", "out", "seen")],
+            [
+                self.catalogue.cached(name).uid,
+                repr(self.clock() - limits.retention),
+                repr(self.clock()),
+                OUTCOME_MEMORY,
+            ],
+        )
         with self.conn.errors("producer count"):
-            kept = int(self.conn.client.hlen(self.conn.keys.of(name, "prod")))
+            kept = int(self.conn.client.hlen(k.of(name, "prod")))
         full = self.producer_limits.full_error(kept)
         return None if full is None else rejected_outcome(full)
 

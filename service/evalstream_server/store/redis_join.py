@@ -335,7 +335,7 @@ class JoinTable:
             args += [start, length, expireat]
         logs = [s[0] for s in sent]
         keys = [k.of(name, w) for w in ("meta", "prod", "out", "commits", "buckets")]
-        keys += [*k.join(name), *logs]
+        keys += [*k.join(name), k.of(name, "seen"), *logs]
         res = self.conn.call("join commit", script, keys, args + op_args)
         return res, logs
 

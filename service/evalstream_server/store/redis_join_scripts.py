@@ -159,7 +159,7 @@ local function keep(T, ttl)
 end
 """
 
-# Commits. KEYS: meta prod out commits buckets pend pq done dq jc target...
+# Commits. KEYS: meta prod out commits buckets pend pq done dq jc seen target...
 # ARGV: 1 uid, 2 replica, 3 commit number, 4 now, 5 retention, 6 max_pending, 7 ttl,
 #       8 producer ('' unsequenced), 9 seq, 10 outcome field, 11 trimmed outcome field or '',
 #       12 payload, 13 number of targets, then (offset, length, expireat) per target, then the
@@ -186,6 +186,7 @@ local function finish(counts, rows)
                                 counts[3], counts[4], counts[5])
   if ARGV[8] ~= '' then
     redis.call('HSET', KEYS[2], ARGV[8], ARGV[9])
+    redis.call('ZADD', KEYS[11], now_s, ARGV[8])
     redis.call('HSET', KEYS[3], ARGV[10], outcome)
     if ARGV[11] ~= '' then redis.call('HDEL', KEYS[3], ARGV[11]) end
   end
@@ -194,7 +195,7 @@ local function finish(counts, rows)
   for t = 1, n_targets do
     local off, len, exp = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
     i = i + 3
-    local key = KEYS[10 + t]
+    local key = KEYS[11 + t]
     reply[#reply + 1] = redis.call('APPEND', key, string.sub(ARGV[12], off + 1, off + len))
     if exp > 0 then
       redis.call('EXPIREAT', key, exp)

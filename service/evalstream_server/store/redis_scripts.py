@@ -15,6 +15,8 @@ Keys (``P`` is the prefix, default ``evalstream``)::
                                        update_time
     P:{s}:prod                 HASH    producer -> last consumed sequence
     P:{s}:out                  HASH    "producer\\nseq" -> recorded outcome (last 4096/producer)
+    P:{s}:seen                 ZSET    producer -> time of its last committed batch (seconds):
+                                       one idle for the producer retention is forgotten
     P:{s}:commits              HASH    replica id -> last commit number applied (idempotence)
     P:{s}:cum                  STRING  sparse log of the cumulative counts
     P:{s}:w:<seconds>:<bucket> STRING  sparse log of one window bucket (EXPIREAT its end)
@@ -70,7 +72,7 @@ class Keys:
         return [self.of(stream, w) for w in ("pend", "pq", "done", "dq", "jc")]
 
 
-# KEYS: meta prod out commits buckets stage target...
+# KEYS: meta prod out commits buckets stage seen target...
 # ARGV: uid replica number now n_batches mode inline n_entries, then per sequenced entry
 #       (producer, seq, outcome field, outcome, trim field); then per target (offset, length,
 #       expireat or 0)
@@ -95,12 +97,13 @@ end
 for k = 0, n - 1 do
   local i = 9 + 5 * k
   redis.call('HSET', prod, ARGV[i], ARGV[i + 1])
+  redis.call('ZADD', KEYS[7], ARGV[4], ARGV[i])
   redis.call('HSET', out, ARGV[i + 2], ARGV[i + 3])
   if ARGV[i + 4] ~= '' then redis.call('HDEL', out, ARGV[i + 4]) end
 end
 local i = 9 + 5 * n
 local lengths = {'ok'}
-for t = 7, #KEYS do
+for t = 8, #KEYS do
   local off, len, exp = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
   i = i + 3
   local data
@@ -175,13 +178,14 @@ redis.call('SREM', KEYS[1], ARGV[1])
 return 1
 """
 
-# KEYS: meta prod out cum buckets ids, then the join table's keys   ARGV: forget_producers (0/1)
+# KEYS: meta prod out cum buckets ids seen, then the join table's keys
+# ARGV: forget_producers (0/1)
 _RESET = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 for _, k in ipairs(redis.call('ZRANGE', KEYS[5], 0, -1)) do redis.call('DEL', k) end
 redis.call('DEL', KEYS[4], KEYS[5])
-for k = 7, #KEYS do redis.call('DEL', KEYS[k]) end
-if ARGV[1] == '1' then redis.call('DEL', KEYS[2], KEYS[3]) end
+for k = 8, #KEYS do redis.call('DEL', KEYS[k]) end
+if ARGV[1] == '1' then redis.call('DEL', KEYS[2], KEYS[3], KEYS[7]) end
 redis.call('HSET', KEYS[1], 'epoch', redis.call('INCR', KEYS[6]), 'batches', 0)
 redis.call('HINCRBY', KEYS[1], 'ver', 1)
 return 1
@@ -217,6 +221,30 @@ redis.call('HSET', KEYS[1], 'epoch', redis.call('INCR', KEYS[3]))
 return 1
 """
 
+# KEYS: meta prod out seen   ARGV: uid, idle limit (seconds: forget the producers whose last
+# batch is this old or older), now, outcomes kept per producer
+# Forgets idle producers: their last sequence, outcomes and time. A producer without a time
+# (written before times were kept) gets ``now``. Returns the number forgotten, -1 for a stream
+# that is gone.
+_FORGET_IDLE = """
+if redis.call('HGET', KEYS[1], 'uid') ~= ARGV[1] then return -1 end
+if redis.call('HLEN', KEYS[2]) > redis.call('ZCARD', KEYS[4]) then
+  for _, p in ipairs(redis.call('HKEYS', KEYS[2])) do
+    if not redis.call('ZSCORE', KEYS[4], p) then redis.call('ZADD', KEYS[4], ARGV[3], p) end
+  end
+end
+local idle = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ARGV[2])
+for _, p in ipairs(idle) do
+  local last = tonumber(redis.call('HGET', KEYS[2], p) or '0')
+  for seq = math.max(last - tonumber(ARGV[4]) + 1, 1), last do
+    redis.call('HDEL', KEYS[3], p .. '\\n' .. seq)
+  end
+  redis.call('HDEL', KEYS[2], p)
+  redis.call('ZREM', KEYS[4], p)
+end
+return #idle
+"""
+
 # KEYS: meta prod   ARGV: producer   Returns {uid or false, last or false}
 _PRODUCER = """
 return {redis.call('HGET', KEYS[1], 'uid'), redis.call('HGET', KEYS[2], ARGV[1])}
@@ -248,6 +276,7 @@ _SOURCES = {
     "read_log": _READ_LOG,
     "compact": _COMPACT,
     "producer": _PRODUCER,
+    "forget_idle": _FORGET_IDLE,
     "announce": _ANNOUNCE,
     "leave": _LEAVE,
     **JOIN_SOURCES,
