@@ -159,6 +159,10 @@ class MemoryLedger:
             self._tenant[key] = tenant
             self._charge(key, self.budget.need(spec).fixed, growing)
 
+    def keys(self) -> set[str]:
+        with self._lock:
+            return set(self._tenant)
+
     def forget(self, key: str) -> None:
         with self._lock:
             if key in self._tenant:

@@ -176,3 +176,32 @@ def test_the_join_tables_size_is_kept_up_to_date():
     again = PendingPredictions(2, 500, 100.0)
     again.restore(table.to_bytes())
     assert again.nbytes == afresh(again)
+
+
+def test_a_roll_back_charges_the_streams_as_loaded_again(tmp_path):
+    """A failed commit (a full disk) rolls memory back: the ledger follows it, so the batch
+    that was never acknowledged is not charged any more."""
+    from evalstream_server.store.durable import DurableStore, StoreUnavailableError
+
+    from ..store.test_disk_full import _limit_pages
+
+    store = DurableStore(tmp_path / "data", snapshot_every=10_000)
+    ledger = MemoryLedger(MemoryBudget(per_server=1 << 40))
+    store.charge_memory(ledger)
+    store.create(StreamSpec(task="multiclass", classes=K10, windows=("5m",), name="s"))
+    rng = np.random.default_rng(2)
+    y, s = rng.integers(0, 10, 2048), rng.dirichlet(np.ones(10), 2048)
+    assert store.ingest("s", "p", 1, store.get("s").engine.validate(y, s), None).status == (
+        "accepted"
+    )
+    store.flush()
+    acked = ledger.total()
+    assert acked == _charged(store)
+    store._writer.call(_limit_pages).result()  # the disk fills up
+    y, s = rng.integers(0, 10, 20_000), rng.dirichlet(np.ones(10), 20_000)
+    store.ingest("s", "p", 2, store.get("s").engine.validate(y, s), None)
+    assert ledger.total() > acked  # applied, charged, not yet committed
+    with pytest.raises(StoreUnavailableError):
+        store.flush()
+    assert ledger.total() == _charged(store) == acked
+    store.close()

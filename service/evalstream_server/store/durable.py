@@ -217,6 +217,7 @@ class DurableStore(MemoryStore):
             return
         started = time.perf_counter()
         self._writer.call(self._load).result()  # after the dropped statements: FIFO
+        self._recharge()  # the memory budget charges the streams as loaded
         self._reloaded, self._settled = failures, self._queued
         self._retry_at = time.monotonic() + self._backoff
         log.warning(

@@ -49,6 +49,8 @@ class MemoryCharges(Protocol):
 
     def forget(self, key: str) -> None: ...
 
+    def keys(self) -> set[str]: ...
+
     def settle(self, key: str, growing: int) -> None: ...
 
     def admit(self, key: str, need: int, field: str) -> None: ...
@@ -78,8 +80,17 @@ class MemoryStore(Store):
         budget): a batch that would pass it is rejected with RESOURCE_EXHAUSTED, unapplied."""
         with self._lock:
             self.memory_ledger = ledger
-            for key, record in self._streams.items():
-                ledger.track(key, record.tenant, record.spec, record.engine.growing_nbytes)
+            self._recharge()
+
+    def _recharge(self) -> None:
+        """Under the lock: charge the streams as they are now (after a load: a roll-back)."""
+        ledger = self.memory_ledger
+        if ledger is None:
+            return
+        for key in ledger.keys() - self._streams.keys():
+            ledger.forget(key)
+        for key, record in self._streams.items():
+            ledger.track(key, record.tenant, record.spec, record.engine.growing_nbytes)
 
     # -- streams -------------------------------------------------------------------------------
     def create(self, spec: StreamSpec, tenant: str = "") -> StreamRecord:
