@@ -287,3 +287,37 @@ def test_a_scrape_during_a_commit_that_fails_shows_nothing_unacknowledged(tmp_pa
         assert _counter(after, name) >= _counter(during, name), name
     assert store.state("s", "cumulative").n_samples == acked
     store.close()
+
+
+def test_a_query_reads_again_when_another_commit_failed_after_its_read(tmp_path):
+    """A query reads under the lock, then waits for the commit of what it read. If another
+    thread's commit of the same batches fails first (the Ingest call's own, rolling memory
+    back), the query's wait finds nothing left to commit: it must read again, not return what
+    it read (the unacknowledged batch)."""
+    disk = _PageLimit(tmp_path)
+    store = DurableStore(disk.data_dir, snapshot_every=10_000)
+    store.create(SPEC)
+    rng = np.random.default_rng(6)
+    y, s = _batch(rng)
+    assert store.ingest("s", "p", 1, store.get("s").engine.validate(y, s), None).status == (
+        "accepted"
+    )
+    store.flush()
+    acked = len(y)
+    disk.fill(store)
+    y, s = _batch(rng, 20_000)  # past the pages left: its commit fails
+    assert store.ingest("s", "p", 2, store.get("s").engine.validate(y, s), None).status == (
+        "accepted"
+    )
+    real = store.flush
+
+    def another_thread_committed_first() -> None:
+        try:
+            real()  # fails, rolls back: nothing is left to commit
+        except StoreUnavailableError:
+            pass  # that thread's caller gets the error, not the query
+
+    store.flush = another_thread_committed_first
+    assert store.state("s", "cumulative").n_samples == acked
+    store.flush = real
+    store.close()

@@ -191,14 +191,16 @@ class DurableStore(MemoryStore):
                 if not self._closed:
                     self._roll_back()  # a failed commit since: committed data only
                 value = read()
-                dirty = not self._closed and self._dirty() and self._writer.broken is None
-            if not dirty:
+                if self._closed or self._writer.broken is not None:
+                    return value  # rolled back, and writes are refused: all committed
+                mark, failures = self._queued, self._writer.failures
+            if self._writer.committed < mark:
+                try:
+                    self.flush()  # commits what the read saw (and what came after it)
+                except StoreUnavailableError:
+                    continue  # rolled back: what the read saw is not all committed
+            if self._writer.failures == failures:  # no commit failed (and rolled back) since
                 return value
-            try:
-                self.flush()  # commits what the read saw (and what came after it)
-                return value
-            except StoreUnavailableError:
-                continue  # rolled back: what the read saw is not all committed
         with self._lock:  # writes are refused after a failed commit: memory stays committed
             if not self._closed:
                 self._roll_back()
