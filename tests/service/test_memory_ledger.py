@@ -190,7 +190,8 @@ def test_a_roll_back_charges_the_streams_as_loaded_again(tmp_path):
     store.charge_memory(ledger)
     store.create(StreamSpec(task="multiclass", classes=K10, windows=("5m",), name="s"))
     rng = np.random.default_rng(2)
-    y, s = rng.integers(0, 10, 2048), rng.dirichlet(np.ones(10), 2048)
+    # past the raw rows a small stream keeps (state.SMALL_ROWS): then what comes only grows
+    y, s = rng.integers(0, 10, 5000), rng.dirichlet(np.ones(10), 5000)
     assert store.ingest("s", "p", 1, store.get("s").engine.validate(y, s), None).status == (
         "accepted"
     )
@@ -203,5 +204,7 @@ def test_a_roll_back_charges_the_streams_as_loaded_again(tmp_path):
     assert ledger.total() > acked  # applied, charged, not yet committed
     with pytest.raises(StoreUnavailableError):
         store.flush()
-    assert ledger.total() == _charged(store) == acked
+    # charged as loaded again (a replay stages its window's cells: not byte for byte the live
+    # engine, so not ``acked`` either)
+    assert ledger.total() == _charged(store)
     store.close()

@@ -24,7 +24,7 @@ from .errors import InvalidInputError, UnknownWindowError
 from .pending import PendingPredictions
 from .report import build_report, curve
 from .spec import StreamSpec, parse_duration
-from .state import State
+from .state import State, exact_row_bytes
 from .windows import WindowRing
 
 __all__ = ["StreamEngine", "CUMULATIVE", "JoinCounts", "Admit"]
@@ -253,11 +253,9 @@ class StreamEngine:
             elif name in SCATTER_FIELDS and isinstance(d, np.ndarray):
                 staged += 16 * d.size  # compacted to entries of a cell index and a value
         total = staged * len(self.windows) + new_buckets * self._bucket_bytes
-        if self.spec.resolution.kind == "exact":
-            C = self.spec.n_columns
-            row = (8 if self.spec.task == "multiclass" else C) + 4 * C + 8
-            total += n * row * (1 + len(self.windows))
-        return total
+        # raw rows: the exact resolution's, or a small binned stream's (exact while small)
+        row = exact_row_bytes(self.spec.n_columns, self.spec.task == "multiclass")
+        return total + n * row * (1 + len(self.windows))
 
     @functools.cached_property
     def _bucket_bytes(self) -> int:
