@@ -439,11 +439,23 @@ class EvalClient:
         window: str = "cumulative",
         curves: bool = False,
         max_curve_points: int = 200,
+        recall_floors: Sequence[float] = (),
+        precision_floors: Sequence[float] = (),
+        beta: float | None = None,
     ) -> Report:
         """The report of one window (``"cumulative"`` or one of the stream's windows);
-        ``curves=True`` includes the ROC and PR curves for ``Report.roc_curve``."""
+        ``curves=True`` includes the ROC and PR curves for ``Report.roc_curve``.
+        ``recall_floors``, ``precision_floors`` and ``beta`` set the goals of the threshold
+        advice (``Report.threshold_for``, ``Report.best_threshold``) for this query; empty or
+        None: the server's defaults (floors 0.8, 0.9, 0.95; F1)."""
         request = pb.GetReportRequest(
-            stream=stream, window=window, include_curves=curves, max_curve_points=max_curve_points
+            stream=stream,
+            window=window,
+            include_curves=curves,
+            max_curve_points=max_curve_points,
+            recall_floors=list(recall_floors),
+            precision_floors=list(precision_floors),
+            beta=beta or 0.0,
         )
         response = self._unary(self._stub.GetReport, request)
         return Report.from_json(response.report_json, _datetime(response.generated_time))

@@ -250,23 +250,63 @@ def test_threshold_advice_over_grpc_is_sklearns(client, name):
     client.log(name, y, p)
     rep = client.report(name)
     for i, cls in enumerate(CLASSES):
-        pos, s = y == i, p[:, i]
+        pos, s = y == i, p[:, i].astype(np.float32)
         best = rep.best_threshold("f1", cls=cls)
         assert best["f1"]["value"] == pytest.approx(
             skm.f1_score(pos, s >= np.float32(best["threshold"])), abs=1e-12
         )
-        every = [skm.f1_score(pos, s >= t) for t in np.unique(s)]
-        assert best["f1"]["value"] == pytest.approx(max(every), abs=1e-12)
+        cuts = np.unique(s)
+        pred = s[None, :] >= cuts[:, None]  # every threshold at once, counted with numpy
+        tp, fp = (pred & pos).sum(axis=1), (pred & ~pos).sum(axis=1)
+        precision, recall = tp / (tp + fp), tp / pos.sum()
+        assert best["f1"]["value"] == pytest.approx(
+            (2 * tp / (tp + fp + pos.sum())).max(), abs=1e-12
+        )
         floor = rep.threshold_for(recall=0.9, cls=cls)
-        pr = [
-            (skm.precision_score(pos, s >= t), t)
-            for t in np.unique(s)
-            if skm.recall_score(pos, s >= t) >= 0.9
-        ]
-        assert floor["precision"]["value"] == pytest.approx(max(pr)[0], abs=1e-12)
+        assert floor["precision"]["value"] == pytest.approx(
+            precision[recall >= 0.9].max(), abs=1e-12
+        )
         assert skm.recall_score(pos, s >= np.float32(floor["threshold"])) >= 0.9
     with pytest.raises(KeyError, match="floors"):
         rep.threshold_for(recall=0.42, cls="a")
     with pytest.raises(ValueError, match="cls"):
         rep.best_threshold("f1")
     assert "threshold advice" in str(rep) and "macro F1 with per-class thresholds" in str(rep)
+
+
+def test_threshold_goals_per_query(client, name):
+    """Floors and beta asked for in GetReport: the advice answers them, against a brute force
+    over the raw scores; bad goals are refused naming the field."""
+    y, _, p = data.multiclass(44, counts=(150, 300, 700))
+    client.create_stream(name, task="multiclass", classes=CLASSES, resolution="exact")
+    client.log(name, y, p)
+    rep = client.report(name, recall_floors=[0.42], precision_floors=[0.77], beta=2.0)
+    assert rep.to_dict()["thresholds"]["goals"] == {
+        "beta": 2.0,
+        "recall_floors": [0.42],
+        "precision_floors": [0.77],
+    }
+    for i, cls in enumerate(CLASSES):
+        pos, s = y == i, p[:, i].astype(np.float32)
+        cuts = np.unique(s)
+        pred = s[None, :] >= cuts[:, None]  # every threshold at once, counted with numpy
+        tp, fp = (pred & pos).sum(axis=1), (pred & ~pos).sum(axis=1)
+        precision, recall = tp / (tp + fp), tp / pos.sum()
+        fb = 5 * tp / (5 * tp + 4 * (pos.sum() - tp) + fp)
+        best = rep.best_threshold("fbeta", cls=cls)
+        assert best["fbeta"]["value"] == pytest.approx(fb.max(), abs=1e-12)
+        t = np.float32(best["threshold"])
+        assert skm.fbeta_score(pos, s >= t, beta=2.0) == pytest.approx(fb.max(), abs=1e-12)
+        got = rep.threshold_for(precision=0.77, cls=cls)
+        ok = recall[precision >= 0.77]
+        if ok.size:
+            assert got["recall"]["value"] == pytest.approx(ok.max(), abs=1e-12)
+        else:
+            assert got["threshold"] is None
+        assert rep.threshold_for(recall=0.42, cls=cls)["recall"]["value"] >= 0.42
+    from evalstream.errors import InvalidArgumentError
+
+    with pytest.raises(InvalidArgumentError, match="recall_floors"):
+        client.report(name, recall_floors=[1.5])
+    with pytest.raises(InvalidArgumentError, match="beta"):
+        client.report(name, beta=-1.0)

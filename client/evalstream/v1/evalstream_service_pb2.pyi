@@ -173,16 +173,22 @@ class IngestResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[_ingest_pb2.BatchResult, _Mapping]]] = ..., accepted_batches: _Optional[int] = ..., duplicate_batches: _Optional[int] = ..., rejected_batches: _Optional[int] = ..., accepted_samples: _Optional[int] = ..., rejected_samples: _Optional[int] = ...) -> None: ...
 
 class GetReportRequest(_message.Message):
-    __slots__ = ("stream", "window", "include_curves", "max_curve_points")
+    __slots__ = ("stream", "window", "include_curves", "max_curve_points", "recall_floors", "precision_floors", "beta")
     STREAM_FIELD_NUMBER: _ClassVar[int]
     WINDOW_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_CURVES_FIELD_NUMBER: _ClassVar[int]
     MAX_CURVE_POINTS_FIELD_NUMBER: _ClassVar[int]
+    RECALL_FLOORS_FIELD_NUMBER: _ClassVar[int]
+    PRECISION_FLOORS_FIELD_NUMBER: _ClassVar[int]
+    BETA_FIELD_NUMBER: _ClassVar[int]
     stream: str
     window: str
     include_curves: bool
     max_curve_points: int
-    def __init__(self, stream: _Optional[str] = ..., window: _Optional[str] = ..., include_curves: _Optional[bool] = ..., max_curve_points: _Optional[int] = ...) -> None: ...
+    recall_floors: _containers.RepeatedScalarFieldContainer[float]
+    precision_floors: _containers.RepeatedScalarFieldContainer[float]
+    beta: float
+    def __init__(self, stream: _Optional[str] = ..., window: _Optional[str] = ..., include_curves: _Optional[bool] = ..., max_curve_points: _Optional[int] = ..., recall_floors: _Optional[_Iterable[float]] = ..., precision_floors: _Optional[_Iterable[float]] = ..., beta: _Optional[float] = ...) -> None: ...
 
 class GetReportResponse(_message.Message):
     __slots__ = ("stream", "window", "generated_time", "report_json", "headline")

@@ -40,9 +40,11 @@ from typing import Any
 import numpy as np
 
 from . import confusion as cf
+from .errors import InvalidInputError
 
 __all__ = ["ThresholdGoals", "advise", "problem_advice", "thresholds_section"]
 
+MAX_FLOORS = 16  # floors of one kind a query may ask for
 _TIE = 1e-12  # relative slack when comparing float values of counts
 
 
@@ -56,11 +58,14 @@ class ThresholdGoals:
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.beta) and self.beta > 0):
-            raise ValueError(f"beta: expected a positive number, received {self.beta!r}")
+            raise InvalidInputError("beta", "a positive number, or 0 for 1", repr(self.beta))
         for name in ("recall_floors", "precision_floors"):
-            for v in getattr(self, name):
+            floors = list(getattr(self, name))
+            if len(floors) > MAX_FLOORS:
+                raise InvalidInputError(name, f"at most {MAX_FLOORS} floors", str(len(floors)))
+            for v in floors:
                 if not (0.0 < float(v) <= 1.0):
-                    raise ValueError(f"{name}: expected numbers in (0, 1], received {v!r}")
+                    raise InvalidInputError(name, "numbers in (0, 1]", repr(v))
 
 
 def _fbeta(tp: np.ndarray, fp: np.ndarray, P: float, beta: float) -> np.ndarray:

@@ -34,6 +34,7 @@ from ..budget import MemoryBudget, MemoryLedger
 from ..engine import InvalidInputError, StreamSpec
 from ..engine.batch import LOGITS_HINT
 from ..engine.compare import check_request, compare
+from ..engine.thresholds import ThresholdGoals
 from ..quotas import TenantQuotas
 from ..ratelimit import RateLimiter
 from ..store import (
@@ -422,19 +423,34 @@ class EvalstreamServicer:
 
     # -- queries -------------------------------------------------------------------------------
     def _report_json(
-        self, stream: str, window: str, curves: bool, max_points: int
+        self,
+        stream: str,
+        window: str,
+        curves: bool,
+        max_points: int,
+        goals: ThresholdGoals | None = None,
     ) -> tuple[str, report_pb2.ReportHeadline]:
         """The canonical report as JSON text, and its headline figures typed."""
         key = self._record(stream).name
         points = min(max_points or self.limits.default_curve_points, self.limits.max_curve_points)
-        report = self.store.report(key, window or "cumulative", curves=curves, max_points=points)
+        report = self.store.report(
+            key, window or "cumulative", curves=curves, max_points=points, threshold_goals=goals
+        )
         return json.dumps(report, allow_nan=False, separators=(",", ":")), headline(report)
 
     async def GetReport(self, req: pb.GetReportRequest, ctx) -> pb.GetReportResponse:
         window = req.window or "cumulative"
         await self.store.settle_async()  # queries show committed data only
+        goals = None
+        if req.recall_floors or req.precision_floors or req.beta:
+            default = ThresholdGoals()
+            goals = ThresholdGoals(
+                beta=req.beta or 1.0,
+                recall_floors=tuple(req.recall_floors) or tuple(default.recall_floors),
+                precision_floors=tuple(req.precision_floors) or tuple(default.precision_floors),
+            )
         text, typed = await self.store.run(
-            self._report_json, req.stream, window, req.include_curves, req.max_curve_points
+            self._report_json, req.stream, window, req.include_curves, req.max_curve_points, goals
         )
         return pb.GetReportResponse(
             stream=req.stream,

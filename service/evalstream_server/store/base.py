@@ -24,6 +24,7 @@ from ..engine import (
     StreamSpec,
 )
 from ..engine.spec import parse_duration
+from ..engine.thresholds import ThresholdGoals
 
 Record = Batch | PredictionBatch | LabelBatch  # what one sequenced ingest carries
 
@@ -336,7 +337,12 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def report(
-        self, name: str, window: str, curves: bool = False, max_points: int = 200
+        self,
+        name: str,
+        window: str,
+        curves: bool = False,
+        max_points: int = 200,
+        threshold_goals: ThresholdGoals | None = None,
     ) -> dict[str, Any]: ...
 
     @abc.abstractmethod

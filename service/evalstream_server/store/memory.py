@@ -19,6 +19,7 @@ from ..engine import (
     StreamSpec,
     build_report,
 )
+from ..engine.thresholds import ThresholdGoals
 from .base import (
     OUTCOME_MEMORY,
     RESOURCE_EXHAUSTED,
@@ -270,7 +271,12 @@ class MemoryStore(Store):
             return self.get(name).engine.label_status()
 
     def report(
-        self, name: str, window: str, curves: bool = False, max_points: int = 200
+        self,
+        name: str,
+        window: str,
+        curves: bool = False,
+        max_points: int = 200,
+        threshold_goals: ThresholdGoals | None = None,
     ) -> dict[str, Any]:
         state, reference, labels = self.report_context(name, window)
         return build_report(
@@ -280,6 +286,7 @@ class MemoryStore(Store):
             max_points=max_points,
             reference=reference,
             labels=labels,
+            threshold_goals=threshold_goals,
         )
 
     def curve(

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..engine import CUMULATIVE, State, build_report, curve
+from ..engine.thresholds import ThresholdGoals
 from .base import NotFoundError, StoreUnavailableError, same_window
 from .redis_catalogue import StreamCatalogue
 from .redis_compaction import Compactor
@@ -131,7 +132,12 @@ class MergedReads:
         return state, ref, self.status_of(name), age, reason
 
     def report(
-        self, name: str, window: str, curves: bool = False, max_points: int = 200
+        self,
+        name: str,
+        window: str,
+        curves: bool = False,
+        max_points: int = 200,
+        threshold_goals: ThresholdGoals | None = None,
     ) -> dict[str, Any]:
         state, ref, labels, age, reason = self._context(name, window)
         out = build_report(
@@ -141,6 +147,7 @@ class MergedReads:
             max_points=max_points,
             reference=ref,
             labels=labels,
+            threshold_goals=threshold_goals,
         )
         if age is not None:
             out["staleness"] = {"age_seconds": round(age, 3), "reason": reason}

@@ -50,6 +50,7 @@ from typing import Any, TypeVar
 import redis
 
 from ..engine import State, StreamSpec
+from ..engine.thresholds import ThresholdGoals
 from .base import BatchOutcome, Record, Store, StoreUnavailableError, StreamRecord
 from .producers import ProducerLimits
 from .redis_catalogue import StreamCatalogue
@@ -297,9 +298,14 @@ class RedisStore(Store):
         return self.join.label_status(name)
 
     def report(
-        self, name: str, window: str, curves: bool = False, max_points: int = 200
+        self,
+        name: str,
+        window: str,
+        curves: bool = False,
+        max_points: int = 200,
+        threshold_goals: ThresholdGoals | None = None,
     ) -> dict[str, Any]:
-        return self.reads.report(name, window, curves, max_points)
+        return self.reads.report(name, window, curves, max_points, threshold_goals)
 
     def curve(
         self, name: str, window: str, kind: str, target: str, max_points: int = 200
