@@ -129,3 +129,38 @@ def test_benjamini_hochberg_against_the_step_up_rule() -> None:
         cut = order[passing[-1]] if passing.size else -1.0
         np.testing.assert_array_equal(benjamini_hochberg(p) <= ALPHA, p <= cut)
     assert np.isnan(benjamini_hochberg(np.array([np.nan, 0.01]))[0])
+
+
+@pytest.mark.parametrize("task", ["binary", "multilabel"])
+def test_binary_and_multilabel_differences_are_sklearns(task: str) -> None:
+    from sklearn.metrics import f1_score, recall_score
+
+    rng = np.random.default_rng(9)
+    spec = StreamSpec(task, classes=("a", "b", "c")) if task == "multilabel" else StreamSpec(task)
+    C = 3 if task == "multilabel" else 1
+
+    def draw_labels(n: int, signal: float):
+        Y = (rng.random((n, C)) < 0.2).astype(int)
+        S = np.clip(signal * Y + rng.beta(2, 5, (n, C)), 0, 1).astype(np.float32)
+        return (Y if task == "multilabel" else Y[:, 0]), S
+
+    (ya, pa), (yb, pb) = draw_labels(1500, 0.3), draw_labels(2500, 0.4)
+    states = []
+    for y, p in ((ya, pa), (yb, pb)):
+        s = State(spec)
+        s.update(make_batch(spec, y, p))
+        states.append(s)
+    doc = compare(*states, "independent")
+    for i, name in enumerate(doc["recall"]["per_class"]):
+        ta, tb = (ya[:, i], yb[:, i]) if task == "multilabel" else (ya, yb)
+        want = recall_score(ta, pa[:, i] >= 0.5) - recall_score(tb, pb[:, i] >= 0.5)
+        assert doc["recall"]["per_class"][name]["value"] == pytest.approx(want, abs=1e-12)
+        auc = roc_auc_score(ta, pa[:, i]) - roc_auc_score(tb, pb[:, i])
+        assert doc["roc_auc"]["per_class"][name]["value"] == pytest.approx(auc, abs=2e-3)
+        assert doc["roc_auc"]["per_class"][name]["significant"]  # a drop of about 0.1
+    if task == "multilabel":
+        micro = f1_score(ya, pa >= 0.5, average="micro") - f1_score(yb, pb >= 0.5, average="micro")
+        assert doc["f1"]["micro"]["value"] == pytest.approx(micro, abs=1e-12)
+        assert doc["recall"]["macro"]["significant"] and doc["recall"]["macro"]["value"] < 0
+    else:
+        assert "macro" not in doc["roc_auc"]  # one class: the per-class leaf is the figure
