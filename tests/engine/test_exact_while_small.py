@@ -214,3 +214,25 @@ def test_the_cap_is_read_when_used():
         state.update(StreamEngine(spec).validate(y, p))
         assert state.exact is None and state_module.SMALL_ROWS == 5
     assert state_module.SMALL_ROWS == SMALL_ROWS
+
+
+def test_the_exact_one_vs_one_matrix_equals_the_pairwise_problems():
+    """``_ExactView.ovo_matrix`` (one sort per column) against the generic per-pair problems, on
+    weighted tied scores with a class absent and one seen with weight 0 only."""
+    from evalstream_server.engine.views import ScoreView, view_of
+
+    rng = np.random.default_rng(9)
+    K, n = 5, 700
+    y = rng.choice([0, 1, 2, 4], n)  # class 3 absent
+    p = np.round(rng.dirichlet(np.ones(K), n), 2).astype(np.float32)  # many ties
+    w = rng.integers(0, 4, n) / 2.0
+    w[y == 4] = 0.0  # class 4 only with weight 0
+    spec = StreamSpec(task="multiclass", classes=tuple("abcde"), probability_tolerance=0.1)
+    for resolution in ("exact", "bins"):
+        state = State(StreamSpec(**{**spec.to_dict(), "resolution": resolution}))
+        state.update(StreamEngine(state.spec).validate(y, p, w))
+        view = view_of(state)
+        fast, generic = view.ovo_matrix(K), ScoreView.ovo_matrix(view, K)
+        for key in ("value", "lower", "upper"):
+            np.testing.assert_allclose(fast[key], generic[key], rtol=0, atol=1e-13, err_msg=key)
+        assert np.isnan(fast["value"][3]).all() and np.isnan(fast["value"][:, 4]).all()

@@ -191,6 +191,27 @@ class _ExactView(ScoreView):
         sample's index for a column; sample-major items for micro), computed once a view."""
         return self._ovr, self._micro
 
+    def ovo_matrix(self, K: int) -> dict[str, np.ndarray]:
+        """``A(i|j)`` of every ordered pair from one sort per column (not one per pair): the
+        weight of each class at each distinct score of column i gives ``A(i|j)`` for every j.
+        One bin per value, so the bounds are the value."""
+        value = np.full((K, K), np.nan)
+        labels = self._labels.astype(np.int64)
+        w = self._weights
+        for i in range(K):
+            uniq, inv = np.unique(self._scores[:, i], return_inverse=True)
+            U = uniq.size
+            per = np.bincount(labels * U + inv.ravel(), weights=w, minlength=K * U).reshape(K, U)
+            total = per.sum(axis=1)
+            # weight of class i above class j's samples, ties counted half, for every j
+            wins = (np.cumsum(per, axis=1) - 0.5 * per) @ per[i]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                row = wins / (total[i] * total)
+            ok = (total > 0) & (total[i] > 0)
+            ok[i] = False
+            value[i, ok] = row[ok]
+        return {"value": value, "lower": value.copy(), "upper": value.copy()}
+
     def ovo(self, pairs: list[tuple[int, int]]) -> list[Problem]:
         out = []
         for i, j in pairs:
