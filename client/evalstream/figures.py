@@ -242,6 +242,17 @@ def _curve_figure(report: dict[str, Any], kind: str, salt: str) -> Figure | None
         if kind == "pr" and _v(best.get("recall")) is not None and _v(best.get("precision")):
             bx_, by_ = _v(best["recall"]), _v(best["precision"])
             marked = "best F1 threshold (report's thresholds section)"
+            if marked not in _labels(ax):  # one neutral legend entry for every class's mark
+                ax.plot(
+                    [],
+                    [],
+                    marker="o",
+                    markersize=8,
+                    color="#999999",
+                    markeredgecolor="black",
+                    linestyle="none",
+                    label=marked,
+                )
             ax.plot(
                 [bx_],
                 [by_],
@@ -250,7 +261,6 @@ def _curve_figure(report: dict[str, Any], kind: str, salt: str) -> Figure | None
                 color=colour,
                 markeredgecolor="black",
                 linestyle="none",
-                label=marked if marked not in _labels(ax) else None,
             )
             rows.append([f"{name} (best F1)", colour, bx_, by_, best.get("threshold")])
     if kind == "roc":
