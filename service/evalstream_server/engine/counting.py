@@ -18,6 +18,7 @@ import numpy as np
 from . import fastcount
 from .batch import Batch
 from .layout import BinLayout
+from .pred_bins import N_PRED_BINS, pred_bin_of
 from .spec import StreamSpec
 
 __all__ = [
@@ -47,7 +48,7 @@ LOG_EPS = float(np.finfo(np.float32).eps)
 _ROW_CHUNK_CELLS = 1 << 22  # bounds the (rows, L, L) comparison tensors of the samples metrics
 
 
-SCATTER_FIELDS = ("hist", "pos", "all")
+SCATTER_FIELDS = ("hist", "pos", "all", "pred_hist")
 CONFIDENCE_BINS = 20  # equal-width confidence bins on [0, 1] of the label-free histogram
 # Upper edges (seconds) of the label delay histogram; a last bin takes longer delays. The same
 # edges are the ``le`` buckets of the exported Prometheus histogram.
@@ -59,7 +60,7 @@ DELAY_EDGES = (
 # filled as "mixed" wherever the histogram has counts, see ``State.from_bytes``).
 ADDED_FIELDS = ("pred_n", "pred_class", "pred_prob", "pred_conf", "pred_conf_sum", "pred_low",
                 "delay", "delay_sum", "zero_weight_seen",
-                "score_range")  # fmt: skip
+                "score_range", "pred_hist")  # fmt: skip
 # Fields that merge by elementwise maximum instead of addition (empty cells are 0 either way).
 MAX_FIELDS = ("score_range",)
 # Off: the score range makes bins that hold one value exact tie groups (tests/engine/
@@ -217,6 +218,12 @@ def field_shapes(spec: StreamSpec) -> dict[str, tuple[int, ...]]:
         # largest and smallest score per bin over every column (MAX_FIELDS): 2 B cells, about
         # 76 KB at the default 4772 bins, whatever the number of classes
         shapes["score_range"] = (2, B)
+    # Every prediction's scores on the coarse layout, by what was predicted: multiclass
+    # (predicted class, column, bin); binary and multilabel (column, predicted side: below or at
+    # the threshold and above, bin). Estimated metrics weigh these cells by calibrated
+    # probabilities (``estimate.py``).
+    Bc = N_PRED_BINS  # the coarse layout of ``pred_bins``
+    shapes["pred_hist"] = (C, C, Bc) if spec.task == "multiclass" else (C, 2, Bc)
     return shapes
 
 
@@ -319,6 +326,7 @@ def prediction_delta(
     cbin = np.minimum((conf * CONFIDENCE_BINS).astype(np.int64), CONFIDENCE_BINS - 1)
     low = conf < spec.low_confidence
     return {
+        "pred_hist": _pred_hist_delta(spec, scores, weights),
         "pred_n": pred_n.copy(),
         "pred_class": np.asarray(pred_class, dtype=np.float64),
         "pred_prob": prob.copy(),
@@ -328,6 +336,20 @@ def prediction_delta(
         "pred_conf_sum": np.array([float(cell_w @ conf)]),
         "pred_low": np.array([float(cell_w[low].sum())]),
     }
+
+
+def _pred_hist_delta(spec: StreamSpec, scores: np.ndarray, weights: np.ndarray | None) -> Scatter:
+    """The ``pred_hist`` cells of float32 ``scores`` (n, C): one per score, row-major."""
+    n, C = scores.shape
+    Bc = np.int32(N_PRED_BINS)
+    bins = pred_bin_of(scores)  # (n, C) int32
+    if spec.task == "multiclass":
+        pred = np.argmax(scores, axis=1).astype(np.int32)
+        index = (pred[:, None] * np.int32(C) + np.arange(C, dtype=np.int32)) * Bc + bins
+    else:
+        side = (scores >= np.asarray(spec.thresholds, dtype=np.float32)).astype(np.int32)
+        index = (np.arange(C, dtype=np.int32) * 2 + side) * Bc + bins
+    return Scatter(index.reshape(-1), weights, C)
 
 
 def delay_delta(delays: np.ndarray) -> Delta:

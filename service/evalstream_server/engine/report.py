@@ -16,6 +16,7 @@ import numpy as np
 
 from . import confusion as cf
 from .errors import InvalidInputError, quoted
+from .estimate_report import estimated_section
 from .intervals import (
     average_auc_intervals,
     average_prf_intervals,
@@ -599,6 +600,7 @@ def build_report(
     report["labels"] = labels_section(state, labels)
     if intervals:  # the exporter's light report leaves the advice out
         report["thresholds"] = _thresholds(state, view, report, threshold_goals or ThresholdGoals())
+    report["estimated"] = estimated_section(state, reference, report)
     if curves:
         report["curves"] = _all_curves(state, view, max_points)
     return report
