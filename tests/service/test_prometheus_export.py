@@ -524,3 +524,44 @@ def test_background_refresh_serves_the_last_sweep_and_catches_up():
     finally:
         collector.stop()
     assert collector._thread is None
+
+
+def test_estimated_series_agree_with_the_report(server, delayed, fed):
+    """Predictions alone: the estimated gauges are the report's ``estimated`` values; a labelled
+    window also exports the estimation error, which is |estimated - realized| of its report."""
+    m = _scrape(server)
+    est = _reports(delayed, "lf-only", ("1h",))["1h"]["estimated"]
+    assert est["n_predictions"] == 1000 and est["calibration"]["method"] == "raw"
+    key = {"stream": "lf-only", "window": "1h"}
+    for metric in ("f1", "recall", "roc_auc", "average_precision"):
+        got = _value(m[f"evalstream_estimated_{metric}"], average="macro", **key)
+        assert got == pytest.approx(est[metric]["macro"]["value"], rel=1e-12)
+        for c in ("a", "b", "c"):
+            got = _value(m[f"evalstream_estimated_class_{metric}"], **key, **{"class": c})
+            assert got == pytest.approx(est[metric]["per_class"][c]["value"], rel=1e-12)
+    assert _value(m["evalstream_estimated_accuracy"], **key) == pytest.approx(
+        est["accuracy"]["value"], rel=1e-12
+    )
+    assert not [s for s in m.get("evalstream_estimation_abs_error", []) if "lf-only" in str(s)]
+    report = _reports(fed, "prom", ("5m",))["5m"]
+    judged = report["estimated"]["judged"]
+    assert judged["labelled_share"] == 1.0
+    got = _value(
+        m["evalstream_estimation_abs_error"],
+        stream="prom",
+        window="5m",
+        metric="f1",
+        average="macro",
+    )
+    assert got == pytest.approx(
+        abs(report["estimated"]["f1"]["macro"]["value"] - report["f1"]["macro"]["value"])
+    )
+    assert judged["f1"]["macro"]["abs_error"] == pytest.approx(got)
+    ece = {
+        lab["stage"]: v
+        for lab, v in m["evalstream_estimation_calibration_error"]
+        if lab["stream"] == "prom" and lab["window"] == "5m"
+    }
+    cal = report["estimated"]["calibration"]
+    assert ece["after"] == pytest.approx(cal["ece_after"]["value"])
+    assert ece["after"] < ece["before"]

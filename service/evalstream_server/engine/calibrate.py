@@ -66,6 +66,30 @@ class Calibration:
 def labelled_counts(state: State) -> tuple[np.ndarray, np.ndarray]:
     """``(positives, samples)`` per column and coarse bin, (C, N_PRED_BINS) each, of the
     labelled samples of ``state`` (binned or exact resolution)."""
+    if state.exact is not None:  # the raw rows: binned directly (a view sorts every column)
+        labels, scores, weights = state.exact.arrays()
+        n, C = scores.shape
+        bins = pred_bin_of(scores)
+        if state.exact.multiclass:
+            positive = labels[:, None] == np.arange(C)
+        else:
+            positive = labels
+        pos = (
+            np.stack(
+                [
+                    np.bincount(bins[positive[:, c], c], weights[positive[:, c]], N_PRED_BINS)
+                    for c in range(C)
+                ]
+            )
+            if n
+            else np.zeros((C, N_PRED_BINS))
+        )
+        total = (
+            np.stack([np.bincount(bins[:, c], weights, N_PRED_BINS) for c in range(C)])
+            if n
+            else np.zeros((C, N_PRED_BINS))
+        )
+        return pos, total
     view = view_of(state)
     pos_rows, all_rows = [], []
     for problem in view.ovr():

@@ -133,7 +133,7 @@ def _multiclass_draws(
     """(DRAWS, K, K) confusion matrices drawn from the calibrated probabilities ``q`` (DRAWS,
     K, B)."""
     K = h.shape[0]
-    out = np.zeros((DRAWS, K, K))
+    out = np.zeros((q.shape[0], K, K))
     for c in range(K):
         top = h[c, c]
         occupied = np.flatnonzero(top)
@@ -156,7 +156,7 @@ def _labelwise_draws(
     """(DRAWS, C) true positives, false positives, false negatives drawn per label (``q``:
     (DRAWS, C, B))."""
     C = h.shape[0]
-    tp, fp, fn = (np.zeros((DRAWS, C)) for _ in range(3))
+    tp, fp, fn = (np.zeros((q.shape[0], C)) for _ in range(3))
     for c in range(C):
         for side, hit, miss in ((1, tp, fp), (0, fn, None)):
             cells = h[c, side]
@@ -200,8 +200,9 @@ def _ranking(
         # AP's draws take the tie-group value (no digamma: 5x cheaper), moved by the point's
         # difference between the two
         shift = value - spread(pos, neg) if spread is not fn else 0.0
-        flat = spread(dpos.reshape(DRAWS * C, -1), dneg.reshape(DRAWS * C, -1))
-        drawn = flat.reshape(DRAWS, C) + shift
+        R, B = qd.shape[0], occupied.size
+        flat = spread(dpos.reshape(R * C, B), dneg.reshape(R * C, B)) if R else np.zeros(0)
+        drawn = flat.reshape(R, C) + shift
         point[name] = _rank_averages(value, pos.sum(axis=1))
         # The columns' draws cannot be joined per prediction (the histogram is per column), and
         # their errors correlate positively (a sample of class b scored high for a lowers both
@@ -239,13 +240,14 @@ def _rank_averages(values: np.ndarray, support: np.ndarray) -> dict[str, Any]:
     return {"per_class": values, "macro": macro, "weighted": weighted}
 
 
-def estimate(state: State, calibration: Calibration) -> Estimate:
-    """Estimated metrics of ``state``'s predictions under ``calibration`` (a dense state)."""
+def estimate(state: State, calibration: Calibration, draws: int = DRAWS) -> Estimate:
+    """Estimated metrics of ``state``'s predictions under ``calibration`` (a dense state), with
+    ``draws`` label sets drawn for the intervals (0: values alone)."""
     spec = state.spec
     h = state.values("pred_hist")
     q = calibration.probabilities
     rng = np.random.default_rng(_SEED)
-    qd = calibration.draw(rng, DRAWS)
+    qd = calibration.draw(rng, draws)
     out = Estimate()
     unit = 1.0
     n_pred, w_pred = state.counts["pred_n"]
@@ -317,7 +319,7 @@ def interval(draws: np.ndarray) -> list[float] | None:
     """The central 95 % of the defined draws (None when too few are defined)."""
     d = np.asarray(draws, dtype=np.float64)
     d = np.sort(d[np.isfinite(d)])  # np.quantile's linear interpolation, without its overhead
-    if d.size < DRAWS // 2:
+    if d.size == 0 or d.size < np.size(draws) // 2:
         return None
     at = np.array([0.025, 0.975]) * (d.size - 1)
     low = np.floor(at).astype(np.int64)

@@ -132,11 +132,13 @@ def estimated_section(
     reference: State | None,
     report: dict[str, Any],
     method: str = "isotonic",
+    intervals: bool = True,
 ) -> dict[str, Any]:
     """The ``estimated`` section of ``state``'s report (``report``: its realized metrics).
 
     ``reference`` is the state of the stream's reference window (its labelled samples give the
-    calibration map); None when this window is the reference: its own labelled samples then."""
+    calibration map); None when this window is the reference: its own labelled samples then.
+    ``intervals=False`` leaves out the ``ci95`` (no label sets drawn: the exporter's reports)."""
     spec = state.spec
     names = list(spec.classes)
     ref_name = spec.prior_reference if reference is not None else report.get("window", "")
@@ -146,14 +148,14 @@ def estimated_section(
         "definition": _DEFINITION,
         "n_predictions": n,
         "calibration": _calibration_info(cal, ref_name),
-        "interval": {"level": 0.95, "draws": DRAWS, "definition": _CI},
+        "interval": {"level": 0.95, "draws": DRAWS if intervals else 0, "definition": _CI},
     }
     if n == 0:
         reason = "no predictions in this window"
         for metric in ESTIMATED_METRICS:
             out[metric] = {"value": None, "reason": reason, "n_predictions": 0}
         return out
-    est = estimate(state, cal)
+    est = estimate(state, cal, DRAWS if intervals else 0)
     reason = "undefined for the expected counts"
     for metric in ESTIMATED_METRICS:
         if metric not in est.point:

@@ -600,7 +600,7 @@ def build_report(
     report["labels"] = labels_section(state, labels)
     if intervals:  # the exporter's light report leaves the advice out
         report["thresholds"] = _thresholds(state, view, report, threshold_goals or ThresholdGoals())
-    report["estimated"] = estimated_section(state, reference, report)
+    report["estimated"] = estimated_section(state, reference, report, intervals=intervals)
     if curves:
         report["curves"] = _all_curves(state, view, max_points)
     return report

@@ -29,6 +29,7 @@ from ..engine import CUMULATIVE, build_report
 from ..engine.compare import compare, compare_reference
 from ..store import NotFoundError, Store, StreamRecord
 from ..store.base import report_version
+from .estimated import estimated_series
 from .families import Families as _Families
 from .families import TenantFamilies
 from .predictions import stream_series, window_series
@@ -129,6 +130,7 @@ class EvalstreamCollector(Collector):
         name = record.spec.name
         self._window(t, name, window, report)
         window_series(t, name, window, report, self._classes(report))
+        estimated_series(t, name, window, report, self._classes(report))
         if window != CUMULATIVE:
             reference_window = compare_reference(record.engine.window_names(), window)
             whole = self.store.report_context(record.name, reference_window)[0]
