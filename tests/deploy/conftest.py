@@ -76,6 +76,22 @@ CONTRACT_METRICS = frozenset(
         "evalstream_class_compare_difference",
         "evalstream_class_compare_zscore",
         "evalstream_class_compare_qvalue",
+        # metrics estimated from predictions alone, and their error once labelled (issue 16)
+        "evalstream_estimated_roc_auc",
+        "evalstream_estimated_average_precision",
+        "evalstream_estimated_f1",
+        "evalstream_estimated_precision",
+        "evalstream_estimated_recall",
+        "evalstream_estimated_accuracy",
+        "evalstream_estimated_class_roc_auc",
+        "evalstream_estimated_class_average_precision",
+        "evalstream_estimated_class_f1",
+        "evalstream_estimated_class_precision",
+        "evalstream_estimated_class_recall",
+        "evalstream_estimated_class_prevalence_ratio",
+        "evalstream_estimation_calibration_error",
+        "evalstream_estimation_abs_error",
+        "evalstream_class_estimation_abs_error",
     }
 )
 

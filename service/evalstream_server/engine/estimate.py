@@ -255,13 +255,13 @@ def estimate(state: State, calibration: Calibration, draws: int = DRAWS) -> Esti
         unit = float(w_pred / n_pred)
     if spec.task == "multiclass":
         cm, scale = _multiclass_counts(h, q)
-        draws = _multiclass_draws(rng, h, qd, cm, scale)
+        drawn = _multiclass_draws(rng, h, qd, cm, scale)
         out.confusion = cm
         out.support = cm.sum(axis=1)
         tp = np.diagonal(cm)
         _prf_averages(tp, cm.sum(axis=0) - tp, cm.sum(axis=1) - tp, out.point)
-        dtp = np.diagonal(draws, axis1=1, axis2=2)
-        _prf_averages(dtp, draws.sum(axis=1) - dtp, draws.sum(axis=2) - dtp, out.draws)
+        dtp = np.diagonal(drawn, axis1=1, axis2=2)
+        _prf_averages(dtp, drawn.sum(axis=1) - dtp, drawn.sum(axis=2) - dtp, out.draws)
         total = cm.sum()
         out.point["accuracy"] = {"value": tp.sum() / total if total > 0 else np.nan}
         out.draws["accuracy"] = {"value": dtp.sum(axis=1) / max(total, 1e-300)}
