@@ -427,7 +427,9 @@ class PredictionPlan:
     """A stream fed through ``EvalClient.log_predictions`` (and maybe ``log_labels``).
 
     ``old_rows`` predictions are stamped ``OLD_AGE`` seconds ago with the ``PREVALENCE`` mix;
-    ``new_rows`` are stamped now, with ``SHIFTED_MIX`` when ``shifted``. Labels are sent for the
+    ``new_rows`` are stamped now, with ``SHIFTED_MIX`` when ``shifted``; with ``minority_blurred``
+    the new "bus" samples get no signal at all (the model cannot tell them apart any more: what
+    the scores alone show of a degrading minority class). Labels are sent for the
     first ``labelled_old`` old and ``labelled_new`` new predictions, all in one call.
     """
 
@@ -438,6 +440,7 @@ class PredictionPlan:
     shifted: bool
     labelled_old: int = 0
     labelled_new: int = 0
+    minority_blurred: bool = False
 
     @property
     def n_samples(self) -> int:  # labelled pairs: the samples of the quality metrics
@@ -458,12 +461,17 @@ class PredictionPlan:
         return self.n_predictions, self.n_samples
 
 
-def _predictions(rng: np.random.Generator, n: int, mix) -> tuple[np.ndarray, np.ndarray]:
+def _predictions(
+    rng: np.random.Generator, n: int, mix, blurred: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Labels drawn from ``mix`` and softmax scores with +3 on the true class (as
-    ``stream_data``'s healthy stream)."""
+    ``stream_data``'s healthy stream); ``blurred``: none for the "bus" samples."""
     y = rng.choice(len(CLASSES), n, p=mix).astype(np.int32)
     logits = rng.normal(size=(n, len(CLASSES)))
-    logits[np.arange(n), y] += 3.0
+    signal = np.full(n, 3.0)
+    if blurred:
+        signal[y == CLASSES.index("bus")] = 0.0
+    logits[np.arange(n), y] += signal
     p = np.exp(logits - logits.max(axis=1, keepdims=True))
     return y, (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
 
@@ -475,7 +483,9 @@ def create_prediction_stream(client, plan: PredictionPlan) -> None:
 def feed_predictions(client, plan: PredictionPlan) -> None:
     rng = np.random.default_rng(plan.seed)
     y_old, p_old = _predictions(rng, plan.old_rows, PREVALENCE)
-    y_new, p_new = _predictions(rng, plan.new_rows, SHIFTED_MIX if plan.shifted else PREVALENCE)
+    y_new, p_new = _predictions(
+        rng, plan.new_rows, SHIFTED_MIX if plan.shifted else PREVALENCE, plan.minority_blurred
+    )
     old = [f"old-{i}" for i in range(plan.old_rows)]
     new = [f"new-{i}" for i in range(plan.new_rows)]
     got = client.log_predictions(plan.name, old, p_old, timestamp=time.time() - OLD_AGE)
@@ -491,6 +501,19 @@ def feed_predictions(client, plan: PredictionPlan) -> None:
 
 def _leaf_value(leaf) -> float | None:
     return leaf.get("value") if isinstance(leaf, dict) else leaf
+
+
+_ESTIMATED = ("roc_auc", "average_precision", "f1", "precision", "recall")
+
+
+def _estimated(metric: str, by_class: bool) -> Callable[[dict, dict], object]:
+    """The report leaf of an ``evalstream_estimated_*`` sample (by average or by class)."""
+
+    def leaf(r: dict, lab: dict) -> object:
+        group = r["estimated"][metric]
+        return group["per_class"][lab["class"]] if by_class else group[lab["average"]]
+
+    return leaf
 
 
 # exported windowed series of the predictions -> their value in a window's report
@@ -514,6 +537,20 @@ WINDOWED_REPORT_VALUES: dict[str, Callable[[dict, dict], object]] = {
     "evalstream_label_delay_quantile_seconds": lambda r, lab: r["labels"]["delay_seconds"][
         f"p{round(float(lab['quantile']) * 100)}"
     ],
+    "evalstream_estimated_accuracy": lambda r, lab: r["estimated"]["accuracy"],
+    "evalstream_estimated_class_prevalence_ratio": lambda r, lab: r["estimated"]["prevalence"][
+        lab["class"]
+    ],
+    **{f"evalstream_estimated_{m}": _estimated(m, by_class=False) for m in _ESTIMATED},
+    **{f"evalstream_estimated_class_{m}": _estimated(m, by_class=True) for m in _ESTIMATED},
+    "evalstream_estimation_abs_error": lambda r, lab: (
+        r["estimated"]["judged"]["accuracy"]
+        if lab["metric"] == "accuracy"
+        else r["estimated"]["judged"][lab["metric"]][lab["average"]]
+    )["abs_error"],
+    "evalstream_class_estimation_abs_error": lambda r, lab: r["estimated"]["judged"][lab["metric"]][
+        "per_class"
+    ][lab["class"]]["abs_error"],
 }
 # exported per-stream series -> the join table counter or figure of labels.stream
 STREAM_STATUS_KEYS = {

@@ -91,8 +91,13 @@ PRIOR_STABLE = PredictionPlan(
 PRIOR_SHIFTED = PredictionPlan(
     "live-prior-shifted", seed=10, old_rows=3000, new_rows=1000, shifted=True
 )
+# predictions only; the minority class "bus" loses its signal in the last 5 minutes
+BLURRED = PredictionPlan(
+    "live-minority-blurred", seed=12, old_rows=3000, new_rows=1000, shifted=False,
+    minority_blurred=True,
+)  # fmt: skip
 LABELLED = {p.name: p for p in (HEALTHY, DEGRADED)}  # fed with labels at once (Ingest)
-DELAYED = {p.name: p for p in (PRIOR_STABLE, PRIOR_SHIFTED)}  # predictions first
+DELAYED = {p.name: p for p in (PRIOR_STABLE, PRIOR_SHIFTED, BLURRED)}  # predictions first
 PLANS: dict[str, StreamPlan | PredictionPlan] = {**LABELLED, **DELAYED}
 QUIET = (HEALTHY.name, PRIOR_STABLE.name)  # no alert may fire or be pending for these
 REPORT_WINDOWS = ("cumulative", "5m", "1h")
@@ -101,6 +106,7 @@ EXPECTED_FIRING = {
     ("EvalstreamMinorityClassRecallLow", DEGRADED.name, "bus"),
     ("EvalstreamMicroMacroAUCGapHigh", DEGRADED.name, None),
     ("EvalstreamPriorShift", PRIOR_SHIFTED.name, None),
+    ("EvalstreamEstimatedMinorityRecallDrop", BLURRED.name, "bus"),
 }
 WAIT_S = 30  # every wait on Prometheus is bounded by this
 REL = 1e-9  # gauges travel as shortest round-trip decimals; rule outputs add float rounding
@@ -204,6 +210,8 @@ def thresholds(repo_alerts, repo_recording) -> dict[str, float]:
     )
     prior = expr(repo_alerts, "alert", "EvalstreamPriorShift")
     confidence = expr(repo_alerts, "alert", "EvalstreamLowConfidenceRise")
+    estimated_recall = expr(repo_alerts, "alert", "EvalstreamEstimatedMinorityRecallDrop")
+    estimated_f1 = expr(repo_alerts, "alert", "EvalstreamEstimatedMacroF1Drop")
     return {
         "recall_max": threshold(recall, r':minority\{window="1h"\}\s*<\s*([\d.]+)'),
         "support_min": threshold(recall, r'class_support\{window="1h"\}\s*>=\s*([\d.]+)'),
@@ -214,6 +222,8 @@ def thresholds(repo_alerts, repo_recording) -> dict[str, float]:
         "psi_max": threshold(prior, r'shift_psi\{window="5m"\}\s*>\s*([\d.]+)'),
         "predictions_min": threshold(prior, r'predictions\{window="5m"\}\s*>=\s*([\d.]+)'),
         "low_confidence_rise": threshold(confidence, r"\)\s*>\s*([\d.]+)"),
+        "estimated_recall_drop": -threshold(estimated_recall, r"\)\s*<\s*-([\d.]+)"),
+        "estimated_f1_drop": -threshold(estimated_f1, r"\)\s*<\s*-([\d.]+)"),
     }
 
 
@@ -395,6 +405,13 @@ class Expectation:
                 return f"{name}: no pairs joined by id in {stream} {window}"
             if "labels_unmatched" in name and not rep["labels"]["stream"]["labels"]:
                 return f"{name}: no labels by id for {stream}"
+            judged = rep["estimated"]["judged"]
+            if "estimation_abs_error" in name and "reason" in judged:
+                return f"{name}: {judged['reason']} ({stream} {window})"
+            if name == "stream_window_class:evalstream_estimated_class_recall:minority" and all(
+                leaf["value"] >= self.minority for leaf in rep["estimated"]["prevalence"].values()
+            ):
+                return f"{name}: no class has an expected share under the minority threshold"
             if name == "evalstream_oldest_pending_age_seconds":
                 if rep["labels"]["stream"]["oldest_pending_age_seconds"] is None:
                     return f"{name}: nothing pending in {stream}"
@@ -443,6 +460,10 @@ class Expectation:
             imb = self.report(labels)["imbalance"]
             assert imb["prevalence"][cls]["value"] < self.minority, f"not a minority: {where}"
             want = self.report(labels)["recall"]["per_class"][cls]["value"]
+        elif name == "stream_window_class:evalstream_estimated_class_recall:minority":
+            est = self.report(labels)["estimated"]
+            assert est["prevalence"][cls]["value"] < self.minority, f"not a minority: {where}"
+            want = est["recall"]["per_class"][cls]["value"]
         elif name == "stream_window_class:evalstream_class_predicted_over_true_prevalence:ratio":
             imb = self.report(labels)["imbalance"]
             pred = imb["predicted_prevalence"]["argmax"][cls]["value"]
@@ -681,10 +702,10 @@ def test_dashboard_variables_resolve_to_the_live_streams_and_windows(prometheus,
                 assert got == sorted(REPORT_WINDOWS), (name, values, got)
 
 
-def test_every_panel_query_returns_data(panel_results, fed, firing):
+def test_every_panel_query_returns_data(panel_results, fed, firing, thresholds):
     assert panel_results
     empty, explained = [], set()
-    exp = Expectation(fed, firing, time.time(), 0.0)
+    exp = Expectation(fed, firing, time.time(), thresholds["minority"])
     for r in panel_results:
         if _allowed_empty_alerts(r):
             assert not [s for s in r.result if s["metric"].get("__name__") == "ALERTS"], r.result
@@ -752,6 +773,9 @@ def test_every_panel_value_agrees_with_the_report(
         ("stream:evalstream_predictions_pending:ratio", None),
         ("stream_outcome:evalstream_labels:rate5m", None),
         ("stream_reason:evalstream_predictions_unlabelled:rate5m", None),
+        ("evalstream_estimated_f1", "macro"),
+        ("evalstream_estimated_roc_auc", "macro"),
+        ("evalstream_estimated_class_recall", None),
     }
     delays = {
         ("evalstream_label_delay_quantile_seconds", None),
@@ -893,13 +917,56 @@ def test_prior_shift_fires_without_labels_and_not_on_a_stable_stream(
     assert n["value"] == PRIOR_STABLE.new_rows
 
 
+def test_estimated_recall_alert_fires_without_labels_and_not_on_a_stable_stream(
+    prometheus, firing, fed, thresholds
+):
+    """Predictions only, no label at all: the minority class "bus" loses its signal in the last
+    5 minutes, and the estimated minority recall alert fires on the estimates the reports show.
+    On the stable stream (and the shifted one) the estimates exist and stay on the good side."""
+    assert fed.reports[(BLURRED.name, "cumulative")]["n_samples"] == 0
+    now = fed.reports[(BLURRED.name, "5m")]["estimated"]
+    history = fed.reports[(BLURRED.name, "cumulative")]["estimated"]
+    assert now["calibration"]["method"] == "raw"  # nothing labelled to learn a map from
+    assert now["prevalence"]["bus"]["value"] < thresholds["minority"]
+    bus = "bus"
+    drop = now["recall"]["per_class"][bus]["value"] - history["recall"]["per_class"][bus]["value"]
+    assert drop < 1.2 * thresholds["estimated_recall_drop"], drop
+    (alert,) = [
+        a for a in firing if a["labels"]["alertname"] == "EvalstreamEstimatedMinorityRecallDrop"
+    ]
+    assert (alert["labels"]["stream"], alert["labels"]["class"]) == (BLURRED.name, bus)
+    assert float(alert["value"]) == pytest.approx(drop, rel=REL)
+    for key in ("summary", "description"):
+        text = alert["annotations"][key]
+        assert BLURRED.name in text and "<error" not in text and "<no value>" not in text
+    # the macro F1 estimate fell too, but less than its alert's threshold (nothing fires)
+    f1_drop = now["f1"]["macro"]["value"] - history["f1"]["macro"]["value"]
+    assert thresholds["estimated_f1_drop"] < f1_drop < 0, f1_drop
+    for plan in (PRIOR_STABLE, PRIOR_SHIFTED):
+        sel = f'stream="{plan.name}", average="macro"'
+        got = {
+            s["metric"]["window"]: s["value"]
+            for s in prometheus.query(f"evalstream_estimated_f1{{{sel}}}")
+        }
+        assert set(got) == set(REPORT_WINDOWS), (plan.name, got)
+        assert got["5m"] - got["cumulative"] > thresholds["estimated_f1_drop"] / 2, got
+    stable = fed.reports[(PRIOR_STABLE.name, "5m")]["estimated"]
+    stable_history = fed.reports[(PRIOR_STABLE.name, "cumulative")]["estimated"]
+    assert stable["calibration"]["method"] == "isotonic"  # from its labelled predictions
+    change = (
+        stable["recall"]["per_class"][bus]["value"]
+        - stable_history["recall"]["per_class"][bus]["value"]
+    )
+    assert change > thresholds["estimated_recall_drop"] / 2, change
+
+
 def test_degraded_stream_fires_recall_and_gap_alerts(firing, fed):
     active = {
         (a["labels"]["alertname"], a["labels"].get("stream"), a["labels"].get("class")): a
         for a in firing
     }
-    # Exactly these two are active (firing, not pending) anywhere: no collapse, no label shift,
-    # no service alert.
+    # Exactly the expected alerts are active (firing, not pending) anywhere: no collapse, no
+    # label shift, no service alert.
     assert set(active) == EXPECTED_FIRING, firing
     assert all(a["state"] == "firing" for a in firing)
     bad = fed.reports[(DEGRADED.name, "1h")]
