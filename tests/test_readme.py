@@ -73,3 +73,25 @@ def test_readme_compare_example_runs(capsys):
         assert namespace["cmp"]["n_samples"] == {"window": 2000, "reference": 6000}
         namespace["client"].close()
     assert "True" in capsys.readouterr().out
+
+
+def test_readme_estimated_metrics_example_runs(capsys):
+    """The estimate of the unlabelled hour covers the realized macro F1 computed by sklearn
+    once the labels came, and the judged error is their difference."""
+    import numpy as np
+    import sklearn.metrics as skm
+
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    code = next(b for b in blocks if "r.estimated(" in b)
+    with ServerThread(Settings(grpc_port=0, metrics_port=-1)) as srv:
+        namespace: dict = {}
+        exec(compile(code.replace("127.0.0.1:50051", srv.target), "README.md", "exec"), namespace)
+        r, y, p = namespace["r"], namespace["y_new"], namespace["p_new"]
+        realized = skm.f1_score(y, np.asarray(p, dtype=np.float32).argmax(axis=1), average="macro")
+        assert r.f1_score(average="macro") == realized
+        low, high = r.estimation.interval("f1", average="macro")
+        estimate = r.estimated("f1", average="macro")
+        assert low <= realized <= high
+        assert r.estimation.error("f1", average="macro") == abs(estimate - realized)
+        namespace["client"].close()
+    assert capsys.readouterr().out.startswith("0 5000 isotonic\n")

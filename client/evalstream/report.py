@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from .estimated import Estimated
 from .text import classification_report, format_report
 
 __all__ = ["Report", "Curve"]
@@ -251,6 +252,20 @@ class Report:
         if average is None:
             return {k: _value(v) for k, v in group["per_class"].items()}
         return _value(group[average])
+
+    # -- estimated from predictions alone (section ``estimated``) --------------------------------
+    def estimated(self, metric: str, average: str | None = "default") -> Any:
+        """A metric estimated from the window's predictions alone, by the realized metric's name
+        (``"f1"``, ``"recall_score"``, ``"roc_auc"``, ``"accuracy"``, ...) and ``average`` (an
+        average, a class name, None for a dict by class; default: macro, binary for the
+        threshold metrics of a binary stream). None where undefined."""
+        return self.estimation.value(metric, average)
+
+    @property
+    def estimation(self) -> Estimated:
+        """The ``estimated`` section: values, intervals (``interval``), calibration and, once
+        labelled, the error against the realized values (``error``)."""
+        return Estimated(self._d["estimated"], self.task)
 
     def accuracy_score(self) -> float | None:
         """Accuracy (multilabel: subset accuracy, as sklearn)."""
