@@ -25,6 +25,8 @@ def _cells(line: str) -> list[str]:
         ("engine_query.py", ["query (K = 10)", "implementation", "p50", "p99", "sklearn ÷ this"]),
         ("truth.py", ["scores", "N", "max AUC error", "max AP error", "sklearn inside bounds"]),
         ("compare.py", ["case", "n (window)", "test", "true difference", "rejected share"]),
+        # NannyML is compared only when installed (never a dependency of the suite)
+        ("cbpe.py", ["window", "metric (macro)", "realized", "evalstream"]),
         (
             "service_ingest.py",
             ["server (K = 10, 4096 rows per message)", "samples/s (best)", "samples/s (median)"],
