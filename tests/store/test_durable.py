@@ -299,8 +299,8 @@ def test_recovery_compacts_a_window_bucket_only_when_its_staged_cells_fill_its_l
     for w, state in expected.items():
         _assert_same(again.state("r", w), state)
     assert calls, "nothing was compacted: the test did not reach the threshold"
-    layout = 4 * 4 * OpenBucket(spec).shapes["hist"][-1]  # the histogram's cells
-    staged = batches * n * 4  # a cell per sample and class column
+    layout = OpenBucket(spec).cells  # the histograms' cells (hist, and pred_hist)
+    staged = batches * n * 4 * 2  # a cell per sample and class column in each histogram
     bound = -(-staged // max(COMPACT_AFTER, layout))  # per window, both in one bucket here
     assert len(calls) <= 2 * bound, (len(calls), bound)  # the code before: 24 against 14
     again.close()
