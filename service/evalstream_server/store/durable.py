@@ -188,12 +188,14 @@ class DurableStore(MemoryStore):
         memory was rolled back to the last good commit: read again."""
         for _ in range(_READ_TRIES):
             with self._lock:
-                if not self._closed:
-                    self._roll_back()  # a failed commit since: committed data only
+                if self._closed:
+                    return read()
+                self._roll_back()  # a failed commit since: committed data only
+                # a statement may fail on the writer thread at any moment: a failure counted
+                # after this (even during the read) sends the query round again
+                failures = self._writer.failures
                 value = read()
-                if self._closed or self._writer.broken is not None:
-                    return value  # rolled back, and writes are refused: all committed
-                mark, failures = self._queued, self._writer.failures
+                mark = self._queued
             if self._writer.committed < mark:
                 try:
                     self.flush()  # commits what the read saw (and what came after it)
