@@ -140,7 +140,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         type=float,
         metavar="SECONDS",
         help="recompute changed reports in the background this often and serve them on "
-        "/metrics (bounds the scrape time of many busy streams; default 0: on each scrape)",
+        "/metrics (bounds the scrape time of many busy streams); 0: on each scrape; default -1: "
+        "on each scrape until one runs out of --metrics-scrape-budget, then every 10 s",
     )
     p.add_argument(
         "--metrics-scrape-budget",

@@ -168,7 +168,7 @@ async def start_server(settings: Settings, store: Store | None = None) -> Runnin
     )
     registry.register(collector)
     if settings.metrics_port >= 0:
-        collector.start()  # the background refresh, when metrics_refresh > 0
+        collector.start()  # the background refresh: metrics_refresh > 0, or when auto needs it
     httpd, metrics_port = None, None
     if settings.metrics_port >= 0:
         try:

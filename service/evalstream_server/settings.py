@@ -40,8 +40,9 @@ class Settings:
     max_class_series: int = 100  # classes per stream that get per-class Prometheus series
     # > 0: recompute changed reports in the background every this many seconds and serve them
     # on /metrics (values up to about that old; bounds the scrape time of many busy streams);
-    # 0: compute on each scrape
-    metrics_refresh: float = 0.0
+    # 0: compute on each scrape; -1 (default): on each scrape until a scrape runs out of its
+    # budget, then every 10 s in the background (exporters.prometheus.AUTO_REFRESH)
+    metrics_refresh: float = -1.0
     # seconds of report computation one scrape may spend (without metrics_refresh); past them,
     # changed windows are served as last computed and the next scrape goes on from there
     metrics_scrape_budget: float = 1.0

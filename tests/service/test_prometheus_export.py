@@ -565,3 +565,43 @@ def test_estimated_series_agree_with_the_report(server, delayed, fed):
     cal = report["estimated"]["calibration"]
     assert ece["after"] == pytest.approx(cal["ece_after"]["value"])
     assert ece["after"] < ece["before"]
+
+
+def test_the_default_refresh_turns_on_once_a_scrape_runs_out_of_its_budget():
+    """The server's default (``metrics_refresh=-1``, ``AUTO_REFRESH``): a small fleet is scraped
+    fresh, computing on the scrape; the first scrape that runs out of ``scrape_budget`` (here a
+    budget of 0: one stream a scrape) turns the background refresh on, which then brings every
+    window, and later scrapes serve its sweeps."""
+    from evalstream_server.engine import StreamSpec
+    from evalstream_server.exporters import EvalstreamCollector
+    from evalstream_server.exporters.prometheus import AUTO_REFRESH, AUTO_REFRESH_SECONDS
+    from evalstream_server.settings import Settings
+    from evalstream_server.store import MemoryStore
+
+    assert Settings().metrics_refresh == AUTO_REFRESH
+    rng = np.random.default_rng(8)
+    for budget, streams, background in ((1.0, 1, False), (0.0, 3, True)):
+        store = MemoryStore()
+        for i in range(streams):
+            store.create(StreamSpec("binary", name=f"s{i}", windows=("1h",)))
+            store.get(f"s{i}").engine.update(rng.integers(0, 2, 200), rng.random(200))
+        collector = EvalstreamCollector(store, refresh_interval=AUTO_REFRESH, scrape_budget=budget)
+        collector.start()  # as the server does when it serves /metrics
+        try:
+            first = collector.exposition().decode()
+            assert (collector._thread is not None) is background
+            assert (collector.stale_served > 0) is background
+            if not background:  # fresh on every scrape
+                store.get("s0").engine.update(rng.integers(0, 2, 100), rng.random(100))
+                text = collector.exposition().decode()
+                assert 'evalstream_window_samples{stream="s0",tenant="",window="1h"} 300.0' in text
+                assert collector.refresh_interval == 0.0
+                continue
+            assert collector.refresh_interval == AUTO_REFRESH_SECONDS
+            assert first.count("evalstream_window_samples{") < 2 * streams  # some left out
+            assert collector.wait_for_sweep(0, timeout=30)
+            text = collector.exposition().decode()
+            assert text.count("evalstream_window_samples{") == 2 * streams  # the sweep's
+            assert "evalstream_exporter_refresh_timestamp_seconds" in text
+        finally:
+            collector.stop()
