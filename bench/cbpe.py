@@ -11,14 +11,24 @@ evalstream's time is the ``estimated`` section of a report (calibration fit from
 counts, the estimate, its 200 draws) on a state that already counts the window; NannyML's is its
 ``estimate`` over a data frame of the window's rows (its ``fit`` on the reference is timed apart).
 
-NannyML is optional (``pip install nannyml``, not a dependency of evalstream or of its tests);
-without it the NannyML columns say so. Run: ``.venv/bin/python bench/cbpe.py``.
+NannyML is optional, not a dependency of evalstream, of its tests or of the ``bench`` extra:
+``nannyml==0.13.1`` installs on Python 3.11 with numpy 2.4.6 and scikit-learn 1.9.1, but not
+under ``constraints.txt`` (it needs ``python-dateutil<3``, the constraints pin 4.0.0), and it
+imports ``statsmodels`` without declaring it. So it goes in a venv of its own::
+
+    python -m venv /tmp/nml && /tmp/nml/bin/pip install nannyml==0.13.1 statsmodels \
+        numpy==2.4.6 scikit-learn==1.9.1
+    PYTHONPATH=service:client /tmp/nml/bin/python bench/cbpe.py
+
+Without it the NannyML columns say so: ``.venv/bin/python bench/cbpe.py``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
+import warnings
 
 import numpy as np
 import sklearn.metrics as skm
@@ -67,6 +77,7 @@ def _frame(y: np.ndarray, p: np.ndarray):
 
 def nannyml_estimator():
     """NannyML's CBPE for this data, or the reason it cannot run here."""
+    os.environ.setdefault("NML_DISABLE_USAGE_LOGGING", "1")  # it would phone home otherwise
     try:
         import nannyml as nml
     except ImportError as exc:
@@ -101,6 +112,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.reference, args.windows, args.window_rows = 5_000, 2, 2_000
+    warnings.filterwarnings("ignore")  # NannyML's and pandas' deprecation notes
     rng = np.random.default_rng(args.seed)
     spec = StreamSpec("multiclass", classes=CLASSES)
     y_ref, p_ref = world(rng, args.reference, (0.0, 0.0))
