@@ -186,15 +186,15 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         "--max-server-memory",
         type=int,
         metavar="BYTES",
-        help="refuse streams once their worst cases together would pass this (default 0: the "
-        "machine's or the cgroup's memory)",
+        help="refuse streams, and batches, once what the streams hold (each one's fixed part, "
+        "and what grows with its data as it grows) would pass this (default 0: the machine's "
+        "or the cgroup's memory)",
     )
     p.add_argument(
         "--max-tenant-memory",
         type=int,
         metavar="BYTES",
-        help="refuse a tenant's streams once their worst cases together would pass this "
-        "(default 0: no quota)",
+        help="the same for one tenant's streams together (default 0: no quota)",
     )
     p.add_argument(
         "--max-producers",

@@ -60,8 +60,9 @@ class Settings:
     # a batch's event_time may lie at most this many seconds after the server clock
     max_clock_skew: float = 300.0
     # CreateStream refuses a stream whose worst-case memory (engine.budget) passes this many
-    # bytes, or would take all streams' worst cases past max_server_memory (0: this machine's
-    # memory, or its cgroup's limit)
+    # bytes; max_server_memory (0: this machine's memory, or its cgroup's limit) bounds what all
+    # streams hold: their fixed parts at CreateStream, what grows as it grows (a batch that would
+    # pass it is refused: budget.MemoryLedger)
     max_stream_memory: int = 4 << 30
     # producers a stream remembers for exactly-once; one silent this long is forgotten
     max_producers: int = 10_000
