@@ -28,6 +28,14 @@ def _cells(line: str) -> list[str]:
         # NannyML is compared only when installed (never a dependency of the suite)
         ("cbpe.py", ["window", "metric (macro)", "realized", "evalstream"]),
         (
+            "interval_coverage.py",
+            [
+                ["model", "N", "coverage binned (macro / weighted / micro)"],
+                ["sample rows", "coverage binned (macro / micro)"],
+                ["ingest (K = 10, update)", "samples/s with the row sample"],
+            ],
+        ),
+        (
             "service_ingest.py",
             ["server (K = 10, 4096 rows per message)", "samples/s (best)", "samples/s (median)"],
         ),

@@ -2,7 +2,8 @@
 structures filled to the worst case: every count cell non-zero in the cumulative state, in every
 bucket a window ring can hold and in its cached sum, raw rows up to their caps (the exact
 resolution's max_samples; in bins, exact while small, SMALL_ROWS in the cumulative state and a
-report's copies, WINDOW_ROWS in a ring), and a join table full of the longest ids."""
+report's copies, WINDOW_ROWS in a ring), every row sample full, and a join table full of the
+longest ids."""
 
 from __future__ import annotations
 
@@ -36,6 +37,13 @@ def _full(spec: StreamSpec, value: float, rows: int = 0, wide: bool = True) -> S
             arr[...] = value
     if state.exact is not None and rows:
         state.exact.append(_rows(spec, rows))
+    if state.sample is not None:  # a full row sample: distinct rows (distinct keys)
+        n = state.sample.capacity
+        C = spec.n_columns
+        scores = np.arange(n * C, dtype=np.float32).reshape(n, C) / (n * C)
+        labels = _rows(spec, n).labels
+        state.sample.add(Batch(labels, scores, np.full(n, value)))
+        assert state.sample.size == n
     return state
 
 

@@ -18,6 +18,7 @@ from evalstream_server.engine import BinLayout, State, StreamEngine, StreamSpec,
 from evalstream_server.engine.batch import make_batch
 from evalstream_server.engine.counting import SCATTER_FIELDS, field_shapes
 from evalstream_server.engine.pred_bins import N_PRED_BINS
+from evalstream_server.engine.row_sample import SAMPLE_ROWS, sample_row_bytes
 from evalstream_server.engine.stream import engine_from_bytes, engine_to_bytes
 
 from .data import multiclass
@@ -78,13 +79,16 @@ def _small_field_bytes(spec: StreamSpec) -> int:
 
 def test_cumulative_state_costs_two_bytes_a_histogram_cell():
     """K = 10, default bins: 2 * K * K * B bytes of histogram (0.91 MiB, 3.64 MiB in float64),
-    and 2 * K * K * 63 of the predictions' coarse histogram (12 KiB)."""
+    and 2 * K * K * 63 of the predictions' coarse histogram (12 KiB),
+    and the fixed row sample of the averages' intervals (64 rows of 33 bytes)."""
     spec = StreamSpec(task="multiclass", classes=tuple("abcdefghij"))
     y, _, p = multiclass(2, counts=tuple(range(500, 1500, 100)))
     state = State(spec)
     state.update(make_batch(spec, y, p))
     B = BinLayout(5).n_bins
-    assert state.nbytes == 2 * 10 * 10 * (B + N_PRED_BINS) + _small_field_bytes(spec)
+    sample = SAMPLE_ROWS * sample_row_bytes(spec)
+    assert sample == 64 * (8 + 2 * 10 + 1 + 4)
+    assert state.nbytes == 2 * 10 * 10 * (B + N_PRED_BINS) + _small_field_bytes(spec) + sample
     assert state.nbytes < 0.93 * MiB
 
 

@@ -100,6 +100,7 @@ def _assert_same(a: State, b: State) -> None:
             m = np.column_stack([sc.astype(float), lab.reshape(len(lab), -1).astype(float), w])
             rows.append(m[np.lexsort(m.T[::-1])] if len(m) else m)
         np.testing.assert_array_equal(rows[0], rows[1])
+    assert a.sample == b.sample  # the same distinct rows of smallest key (dyadic weights: exact)
 
 
 def _cuts(draw_list, n):

@@ -3,7 +3,8 @@
 Snapshots hold every bucket of every window. Written dense (``State.to_bytes``), each bucket cost
 the full state whatever it held (37 MiB at K = 32), so a stream with a few windows made a snapshot
 past SQLite's one-gigabyte blob limit and the durable store stopped (issue 13). A bucket is
-written as ``(flat index, value)`` pairs per field instead, and its exact rows as they are;
+written as ``(flat index, value)`` pairs per field instead, its exact rows and its row sample
+(``row_sample``) as they are;
 ``bucket_from_bytes`` also reads the dense form of older snapshots.
 """
 
@@ -11,13 +12,14 @@ from __future__ import annotations
 
 import json
 import struct
+from typing import Any
 
 import numpy as np
 
 from .batch import Batch
 from .errors import InvalidInputError
 from .spec import StreamSpec
-from .state import SparseCounts, State
+from .state import SparseCounts, State, read_sample
 
 __all__ = ["bucket_to_bytes", "bucket_from_bytes"]
 
@@ -40,7 +42,13 @@ def bucket_to_bytes(sparse: SparseCounts) -> bytes:
             np.ascontiguousarray(scores, dtype="<f4"),
             np.ascontiguousarray(weights, dtype="<f8"),
         ]
-    header = {"fields": [[name, int(idx.size)] for name, idx, _ in items], "exact": exact}
+    header: dict[str, Any] = {
+        "fields": [[name, int(idx.size)] for name, idx, _ in items],
+        "exact": exact,
+    }
+    if sparse.sample is not None:
+        header["sample"] = sparse.sample.size
+        arrays += sparse.sample.arrays()
     head = json.dumps(header, separators=(",", ":")).encode()
     return b"".join([_MAGIC, struct.pack("<I", len(head)), head, *(a.tobytes() for a in arrays)])
 
@@ -88,6 +96,12 @@ def bucket_from_bytes(spec: StreamSpec, data: bytes) -> State:
         weights = take("<f8", n)
         labels = labels if multiclass else labels.reshape(n, C).astype(bool)
         state.exact.append(Batch(labels, scores, None if np.all(weights == 1.0) else weights))
+    if state.sample is not None:  # buckets written before the sample existed have none
+
+        def take_shaped(dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+            return take(dtype, int(np.prod(shape))).reshape(shape)
+
+        read_sample(state.sample, int(header.get("sample") or 0), take_shaped, "bucket")
     if offset != len(view):
         raise InvalidInputError("bucket", f"{offset} bytes", f"{len(view)} bytes")
     return state

@@ -18,6 +18,8 @@ measured ``nbytes`` filled to the worst case, ``tests/engine/test_budget.py``):
   (in the cumulative state, each window's buckets and a report's two copies); in bins (exact while
   small) up to ``SMALL_ROWS`` in the cumulative state and a report's copies, ``WINDOW_ROWS`` in
   each window's ring;
+* in each of these states and buckets, a binned multiclass or multilabel state's row sample
+  (``row_sample``: ``SAMPLE_ROWS`` rows of a key, each column's bin, the label and a weight);
 * the join table of predictions awaiting labels at ``max_pending`` (``PendingPredictions``).
 """
 
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 from .counting import SCATTER_FIELDS, field_shapes
 from .open_bucket import COMPACT_AFTER
 from .pending import PendingPredictions
+from .row_sample import SAMPLE_ROWS, has_sample, sample_row_bytes
 from .spec import StreamSpec
 from .state import exact_row_bytes, small_rows, window_rows
 
@@ -152,20 +155,22 @@ def worst_case_memory(spec: StreamSpec, max_skew: float | None = None) -> Memory
     cells = sum(math.prod(s) for s in hist.values())  # histogram cells
     rows = sum(math.prod(s[:-1]) for s in hist.values())  # histogram rows (K * K, or C)
     small = sum(math.prod(s) for n, s in shapes.items() if n not in SCATTER_FIELDS)
-    cumulative = 8 * small + cells * 8  # float64, or compact and widened before passing it
+    sample = SAMPLE_ROWS * sample_row_bytes(spec) if has_sample(spec) else 0
+    cumulative = 8 * small + cells * 8 + sample  # float64, or compact and widened first
     # a closed bucket: per cell a column (uint16) and a value (at most 8 bytes); per row its id
     # and run length in each of two groups (cells holding 1, the others); the small fields as an
     # index (uint16 while the small fields span at most 2**16 cells, else int32) and a value,
     # with the fields' bounds
     small_index = 2 if small <= 2**16 else 4
     closed = 10 * cells + 16 * rows + (small_index + 8) * small + 8 * (len(shapes) - len(hist) + 1)
+    closed += sample
     # the open bucket: dense small fields, compacted entries (int32 index, value up to 8 bytes),
     # and staged deltas (int64 index and float64 weight a cell) until they pass the threshold
     staged = 16 * max(COMPACT_AFTER, cells) if cells else 0
-    opened = 8 * small + 12 * cells + staged
+    opened = 8 * small + 12 * cells + staged + sample
     held = [_buckets_held(spec, s, max_skew) for s in spec.window_seconds]
     windows = sum(opened + (h - 1) * closed for h in held)
-    reports = _REPORT_COPIES * 8 * (cells + small)
+    reports = _REPORT_COPIES * (8 * (cells + small) + sample)
     row = exact_row_bytes(spec.n_columns, spec.task == "multiclass")
     if spec.resolution.kind == "exact":  # cumulative, a report's copies, each window's buckets
         exact = (1 + _REPORT_COPIES + len(held)) * spec.resolution.max_samples * row

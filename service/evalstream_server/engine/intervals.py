@@ -26,20 +26,23 @@ and ``Var = sum_k w_k**2 phi(k)**2`` (scale-free in the weights; with unit weigh
 variance up to its ``n - 1`` corrections). ``sum_k psi_c(k) psi_d(k)`` is the DeLong covariance
 of classes ``c`` and ``d``: it needs, per sample, the placements in *both* columns.
 
-That is why these intervals need the per-sample scores (the exact resolution). The binned
-(class, column, bin) histogram holds each column's distribution per true class, not how a
-sample's columns go together: two streams with the same histogram can have different covariances
+The histogram alone cannot give these covariances. The binned (class, column, bin) histogram
+holds each column's distribution per true class, not how a sample's columns go together: two
+streams with the same histogram can have different covariances
 (``tests/engine/test_interval_coverage.py`` builds such a pair). Of ``Cov(psi_c, psi_d)`` the
-histogram gives the part between classes (``psi_c`` averaged per true class is a function of the
-one-vs-one AUCs) and not the part within a class, which on softmax scores is large (a sample that
-scores high in its own column scores low in the others): in the coverage test's model (K = 3,
-600 samples, 2000 replicates) the interval from the histogram's part alone covered 86%. Binned
-averages therefore carry bounds, and no ``ci95``, until a state keeps how columns go together.
-One design was measured: for 1 sample in 16 (a hash of its scores, so batch split changes
-nothing), additive counts per column pair of (role, coarse score group) x (role, group), 16
-groups; the cross terms from group means of ``psi`` held 98% of the exact variance and covered
-94-95% at 5,000 samples, but cost 46k cells a state at K = 10, in every window bucket too (a
-K = 10 stream with 5m + 1h windows grew from under 1.5 to 2.1 MiB) and 5-8% of ingest.
+histogram gives the part between classes and not the part within a class, which on softmax
+scores is large (a sample that scores high in its own column scores low in the others): in the
+coverage test's model (K = 3, 600 samples, 2000 replicates) the interval from the histogram's
+part alone covered 86%. An earlier design kept additive pair counts of coarse score groups for
+1 sample in 16 (98% of the exact variance, 94-95% coverage, but 46k cells a state at K = 10 and
+5-8% of ingest).
+
+Binned states therefore keep a row sample (``row_sample``): the 64 distinct rows of smallest
+hash, with each column's bin and the label, mergeable like the counts.
+``sampled_average_auc_intervals`` takes each term's variance from the histograms (exact, as the
+per-class intervals) and only the correlations between terms from the sample: ``D R D``. With
+every row in the sample and one score a bin it is the exact resolution's interval; measured
+coverage 93-97% (``bench/interval_coverage.py``).
 
 Precision, recall and F1 of multilabel streams need the same per-sample view (labels of one
 sample are correlated): in the exact resolution each sample's influence is summed over its labels
@@ -75,6 +78,7 @@ __all__ = [
     "influence_of_counts",
     "logit_interval",
     "average_auc_intervals",
+    "sampled_average_auc_intervals",
     "average_prf_intervals",
     "macro_prf_intervals",
     "macro_prf_variances",
@@ -175,6 +179,113 @@ def average_auc_intervals(
     A_micro, psi_micro = influence_of_counts(*micro, onehot.ravel())
     if not np.isnan(A_micro):
         out["micro"] = _interval(A_micro, _half_width(psi_micro.reshape(n, C).sum(axis=1), w))
+    return out
+
+
+def _bin_placements(
+    pos: np.ndarray, neg: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per row of (R, B) bin counts: ``v10``, ``v01`` per bin, the AUC, ``P`` and ``N`` (NaN
+    AUC where a row lacks positives or negatives)."""
+    P, N = pos.sum(axis=1), neg.sum(axis=1)
+    ok = (P > 0) & (N > 0)
+    Ps, Ns = np.where(ok, P, 1.0)[:, None], np.where(ok, N, 1.0)[:, None]
+    v10 = (np.cumsum(neg, axis=1) - 0.5 * neg) / Ns
+    v01 = (P[:, None] - np.cumsum(pos, axis=1) + 0.5 * pos) / Ps
+    A = np.where(ok, np.einsum("rb,rb->r", pos, v10) / Ps[:, 0], np.nan)
+    return v10, v01, A, P, N
+
+
+def _psi_of_bins(
+    v10: np.ndarray, v01: np.ndarray, A: np.ndarray, P: np.ndarray, N: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The influence ``psi`` of a positive and of a negative in each bin, (R, B) each (0 on
+    undefined rows)."""
+    ok = ~np.isnan(A)
+    A0 = np.where(ok, A, 0.0)[:, None]
+    Ps, Ns = np.where(ok, P, 1.0)[:, None], np.where(ok, N, 1.0)[:, None]
+    return (
+        np.where(ok[:, None], (v10 - A0) / Ps, 0.0),
+        np.where(ok[:, None], (v01 - A0) / Ns, 0.0),
+    )
+
+
+def sampled_average_auc_intervals(
+    pos: np.ndarray,
+    neg: np.ndarray,
+    onehot: np.ndarray,
+    index: np.ndarray,
+    wsq: np.ndarray,
+    unit: float,
+) -> dict[str, list[float] | None]:
+    """ci95 of the macro, weighted and micro one-vs-rest ROC AUC of a binned state.
+
+    ``pos``, ``neg`` (C, B): each column's positive and negative weight per bin (one bin axis
+    for every column); ``onehot``, ``index`` (r, C): the row sample's positives and bins
+    (``row_sample``), ``wsq`` (r,) the squared weight each sampled row stands for; ``unit``: the
+    mean weight of a sample.
+
+    The covariance of the per-sample influences is written ``D R D``. ``D``: each term's
+    standard deviation from the histograms, ``Var_c = unit * sum_b (pos_b psi_pos_b**2 +
+    neg_b psi_neg_b**2)`` (``sum_k w_k**2 psi_c(k)**2`` exactly for equal weights; for the micro
+    average the pooled problem's ``psi`` over column ``c``'s items). ``R``: the correlations of
+    the terms across one sample's columns, from the sampled rows (their second moments weighted
+    by ``wsq``). The weighted average's class-share term ``sum_c y_c (A_c - A_w) / S`` is not a
+    function of one column's bins: its variance is the sample's, scaled by the ratio of the
+    histograms' to the sample's per-class variances."""
+    pos = np.asarray(pos, dtype=np.float64)
+    neg = np.asarray(neg, dtype=np.float64)
+    r, C = index.shape
+    out: dict[str, list[float] | None] = {"macro": None, "weighted": None, "micro": None}
+    if r < 2:
+        return out
+    u = float(unit) if unit > 0 else 1.0
+    cols = np.arange(C)[None, :]
+    v10, v01, A, P, N = _bin_placements(pos, neg)
+    psi_pos, psi_neg = _psi_of_bins(v10, v01, A, P, N)
+    var_cols = u * np.einsum("cb,cb->c", pos, psi_pos**2) + u * np.einsum(
+        "cb,cb->c", neg, psi_neg**2
+    )
+    psi = np.where(onehot, psi_pos[cols, index], psi_neg[cols, index])  # (r, C)
+    mv10, mv01, mA, mP, mN = _bin_placements(pos.sum(axis=0)[None], neg.sum(axis=0)[None])
+    mpos, mneg = _psi_of_bins(mv10, mv01, mA, mP, mN)
+    var_micro = u * (pos @ mpos[0] ** 2 + neg @ mneg[0] ** 2)  # (C,): column c's items
+    psi_micro = np.where(onehot, mpos[0][index], mneg[0][index])
+    defined = ~np.isnan(A)
+    m = int(defined.sum())
+    S = float(P[defined].sum())
+    A_w = float(P[defined] @ A[defined]) / S if S > 0 else 0.0
+    share_term = onehot[:, defined] @ (A[defined] - A_w) / S if S > 0 else np.zeros(r)
+    X = np.concatenate([psi[:, defined], share_term[:, None], psi_micro], axis=1)
+    M = X.T @ (X * wsq[:, None])  # the sample's second moments
+    sample_var = np.diag(M).copy()
+    seen = float(sample_var[:m].sum())
+    scale = float(var_cols[defined].sum()) / seen if seen > 0 else 0.0
+    var = np.concatenate([var_cols[defined], [scale * sample_var[m]], var_micro])
+    sd = np.sqrt(np.maximum(sample_var, 0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        R = np.where(np.outer(sd, sd) > 0, M / np.outer(sd, sd), 0.0)
+    np.fill_diagonal(R, 1.0)  # a term the sample never saw vary: taken as uncorrelated
+    D = np.sqrt(np.maximum(var, 0.0))
+    cov = R * np.outer(D, D)
+
+    def half(vector: np.ndarray) -> float:
+        return _Z95 * float(np.sqrt(max(float(vector @ cov @ vector), 0.0)))
+
+    size = X.shape[1]
+    if m > 0 and seen > 0:
+        macro = np.zeros(size)
+        macro[:m] = 1.0 / m
+        out["macro"] = _interval(float(A[defined].mean()), half(macro))
+        if S > 0:
+            weighted = np.zeros(size)
+            weighted[:m] = P[defined] / S
+            weighted[m] = 1.0
+            out["weighted"] = _interval(A_w, half(weighted))
+    if not np.isnan(mA[0]) and np.any(sample_var[m + 1 :] > 0):
+        micro = np.zeros(size)
+        micro[m + 1 :] = 1.0
+        out["micro"] = _interval(float(mA[0]), half(micro))
     return out
 
 

@@ -22,6 +22,7 @@ import numpy as np
 from .batch import Batch
 from .counting import MAX_FIELDS, SCATTER_FIELDS, Delta, Scatter, ScatterMax, field_shapes
 from .packed import smallest_unsigned
+from .row_sample import RowSample, has_sample
 from .spec import StreamSpec
 from .state import Entries, ExactScores, SparseCounts, State
 
@@ -79,6 +80,7 @@ class OpenBucket:
         self.cells = sum(int(np.prod(v)) for v in self.shapes.values())
         # raw rows: in the exact resolution, and in bins while the ring keeps them (WindowRing)
         self.exact: ExactScores | None = ExactScores(spec.n_columns, spec.task == "multiclass")
+        self.sample: RowSample | None = RowSample(spec) if has_sample(spec) else None
 
     @classmethod
     def restore(cls, spec: StreamSpec, sparse: SparseCounts) -> OpenBucket:
@@ -96,12 +98,16 @@ class OpenBucket:
             out.exact.extend(sparse.exact)
         elif spec.resolution.kind != "exact":
             out.exact = None  # a binned bucket written without rows: bins
+        if out.sample is not None and sparse.sample is not None:
+            out.sample.merge_from(sparse.sample)
         return out
 
     def add_delta(self, delta: Delta, batch: Batch | None = None, bulk: bool = False) -> None:
         """Count ``delta``; ``bulk`` (a replay) stages up to the whole layout before compacting."""
         if self.exact is not None and batch is not None:
             self.exact.append(batch)
+        if self.sample is not None and batch is not None:
+            self.sample.add(batch)
         for name, d in delta.items():
             if isinstance(d, ScatterMax):  # the bins' score range: dense, merged by maximum
                 d.add_to(self.small[name])
@@ -155,7 +161,7 @@ class OpenBucket:
         if exact is not None:
             exact.arrays()
         shapes = {**{k: v.shape for k, v in self.small.items()}, **self.shapes}
-        return SparseCounts.pack(out, shapes, exact)
+        return SparseCounts.pack(out, shapes, exact, self.sample)
 
     def add_into(self, state: State) -> None:
         """Add this bucket's counts into ``state`` (float64 fields: a query's sum)."""
@@ -174,6 +180,8 @@ class OpenBucket:
                 else:
                     target.ravel()[s[0]] += s[1]
         state.join_rows(self.exact)
+        if state.sample is not None and self.sample is not None:
+            state.sample.merge_from(self.sample)
 
     @property
     def nbytes(self) -> int:
@@ -185,4 +193,5 @@ class OpenBucket:
                     total += s.index.nbytes + (0 if s.weights is None else s.weights.nbytes)
                 else:
                     total += s[0].nbytes + s[1].nbytes
+        total += self.sample.nbytes if self.sample is not None else 0
         return total + (self.exact.nbytes if self.exact is not None else 0)

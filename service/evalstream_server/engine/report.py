@@ -22,6 +22,7 @@ from .intervals import (
     average_prf_intervals,
     macro_prf_intervals,
     micro_prf_interval,
+    sampled_average_auc_intervals,
 )
 from .labelfree import label_free_section, labels_section, predicted_prevalence
 from .layout import BinLayout
@@ -205,6 +206,14 @@ def _ranking_groups(
         columns = [(p.pos[0], p.neg[0], index) for p, index in ovr]
         micro_counts = (micro_problem.pos[0], micro_problem.neg[0], micro_index)
         for avg, ci in average_auc_intervals(onehot, weights, columns, micro_counts).items():
+            if ci is not None and auc[avg]["value"] is not None:
+                auc[avg]["ci95"] = ci
+    sampled = view.sampled_rows() if intervals else None
+    if sampled is not None:  # binned: the covariances across classes from the row sample
+        (problem,) = view.ovr()
+        for avg, ci in sampled_average_auc_intervals(
+            problem.pos, problem.neg, *sampled, unit
+        ).items():
             if ci is not None and auc[avg]["value"] is not None:
                 auc[avg]["ci95"] = ci
     if spec.task == "multiclass":

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,7 @@ from .counting import (
 )
 from .errors import CapacityError, IncompatibleStateError, InvalidInputError
 from .packed import PackedCells, PackedFields
+from .row_sample import RowSample, has_sample
 from .spec import StreamSpec
 
 __all__ = [
@@ -161,6 +163,7 @@ class SparseCounts:
     cells: dict[str, PackedCells]
     small: PackedFields
     exact: ExactScores | None
+    sample: RowSample | None = None  # the bucket's row sample (``row_sample``)
 
     @classmethod
     def pack(
@@ -168,8 +171,9 @@ class SparseCounts:
         entries: dict[str, Entries],
         shapes: dict[str, tuple[int, ...]],
         exact: ExactScores | None,
+        sample: RowSample | None = None,
     ) -> SparseCounts:
-        """Entries of every field, packed."""
+        """Entries of every field, packed (``sample``: a copy trimmed to its rows)."""
         cells = {
             name: PackedCells(idx, values, shapes[name][-1])
             for name, (idx, values) in entries.items()
@@ -177,7 +181,11 @@ class SparseCounts:
         }
         small = {name: e for name, e in entries.items() if name not in SCATTER_FIELDS}
         sizes = {name: int(np.prod(shapes[name])) for name in small}
-        return cls(cells, PackedFields(small, sizes), exact)
+        if sample is not None:
+            kept = RowSample(sample.spec, max(sample.size, 1))
+            kept.merge_from(sample)
+            sample = kept
+        return cls(cells, PackedFields(small, sizes), exact, sample)
 
     def items(self) -> list[tuple[str, np.ndarray, np.ndarray]]:
         """``(field, flat indices, values)`` of every field."""
@@ -188,6 +196,7 @@ class SparseCounts:
     @property
     def nbytes(self) -> int:
         total = self.small.nbytes + sum(c.nbytes for c in self.cells.values())
+        total += self.sample.nbytes if self.sample is not None else 0
         return total + (self.exact.nbytes if self.exact is not None else 0)
 
 
@@ -211,6 +220,8 @@ class State:
         # Raw rows: always in the exact resolution; in bins while the state is small (None once
         # it passed SMALL_ROWS, or when its rows were never kept: then the counts answer).
         self.exact: ExactScores | None = ExactScores(spec.n_columns, spec.task == "multiclass")
+        # rows for the intervals of binned averages (``row_sample``)
+        self.sample: RowSample | None = RowSample(spec) if has_sample(spec) else None
 
     # -- compact fields ------------------------------------------------------------------------
     def is_compact(self, name: str) -> bool:
@@ -285,6 +296,7 @@ class State:
         }
         out.carry = {}
         out.exact = self.exact.copy() if self.exact is not None else None
+        out.sample = self.sample.copy() if self.sample is not None else None
         return out
 
     def as_float(self) -> State:
@@ -321,6 +333,8 @@ class State:
         states also keep ``batch`` (a delta of predictions alone comes without one)."""
         if batch is not None:
             self.join_rows(batch)
+        if self.sample is not None and batch is not None:
+            self.sample.add(batch)
         for name, d in delta.items():
             self._add_field(name, d)
 
@@ -389,6 +403,8 @@ class State:
         """Add ``other`` into this state in place; returns ``self``."""
         self._check_compatible(other)
         self.join_rows(other.exact)
+        if self.sample is not None and other.sample is not None:
+            self.sample.merge_from(other.sample)
         for name, arr in other.counts.items():
             if name in MAX_FIELDS:
                 np.maximum(self.counts[name], arr, out=self.counts[name])
@@ -411,6 +427,7 @@ class State:
         out.counts = {k: v.copy() for k, v in self.counts.items()}
         out.carry = {k: dict(v) for k, v in self.carry.items()}
         out.exact = self.exact.copy() if self.exact is not None else None
+        out.sample = self.sample.copy() if self.sample is not None else None
         return out
 
     def reset(self) -> None:
@@ -418,6 +435,8 @@ class State:
         self.counts = fresh.counts
         self.carry = {}
         self.exact = fresh.exact
+        if self.sample is not None:
+            self.sample.clear()
 
     # -- sparse form (window buckets) ----------------------------------------------------------
     def to_sparse(self) -> SparseCounts:
@@ -434,12 +453,14 @@ class State:
         if exact is not None:
             exact.arrays()
         shapes = {k: v.shape for k, v in self.counts.items()}
-        return SparseCounts.pack(entries, shapes, exact)
+        return SparseCounts.pack(entries, shapes, exact, self.sample)
 
     def add_sparse(self, sparse: SparseCounts) -> None:
         for name, idx, values in sparse.items():
             self._add_entries(name, idx, values)
         self.join_rows(sparse.exact)
+        if self.sample is not None and sparse.sample is not None:
+            self.sample.merge_from(sparse.sample)
 
     @classmethod
     def from_sparse(cls, spec: StreamSpec, sparse: SparseCounts) -> State:
@@ -455,6 +476,8 @@ class State:
             return False
         if any(not np.array_equal(self.values(k), other.values(k)) for k in self.counts):
             return False
+        if self.sample != other.sample:
+            return False
         if self.exact is None or other.exact is None:
             return self.exact is None and other.exact is None
         a, b = self.exact.arrays(), other.exact.arrays()
@@ -466,6 +489,7 @@ class State:
     def nbytes(self) -> int:
         total = sum(v.nbytes for v in self.counts.values())
         total += compact.CARRY_ENTRY_BYTES * sum(len(c) for c in self.carry.values())
+        total += self.sample.nbytes if self.sample is not None else 0
         return total + (self.exact.nbytes if self.exact is not None else 0)
 
     def to_bytes(self) -> bytes:
@@ -484,6 +508,9 @@ class State:
                 np.ascontiguousarray(scores, dtype="<f4"),
                 np.ascontiguousarray(weights, dtype="<f8"),
             ]
+        if self.sample is not None:
+            header["sample"] = self.sample.size
+            arrays += self.sample.arrays()
         head = json.dumps(header, separators=(",", ":")).encode()
         parts = [_MAGIC, struct.pack("<II", _VERSION, len(head)), head]
         parts += [a.tobytes() for a in arrays]
@@ -549,9 +576,24 @@ class State:
                         None if bool(np.all(weights == 1.0)) else weights,
                     )
                 )
+        if state.sample is not None:  # states written before the sample existed have none
+            read_sample(state.sample, int(header.get("sample") or 0), take, "state")
         if offset != len(view):
             raise InvalidInputError("state", f"{offset} bytes", f"{len(view)} bytes")
         return state
+
+
+def read_sample(
+    sample: RowSample, n: int, take: Callable[[str, tuple[int, ...]], np.ndarray], what: str
+) -> None:
+    """Load ``n`` sampled rows written by ``RowSample.arrays`` through ``take(dtype, shape)``."""
+    if not 0 <= n <= sample.capacity:
+        raise InvalidInputError(what, f"at most {sample.capacity} sampled rows", str(n))
+    parts = [take(dtype, (n, *row)) for dtype, row in sample.dtypes()]
+    try:
+        sample.load(*parts)
+    except ValueError as exc:
+        raise InvalidInputError(what, f"a row sample with {exc}", "other values") from exc
 
 
 def _occupied_bins(state: State) -> np.ndarray:

@@ -59,6 +59,12 @@ class ScoreView:
         """Exact views: the one-vs-rest and micro problems with each item's bin; else None."""
         return None
 
+    def sampled_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Binned views with a row sample (``row_sample``): ``(onehot, index, wsq)``, the
+        sampled rows' positives and bins as indices into ``ovr()``'s one Problem's bin axis, and
+        their squared weights; else None."""
+        return None
+
     def ovo_matrix(self, K: int) -> dict[str, np.ndarray]:
         """(K, K) arrays ``value``, ``lower``, ``upper`` of ``A(i|j)`` (NaN where undefined)."""
         pairs = [(i, j) for i in range(K) for j in range(K) if i != j]
@@ -103,6 +109,18 @@ class _BinnedView(ScoreView):
             self._neg = np.maximum(c["all"][:, occupied] - self._pos, 0.0)
         self._atomic = self._atomic[occupied]
         self._edges = self._edges[occupied]
+        self._occupied = occupied
+        self._sample = state.sample
+
+    def sampled_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        if self._sample is None or self._sample.size == 0:
+            return None
+        onehot, bins, wsq = self._sample.rows()
+        index = np.searchsorted(self._occupied, bins)
+        found = index < self._occupied.size
+        found[found] = self._occupied[index[found]] == bins[found]
+        keep = found.all(axis=1)  # a row's bins are occupied unless the state was edited
+        return onehot[keep], index[keep], wsq[keep]
 
     @property
     def has_ovo(self) -> bool:

@@ -1,0 +1,139 @@
+"""The row sample of binned states (engine/row_sample.py): the distinct rows of smallest key,
+whatever the split, merge and storage; bounded memory; carried by every persisted form."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from evalstream_server.engine import State, StreamEngine, StreamSpec, make_batch
+from evalstream_server.engine.bucket_bytes import bucket_from_bytes, bucket_to_bytes
+from evalstream_server.engine.errors import InvalidInputError
+from evalstream_server.engine.layout import BinLayout
+from evalstream_server.engine.row_sample import SAMPLE_ROWS, row_keys
+
+SPEC = StreamSpec(task="multiclass", classes=("a", "b", "c"))
+
+
+def _rows(seed: int, n: int, repeats: int = 1):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    s = rng.dirichlet([1, 1, 1], n).astype(np.float32)
+    return np.repeat(y, repeats), np.repeat(s, repeats, axis=0)
+
+
+def test_the_sample_is_the_distinct_rows_of_smallest_key_with_their_squared_weights():
+    """Oracle: a plain-Python pass over the rows (a dict of key -> row and weight**2)."""
+    y, s = _rows(1, 700, repeats=3)  # every row three times, in three batches below
+    w = np.random.default_rng(2).integers(1, 5, y.size) / 2.0
+    state = State(SPEC)
+    for part in np.array_split(np.arange(y.size), 3):
+        state.update(make_batch(SPEC, y[part], s[part], w[part]))
+    keys = row_keys(y, s)
+    expected: dict[int, list] = {}
+    for k, label, scores, weight in zip(keys.tolist(), y, s, w, strict=True):
+        entry = expected.setdefault(k, [label, scores, 0.0])
+        entry[2] += weight**2
+    smallest = sorted(expected)[:SAMPLE_ROWS]
+    sample = state.sample
+    assert sample is not None and sample.size == SAMPLE_ROWS
+    assert sample.keys[: sample.size].tolist() == smallest
+    onehot, bins, wsq = sample.rows()
+    layout = BinLayout(SPEC.resolution.mantissa_bits)
+    for i, k in enumerate(smallest):
+        label, scores, total = expected[k]
+        assert onehot[i].tolist() == [c == label for c in range(3)]
+        assert bins[i].tolist() == layout.bin_of(scores).tolist()
+        assert wsq[i] == pytest.approx(total, rel=1e-12)
+
+
+def test_rows_of_weight_zero_are_not_sampled_and_distinct_rows_have_distinct_keys():
+    y, s = _rows(3, 20_000)
+    keys = row_keys(y, s)
+    assert (
+        np.unique(keys).size == np.unique(np.column_stack([y, s.view(np.uint32)]), axis=0).shape[0]
+    )
+    state = State(SPEC)
+    w = np.zeros(y.size)
+    w[:10] = 1.0
+    state.update(make_batch(SPEC, y, s, w))
+    assert state.sample is not None and state.sample.size == 10
+    assert set(state.sample.keys[:10].tolist()) == set(keys[:10].tolist())
+
+
+def test_sample_memory_is_fixed_and_counted():
+    state = State(SPEC)
+    before = state.nbytes
+    y, s = _rows(4, 5000)
+    state.update(make_batch(SPEC, y, s))
+    assert state.nbytes == before
+    assert state.sample is not None and state.sample.size == SAMPLE_ROWS
+    assert state.sample.nbytes == SAMPLE_ROWS * (8 + 2 * 3 + 1 + 4)  # key, bins, label, w**2
+
+
+def test_binary_and_exact_states_keep_no_sample():
+    assert State(StreamSpec(task="binary")).sample is None
+    assert (
+        State(StreamSpec(task="multiclass", classes=("a", "b"), resolution="exact")).sample is None
+    )
+    assert State(StreamSpec(task="multilabel", classes=("x", "y"))).sample is not None
+
+
+@pytest.mark.parametrize("task", ["multiclass", "multilabel"])
+def test_the_sample_survives_state_bucket_and_engine_bytes(task):
+    classes = ("a", "b", "c")
+    spec = StreamSpec(task=task, classes=classes, windows=("1h",))
+    rng = np.random.default_rng(5)
+    n = 300
+    if task == "multiclass":
+        y, s = rng.integers(0, 3, n), rng.dirichlet([1, 1, 1], n).astype(np.float32)
+    else:
+        y, s = (rng.random((n, 3)) < 0.4).astype(int), rng.random((n, 3)).astype(np.float32)
+    engine = StreamEngine(spec, clock=lambda: 1_000_000.0)
+    engine.update(y, s)
+    state = engine.state()
+    assert state.sample is not None and state.sample.size == SAMPLE_ROWS
+    assert State.from_bytes(state.to_bytes()).sample == state.sample
+    assert bucket_from_bytes(spec, bucket_to_bytes(state.to_sparse())).sample == state.sample
+    from evalstream_server.engine import engine_from_bytes, engine_to_bytes
+
+    again = engine_from_bytes(engine_to_bytes(engine), clock=lambda: 1_000_000.0)
+    assert again.state("1h").sample == engine.state("1h").sample == state.sample
+    assert again.report()["roc_auc"]["macro"]["ci95"] == engine.report()["roc_auc"]["macro"]["ci95"]
+
+
+def test_a_state_written_before_the_sample_loads_with_an_empty_one():
+    """The header of older states has no "sample" and no sample arrays follow."""
+    import json
+    import struct
+
+    state = State(SPEC)
+    y, s = _rows(6, 100)
+    state.update(make_batch(SPEC, y, s))
+    raw = state.to_bytes()
+    head_len = struct.unpack("<I", raw[12:16])[0]
+    header = json.loads(raw[16 : 16 + head_len])
+    n = header.pop("sample")
+    tail = sum(np.dtype(d).itemsize * int(np.prod((n, *row))) for d, row in state.sample.dtypes())
+    head = json.dumps(header, separators=(",", ":")).encode()
+    old = raw[:12] + struct.pack("<I", len(head)) + head + raw[16 + head_len : len(raw) - tail]
+    loaded = State.from_bytes(old)
+    assert loaded.sample is not None and loaded.sample.size == 0
+    assert np.array_equal(loaded.counts["hist"], state.dense().counts["hist"])
+    # no rows sampled: the binned averages keep their bounds and carry no interval
+    from evalstream_server.engine import build_report
+
+    loaded.to_bins()  # past its raw rows
+    assert "ci95" not in build_report(loaded)["roc_auc"]["macro"]
+
+
+def test_damaged_sample_bytes_are_refused_naming_the_state():
+    state = State(SPEC)
+    y, s = _rows(7, 100)
+    state.update(make_batch(SPEC, y, s))
+    raw = bytearray(state.to_bytes())
+    n = state.sample.size
+    # the labels (a byte a row) sit before the squared weights (float32) at the end
+    labels_at = len(raw) - 4 * n - n
+    raw[labels_at] = 7  # class 7 of 3
+    with pytest.raises(InvalidInputError, match="state.*labels below 3"):
+        State.from_bytes(bytes(raw))
