@@ -617,7 +617,7 @@ def _estimated_figure(report: dict[str, Any], salt: str) -> Figure | None:
     title = "Estimated (before labels) vs realized per class"
     fig.suptitle(f"{title} - {report.get('window', '')}")
     header = ["class", "metric", "estimated", "95% low", "95% high", "realized"]
-    key = f"{salt}-estimated"
+    key = f"{salt}-estimated-figure"  # "{salt}-estimated" is the section's own table
     return Figure(key, title, _svg(fig, key, title), (header, rows), note, wide=len(metrics) > 1)
 
 
