@@ -80,7 +80,8 @@ def _small_field_bytes(spec: StreamSpec) -> int:
 def test_cumulative_state_costs_two_bytes_a_histogram_cell():
     """K = 10, default bins: 2 * K * K * B bytes of histogram (0.91 MiB, 3.64 MiB in float64),
     and 2 * K * K * 63 of the predictions' coarse histogram (12 KiB),
-    and the fixed row sample of the averages' intervals (64 rows of 33 bytes)."""
+    and the fixed row sample of the averages' intervals (64 rows of 33 bytes), and the small
+    fields, the bins' score range the largest of them (2 * B float64, 75 KiB)."""
     spec = StreamSpec(task="multiclass", classes=tuple("abcdefghij"))
     y, _, p = multiclass(2, counts=tuple(range(500, 1500, 100)))
     state = State(spec)
@@ -89,7 +90,8 @@ def test_cumulative_state_costs_two_bytes_a_histogram_cell():
     sample = SAMPLE_ROWS * sample_row_bytes(spec)
     assert sample == 64 * (8 + 2 * 10 + 1 + 4)
     assert state.nbytes == 2 * 10 * 10 * (B + N_PRED_BINS) + _small_field_bytes(spec) + sample
-    assert state.nbytes < 0.93 * MiB
+    assert state.counts["score_range"].nbytes == 2 * B * 8
+    assert state.nbytes < 1.0 * MiB
 
 
 def _feed_fleet_stream(eng: StreamEngine, clock, hours: float, per_hour: int, seed: int):

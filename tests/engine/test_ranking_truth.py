@@ -147,13 +147,8 @@ def test_issue_example_all_weights_point_two_matches_unweighted_ap() -> None:
 
 
 # -- tie groups: bins that hold a single score value -----------------------------------------
-# The score range is off by default (counting.TRACK_SCORE_RANGE: past the memory budget as kept
-# today); these tests turn it on and check what it does.
-@pytest.fixture
-def score_range(monkeypatch: pytest.MonkeyPatch) -> None:
-    from evalstream_server.engine import counting
-
-    monkeypatch.setattr(counting, "TRACK_SCORE_RANGE", True)
+# The binned resolution keeps each bin's score range (in the cumulative state; windows take it
+# from there): bins that held a single value are tie groups, stepped as sklearn steps them.
 
 
 def _quantised(
@@ -169,33 +164,44 @@ def _quantised(
     return y, p.astype(np.float32)
 
 
-def test_score_range_holds_each_bins_smallest_and_largest_score(score_range: None) -> None:
-    from evalstream_server.engine import BinLayout, State, make_batch
+def test_score_range_tells_the_bins_that_hold_one_value() -> None:
+    """Every occupied bin is marked, and marked single-valued exactly when its scores (any
+    column) are one value, whatever the kernel (compiled or numpy) and the batch split."""
+    import contextlib
+
+    from evalstream_server.engine import BinLayout, State, fastcount, make_batch
     from evalstream_server.engine.counting import single_valued
 
     rng = np.random.default_rng(7)
     spec = StreamSpec(task="multiclass", classes=CLASSES, probability_tolerance=0.2)
     p = np.concatenate([_scores(rng, 300, "clustered"), _scores(rng, 300, "tied")])
     y = rng.choice(3, len(p))
-    state = State(spec)
-    for lo in range(0, len(p), 128):
-        state.update(make_batch(spec, y[lo : lo + 128], p[lo : lo + 128]))
     bins = BinLayout().bin_of(p).ravel()
     values = p.ravel().astype(np.float64)
     occupied = np.unique(bins)
-    got_hi = state.counts["score_range"][0]
-    assert set(np.flatnonzero(got_hi)) == set(occupied)
-    single = single_valued(state.counts["score_range"])
-    for b in occupied:
-        v = values[bins == b]
-        assert single[b] == (v.min() == v.max()), b
+    states = []
+    for kernel, step in (("compiled", 128), ("numpy", 128), ("compiled", 37)):
+        ctx = fastcount.disabled() if kernel == "numpy" else contextlib.nullcontext()
+        state = State(spec)
+        with ctx:
+            for lo in range(0, len(p), step):
+                state.update(make_batch(spec, y[lo : lo + step], p[lo : lo + step]))
+        states.append(state)
+        got_hi = state.counts["score_range"][0]
+        assert set(np.flatnonzero(got_hi)) == set(occupied)
+        single = single_valued(state.counts["score_range"])
+        for b in occupied:
+            v = values[bins == b]
+            assert single[b] == (v.min() == v.max()), b
+    np.testing.assert_array_equal(states[0].counts["score_range"], states[1].counts["score_range"])
+    np.testing.assert_array_equal(states[0].counts["score_range"], states[2].counts["score_range"])
     assert single.any() and (~single[occupied]).any()  # the data has both kinds of bins
 
 
 @pytest.mark.parametrize("kind", ["2-decimal", "0.05-step"])
 @pytest.mark.parametrize("weighted", [False, True])
 def test_quantised_scores_equal_sklearn_in_the_default_resolution(
-    kind: str, weighted: bool, score_range: None
+    kind: str, weighted: bool
 ) -> None:
     """Issue 12 item 2: tied scores are stepped as sklearn steps them (AP was 2.8e-3 off on
     2-decimal scores and 3.3e-2 on 0.05 steps), after every batch, for any weights."""
@@ -224,3 +230,74 @@ def test_quantised_scores_equal_sklearn_in_the_default_resolution(
         wr = None if ww is None else np.repeat(ww, K)
         want = skm.average_precision_score(Y[:hi].ravel(), p[:hi].ravel(), sample_weight=wr)
         assert report["average_precision"]["micro"]["value"] == pytest.approx(want, abs=1e-12)
+
+
+def test_window_reports_step_tie_groups_from_the_cumulative_score_range() -> None:
+    """A window keeps no score range of its own: it takes the cumulative state's (which holds
+    every sample the window holds). On 0.05-step scores its AUC and AP equal sklearn's on the
+    window's own samples, and the state written to bytes and read back says the same."""
+    from evalstream_server.engine import engine_from_bytes, engine_to_bytes
+
+    K = 5
+    rng = np.random.default_rng(5)
+    y, p = _quantised(rng, 6_000, K, "0.05-step")
+    classes = tuple(str(k) for k in range(K))
+    spec = StreamSpec(
+        task="multiclass", classes=classes, probability_tolerance=0.5, windows=("5m",)
+    )
+    t = [1_000_000.0]
+    eng = StreamEngine(spec, clock=lambda: t[0])
+    eng.update(y[:3_000], p[:3_000])
+    t[0] += 600.0  # the first half leaves the window
+    eng.update(y[3_000:], p[3_000:])
+    again = engine_from_bytes(engine_to_bytes(eng), clock=lambda: t[0])
+    Y = np.eye(K, dtype=int)[y[3_000:]]
+    s = p[3_000:].astype(np.float64)
+    for engine in (eng, again):
+        report = engine.report("5m")
+        assert report["n_samples"] == 3_000
+        assert report["resolution"]["tie_groups"]["mixed_bins"] == 0
+        for c in range(K):
+            for group, fn in (
+                ("roc_auc", skm.roc_auc_score),
+                ("average_precision", skm.average_precision_score),
+            ):
+                leaf = report[group]["per_class"][str(c)]
+                assert leaf["value"] == pytest.approx(fn(Y[:, c], s[:, c]), abs=1e-12)
+    assert again.cumulative == eng.cumulative
+
+
+def test_states_written_before_the_score_range_load_with_occupied_bins_mixed() -> None:
+    """A state without ``score_range`` in its bytes (format of earlier releases) loads with every
+    occupied bin mixed: later batches of one value there cannot make it a tie group."""
+    import json
+    import struct
+
+    from evalstream_server.engine import BinLayout, State, make_batch
+    from evalstream_server.engine.counting import single_valued
+
+    spec = StreamSpec(task="multiclass", classes=CLASSES, probability_tolerance=0.2)
+    p = np.array([[0.5, 0.3, 0.2], [0.5, 0.25, 0.25]], dtype=np.float32)
+    state = State(spec)
+    state.update(make_batch(spec, np.array([0, 1]), p))
+    state.to_bins()  # counts alone (past the exact-while-small cap)
+    data = state.to_bytes()
+    head_len = struct.unpack("<II", data[8:16])[1]
+    header = json.loads(data[16 : 16 + head_len])
+    names = [name for name, _ in header["fields"]]
+    keep = names.index("score_range")
+    header["fields"] = [f for f in header["fields"] if f[0] != "score_range"]
+    arrays = data[16 + head_len :]
+    sizes = [8 * int(np.prod(shape)) for _, shape in json.loads(data[16 : 16 + head_len])["fields"]]
+    assert sum(sizes) == len(arrays)
+    start = sum(sizes[:keep])
+    arrays = arrays[:start] + arrays[start + sizes[keep] :]
+    head = json.dumps(header, separators=(",", ":")).encode()
+    old = data[:8] + struct.pack("<II", 1, len(head)) + head + arrays
+    loaded = State.from_bytes(old)
+    single = single_valued(loaded.counts["score_range"])
+    occupied = np.unique(BinLayout().bin_of(p))
+    assert not single[occupied].any()
+    loaded.update(make_batch(spec, np.array([0, 1]), p))
+    assert not single_valued(loaded.counts["score_range"])[occupied].any()
+    assert single_valued(state.counts["score_range"]).any()  # bins of 0.2 and 0.3 held one value

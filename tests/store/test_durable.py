@@ -217,7 +217,7 @@ def test_a_database_written_before_delayed_labels_is_migrated_and_replayed(tmp_p
     import sqlite3
 
     from evalstream_server.engine import State
-    from evalstream_server.engine.counting import ADDED_FIELDS
+    from evalstream_server.engine.counting import ADDED_FIELDS, RANGE_MIXED
 
     spec = StreamSpec(task="binary", name="old")
     old_spec = {k: v for k, v in spec.to_dict().items() if k not in (
@@ -260,11 +260,16 @@ def test_a_database_written_before_delayed_labels_is_migrated_and_replayed(tmp_p
     assert out.join["matched"] == 1
     store.close()
     assert DurableStore(tmp_path).state("old", "cumulative").n_samples == 5
-    # a state written before the label-free fields loads with them at zero
+    # a state written before the label-free fields loads with them at zero, and with every
+    # occupied bin's score range mixed (not known to hold one value)
     old = state.copy()
     old.counts = {k: v for k, v in old.counts.items() if k not in ADDED_FIELDS}
     loaded = State.from_bytes(old.to_bytes())
-    assert all(not loaded.counts[k].any() for k in ADDED_FIELDS if k in loaded.counts)
+    zero = [k for k in ADDED_FIELDS if k in loaded.counts and k != "score_range"]
+    assert all(not loaded.counts[k].any() for k in zero)
+    occupied = loaded.counts["all"][0] > 0
+    assert (loaded.counts["score_range"][:, occupied] == RANGE_MIXED).all()
+    assert not loaded.counts["score_range"][:, ~occupied].any()
     assert all(np.array_equal(loaded.counts[k], v) for k, v in old.counts.items())
 
 

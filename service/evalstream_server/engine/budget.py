@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .counting import SCATTER_FIELDS, field_shapes
+from .counting import CUMULATIVE_ONLY, SCATTER_FIELDS, field_shapes
 from .open_bucket import COMPACT_AFTER
 from .pending import PendingPredictions
 from .row_sample import SAMPLE_ROWS, has_sample, sample_row_bytes
@@ -157,17 +157,21 @@ def worst_case_memory(spec: StreamSpec, max_skew: float | None = None) -> Memory
     small = sum(math.prod(s) for n, s in shapes.items() if n not in SCATTER_FIELDS)
     sample = SAMPLE_ROWS * sample_row_bytes(spec) if has_sample(spec) else 0
     cumulative = 8 * small + cells * 8 + sample  # float64, or compact and widened first
+    # window buckets leave out the cumulative-only fields (the bins' score range)
+    n_kept = sum(1 for n in shapes if n in CUMULATIVE_ONLY)
+    small_window = small - sum(math.prod(s) for n, s in shapes.items() if n in CUMULATIVE_ONLY)
     # a closed bucket: per cell a column (uint16) and a value (at most 8 bytes); per row its id
     # and run length in each of two groups (cells holding 1, the others); the small fields as an
     # index (uint16 while the small fields span at most 2**16 cells, else int32) and a value,
     # with the fields' bounds
-    small_index = 2 if small <= 2**16 else 4
-    closed = 10 * cells + 16 * rows + (small_index + 8) * small + 8 * (len(shapes) - len(hist) + 1)
+    small_index = 2 if small_window <= 2**16 else 4
+    n_small_fields = len(shapes) - len(hist) - n_kept
+    closed = 10 * cells + 16 * rows + (small_index + 8) * small_window + 8 * (n_small_fields + 1)
     closed += sample
     # the open bucket: dense small fields, compacted entries (int32 index, value up to 8 bytes),
     # and staged deltas (int64 index and float64 weight a cell) until they pass the threshold
     staged = 16 * max(COMPACT_AFTER, cells) if cells else 0
-    opened = 8 * small + 12 * cells + staged + sample
+    opened = 8 * small_window + 12 * cells + staged + sample
     held = [_buckets_held(spec, s, max_skew) for s in spec.window_seconds]
     windows = sum(opened + (h - 1) * closed for h in held)
     reports = _REPORT_COPIES * (8 * (cells + small) + sample)

@@ -25,13 +25,14 @@ __all__ = [
     "ADDED_FIELDS",
     "CONFIDENCE_BINS",
     "MAX_FIELDS",
-    "TRACK_SCORE_RANGE",
+    "CUMULATIVE_ONLY",
     "DELAY_EDGES",
     "LOG_EPS",
     "SCATTER_FIELDS",
     "Delta",
     "Scatter",
     "ScatterMax",
+    "RangeDelta",
     "compute_delta",
     "confidence_of",
     "delay_delta",
@@ -41,6 +42,7 @@ __all__ = [
     "zero_weight_delta",
     "range_delta",
     "single_valued",
+    "normalise_range",
 ]
 
 # Probabilities are float32: clip like sklearn's log_loss does for float32 input.
@@ -63,15 +65,15 @@ ADDED_FIELDS = ("pred_n", "pred_class", "pred_prob", "pred_conf", "pred_conf_sum
                 "score_range", "pred_hist")  # fmt: skip
 # Fields that merge by elementwise maximum instead of addition (empty cells are 0 either way).
 MAX_FIELDS = ("score_range",)
-# Off: the score range makes bins that hold one value exact tie groups (tests/engine/
-# test_ranking_truth.py turns it on), but as kept today (a dense (2, B) float64 field in the
-# cumulative state and in each window's open bucket, entries in closed buckets) a K = 10 stream
-# with 5m + 1h windows takes 1.83 MiB in steady state, past its 1.5 MiB budget
-# (tests/engine/test_memory.py). Issue 12 item 2 stays open until it fits.
-TRACK_SCORE_RANGE = False
-# score_range[0, b] = max(bits + 1), score_range[1, b] = max(_RANGE_TOP - bits) over the float32
-# scores of bin b (any column): the largest and the smallest score as integers exact in float64.
-# A bin holds a single value (a tie group in sklearn's sense) when the two meet.
+# Fields kept in the cumulative state only (window buckets drop them; see above).
+CUMULATIVE_ONLY = MAX_FIELDS
+# The bins' score range is part of the binned resolution: a bin that has only ever held one
+# float32 value is a tie group in sklearn's sense, stepped as one threshold by the ranking formulas
+# (``views``). It is kept in the cumulative state alone (2 B float64 cells, 76 KB at the default
+# 4772 bins, whatever the number of classes): window buckets leave it out (``CUMULATIVE_ONLY``) and
+# a window's state takes the cumulative one's, which holds every sample any window holds, so a bin
+# single-valued there is single-valued in every window (a window may see a bin mixed that is
+# single-valued in its own samples: its estimate and bounds stay those of a mixed bin).
 _RANGE_TOP = float(2**31)
 RANGE_MIXED = _RANGE_TOP  # both entries at this value: a bin known to hold several values
 
@@ -148,14 +150,72 @@ class ScatterMax:
 Delta = dict[str, np.ndarray | Scatter | ScatterMax]
 
 
-def range_delta(scores: np.ndarray, cells: np.ndarray, n_bins: int) -> ScatterMax:
-    """The ``score_range`` delta of float32 ``scores`` whose histogram cells (any layout whose
-    flat index modulo ``n_bins`` is the bin, one per score in row-major order) are ``cells``."""
-    bits = np.ascontiguousarray(scores, dtype=np.float32).view(np.int32).reshape(-1)
-    bins = np.asarray(cells).reshape(-1) % np.int32(n_bins)
-    index = np.concatenate([bins, bins + np.int32(n_bins)])
-    values = np.concatenate([bits + 1.0, _RANGE_TOP - bits])
-    return ScatterMax(index, values)
+class RangeDelta(ScatterMax):
+    """The ``score_range`` delta of a batch, kept as its float32 scores (n, C) and their
+    histogram cells (``index``: ``bin + c * B``, plus ``label * C * B`` in the full one-vs-one
+    layout, given ``labels``): applied in one compiled pass (``fastcount.range_max``); its
+    ``index`` and ``values`` (the ``ScatterMax`` form, which the Redis store's flat log reads)
+    are built only when read."""
+
+    __slots__ = ("scores", "hist_cells", "labels", "mantissa_bits", "_pair")
+
+    def __init__(
+        self,
+        scores: np.ndarray,
+        cells: np.ndarray,
+        mantissa_bits: int,
+        labels: np.ndarray | None = None,
+    ) -> None:
+        self.scores = np.ascontiguousarray(scores, dtype=np.float32)
+        self.hist_cells = cells
+        self.labels = labels
+        self.mantissa_bits = mantissa_bits
+        self._pair: tuple[np.ndarray, np.ndarray] | None = None
+
+    def _scatter(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._pair is None:
+            layout = BinLayout(self.mantissa_bits)
+            flat = self.scores.reshape(-1)
+            bins = layout.bin_of(flat)
+            bits = flat.view(np.int32) & np.int32(0x7FFFFFFF)  # -0.0 counts as 0.0
+            index = np.concatenate([bins, bins + np.int32(layout.n_bins)])
+            values = np.concatenate([bits + 1.0, _RANGE_TOP - bits])
+            self._pair = (index, values)
+        return self._pair
+
+    @property
+    def index(self) -> np.ndarray:  # type: ignore[override]
+        return self._scatter()[0]
+
+    @property
+    def values(self) -> np.ndarray:  # type: ignore[override]
+        return self._scatter()[1]
+
+    def add_to(self, target: np.ndarray) -> None:
+        B = BinLayout(self.mantissa_bits).n_bins
+        if not fastcount.range_max(target, self.scores, self.hist_cells, B, self.labels):
+            super().add_to(target)
+            normalise_range(target.reshape(2, B))
+
+
+def range_delta(
+    scores: np.ndarray, cells: np.ndarray, mantissa_bits: int, labels: np.ndarray | None = None
+) -> RangeDelta:
+    """The ``score_range`` delta of float32 ``scores`` (n, C) whose histogram cells are
+    ``cells`` (see ``RangeDelta``)."""
+    return RangeDelta(scores, cells, mantissa_bits, labels)
+
+
+def normalise_range(score_range: np.ndarray) -> None:
+    """Write every mixed bin of a (2, B) ``score_range`` as ``RANGE_MIXED`` in both entries, in
+    place. Each bin then reads empty (0, 0), one value ``v`` (bits + 1, 2**31 - bits) or mixed
+    (2**31, 2**31) whatever the batches, their order and split, or the merges that built it: the
+    elementwise maximum followed by this is the join of those three states (associative and
+    commutative), and equal states are equal arrays."""
+    high, low = score_range[0], score_range[1]
+    mixed = (high > 0) & (high + low != _RANGE_TOP + 1.0)
+    if mixed.any():
+        score_range[:, mixed] = RANGE_MIXED
 
 
 def single_valued(score_range: np.ndarray) -> np.ndarray:
@@ -214,9 +274,9 @@ def field_shapes(spec: StreamSpec) -> dict[str, tuple[int, ...]]:
         # macro averages include every class present in the labels or predictions, whatever
         # their weights; the weighted confusion matrix cannot tell those classes apart.
         shapes["zero_weight_seen"] = (2, spec.n_classes)
-    if binned and TRACK_SCORE_RANGE:
-        # largest and smallest score per bin over every column (MAX_FIELDS): 2 B cells, about
-        # 76 KB at the default 4772 bins, whatever the number of classes
+    if binned:
+        # largest and smallest score per bin over every column (MAX_FIELDS, CUMULATIVE_ONLY):
+        # 2 B cells, about 76 KB at the default 4772 bins, whatever the number of classes
         shapes["score_range"] = (2, B)
     # Every prediction's scores on the coarse layout, by what was predicted: multiclass
     # (predicted class, column, bin); binary and multilabel (column, predicted side: below or at
@@ -243,11 +303,13 @@ def compute_delta(spec: StreamSpec, batch: Batch, predictions: bool = True) -> D
         out = _fast_multiclass_delta(spec, batch)
     else:
         out = _fast_labelwise_delta(spec, batch)
-    if spec.resolution.kind == "bins" and TRACK_SCORE_RANGE:
+    if spec.resolution.kind == "bins":
         hist = out["hist"] if "hist" in out else out["all"]
         assert isinstance(hist, Scatter)
-        B = BinLayout(spec.resolution.mantissa_bits).n_bins
-        out["score_range"] = range_delta(batch.scores, hist.index, B)
+        labels = batch.labels if "hist" in out else None  # the (K, K, B) layout's row offsets
+        out["score_range"] = range_delta(
+            batch.scores, hist.index, spec.resolution.mantissa_bits, labels
+        )
     if predictions:
         out.update(prediction_delta(spec, batch.scores, batch.weights, labelled=out))
     if spec.task != "multilabel" and batch.weights is not None:

@@ -29,6 +29,7 @@ __all__ = [
     "labelwise_counts",
     "scatter_add",
     "count16",
+    "range_max",
 ]
 
 _kernel: ModuleType | None
@@ -242,3 +243,37 @@ def count16(target: np.ndarray, index: np.ndarray) -> np.ndarray | None:
     wrapped = np.empty(flat.size, dtype=np.int32)
     n = _kernel.count16(target, flat, wrapped)
     return wrapped[:n].copy()
+
+
+def range_max(
+    target: np.ndarray,
+    scores: np.ndarray,
+    cells: np.ndarray,
+    n_bins: int,
+    labels: np.ndarray | None = None,
+) -> bool:
+    """Apply the bins' score range of float32 ``scores`` (n, C) whose histogram cells are
+    ``cells`` (``counting.RangeDelta``) to ``target`` ((2, n_bins) float64) in one pass. Returns
+    False, doing nothing, when the kernel is off or the arrays are not in its form."""
+    if (
+        not enabled()
+        or target.dtype != np.float64
+        or not target.flags.c_contiguous
+        or not target.flags.writeable
+        or scores.dtype != np.float32
+        or scores.ndim != 2
+        or cells.dtype != np.int32
+        or cells.size != scores.size
+        or (labels is not None and labels.dtype != np.int64)
+    ):
+        return False
+    assert _kernel is not None
+    _kernel.range_max(
+        target,
+        np.ascontiguousarray(scores),
+        np.ascontiguousarray(cells).reshape(-1),
+        scores.shape[1],
+        n_bins,
+        None if labels is None else np.ascontiguousarray(labels),
+    )
+    return True

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from .batch import Batch
-from .counting import MAX_FIELDS, SCATTER_FIELDS, Delta, Scatter, ScatterMax, field_shapes
+from .counting import CUMULATIVE_ONLY, SCATTER_FIELDS, Delta, Scatter, ScatterMax, field_shapes
 from .packed import smallest_unsigned
 from .row_sample import RowSample, has_sample
 from .spec import StreamSpec
@@ -72,7 +72,12 @@ class OpenBucket:
     def __init__(self, spec: StreamSpec) -> None:
         self.spec = spec
         shapes = field_shapes(spec)
-        self.small = {k: np.zeros(v) for k, v in shapes.items() if k not in SCATTER_FIELDS}
+        # the bins' score range is the cumulative state's alone (counting.CUMULATIVE_ONLY)
+        self.small = {
+            k: np.zeros(v)
+            for k, v in shapes.items()
+            if k not in SCATTER_FIELDS and k not in CUMULATIVE_ONLY
+        }
         self.shapes = {k: v for k, v in shapes.items() if k in SCATTER_FIELDS}
         self.entries: dict[str, Entries] = {}
         self.staged: dict[str, list[Scatter | Entries]] = {}
@@ -89,9 +94,8 @@ class OpenBucket:
         for name, idx, values in sparse.items():
             if name in out.shapes:
                 out.entries[name] = (idx.astype(np.int32), values)
-            elif name in MAX_FIELDS:
-                flat = out.small[name].ravel()
-                flat[idx] = np.maximum(flat[idx], values)
+            elif name in CUMULATIVE_ONLY:
+                continue
             else:
                 out.small[name].ravel()[idx] += values
         if sparse.exact is not None and out.exact is not None:
@@ -109,9 +113,9 @@ class OpenBucket:
         if self.sample is not None and batch is not None:
             self.sample.add(batch)
         for name, d in delta.items():
-            if isinstance(d, ScatterMax):  # the bins' score range: dense, merged by maximum
-                d.add_to(self.small[name])
+            if name in CUMULATIVE_ONLY:
                 continue
+            assert not isinstance(d, ScatterMax)
             if name not in self.shapes:
                 assert not isinstance(d, Scatter)
                 self.small[name] += d
@@ -166,10 +170,7 @@ class OpenBucket:
     def add_into(self, state: State) -> None:
         """Add this bucket's counts into ``state`` (float64 fields: a query's sum)."""
         for name, arr in self.small.items():
-            if name in MAX_FIELDS:
-                np.maximum(state.counts[name], arr, out=state.counts[name])
-            else:
-                state.counts[name] += arr
+            state.counts[name] += arr
         for name, (idx, values) in self.entries.items():
             state.counts[name].ravel()[idx] += values
         for name, staged in self.staged.items():

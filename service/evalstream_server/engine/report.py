@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import confusion as cf
+from .counting import single_valued
 from .errors import InvalidInputError, quoted
 from .estimate_report import estimated_section
 from .intervals import (
@@ -640,14 +641,29 @@ def _resolution_info(state: State, window: str) -> dict[str, Any]:
     # stream's, or a window ring's: the rows of every bucket it holds)
     cap = small_rows() if window in ("", "cumulative") else window_rows()
     kept = state.exact.n if state.exact is not None else cap
-    return {
+    layout = BinLayout(r.mantissa_bits)
+    out: dict[str, Any] = {
         "kind": "bins",
         "mantissa_bits": r.mantissa_bits,
-        "n_bins": BinLayout(r.mantissa_bits).n_bins,
+        "n_bins": layout.n_bins,
         "exact": state.is_exact,
         "exact_rows_left": max(cap - kept, 0),
         "exact_cap": cap,
     }
+    score_range = state.counts.get("score_range")
+    if score_range is not None:
+        # Tie groups: occupied bins that hold one score value (atomic in the layout, or one value
+        # seen in the cumulative state), stepped exactly as sklearn steps tied scores; the others
+        # are estimated within the bin.
+        c = state.counts
+        hist = c["hist"] if "hist" in c else c["all"]
+        occupied = np.asarray(hist.reshape(-1, hist.shape[-1]).any(axis=0))
+        single = (layout.atomic | single_valued(score_range)) & occupied
+        out["tie_groups"] = {
+            "single_valued_bins": int(single.sum()),
+            "mixed_bins": int((occupied & ~single).sum()),
+        }
+    return out
 
 
 def _problem_rows(state: State, view: ScoreView) -> dict[str, tuple[np.ndarray, ...]]:

@@ -33,10 +33,12 @@ from .counting import (
     RANGE_MIXED,
     SCATTER_FIELDS,
     Delta,
+    RangeDelta,
     Scatter,
     ScatterMax,
     compute_delta,
     field_shapes,
+    normalise_range,
 )
 from .errors import CapacityError, IncompatibleStateError, InvalidInputError
 from .packed import PackedCells, PackedFields
@@ -242,11 +244,15 @@ class State:
 
     def _add_field(self, name: str, d: np.ndarray | Scatter | ScatterMax) -> None:
         arr = self.counts[name]
-        if name in MAX_FIELDS:  # float64, merged by maximum
-            if isinstance(d, ScatterMax):
+        if name in MAX_FIELDS:  # float64, merged by maximum (then normalised)
+            if isinstance(d, RangeDelta):
+                d.add_to(arr)  # normalised by the delta
+            elif isinstance(d, ScatterMax):
                 d.add_to(arr)
+                normalise_range(arr)
             else:
                 np.maximum(arr, np.asarray(d), out=arr)
+                normalise_range(arr)
             return
         assert not isinstance(d, ScatterMax)
         if arr.dtype == np.uint16:
@@ -278,6 +284,7 @@ class State:
         if name in MAX_FIELDS:
             flat = arr.ravel()
             flat[idx] = np.maximum(flat[idx], values)
+            normalise_range(arr)
             return
         if arr.dtype == np.uint16:
             if values.dtype.kind == "u" or compact.integral(values):
@@ -408,6 +415,7 @@ class State:
         for name, arr in other.counts.items():
             if name in MAX_FIELDS:
                 np.maximum(self.counts[name], arr, out=self.counts[name])
+                normalise_range(self.counts[name])
             elif arr.dtype == np.uint16:
                 self._add_entries(name, *compact.nonzero_values(arr, other.carry.get(name, {})))
             elif self.is_compact(name) and compact.integral(arr):
@@ -559,6 +567,8 @@ class State:
         if "score_range" in state.counts and "score_range" not in written:
             # written before bins knew their score range: every occupied bin may be mixed
             state.counts["score_range"][:, _occupied_bins(state)] = RANGE_MIXED
+        if "score_range" in state.counts:
+            normalise_range(state.counts["score_range"])
         if header.get("exact") is None:
             state.to_bins()  # binned, written without rows (past the cap, or before they were kept)
         if state.exact is not None:

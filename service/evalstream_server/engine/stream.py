@@ -19,7 +19,15 @@ from .batch import (
     make_label_batch,
     make_prediction_batch,
 )
-from .counting import SCATTER_FIELDS, Delta, Scatter, compute_delta, delay_delta, prediction_delta
+from .counting import (
+    CUMULATIVE_ONLY,
+    SCATTER_FIELDS,
+    Delta,
+    Scatter,
+    compute_delta,
+    delay_delta,
+    prediction_delta,
+)
 from .errors import InvalidInputError, UnknownWindowError
 from .pending import PendingPredictions
 from .report import build_report, curve
@@ -328,7 +336,13 @@ class StreamEngine:
                 ring = next(r for r in self.windows.values() if r.seconds == parse_duration(window))
             except (StopIteration, InvalidInputError):
                 raise UnknownWindowError(window, self.window_names()) from None
-        return ring.state(self.clock() if now is None else now)
+        out = ring.state(self.clock() if now is None else now)
+        for name in CUMULATIVE_ONLY:
+            # the bins' score range: the cumulative state holds every sample the window holds,
+            # so a bin that held one value there held it in the window too
+            if name in out.counts:
+                out.counts[name][...] = self.cumulative.counts[name]
+        return out
 
     def report(
         self,

@@ -27,7 +27,7 @@ import math
 import numpy as np
 
 from .batch import Batch
-from .counting import Delta
+from .counting import CUMULATIVE_ONLY, Delta
 from .open_bucket import OpenBucket
 from .spec import StreamSpec
 from .state import SparseCounts, State, window_rows
@@ -89,6 +89,8 @@ class WindowRing:
         bid = self.live_bucket(t, now)
         if bid is None:
             return False
+        # the bins' score range lives in the cumulative state alone (counting.CUMULATIVE_ONLY)
+        delta = {k: v for k, v in delta.items() if k not in CUMULATIVE_ONLY}
         keep_rows = self._count_rows(bid, batch)
         bucket = self._buckets.get(bid)
         if isinstance(bucket, OpenBucket):
@@ -127,7 +129,9 @@ class WindowRing:
         return False
 
     def state(self, now: float) -> State:
-        """The window's state at time ``now`` (a fresh object the caller may keep)."""
+        """The window's state at time ``now`` (a fresh object the caller may keep); its
+        cumulative-only fields (``counting.CUMULATIVE_ONLY``) are zero: ``StreamEngine.state``
+        fills them from the cumulative state."""
         current = self.bucket_of(now)
         self._evict(current)
         total = State(self.spec, wide=True)
@@ -142,7 +146,13 @@ class WindowRing:
         return total
 
     def restore_bucket(self, bid: int, state: State, is_open: bool) -> None:
-        """Put back a bucket read from storage (the open one takes writes again)."""
+        """Put back a bucket read from storage (the open one takes writes again); its
+        cumulative-only fields are dropped."""
+        kept = [n for n in CUMULATIVE_ONLY if n in state.counts and state.counts[n].any()]
+        if kept:
+            state = state.copy()
+            for name in kept:
+                state.counts[name][...] = 0
         self._rows[bid] = state.n_samples
         if is_open:
             self._buckets[bid] = OpenBucket.restore(self.spec, state.to_sparse())

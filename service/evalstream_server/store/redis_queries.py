@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..engine import CUMULATIVE, State, build_report, curve
+from ..engine.counting import CUMULATIVE_ONLY
 from ..engine.thresholds import ThresholdGoals
 from .base import NotFoundError, StoreUnavailableError, same_window
 from .redis_catalogue import StreamCatalogue
@@ -112,6 +113,14 @@ class MergedReads:
             add_dense(total, dense, cached.layout.max_cells)
             self.compactor.note_read(name, key, len(data), listed, dense)
         state = cached.layout.state(total)
+        if ring is not None:
+            # a window takes the cumulative state's score range, as the engine's windows do
+            # (counting.CUMULATIVE_ONLY): the same report from every store
+            kept = [n for n in CUMULATIVE_ONLY if n in state.counts]
+            if kept:
+                cumulative = self._merged(name, CUMULATIVE, retry)[0]
+                for n in kept:
+                    state.counts[n][...] = cumulative.counts[n]
         self.cache.put(ck, Merged(uid, ver, bucket, state, now))
         return state.copy(), None, ""
 

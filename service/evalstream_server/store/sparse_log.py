@@ -26,7 +26,14 @@ from typing import Any
 import numpy as np
 
 from ..engine import State, StreamSpec
-from ..engine.counting import MAX_FIELDS, Delta, Scatter, ScatterMax, field_shapes
+from ..engine.counting import (
+    MAX_FIELDS,
+    Delta,
+    Scatter,
+    ScatterMax,
+    field_shapes,
+    normalise_range,
+)
 
 __all__ = [
     "FlatLayout",
@@ -100,6 +107,8 @@ class FlatLayout:
         for name, offset, shape in self.fields:
             size = int(np.prod(shape))
             state.counts[name] = dense[offset : offset + size].reshape(shape).copy()
+            if name in MAX_FIELDS:  # the bins' score range: mixed bins written as one marker
+                normalise_range(state.counts[name])
         return state
 
 
