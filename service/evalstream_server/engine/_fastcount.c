@@ -899,11 +899,11 @@ PyDoc_STRVAR(range_max_doc,
 "The bins' score range (counting.RangeDelta, applied). scores: float32 in [0, 1], row-major\n"
 "(n, n_columns); index: their histogram cells (int32, as many), cell j of row i and column c\n"
 "being bin + c * n_bins, plus labels[i] * n_columns * n_bins when labels (int64, n) is given\n"
-"(the full one-vs-one layout). target (C-contiguous float64, 2 * n_bins) holds per bin b\n"
-"(target[b], target[n_bins + b]): (0, 0) empty, (v + 1, 2**31 - v) for the one score whose bits\n"
-"are v (-0.0 as 0.0), (2**31, 2**31) mixed; every bin ends as counting.normalise_range\n"
-"writes the maximum of its entries and the scores' entries. A cell outside its column's bins\n"
-"raises ValueError, the scores before it counted.");
+"(the full one-vs-one layout). target (C-contiguous float32, 2 * n_bins) holds per bin b, as\n"
+"bit patterns, (target[b], target[n_bins + b]): (0, 0) empty, (v, 0x7F7FFFFF - v) for the one\n"
+"score whose bits are v (-0.0 as 0.0), both 0x7F7FFFFF (FLT_MAX) mixed; every bin ends as\n"
+"counting.normalise_range writes the maximum of its entries and the scores' entries. A cell\n"
+"outside its column's bins raises ValueError, the scores before it counted.");
 
 static PyObject *range_max(PyObject *self, PyObject *args)
 {
@@ -921,7 +921,7 @@ static PyObject *range_max(PyObject *self, PyObject *args)
     buffers b = {.count = 0};
     int failed = 0;
     int32_t *seen = NULL;
-    double *target = acquire(&b, o_target, "target", F64, 2 * n_bins, 1, 0, &failed);
+    float *target = acquire(&b, o_target, "target", F32, 2 * n_bins, 1, 0, &failed);
     if (failed) {
         goto fail;
     }
@@ -955,12 +955,17 @@ static PyObject *range_max(PyObject *self, PyObject *args)
     }
     int bad = 0;
     Py_BEGIN_ALLOW_THREADS
-    double *high = target, *low = target + nb;
+    float *high = target, *low = target + nb;
+    const int32_t top = 0x7F7FFFFF; /* counting._RANGE_TOP: bits of FLT_MAX */
+    float mixed;
+    memcpy(&mixed, &top, sizeof mixed);
     for (int32_t i = 0; i < nb; i++) {
-        const double h = high[i], l = low[i];
-        seen[i] = h == 0.0 ? -1 : (h + l == 2147483649.0 ? (int32_t)(h - 1.0) : -2);
+        int32_t h, l;
+        memcpy(&h, high + i, sizeof h);
+        memcpy(&l, low + i, sizeof l);
+        seen[i] = h == 0 ? -1 : ((int64_t)h + l == top ? h : -2);
         if (seen[i] == -2) {
-            high[i] = low[i] = 2147483648.0; /* mixed, written as counting.RANGE_MIXED */
+            high[i] = low[i] = mixed; /* written as counting.RANGE_MIXED */
         }
     }
     for (Py_ssize_t i = 0; i < n && !bad; i++) {
@@ -981,11 +986,12 @@ static PyObject *range_max(PyObject *self, PyObject *args)
             }
             /* empty: now this value; one other value: now mixed (counting.normalise_range) */
             if (v == -1) {
-                high[bin] = (double)k + 1.0;
-                low[bin] = 2147483648.0 - (double)k;
+                const int32_t down = top - k;
+                memcpy(high + bin, &k, sizeof k);
+                memcpy(low + bin, &down, sizeof down);
                 seen[bin] = k;
             } else {
-                high[bin] = low[bin] = 2147483648.0;
+                high[bin] = low[bin] = mixed;
                 seen[bin] = -2;
             }
         }

@@ -5,7 +5,8 @@ A server admits a stream only if this worst case fits its budgets (``--max-strea
 send. The figure follows the structures that hold a stream, per count cell (tested against their
 measured ``nbytes`` filled to the worst case, ``tests/engine/test_budget.py``):
 
-* the cumulative state: small fields float64; a score histogram cell float64 (once a weighted
+* the cumulative state: small fields float64 (the score range float32, the cumulative state
+  only); a score histogram cell float64 (once a weighted
   batch widened it), or a uint16 low part with a carry, which ``State`` widens to float64 before
   the carry costs more: at most 8 bytes a cell either way;
 * per window, the buckets its ring holds (``WindowRing.max_buckets``, or fewer when the server's
@@ -28,7 +29,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .counting import CUMULATIVE_ONLY, SCATTER_FIELDS, field_shapes
+import numpy as np
+
+from .counting import CUMULATIVE_ONLY, FIELD_DTYPES, SCATTER_FIELDS, field_shapes
 from .open_bucket import COMPACT_AFTER
 from .pending import PendingPredictions
 from .row_sample import SAMPLE_ROWS, has_sample, sample_row_bytes
@@ -150,13 +153,16 @@ def worst_case_memory(spec: StreamSpec, max_skew: float | None = None) -> Memory
         ``max_clock_skew``); None counts one window span ahead, the engine's own bound.
     """
     shapes = field_shapes(spec)
-    fields = {name: 8 * math.prod(shape) for name, shape in shapes.items()}
+    itemsize = {n: np.dtype(FIELD_DTYPES.get(n, np.float64)).itemsize for n in shapes}
+    fields = {name: itemsize[name] * math.prod(shape) for name, shape in shapes.items()}
     hist = {n: s for n, s in shapes.items() if n in SCATTER_FIELDS}
     cells = sum(math.prod(s) for s in hist.values())  # histogram cells
     rows = sum(math.prod(s[:-1]) for s in hist.values())  # histogram rows (K * K, or C)
     small = sum(math.prod(s) for n, s in shapes.items() if n not in SCATTER_FIELDS)
     sample = SAMPLE_ROWS * sample_row_bytes(spec) if has_sample(spec) else 0
-    cumulative = 8 * small + cells * 8 + sample  # float64, or compact and widened first
+    # float64 (the score range float32), the histograms compact or widened before passing it
+    small_bytes = sum(v for n, v in fields.items() if n not in SCATTER_FIELDS)
+    cumulative = small_bytes + cells * 8 + sample
     # window buckets leave out the cumulative-only fields (the bins' score range)
     n_kept = sum(1 for n in shapes if n in CUMULATIVE_ONLY)
     small_window = small - sum(math.prod(s) for n, s in shapes.items() if n in CUMULATIVE_ONLY)
@@ -174,7 +180,7 @@ def worst_case_memory(spec: StreamSpec, max_skew: float | None = None) -> Memory
     opened = 8 * small_window + 12 * cells + staged + sample
     held = [_buckets_held(spec, s, max_skew) for s in spec.window_seconds]
     windows = sum(opened + (h - 1) * closed for h in held)
-    reports = _REPORT_COPIES * (8 * (cells + small) + sample)
+    reports = _REPORT_COPIES * (8 * cells + small_bytes + sample)
     row = exact_row_bytes(spec.n_columns, spec.task == "multiclass")
     if spec.resolution.kind == "exact":  # cumulative, a report's copies, each window's buckets
         exact = (1 + _REPORT_COPIES + len(held)) * spec.resolution.max_samples * row

@@ -26,6 +26,7 @@ __all__ = [
     "CONFIDENCE_BINS",
     "MAX_FIELDS",
     "CUMULATIVE_ONLY",
+    "FIELD_DTYPES",
     "DELAY_EDGES",
     "LOG_EPS",
     "SCATTER_FIELDS",
@@ -69,13 +70,21 @@ MAX_FIELDS = ("score_range",)
 CUMULATIVE_ONLY = MAX_FIELDS
 # The bins' score range is part of the binned resolution: a bin that has only ever held one
 # float32 value is a tie group in sklearn's sense, stepped as one threshold by the ranking formulas
-# (``views``). It is kept in the cumulative state alone (2 B float64 cells, 76 KB at the default
+# (``views``). It is kept in the cumulative state alone (2 B float32 cells, 37 KiB at the default
 # 4772 bins, whatever the number of classes): window buckets leave it out (``CUMULATIVE_ONLY``) and
 # a window's state takes the cumulative one's, which holds every sample any window holds, so a bin
 # single-valued there is single-valued in every window (a window may see a bin mixed that is
 # single-valued in its own samples: its estimate and bounds stay those of a mixed bin).
-_RANGE_TOP = float(2**31)
-RANGE_MIXED = _RANGE_TOP  # both entries at this value: a bin known to hold several values
+#
+# Per bin b, as float32 bit patterns (positive floats order as their bits, so the elementwise
+# maximum of the floats is that of the bits, and float64 holds them exactly): score_range[0, b]
+# has the bits v of the largest score, score_range[1, b] the bits _RANGE_TOP - v of the smallest.
+# Empty: (0, 0); one value v: (v, _RANGE_TOP - v); mixed: both RANGE_MIXED (normalise_range).
+# (A score 0.0 has bits 0 and reads as empty: its bin holds no other value, atomic in the layout.)
+_RANGE_TOP = 0x7F7FFFFF  # bits of the largest finite float32
+RANGE_MIXED = np.float32(np.finfo(np.float32).max)  # both entries: several values seen
+# Fields whose cells are not float64 (the others are, or compact uint16 histograms).
+FIELD_DTYPES: dict[str, type] = {"score_range": np.float32}
 
 
 class Scatter:
@@ -179,7 +188,8 @@ class RangeDelta(ScatterMax):
             bins = layout.bin_of(flat)
             bits = flat.view(np.int32) & np.int32(0x7FFFFFFF)  # -0.0 counts as 0.0
             index = np.concatenate([bins, bins + np.int32(layout.n_bins)])
-            values = np.concatenate([bits + 1.0, _RANGE_TOP - bits])
+            low = (np.int32(_RANGE_TOP) - bits).view(np.float32)
+            values = np.concatenate([bits.view(np.float32), low]).astype(np.float64)
             self._pair = (index, values)
         return self._pair
 
@@ -206,22 +216,28 @@ def range_delta(
     return RangeDelta(scores, cells, mantissa_bits, labels)
 
 
+def _range_bits(score_range: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The two rows of a (2, B) ``score_range`` (float32, or float64 holding float32 values) as
+    int64 bit patterns."""
+    bits = np.asarray(score_range, dtype=np.float32).view(np.int32).astype(np.int64)
+    return bits[0], bits[1]
+
+
 def normalise_range(score_range: np.ndarray) -> None:
     """Write every mixed bin of a (2, B) ``score_range`` as ``RANGE_MIXED`` in both entries, in
-    place. Each bin then reads empty (0, 0), one value ``v`` (bits + 1, 2**31 - bits) or mixed
-    (2**31, 2**31) whatever the batches, their order and split, or the merges that built it: the
-    elementwise maximum followed by this is the join of those three states (associative and
-    commutative), and equal states are equal arrays."""
-    high, low = score_range[0], score_range[1]
-    mixed = (high > 0) & (high + low != _RANGE_TOP + 1.0)
+    place. Each bin then reads empty (0, 0), one value or mixed whatever the batches, their order
+    and split, or the merges that built it: the elementwise maximum followed by this is the join
+    of those three states (associative and commutative), and equal states are equal arrays."""
+    high, low = _range_bits(score_range)
+    mixed = (high > 0) & (high + low != _RANGE_TOP)
     if mixed.any():
         score_range[:, mixed] = RANGE_MIXED
 
 
 def single_valued(score_range: np.ndarray) -> np.ndarray:
     """Bins known to hold one score value (a (2, B) ``score_range``; False where empty)."""
-    high, low = score_range[0], score_range[1]
-    return np.asarray((high > 0) & (low > 0) & (high + low == _RANGE_TOP + 1.0), dtype=bool)
+    high, low = _range_bits(score_range)
+    return np.asarray((high > 0) & (low > 0) & (high + low == _RANGE_TOP), dtype=bool)
 
 
 def field_shapes(spec: StreamSpec) -> dict[str, tuple[int, ...]]:
@@ -275,8 +291,8 @@ def field_shapes(spec: StreamSpec) -> dict[str, tuple[int, ...]]:
         # their weights; the weighted confusion matrix cannot tell those classes apart.
         shapes["zero_weight_seen"] = (2, spec.n_classes)
     if binned:
-        # largest and smallest score per bin over every column (MAX_FIELDS, CUMULATIVE_ONLY):
-        # 2 B cells, about 76 KB at the default 4772 bins, whatever the number of classes
+        # largest and smallest score per bin over every column (MAX_FIELDS, CUMULATIVE_ONLY,
+        # FIELD_DTYPES): 2 B float32 cells, 37 KiB at the default 4772 bins, whatever K
         shapes["score_range"] = (2, B)
     # Every prediction's scores on the coarse layout, by what was predicted: multiclass
     # (predicted class, column, bin); binary and multilabel (column, predicted side: below or at

@@ -253,11 +253,11 @@ def range_max(
     labels: np.ndarray | None = None,
 ) -> bool:
     """Apply the bins' score range of float32 ``scores`` (n, C) whose histogram cells are
-    ``cells`` (``counting.RangeDelta``) to ``target`` ((2, n_bins) float64) in one pass. Returns
+    ``cells`` (``counting.RangeDelta``) to ``target`` ((2, n_bins) float32) in one pass. Returns
     False, doing nothing, when the kernel is off or the arrays are not in its form."""
     if (
         not enabled()
-        or target.dtype != np.float64
+        or target.dtype != np.float32
         or not target.flags.c_contiguous
         or not target.flags.writeable
         or scores.dtype != np.float32

@@ -29,6 +29,7 @@ from . import compact
 from .batch import Batch
 from .counting import (
     ADDED_FIELDS,
+    FIELD_DTYPES,
     MAX_FIELDS,
     RANGE_MIXED,
     SCATTER_FIELDS,
@@ -214,7 +215,12 @@ class State:
     def __init__(self, spec: StreamSpec, wide: bool = False) -> None:
         self.spec = spec
         self.counts = {
-            name: np.zeros(shape, np.uint16 if name in SCATTER_FIELDS and not wide else np.float64)
+            name: np.zeros(
+                shape,
+                np.uint16
+                if name in SCATTER_FIELDS and not wide
+                else FIELD_DTYPES.get(name, np.float64),
+            )
             for name, shape in field_shapes(spec).items()
         }
         # Wraps of the uint16 cells that passed 65,535, per compact field (see ``compact``).
@@ -295,11 +301,12 @@ class State:
         arr.ravel()[idx] += values
 
     def dense(self) -> State:
-        """A copy whose count fields are all float64 (what the metric code reads)."""
+        """A copy whose count fields are all float64 (what the metric code reads; the score range
+        stays float32, its bit patterns)."""
         out = State.__new__(State)
         out.spec = self.spec
         out.counts = {
-            k: v.copy() if v.dtype == np.float64 else self.values(k) for k, v in self.counts.items()
+            k: v.copy() if v.dtype != np.uint16 else self.values(k) for k, v in self.counts.items()
         }
         out.carry = {}
         out.exact = self.exact.copy() if self.exact is not None else None
@@ -563,7 +570,7 @@ class State:
             if state.is_compact(name) and compact.integral(values):
                 state._add_field(name, values)  # integer counts load compact
             else:
-                state.counts[name] = values
+                state.counts[name] = values.astype(FIELD_DTYPES.get(name, np.float64))
         if "score_range" in state.counts and "score_range" not in written:
             # written before bins knew their score range: every occupied bin may be mixed
             state.counts["score_range"][:, _occupied_bins(state)] = RANGE_MIXED
