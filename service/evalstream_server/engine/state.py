@@ -214,7 +214,7 @@ class State:
 
     def __init__(self, spec: StreamSpec, wide: bool = False) -> None:
         self.spec = spec
-        self.counts = {
+        self.counts: dict[str, np.ndarray] = {
             name: np.zeros(
                 shape,
                 np.uint16
