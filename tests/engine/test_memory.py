@@ -107,10 +107,12 @@ def _feed_fleet_stream(eng: StreamEngine, clock, hours: float, per_hour: int, se
 
 def test_stream_with_two_windows_fits_its_budget_in_steady_state():
     """Cumulative + 5m + 1h at K = 10, three simulated hours at 20,000 samples an hour (both
-    windows rotated more than twice), reports taken: at most 1.7 MiB by nbytes and by
+    windows rotated more than twice), reports taken: at most 1.75 MiB by nbytes and by
     tracemalloc of everything the engine holds (1.5 MiB before the predictions' coarse
     histogram behind the estimated metrics, ``pred_hist``: it measured 1.41 -> 1.58 MiB held by
-    tracemalloc, 1.33 -> 1.49 MiB by nbytes); the window's report equals one
+    tracemalloc, 1.33 -> 1.49 MiB by nbytes; 1.7 MiB before the bins' score range of the
+    cumulative state, 37 KiB: 1.67 -> 1.70 MiB held in a whole-file run); the window's report
+    equals one
     computed from a fresh engine's state restored from bytes (nothing is lost by the compact
     forms)."""
     spec = StreamSpec(task="multiclass", classes=tuple("abcdefghij"), windows=("5m", "1h"))
@@ -129,8 +131,8 @@ def test_stream_with_two_windows_fits_its_budget_in_steady_state():
         held = tracemalloc.get_traced_memory()[0] - before - sum(map(len, reports.values()))
     finally:
         tracemalloc.stop()
-    assert eng.nbytes <= 1.7 * MiB, eng.nbytes / MiB
-    assert held <= 1.7 * MiB, held / MiB
+    assert eng.nbytes <= 1.75 * MiB, eng.nbytes / MiB
+    assert held <= 1.75 * MiB, held / MiB
     again = engine_from_bytes(engine_to_bytes(eng), clock=lambda: clock[0])
     for w in eng.window_names():
         assert json.dumps(again.report(w), sort_keys=True) == reports[w]
