@@ -377,3 +377,30 @@ def test_rounded_scores_agree_with_sklearn_in_bins(seed, kind, weights, cuts) ->
                 assert leaf["lower"] - SLACK <= want <= leaf["upper"] + SLACK, (group, key)
                 if exact or w is None:
                     assert leaf["value"] == pytest.approx(want, abs=tol[group]), (group, key)
+
+
+def test_range_delta_entries_are_the_same_join_compiled_or_not() -> None:
+    """A batch's score-range entries (what the Redis store logs: one per occupied bin from the
+    compiled kernel, two per score from numpy) give the same normalised range, and the same as
+    the delta applied to a state directly."""
+    import contextlib
+
+    from evalstream_server.engine import BinLayout, State, fastcount, make_batch
+    from evalstream_server.engine.counting import compute_delta, normalise_range
+
+    rng = np.random.default_rng(9)
+    spec = StreamSpec(task="multiclass", classes=CLASSES, probability_tolerance=0.2)
+    p = np.concatenate([_scores(rng, 200, "clustered"), _scores(rng, 200, "tied")])
+    batch = make_batch(spec, rng.choice(3, len(p)), p)
+    ranges = []
+    for ctx in (fastcount.disabled(), contextlib.nullcontext()):
+        with ctx:
+            d = compute_delta(spec, batch)["score_range"]
+            out = np.zeros((2, BinLayout().n_bins), np.float32)
+            np.maximum.at(out.reshape(-1), d.index, d.values.astype(np.float32))
+            normalise_range(out)
+            ranges.append(out)
+    state = State(spec)
+    state.update(batch)
+    np.testing.assert_array_equal(ranges[0], ranges[1])
+    np.testing.assert_array_equal(ranges[0], state.counts["score_range"])

@@ -182,6 +182,15 @@ class RangeDelta(ScatterMax):
         self._pair: tuple[np.ndarray, np.ndarray] | None = None
 
     def _scatter(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._pair is None and fastcount.enabled():
+            # the batch's own range, one entry per occupied bin and row (the Redis store's log
+            # then takes at most 2 B entries a batch instead of two a score)
+            B = BinLayout(self.mantissa_bits).n_bins
+            own = np.zeros((2, B), dtype=np.float32)
+            if fastcount.range_max(own, self.scores, self.hist_cells, B, self.labels):
+                flat = own.reshape(-1)
+                index = np.flatnonzero(flat).astype(np.int32)
+                self._pair = (index, flat[index].astype(np.float64))
         if self._pair is None:
             layout = BinLayout(self.mantissa_bits)
             flat = self.scores.reshape(-1)
