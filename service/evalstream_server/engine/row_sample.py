@@ -159,13 +159,19 @@ class RowSample:
         C = spec.n_columns
         self.multiclass = spec.task == "multiclass"
         self.size = 0
-        self.keys = np.zeros(capacity, np.uint64)
-        self.bins = np.zeros((capacity, C), _bin_dtype(spec))
-        if self.multiclass:
-            self.labels = np.zeros(capacity, _label_dtype(spec))
-        else:
-            self.labels = np.zeros((capacity, C), bool)
-        self.wsq = np.zeros(capacity, np.float32)
+        # one allocation, the arrays views of it in falling alignment (a state's sample lives as
+        # long as the state: one block instead of four keeps the heap less fragmented)
+        bins_dtype = np.dtype(_bin_dtype(spec))
+        label_dtype = np.dtype(_label_dtype(spec) if self.multiclass else bool)
+        label_shape = (capacity,) if self.multiclass else (capacity, C)
+        sizes = [8 * capacity, 4 * capacity, bins_dtype.itemsize * capacity * C]
+        sizes.append(label_dtype.itemsize * int(np.prod(label_shape)))
+        block = np.zeros(sum(sizes), np.uint8)
+        at = np.cumsum([0, *sizes])
+        self.keys = block[at[0] : at[1]].view(np.uint64)
+        self.wsq = block[at[1] : at[2]].view(np.float32)
+        self.bins = block[at[2] : at[3]].view(bins_dtype).reshape(capacity, C)
+        self.labels = block[at[3] : at[4]].view(label_dtype).reshape(label_shape)
 
     # -- adding rows ---------------------------------------------------------------------------
     def add(self, batch: Batch) -> None:
