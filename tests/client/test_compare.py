@@ -10,16 +10,9 @@ import pytest
 from evalstream.errors import InvalidArgumentError, NotFoundError
 from sklearn.metrics import recall_score, roc_auc_score
 
+from tests.engine.data import three_classes
+
 CLASSES = ["car", "van", "bus"]
-
-
-def _draw(rng, n, signal):
-    y = rng.choice(3, n, p=[0.6, 0.3, 0.1])
-    z = rng.normal(size=(n, 3))
-    z[np.arange(n), y] += np.asarray(signal)[y]
-    p = np.exp(z)
-    p /= p.sum(axis=1, keepdims=True)
-    return y, p.astype(np.float32)
 
 
 def _auc(y, p, i):
@@ -33,7 +26,10 @@ def _recall(y, p, i):
 def test_window_against_the_rest_of_a_longer_window(client, name):
     rng = np.random.default_rng(21)
     client.create_stream(name, task="multiclass", classes=CLASSES, windows=["5m", "1h"])
-    (y0, p0), (y1, p1) = _draw(rng, 4000, (1.5,) * 3), _draw(rng, 1500, (1.5, 1.5, 0.5))
+    (y0, p0), (y1, p1) = (
+        three_classes(rng, 4000, (1.5,) * 3),
+        three_classes(rng, 1500, (1.5, 1.5, 0.5)),
+    )
     client.log(name, y0, p0, timestamp=time.time() - 1800)
     client.log(name, y1, p1)
     doc = client.compare(name, window="5m", reference_window="1h")
@@ -55,7 +51,7 @@ def test_window_against_the_rest_of_a_longer_window(client, name):
 
 def test_a_challenger_on_the_same_traffic(client, name):
     rng = np.random.default_rng(22)
-    y, p = _draw(rng, 3000, (1.5,) * 3)
+    y, p = three_classes(rng, 3000, (1.5,) * 3)
     z = np.log(p) + rng.normal(scale=0.8, size=p.shape)  # a noisier model, same samples
     q = (np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)).astype(np.float32)
     for stream, scores in ((name, p), (name + "-challenger", q)):

@@ -22,18 +22,11 @@ from evalstream_server.server import ServerThread
 from evalstream_server.settings import Settings
 from live import PROM_DIR, PrometheusProcess, find_prometheus, scrape_config, wait_until
 
+from tests.engine.data import three_classes
+
 ALERTS = ("EvalstreamSignificantDrop", "EvalstreamClassSignificantDrop")
 CLASSES = ("car", "van", "bus")
 WAIT_S = 30
-
-
-def _draw(rng, n, signal):
-    y = rng.choice(3, n, p=[0.6, 0.3, 0.1])
-    z = rng.normal(size=(n, 3))
-    z[np.arange(n), y] += np.asarray(signal)[y]
-    p = np.exp(z)
-    p /= p.sum(axis=1, keepdims=True)
-    return y, p.astype(np.float32)
 
 
 def _drop_rules() -> dict:
@@ -62,8 +55,10 @@ def live(tmp_path_factory):
                 client.create_stream(
                     name, task="multiclass", classes=list(CLASSES), windows=["5m", "1h"]
                 )
-                client.log(name, *_draw(rng, 6000, (1.5,) * 3), timestamp=time.time() - 1800)
-                client.log(name, *_draw(rng, 2000, recent))
+                client.log(
+                    name, *three_classes(rng, 6000, (1.5,) * 3), timestamp=time.time() - 1800
+                )
+                client.log(name, *three_classes(rng, 2000, recent))
         rules = work / "drops.yml"
         rules.write_text(yaml.safe_dump(_drop_rules(), sort_keys=False))
         prom = PrometheusProcess(binary, work, scrape_config([srv.metrics_port], [rules], token))

@@ -69,3 +69,14 @@ def splits(rng: np.random.Generator, n: int, n_batches: int) -> list[slice]:
     cuts = np.sort(rng.choice(np.arange(1, n), size=n_batches - 1, replace=False))
     edges = [0, *cuts.tolist(), n]
     return [slice(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+
+
+def three_classes(
+    rng: np.random.Generator, n: int, signal, priors=(0.6, 0.3, 0.1)
+) -> tuple[np.ndarray, np.ndarray]:
+    """Three imbalanced classes; class ``j``'s own logit is shifted by ``signal[j]`` (a smaller
+    shift is a weaker model for that class). Returns ``(y, p32)`` with float32 softmax scores."""
+    y = rng.choice(3, n, p=list(priors))
+    z = rng.normal(size=(n, 3))
+    z[np.arange(n), y] += np.asarray(signal)[y]
+    return y, softmax(z).astype(np.float32)

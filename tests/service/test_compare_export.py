@@ -12,16 +12,9 @@ from evalstream import EvalClient
 from prometheus_client.parser import text_string_to_metric_families
 from sklearn.metrics import recall_score, roc_auc_score
 
+from tests.engine.data import three_classes
+
 CLASSES = ("car", "van", "bus")
-
-
-def _draw(rng, n, signal):
-    y = rng.choice(3, n, p=[0.6, 0.3, 0.1])
-    z = rng.normal(size=(n, 3))
-    z[np.arange(n), y] += np.asarray(signal)[y]
-    p = np.exp(z)
-    p /= p.sum(axis=1, keepdims=True)
-    return y, p.astype(np.float32)
 
 
 def _scrape(server) -> list:
@@ -47,8 +40,8 @@ def streams(server):
     data = {}
     for name, new_signal in (("cmp-degrading", (1.5, 1.5, 0.5)), ("cmp-stable", (1.5,) * 3)):
         client.create_stream(name, task="multiclass", classes=list(CLASSES), windows=["5m", "1h"])
-        old = _draw(rng, 6000, (1.5,) * 3)
-        new = _draw(rng, 2000, new_signal)
+        old = three_classes(rng, 6000, (1.5,) * 3)
+        new = three_classes(rng, 2000, new_signal)
         client.log(name, *old, timestamp=time.time() - 1800)  # in 1h, not in 5m
         client.log(name, *new)
         data[name] = (old, new)
