@@ -3,8 +3,9 @@
 A closed bucket keeps only its non-zero histogram cells. As flat int32 indices and float64 values
 that is 12 bytes a cell; a window of busy buckets then costs more than the dense state it avoids.
 Sorted cells are packed by row instead: each non-empty row once (its id and its cell count), each
-cell as its bin (uint16, as B < 65,536 for every default layout) and its value in the smallest
-unsigned type that holds the bucket's counts (usually uint8): 3 bytes a cell. Weighted values
+cell as its bin (uint16, as B < 65,536 for every default layout; uint8 for the 63 bins of
+``pred_hist``) and its value in the smallest unsigned type that holds the bucket's counts (usually
+uint8): 3 bytes a cell (2 in ``pred_hist``). Weighted values
 stay float64. Cells holding exactly 1 (most of them) keep no value at all. Unpacking gives back
 the exact cells and values.
 """
@@ -25,16 +26,24 @@ def smallest_unsigned(values: np.ndarray) -> np.ndarray:
     return values.astype(np.uint64)
 
 
+def _column_dtype(n_cols: int) -> type[np.unsignedinteger]:
+    """The narrowest unsigned type of a column id (uint8 for the 63 bins of ``pred_hist``)."""
+    if n_cols <= 2**8:
+        return np.uint8
+    return np.uint16 if n_cols <= 2**16 else np.uint32
+
+
 def _pack_rows(index: np.ndarray, n_cols: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sorted flat cells as (non-empty rows, cells per row, column of each cell)."""
+    """Sorted flat cells as (non-empty rows, cells per row, column of each cell), each in the
+    narrowest unsigned type that holds it (a bucket has some hundred rows: uint8 or uint16)."""
     row_of = index // n_cols
     rows, runs = np.unique(row_of, return_counts=True)
-    cols = (index - row_of * n_cols).astype(np.uint16 if n_cols <= 2**16 else np.uint32)
-    return rows.astype(np.int32), runs.astype(np.int32), cols
+    cols = (index - row_of * n_cols).astype(_column_dtype(n_cols))
+    return smallest_unsigned(rows), smallest_unsigned(runs), cols
 
 
 def _unpack_rows(rows: np.ndarray, runs: np.ndarray, cols: np.ndarray, n_cols: int) -> np.ndarray:
-    out: np.ndarray = np.repeat(rows.astype(np.int64) * n_cols, runs) + cols
+    out: np.ndarray = np.repeat(rows.astype(np.int64) * n_cols, runs.astype(np.int64)) + cols
     return out
 
 
@@ -44,20 +53,29 @@ class PackedCells:
     Integer counts are split in two groups: the cells holding exactly 1 (most cells of a bucket:
     89 % of a busy 5-minute bucket at K = 10) keep only their column, the others their column and
     value. Float values (weighted streams) are one group with float64 values.
+
+    The flat cells are cut into rows of ``width`` cells: the array's own rows (``n_cols``), or,
+    when the last axis is longer than 256 and that packs smaller, rows of 256 cells, whose
+    columns take one byte (a busy bucket's cells crowd into few such rows).
     """
 
     __slots__ = ("n_cols", "ones", "others", "values")
 
     def __init__(self, index: np.ndarray, values: np.ndarray, n_cols: int) -> None:
         index = np.asarray(index, dtype=np.int64)
-        self.n_cols = n_cols
         if values.dtype.kind in "ui":
             one = values == 1
-            self.ones = _pack_rows(index[one], n_cols)
-            index, values = index[~one], smallest_unsigned(values[~one])
+            ones, index, values = index[one], index[~one], smallest_unsigned(values[~one])
         else:
-            self.ones = _pack_rows(index[:0], n_cols)
-        self.others = _pack_rows(index, n_cols)
+            ones = index[:0]
+        best: tuple[int, int] | None = None
+        for width in (n_cols, 2**8) if n_cols > 2**8 else (n_cols,):
+            packs = (_pack_rows(ones, width), _pack_rows(index, width))
+            size = sum(a.nbytes for pack in packs for a in pack)
+            if best is None or size < best[0]:
+                best = (size, width)
+                self.n_cols = width
+                self.ones, self.others = packs
         self.values = values
 
     def unpack(self) -> tuple[np.ndarray, np.ndarray]:
