@@ -11,9 +11,9 @@ measured ``nbytes`` filled to the worst case, ``tests/engine/test_budget.py``):
   the carry costs more: at most 8 bytes a cell either way;
 * per window, the buckets its ring holds (``WindowRing.max_buckets``, or fewer when the server's
   clock skew bound keeps stamps closer): closed buckets packed (``packed``: a histogram cell as a
-  uint16 column and a value of up to 8 bytes, each row's id and run length, the small fields as
-  index and value), the open bucket (``open_bucket``: dense small fields, compacted entries of an
-  int32 index and a value, and staged deltas up to its compaction threshold);
+  one- or two-byte column and a value of up to 8 bytes, each row's id and run length, the small
+  fields as index and value), the open bucket (``open_bucket``: dense small fields, compacted
+  entries of an int32 index and a value, and staged deltas up to its compaction threshold);
 * the two dense float64 states a report builds (the window's sum and its prior reference);
 * the raw rows (``state.exact_row_bytes``, weighted) up to ``max_samples`` in the exact resolution
   (in the cumulative state, each window's buckets and a report's two copies); in bins (exact while
@@ -142,6 +142,16 @@ def _buckets_held(spec: StreamSpec, seconds: int, max_skew: float | None) -> int
     return n + ahead
 
 
+def _packed_cells_bytes(shape: tuple[int, ...]) -> int:
+    """The most a closed bucket's ``PackedCells`` of a histogram of ``shape`` take (all cells
+    non-zero, 8-byte values)."""
+    n_cols, cells = shape[-1], math.prod(shape)
+    own = (1 if n_cols <= 2**8 else 2) * cells + 8 * cells + 16 * math.prod(shape[:-1])
+    if n_cols <= 2**8:
+        return own
+    return min(own, 9 * cells + 16 * math.ceil(cells / 2**8))
+
+
 def worst_case_memory(spec: StreamSpec, max_skew: float | None = None) -> MemoryEstimate:
     """The most memory ``spec``'s stream can take, in bytes, by part.
 
@@ -157,7 +167,6 @@ def worst_case_memory(spec: StreamSpec, max_skew: float | None = None) -> Memory
     fields = {name: itemsize[name] * math.prod(shape) for name, shape in shapes.items()}
     hist = {n: s for n, s in shapes.items() if n in SCATTER_FIELDS}
     cells = sum(math.prod(s) for s in hist.values())  # histogram cells
-    rows = sum(math.prod(s[:-1]) for s in hist.values())  # histogram rows (K * K, or C)
     small = sum(math.prod(s) for n, s in shapes.items() if n not in SCATTER_FIELDS)
     sample = SAMPLE_ROWS * sample_row_bytes(spec) if has_sample(spec) else 0
     # float64 (the score range float32), the histograms compact or widened before passing it
@@ -166,13 +175,16 @@ def worst_case_memory(spec: StreamSpec, max_skew: float | None = None) -> Memory
     # window buckets leave out the cumulative-only fields (the bins' score range)
     n_kept = sum(1 for n in shapes if n in CUMULATIVE_ONLY)
     small_window = small - sum(math.prod(s) for n, s in shapes.items() if n in CUMULATIVE_ONLY)
-    # a closed bucket: per cell a column (uint16) and a value (at most 8 bytes); per row its id
-    # and run length in each of two groups (cells holding 1, the others); the small fields as an
+    # a closed bucket: per cell a column and a value (at most 8 bytes); per row its id and run
+    # length (at most 4 bytes each) in each of two groups (cells holding 1, the others): rows of
+    # the field's own (a uint8 column up to 256 bins, else uint16), or of 256 cells (a uint8
+    # column) when that packs smaller, so at most the smaller of the two; the small fields as an
     # index (uint16 while the small fields span at most 2**16 cells, else int32) and a value,
     # with the fields' bounds
     small_index = 2 if small_window <= 2**16 else 4
     n_small_fields = len(shapes) - len(hist) - n_kept
-    closed = 10 * cells + 16 * rows + (small_index + 8) * small_window + 8 * (n_small_fields + 1)
+    closed = sum(_packed_cells_bytes(s) for s in hist.values())
+    closed += (small_index + 8) * small_window + 8 * (n_small_fields + 1)
     closed += sample
     # the open bucket: dense small fields, compacted entries (int32 index, value up to 8 bytes),
     # and staged deltas (int64 index and float64 weight a cell) until they pass the threshold
