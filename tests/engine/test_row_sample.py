@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from evalstream_server.engine import State, StreamEngine, StreamSpec, make_batch
+from evalstream_server.engine import (
+    State,
+    StreamEngine,
+    StreamSpec,
+    fastcount,
+    make_batch,
+    row_sample,
+)
 from evalstream_server.engine.bucket_bytes import bucket_from_bytes, bucket_to_bytes
 from evalstream_server.engine.errors import InvalidInputError
 from evalstream_server.engine.layout import BinLayout
@@ -137,3 +144,27 @@ def test_damaged_sample_bytes_are_refused_naming_the_state():
     raw[labels_at] = 7  # class 7 of 3
     with pytest.raises(InvalidInputError, match="state.*labels below 3"):
         State.from_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("multiclass", [True, False])
+def test_compiled_row_keys_equal_the_numpy_keys(multiclass: bool) -> None:
+    """The compiled hash (``fastcount.row_keys``) gives the very keys of the numpy one, which
+    stored samples hold: every column count (odd and even), -0.0, both label forms."""
+    if not fastcount.available():
+        pytest.skip("compiled kernel not built")
+    rng = np.random.default_rng(7)
+    for C in range(1, 12):
+        scores = rng.random((301, C)).astype(np.float32)
+        scores[::7] = -0.0
+        scores[1::11] = 1.0
+        labels = rng.integers(0, C, 301) if multiclass else rng.random((301, C)) < 0.4
+        compiled = fastcount.row_keys(scores, labels, row_sample._all_constants(C, multiclass))
+        assert compiled is not None
+        with fastcount.disabled():
+            assert (
+                fastcount.row_keys(scores, labels, row_sample._all_constants(C, multiclass)) is None
+            )
+            reference = row_keys(labels, scores)
+        assert compiled.dtype == np.uint64
+        np.testing.assert_array_equal(compiled, reference)
+        np.testing.assert_array_equal(row_keys(labels, scores), reference)

@@ -27,9 +27,10 @@
 
 /* ---- buffers ------------------------------------------------------------------------------ */
 
-enum kind { F32, F64, I32, I64, BOOL, U16 };
+enum kind { F32, F64, I32, I64, BOOL, U16, U64 };
 
-static const char *kind_name[] = {"float32", "float64", "int32", "int64", "bool", "uint16"};
+static const char *kind_name[] = {"float32", "float64", "int32", "int64",
+                                  "bool",    "uint16",  "uint64"};
 
 static int format_matches(const char *format, enum kind kind, Py_ssize_t itemsize)
 {
@@ -55,6 +56,8 @@ static int format_matches(const char *format, enum kind kind, Py_ssize_t itemsiz
         return format[0] == '?' && itemsize == 1;
     case U16:
         return format[0] == 'H' && itemsize == 2;
+    case U64:
+        return strchr("LQ", format[0]) != NULL && itemsize == 8;
     }
     return 0;
 }
@@ -1012,6 +1015,101 @@ fail_released:
     return NULL;
 }
 
+/* ---- row keys ----------------------------------------------------------------------------- */
+
+PyDoc_STRVAR(row_keys_doc,
+"row_keys(out, scores, n_columns, constants, labels, multihot)\n--\n\n"
+"The row sample's 64-bit keys (row_sample.row_keys, the same values) of float32 scores\n"
+"(C-contiguous, n * n_columns) into out (uint64, n), in one pass: the scores' bits, two\n"
+"columns to a little-endian 64-bit word, times constants[j] for word j, plus the last column's\n"
+"bits times the next constant when n_columns is odd, plus the label's share (labels: int64 (n)\n"
+"class indices times the next constant; or multihot: bool (n * n_columns), the sum of the next\n"
+"n_columns constants over the row's true columns), summed with wrapping, then mixed (xor-shift\n"
+"32, times 0xBF58476D1CE4E5B9, xor-shift 29).");
+
+static PyObject *row_keys(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *o_out, *o_scores, *o_consts, *o_labels, *o_multihot;
+    Py_ssize_t n_cols;
+    if (!PyArg_ParseTuple(args, "OOnOOO:row_keys", &o_out, &o_scores, &n_cols, &o_consts,
+                          &o_labels, &o_multihot)) {
+        return NULL;
+    }
+    if (n_cols < 1) {
+        return PyErr_Format(PyExc_ValueError, "n_columns: expected >= 1, received %zd", n_cols);
+    }
+    if ((o_labels == Py_None) == (o_multihot == Py_None)) {
+        PyErr_SetString(PyExc_ValueError, "labels, multihot: expected exactly one of them");
+        return NULL;
+    }
+    buffers b = {.count = 0};
+    int failed = 0;
+    const float *scores = acquire(&b, o_scores, "scores", F32, -1, 0, 0, &failed);
+    if (failed) {
+        goto fail;
+    }
+    const Py_ssize_t n_cells = items(&b);
+    if (n_cells % n_cols != 0) {
+        PyErr_Format(PyExc_ValueError, "scores: %zd items is not a multiple of n_columns %zd",
+                     n_cells, n_cols);
+        goto fail;
+    }
+    const Py_ssize_t n = n_cells / n_cols, pairs = n_cols / 2, odd = n_cols % 2;
+    const Py_ssize_t n_consts = pairs + odd + (o_labels != Py_None ? 1 : n_cols);
+    uint64_t *out = acquire(&b, o_out, "out", U64, n, 1, 0, &failed);
+    if (failed) {
+        goto fail;
+    }
+    const uint64_t *k = acquire(&b, o_consts, "constants", U64, n_consts, 0, 0, &failed);
+    if (failed) {
+        goto fail;
+    }
+    const int64_t *labels = acquire(&b, o_labels, "labels", I64, n, 0, 1, &failed);
+    if (failed) {
+        goto fail;
+    }
+    const char *multihot = acquire(&b, o_multihot, "multihot", BOOL, n_cells, 0, 1, &failed);
+    if (failed) {
+        goto fail;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    const uint64_t *k_label = k + pairs + odd;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const float *row = scores + i * n_cols;
+        uint64_t h = 0;
+        for (Py_ssize_t j = 0; j < pairs; j++) {
+            uint32_t lo, hi;
+            memcpy(&lo, row + 2 * j, sizeof lo);
+            memcpy(&hi, row + 2 * j + 1, sizeof hi);
+            h += ((uint64_t)hi << 32 | lo) * k[j];
+        }
+        if (odd) {
+            uint32_t last;
+            memcpy(&last, row + n_cols - 1, sizeof last);
+            h += (uint64_t)last * k[pairs];
+        }
+        if (labels) {
+            h += (uint64_t)labels[i] * k_label[0];
+        } else {
+            const char *hot = multihot + i * n_cols;
+            for (Py_ssize_t c = 0; c < n_cols; c++) {
+                h += hot[c] ? k_label[c] : 0;
+            }
+        }
+        h ^= h >> 32;
+        h *= UINT64_C(0xBF58476D1CE4E5B9);
+        out[i] = h ^ (h >> 29);
+    }
+    Py_END_ALLOW_THREADS
+    release_all(&b);
+    Py_RETURN_NONE;
+
+fail:
+    release_all(&b);
+    return NULL;
+}
+
 /* ---- module ------------------------------------------------------------------------------- */
 
 static PyMethodDef methods[] = {
@@ -1020,6 +1118,7 @@ static PyMethodDef methods[] = {
     {"scatter_add", scatter_add, METH_VARARGS, scatter_add_doc},
     {"count16", count16, METH_VARARGS, count16_doc},
     {"range_max", range_max, METH_VARARGS, range_max_doc},
+    {"row_keys", row_keys, METH_VARARGS, row_keys_doc},
     {NULL, NULL, 0, NULL},
 };
 

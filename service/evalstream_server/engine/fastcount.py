@@ -30,6 +30,7 @@ __all__ = [
     "scatter_add",
     "count16",
     "range_max",
+    "row_keys",
 ]
 
 _kernel: ModuleType | None
@@ -277,3 +278,33 @@ def range_max(
         None if labels is None else np.ascontiguousarray(labels),
     )
     return True
+
+
+def row_keys(scores: np.ndarray, labels: np.ndarray, constants: np.ndarray) -> np.ndarray | None:
+    """``row_sample.row_keys`` of float32 ``scores`` (n, C) and ``labels`` (int64 class indices
+    (n,) or a bool multi-hot (n, C)) in one compiled pass, the same values; ``constants``: the
+    uint64 multipliers of the score words, the odd last column, then the label's. Returns None,
+    doing nothing, when the kernel is off or the arrays are not in its form."""
+    if (
+        not enabled()
+        or scores.dtype != np.float32
+        or scores.ndim != 2
+        or constants.dtype != np.uint64
+        or labels.dtype not in (np.int64, np.bool_)
+        or labels.shape[0] != scores.shape[0]
+        or (labels.ndim == 2) != (labels.dtype == np.bool_)
+    ):
+        return None
+    assert _kernel is not None
+    out = np.empty(scores.shape[0], dtype=np.uint64)
+    lab = np.ascontiguousarray(labels)
+    multiclass = lab.ndim == 1
+    _kernel.row_keys(
+        out,
+        np.ascontiguousarray(scores),
+        scores.shape[1],
+        np.ascontiguousarray(constants),
+        lab if multiclass else None,
+        None if multiclass else lab,
+    )
+    return out

@@ -26,6 +26,7 @@ import functools
 
 import numpy as np
 
+from . import fastcount
 from .batch import Batch
 from .layout import BinLayout
 from .spec import StreamSpec
@@ -60,6 +61,19 @@ def _constants(n: int, salt: int) -> np.ndarray:
     return out
 
 
+@functools.lru_cache(maxsize=64)
+def _all_constants(C: int, multiclass: bool) -> np.ndarray:
+    """The constants of ``row_keys`` in one array, as the compiled kernel takes them: the score
+    words', the odd last column's, then the label's (one, or one a column)."""
+    parts = [_constants(C // 2, 0)] if C // 2 else []
+    if C % 2:
+        parts.append(_constants(1, 3))
+    parts.append(_constants(1, 1) if multiclass else _constants(C, 2))
+    out = np.concatenate(parts)
+    out.setflags(write=False)
+    return out
+
+
 def row_keys(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """A 64-bit hash of each row's float32 scores and label, (n,) uint64; equal rows, equal keys.
 
@@ -67,6 +81,10 @@ def row_keys(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
     wrapping (one integer matrix product), plus the label's share, then mixed."""
     s = np.ascontiguousarray(scores, dtype=np.float32)
     n, C = s.shape
+    lab = np.asarray(labels)
+    fast = fastcount.row_keys(s, lab, _all_constants(C, lab.ndim == 1))
+    if fast is not None:
+        return fast
     with np.errstate(over="ignore"):
         pairs = C // 2
         h = np.zeros(n, np.uint64)
@@ -75,7 +93,6 @@ def row_keys(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
             h = np.ascontiguousarray(words).view(np.uint64) @ _constants(pairs, 0)
         if C % 2:
             h = h + s[:, -1].view(np.uint32).astype(np.uint64) * _constants(1, 3)[0]
-        lab = np.asarray(labels)
         if lab.ndim == 1:  # a class index
             h = h + lab.astype(np.uint64) * _constants(1, 1)[0]
         else:  # a multi-hot row
