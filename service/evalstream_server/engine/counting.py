@@ -18,7 +18,7 @@ import numpy as np
 from . import fastcount
 from .batch import Batch
 from .layout import BinLayout
-from .pred_bins import N_PRED_BINS, pred_bin_of
+from .pred_bins import N_PRED_BINS, pred_bin_of, pred_bin_of_fine
 from .spec import StreamSpec
 
 __all__ = [
@@ -336,7 +336,14 @@ def compute_delta(spec: StreamSpec, batch: Batch, predictions: bool = True) -> D
             batch.scores, hist.index, spec.resolution.mantissa_bits, labels
         )
     if predictions:
-        out.update(prediction_delta(spec, batch.scores, batch.weights, labelled=out))
+        fine = None
+        if spec.resolution.kind == "bins":
+            cells = out["hist"] if "hist" in out else out["all"]
+            assert isinstance(cells, Scatter)
+            fine = cells.index
+        out.update(
+            prediction_delta(spec, batch.scores, batch.weights, labelled=out, fine_index=fine)
+        )
     if spec.task != "multilabel" and batch.weights is not None:
         out.update(zero_weight_delta(spec, batch))
     return out
@@ -379,8 +386,13 @@ def prediction_delta(
     scores: np.ndarray,
     weights: np.ndarray | None = None,
     labelled: Delta | None = None,
+    fine_index: np.ndarray | None = None,
 ) -> Delta:
     """The label-free fields of predictions (float32 probabilities, shape (n, C)).
+
+    ``fine_index``: the labelled histogram's cell index of every score (row-major, ``n * C``
+    cells whose remainder by the layout's bin count is the score's bin), when the caller has it;
+    the coarse ``pred_hist`` bins are then read from it instead of binning the scores again.
 
     ``labelled`` is the delta of the same rows as a labelled batch: its sample count, probability
     sums and confusion counts already hold ``pred_n``, ``pred_prob`` and ``pred_class``, so only
@@ -413,7 +425,7 @@ def prediction_delta(
     cbin = np.minimum((conf * CONFIDENCE_BINS).astype(np.int64), CONFIDENCE_BINS - 1)
     low = conf < spec.low_confidence
     return {
-        "pred_hist": _pred_hist_delta(spec, scores, weights),
+        "pred_hist": _pred_hist_delta(spec, scores, weights, fine_index),
         "pred_n": pred_n.copy(),
         "pred_class": np.asarray(pred_class, dtype=np.float64),
         "pred_prob": prob.copy(),
@@ -425,11 +437,26 @@ def prediction_delta(
     }
 
 
-def _pred_hist_delta(spec: StreamSpec, scores: np.ndarray, weights: np.ndarray | None) -> Scatter:
+def _pred_hist_delta(
+    spec: StreamSpec,
+    scores: np.ndarray,
+    weights: np.ndarray | None,
+    fine_index: np.ndarray | None = None,
+) -> Scatter:
     """The ``pred_hist`` cells of float32 ``scores`` (n, C): one per score, row-major."""
     n, C = scores.shape
     Bc = np.int32(N_PRED_BINS)
-    bins = pred_bin_of(scores)  # (n, C) int32
+    m = spec.resolution.mantissa_bits
+    if (
+        fine_index is not None
+        and fine_index.size == n * C
+        and spec.resolution.kind == "bins"
+        and m >= 2
+    ):
+        table = pred_bin_of_fine(m)
+        bins = table[fine_index.reshape(n, C) % np.int32(table.size)]
+    else:
+        bins = pred_bin_of(scores)  # (n, C) int32
     if spec.task == "multiclass":
         pred = np.argmax(scores, axis=1).astype(np.int32)
         index = (pred[:, None] * np.int32(C) + np.arange(C, dtype=np.int32)) * Bc + bins

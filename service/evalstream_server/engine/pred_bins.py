@@ -21,7 +21,14 @@ import numpy as np
 
 from .layout import BinLayout
 
-__all__ = ["N_PRED_BINS", "TAIL", "pred_bin_of", "pred_bin_edges", "pred_bin_centres"]
+__all__ = [
+    "N_PRED_BINS",
+    "TAIL",
+    "pred_bin_of",
+    "pred_bin_of_fine",
+    "pred_bin_edges",
+    "pred_bin_centres",
+]
 
 TAIL = 2.0**-16  # scores below TAIL (above 1 - TAIL) share one bin
 OCTAVE_BELOW = 2.0**-6  # between TAIL and this (and mirrored), one bin per binary octave
@@ -68,6 +75,19 @@ def pred_bin_of(p: np.ndarray) -> np.ndarray:
     """Coarse bins (int32, the shape of ``p``) of float32 probabilities in [0, 1]."""
     table: np.ndarray = _table()[0]
     return np.asarray(table[_FINE.bin_of(p)], dtype=np.int32)
+
+
+@cache
+def pred_bin_of_fine(mantissa_bits: int) -> np.ndarray:
+    """Coarse bin (int32) of each bin of the mirrored layout with ``mantissa_bits`` (>= 2): the
+    layouts nest, so a fine bin's lower edge names its coarse bin, and a score's coarse bin is
+    this table at the fine bin the counting kernel already computed (no second ``bin_of``)."""
+    if mantissa_bits < 2:
+        raise ValueError(f"mantissa_bits must be >= 2 to nest, got {mantissa_bits}")
+    edges = BinLayout(mantissa_bits).lower_edges.astype(np.float32)
+    out = np.asarray(_table()[0][_FINE.bin_of(edges)], dtype=np.int32)
+    out.flags.writeable = False
+    return out
 
 
 def pred_bin_edges() -> np.ndarray:
