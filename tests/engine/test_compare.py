@@ -20,18 +20,10 @@ from evalstream_server.engine import State, StreamSpec, make_batch
 from evalstream_server.engine.compare import benjamini_hochberg, compare
 from sklearn.metrics import roc_auc_score
 
+from .data import three_classes
+
 SPEC = StreamSpec("multiclass", classes=("a", "b", "c"))
-PRIORS = [0.6, 0.3, 0.1]
 ALPHA = 0.05
-
-
-def draw(rng: np.random.Generator, n: int, signal) -> tuple[np.ndarray, np.ndarray]:
-    y = rng.choice(3, n, p=PRIORS)
-    z = rng.normal(size=(n, 3))
-    z[np.arange(n), y] += np.asarray(signal)[y]
-    p = np.exp(z)
-    p /= p.sum(axis=1, keepdims=True)
-    return y, p.astype(np.float32)
 
 
 def state_of(y: np.ndarray, p: np.ndarray) -> State:
@@ -43,8 +35,8 @@ def state_of(y: np.ndarray, p: np.ndarray) -> State:
 def _replicates(seed: int, R: int, window_signal, n: int = 1500, rest_n: int = 4500):
     rng = np.random.default_rng(seed)
     for _ in range(R):
-        w = state_of(*draw(rng, n, window_signal))
-        rest = state_of(*draw(rng, rest_n, (1.5, 1.5, 1.5)))
+        w = state_of(*three_classes(rng, n, window_signal))
+        rest = state_of(*three_classes(rng, rest_n, (1.5, 1.5, 1.5)))
         yield compare(w, rest.merge(w), "rest", alpha=ALPHA)
 
 
@@ -79,8 +71,8 @@ def test_same_model_rejects_at_most_about_alpha() -> None:
 def test_a_real_drop_is_rejected() -> None:
     R = 60
     rng = np.random.default_rng(5)  # the drop's size, measured on large samples
-    y0, p0 = draw(rng, 200_000, (1.5, 1.5, 1.5))
-    y1, p1 = draw(rng, 200_000, (1.5, 1.5, 0.8))
+    y0, p0 = three_classes(rng, 200_000, (1.5, 1.5, 1.5))
+    y1, p1 = three_classes(rng, 200_000, (1.5, 1.5, 0.8))
     drop = roc_auc_score(y1 == 2, p1[:, 2]) - roc_auc_score(y0 == 2, p0[:, 2])
     assert -0.10 < drop < -0.06  # the stated size
     auc_c = macro = 0
@@ -94,7 +86,10 @@ def test_a_real_drop_is_rejected() -> None:
 
 def test_rest_is_the_reference_less_the_window() -> None:
     rng = np.random.default_rng(3)
-    w, rest = state_of(*draw(rng, 800, (1.5, 1.5, 1.0))), state_of(*draw(rng, 2000, (1.5,) * 3))
+    w, rest = (
+        state_of(*three_classes(rng, 800, (1.5, 1.5, 1.0))),
+        state_of(*three_classes(rng, 2000, (1.5,) * 3)),
+    )
     a = compare(w, rest.merge(w), "rest")
     b = compare(w, rest, "independent")
     for metric in ("roc_auc", "recall", "precision", "f1"):
@@ -108,8 +103,8 @@ def test_rest_is_the_reference_less_the_window() -> None:
 
 def test_per_class_auc_difference_is_sklearns_on_the_binned_scores() -> None:
     rng = np.random.default_rng(4)
-    yw, pw = draw(rng, 700, (1.5, 1.5, 1.0))
-    yr, pr = draw(rng, 1400, (1.5, 1.5, 1.5))
+    yw, pw = three_classes(rng, 700, (1.5, 1.5, 1.0))
+    yr, pr = three_classes(rng, 1400, (1.5, 1.5, 1.5))
     doc = compare(state_of(yw, pw), state_of(yr, pr), "independent")
     for i, c in enumerate(("a", "b", "c")):
         leaf = doc["roc_auc"]["per_class"][c]

@@ -366,3 +366,33 @@ def test_environment_switches_the_kernel_off():
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.split() == [str(fastcount.available()), "False"]
+
+
+@needs_kernel
+def test_each_in_place_kernel_takes_its_own_target_form_and_declines_the_others():
+    """scatter_add (float64), count16 (uint16) and range_max (float32) write in place only into a
+    C-contiguous, writeable target of their own dtype; anything else is declined (the numpy
+    path does it), so a wrong check could not hide behind the fallback's equal results."""
+    index = np.array([0, 1, 1], np.int32)
+    scores = np.array([[0.25], [0.5], [0.75]], np.float32)
+
+    def forms(dtype, shape):
+        good = np.zeros(shape, dtype)
+        read_only = np.zeros(shape, dtype)
+        read_only.flags.writeable = False
+        strided = np.zeros((shape[0], shape[1] * 2), dtype)[:, ::2]
+        other = np.zeros(shape, np.float64 if dtype != np.float64 else np.float32)
+        return good, (read_only, strided, other)
+
+    good, bad = forms(np.float64, (2, 3))
+    assert fastcount.scatter_add(good, index, None)
+    assert good.ravel().tolist() == [1, 2, 0, 0, 0, 0]
+    assert not any(fastcount.scatter_add(t, index, None) for t in bad)
+    good, bad = forms(np.uint16, (2, 3))
+    assert fastcount.count16(good, index) is not None
+    assert good.ravel().tolist() == [1, 2, 0, 0, 0, 0]
+    assert all(fastcount.count16(t, index) is None for t in bad)
+    good, bad = forms(np.float32, (2, 4))
+    assert fastcount.range_max(good, scores, np.array([0, 1, 1], np.int32), 4)
+    assert good.any()
+    assert not any(fastcount.range_max(t, scores, np.array([0, 1, 1], np.int32), 4) for t in bad)

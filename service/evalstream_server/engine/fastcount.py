@@ -57,6 +57,13 @@ def enabled() -> bool:
     return _kernel is not None and _switched_on
 
 
+def _kernel_target(target: np.ndarray, dtype: type[np.generic]) -> bool:
+    """Whether the kernel is on and may write ``target`` (C-contiguous, writeable, ``dtype``)."""
+    return (
+        enabled() and target.dtype == dtype and target.flags.c_contiguous and target.flags.writeable
+    )
+
+
 @contextmanager
 def disabled() -> Iterator[None]:
     """Use the numpy kernel inside this block (tests and benchmarks compare the two)."""
@@ -209,10 +216,7 @@ def scatter_add(
     (C-contiguous float64 target, int32 index); the caller then uses ``np.add.at``.
     """
     if (
-        not enabled()
-        or target.dtype != np.float64
-        or not target.flags.c_contiguous
-        or not target.flags.writeable
+        not _kernel_target(target, np.float64)
         or index.dtype != np.int32
         or (weights is not None and weights.dtype != np.float64)
     ):
@@ -231,13 +235,7 @@ def count16(target: np.ndarray, index: np.ndarray) -> np.ndarray | None:
     """``target.flat[index[j]] += 1`` on a uint16 array of low bits; returns the cells that
     wrapped from 65535 to 0 (one entry per wrap, int32), or None, doing nothing, when the kernel
     is off or the arrays are not in its form (C-contiguous uint16 target, int32 index)."""
-    if (
-        not enabled()
-        or target.dtype != np.uint16
-        or not target.flags.c_contiguous
-        or not target.flags.writeable
-        or index.dtype != np.int32
-    ):
+    if not _kernel_target(target, np.uint16) or index.dtype != np.int32:
         return None
     assert _kernel is not None
     flat = np.ascontiguousarray(index).reshape(-1)
@@ -257,10 +255,7 @@ def range_max(
     ``cells`` (``counting.RangeDelta``) to ``target`` ((2, n_bins) float32) in one pass. Returns
     False, doing nothing, when the kernel is off or the arrays are not in its form."""
     if (
-        not enabled()
-        or target.dtype != np.float32
-        or not target.flags.c_contiguous
-        or not target.flags.writeable
+        not _kernel_target(target, np.float32)
         or scores.dtype != np.float32
         or scores.ndim != 2
         or cells.dtype != np.int32
