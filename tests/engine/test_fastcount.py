@@ -100,8 +100,9 @@ def _dense(value, shape):
 def _assert_same_delta(spec: StreamSpec, fast: dict, ref: dict, float_weights: bool) -> None:
     """Counts bit-identical (both kernels add them one sample after another, in order); the
     sums that numpy forms with BLAS or pairwise summation equal to 1e-12."""
-    # the kernels count labelled batches; the label-free, delay and zero-weight fields are
-    # numpy's alone (compute_delta adds the zero-weight classes of weighted batches itself)
+    # the kernels count labelled batches; the label-free fields and the score range are compared
+    # on their own (test_kernel_counts_the_label_free_fields_and_score_range_as_numpy), the delay
+    # and zero-weight fields are numpy's alone (compute_delta adds them itself)
     shapes = {k: v for k, v in field_shapes(spec).items() if k not in ADDED_FIELDS}
     fast = {k: v for k, v in fast.items() if k not in ADDED_FIELDS}
     assert set(fast) == set(ref) == set(shapes)
@@ -161,6 +162,62 @@ def test_kernel_counts_what_numpy_counts(
     fast = compute_delta(spec, batch, predictions=False)
     ref = numpy_delta(spec, batch)
     _assert_same_delta(spec, fast, ref, float_weights=weights == "float")
+
+
+@needs_kernel
+@SETTINGS
+@given(
+    K=st.integers(2, 40),
+    n=st.integers(1, 300),
+    seed=st.integers(0, 2**32 - 1),
+    weights=st.sampled_from(["none", "integer", "float"]),
+    ovo_limit=st.integers(2, 40),
+    resolution=st.sampled_from(["bins", "bins:0", "bins:1", "bins:2", "bins:8", "exact"]),
+    low=st.sampled_from([0.3, 0.6, 1.0]),
+    ties=st.booleans(),
+)
+def test_kernel_counts_the_label_free_fields_and_score_range_as_numpy(
+    K, n, seed, weights, ovo_limit, resolution, low, ties
+):
+    """The multiclass kernel counts a labelled batch's ``pred_hist``, confidence fields and own
+    score range in its one pass; numpy's ``prediction_delta`` and ``RangeDelta`` are the oracle
+    (the same cells with the same weights, the same range bit for bit, sums to 1e-12)."""
+    spec = StreamSpec(
+        task="multiclass",
+        classes=tuple(f"c{i}" for i in range(K)),
+        ovo_class_limit=ovo_limit,
+        resolution=resolution,
+        low_confidence=low,
+    )
+    y, p, w = _batch_data(seed, n, K, weights)
+    if ties:  # repeated values: single-valued bins, equal top scores
+        p = np.round(p * 8) / 8
+        p[:, 0] = 1.0 - p[:, 1:].sum(axis=1)
+        p = np.clip(p, 0.0, 1.0)
+        p /= p.sum(axis=1, keepdims=True)
+    batch = make_batch(spec, y, p.astype(np.float32), w)
+    fast = compute_delta(spec, batch)
+    with fastcount.disabled():
+        ref = compute_delta(spec, batch)
+    names = [k for k in ADDED_FIELDS if k in ref and k not in ("zero_weight_seen",)]
+    assert "pred_hist" in names and (resolution == "exact") != ("score_range" in names)
+    for name in names:
+        a, b = fast[name], ref[name]
+        if name == "score_range":
+            B = BinLayout(spec.resolution.mantissa_bits).n_bins
+            ta, tb = np.zeros((2, B), np.float32), np.zeros((2, B), np.float32)
+            a.add_to(ta)
+            b.add_to(tb)
+            np.testing.assert_array_equal(ta.view(np.uint32), tb.view(np.uint32))
+            np.testing.assert_array_equal(a.dense((2, B)), b.dense((2, B)))  # the Redis form
+        elif isinstance(b, Scatter):
+            assert isinstance(a, Scatter)
+            np.testing.assert_array_equal(a.index.reshape(-1), b.index.reshape(-1), err_msg=name)
+            wa = None if a.weights is None else np.repeat(a.weights, a.repeat)
+            wb = None if b.weights is None else np.repeat(b.weights, b.repeat)
+            np.testing.assert_array_equal(wa, wb, err_msg=name)
+        else:
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=0, err_msg=name)
 
 
 @needs_kernel
@@ -264,7 +321,8 @@ def test_bins_match_bin_of_on_every_edge_and_a_sweep_of_float32(m, K):
     pos = np.empty(n, np.int32)
     out = [np.zeros(K * K), np.zeros(1), np.zeros(3), np.zeros(K), np.zeros(3)]
     fastcount._kernel.multiclass(
-        p, np.zeros(n, np.int64), None, K, m, False, False, 1e-7, index, pos, *out
+        *(p, np.zeros(n, np.int64), None, K, m, False, False, 1e-7, index, pos, *out),
+        *(None, None, -1, 1, None, None, 1.0, None),  # no label-free fields
     )
     cells = index.reshape(n, K) - np.arange(K, dtype=np.int32) * layout.n_bins
     np.testing.assert_array_equal(cells.ravel(), layout.bin_of(p))
@@ -288,6 +346,7 @@ def test_bad_rows_raise_and_leave_nothing_behind():
     kernel = fastcount._kernel
     out = [np.empty(6, np.int32), None, np.zeros(9), np.zeros(2), np.zeros(30), np.zeros(3)]
     out.append(np.zeros(3))
+    out += [None, None, -1, 1, None, None, 1.0, None]  # no label-free fields
     p = np.full((2, 3), 1 / 3, np.float32)
     with pytest.raises(ValueError, match="labels"):
         kernel.multiclass(p, np.array([0, 3]), None, 3, 5, True, True, 1e-7, *out)

@@ -89,7 +89,7 @@ static int get_buffer(PyObject *obj, Py_buffer *view, const char *name, enum kin
 
 /* Buffers acquired so far, released together. */
 typedef struct {
-    Py_buffer views[16];
+    Py_buffer views[24];
     int count;
 } buffers;
 
@@ -212,10 +212,44 @@ typedef struct {
     double *calibration; /* 3 * cal_bins */
     double *prob_sum;    /* K */
     double *totals;      /* weight total, log loss, Brier */
+    /* the label-free fields of the same rows (prediction_delta), each optional */
+    int32_t *pred_index;       /* n * K cells of pred_hist (pred, column, coarse bin), or NULL */
+    const int32_t *pred_table; /* coarse bin of each bin of pred_lay (or of lay when pred_reuse) */
+    layout pred_lay;           /* the fine layout the table reads when the histogram's is not */
+    int pred_reuse;            /* whether the histogram's bins index pred_table */
+    int32_t n_pred_bins;       /* coarse bins */
+    float *range;              /* 2 * n_bins: this batch's own score range, or NULL */
+    int32_t *seen;             /* n_bins scratch for the range */
+    double *conf_hist;         /* conf_bins: weight by top probability, or NULL */
+    Py_ssize_t conf_bins;
+    double low_conf;
+    double *conf_tot;          /* 2: weighted top probability, weight below low_conf */
     /* error report */
     Py_ssize_t bad_row;
     int bad_what; /* 1: label out of range, 2: score outside [0, 1] */
 } mc_args;
+
+/* Record key k in the batch's own score range of bin b (seen: -1 empty, -2 mixed, else the one
+ * key; range as counting.RangeDelta: (k, FLT_MAX bits - k) for one value, both FLT_MAX mixed). */
+static inline void range_note(float *restrict high, float *restrict low, int32_t *restrict seen,
+                              int32_t b, int32_t k)
+{
+    const int32_t top = 0x7F7FFFFF;
+    const int32_t v = seen[b];
+    if ((v == k) | (v == -2)) {
+        return;
+    }
+    if (v == -1) {
+        const int32_t down = top - k;
+        memcpy(high + b, &k, sizeof k);
+        memcpy(low + b, &down, sizeof down);
+        seen[b] = k;
+    } else {
+        memcpy(high + b, &top, sizeof top);
+        memcpy(low + b, &top, sizeof top);
+        seen[b] = -2;
+    }
+}
 
 /* Everything is copied to locals first: stores through the output pointers could otherwise
  * alias the arguments, and the compiler would reload them in the inner loops. */
@@ -237,6 +271,24 @@ static int multiclass_loop(mc_args *a)
     const int32_t row_stride = a->full_ovo ? K * B : 0;
     const double lo = a->log_eps, hi = 1.0 - a->log_eps, nb = (double)cal_bins;
     double wsum = 0.0, ll = 0.0, brier = 0.0;
+    int32_t *restrict pred_index = a->pred_index;
+    const int32_t *restrict pred_table = a->pred_table;
+    const int pred_reuse = a->pred_reuse;
+    const int32_t pshift = a->pred_lay.shift, pB = a->pred_lay.n_bins;
+    const int32_t phigh = a->pred_lay.high_base, Bc = a->n_pred_bins;
+    float *restrict r_high = a->range;
+    float *restrict r_low = a->range ? a->range + B : NULL;
+    int32_t *restrict seen = a->seen;
+    double *restrict conf_hist = a->conf_hist;
+    const Py_ssize_t conf_bins = a->conf_bins;
+    const double cnb = (double)conf_bins, low_conf = a->low_conf;
+    double csum = 0.0, clow = 0.0;
+    int32_t fine[12] = {0}; /* the fused loop's bins of one row (K < 12) */
+    if (seen) {
+        for (int32_t b = 0; b < B; b++) {
+            seen[b] = -1;
+        }
+    }
 
     for (Py_ssize_t i = 0; i < n; i++) {
         const float *restrict row = scores + i * K;
@@ -265,7 +317,12 @@ static int multiclass_loop(mc_args *a)
                 const int32_t k = key_of(p);
                 bad |= outside(p);
                 if (cells) {
-                    cells[c] = base + c * B + bin_of_scalar(shift, B, high_base, k);
+                    const int32_t fb = bin_of_scalar(shift, B, high_base, k);
+                    cells[c] = base + c * B + fb;
+                    fine[c] = fb;
+                    if (r_high && !outside(p)) {
+                        range_note(r_high, r_low, seen, fb, k);
+                    }
                 }
                 if (k > kmax) {
                     kmax = k;
@@ -322,6 +379,35 @@ static int multiclass_loop(mc_args *a)
             return -1;
         }
 
+        if (fused && pred_index) {
+            /* the fused loop kept each score's bin in fine[] (the histogram's; the coarse layout
+             * nests in it: pred_bins.pred_bin_of_fine) */
+            int32_t *restrict pcells = pred_index + i * K;
+            const int32_t prow = pred * K;
+            for (int c = 0; c < K; c++) {
+                const int32_t pb =
+                    pred_reuse ? fine[c] : bin_of_scalar(pshift, pB, phigh, key_of(row[c]));
+                pcells[c] = (prow + c) * Bc + pred_table[pb];
+            }
+        } else if (pred_index || r_high) {
+            /* the histogram's bin of each score is in its cell (minus the row's and column's
+             * offsets) */
+            const int32_t *restrict cells = index ? index + i * K : NULL;
+            const int32_t base = y * row_stride;
+            int32_t *restrict pcells = pred_index ? pred_index + i * K : NULL;
+            const int32_t prow = pred * K;
+            for (int c = 0; c < K; c++) {
+                const int32_t fb = cells ? cells[c] - base - c * B : 0;
+                if (pcells) {
+                    const int32_t pb =
+                        pred_reuse ? fb : bin_of_scalar(pshift, pB, phigh, key_of(row[c]));
+                    pcells[c] = (prow + c) * Bc + pred_table[pb];
+                }
+                if (r_high && !fused) {
+                    range_note(r_high, r_low, seen, fb, key_of(row[c]));
+                }
+            }
+        }
         if (pos_index) {
             pos_index[i] = y * B + bin_of(shift, B, high_base, ky);
         }
@@ -345,38 +431,60 @@ static int multiclass_loop(mc_args *a)
         cal[cb] += w;
         cal[cal_bins + cb] += w * conf;
         cal[2 * cal_bins + cb] += pred == y ? w : 0.0;
+        if (conf_hist) {
+            Py_ssize_t qb = (Py_ssize_t)(conf * cnb);
+            qb = qb > conf_bins - 1 ? conf_bins - 1 : qb;
+            conf_hist[qb] += w;
+            csum += w * conf;
+            clow += conf < low_conf ? w : 0.0;
+        }
     }
     a->totals[0] += wsum;
     a->totals[1] += ll;
     a->totals[2] += brier;
+    if (conf_hist) {
+        a->conf_tot[0] += csum;
+        a->conf_tot[1] += clow;
+    }
     return 0;
 }
 
 PyDoc_STRVAR(multiclass_doc,
 "multiclass(scores, labels, weights, n_classes, mantissa_bits, full_ovo, do_rank, log_eps,\n"
-"           index, pos_index, confusion, rank, calibration, prob_sum, totals)\n"
+"           index, pos_index, confusion, rank, calibration, prob_sum, totals,\n"
+"           pred_index, pred_table, pred_mantissa_bits, n_pred_bins, range, conf_hist,\n"
+"           low_conf, conf_tot)\n"
 "--\n\n"
 "Count one multiclass batch. scores: float32 (n * K); labels: int64 (n); weights: float64 (n)\n"
 "or None; mantissa_bits < 0: no histogram (index and pos_index None). Writes the histogram\n"
 "cells into index (int32, n * K) and, for the one-vs-rest layout (full_ovo false), the POS\n"
 "cells into pos_index (int32, n); adds into the float64 arrays confusion (K * K), rank,\n"
-"calibration (3 * bins), prob_sum (K) and totals (weight total, log loss, Brier).");
+"calibration (3 * bins), prob_sum (K) and totals (weight total, log loss, Brier).\n\n"
+"The label-free fields of the same rows (counting.prediction_delta), each None to skip:\n"
+"pred_index (int32, n * K) gets the pred_hist cells (predicted class * K + column) *\n"
+"n_pred_bins + pred_table[fine bin], the fine bin being the histogram's when\n"
+"pred_mantissa_bits < 0 and else the bin of that layout; range (float32, 2 * n_bins, zeros)\n"
+"gets the batch's own score range (counting.RangeDelta; histogram required); conf_hist\n"
+"(float64, bins) and conf_tot (float64, 2) add the weight by top probability, the weighted\n"
+"top probability and the weight whose top probability is below low_conf.");
 
 static PyObject *multiclass(PyObject *self, PyObject *args)
 {
     (void)self;
     PyObject *o_scores, *o_labels, *o_weights, *o_index, *o_pos, *o_conf, *o_rank, *o_cal,
-        *o_prob, *o_tot;
-    int K, m, full_ovo, do_rank;
-    double log_eps;
-    if (!PyArg_ParseTuple(args, "OOOiippdOOOOOOO:multiclass", &o_scores, &o_labels, &o_weights,
-                          &K, &m, &full_ovo, &do_rank, &log_eps, &o_index, &o_pos, &o_conf,
-                          &o_rank, &o_cal, &o_prob, &o_tot)) {
+        *o_prob, *o_tot, *o_pidx, *o_ptab, *o_range, *o_chist, *o_ctot;
+    int K, m, full_ovo, do_rank, pm, n_pred_bins;
+    double log_eps, low_conf;
+    if (!PyArg_ParseTuple(args, "OOOiippdOOOOOOOOOiiOOdO:multiclass", &o_scores, &o_labels,
+                          &o_weights, &K, &m, &full_ovo, &do_rank, &log_eps, &o_index, &o_pos,
+                          &o_conf, &o_rank, &o_cal, &o_prob, &o_tot, &o_pidx, &o_ptab, &pm,
+                          &n_pred_bins, &o_range, &o_chist, &low_conf, &o_ctot)) {
         return NULL;
     }
-    if (K < 1 || m > MAX_MANTISSA_BITS) {
-        return PyErr_Format(PyExc_ValueError, "n_classes %d or mantissa_bits %d out of range",
-                            K, m);
+    if (K < 1 || m > MAX_MANTISSA_BITS || pm > MAX_MANTISSA_BITS || n_pred_bins < 1) {
+        return PyErr_Format(PyExc_ValueError, "n_classes %d, mantissa_bits %d, "
+                            "pred_mantissa_bits %d or n_pred_bins %d out of range",
+                            K, m, pm, n_pred_bins);
     }
     mc_args a;
     memset(&a, 0, sizeof a);
@@ -431,7 +539,53 @@ static PyObject *multiclass(PyObject *self, PyObject *args)
     if (!failed) {
         a.totals = acquire(&b, o_tot, "totals", F64, 3, 1, 0, &failed);
     }
+    if (!failed) {
+        a.pred_index = acquire(&b, o_pidx, "pred_index", I32, nK, 1, 1, &failed);
+    }
+    if (!failed) {
+        a.pred_table = acquire(&b, o_ptab, "pred_table", I32, -1, 0, 1, &failed);
+        if (!failed && a.pred_table) {
+            a.pred_reuse = pm < 0;
+            if (!a.pred_reuse) {
+                make_layout(&a.pred_lay, pm);
+            }
+            const Py_ssize_t need = a.pred_reuse ? a.lay.n_bins : a.pred_lay.n_bins;
+            if (items(&b) != need || (a.pred_reuse && !a.binned)) {
+                PyErr_Format(PyExc_ValueError, "pred_table: expected one entry per fine bin "
+                             "(%zd), received %zd", need, items(&b));
+                goto fail;
+            }
+            for (Py_ssize_t j = 0; j < need; j++) {
+                if (a.pred_table[j] < 0 || a.pred_table[j] >= n_pred_bins) {
+                    PyErr_Format(PyExc_ValueError, "pred_table: coarse bins in [0, %d), "
+                                 "received %d at %zd", n_pred_bins, a.pred_table[j], j);
+                    goto fail;
+                }
+            }
+        }
+        a.n_pred_bins = n_pred_bins;
+    }
+    if (!failed) {
+        a.range = acquire(&b, o_range, "range", F32, a.binned ? 2 * (Py_ssize_t)a.lay.n_bins : 0,
+                          1, 1, &failed);
+    }
+    if (!failed) {
+        a.conf_hist = acquire(&b, o_chist, "conf_hist", F64, -1, 1, 1, &failed);
+        if (!failed && a.conf_hist) {
+            a.conf_bins = items(&b);
+        }
+    }
+    if (!failed) {
+        a.conf_tot = acquire(&b, o_ctot, "conf_tot", F64, 2, 1, 1, &failed);
+    }
     if (failed) {
+        goto fail;
+    }
+    a.low_conf = low_conf;
+    if ((a.pred_index == NULL) != (a.pred_table == NULL) || (a.range && !a.binned) ||
+        (a.conf_hist == NULL) != (a.conf_tot == NULL) || (a.conf_hist && a.conf_bins < 1)) {
+        PyErr_SetString(PyExc_ValueError, "pred_index needs pred_table, range a histogram, "
+                        "conf_hist (at least one bin) conf_tot, and the other way round");
         goto fail;
     }
     if (a.binned && (a.index == NULL || (!full_ovo && a.pos_index == NULL))) {
@@ -449,10 +603,19 @@ static PyObject *multiclass(PyObject *self, PyObject *args)
         a.pos_index = NULL;
     }
 
+    if (a.range) {
+        a.seen = PyMem_Malloc((size_t)a.lay.n_bins * sizeof *a.seen);
+        if (a.seen == NULL) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+    }
     int rc;
     Py_BEGIN_ALLOW_THREADS
     rc = multiclass_loop(&a);
     Py_END_ALLOW_THREADS
+    PyMem_Free(a.seen);
+    a.seen = NULL;
     if (rc != 0) {
         if (a.bad_what == 1) {
             PyErr_Format(PyExc_ValueError, "labels: class indices in [0, %d), received %lld at row %zd",

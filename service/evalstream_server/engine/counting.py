@@ -160,38 +160,56 @@ Delta = dict[str, np.ndarray | Scatter | ScatterMax]
 
 
 class RangeDelta(ScatterMax):
-    """The ``score_range`` delta of a batch, kept as its float32 scores (n, C) and their
-    histogram cells (``index``: ``bin + c * B``, plus ``label * C * B`` in the full one-vs-one
-    layout, given ``labels``): applied in one compiled pass (``fastcount.range_max``); its
-    ``index`` and ``values`` (the ``ScatterMax`` form, which the Redis store's flat log reads)
+    """The ``score_range`` delta of a batch: either the batch's own (2, B) range, which the
+    compiled multiclass kernel writes while it counts (``own``), or its float32 scores (n, C) and
+    their histogram cells (``index``: ``bin + c * B``, plus ``label * C * B`` in the full
+    one-vs-one layout, given ``labels``), applied in one compiled pass (``fastcount.range_max``).
+    Its ``index`` and ``values`` (the ``ScatterMax`` form, which the Redis store's flat log reads)
     are built only when read."""
 
-    __slots__ = ("scores", "hist_cells", "labels", "mantissa_bits", "_pair")
+    __slots__ = ("scores", "hist_cells", "labels", "mantissa_bits", "own", "_pair")
 
     def __init__(
         self,
-        scores: np.ndarray,
-        cells: np.ndarray,
+        scores: np.ndarray | None,
+        cells: np.ndarray | None,
         mantissa_bits: int,
         labels: np.ndarray | None = None,
+        own: np.ndarray | None = None,
     ) -> None:
-        self.scores = np.ascontiguousarray(scores, dtype=np.float32)
+        self.scores = None if scores is None else np.ascontiguousarray(scores, dtype=np.float32)
         self.hist_cells = cells
         self.labels = labels
         self.mantissa_bits = mantissa_bits
+        self.own = own
         self._pair: tuple[np.ndarray, np.ndarray] | None = None
 
-    def _scatter(self) -> tuple[np.ndarray, np.ndarray]:
-        if self._pair is None and fastcount.enabled():
-            # the batch's own range, one entry per occupied bin and row (the Redis store's log
-            # then takes at most 2 B entries a batch instead of two a score)
+    @classmethod
+    def of_own(cls, own: np.ndarray, mantissa_bits: int) -> RangeDelta:
+        """The delta of a batch whose own (2, B) float32 range is ``own``."""
+        return cls(None, None, mantissa_bits, own=own)
+
+    def _own(self) -> np.ndarray | None:
+        """The batch's own (2, B) range (computed once from the scores when not given)."""
+        if self.own is None and self.scores is not None and fastcount.enabled():
             B = BinLayout(self.mantissa_bits).n_bins
             own = np.zeros((2, B), dtype=np.float32)
+            assert self.hist_cells is not None
             if fastcount.range_max(own, self.scores, self.hist_cells, B, self.labels):
+                self.own = own
+        return self.own
+
+    def _scatter(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._pair is None:
+            own = self._own()
+            if own is not None:
+                # one entry per occupied bin and row (the Redis store's log then takes at most
+                # 2 B entries a batch instead of two a score)
                 flat = own.reshape(-1)
                 index = np.flatnonzero(flat).astype(np.int32)
                 self._pair = (index, flat[index].astype(np.float64))
         if self._pair is None:
+            assert self.scores is not None
             layout = BinLayout(self.mantissa_bits)
             flat = self.scores.reshape(-1)
             bins = layout.bin_of(flat)
@@ -212,9 +230,20 @@ class RangeDelta(ScatterMax):
 
     def add_to(self, target: np.ndarray) -> None:
         B = BinLayout(self.mantissa_bits).n_bins
-        if not fastcount.range_max(target, self.scores, self.hist_cells, B, self.labels):
-            super().add_to(target)
+        if self.own is not None and target.dtype == np.float32:
+            # non-negative float32 bit patterns order as their values: the join is the maximum,
+            # then normalised
+            np.maximum(target, self.own.reshape(target.shape), out=target)
             normalise_range(target.reshape(2, B))
+            return
+        if (
+            self.scores is not None
+            and self.hist_cells is not None
+            and fastcount.range_max(target, self.scores, self.hist_cells, B, self.labels)
+        ):
+            return
+        super().add_to(target)
+        normalise_range(target.reshape(2, B))
 
 
 def range_delta(
@@ -227,8 +256,8 @@ def range_delta(
 
 def _range_bits(score_range: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The two rows of a (2, B) ``score_range`` (float32, or float64 holding float32 values) as
-    int64 bit patterns."""
-    bits = np.asarray(score_range, dtype=np.float32).view(np.int32).astype(np.int64)
+    uint32 bit patterns (non-negative float32: the sum of the two rows fits)."""
+    bits = np.asarray(score_range, dtype=np.float32).view(np.uint32)
     return bits[0], bits[1]
 
 
@@ -238,7 +267,9 @@ def normalise_range(score_range: np.ndarray) -> None:
     and split, or the merges that built it: the elementwise maximum followed by this is the join
     of those three states (associative and commutative), and equal states are equal arrays."""
     high, low = _range_bits(score_range)
-    mixed = (high > 0) & (high + low != _RANGE_TOP)
+    top = np.uint32(_RANGE_TOP)
+    # bins newly mixed: those written as mixed already (high == top) need no write
+    mixed = (high != 0) & (high + low != top) & (high != top)
     if mixed.any():
         score_range[:, mixed] = RANGE_MIXED
 
@@ -246,7 +277,8 @@ def normalise_range(score_range: np.ndarray) -> None:
 def single_valued(score_range: np.ndarray) -> np.ndarray:
     """Bins known to hold one score value (a (2, B) ``score_range``; False where empty)."""
     high, low = _range_bits(score_range)
-    return np.asarray((high > 0) & (low > 0) & (high + low == _RANGE_TOP), dtype=bool)
+    top = np.uint32(_RANGE_TOP)
+    return np.asarray((high != 0) & (low != 0) & (high + low == top), dtype=bool)
 
 
 def field_shapes(spec: StreamSpec) -> dict[str, tuple[int, ...]]:
@@ -325,17 +357,17 @@ def compute_delta(spec: StreamSpec, batch: Batch, predictions: bool = True) -> D
     if not fastcount.enabled():
         out = numpy_delta(spec, batch)
     elif spec.task == "multiclass":
-        out = _fast_multiclass_delta(spec, batch)
+        out = _fast_multiclass_delta(spec, batch, predictions)
     else:
         out = _fast_labelwise_delta(spec, batch)
-    if spec.resolution.kind == "bins":
+    if spec.resolution.kind == "bins" and "score_range" not in out:
         hist = out["hist"] if "hist" in out else out["all"]
         assert isinstance(hist, Scatter)
         labels = batch.labels if "hist" in out else None  # the (K, K, B) layout's row offsets
         out["score_range"] = range_delta(
             batch.scores, hist.index, spec.resolution.mantissa_bits, labels
         )
-    if predictions:
+    if predictions and "pred_hist" not in out:
         fine = None
         if spec.resolution.kind == "bins":
             cells = out["hist"] if "hist" in out else out["all"]
@@ -476,7 +508,9 @@ def delay_delta(delays: np.ndarray) -> Delta:
     }
 
 
-def _fast_multiclass_delta(spec: StreamSpec, batch: Batch) -> Delta:
+def _fast_multiclass_delta(spec: StreamSpec, batch: Batch, predictions: bool = False) -> Delta:
+    """The compiled kernel's counts of a multiclass batch; with ``predictions``, the label-free
+    fields of the same rows too, from the same pass (``prediction_delta``'s values)."""
     binned = spec.resolution.kind == "bins"
     counts = fastcount.multiclass_counts(
         batch.scores,
@@ -488,19 +522,38 @@ def _fast_multiclass_delta(spec: StreamSpec, batch: Batch) -> Delta:
         top_k=spec.k_max > 0,
         calibration_bins=spec.calibration_bins,
         log_eps=LOG_EPS,
+        predictions=(CONFIDENCE_BINS, spec.low_confidence) if predictions else None,
     )
-    out: Delta = dict(counts)
+    out: Delta = {k: v for k, v in counts.items() if k in _KERNEL_DENSE}
+    K, w = spec.n_classes, batch.weights
     if binned:
-        K, w = spec.n_classes, batch.weights
         index = counts["index"]
-        del out["index"]
         if spec.full_ovo:
             out["hist"] = Scatter(index, w, K)
         else:
             out["all"] = Scatter(index, w, K)
             out["pos"] = Scatter(counts["pos_index"], w)
-            del out["pos_index"]
+        out["score_range"] = RangeDelta.of_own(counts["score_range"], spec.resolution.mantissa_bits)
+    if predictions:
+        tot = counts["pred_conf_tot"]
+        out.update(
+            {
+                "pred_hist": Scatter(counts["pred_index"], w, K),
+                # a labelled batch's sample count, probability sums and predicted classes are
+                # its counts' (see prediction_delta)
+                "pred_n": np.array(counts["n"], dtype=np.float64),
+                "pred_class": np.asarray(counts["confusion"]).sum(axis=0),
+                "pred_prob": np.array(counts["prob_sum"], dtype=np.float64),
+                "pred_conf": counts["pred_conf"],
+                "pred_conf_sum": tot[0:1].copy(),
+                "pred_low": tot[1:2].copy(),
+            }
+        )
     return out
+
+
+# the kernel's dense count fields (the rest are cells, turned into deltas above)
+_KERNEL_DENSE = ("n", "prob_sum", "calibration", "confusion", "rank", "log_loss", "brier")
 
 
 def _fast_labelwise_delta(spec: StreamSpec, batch: Batch) -> Delta:

@@ -21,6 +21,9 @@ from types import ModuleType
 
 import numpy as np
 
+from .layout import BinLayout
+from .pred_bins import N_PRED_BINS, PRED_FINE_BITS, pred_bin_of_fine, pred_fine_table
+
 __all__ = [
     "available",
     "enabled",
@@ -87,19 +90,40 @@ def multiclass_counts(
     top_k: bool,
     calibration_bins: int,
     log_eps: float,
+    predictions: tuple[int, float] | None = None,
 ) -> dict[str, np.ndarray]:
     """Counts of one validated multiclass batch in one pass.
 
     Returns the dense fields of ``counting.field_shapes`` (``n``, ``prob_sum``, ``calibration``,
     ``confusion``, ``rank``, ``log_loss``, ``brier``) and, when ``mantissa_bits`` is not None,
     the int32 histogram cells: ``index`` (n * K, row-major) into the (K, K, B) histogram
-    (``full_ovo``) or into ``ALL`` (K, B), and ``pos_index`` (n,) into ``POS`` (K, B).
+    (``full_ovo``) or into ``ALL`` (K, B), ``pos_index`` (n,) into ``POS`` (K, B) and the
+    batch's own ``score_range`` ((2, B) float32, ``counting.RangeDelta``'s form).
+
+    ``predictions``: ``(confidence bins, low-confidence threshold)`` to count the label-free
+    fields of the same rows too (``counting.prediction_delta``): ``pred_index`` (n * K int32
+    cells of ``pred_hist``), ``pred_conf`` and ``pred_conf_tot`` (the weighted top probability
+    and the weight below the threshold).
     """
     assert _kernel is not None, "fastcount.multiclass_counts without the compiled kernel"
     n, K = scores.shape
     binned = mantissa_bits is not None
     index = np.empty(n * K, dtype=np.int32) if binned else None
     pos_index = np.empty(n, dtype=np.int32) if binned and not full_ovo else None
+    score_range = None
+    if mantissa_bits is not None:
+        score_range = np.zeros((2, BinLayout(mantissa_bits).n_bins), dtype=np.float32)
+    pred_index = pred_table = conf_hist = conf_tot = None
+    pred_m, low_conf = -1, 1.0
+    if predictions is not None:
+        conf_bins, low_conf = predictions
+        pred_index = np.empty(n * K, dtype=np.int32)
+        if mantissa_bits is not None and mantissa_bits >= 2:  # the coarse layout nests in it
+            pred_table = pred_bin_of_fine(mantissa_bits)
+        else:
+            pred_m, pred_table = PRED_FINE_BITS, pred_fine_table()
+        conf_hist = np.zeros(conf_bins)
+        conf_tot = np.zeros(2)
     confusion = np.zeros((K, K))
     rank = np.zeros(rank_len)
     calibration = np.zeros((3, calibration_bins))
@@ -121,6 +145,14 @@ def multiclass_counts(
         calibration,
         prob_sum,
         totals,
+        pred_index,
+        pred_table,
+        pred_m,
+        N_PRED_BINS,
+        score_range,
+        conf_hist,
+        low_conf,
+        conf_tot,
     )
     out = {
         "n": np.array([float(n), totals[0]]),
@@ -131,10 +163,16 @@ def multiclass_counts(
         "log_loss": totals[1:2].copy(),
         "brier": totals[2:3].copy(),
     }
-    if index is not None:
-        out["index"] = index
-    if pos_index is not None:
-        out["pos_index"] = pos_index
+    for name, arr in (
+        ("index", index),
+        ("pos_index", pos_index),
+        ("score_range", score_range),
+        ("pred_index", pred_index),
+        ("pred_conf", conf_hist),
+        ("pred_conf_tot", conf_tot),
+    ):
+        if arr is not None:
+            out[name] = arr
     return out
 
 

@@ -23,16 +23,19 @@ from .layout import BinLayout
 
 __all__ = [
     "N_PRED_BINS",
+    "PRED_FINE_BITS",
     "TAIL",
     "pred_bin_of",
     "pred_bin_of_fine",
+    "pred_fine_table",
     "pred_bin_edges",
     "pred_bin_centres",
 ]
 
+PRED_FINE_BITS = 2  # the mirrored layout the coarse one is grouped from
 TAIL = 2.0**-16  # scores below TAIL (above 1 - TAIL) share one bin
 OCTAVE_BELOW = 2.0**-6  # between TAIL and this (and mirrored), one bin per binary octave
-_FINE = BinLayout(2)
+_FINE = BinLayout(PRED_FINE_BITS)
 
 
 def _cell(edge: float) -> tuple[str, float]:
@@ -69,6 +72,12 @@ def _table() -> tuple[np.ndarray, np.ndarray]:
 
 
 N_PRED_BINS = int(_table()[1].size)
+
+
+def pred_fine_table() -> np.ndarray:
+    """Coarse bin (int32, read-only) of each bin of ``BinLayout(PRED_FINE_BITS)``."""
+    table: np.ndarray = _table()[0]
+    return table
 
 
 def pred_bin_of(p: np.ndarray) -> np.ndarray:
