@@ -367,19 +367,9 @@ def redis_cluster(tmp_path):
 def counted(report: dict) -> dict:
     """A report whose ``labels.stream`` (the join table of predictions awaiting labels, kept in
     Redis like in the embedded stores) has no ``oldest_pending_age_seconds``: it moves with each
-    replica's clock. The rest, counters included, is compared, except the ``ci95`` of the binned
-    macro, weighted and micro ROC AUC: it comes from the state's row sample
-    (``engine/row_sample.py``), which the Redis store's additive logs do not keep
-    (``test_store.py::test_redis_streams_keep_no_row_sample``)."""
+    replica's clock. The rest, counters, raw rows (exact while small) and the row sample's
+    ``ci95`` included, is compared."""
     out = dict(report)
-    auc = report.get("roc_auc", {})
-    if report.get("resolution", {}).get("kind") != "exact" and "macro" in auc:
-        out["roc_auc"] = {
-            k: {kk: vv for kk, vv in v.items() if kk != "ci95"}
-            if k in ("macro", "weighted", "micro")
-            else v
-            for k, v in auc.items()
-        }
     status = report["labels"]["stream"]
     assert "pending" in status, status
     out["labels"] = {
@@ -389,12 +379,8 @@ def counted(report: dict) -> dict:
     return out
 
 
-def binned_report(memory, name: str, window: str) -> dict:
-    """The embedded store's report of a stream from its counts alone: a Redis store shares counts
-    between replicas, not the raw rows a small embedded stream answers from (exact while small,
-    ``state.SMALL_ROWS``), so its streams are binned at any size."""
+def memory_report(memory, name: str, window: str) -> dict:
+    """The embedded store's report of a stream: a Redis stream's equals it (counts, raw rows while
+    small and the row sample, ``store/redis_rows.py``)."""
     state, reference, labels = memory.report_context(name, window)
-    for part in (state, reference):
-        if part is not None:
-            part.to_bins()
     return build_report(state, window=window or "cumulative", reference=reference, labels=labels)

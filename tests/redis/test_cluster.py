@@ -20,11 +20,11 @@ from redis.cluster import RedisCluster
 
 from .conftest import (
     CLASSES,
-    binned_report,
     counted,
     create_stream,
     ingest,
     make_batches,
+    memory_report,
     replica_settings,
     request,
     stub_for,
@@ -125,12 +125,12 @@ def test_create_list_delete_reset_compact_on_a_cluster(redis_cluster):
                 store.flush()
             assert a.compact(name, a.keys.of(name, "cum"))  # ids counter in the stream's slot
             for window in (CUMULATIVE, "2m"):
-                want = counted(binned_report(memory, name, window))
+                want = counted(memory_report(memory, name, window))
                 assert counted(a.report(name, window)) == want
                 assert counted(b.report(name, window)) == want
         a.reset("beta", forget_producers=True)
         memory.reset("beta", forget_producers=True)
-        want = counted(binned_report(memory, "beta", CUMULATIVE))
+        want = counted(memory_report(memory, "beta", CUMULATIVE))
         assert counted(b.report("beta", CUMULATIVE)) == want
         b.delete("gamma")
         with pytest.raises(NotFoundError):

@@ -9,7 +9,6 @@ import time
 import numpy as np
 import pytest
 from evalstream_server.engine import CUMULATIVE, InvalidInputError, StreamSpec, make_batch
-from evalstream_server.engine.state import SMALL_ROWS
 from evalstream_server.store import MemoryStore, NotFoundError
 from evalstream_server.store.redis_buffer import Commit
 from evalstream_server.store.redis_store import RedisStore
@@ -445,28 +444,3 @@ def test_idle_producers_are_forgotten_after_the_retention(redis_server):
         assert not r.exists(a.keys.of("s", "seen"))
     finally:
         a.close()
-
-
-def test_redis_streams_keep_no_row_sample(redis_server):
-    """A known gap, stated in docs/replicas.md: the row sample of binned states
-    (engine/row_sample.py) is not additive counts, and the Redis store keeps additive logs only.
-    Its binned multiclass and multilabel streams report the averaged ROC AUC with bounds and no
-    ``ci95``; the embedded stores carry one. Everything else equals the memory store."""
-    spec = StreamSpec(task="multiclass", classes=CLASSES["multiclass"], name="s")
-    store = _store(redis_server.url, time.time)
-    memory = MemoryStore()
-    try:
-        store.create(spec)
-        memory.create(spec)
-        ((y, p),) = make_batches("multiclass", 1, SMALL_ROWS + 500, seed=12)  # past raw rows
-        batch = make_batch(spec, y, p, None)
-        assert store.ingest("s", "p", 1, batch, None).status == "accepted"
-        memory.ingest("s", "p", 1, batch, None)
-        store.flush()
-        got, want = store.report("s", CUMULATIVE), memory.report("s", CUMULATIVE)
-        for avg in ("macro", "weighted", "micro"):
-            assert "ci95" in want["roc_auc"][avg] and "ci95" not in got["roc_auc"][avg]
-            assert got["roc_auc"][avg]["value"] == want["roc_auc"][avg]["value"]
-        assert got["roc_auc"]["per_class"] == want["roc_auc"]["per_class"]
-    finally:
-        store.close()

@@ -20,12 +20,12 @@ from .conftest import (
     CLASSES,
     REDIS_SERVER,
     RedisServer,
-    binned_report,
     counted,
     create_stream,
     ingest,
     make_batches,
     make_tls_certs,
+    memory_report,
     replica_settings,
     request,
     stub_for,
@@ -72,7 +72,7 @@ def test_a_store_over_tls_counts_what_memory_counts(tls_redis):
         memory.ingest("s", "p", 1, batch, ts)
         store.flush()
         for window in (CUMULATIVE, "1h"):
-            assert counted(store.report("s", window)) == counted(binned_report(memory, "s", window))
+            assert counted(store.report("s", window)) == counted(memory_report(memory, "s", window))
         assert tls_redis.client().exists("evalstream:{s}:cum")
     finally:
         store.close()
@@ -103,7 +103,7 @@ def test_a_replica_serves_over_rediss(tls_redis):
             memory.ingest("g", "p", 1, make_batch(spec, y, p, None), None)
             reply = stub.GetReport(pb.GetReportRequest(stream="g", window=CUMULATIVE), timeout=30)
             got = counted(json.loads(reply.report_json))
-            want = json.loads(json.dumps(counted(binned_report(memory, "g", CUMULATIVE))))
+            want = json.loads(json.dumps(counted(memory_report(memory, "g", CUMULATIVE))))
             assert got == want
     finally:
         srv.stop()

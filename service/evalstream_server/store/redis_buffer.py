@@ -1,18 +1,23 @@
 """The Redis store's local buffer: batches counted here, waiting for the commit that acks them.
 
-An ``Entry`` is one sequenced (or unsequenced) batch: its outcome, its counts as flat-index parts
-and the keys they go to (the cumulative log and one bucket per window). A ``Commit`` is what one
-flush sends for one stream: the entries' counts summed per key and packed into one payload, and
-the producer sequences the commit script checks before it appends anything.
+An ``Entry`` is one sequenced (or unsequenced) batch: its outcome, its counts as flat-index parts,
+its raw rows and row sample (``redis_rows``: exact while small) and the keys they go to (the
+cumulative log and one bucket per window). A ``Commit`` is what one flush sends for one stream:
+the entries' counts summed per key and packed into one payload with their rows and merged sample,
+and the producer sequences the commit script checks before it appends anything.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..engine.row_sample import RowSample
+from ..engine.state import small_rows, window_rows
 from .base import OUTCOME_MEMORY, BatchOutcome
+from .redis_rows import pack_sample
 from .redis_scripts import Keys
 from .sparse_log import MaxCells, Part, encode_chunk, reduce_parts
 
@@ -26,6 +31,11 @@ __all__ = [
 ]
 
 
+# A target of an entry: (log key, expireat or 0 for never, current bucket, buckets of the ring;
+# both 0 for the cumulative log)
+Target = tuple[str, int, int, int]
+
+
 @dataclass
 class Entry:
     """One batch counted locally, not yet in Redis."""
@@ -34,12 +44,17 @@ class Entry:
     seq: int
     outcome: BatchOutcome
     parts: list[Part]  # empty for a rejected batch (it only consumes its number)
-    targets: list[tuple[str, int]]  # (key, expireat; 0 = never)
+    targets: list[Target]
     now: float
+    n_rows: int = 0  # samples of the batch (its rows count against the caps)
+    rows: bytes | None = None  # packed raw rows (None: more than any cap, never kept)
+    sample: RowSample | None = None  # the batch's own row sample
 
     @property
     def nbytes(self) -> int:
-        return sum(i.nbytes + (0 if v is None else v.nbytes) for i, v in self.parts) + 200
+        parts = sum(i.nbytes + (0 if v is None else v.nbytes) for i, v in self.parts)
+        rows = len(self.rows) if self.rows is not None else 0
+        return parts + rows + (self.sample.nbytes if self.sample is not None else 0) + 200
 
 
 @dataclass
@@ -48,6 +63,17 @@ class _Target:
     offset: int
     length: int
     expireat: int
+    current: int = 0  # the ring's current bucket and size (0, 0: the cumulative log)
+    buckets: int = 0
+    n_rows: int = 0
+    rows_offset: int = 0
+    rows_length: int = 0  # 0 with n_rows > 0: left out (expected dropped)
+    sample_offset: int = 0
+    sample_length: int = 0
+
+    @property
+    def cap(self) -> int:
+        return window_rows() if self.buckets else small_rows()
 
 
 @dataclass
@@ -64,34 +90,71 @@ class Commit:
     targets: list[_Target] = field(default_factory=list)
     cells: int = 0  # non-zero cells carried
 
-    def build(self) -> None:
-        """Sum the entries' parts per target key and pack them (once)."""
+    def build(self, dropped: Collection[str] = ()) -> None:
+        """Sum the entries' parts per target key and pack them with their rows and merged row
+        sample (once); rows are left out for a key in ``dropped`` (its last commit said its rows
+        were dropped) or past its cap."""
         if self.targets or not any(e.parts for e in self.entries):
             return
-        by_key: dict[str, tuple[list[int], int]] = {}
+        by_key: dict[str, tuple[list[int], Target]] = {}
         for i, entry in enumerate(self.entries):
-            for key, expireat in entry.targets:
-                members, _ = by_key.setdefault(key, ([], expireat))
+            for where in entry.targets:
+                members, _ = by_key.setdefault(where[0], ([], where))
                 members.append(i)
+                by_key[where[0]] = (members, max(by_key[where[0]][1], where, key=_current))
         chunks: list[bytes] = []
+        offset = 0
+
+        def place(chunk: bytes) -> tuple[int, int]:
+            nonlocal offset
+            chunks.append(chunk)
+            offset += len(chunk)
+            return offset - len(chunk), len(chunk)
+
         # keys fed by the same batches (the cumulative log and the current bucket of each
         # window, usually) share one chunk of the payload: summed and sent once
         placed: dict[tuple[int, ...], tuple[int, int]] = {}
-        offset = 0
-        for key, (members, expireat) in by_key.items():
+        rows_at: dict[tuple[int, ...], tuple[int, int]] = {}
+        sample_at: dict[tuple[int, ...], tuple[int, int]] = {}
+        for key, (members, (_, expireat, current, buckets)) in by_key.items():
             group = tuple(members)
             if group not in placed:
                 parts = [p for i in group for p in self.entries[i].parts]
                 idx, values = reduce_parts(parts, self.size, self.max_cells)
-                chunk = encode_chunk(idx, values)
                 self.cells += int(idx.size)
-                placed[group] = (offset, len(chunk))
-                chunks.append(chunk)
-                offset += len(chunk)
+                placed[group] = place(encode_chunk(idx, values))
             start, length = placed[group]
-            if length:
-                self.targets.append(_Target(key, start, length, expireat))
+            if not length:
+                continue
+            target = _Target(key, start, length, expireat, current, buckets)
+            target.n_rows = sum(self.entries[i].n_rows for i in group)
+            rows = [self.entries[i].rows for i in group]
+            if target.n_rows and key not in dropped and target.n_rows <= target.cap:
+                if all(r is not None for r in rows):
+                    if group not in rows_at:
+                        rows_at[group] = place(b"".join(r for r in rows if r is not None))
+                    target.rows_offset, target.rows_length = rows_at[group]
+            samples = [self.entries[i].sample for i in group]
+            if any(smp is not None for smp in samples):
+                if group not in sample_at:
+                    merged: RowSample | None = None
+                    for smp in samples:
+                        if smp is None:
+                            continue
+                        if merged is None:
+                            merged = smp.copy()
+                        else:
+                            merged.merge_from(smp)
+                    sample_at[group] = place(pack_sample(merged))
+                target.sample_offset, target.sample_length = sample_at[group]
+            self.targets.append(target)
         self.payload = b"".join(chunks)
+
+    def rebuild(self) -> None:
+        """Forget the packed payload (``build`` packs it again, rows included)."""
+        self.targets = []
+        self.payload = b""
+        self.cells = 0
 
     @property
     def accepted(self) -> int:
@@ -132,8 +195,14 @@ class Commit:
                 outcome_field(e.producer, trim) if trim > 0 else "",
             ]
         for t in self.targets:
-            args += [t.offset, t.length, t.expireat]
+            args += [t.offset, t.length, t.expireat, t.rows_offset, t.rows_length, t.n_rows]
+            args += [t.sample_offset, t.sample_length, t.cap, t.current, t.buckets]
         return names, args
+
+
+def _current(target: Target) -> int:
+    """A key's target taken from its latest entry (the ring's current bucket at its time)."""
+    return target[2]
 
 
 def outcome_field(producer: str, seq: int) -> str:

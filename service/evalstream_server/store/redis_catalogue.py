@@ -27,6 +27,7 @@ from .base import (
 from .redis_cluster import create_in_cluster, delete_in_cluster, names_in_cluster
 from .redis_connection import RedisConnection, text
 from .redis_reads import MergedCache, SharedEngine
+from .redis_rows import companions
 from .sparse_log import FlatLayout
 
 __all__ = ["CachedStream", "StreamCatalogue"]
@@ -183,6 +184,7 @@ class StreamCatalogue:
         else:
             keys = [k.streams, *(k.of(name, w) for w in ("meta", "prod", "out", "commits"))]
             keys += [k.of(name, "cum"), k.of(name, "buckets"), *k.join(name), k.of(name, "seen")]
+            keys += companions(k.of(name, "cum"))
             if not self.conn.call("delete", "delete", keys, [name]):
                 raise NotFoundError(name)
         self.forget(name)
@@ -190,7 +192,7 @@ class StreamCatalogue:
     def reset(self, name: str, forget_producers: bool = False) -> StreamRecord:
         k = self.conn.keys
         keys = [k.of(name, w) for w in ("meta", "prod", "out", "cum", "buckets")]
-        keys += [k.ids_for(name), k.of(name, "seen"), *k.join(name)]
+        keys += [k.ids_for(name), k.of(name, "seen"), *k.join(name), *companions(k.of(name, "cum"))]
         if not self.conn.call("reset", "reset", keys, [int(forget_producers)]):
             raise NotFoundError(name)
         return self.cached(name, fresh=True).record

@@ -30,6 +30,7 @@ import redis
 from ..engine import StreamSpec
 from .base import AlreadyExistsError, LimitExceededError, NotFoundError, stream_key
 from .redis_connection import RedisConnection, text
+from .redis_rows import companions
 
 __all__ = ["create_in_cluster", "delete_in_cluster", "names_in_cluster", "send_one_by_one"]
 
@@ -62,7 +63,7 @@ def create_in_cluster(
 def delete_in_cluster(conn: RedisConnection, name: str) -> None:
     k = conn.keys
     keys = [k.of(name, w) for w in ("meta", "prod", "out", "commits", "cum", "buckets")]
-    keys += [*k.join(name), k.of(name, "seen")]
+    keys += [*k.join(name), k.of(name, "seen"), *companions(k.of(name, "cum"))]
     deleted = conn.call("delete", "delete_slot", keys, [])
     _forget_if_absent(conn, name)
     if not deleted:

@@ -8,6 +8,8 @@ batches into one ``Commit`` and sends every commit in one pipeline; each is one 
   a resend harmless, even for unsequenced batches);
 - ``gone``: the stream was deleted or re-created after the batches were counted: they are dropped
   (ordered before the delete);
+- ``rows``: the commit left out raw rows of a key it expected dropped past its cap
+  (``redis_rows``), and they are needed (a reset since): sent again with them;
 - ``conflict``: a sequence does not follow Redis's. The commit is split into one commit per batch,
   sent again in order: a batch whose sequence Redis already has was committed by another replica
   (a producer that failed over resent it there) and is skipped; a batch behind a gap belongs to a
@@ -29,6 +31,7 @@ from .base import StoreUnavailableError
 from .redis_buffer import Commit, Entry
 from .redis_cluster import send_one_by_one
 from .redis_connection import RedisConnection, text
+from .redis_rows import sample_key
 from .sparse_log import MaxCells
 
 __all__ = ["CommitBuffer"]
@@ -81,6 +84,9 @@ class CommitBuffer:
         self._open: dict[tuple[str, str], tuple[int, MaxCells, list[Entry]]] = {}
         self._queue: list[Commit] = []  # sealed, sent at least once or about to be
         self._numbers = iter(range(1, 2**62))
+        # log keys whose last commit said their raw rows were dropped past the cap, with their
+        # expiry: their rows are left out of commits (the script checks it; ``redis_rows``)
+        self.dropped: dict[str, int] = {}
 
     def add(
         self, stream: str, uid: str, cells: int, entry: Entry, max_cells: MaxCells = None
@@ -125,7 +131,7 @@ class CommitBuffer:
     def _round(self) -> None:
         batch = self._queue
         for commit in batch:
-            commit.build()
+            commit.build(self.dropped.keys())
             if not commit.number:
                 commit.number = next(self._numbers)
         results = self._send(batch)
@@ -143,6 +149,11 @@ class CommitBuffer:
             status = text(res[0])
             if status in ("ok", "done"):
                 self._confirmed(commit, [int(n) for n in res[1:]] if status == "ok" else [])
+            elif status == "rows":  # left-out rows are needed: send them
+                for target in commit.targets:
+                    self.dropped.pop(target.key, None)
+                commit.rebuild()
+                queue.append(commit)
             elif status == "gone":
                 self._drop(commit, "the stream was deleted (or re-created) after it was counted")
             elif len(commit.entries) > 1:
@@ -190,11 +201,27 @@ class CommitBuffer:
                 conn.scripts.queue(pipe, "commit", keys, args)
             return list(pipe.execute(raise_on_error=False))
 
-    def _confirmed(self, commit: Commit, lengths: list[int]) -> None:
+    def _confirmed(self, commit: Commit, reply: list[int]) -> None:
+        """``reply``: each target's log length, whether its rows are kept, its sample log's
+        length (empty for a commit applied earlier)."""
         self.stats["commits"] += 1
         self._release(commit)
-        for target, length in zip(commit.targets, lengths, strict=False):
+        n = len(commit.targets)
+        if len(reply) != 3 * n:
+            return
+        for target, length, kept, samples in zip(
+            commit.targets, reply[:n], reply[n : 2 * n], reply[2 * n :], strict=True
+        ):
             self.note_length(commit.stream, target.key, length)
+            if samples:
+                self.note_length(commit.stream, sample_key(target.key), samples)
+            if kept:
+                self.dropped.pop(target.key, None)
+            else:
+                self.dropped[target.key] = target.expireat
+        if len(self.dropped) > 4096:  # buckets' keys expire: forget those
+            now = max(e.now for e in commit.entries)
+            self.dropped = {k: t for k, t in self.dropped.items() if not t or t > now}
 
     def _drop(self, commit: Commit, why: str) -> None:
         if why:

@@ -5,6 +5,10 @@ compacted size (and ``compact_bytes``), or that reads found mostly cancelling ou
 and the store's background thread compacts it: read the log and its epoch, sum it, then one
 script replaces the bytes read by the sum and keeps whatever was appended meanwhile. A compaction
 that lost a race (a reset or another compaction changed the epoch) is refused.
+
+A log's row sample (``K:smp``, ``redis_rows``) grows by one chunk of at most ``SAMPLE_ROWS``
+records a commit; past ``_SAMPLE_CHUNKS`` chunks' worth it is compacted the same way into the
+merged sample (the distinct rows of smallest hash: merging a prefix first changes nothing).
 """
 
 from __future__ import annotations
@@ -14,9 +18,13 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..engine.row_sample import SAMPLE_ROWS
 from .base import NotFoundError
 from .redis_connection import RedisConnection
+from .redis_rows import merge_samples, pack_sample, sample_dtype
 from .sparse_log import FlatLayout, decode_log, encode_chunk
+
+_SAMPLE_CHUNKS = 8  # a sample log is compacted past this many full samples' bytes
 
 __all__ = ["Compactor"]
 
@@ -53,8 +61,15 @@ class Compactor:
     def note_length(self, stream: str, key: str, length: int) -> None:
         """A commit left ``key`` ``length`` bytes long: due once it outgrew twice its last
         compacted size."""
+        floor = self.compact_bytes
+        if key.endswith(":smp"):
+            try:
+                spec = self.layout_of(stream).spec
+            except NotFoundError:
+                return
+            floor = _SAMPLE_CHUNKS * SAMPLE_ROWS * sample_dtype(spec).itemsize
         with self._lock:
-            if length > max(self.compact_bytes, 2 * self._compacted.get(key, 0)):
+            if length > max(floor, 2 * self._compacted.get(key, 0)):
                 self._due[key] = stream
 
     def note_read(self, stream: str, key: str, length: int, listed: int, total: np.ndarray) -> None:
@@ -84,9 +99,12 @@ class Compactor:
         epoch, data = self.conn.call("compaction read", "read_log", [meta, key], [])
         if not data:
             return False
-        dense, _ = decode_log(data, layout.size, layout.max_cells)
-        nz = np.nonzero(dense != 0)[0]
-        chunk = encode_chunk(nz, dense[nz])
+        if key.endswith(":smp"):
+            chunk = pack_sample(merge_samples(layout.spec, [data]))
+        else:
+            dense, _ = decode_log(data, layout.size, layout.max_cells)
+            nz = np.nonzero(dense != 0)[0]
+            chunk = encode_chunk(nz, dense[nz])
         with self._lock:
             self._compacted[key] = len(chunk)
         if len(chunk) >= len(data):

@@ -12,13 +12,15 @@ from dataclasses import replace
 
 from ..engine import Batch, InvalidInputError, LabelBatch, PredictionBatch
 from ..engine.counting import compute_delta
+from ..engine.state import small_rows
 from .base import OUTCOME_MEMORY, BatchOutcome, Record, StoreUnavailableError, rejected_outcome
 from .producers import ProducerLimits
-from .redis_buffer import Entry
+from .redis_buffer import Entry, Target
 from .redis_catalogue import CachedStream, StreamCatalogue
 from .redis_commits import CommitBuffer
 from .redis_connection import RedisConnection
 from .redis_join import JoinTable, window_target
+from .redis_rows import batch_sample, pack_rows
 from .redis_sequences import Sequences
 
 __all__ = ["Ingestion"]
@@ -168,12 +170,14 @@ class Ingestion:
             )
         spec = cached.record.spec
         name = cached.record.name  # the store's key (stream_key)
-        targets = [(self.conn.keys.of(name, "cum"), 0)]
+        targets: list[Target] = [(self.conn.keys.of(name, "cum"), 0, 0, 0)]
         for ring in cached.record.engine.windows.values():
             where = window_target(self.conn.keys, name, ring, t, now)
             if where is not None:  # else older than the window (WindowRing.live_bucket)
-                targets.append(where)
+                targets.append((*where, ring.bucket_of(now), ring.n_buckets))
         parts = cached.layout.parts(compute_delta(spec, batch))
-        return Entry(
-            producer, sequence, BatchOutcome("accepted", samples=batch.n), parts, targets, now
-        )
+        outcome = BatchOutcome("accepted", samples=batch.n)
+        # raw rows while small (redis_rows): none past every cap (the commit drops them anyway)
+        rows = pack_rows(spec, batch) if batch.n <= small_rows() else None
+        sample = batch_sample(spec, batch)
+        return Entry(producer, sequence, outcome, parts, targets, now, batch.n, rows, sample)

@@ -37,6 +37,8 @@ import numpy as np
 from ..engine import Batch, LabelBatch, PredictionBatch
 from ..engine.counting import compute_delta, delay_delta, prediction_delta
 from ..engine.pending import JOIN_COUNTERS
+from ..engine.row_sample import has_sample
+from ..engine.state import small_rows, window_rows
 from ..engine.windows import WindowRing
 from .base import OUTCOME_MEMORY, BatchOutcome, NotFoundError, StoreUnavailableError
 from .redis_buffer import JOIN_FIELDS, outcome_field
@@ -44,6 +46,7 @@ from .redis_catalogue import CachedStream, StreamCatalogue
 from .redis_commits import CommitBuffer
 from .redis_connection import RedisConnection, text
 from .redis_join_scripts import TTL_MARGIN, pack_ids
+from .redis_rows import batch_sample, pack_rows, pack_sample, sample_key
 from .redis_scripts import Keys
 from .redis_sequences import Sequences
 from .sparse_log import encode_chunk, reduce_parts
@@ -53,7 +56,9 @@ __all__ = ["JoinTable", "window_target"]
 _MAX_TRIES = 8  # commits that found Redis changed since the read: retried this often
 _ROW_HEAD = struct.Struct("<dd")  # arrival time, prediction time
 
-Target = tuple[str, int, Any]  # key, expireat (0: never), delta (shared objects share a chunk)
+# key, expireat (0: never), delta, joined pairs or None (shared objects share a chunk), the ring's
+# current bucket and size (0, 0: the cumulative log)
+Target = tuple[str, int, Any, Batch | None, int, int]
 
 
 def window_target(
@@ -137,8 +142,12 @@ class JoinTable:
             status = text(res[0])
             if status == "ok":
                 self.stats["commits"] += 1
-                for key, length in zip(sent, res[6:], strict=True):
+                n = len(sent)
+                replies = zip(sent, res[6 : 6 + n], res[6 + 2 * n :], strict=True)
+                for key, length, samples in replies:
                     self.note_length(name, key, int(length))
+                    if int(samples):
+                        self.note_length(name, sample_key(key), int(samples))
                 join = dict(zip(JOIN_FIELDS, map(int, res[1:6]), strict=True))
                 return BatchOutcome(
                     "accepted", samples=batch.n, join=join, expected_sequence=seq + 1 if seq else 0
@@ -196,11 +205,11 @@ class JoinTable:
         targets: list[Target] = []
         if keep.size:
             delta = prediction_delta(spec, scores)
-            targets.append((self.keys.of(cached.record.name, "cum"), 0, delta))
+            targets.append((self.keys.of(cached.record.name, "cum"), 0, delta, None, 0, 0))
             for ring in cached.record.engine.windows.values():
                 where = window_target(self.keys, cached.record.name, ring, t, now)
                 if where is not None:
-                    targets.append((*where, delta))
+                    targets.append((*where, delta, None, ring.bucket_of(now), ring.n_buckets))
         size = table.dtype.itemsize
         return targets, [batch.n, pack_ids(distinct), flags, size, table.tobytes()]
 
@@ -251,7 +260,7 @@ class JoinTable:
             joined = Batch(labels=labels, scores=scores, weights=None)
             delta = compute_delta(spec, joined, predictions=False)
             delta.update(delay_delta(now - times))
-            targets.append((self.keys.of(name, "cum"), 0, delta))
+            targets.append((self.keys.of(name, "cum"), 0, delta, joined, 0, 0))
             for ring in cached.record.engine.windows.values():
                 targets += self._by_bucket(cached, ring, joined, delta, times, now)
         return targets, [pack_ids(ids), "".join(f"{t}," for t in tokens)]
@@ -269,9 +278,10 @@ class JoinTable:
         ``StreamEngine._add_by_bucket``)."""
         spec = cached.record.spec
         buckets = np.floor(times / ring.width)
+        current = ring.bucket_of(now)
         if (buckets == buckets[0]).all():
             where = window_target(self.keys, cached.record.name, ring, float(times.max()), now)
-            return [] if where is None else [(*where, delta)]
+            return [] if where is None else [(*where, delta, joined, current, ring.n_buckets)]
         out: list[Target] = []
         for bid in np.unique(buckets):
             rows = np.flatnonzero(buckets == bid)
@@ -282,7 +292,7 @@ class JoinTable:
             part = Batch(labels=joined.labels[rows], scores=joined.scores[rows], weights=None)
             sub = compute_delta(spec, part, predictions=False)
             sub.update(delay_delta(now - times[rows]))
-            out.append((*where, sub))
+            out.append((*where, sub, part, current, ring.n_buckets))
         return out
 
     def _commit(
@@ -301,20 +311,40 @@ class JoinTable:
         k = self.keys
         chunks: list[bytes] = []
         placed: dict[int, tuple[int, int]] = {}
-        sent: list[tuple[str, int, int, int]] = []
+        rows_at: dict[int, tuple[int, int]] = {}
+        sample_at: dict[int, tuple[int, int]] = {}
+        sent: list[tuple[str, list[int]]] = []
         offset = 0
-        for key, expireat, delta in targets:
+
+        def place(chunk: bytes) -> tuple[int, int]:
+            nonlocal offset
+            chunks.append(chunk)
+            offset += len(chunk)
+            return offset - len(chunk), len(chunk)
+
+        for key, expireat, delta, pairs, current, buckets in targets:
             if id(delta) not in placed:  # keys fed the same delta share one chunk
                 idx, values = reduce_parts(
                     cached.layout.parts(delta), cached.layout.size, cached.layout.max_cells
                 )
-                chunk = encode_chunk(idx, values)
-                placed[id(delta)] = (offset, len(chunk))
-                chunks.append(chunk)
-                offset += len(chunk)
+                placed[id(delta)] = place(encode_chunk(idx, values))
             start, length = placed[id(delta)]
-            if length:
-                sent.append((key, start, length, expireat))
+            if not length:
+                continue
+            rows, samples = (0, 0), (0, 0)
+            n_rows = 0 if pairs is None else pairs.n
+            cap = window_rows() if buckets else small_rows()
+            if pairs is not None and n_rows <= cap:  # the joined pairs' raw rows (redis_rows)
+                if id(pairs) not in rows_at:
+                    rows_at[id(pairs)] = place(pack_rows(spec, pairs))
+                rows = rows_at[id(pairs)]
+            if pairs is not None and has_sample(spec):
+                if id(pairs) not in sample_at:
+                    sample_at[id(pairs)] = place(pack_sample(batch_sample(spec, pairs)))
+                samples = sample_at[id(pairs)]
+            sent.append(
+                (key, [start, length, expireat, *rows, n_rows, *samples, cap, current, buckets])
+            )
         trim = seq - OUTCOME_MEMORY
         args: list[Any] = [
             cached.uid,
@@ -331,8 +361,8 @@ class JoinTable:
             b"".join(chunks),
             len(sent),
         ]
-        for _key, start, length, expireat in sent:
-            args += [start, length, expireat]
+        for _key, target_args in sent:
+            args += target_args
         logs = [s[0] for s in sent]
         keys = [k.of(name, w) for w in ("meta", "prod", "out", "commits", "buckets")]
         keys += [*k.join(name), k.of(name, "seen"), *logs]

@@ -29,13 +29,16 @@ before a reset never names a row inserted after it. The rules are those of
   tombstones and classifies the other labels (duplicate, expired, unknown) itself.
 
 Both commits check the stream's uid, the producer sequence and the replica's commit number, and
-append the delta to the cumulative and window logs exactly as the ``commit`` script does, in the
-same run: the table change, the counts and the sequence are one atomic step.
+append the delta to the cumulative and window logs exactly as the ``commit`` script does, with
+the joined pairs' raw rows and row sample (``redis_rows``), in the same run: the table change,
+the counts, the rows and the sequence are one atomic step.
 """
 
 from __future__ import annotations
 
 import struct
+
+from .redis_rows import ROWS_LUA
 
 __all__ = ["JOIN_SOURCES", "TTL_MARGIN", "pack_ids"]
 
@@ -162,8 +165,11 @@ end
 # Commits. KEYS: meta prod out commits buckets pend pq done dq jc seen target...
 # ARGV: 1 uid, 2 replica, 3 commit number, 4 now, 5 retention, 6 max_pending, 7 ttl,
 #       8 producer ('' unsequenced), 9 seq, 10 outcome field, 11 trimmed outcome field or '',
-#       12 payload, 13 number of targets, then (offset, length, expireat) per target, then the
-#       operation's arguments.
+#       12 payload, 13 number of targets, then per target (offset, length, expireat, rows offset,
+#       rows length, samples, sample offset, sample length, rows cap, current bucket, buckets) as
+#       in the ``commit`` script (the replica never leaves rows out here), then the operation's
+#       arguments. Reply: {'ok', five join counts, each target's log length..., 1/0 rows kept...,
+#       sample log length...}.
 _COMMIT_HEAD = """
 local T = {meta = KEYS[1], pend = KEYS[6], pq = KEYS[7], done = KEYS[8], dq = KEYS[9],
            jc = KEYS[10]}
@@ -178,7 +184,7 @@ end
 local now_s = ARGV[4]
 local now, retention, max, ttl = tonumber(now_s), tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
 local n_targets = tonumber(ARGV[13])
-local a = 14 + 3 * n_targets
+local a = 14 + 11 * n_targets
 expire(T, now, now_s, retention, max)
 
 local function finish(counts, rows)
@@ -191,17 +197,29 @@ local function finish(counts, rows)
     if ARGV[11] ~= '' then redis.call('HDEL', KEYS[3], ARGV[11]) end
   end
   local reply = {'ok', counts[1], counts[2], counts[3], counts[4], counts[5]}
-  local i = 14
+  local function arg(t, j) return tonumber(ARGV[14 + 11 * (t - 1) + j]) end
+  local function data(off, len) return string.sub(ARGV[12], off + 1, off + len) end
+  for t = 1, n_targets do  -- rows are always sent (or past the cap): the plan cannot refuse
+    if arg(t, 5) > 0 then
+      local rows = false
+      if arg(t, 4) > 0 then rows = data(arg(t, 3), arg(t, 4)) end
+      rows_plan(KEYS[11 + t], rows, arg(t, 5), arg(t, 8), arg(t, 9), arg(t, 10), arg(t, 2))
+    end
+  end
+  rows_apply(KEYS[5])
+  local kept, samples = {}, {}
   for t = 1, n_targets do
-    local off, len, exp = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
-    i = i + 3
-    local key = KEYS[11 + t]
-    reply[#reply + 1] = redis.call('APPEND', key, string.sub(ARGV[12], off + 1, off + len))
+    local key, exp = KEYS[11 + t], arg(t, 2)
+    reply[#reply + 1] = redis.call('APPEND', key, data(arg(t, 0), arg(t, 1)))
     if exp > 0 then
       redis.call('EXPIREAT', key, exp)
       redis.call('ZADD', KEYS[5], exp, key)
     end
+    kept[#kept + 1] = rows_kept(key)
+    samples[#samples + 1] = sample_append(key, data(arg(t, 6), arg(t, 7)), exp, KEYS[5])
   end
+  for _, v in ipairs(kept) do reply[#reply + 1] = v end
+  for _, v in ipairs(samples) do reply[#reply + 1] = v end
   redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. math.floor(now))
   redis.call('HINCRBY', KEYS[1], 'batches', 1)
   if now > tonumber(redis.call('HGET', KEYS[1], 'update_time') or '0') then
@@ -355,8 +373,8 @@ return out
 """
 
 JOIN_SOURCES = {
-    "join_predict": _PRELUDE + _COMMIT_HEAD + _PREDICT,
-    "join_label": _PRELUDE + _COMMIT_HEAD + _LABEL,
+    "join_predict": _PRELUDE + ROWS_LUA + _COMMIT_HEAD + _PREDICT,
+    "join_label": _PRELUDE + ROWS_LUA + _COMMIT_HEAD + _LABEL,
     "join_read": _PRELUDE + _READ,
     "join_status": _PRELUDE + _STATUS,
 }

@@ -20,11 +20,12 @@ __all__ = ["migrate_tenant_keys"]
 
 log = logging.getLogger("evalstream.store")
 
-# The per-stream keys besides the window bucket logs (listed in ``buckets``); ``meta`` last.
-# ``ids`` exists on a cluster only (the stream's id and epoch counter, in its slot).
+# The per-stream keys besides the window bucket logs and their rows and samples (listed in
+# ``buckets``); ``meta`` last. ``ids`` exists on a cluster only (the stream's id and epoch
+# counter, in its slot).
 _SUFFIXES = (
-    "prod", "out", "seen", "commits", "cum", "pend", "pq", "done", "dq", "jc", "ids", "buckets",
-    "meta",
+    "prod", "out", "seen", "commits", "cum", "cum:rows", "cum:smp", "pend", "pq", "done", "dq",
+    "jc", "ids", "buckets", "meta",
 )  # fmt: skip
 
 # ARGV: registry, old prefix "P:{name}:", new prefix "P:{key}:", name, key, suffixes...

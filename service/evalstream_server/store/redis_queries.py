@@ -11,12 +11,14 @@ import numpy as np
 
 from ..engine import CUMULATIVE, State, build_report, curve
 from ..engine.counting import CUMULATIVE_ONLY
+from ..engine.state import ExactScores
 from ..engine.thresholds import ThresholdGoals
 from .base import NotFoundError, StoreUnavailableError, same_window
 from .redis_catalogue import StreamCatalogue
 from .redis_compaction import Compactor
 from .redis_connection import RedisConnection, text
 from .redis_reads import Merged, MergedCache
+from .redis_rows import merge_samples, unpack_rows
 from .sparse_log import add_dense, decode_log
 
 __all__ = ["MergedReads"]
@@ -105,14 +107,30 @@ class MergedReads:
             hit.read_at = now
             return hit.state.copy(), None, ""
         size = cached.layout.size
+        spec = cached.record.spec
         total = np.zeros(size)
-        for key, data in zip(logs, res[4:], strict=True):
+        n_at = cached.layout.offset("n")
+        rows: list[ExactScores | None] = []
+        samples: list[bytes] = []
+        for at, key in enumerate(logs):
+            data, raw_rows, sample = res[4 + 3 * at : 7 + 3 * at]
+            samples.append(sample)
             if not data:
                 continue
             dense, listed = decode_log(data, size, cached.layout.max_cells)
             add_dense(total, dense, cached.layout.max_cells)
             self.compactor.note_read(name, key, len(data), listed, dense)
+            # its raw rows, if they are all there (redis_rows): else the log answers as bins
+            rows.append(unpack_rows(spec, raw_rows, int(round(dense[n_at]))))
         state = cached.layout.state(total)
+        state.exact = ExactScores(spec.n_columns, spec.task == "multiclass")
+        for part in rows:
+            state.join_rows(part)
+        if state.sample is not None:
+            try:
+                merge_samples(spec, samples, into=state.sample)
+            except ValueError as exc:
+                raise StoreUnavailableError(f"stream {name!r}: {exc}") from exc
         if ring is not None:
             # a window takes the cumulative state's score range, as the engine's windows do
             # (counting.CUMULATIVE_ONLY): the same report from every store

@@ -20,7 +20,10 @@ Keys (``P`` is the prefix, default ``evalstream``)::
     P:{s}:commits              HASH    replica id -> last commit number applied (idempotence)
     P:{s}:cum                  STRING  sparse log of the cumulative counts
     P:{s}:w:<seconds>:<bucket> STRING  sparse log of one window bucket (EXPIREAT its end)
-    P:{s}:buckets              ZSET    bucket key -> expiry (reset and delete find them here)
+    <log>:rows, <log>:smp      STRING  beside each log above: its raw rows while small and its
+                                       row sample (``redis_rows``; a bucket's expire with it)
+    P:{s}:buckets              ZSET    bucket key (and its rows and sample keys) -> expiry (reset
+                                       and delete find them here)
     P:{s}:stage:<replica>:<n>  STRING  a large commit's payload, staged in chunks (EXPIRE 600)
     P:{s}:pend pq done dq jc           the join table of delayed labels (``redis_join_scripts``)
 
@@ -38,6 +41,7 @@ import redis
 from redis.cluster import RedisCluster
 
 from .redis_join_scripts import JOIN_SOURCES
+from .redis_rows import ROWS_LUA
 
 __all__ = ["Keys", "Scripts"]
 
@@ -75,8 +79,14 @@ class Keys:
 # KEYS: meta prod out commits buckets stage seen target...
 # ARGV: uid replica number now n_batches mode inline n_entries, then per sequenced entry
 #       (producer, seq, outcome field, outcome, trim field); then per target (offset, length,
-#       expireat or 0)
-_COMMIT = """
+#       expireat or 0, rows offset, rows length, samples, sample offset, sample length, rows cap,
+#       current bucket, buckets: 0 for the cumulative log). Rows of length 0 with samples > 0 were
+#       left out by the replica (it expects them dropped): {'rows'} if they are needed.
+# Reply: {'ok', length of each target log..., 1/0 rows kept of each target..., length of each
+#        target's sample log...}, {'done'}, {'gone'}, {'conflict', producer, last, seq}, {'rows'}
+_COMMIT = (
+    ROWS_LUA
+    + """
 local meta, prod, out, commits, zset, stage = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 if redis.call('HGET', meta, 'uid') ~= ARGV[1] then
   if ARGV[6] == 'staged' then redis.call('DEL', stage) end
@@ -94,6 +104,24 @@ for k = 0, n - 1 do
   if last ~= seq - 1 then return {'conflict', p, tostring(last), tostring(seq)} end
   seen[p] = seq
 end
+local function data(off, len)
+  if len == 0 then return '' end
+  if ARGV[6] == 'inline' then return string.sub(ARGV[7], off + 1, off + len) end
+  return redis.call('GETRANGE', stage, off, off + len - 1)
+end
+local first = 9 + 5 * n
+local function arg(t, j) return tonumber(ARGV[first + 11 * (t - 8) + j]) end
+for t = 8, #KEYS do  -- the rows first, without writing: left-out rows may be needed
+  local nrows = arg(t, 5)
+  if nrows > 0 then
+    local rows = false
+    if arg(t, 4) > 0 then rows = data(arg(t, 3), arg(t, 4)) end
+    if not rows_plan(KEYS[t], rows, nrows, arg(t, 8), arg(t, 9), arg(t, 10), arg(t, 2)) then
+      if ARGV[6] == 'staged' then redis.call('DEL', stage) end
+      return {'rows'}
+    end
+  end
+end
 for k = 0, n - 1 do
   local i = 9 + 5 * k
   redis.call('HSET', prod, ARGV[i], ARGV[i + 1])
@@ -101,23 +129,20 @@ for k = 0, n - 1 do
   redis.call('HSET', out, ARGV[i + 2], ARGV[i + 3])
   if ARGV[i + 4] ~= '' then redis.call('HDEL', out, ARGV[i + 4]) end
 end
-local i = 9 + 5 * n
-local lengths = {'ok'}
+rows_apply(zset)
+local lengths, kept, samples = {'ok'}, {}, {}
 for t = 8, #KEYS do
-  local off, len, exp = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
-  i = i + 3
-  local data
-  if ARGV[6] == 'inline' then
-    data = string.sub(ARGV[7], off + 1, off + len)
-  else
-    data = redis.call('GETRANGE', stage, off, off + len - 1)
-  end
-  lengths[#lengths + 1] = redis.call('APPEND', KEYS[t], data)
+  local exp = arg(t, 2)
+  lengths[#lengths + 1] = redis.call('APPEND', KEYS[t], data(arg(t, 0), arg(t, 1)))
   if exp > 0 then
     redis.call('EXPIREAT', KEYS[t], exp)
     redis.call('ZADD', zset, exp, KEYS[t])
   end
+  kept[#kept + 1] = rows_kept(KEYS[t])
+  samples[#samples + 1] = sample_append(KEYS[t], data(arg(t, 6), arg(t, 7)), exp, zset)
 end
+for _, v in ipairs(kept) do lengths[#lengths + 1] = v end
+for _, v in ipairs(samples) do lengths[#lengths + 1] = v end
 local now = tonumber(ARGV[4])
 redis.call('ZREMRANGEBYSCORE', zset, '-inf', '(' .. math.floor(now))
 redis.call('HINCRBY', meta, 'batches', ARGV[5])
@@ -129,6 +154,7 @@ redis.call('HSET', commits, ARGV[2], ARGV[3])
 if ARGV[6] == 'staged' then redis.call('DEL', stage) end
 return lengths
 """
+)
 
 # KEYS: streams meta ids   ARGV: name spec tenant create_time max_streams token
 # (the token tells a retried create whose first reply was lost from a name already taken)
@@ -160,8 +186,8 @@ redis.call('HSET', KEYS[1], 'spec', ARGV[2], 'tenant', ARGV[3], 'create_time', A
 return {'ok', tostring(uid)}
 """
 
-# Cluster: KEYS: meta prod out commits cum buckets, then the join table's keys (the registry
-# entry is removed after)
+# Cluster: KEYS: meta prod out commits cum buckets, then the join table's keys and the others
+# (the registry entry is removed after)
 _DELETE_SLOT = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 for _, k in ipairs(redis.call('ZRANGE', KEYS[6], 0, -1)) do redis.call('DEL', k) end
@@ -169,7 +195,8 @@ for k = 1, #KEYS do redis.call('DEL', KEYS[k]) end
 return 1
 """
 
-# KEYS: streams meta prod out commits cum buckets, then the join table's keys   ARGV: name
+# KEYS: streams meta prod out commits cum buckets, then the join table's keys and the others
+# ARGV: name
 _DELETE = """
 if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
 for _, k in ipairs(redis.call('ZRANGE', KEYS[7], 0, -1)) do redis.call('DEL', k) end
@@ -178,7 +205,8 @@ redis.call('SREM', KEYS[1], ARGV[1])
 return 1
 """
 
-# KEYS: meta prod out cum buckets ids seen, then the join table's keys
+# KEYS: meta prod out cum buckets ids seen, then the join table's keys and the cumulative log's
+# rows and sample keys
 # ARGV: forget_producers (0/1)
 _RESET = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -193,13 +221,18 @@ return 1
 
 # KEYS: meta target...   ARGV: cached ver ('' for none)
 # Returns {} for a missing stream, {uid, ver, batches, update_time} when ARGV[1] is current,
-# else the same four followed by every target's log.
+# else the same four followed by every target's log, its raw rows and its row sample
+# (``redis_rows``: the companion keys of a log share its hash tag).
 _READ = """
 local m = redis.call('HMGET', KEYS[1], 'uid', 'ver', 'batches', 'update_time')
 if not m[1] then return {} end
 local out = {m[1], m[2], m[3] or '0', m[4] or ''}
 if m[2] == ARGV[1] then return out end
-for k = 2, #KEYS do out[#out + 1] = redis.call('GET', KEYS[k]) or '' end
+for k = 2, #KEYS do
+  out[#out + 1] = redis.call('GET', KEYS[k]) or ''
+  out[#out + 1] = redis.call('GET', KEYS[k] .. ':rows') or ''
+  out[#out + 1] = redis.call('GET', KEYS[k] .. ':smp') or ''
+end
 return out
 """
 

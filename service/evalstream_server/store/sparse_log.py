@@ -78,6 +78,10 @@ class FlatLayout:
         if self.size >= 2**32:
             raise ValueError(f"state of {self.size} cells does not fit uint32 indices")
 
+    def offset(self, name: str) -> int:
+        """Where field ``name`` starts in the flat vector."""
+        return next(offset for field, offset, _shape in self.fields if field == name)
+
     def parts(self, delta: Delta) -> list[Part]:
         """A delta from ``compute_delta`` as flat-index parts (non-zero cells of dense fields)."""
         out: list[Part] = []
@@ -103,7 +107,7 @@ class FlatLayout:
     def state(self, dense: np.ndarray) -> State:
         """A ``State`` whose counts are the slices of ``dense`` (copied)."""
         state = State(self.spec)
-        state.to_bins()  # the shared log holds counts, not raw rows
+        state.to_bins()  # counts alone (the Redis store's reads add the rows they trust)
         for name, offset, shape in self.fields:
             size = int(np.prod(shape))
             state.counts[name] = dense[offset : offset + size].reshape(shape).copy()

@@ -1,0 +1,254 @@
+"""Exact while small on the Redis store: the raw rows and the row sample beside each count log.
+
+The embedded stores keep a binned stream's raw float32 rows while it holds at most
+``state.SMALL_ROWS`` samples (a window's ring of buckets: ``state.window_rows()``), and a row
+sample (``engine/row_sample.py``) for the ``ci95`` of the binned averages. Here every count log
+``K`` (the cumulative log, or one window bucket's) has two companion keys, written by the same
+commit script as the counts (``redis_scripts``, ``redis_join_scripts``: one atomic step, so a
+batch skipped as a duplicate or a failed commit adds no rows):
+
+``K:rows``  STRING  a 16-byte header, ``<dd``: the samples committed to ``K`` and 1.0 if their
+                    rows are kept (else 0.0: dropped for good), then the kept rows end to end
+                    (``row_dtype``: label, float32 scores, float64 weight; 49 bytes at K = 10).
+``K:smp``   STRING  chunks of row-sample records appended by each commit (``sample_dtype``);
+                    a read keeps the distinct keys of smallest hash (``RowSample``), compaction
+                    (``redis_compaction``) replaces the chunks by that merge.
+
+The script appends rows while the key (the cumulative log) or the window's ring (the buckets
+``cur - n + 1 .. cur + n`` at the commit's time, as ``WindowRing`` counts them) stays within its
+cap; the commit that passes it drops the rows of the key, or of every bucket of the ring, for
+good: ``State.join_rows``'s rule. A reader trusts a key's rows only when its header says kept and
+the rows, the header and the count log's sample count (field ``n``) agree: a log written before
+rows were kept (or by an older replica) has samples without rows and stays binned.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..engine import Batch, StreamSpec
+from ..engine.row_sample import SAMPLE_ROWS, RowSample, has_sample
+from ..engine.state import ExactScores
+
+__all__ = [
+    "HEADER_BYTES",
+    "ROWS_LUA",
+    "row_dtype",
+    "pack_rows",
+    "unpack_rows",
+    "sample_dtype",
+    "pack_sample",
+    "merge_samples",
+    "rows_key",
+    "sample_key",
+    "companions",
+    "batch_sample",
+]
+
+HEADER_BYTES = 16
+
+
+def rows_key(log_key: str) -> str:
+    return f"{log_key}:rows"
+
+
+def sample_key(log_key: str) -> str:
+    return f"{log_key}:smp"
+
+
+def companions(log_key: str) -> list[str]:
+    """The rows and sample keys of a log (reset and delete remove them with it)."""
+    return [rows_key(log_key), sample_key(log_key)]
+
+
+def _label_field(spec: StreamSpec) -> tuple[str, tuple[int, ...]]:
+    C = spec.n_columns
+    if spec.task != "multiclass":
+        return "u1", (C,)  # a row of bools
+    return ("u1" if C <= 2**8 else "<u2" if C <= 2**16 else "<i8"), ()
+
+
+def row_dtype(spec: StreamSpec) -> np.dtype:
+    """One raw row as the script stores it: label, float32 scores, float64 weight."""
+    label, shape = _label_field(spec)
+    return np.dtype([("y", label, shape), ("s", "<f4", (spec.n_columns,)), ("w", "<f8")])
+
+
+def pack_rows(spec: StreamSpec, batch: Batch) -> bytes:
+    """The batch's rows, packed end to end (``row_dtype``)."""
+    out = np.empty(batch.n, row_dtype(spec))
+    out["y"] = batch.labels
+    out["s"] = batch.scores
+    out["w"] = 1.0 if batch.weights is None else batch.weights
+    return out.tobytes()
+
+
+def unpack_rows(spec: StreamSpec, blob: bytes, n_samples: int) -> ExactScores | None:
+    """The rows of a ``K:rows`` value whose count log holds ``n_samples`` samples, or None when
+    they are not all there (dropped past the cap, or never written: the log answers as bins)."""
+    multiclass = spec.task == "multiclass"
+    rows = ExactScores(spec.n_columns, multiclass)
+    if len(blob) < HEADER_BYTES:
+        return rows if n_samples == 0 else None  # no rows key: only right with no samples
+    n, kept = np.frombuffer(blob[:HEADER_BYTES], "<f8")
+    dtype = row_dtype(spec)
+    body = len(blob) - HEADER_BYTES
+    if kept != 1.0 or body % dtype.itemsize or body // dtype.itemsize != n or n != n_samples:
+        return None
+    if n == 0:
+        return rows
+    arr = np.frombuffer(blob, dtype, offset=HEADER_BYTES)
+    labels = arr["y"].astype(np.int64) if multiclass else arr["y"].astype(bool)
+    w = arr["w"]
+    weights = None if bool(np.all(w == 1.0)) else w.astype(np.float64)
+    rows.append(Batch(labels=labels, scores=np.ascontiguousarray(arr["s"]), weights=weights))
+    return rows
+
+
+def sample_dtype(spec: StreamSpec) -> np.dtype:
+    """One row-sample record (``RowSample.dtypes``: key, bins, label, summed squared weight)."""
+    names = ("k", "b", "y", "q")
+    parts = RowSample(spec, 1).dtypes()
+    return np.dtype([(name, dt, shape) for name, (dt, shape) in zip(names, parts, strict=True)])
+
+
+def pack_sample(sample: RowSample | None) -> bytes:
+    """A sample's records end to end (``sample_dtype``)."""
+    if sample is None or sample.size == 0:
+        return b""
+    arrays = sample.arrays()
+    out = np.empty(sample.size, sample_dtype(sample.spec))
+    for name, arr in zip(("k", "b", "y", "q"), arrays, strict=True):
+        out[name] = arr
+    return out.tobytes()
+
+
+def merge_samples(spec: StreamSpec, blobs: list[bytes], into: RowSample | None = None) -> RowSample:
+    """The row sample of the rows behind every record of ``blobs``: the ``SAMPLE_ROWS`` distinct
+    keys of smallest hash, a key's squared weights summed over its records (``RowSample``'s merge,
+    whatever the chunking). Raises ``ValueError`` on bytes that are not whole records."""
+    out = into if into is not None else RowSample(spec)
+    dtype = sample_dtype(spec)
+    data = b"".join(blobs)
+    if len(data) % dtype.itemsize:
+        raise ValueError(f"row sample: {len(data)} bytes, not whole {dtype.itemsize}-byte records")
+    recs = np.frombuffer(data, dtype)
+    if recs.size == 0:
+        return out
+    keys, first, inverse = np.unique(recs["k"], return_index=True, return_inverse=True)
+    wsq = np.bincount(inverse.ravel(), weights=recs["q"].astype(np.float64), minlength=keys.size)
+    take = min(keys.size, out.capacity)
+    pick = first[:take]
+    out.load(keys[:take], recs["b"][pick], recs["y"][pick], wsq[:take].astype(np.float32))
+    return out
+
+
+def batch_sample(spec: StreamSpec, batch: Batch) -> RowSample | None:
+    """The batch's own row sample (None for a spec without one: binary, exact)."""
+    if not has_sample(spec):
+        return None
+    sample = RowSample(spec, SAMPLE_ROWS)
+    sample.add(batch)
+    return sample
+
+
+# Shared by the commit scripts (``redis_scripts._COMMIT``, ``redis_join_scripts``). ``rows_plan``
+# decides, without writing, what adding rows to a log key does; ``rows_apply`` writes every
+# decision. A plan that needs rows the replica left out (it expected them dropped: a reset since)
+# returns false, before anything is written, and the replica sends them.
+ROWS_LUA = """
+local R_head, R_order, R_data, R_exp = {}, {}, {}, {}
+local function rows_head(rk)
+  local s = R_head[rk]
+  if s then return s[1], s[2] end
+  local h = redis.call('GETRANGE', rk, 0, 15)
+  if #h < 16 then return 0, 1 end
+  local n, kept = struct.unpack('<dd', h)
+  return n, kept
+end
+
+local function rows_set(rk, n, kept, exp)
+  if not R_head[rk] then R_order[#R_order + 1] = rk end
+  R_head[rk] = {n, kept}
+  if exp then R_exp[rk] = exp end
+end
+
+-- K: a log key; rows: the packed rows or false (left out); nrows: samples; cap; cur, nb: the
+-- ring (current bucket, buckets) of a window bucket, nb = 0 for the cumulative log; exp: K's
+-- expiry (0: none)
+local function rows_plan(K, rows, nrows, cap, cur, nb, exp)
+  local rk = K .. ':rows'
+  local n, kept = rows_head(rk)
+  local total, ring = n + nrows, {}
+  if nb > 0 then
+    local prefix = string.match(K, '^(.*:)%-?%d+$')
+    total = nrows
+    for b = cur - nb + 1, cur + nb do
+      local k = prefix .. string.format('%d', b)
+      total = total + rows_head(k .. ':rows')
+      ring[#ring + 1] = k
+    end
+  end
+  if total > cap then  -- past the cap: rows dropped for good (every bucket of the ring)
+    for _, k in ipairs(ring) do
+      local rk2 = k .. ':rows'
+      local m, on = rows_head(rk2)
+      if on == 1 and rk2 ~= rk and (R_head[rk2] or redis.call('EXISTS', rk2) == 1
+                                    or redis.call('EXISTS', k) == 1) then
+        rows_set(rk2, m, 0, nil)
+      end
+    end
+    rows_set(rk, n + nrows, 0, exp)
+  elseif kept == 0 then
+    rows_set(rk, n + nrows, 0, exp)
+  else
+    if not rows then return false end
+    rows_set(rk, n + nrows, 1, exp)
+    R_data[rk] = (R_data[rk] or '') .. rows
+  end
+  return true
+end
+
+-- writes every planned header and row; a key created here expires with its log (exp, or the
+-- log's entry in the buckets zset), and is listed there so reset and delete find it
+local function rows_apply(zset)
+  for _, rk in ipairs(R_order) do
+    local s = R_head[rk]
+    local head = struct.pack('<dd', s[1], s[2])
+    local existed = redis.call('EXISTS', rk) == 1
+    if s[2] == 1 and existed then
+      redis.call('SETRANGE', rk, 0, head)
+      if R_data[rk] then redis.call('APPEND', rk, R_data[rk]) end
+    elseif existed then
+      redis.call('SET', rk, head .. (R_data[rk] or ''), 'KEEPTTL')
+    else
+      redis.call('SET', rk, head .. (R_data[rk] or ''))
+    end
+    local exp = R_exp[rk]
+    if not exp and not existed then
+      exp = tonumber(redis.call('ZSCORE', zset, string.sub(rk, 1, -6)))
+    end
+    if exp and exp > 0 then
+      redis.call('EXPIREAT', rk, exp)
+      redis.call('ZADD', zset, exp, rk)
+    end
+  end
+end
+
+local function rows_kept(K)
+  local s = R_head[K .. ':rows']
+  if s then return s[2] end
+  return 1
+end
+
+local function sample_append(K, data, exp, zset)
+  if #data == 0 then return 0 end
+  local sk = K .. ':smp'
+  local len = redis.call('APPEND', sk, data)
+  if exp > 0 then
+    redis.call('EXPIREAT', sk, exp)
+    redis.call('ZADD', zset, exp, sk)
+  end
+  return len
+end
+"""
