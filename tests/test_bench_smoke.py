@@ -25,7 +25,13 @@ def _cells(line: str) -> list[str]:
         ("engine_query.py", ["query (K = 10)", "implementation", "p50", "p99", "sklearn ÷ this"]),
         ("tie_groups.py", ["scores (K = 10, 4096 rows a batch)", "with score range", "without"]),
         ("truth.py", ["scores", "N", "view", "max AUC error", "max AP error"]),
-        ("compare.py", ["case", "n (window)", "test", "true difference", "rejected share"]),
+        (
+            "compare.py",
+            [
+                ["case", "relation", "n (window)", "test", "true difference", "rejected share"],
+                ["window in reference", "window", "reference", "report", "compare", "ratio"],
+            ],
+        ),
         # NannyML is compared only when installed (never a dependency of the suite)
         ("cbpe.py", ["window", "metric (macro)", "realized", "evalstream"]),
         (
