@@ -24,7 +24,8 @@ exporter's call, the reference of the ratio), interleaved, best of 15, K = 10 (t
 imbalanced peaky workload), for a window and a reference that keep their rows and for binned
 ones.
 
-Run: ``python bench/compare.py [--quick]`` (under a minute; ``--quick``: 20 replicates).
+Run: ``python bench/compare.py [--quick] [--replicates R]`` (under a minute; ``--quick``: 20
+replicates; the first 400 of more replicates are the default run's).
 """
 
 from __future__ import annotations
@@ -174,8 +175,10 @@ def cost(repeats: int) -> str:
 
 
 def main() -> None:
-    args = quick_parser(__doc__.splitlines()[0]).parse_args()
-    R = 20 if args.quick else 400
+    parser = quick_parser(__doc__.splitlines()[0])
+    parser.add_argument("--replicates", type=int, default=400, help="replicates a row (400)")
+    args = parser.parse_args()
+    R = 20 if args.quick else args.replicates
     print(machine_line({"replicates": str(R), "alpha": str(ALPHA)}))
     rows = []
     for k, relation in enumerate(("rest", "independent")):  # other draws for each relation

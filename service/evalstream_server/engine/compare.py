@@ -15,23 +15,30 @@ Dependence, which decides the variance of a difference:
   (the rest), which shares no sample with the window: the two estimates are independent.
 * ``relation="independent"``: disjoint samples (another period, another stream on other traffic).
 * ``relation="paired"``: another model scored on the same traffic (a challenger). The counts keep
-  no per-sample pairing, so the variance is that of independent samples. Two models' errors on
-  the same samples are usually positively correlated, which makes the true variance of the
-  difference smaller: the test is then conservative (it rejects less often than ``alpha``); with
-  negatively correlated errors it would not be.
+  no per-sample pairing, and neither do the row samples (a row's key hashes its scores, which
+  differ between the two models, so the two samples hold different rows): the covariance of the
+  two models' estimates cannot be estimated, and the variance is that of independent samples.
+  Two models' errors on the same samples are usually positively correlated, which makes the
+  true variance of the difference smaller: the test is then conservative (it rejects less often
+  than ``alpha``); with negatively correlated errors it would not be.
 
 Variances, per side, from the counts (binned or exact states alike; an exact state's scores are
 binned with the default layout first):
 
 * per-class AUC: DeLong's variance from the bins (``auc_stats``);
-* macro and weighted AUC: the classes' AUCs are dependent (one sample is a positive of one class
-  and a negative of the others) and the counts do not hold their covariance
-  (``intervals.py``). ``|cov(c, d)| <= sd_c sd_d`` bounds the variance of a weighted mean by
-  ``(sum_c w_c sd_c)**2``: a conservative standard error (weighted: the class shares are taken
-  as fixed);
-* micro AUC: DeLong on the pooled (sample, column) items treats the K items of one sample as
-  independent; a sample's K influences summed have at most K times the sum of their squares, so
-  the variance is bounded by K times the pooled DeLong variance (conservative);
+* macro, weighted and micro AUC: the classes' AUCs are dependent (one sample is a positive of
+  one class and a negative of the others, and the K items of the micro average are one sample's
+  columns). The variance is the report's (``intervals.sampled_average_auc_variances``, the same
+  function that gives the averages' ``ci95``): each term's variance from the bins, the
+  correlations across one sample's columns from rows of the state: every row while the state
+  keeps them (exact resolution, or small), else its row sample (``row_sample``: 64 rows). For
+  ``relation="rest"`` the rest's rows are the reference's less the window's: with both states'
+  rows kept, exactly the rest's rows; else the reference's sample less the window's rows, which
+  is the rest's own bottom-k sample with fewer rows (a row of the reference's sample that is in
+  the window is in the window's sample too). The weighted average's class shares vary too.
+  A state with neither (a Redis store's) falls back to the bounds ``|cov(c, d)| <= sd_c
+  sd_d`` (the variance of a weighted mean at most ``(sum_c w_c sd_c)**2``; weighted: the shares
+  taken as fixed) and, for micro, K times the pooled DeLong variance: conservative;
 * recall, precision, F1 per class, macro (multiclass, binary) and micro (multiclass: the
   accuracy): the delta method on the multinomial confusion matrix (``intervals.py``), scaled by
   the number of samples per unit of weight; multilabel macro and micro by the same bounds as AUC.
@@ -46,9 +53,10 @@ from typing import Any
 import numpy as np
 
 from .errors import InvalidInputError, quoted
-from .intervals import macro_prf_variances
+from .intervals import macro_prf_variances, sampled_average_auc_variances
 from .layout import BinLayout
 from .ranking import ap_stats, auc_stats
+from .row_sample import occupied_index, row_keys
 from .spec import StreamSpec, parse_duration
 from .state import State
 
@@ -66,6 +74,10 @@ RELATIONS = ("rest", "independent", "paired")
 _Z95 = 1.959963984540054
 _ADDITIVE = ("n", "confusion", "label_counts", "hist", "pos", "all")
 
+# The rows that give the correlations across classes: keys (distinct, ascending), positives
+# (r, C) bool, bins (r, C) and the summed squared weights (r,) of the rows a key stands for.
+Rows = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
 
 class _Side:
     """What a comparison reads from one state: per-column positives and all per bin, the
@@ -81,9 +93,11 @@ class _Side:
         label_counts: np.ndarray | None,
         n: float,
         W: float,
+        rows: Rows | None = None,
     ) -> None:
         self.task, self.pos, self.neg, self.atomic = task, pos, np.maximum(every - pos, 0.0), atomic
         self.cm, self.label_counts, self.n, self.W = cm, label_counts, n, W
+        self.rows = rows
 
     @property
     def per_weight(self) -> float:
@@ -91,7 +105,45 @@ class _Side:
         return self.n / self.W if self.W > 0 else 1.0
 
 
-def _side(state: State) -> _Side:
+def _rows(state: State, layout: BinLayout, every_row: bool) -> Rows | None:
+    """Every row of ``state`` (``every_row``: it keeps them), else its row sample (None when it
+    keeps none), binned with ``layout``; identical rows as one, their squared weights summed."""
+    multiclass = state.spec.task == "multiclass"
+    if every_row:
+        assert state.exact is not None
+        labels, scores, weights = state.exact.arrays()
+        labels = labels.astype(np.int64) if multiclass else np.asarray(labels, dtype=bool)
+        keys, first, inverse = np.unique(
+            row_keys(labels, scores), return_index=True, return_inverse=True
+        )
+        wsq = np.bincount(inverse.ravel(), weights=weights**2, minlength=keys.size)
+        C = scores.shape[1]
+        labels = labels[first]
+        onehot = labels[:, None] == np.arange(C)[None, :] if multiclass else labels
+        return keys, onehot, layout.bin_of(scores[first]).astype(np.int64), wsq
+    sample = state.sample
+    if sample is None or sample.size == 0:
+        return None
+    onehot, bins, wsq = sample.rows()
+    return sample.keys[: sample.size].copy(), onehot, bins, wsq.astype(np.float64)
+
+
+def _rest_rows(whole: Rows | None, part: Rows | None) -> Rows | None:
+    """The rows of ``whole`` less those of ``part`` (contained in ``whole``): by key, the squared
+    weights subtracted (a key left with none, up to float32 rounding, goes)."""
+    if whole is None or part is None:
+        return None
+    keys, onehot, bins, wsq = whole
+    at = np.minimum(np.searchsorted(part[0], keys), max(part[0].size - 1, 0))
+    hit = part[0][at] == keys if part[0].size else np.zeros(keys.size, dtype=bool)
+    left = wsq - np.where(hit, part[3][at], 0.0)
+    keep = left > 1e-6 * wsq
+    return keys[keep], onehot[keep], bins[keep], left[keep]
+
+
+def _side(state: State, rows: str | None = None) -> _Side:
+    """A state's side of a comparison; ``rows``: ``"all"`` (every row, which the state keeps),
+    ``"sample"`` (its row sample) or None (no rows)."""
     state = state.as_float()
     spec, c = state.spec, state.counts
     layout = BinLayout(spec.resolution.mantissa_bits if spec.resolution.kind == "bins" else 5)
@@ -121,12 +173,29 @@ def _side(state: State) -> _Side:
         c.get("label_counts"),
         float(c["n"][0]),
         float(c["n"][1]),
+        None if rows is None else _rows(state, layout, rows == "all"),
     )
 
 
+def _row_source(state: State, part: State | None = None) -> str | None:
+    """Where the correlations of ``state``'s averages come from: every row when it keeps them,
+    else its row sample (none for binary: no average). ``part``: a state contained in ``state``
+    that will be taken out; its keys come out of the reference's rows, so every row only when
+    ``part`` keeps its rows too (a row sample is the bottom of the keys: the part's sample holds
+    every part row among the reference's sample, not among all its rows)."""
+    if state.spec.task == "binary":
+        return None
+    keeps = state.exact is not None and (part is None or part.exact is not None)
+    return "all" if keeps else "sample"
+
+
 def subtract(whole: State, part: State) -> _Side:
-    """The counts of ``whole`` less those of ``part`` (``part`` contained in ``whole``)."""
-    a, b = _side(whole), _side(part)
+    """The counts (and rows) of ``whole`` less those of ``part`` (``part`` contained in
+    ``whole``)."""
+    return _less(_side(whole, _row_source(whole, part)), _side(part, _row_source(part)))
+
+
+def _less(a: _Side, b: _Side) -> _Side:
     every_a, every_b = a.pos + a.neg, b.pos + b.neg
     return _Side(
         a.task,
@@ -139,6 +208,7 @@ def subtract(whole: State, part: State) -> _Side:
         else np.maximum(a.label_counts - b.label_counts, 0.0),
         max(a.n - b.n, 0.0),
         max(a.W - b.W, 0.0),
+        _rest_rows(a.rows, b.rows),
     )
 
 
@@ -205,12 +275,34 @@ def _prf(s: _Side) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 def _bounded_mean(values: np.ndarray, var: np.ndarray, w: np.ndarray) -> tuple[float, float]:
-    """Weighted mean and the Cauchy-Schwarz bound of its variance over defined entries."""
+    """Weighted mean and the Cauchy-Schwarz bound of its variance over defined entries (for
+    states without rows, and multilabel P/R/F1)."""
     ok = ~np.isnan(values) & ~np.isnan(var)
     if not ok.any() or w[ok].sum() <= 0:
         return math.nan, math.nan
     ww = w[ok] / w[ok].sum()
     return float(ww @ values[ok]), float(ww @ np.sqrt(np.maximum(var[ok], 0.0))) ** 2
+
+
+def _auc_averages(s: _Side, stats: dict[str, np.ndarray]) -> dict[str, tuple[float, float]]:
+    """(value, variance) of the macro, weighted and micro AUC of one side: the report's
+    covariance (``intervals.sampled_average_auc_variances``) from the side's rows; the bounds
+    where it has none (or too few to give the correlations)."""
+    out: dict[str, tuple[float, float]] = {}
+    if s.rows is not None:
+        _, onehot, index, wsq = s.rows
+        unit = s.W / s.n if s.n > 0 else 1.0
+        got = sampled_average_auc_variances(s.pos, s.neg, onehot, index, wsq, unit)
+        out = {avg: pair for avg, pair in got.items() if not math.isnan(pair[1])}
+    K = s.pos.shape[0]
+    if "macro" not in out:
+        out["macro"] = _bounded_mean(stats["value"], stats["variance"], np.ones(K))
+    if "weighted" not in out:
+        out["weighted"] = _bounded_mean(stats["value"], stats["variance"], _support(s))
+    if "micro" not in out:
+        pooled = auc_stats(s.pos.sum(0, keepdims=True), s.neg.sum(0, keepdims=True), s.atomic)
+        out["micro"] = (float(pooled["value"][0]), K * float(pooled["variance"][0]))
+    return out
 
 
 def _family(
@@ -262,8 +354,11 @@ def compare(
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha: expected a number in (0, 1), received {alpha!r}")
     spec = window.spec
-    a = _side(window)
-    b = subtract(reference, window) if relation == "rest" else _side(reference)
+    if relation == "rest":
+        a = _side(window, _row_source(window))
+        b = _less(_side(reference, _row_source(reference, window)), a)
+    else:
+        a, b = _side(window, _row_source(window)), _side(reference, _row_source(reference))
     if a.pos.shape != b.pos.shape:
         raise ValueError(
             f"reference: expected the window's layout {a.pos.shape}, received {b.pos.shape}"
@@ -273,6 +368,10 @@ def compare(
     for side in (a, b):
         side.pos, side.neg = side.pos[:, occupied], side.neg[:, occupied]
         side.atomic = np.asarray(side.atomic)[occupied]
+        if side.rows is not None:
+            keys, onehot, bins, wsq = side.rows
+            index, keep = occupied_index(occupied, bins)
+            side.rows = keys[keep], onehot[keep], index[keep], wsq[keep]
     names = [spec.classes[1]] if spec.task == "binary" else list(spec.classes)
     out: dict[str, Any] = {
         "relation": relation,
@@ -295,26 +394,10 @@ def compare(
     auc: dict[str, Any] = {
         "per_class": _family(names, sa["value"], sa["variance"], sb["value"], sb["variance"], alpha)
     }
-    if spec.task != "binary":
-        ones = np.ones(len(names))
-        auc["macro"] = _average(
-            _bounded_mean(sa["value"], sa["variance"], ones),
-            _bounded_mean(sb["value"], sb["variance"], ones),
-            alpha,
-        )
-        auc["weighted"] = _average(
-            _bounded_mean(sa["value"], sa["variance"], _support(a)),
-            _bounded_mean(sb["value"], sb["variance"], _support(b)),
-            alpha,
-        )
-        K = len(names)
-        ma = auc_stats(a.pos.sum(0, keepdims=True), a.neg.sum(0, keepdims=True), a.atomic)
-        mb = auc_stats(b.pos.sum(0, keepdims=True), b.neg.sum(0, keepdims=True), b.atomic)
-        auc["micro"] = _average(
-            (float(ma["value"][0]), K * float(ma["variance"][0])),
-            (float(mb["value"][0]), K * float(mb["variance"][0])),
-            alpha,
-        )
+    if spec.task != "binary":  # the two sides are independent: their variances add
+        avg_a, avg_b = _auc_averages(a, sa), _auc_averages(b, sb)
+        for avg in ("macro", "weighted", "micro"):
+            auc[avg] = _average(avg_a[avg], avg_b[avg], alpha)
     out["roc_auc"] = auc
     if average_precision:  # the difference only
         unit_a = a.W / a.n

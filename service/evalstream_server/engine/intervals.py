@@ -79,6 +79,7 @@ __all__ = [
     "logit_interval",
     "average_auc_intervals",
     "sampled_average_auc_intervals",
+    "sampled_average_auc_variances",
     "average_prf_intervals",
     "macro_prf_intervals",
     "macro_prf_variances",
@@ -210,33 +211,37 @@ def _psi_of_bins(
     )
 
 
-def sampled_average_auc_intervals(
+def sampled_average_auc_variances(
     pos: np.ndarray,
     neg: np.ndarray,
     onehot: np.ndarray,
     index: np.ndarray,
     wsq: np.ndarray,
     unit: float,
-) -> dict[str, list[float] | None]:
-    """ci95 of the macro, weighted and micro one-vs-rest ROC AUC of a binned state.
+) -> dict[str, tuple[float, float]]:
+    """The macro, weighted and micro one-vs-rest ROC AUC of a binned state and the variances of
+    their estimates: ``{"macro": (value, variance), "weighted": .., "micro": ..}``, ``(nan,
+    nan)`` where undefined or where the rows cannot give the correlations.
 
     ``pos``, ``neg`` (C, B): each column's positive and negative weight per bin (one bin axis
-    for every column); ``onehot``, ``index`` (r, C): the row sample's positives and bins
-    (``row_sample``), ``wsq`` (r,) the squared weight each sampled row stands for; ``unit``: the
-    mean weight of a sample.
+    for every column); ``onehot``, ``index`` (r, C): the rows' positives and bins, ``wsq`` (r,)
+    the squared weight each row stands for: the row sample (``row_sample``), or every row of a
+    state that keeps them; ``unit``: the mean weight of a sample.
 
     The covariance of the per-sample influences is written ``D R D``. ``D``: each term's
     standard deviation from the histograms, ``Var_c = unit * sum_b (pos_b psi_pos_b**2 +
     neg_b psi_neg_b**2)`` (``sum_k w_k**2 psi_c(k)**2`` exactly for equal weights; for the micro
     average the pooled problem's ``psi`` over column ``c``'s items). ``R``: the correlations of
-    the terms across one sample's columns, from the sampled rows (their second moments weighted
-    by ``wsq``). The weighted average's class-share term ``sum_c y_c (A_c - A_w) / S`` is not a
-    function of one column's bins: its variance is the sample's, scaled by the ratio of the
-    histograms' to the sample's per-class variances."""
+    the terms across one sample's columns, from the rows (their second moments weighted by
+    ``wsq``). The weighted average's class-share term ``sum_c y_c (A_c - A_w) / S`` is not a
+    function of one column's bins: its variance is the rows', scaled by the ratio of the
+    histograms' to the rows' per-class variances. ``compare.py`` takes the variance of a
+    difference of two independent states' averages as the sum of these."""
     pos = np.asarray(pos, dtype=np.float64)
     neg = np.asarray(neg, dtype=np.float64)
     r, C = index.shape
-    out: dict[str, list[float] | None] = {"macro": None, "weighted": None, "micro": None}
+    nan = (float("nan"), float("nan"))
+    out = {"macro": nan, "weighted": nan, "micro": nan}
     if r < 2:
         return out
     u = float(unit) if unit > 0 else 1.0
@@ -257,7 +262,7 @@ def sampled_average_auc_intervals(
     A_w = float(P[defined] @ A[defined]) / S if S > 0 else 0.0
     share_term = onehot[:, defined] @ (A[defined] - A_w) / S if S > 0 else np.zeros(r)
     X = np.concatenate([psi[:, defined], share_term[:, None], psi_micro], axis=1)
-    M = X.T @ (X * wsq[:, None])  # the sample's second moments
+    M = X.T @ (X * wsq[:, None])  # the rows' second moments
     sample_var = np.diag(M).copy()
     seen = float(sample_var[:m].sum())
     scale = float(var_cols[defined].sum()) / seen if seen > 0 else 0.0
@@ -265,27 +270,45 @@ def sampled_average_auc_intervals(
     sd = np.sqrt(np.maximum(sample_var, 0.0))
     with np.errstate(divide="ignore", invalid="ignore"):
         R = np.where(np.outer(sd, sd) > 0, M / np.outer(sd, sd), 0.0)
-    np.fill_diagonal(R, 1.0)  # a term the sample never saw vary: taken as uncorrelated
+    np.fill_diagonal(R, 1.0)  # a term the rows never saw vary: taken as uncorrelated
     D = np.sqrt(np.maximum(var, 0.0))
     cov = R * np.outer(D, D)
 
-    def half(vector: np.ndarray) -> float:
-        return _Z95 * float(np.sqrt(max(float(vector @ cov @ vector), 0.0)))
+    def variance(vector: np.ndarray) -> float:
+        return max(float(vector @ cov @ vector), 0.0)
 
     size = X.shape[1]
     if m > 0 and seen > 0:
         macro = np.zeros(size)
         macro[:m] = 1.0 / m
-        out["macro"] = _interval(float(A[defined].mean()), half(macro))
+        out["macro"] = (float(A[defined].mean()), variance(macro))
         if S > 0:
             weighted = np.zeros(size)
             weighted[:m] = P[defined] / S
             weighted[m] = 1.0
-            out["weighted"] = _interval(A_w, half(weighted))
+            out["weighted"] = (A_w, variance(weighted))
     if not np.isnan(mA[0]) and np.any(sample_var[m + 1 :] > 0):
         micro = np.zeros(size)
         micro[m + 1 :] = 1.0
-        out["micro"] = _interval(float(mA[0]), half(micro))
+        out["micro"] = (float(mA[0]), variance(micro))
+    return out
+
+
+def sampled_average_auc_intervals(
+    pos: np.ndarray,
+    neg: np.ndarray,
+    onehot: np.ndarray,
+    index: np.ndarray,
+    wsq: np.ndarray,
+    unit: float,
+) -> dict[str, list[float] | None]:
+    """ci95 of the macro, weighted and micro one-vs-rest ROC AUC of a binned state (arguments
+    and variances: ``sampled_average_auc_variances``); ``None`` where undefined."""
+    out: dict[str, list[float] | None] = {}
+    for avg, (value, var) in sampled_average_auc_variances(
+        pos, neg, onehot, index, wsq, unit
+    ).items():
+        out[avg] = None if np.isnan(var) else _interval(value, _Z95 * float(np.sqrt(var)))
     return out
 
 

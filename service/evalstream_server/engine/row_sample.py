@@ -31,7 +31,14 @@ from .batch import Batch
 from .layout import BinLayout
 from .spec import StreamSpec
 
-__all__ = ["SAMPLE_ROWS", "RowSample", "row_keys", "sample_row_bytes", "has_sample"]
+__all__ = [
+    "SAMPLE_ROWS",
+    "RowSample",
+    "row_keys",
+    "sample_row_bytes",
+    "has_sample",
+    "occupied_index",
+]
 
 # 64 rows (2.1 KiB a state at K = 10: 33 bytes a row). Measured (bench/interval_coverage.py):
 # the intervals cover 93-97% from 32 rows on; the width's spread against the exact resolution's
@@ -108,6 +115,16 @@ def batch_keys(batch: Batch) -> np.ndarray:
         keys = row_keys(batch.labels, batch.scores)
         object.__setattr__(batch, "_row_keys", keys)
     return np.asarray(keys)
+
+
+def occupied_index(occupied: np.ndarray, bins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows' (r, C) ``bins`` as indices into ``occupied`` (the ascending bins a reader keeps),
+    and which rows have every bin there (all of them, unless the counts were edited)."""
+    top = max(int(occupied[-1]) if occupied.size else -1, int(bins.max()) if bins.size else -1)
+    lookup = np.full(top + 1, -1, dtype=np.int64)
+    lookup[occupied] = np.arange(occupied.size)
+    index = lookup[bins]
+    return np.maximum(index, 0), np.asarray((index >= 0).all(axis=1), dtype=bool)
 
 
 Entries = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # keys, bins, labels, wsq

@@ -16,6 +16,7 @@ import numpy as np
 from .counting import single_valued
 from .layout import BinLayout
 from .ranking import auc_stats, pairwise_auc
+from .row_sample import occupied_index
 from .state import State
 
 __all__ = ["Problem", "ScoreView", "view_of"]
@@ -116,10 +117,7 @@ class _BinnedView(ScoreView):
         if self._sample is None or self._sample.size == 0:
             return None
         onehot, bins, wsq = self._sample.rows()
-        index = np.searchsorted(self._occupied, bins)
-        found = index < self._occupied.size
-        found[found] = self._occupied[index[found]] == bins[found]
-        keep = found.all(axis=1)  # a row's bins are occupied unless the state was edited
+        index, keep = occupied_index(self._occupied, bins)
         return onehot[keep], index[keep], wsq[keep]
 
     @property
