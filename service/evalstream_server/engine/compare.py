@@ -36,9 +36,10 @@ binned with the default layout first):
   rows kept, exactly the rest's rows; else the reference's sample less the window's rows, which
   is the rest's own bottom-k sample with fewer rows (a row of the reference's sample that is in
   the window is in the window's sample too). The weighted average's class shares vary too.
-  A state with neither (a Redis store's) falls back to the bounds ``|cov(c, d)| <= sd_c
-  sd_d`` (the variance of a weighted mean at most ``(sum_c w_c sd_c)**2``; weighted: the shares
-  taken as fixed) and, for micro, K times the pooled DeLong variance: conservative;
+  A state with neither (one written before the row sample) falls back to the bounds
+  ``|cov(c, d)| <= sd_c sd_d`` (the variance of a weighted mean at most ``(sum_c w_c sd_c)**2``;
+  weighted: the shares taken as fixed) and, for micro, K times the pooled DeLong variance:
+  conservative;
 * recall, precision, F1 per class, macro (multiclass, binary) and micro (multiclass: the
   accuracy): the delta method on the multinomial confusion matrix (``intervals.py``), scaled by
   the number of samples per unit of weight; multilabel macro and micro by the same bounds as AUC.
