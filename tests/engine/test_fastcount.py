@@ -455,3 +455,37 @@ def test_each_in_place_kernel_takes_its_own_target_form_and_declines_the_others(
     assert fastcount.range_max(good, scores, np.array([0, 1, 1], np.int32), 4)
     assert good.any()
     assert not any(fastcount.range_max(t, scores, np.array([0, 1, 1], np.int32), 4) for t in bad)
+
+
+@needs_kernel
+@SETTINGS
+@given(
+    size=st.integers(1, 300),
+    n=st.integers(0, 3000),
+    start=st.integers(0, 65535),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_count16_counts_low_bits_and_reports_every_wrap(size, n, start, seed):
+    """``count16`` against int64 counts: the low 16 bits, and one wrap entry per passage of 65536
+    (a uint16 target started near its top wraps often)."""
+    rng = np.random.default_rng(seed)
+    index = rng.integers(0, size, n).astype(np.int32)
+    target = np.full(size, start, np.uint16)
+    wrapped = fastcount.count16(target, index)
+    assert wrapped is not None
+    exact = np.full(size, start, np.int64)
+    np.add.at(exact, index, 1)
+    np.testing.assert_array_equal(target, exact % 65536)
+    np.testing.assert_array_equal(np.bincount(wrapped, minlength=size), exact // 65536)
+
+
+@needs_kernel
+@pytest.mark.parametrize("bad", [-1, 7, 2**31 - 1])
+def test_count16_checks_every_index_before_adding(bad):
+    target = np.zeros(7, np.uint16)
+    index = np.array([0, 1, bad, 2], np.int32)
+    with pytest.raises(
+        ValueError, match=rf"cells in \[0, 7\), received {min(bad, 0)} to {max(bad, 2)}"
+    ):
+        fastcount.count16(target, index)
+    assert not target.any()  # nothing added

@@ -283,7 +283,7 @@ static int multiclass_loop(mc_args *a)
     const Py_ssize_t conf_bins = a->conf_bins;
     const double cnb = (double)conf_bins, low_conf = a->low_conf;
     double csum = 0.0, clow = 0.0;
-    int32_t fine[12] = {0}; /* the fused loop's bins of one row (K < 12) */
+    int32_t fine[12] = {0}, keys[12] = {0}; /* the fused loop's bins and keys of a row */
     if (seen) {
         for (int32_t b = 0; b < B; b++) {
             seen[b] = -1;
@@ -320,9 +320,7 @@ static int multiclass_loop(mc_args *a)
                     const int32_t fb = bin_of_scalar(shift, B, high_base, k);
                     cells[c] = base + c * B + fb;
                     fine[c] = fb;
-                    if (r_high && !outside(p)) {
-                        range_note(r_high, r_low, seen, fb, k);
-                    }
+                    keys[c] = k;
                 }
                 if (k > kmax) {
                     kmax = k;
@@ -379,6 +377,16 @@ static int multiclass_loop(mc_args *a)
             return -1;
         }
 
+        if (fused && r_high) {
+            /* after the row's check (a bad score has no bin): the range of the bins the fused
+             * loop kept in fine[], with their keys */
+            for (int c = 0; c < K; c++) {
+                const int32_t v = seen[fine[c]];
+                if ((v != keys[c]) & (v != -2)) {
+                    range_note(r_high, r_low, seen, fine[c], keys[c]);
+                }
+            }
+        }
         if (fused && pred_index) {
             /* the fused loop kept each score's bin in fine[] (the histogram's; the coarse layout
              * nests in it: pred_bins.pred_bin_of_fine) */
@@ -389,7 +397,7 @@ static int multiclass_loop(mc_args *a)
                     pred_reuse ? fine[c] : bin_of_scalar(pshift, pB, phigh, key_of(row[c]));
                 pcells[c] = (prow + c) * Bc + pred_table[pb];
             }
-        } else if (pred_index || r_high) {
+        } else if (!fused && (pred_index || r_high)) {
             /* the histogram's bin of each score is in its cell (minus the row's and column's
              * offsets) */
             const int32_t *restrict cells = index ? index + i * K : NULL;
@@ -403,7 +411,7 @@ static int multiclass_loop(mc_args *a)
                         pred_reuse ? fb : bin_of_scalar(pshift, pB, phigh, key_of(row[c]));
                     pcells[c] = (prow + c) * Bc + pred_table[pb];
                 }
-                if (r_high && !fused) {
+                if (r_high) {
                     range_note(r_high, r_low, seen, fb, key_of(row[c]));
                 }
             }
@@ -1031,20 +1039,29 @@ static PyObject *count16(PyObject *self, PyObject *args)
     }
     int32_t lo = 0, hi = 0;
     Py_ssize_t n_wrapped = 0;
+    /* every index checked before any is added: one unsigned compare a cell (plain SSE2 vector
+     * code, unlike a running minimum and maximum); their range only for the error message */
+    const uint32_t limit = size < (Py_ssize_t)UINT32_MAX ? (uint32_t)size : UINT32_MAX;
+    uint32_t outside_any = 0;
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t j = 0; j < n_index; j++) {
-        lo = index[j] < lo ? index[j] : lo;
-        hi = index[j] > hi ? index[j] : hi;
+        outside_any |= (uint32_t)((uint32_t)index[j] >= limit);
     }
-    if (lo >= 0 && (Py_ssize_t)hi < size) {
+    if (!outside_any) {
         for (Py_ssize_t j = 0; j < n_index; j++) {
             if (++target[index[j]] == 0) {
                 wrapped[n_wrapped++] = index[j];
             }
         }
+    } else {
+        lo = hi = index[0];
+        for (Py_ssize_t j = 0; j < n_index; j++) {
+            lo = index[j] < lo ? index[j] : lo;
+            hi = index[j] > hi ? index[j] : hi;
+        }
     }
     Py_END_ALLOW_THREADS
-    if (n_index && (lo < 0 || (Py_ssize_t)hi >= size)) {
+    if (outside_any) {
         PyErr_Format(PyExc_ValueError, "index: cells in [0, %zd), received %d to %d", size, lo,
                      hi);
         goto fail;
