@@ -15,8 +15,15 @@ scores: the oracle), and whether sklearn's value lies inside evalstream's guaran
 Targets (issue 12): AUC within 1e-5 and AP within 1e-4 at 1M; 1e-12 below the exact cap. The
 ``view`` column says which view answered: ``exact`` (raw rows: a stream of at most
 ``state.SMALL_ROWS`` samples, exact while small; N = the cap is one of the rows) or ``bins``.
+``AUC order noise`` is the largest over the classes of the AUC's standard deviation when the
+samples of each mixed bin are ordered at random inside it (Mann-Whitney's variance per bin, from
+the counts): the realised order is not in the counts, so an estimate from them is typically that
+far from sklearn's value even when it has no bias (engine/within.py). ``even spread``: the
+errors of the same counts with every same-bin pair counted one half and AP's bins interleaved at
+random (the point values before the within-bin slopes), the reference of the same run.
 
-Run: ``python bench/truth.py [--quick]`` (about a minute; ``--quick``: N up to 10k).
+Run: ``python bench/truth.py [--quick] [--kinds flat,bf16] [--resolution bins:6] [--seed 1]``
+(about a minute; ``--quick``: N up to 10k).
 """
 
 from __future__ import annotations
@@ -38,7 +45,16 @@ from harness import machine_line, markdown_table, quick_parser  # noqa: E402
 K = 10
 DISTRIBUTIONS = ("peaky", "flat", "fp16", "bf16", "2-decimal", "0.05-step")
 SIZES = (1_000, SMALL_ROWS, 10_000, 100_000, 1_000_000)
-HEADER = ["scores", "N", "view", "max AUC error", "max AP error", "sklearn inside bounds"]
+HEADER = [
+    "scores",
+    "N",
+    "view",
+    "max AUC error",
+    "max AP error",
+    "sklearn inside bounds",
+    "AUC order noise",
+    "even spread: AUC / AP error",
+]
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -87,19 +103,29 @@ def spec_for(resolution: str = "bins") -> StreamSpec:
     )
 
 
+def order_noise(pos: np.ndarray, neg: np.ndarray, atomic: np.ndarray) -> np.ndarray:
+    """Per row, the AUC's standard deviation over random orders inside the mixed bins."""
+    mixed = ~np.broadcast_to(atomic, pos.shape)
+    var = np.where(mixed, pos * neg * (pos + neg + 1.0) / 12.0, 0.0).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.asarray(np.sqrt(var) / (pos.sum(axis=1) * neg.sum(axis=1)), dtype=np.float64)
+
+
 def engine_stats(spec: StreamSpec, y: np.ndarray, p: np.ndarray) -> tuple[dict, dict, str]:
-    """Per-class AUC and AP stats, and the view that answered (``exact`` or ``bins``)."""
+    """Per-class AUC and AP stats (the AUC's with ``noise``: ``order_noise``), and the view that
+    answered (``exact`` or ``bins``)."""
     state = State(spec)
     for start in range(0, y.size, 4096):
         state.update(make_batch(spec, y[start : start + 4096], p[start : start + 4096]))
     view = "exact" if state.is_exact else "bins"
     problem = view_of(state).ovr()  # one Problem (bins) or one per class (exact)
-    if len(problem) == 1:
-        q = problem[0]
-        return auc_stats(q.pos, q.neg, q.atomic), ap_stats(q.pos, q.neg, q.atomic), view
-    aucs = [auc_stats(q.pos, q.neg, q.atomic) for q in problem]
-    aps = [ap_stats(q.pos, q.neg, q.atomic) for q in problem]
+    aucs = [auc_stats(q.pos, q.neg, q.atomic, q.span) for q in problem]
+    aps = [ap_stats(q.pos, q.neg, q.atomic, span=q.span) for q in problem]
+    for a, q in zip(aps, problem, strict=True):  # the reference: each same-bin pair one half
+        a["even"] = ap_stats(q.pos, q.neg, q.atomic, bounds=False)["value"]
     cat = {k: np.concatenate([a[k] for a in aucs]) for k in aucs[0]}
+    cat["noise"] = np.concatenate([order_noise(q.pos, q.neg, q.atomic) for q in problem])
+    cat["even"] = np.concatenate([auc_stats(q.pos, q.neg, q.atomic)["value"] for q in problem])
     cap = {k: np.concatenate([a[k] for a in aps]) for k in aps[0]}
     return cat, cap, view
 
@@ -119,8 +145,8 @@ def sklearn_values(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return auc, ap
 
 
-def row(kind: str, n: int, spec: StreamSpec) -> list[str]:
-    y, p = make_data(kind, n)
+def row(kind: str, n: int, spec: StreamSpec, seed: int = 0) -> list[str]:
+    y, p = make_data(kind, n, seed)
     auc, ap, view = engine_stats(spec, y, p)
     sk_auc, sk_ap = sklearn_values(y, p)
     ok = ~np.isnan(sk_auc)
@@ -133,13 +159,26 @@ def row(kind: str, n: int, spec: StreamSpec) -> list[str]:
         and np.all(ap["lower"][ok] - slack <= sk_ap[ok])
         and np.all(sk_ap[ok] <= ap["upper"][ok] + slack)
     )
-    return [kind, f"{n:,}", view, f"{e_auc:.1e}", f"{e_ap:.1e}", "yes" if inside else "**no**"]
+    noise = float(np.max(auc["noise"][ok]))
+    even_auc = float(np.max(np.abs(auc["even"][ok] - sk_auc[ok])))
+    even_ap = float(np.max(np.abs(ap["even"][ok] - sk_ap[ok])))
+    return [
+        kind,
+        f"{n:,}",
+        view,
+        f"{e_auc:.1e}",
+        f"{e_ap:.1e}",
+        "yes" if inside else "**no**",
+        f"{noise:.1e}",
+        f"{even_auc:.1e} / {even_ap:.1e}",
+    ]
 
 
 def main() -> None:
     parser = quick_parser(__doc__.splitlines()[0])
     parser.add_argument("--resolution", default="bins", help="e.g. bins, bins:6 (default bins)")
     parser.add_argument("--kinds", default=",".join(DISTRIBUTIONS))
+    parser.add_argument("--seed", type=int, default=0, help="of the generated data (default 0)")
     args = parser.parse_args()
     sizes = SIZES[:3] if args.quick else SIZES
     spec = spec_for(args.resolution)
@@ -149,7 +188,10 @@ def main() -> None:
     )
     print()
     print(machine_line())
-    print(f"K = {K}, imbalanced labels (prior 1/(k+1)), resolution {spec.resolution}.")
+    print(
+        f"K = {K}, imbalanced labels (prior 1/(k+1)), resolution {spec.resolution}, "
+        f"seed {args.seed}."
+    )
     if spec.resolution.kind == "bins":
         row_bytes = exact_row_bytes(K, multiclass=True, weighted=False)
         print(
@@ -161,7 +203,7 @@ def main() -> None:
     rows = []
     for kind in args.kinds.split(","):
         for n in sizes:
-            rows.append(row(kind, n, spec))
+            rows.append(row(kind, n, spec, args.seed))
             print(f"  {kind} N = {n:,} done", flush=True)
     print(markdown_table(HEADER, rows))
 

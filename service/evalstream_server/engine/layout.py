@@ -91,6 +91,13 @@ class BinLayout:
         """
         return _lower_edges(self.mantissa_bits)
 
+    @property
+    def spans(self) -> np.ndarray:
+        """(2, n_bins) float64: the lowest and highest real score of each bin's interval
+        (``[lo, hi)`` below 0.5, ``(lo, hi]`` above; zero width for 0, 1 and the bins no float32
+        reaches). Neighbouring bins share an end. Read-only."""
+        return _spans(self.mantissa_bits)
+
     def describe(self) -> str:
         return f"bins(mantissa_bits={self.mantissa_bits}, n_bins={self.n_bins})"
 
@@ -139,5 +146,28 @@ def _lower_edges(m: int) -> np.ndarray:
     idx = np.where(np.isnan(edges), n - 1, np.arange(n))
     idx = np.minimum.accumulate(idx[::-1])[::-1]
     out = edges[idx]
+    out.flags.writeable = False
+    return out
+
+
+@cache
+def _spans(m: int) -> np.ndarray:
+    n, s = _n_bins(m), 23 - m
+    half_bin = n - 2 - ((126 - _Q_MIN_EXPONENT) << m)
+    out = np.zeros((2, n))
+    out[:, n - 1] = 1.0
+    # Lower half: bin 2 + k holds the float32 whose bits are in [k << s, (k + 1) << s).
+    k = np.arange(half_bin - 2 + 1, dtype=np.uint32)
+    ends = (k << np.uint32(s)).view(np.float32).astype(np.float64)
+    out[0, 2:half_bin] = ends[:-1]
+    out[1, 2:half_bin] = ends[1:]
+    # Upper half: bin n - 2 - u holds q = 1 - p in [q_lo, q_hi) (half_bin: q = 0.5 alone).
+    u = np.arange(half_bin - (n - 2), 1, dtype=np.int64) * -1  # u for bins half_bin .. n-2
+    base = (u + (_Q_MIN_EXPONENT << m)).astype(np.uint32)
+    q_lo = (base << np.uint32(s)).view(np.float32).astype(np.float64)
+    q_hi = ((base + np.uint32(1)) << np.uint32(s)).view(np.float32).astype(np.float64)
+    out[0, half_bin : n - 1] = 1.0 - q_hi
+    out[1, half_bin : n - 1] = 1.0 - q_lo
+    out[:, half_bin] = 0.5
     out.flags.writeable = False
     return out

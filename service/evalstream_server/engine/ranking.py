@@ -1,9 +1,12 @@
 """Ranking metrics of binary problems given as per-bin positive and negative counts.
 
 Every function takes ``pos`` and ``neg`` of shape (R, B): R binary problems over B bins in ascending
-score order, and ``atomic``, a boolean mask broadcastable to (R, B) of bins that hold a single score
-value. With one bin per distinct score (the exact resolution) the results equal sklearn's to float
-rounding: the only error of the binned layout is quantisation, and the bounds enclose it.
+score order, ``atomic``, a boolean mask broadcastable to (R, B) of bins that hold a single score
+value, and ``span``, the (2, B) score interval of each bin (None: one bin per value). With one bin
+per distinct score (the exact resolution) the results equal sklearn's to float rounding: the only
+error of the binned layout is quantisation, and the bounds enclose it. Inside a mixed bin the point
+values take the order that the neighbouring bins' densities imply (``within.py``); the bounds take
+every order.
 """
 
 from __future__ import annotations
@@ -11,16 +14,21 @@ from __future__ import annotations
 import numpy as np
 
 from .intervals import logit_interval
+from .within import dense, negatives_above, pair_share, slopes
 
 __all__ = ["auc_stats", "ap_stats", "roc_points", "pr_points", "digamma", "thin_indices"]
 
 
-def auc_stats(pos: np.ndarray, neg: np.ndarray, atomic: np.ndarray) -> dict[str, np.ndarray]:
+def auc_stats(
+    pos: np.ndarray, neg: np.ndarray, atomic: np.ndarray, span: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """ROC AUC, its guaranteed bounds and the DeLong variance, per row.
 
     Returns a dict of (R,) arrays: ``value``, ``lower``, ``upper``, ``variance``, ``ci_low``,
     ``ci_high`` (DeLong's variance, the interval on the logit scale: ``logit_interval``), ``P``,
-    ``N``. Rows without positives or without negatives get NaN.
+    ``N``. Rows without positives or without negatives get NaN. A positive and a negative of the
+    same bin count ``share`` (``within.pair_share``: 1/2 in a tie group, 1/2 plus the density
+    slopes' term in a mixed bin) in the value and the placements, 0 and 1 in the bounds.
     """
     pos = np.asarray(pos, dtype=np.float64)
     neg = np.asarray(neg, dtype=np.float64)
@@ -32,15 +40,16 @@ def auc_stats(pos: np.ndarray, neg: np.ndarray, atomic: np.ndarray) -> dict[str,
     ties = pos * neg
     ties_atomic = np.where(atomic, ties, 0.0).sum(axis=1)
     ties_other = ties.sum(axis=1) - ties_atomic
+    share = pair_share(slopes(pos, neg, atomic, span), pos.shape)
     with np.errstate(divide="ignore", invalid="ignore"):
         denom = np.where((P > 0) & (N > 0), P * N, np.nan)
-        value = (wins + 0.5 * (ties_atomic + ties_other)) / denom
+        value = (wins + np.sum(share * ties, axis=1)) / denom
         lower = (wins + 0.5 * ties_atomic) / denom
         upper = lower + ties_other / denom
         # DeLong structural components from bins (DESIGN §3.3)
-        v10 = (neg_below + 0.5 * neg) / N[:, None]
+        v10 = (neg_below + share * neg) / N[:, None]
         pos_above = P[:, None] - np.cumsum(pos, axis=1)
-        v01 = (pos_above + 0.5 * pos) / P[:, None]
+        v01 = (pos_above + share * pos) / P[:, None]
         s10 = np.einsum("rb,rb->r", pos, (v10 - value[:, None]) ** 2) / (P - 1)
         s01 = np.einsum("rb,rb->r", neg, (v01 - value[:, None]) ** 2) / (N - 1)
         variance = s10 / P + s01 / N
@@ -79,6 +88,7 @@ def ap_stats(
     atomic: np.ndarray,
     bounds: bool = True,
     unit: float = 1.0,
+    span: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Average precision (sklearn's step definition), with guaranteed bounds, per row.
 
@@ -100,11 +110,16 @@ def ap_stats(
       ``unit``: the k-th of ``p / unit`` positives sits at ``k (p + n + u) / (p + u)`` on average,
       so it sees precision ``(a + k u) / (c + beta k u)``, ``beta = (p + n + u) / (p + u)``. That
       sum has a closed form in digamma; on peaky softmax scores it was 35x to 120x closer to
-      sklearn's value on the raw scores than the tie-group value (bench: ``bench/truth.py``), and
-      it always lies between the bounds.
+      sklearn's value on the raw scores than the tie-group value (bench: ``bench/truth.py``).
+      Where the neighbouring bins give the bin's density slopes (``within.py``), the negatives
+      above the k-th positive are ``n h(k / (p + 1))`` instead of ``n k / (p + 1)``: the
+      difference of the two sums is added, integrated over k by Gauss-Legendre. Each bin's point
+      value is kept between its bounds.
     """
     u = float(unit) if unit > 0 else 1.0
-    pos = np.asarray(pos, dtype=np.float64)[:, ::-1]
+    pos = np.asarray(pos, dtype=np.float64)
+    slope = dense(slopes(pos, neg, atomic, span), pos.shape)
+    pos = pos[:, ::-1]
     neg = np.asarray(neg, dtype=np.float64)[:, ::-1]
     atom = np.broadcast_to(atomic, pos.shape)[:, ::-1]
     P = pos.sum(axis=1)
@@ -115,24 +130,27 @@ def ap_stats(
     with np.errstate(divide="ignore", invalid="ignore"):
         tie = np.where(has, pos * (a + pos) / (c + pos + neg), 0.0)
         point = tie.copy()
+        up = np.where(atom, tie, np.where(has, pos * (a + pos) / (c + pos), 0.0))
+        low = tie.copy()
         if need.any():
             # in units of one mean sample: the same numbers for any common scale of the weights
             pp, aa, cc, nn = pos[need] / u, a[need] / u, c[need] / u, neg[need] / u
             beta = (pp + nn + 1.0) / (pp + 1.0)
             cb = cc / beta
             sums = (pp + (aa - cb) * (digamma(cb + pp + 1.0) - digamma(cb + 1.0))) / beta
-            point[need] = u * sums
-        denom = np.where(P > 0, P, np.nan)
-        value = point.sum(axis=1) / denom
-        if not bounds:  # the point value only (the exporter's light report)
-            return {"value": value, "P": P}
-        up = np.where(atom, tie, np.where(has, pos * (a + pos) / (c + pos), 0.0))
-        low = tie.copy()
-        if need.any():
+            if slope is not None:
+                sums += _sloped_order(
+                    pp, nn, aa, cc, slope[0][:, ::-1][need], slope[1][:, ::-1][need]
+                )
             pw, aw, mw = pos[need], a[need], (c + neg)[need]
             # m == 0: the top bin without negatives, every precision is 1 (a = 0 there)
             ratio = np.where(mw > 0, pw / np.where(mw > 0, mw, 1.0), 0.0)
             low[need] = pw - (mw - aw) * np.log1p(ratio)
+            point[need] = np.clip(u * sums, low[need], up[need])
+        denom = np.where(P > 0, P, np.nan)
+        value = point.sum(axis=1) / denom
+        if not bounds:  # the point value only (the exporter's light report)
+            return {"value": value, "P": P}
         lower = low.sum(axis=1) / denom
         upper = up.sum(axis=1) / denom
     return {
@@ -141,6 +159,28 @@ def ap_stats(
         "upper": np.maximum(upper, value),
         "P": P,
     }
+
+
+_NODES, _NODE_WEIGHTS = np.polynomial.legendre.leggauss(8)
+
+
+def _sloped_order(
+    p: np.ndarray, n: np.ndarray, a: np.ndarray, c: np.ndarray, a_pos: np.ndarray, a_neg: np.ndarray
+) -> np.ndarray:
+    """What the density slopes add to a mixed bin's AP sum, in units of one sample (1-D arrays
+    over bins): ``sum_k (a + k) (1 / (c + k + n h(x_k)) - 1 / (c + k + n x_k))``, ``x_k = k / (p +
+    1)``, ``h = within.negatives_above``, as an integral over k in [1/2, p + 1/2]."""
+    sloped = (a_pos != 0) | (a_neg != 0)
+    out = np.zeros(p.shape)
+    if not sloped.any():
+        return out
+    p, n, a, c = p[sloped, None], n[sloped, None], a[sloped, None], c[sloped, None]
+    k = 0.5 + 0.5 * p * (_NODES[None, :] + 1.0)
+    x = k / (p + 1.0)
+    h = negatives_above(x, a_pos[sloped, None], a_neg[sloped, None])
+    term = (a + k) * (1.0 / (c + k + n * h) - 1.0 / (c + k + n * x))
+    out[sloped] = 0.5 * p[:, 0] * (term @ _NODE_WEIGHTS)
+    return out
 
 
 def thin_indices(n: int, max_points: int) -> np.ndarray:
@@ -187,13 +227,15 @@ def pr_points(
     )
 
 
-def pairwise_auc(hist: np.ndarray, atomic: np.ndarray) -> dict[str, np.ndarray]:
+def pairwise_auc(
+    hist: np.ndarray, atomic: np.ndarray, span: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """All one-vs-one AUCs ``A(i|j)`` at once from the (true class, column, bin) histogram.
 
     ``A(i|j)`` scores column i, positives class i (``hist[i, i]``), negatives class j
     (``hist[j, i]``). Returns (K, K) arrays ``value``, ``lower``, ``upper`` (NaN on the diagonal
     and where a class is absent). One cumulative sum and three contractions over the histogram:
-    about 20x faster than K(K-1) separate problems.
+    about 20x faster than K(K-1) separate problems. Same-bin pairs count as in ``auc_stats``.
     """
     hist = np.asarray(hist, dtype=np.float64)
     K = hist.shape[0]
@@ -205,11 +247,20 @@ def pairwise_auc(hist: np.ndarray, atomic: np.ndarray) -> dict[str, np.ndarray]:
     wins = np.einsum("ib,jib->ij", pos_above, hist)
     ties = np.einsum("ib,jib->ij", pos, hist)
     ties_atomic = np.einsum("ib,jib->ij", pos * atomic, hist)
+    # same-bin pairs: one half each, and the slopes' term where estimated (problems (j, i, :):
+    # negatives class j, column i)
+    shared = 0.5 * ties
+    slope = slopes(pos[None, :, :], hist, atomic, span)
+    if slope is not None:
+        at, a_pos, a_neg = slope
+        j, i, b = np.unravel_index(at, hist.shape)
+        term = pos[i, b] * hist.reshape(-1)[at] * (a_pos - a_neg) / 12.0
+        shared += np.bincount(i * K + j, weights=term, minlength=K * K).reshape(K, K)
     P = pos.sum(axis=1)
     N = hist.sum(axis=2).T  # N[i, j] = samples of class j (scored in column i)
     with np.errstate(divide="ignore", invalid="ignore"):
         denom = np.where((P[:, None] > 0) & (N > 0), P[:, None] * N, np.nan)
-        value = (wins + 0.5 * ties) / denom
+        value = (wins + shared) / denom
         lower = (wins + 0.5 * ties_atomic) / denom
         upper = lower + (ties - ties_atomic) / denom
     value[idx, idx] = lower[idx, idx] = upper[idx, idx] = np.nan

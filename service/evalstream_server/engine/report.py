@@ -68,10 +68,8 @@ def _whole(x: float) -> float | int:
     return int(round(x)) if float(x).is_integer() else float(x)
 
 
-def _stack(
-    problems: list[Problem], fn: Callable[[np.ndarray, np.ndarray, np.ndarray], Stats]
-) -> Stats:
-    parts = [fn(p.pos, p.neg, p.atomic) for p in problems]
+def _stack(problems: list[Problem], fn: Callable[[Problem], Stats]) -> Stats:
+    parts = [fn(p) for p in problems]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
@@ -162,14 +160,17 @@ def _ranking_groups(
     # the mean weight of a sample: AP's within-bin estimate counts in these units
     unit = state.weight_total / state.n_samples if state.n_samples > 0 else 1.0
 
-    def ap_of(pos: np.ndarray, neg: np.ndarray, atomic: np.ndarray) -> Stats:
-        return ap_stats(pos, neg, atomic, bounds=intervals, unit=unit)
+    def auc_of(p: Problem) -> Stats:
+        return auc_stats(p.pos, p.neg, p.atomic, p.span)
 
-    ovr_auc = _stack(view.ovr(), auc_stats)
+    def ap_of(p: Problem) -> Stats:
+        return ap_stats(p.pos, p.neg, p.atomic, bounds=intervals, unit=unit, span=p.span)
+
+    ovr_auc = _stack(view.ovr(), auc_of)
     ovr_ap = _stack(view.ovr(), ap_of)
     micro = view.micro()
-    micro_auc = auc_stats(micro.pos, micro.neg, micro.atomic)
-    micro_ap = ap_of(micro.pos, micro.neg, micro.atomic)
+    micro_auc = auc_of(micro)
+    micro_ap = ap_of(micro)
     ovr_ap["N"] = ovr_auc["N"]
     micro_ap["N"] = micro_auc["N"]
     if spec.task == "binary":
@@ -213,7 +214,7 @@ def _ranking_groups(
     if sampled is not None:  # binned: the covariances across classes from the row sample
         (problem,) = view.ovr()
         for avg, ci in sampled_average_auc_intervals(
-            problem.pos, problem.neg, *sampled, unit
+            problem.pos, problem.neg, *sampled, unit, problem.atomic, problem.span
         ).items():
             if ci is not None and auc[avg]["value"] is not None:
                 auc[avg]["ci95"] = ci

@@ -28,6 +28,7 @@ class Problem:
     neg: np.ndarray  # (R, B)
     atomic: np.ndarray  # broadcastable to (R, B)
     edges: np.ndarray  # (B,) smallest score of each bin
+    span: np.ndarray | None = None  # (2, B) each bin's score interval; None: one bin per value
 
 
 class ScoreView:
@@ -69,7 +70,7 @@ class ScoreView:
     def ovo_matrix(self, K: int) -> dict[str, np.ndarray]:
         """(K, K) arrays ``value``, ``lower``, ``upper`` of ``A(i|j)`` (NaN where undefined)."""
         pairs = [(i, j) for i in range(K) for j in range(K) if i != j]
-        parts = [auc_stats(p.pos, p.neg, p.atomic) for p in self.ovo(pairs)]
+        parts = [auc_stats(p.pos, p.neg, p.atomic, p.span) for p in self.ovo(pairs)]
         out = {}
         for key in ("value", "lower", "upper"):
             m = np.full((K, K), np.nan)
@@ -99,17 +100,20 @@ class _BinnedView(ScoreView):
             K = hist.shape[0]
             column_totals = hist.sum(axis=0)  # (K, B): all samples scored by each column
             occupied = np.flatnonzero(column_totals.any(axis=0))
-            self._hist = hist[:, :, occupied]
+            # take, not fancy indexing: its result is C-contiguous, which the contractions over
+            # the histogram (pairwise_auc) run 8x faster on at K = 32
+            self._hist = hist.take(occupied, axis=2)
             idx = np.arange(K)
             self._pos = self._hist[idx, idx, :]
-            self._neg = np.maximum(column_totals[:, occupied] - self._pos, 0.0)
+            self._neg = np.maximum(column_totals.take(occupied, axis=1) - self._pos, 0.0)
         else:
             occupied = np.flatnonzero(c["all"].any(axis=0))
             self._hist = None
-            self._pos = c["pos"][:, occupied]
-            self._neg = np.maximum(c["all"][:, occupied] - self._pos, 0.0)
+            self._pos = c["pos"].take(occupied, axis=1)
+            self._neg = np.maximum(c["all"].take(occupied, axis=1) - self._pos, 0.0)
         self._atomic = self._atomic[occupied]
         self._edges = self._edges[occupied]
+        self._span = layout.spans[:, occupied]
         self._occupied = occupied
         self._sample = state.sample
 
@@ -125,7 +129,7 @@ class _BinnedView(ScoreView):
         return self._hist is not None
 
     def ovr(self) -> list[Problem]:
-        return [Problem(self._pos, self._neg, self._atomic, self._edges)]
+        return [Problem(self._pos, self._neg, self._atomic, self._edges, self._span)]
 
     def micro(self) -> Problem:
         return Problem(
@@ -133,12 +137,13 @@ class _BinnedView(ScoreView):
             self._neg.sum(axis=0, keepdims=True),
             self._atomic,
             self._edges,
+            self._span,
         )
 
     def ovo_matrix(self, K: int) -> dict[str, np.ndarray]:
         if self._hist is None:
             raise ValueError("one-vs-one needs the full histogram")
-        return pairwise_auc(self._hist, self._atomic)
+        return pairwise_auc(self._hist, self._atomic, self._span)
 
 
 def _exact_problem(values: np.ndarray, positive: np.ndarray, weights: np.ndarray) -> Problem:
