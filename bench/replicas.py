@@ -9,11 +9,17 @@ Every server is its own ``evalstream serve`` process; Redis runs with ``appendon
 ``appendfsync everysec``; the durable store with ``synchronous=FULL``. Needs ``redis-server``
 (scripts/install-tools.sh installs it).
 
-Usage: python bench/replicas.py [--quick]
+``--baseline DIR`` runs instead the ingest A/B of this tree against another checkout (``git
+worktree add DIR <commit>``, its compiled kernel in place): one replica of each on the same Redis,
+interleaved, large streams (4096-row messages), small streams (128-row messages, 4,096 samples
+each: exact while small throughout) and delayed labels.
+
+Usage: python bench/replicas.py [--quick] [--baseline DIR]
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import statistics
@@ -85,13 +91,18 @@ def _start_redis(directory: str) -> tuple[subprocess.Popen, int]:
     raise RuntimeError("redis-server did not start")
 
 
-def _start_server(*flags: str) -> tuple[subprocess.Popen, str]:
+def _start_server(*flags: str, service: str | None = None) -> tuple[subprocess.Popen, str]:
+    """``evalstream serve`` of this tree, or of the ``service`` directory of another checkout."""
     port = _free_port()
+    env = None
+    if service is not None:
+        env = {**os.environ, "PYTHONPATH": service}
     proc = subprocess.Popen(
         [sys.executable, "-m", "evalstream_server.cli", "serve", "--grpc-port", str(port)]
         + ["--metrics-port", "-1", "--log-level", "WARNING", *flags],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=env,
     )
     return proc, f"127.0.0.1:{port}"
 
@@ -234,6 +245,113 @@ def ingest_table(quick: bool, tmp: str) -> None:
         f"reverse order); joined pairs per second of the whole, best of {repeats}\n"
     )
     print(markdown_table(["setup", "joined pairs/s", "÷ embedded durable"], rows))
+
+
+def _small_streams_rate(target: str, n_streams: int, per_stream: int, prefix: str) -> float:
+    """Samples/s of two producers, each sending 128-row messages to half of ``n_streams``
+    streams in turn (streams of ``per_stream`` samples: below the exact-while-small cap)."""
+    with grpc.insecure_channel(target) as ch:
+        stub = rpc.EvalstreamServiceStub(ch)
+        for i in range(n_streams):
+            config = stream_pb2.StreamConfig(
+                name=f"{prefix}{i}",
+                task=stream_pb2.TASK_MULTICLASS,
+                classes=CLASSES,
+                windows=["1h"],
+                score_kind=stream_pb2.SCORE_KIND_PROBABILITIES,
+            )
+            stub.CreateStream(pb.CreateStreamRequest(config=config))
+    per_producer: list[list[pb.IngestRequest]] = [[], []]
+    for i in range(n_streams):
+        work = make_workload(per_stream, K, seed=100 + i, batch=128)
+        for req in _requests(work, f"{prefix}{i}", "p"):
+            per_producer[i % 2].append(req)
+    for reqs in per_producer:  # the streams of a producer in turn
+        reqs.sort(key=lambda r: r.sequence)
+    work_size = n_streams * per_stream
+    channels = [grpc.insecure_channel(target) for _ in range(2)]
+    accepted = [0, 0]
+    barrier = threading.Barrier(3)
+
+    def produce(i: int) -> None:
+        stub = rpc.EvalstreamServiceStub(channels[i])
+        barrier.wait()
+        for resp in stub.Ingest(iter(per_producer[i]), timeout=600):
+            accepted[i] = max(accepted[i], resp.accepted_samples)
+
+    threads = [threading.Thread(target=produce, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    for ch in channels:
+        ch.close()
+    assert sum(accepted) == work_size, (accepted, work_size)
+    return work_size / elapsed
+
+
+def ab_table(quick: bool, tmp: str, baseline: str) -> None:
+    """This tree's Redis replica against ``baseline``'s, on one Redis, interleaved."""
+    service = str(Path(baseline).resolve() / "service")
+    per_producer = 4096 * (8 if quick else 40)
+    repeats = 1 if quick else 4
+    works = [make_workload(per_producer, K, seed=10 + i) for i in range(2)]
+    n_small = 4 if quick else 20
+    redis_proc, redis_port = _start_redis(tmp)
+    url = f"redis://127.0.0.1:{redis_port}/0"
+    procs = []
+    try:
+        new, t_new = _start_server("--store", url)
+        old, t_old = _start_server("--store", url, service=service)
+        procs = [new, old]
+        for target in (t_new, t_old):
+            _wait_serving(target)
+        trees = {"this tree": t_new, "baseline": t_old}
+        cases = ["large streams (4096-row messages)", "small streams (128-row messages)"]
+        cases.append("delayed labels (joined pairs/s)")
+        rates: dict[tuple[str, str], list[float]] = {}
+        for r in range(repeats):  # interleaved (the order alternates): noise hits both alike
+            order = list(trees.items()) if r % 2 == 0 else list(trees.items())[::-1]
+            for tree, target in order:
+                key = f"{tree[0]}{r}"
+                rates.setdefault((cases[0], tree), []).append(
+                    _ingest_rate([target], works, f"L{key}")
+                )
+                rates.setdefault((cases[1], tree), []).append(
+                    _small_streams_rate(target, n_small, 4096, f"S{key}_")
+                )
+                rates.setdefault((cases[2], tree), []).append(
+                    _delayed_rate([target], works[0], f"D{key}")
+                )
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=30)
+        redis_proc.terminate()
+        redis_proc.wait(timeout=30)
+    rows = []
+    for case in cases:
+        a, b = rates[(case, "this tree")], rates[(case, "baseline")]
+        ratios = [x / y for x, y in zip(a, b, strict=True)]
+        rows.append(
+            [
+                case,
+                fmt_rate(statistics.median(a)),
+                fmt_rate(statistics.median(b)),
+                fmt_ratio(statistics.median(a) / statistics.median(b)),
+                " ".join(f"{x:.2f}" for x in ratios),
+            ]
+        )
+    print(
+        f"\n# Redis, one replica of each tree on one Redis, K = {K}, window 1h, medians of "
+        f"{repeats} interleaved runs (baseline: {baseline})\n"
+    )
+    header = ["workload", "this tree", "baseline", "this ÷ baseline", "per run"]
+    print(markdown_table(header, rows))
 
 
 def _delayed_requests(work, stream: str, producer: str) -> tuple[list, list]:
@@ -489,11 +607,19 @@ def scrape_table(quick: bool) -> None:
 
 
 def main() -> None:
-    args = quick_parser(__doc__.splitlines()[0]).parse_args()
+    parser = quick_parser(__doc__.splitlines()[0])
+    parser.add_argument("--baseline", help="a checkout to compare this tree's ingest with")
+    args = parser.parse_args()
     if shutil.which("redis-server") is None:
         sys.exit("redis-server is not installed: run scripts/install-tools.sh")
     print(machine_line({"redis-server": _redis_version()}))
     tmp = tempfile.mkdtemp(prefix="evalstream-replicas-")
+    if args.baseline:
+        try:
+            ab_table(args.quick, tmp, args.baseline)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return
     try:
         ingest_table(args.quick, tmp)
     finally:

@@ -10,7 +10,7 @@ and the producer sequences the commit script checks before it appends anything.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,14 +47,17 @@ class Entry:
     targets: list[Target]
     now: float
     n_rows: int = 0  # samples of the batch (its rows count against the caps)
-    rows: bytes | None = None  # packed raw rows (None: more than any cap, never kept)
+    # the batch's raw rows, packed when a commit sends them (None: more than any cap); a commit
+    # leaves them out once the key's rows are dropped, so most batches are never packed
+    rows: Callable[[], bytes] | None = None
+    rows_bytes: int = 0  # what the batch behind ``rows`` holds
     sample: RowSample | None = None  # the batch's own row sample
 
     @property
     def nbytes(self) -> int:
         parts = sum(i.nbytes + (0 if v is None else v.nbytes) for i, v in self.parts)
-        rows = len(self.rows) if self.rows is not None else 0
-        return parts + rows + (self.sample.nbytes if self.sample is not None else 0) + 200
+        sample = self.sample.nbytes if self.sample is not None else 0
+        return parts + self.rows_bytes + sample + 200
 
 
 @dataclass
@@ -132,7 +135,7 @@ class Commit:
             if target.n_rows and key not in dropped and target.n_rows <= target.cap:
                 if all(r is not None for r in rows):
                     if group not in rows_at:
-                        rows_at[group] = place(b"".join(r for r in rows if r is not None))
+                        rows_at[group] = place(b"".join(r() for r in rows if r is not None))
                     target.rows_offset, target.rows_length = rows_at[group]
             samples = [self.entries[i].sample for i in group]
             if any(smp is not None for smp in samples):

@@ -5,6 +5,7 @@ once (``redis_join``)."""
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from collections.abc import Callable
@@ -178,6 +179,8 @@ class Ingestion:
         parts = cached.layout.parts(compute_delta(spec, batch))
         outcome = BatchOutcome("accepted", samples=batch.n)
         # raw rows while small (redis_rows): none past every cap (the commit drops them anyway)
-        rows = pack_rows(spec, batch) if batch.n <= small_rows() else None
+        rows = functools.partial(pack_rows, spec, batch) if batch.n <= small_rows() else None
+        held = batch.scores.nbytes + batch.labels.nbytes
+        held += 0 if batch.weights is None else batch.weights.nbytes
         sample = batch_sample(spec, batch)
-        return Entry(producer, sequence, outcome, parts, targets, now, batch.n, rows, sample)
+        return Entry(producer, sequence, outcome, parts, targets, now, batch.n, rows, held, sample)
