@@ -293,8 +293,22 @@ def _small_streams_rate(target: str, n_streams: int, per_stream: int, prefix: st
     return work_size / elapsed
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _script_usec(client: redis.Redis) -> float:
+    """Microseconds Redis spent in scripts so far (``INFO commandstats``)."""
+    stats = client.info("commandstats")
+    return float(sum(v["usec"] for k, v in stats.items() if k.startswith("cmdstat_eval")))
+
+
 def ab_table(quick: bool, tmp: str, baseline: str) -> None:
-    """This tree's Redis replica against ``baseline``'s, on one Redis, interleaved."""
+    """This tree's Redis replica against ``baseline``'s, on one Redis, interleaved: the wall
+    rate, and (less sensitive to other load on the machine) the replica's CPU time and Redis's
+    script time per sample."""
     service = str(Path(baseline).resolve() / "service")
     per_producer = 4096 * (8 if quick else 40)
     repeats = 1 if quick else 4
@@ -302,6 +316,7 @@ def ab_table(quick: bool, tmp: str, baseline: str) -> None:
     n_small = 4 if quick else 20
     redis_proc, redis_port = _start_redis(tmp)
     url = f"redis://127.0.0.1:{redis_port}/0"
+    client = redis.Redis(port=redis_port)
     procs = []
     try:
         new, t_new = _start_server("--store", url)
@@ -309,24 +324,34 @@ def ab_table(quick: bool, tmp: str, baseline: str) -> None:
         procs = [new, old]
         for target in (t_new, t_old):
             _wait_serving(target)
-        trees = {"this tree": t_new, "baseline": t_old}
-        cases = ["large streams (4096-row messages)", "small streams (128-row messages)"]
-        cases.append("delayed labels (joined pairs/s)")
-        rates: dict[tuple[str, str], list[float]] = {}
+        trees = {"this tree": (new, t_new), "baseline": (old, t_old)}
+        cases = {
+            "large streams (4096-row messages)": (
+                lambda target, key: _ingest_rate([target], works, f"L{key}"),
+                2 * per_producer,
+            ),
+            "small streams (128-row messages)": (
+                lambda target, key: _small_streams_rate(target, n_small, 4096, f"S{key}_"),
+                n_small * 4096,
+            ),
+            "delayed labels (joined pairs)": (
+                lambda target, key: _delayed_rate([target], works[0], f"D{key}"),
+                per_producer,
+            ),
+        }
+        # (case, tree) -> per run: (rate, replica CPU us per sample, Redis script us per sample)
+        runs: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
         for r in range(repeats):  # interleaved (the order alternates): noise hits both alike
             order = list(trees.items()) if r % 2 == 0 else list(trees.items())[::-1]
-            for tree, target in order:
-                key = f"{tree[0]}{r}"
-                rates.setdefault((cases[0], tree), []).append(
-                    _ingest_rate([target], works, f"L{key}")
-                )
-                rates.setdefault((cases[1], tree), []).append(
-                    _small_streams_rate(target, n_small, 4096, f"S{key}_")
-                )
-                rates.setdefault((cases[2], tree), []).append(
-                    _delayed_rate([target], works[0], f"D{key}")
-                )
+            for case, (run, samples) in cases.items():
+                for tree, (proc, target) in order:
+                    cpu, script = _cpu_seconds(proc.pid), _script_usec(client)
+                    rate = run(target, f"{tree[0]}{r}")
+                    cpu = (_cpu_seconds(proc.pid) - cpu) * 1e6 / samples
+                    script = (_script_usec(client) - script) / samples
+                    runs.setdefault((case, tree), []).append((rate, cpu, script))
     finally:
+        client.close()
         for proc in procs:
             proc.terminate()
         for proc in procs:
@@ -335,23 +360,25 @@ def ab_table(quick: bool, tmp: str, baseline: str) -> None:
         redis_proc.wait(timeout=30)
     rows = []
     for case in cases:
-        a, b = rates[(case, "this tree")], rates[(case, "baseline")]
-        ratios = [x / y for x, y in zip(a, b, strict=True)]
-        rows.append(
-            [
-                case,
-                fmt_rate(statistics.median(a)),
-                fmt_rate(statistics.median(b)),
-                fmt_ratio(statistics.median(a) / statistics.median(b)),
-                " ".join(f"{x:.2f}" for x in ratios),
-            ]
-        )
+        a, b = runs[(case, "this tree")], runs[(case, "baseline")]
+        row = [case]
+        for j, fmt in ((0, fmt_rate), (1, _fmt_us), (2, _fmt_us)):
+            x = statistics.median(v[j] for v in a)
+            y = statistics.median(v[j] for v in b)
+            row += [f"{fmt(x)} / {fmt(y)}", fmt_ratio(x / y)]
+        row.append(" ".join(f"{u[1] / v[1]:.2f}" for u, v in zip(a, b, strict=True)))
+        rows.append(row)
     print(
-        f"\n# Redis, one replica of each tree on one Redis, K = {K}, window 1h, medians of "
-        f"{repeats} interleaved runs (baseline: {baseline})\n"
+        f"\n# Redis ingest, one replica of this tree and one of the baseline ({baseline}) on one "
+        f"Redis, K = {K}, window 1h, medians of {repeats} interleaved runs\n"
     )
-    header = ["workload", "this tree", "baseline", "this ÷ baseline", "per run"]
+    header = ["workload", "samples/s (this / base)", "÷", "replica CPU per sample", "÷"]
+    header += ["Redis script time per sample", "÷", "CPU ÷ per run"]
     print(markdown_table(header, rows))
+
+
+def _fmt_us(us: float) -> str:
+    return f"{us:.2f} us"
 
 
 def _delayed_requests(work, stream: str, producer: str) -> tuple[list, list]:
