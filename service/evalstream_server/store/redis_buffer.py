@@ -140,13 +140,11 @@ class Commit:
             samples = [self.entries[i].sample for i in group]
             if any(smp is not None for smp in samples):
                 if group not in sample_at:
-                    merged: RowSample | None = None
-                    for smp in samples:
-                        if smp is None:
-                            continue
-                        if merged is None:
-                            merged = smp.copy()
-                        else:
+                    kept = [smp for smp in samples if smp is not None]
+                    merged = kept[0]
+                    if len(kept) > 1:  # the group's sample: the smallest keys of them all
+                        merged = merged.copy()
+                        for smp in kept[1:]:
                             merged.merge_from(smp)
                     sample_at[group] = place(pack_sample(merged))
                 target.sample_offset, target.sample_length = sample_at[group]

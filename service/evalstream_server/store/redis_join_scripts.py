@@ -200,7 +200,7 @@ local function finish(counts, rows)
   local function arg(t, j) return tonumber(ARGV[14 + 11 * (t - 1) + j]) end
   local function data(off, len) return string.sub(ARGV[12], off + 1, off + len) end
   for t = 1, n_targets do  -- rows are always sent (or past the cap): the plan cannot refuse
-    if arg(t, 5) > 0 then
+    if arg(t, 5) > 0 or arg(t, 10) > 0 then
       local rows = false
       if arg(t, 4) > 0 then rows = data(arg(t, 3), arg(t, 4)) end
       rows_plan(KEYS[11 + t], rows, arg(t, 5), arg(t, 8), arg(t, 9), arg(t, 10), arg(t, 2))

@@ -24,6 +24,8 @@ rows were kept (or by an older replica) has samples without rows and stays binne
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..engine import Batch, StreamSpec
@@ -61,17 +63,21 @@ def companions(log_key: str) -> list[str]:
     return [rows_key(log_key), sample_key(log_key)]
 
 
-def _label_field(spec: StreamSpec) -> tuple[str, tuple[int, ...]]:
-    C = spec.n_columns
-    if spec.task != "multiclass":
+def _label_field(task: str, C: int) -> tuple[str, tuple[int, ...]]:
+    if task != "multiclass":
         return "u1", (C,)  # a row of bools
     return ("u1" if C <= 2**8 else "<u2" if C <= 2**16 else "<i8"), ()
 
 
 def row_dtype(spec: StreamSpec) -> np.dtype:
     """One raw row as the script stores it: label, float32 scores, float64 weight."""
-    label, shape = _label_field(spec)
-    return np.dtype([("y", label, shape), ("s", "<f4", (spec.n_columns,)), ("w", "<f8")])
+    return _row_dtype(spec.task, spec.n_columns)
+
+
+@functools.lru_cache(maxsize=64)
+def _row_dtype(task: str, n_columns: int) -> np.dtype:
+    label, shape = _label_field(task, n_columns)
+    return np.dtype([("y", label, shape), ("s", "<f4", (n_columns,)), ("w", "<f8")])
 
 
 def pack_rows(spec: StreamSpec, batch: Batch) -> bytes:
@@ -107,9 +113,17 @@ def unpack_rows(spec: StreamSpec, blob: bytes, n_samples: int) -> ExactScores | 
 
 def sample_dtype(spec: StreamSpec) -> np.dtype:
     """One row-sample record (``RowSample.dtypes``: key, bins, label, summed squared weight)."""
-    names = ("k", "b", "y", "q")
-    parts = RowSample(spec, 1).dtypes()
-    return np.dtype([(name, dt, shape) for name, (dt, shape) in zip(names, parts, strict=True)])
+    key = (spec.task, spec.n_columns, spec.resolution.mantissa_bits)
+    dtype = _SAMPLE_DTYPES.get(key)
+    if dtype is None:
+        names = ("k", "b", "y", "q")
+        parts = RowSample(spec, 1).dtypes()
+        dtype = np.dtype([(n, dt, shape) for n, (dt, shape) in zip(names, parts, strict=True)])
+        _SAMPLE_DTYPES[key] = dtype
+    return dtype
+
+
+_SAMPLE_DTYPES: dict[tuple[str, int, int], np.dtype] = {}
 
 
 def pack_sample(sample: RowSample | None) -> bytes:
@@ -155,97 +169,144 @@ def batch_sample(spec: StreamSpec, batch: Batch) -> RowSample | None:
 # Shared by the commit scripts (``redis_scripts._COMMIT``, ``redis_join_scripts``). ``rows_plan``
 # decides, without writing, what adding rows to a log key does; ``rows_apply`` writes every
 # decision. A plan that needs rows the replica left out (it expected them dropped: a reset since)
-# returns false, before anything is written, and the replica sends them.
+# returns false, before anything is written, and the replica sends them. A window's ring keeps
+# its buckets' sample counts and kept flags in one hash, ``<window prefix>ring`` (bucket id ->
+# 2 x samples + kept; "e" -> its expiry, that of its newest bucket), so a commit reads the ring
+# with one call; a log whose rows are dropped is not written again.
 ROWS_LUA = """
-local R_head, R_order, R_data, R_exp = {}, {}, {}, {}
-local function rows_head(rk)
-  local s = R_head[rk]
-  if s then return s[1], s[2] end
-  local h = redis.call('GETRANGE', rk, 0, 15)
-  if #h < 16 then return 0, 1 end
-  local n, kept = struct.unpack('<dd', h)
-  return n, kept
-end
+local R_head, R_order, R_data, R_exp, R_kept = {}, {}, {}, {}, {}
+local R_rings, R_ring_order = {}, {}
 
 local function rows_set(rk, n, kept, exp)
   if not R_head[rk] then R_order[#R_order + 1] = rk end
   R_head[rk] = {n, kept}
-  if exp then R_exp[rk] = exp end
+  if exp and exp > 0 then R_exp[rk] = exp end
 end
 
--- K: a log key; rows: the packed rows or false (left out); nrows: samples; cap; cur, nb: the
--- ring (current bucket, buckets) of a window bucket, nb = 0 for the cumulative log; exp: K's
--- expiry (0: none)
+-- the ring of a window bucket's log K: its hash, the bucket's id, the fields read
+local function ring_of(K, cur, nb, exp)
+  local prefix, bid = string.match(K, '^(.*:)(%-?%d+)$')
+  local hk = prefix .. 'ring'
+  local ring = R_rings[hk]
+  if not ring then
+    ring = {fields = {}, changed = {}, stale = {}, prefix = prefix, exp = 0, expires = 0}
+    local flat = redis.call('HGETALL', hk)
+    for i = 1, #flat, 2 do
+      local b, v = tonumber(flat[i]), tonumber(flat[i + 1])
+      if flat[i] == 'e' then ring.expires = v  -- the hash's own expiry
+      elseif b <= cur - nb then ring.stale[#ring.stale + 1] = flat[i]  -- left the window
+      else ring.fields[b] = {math.floor(v / 2), v % 2} end
+    end
+    R_rings[hk] = ring
+    R_ring_order[#R_ring_order + 1] = hk
+  end
+  if exp > ring.exp then ring.exp = exp end
+  return ring, tonumber(bid)
+end
+
+-- K: a log key; rows: the packed rows or false (left out); nrows: samples (0: predictions alone);
+-- cap; cur, nb: the ring (current bucket, buckets) of a window bucket, nb = 0 for the cumulative
+-- log; exp: K's expiry (0: none)
 local function rows_plan(K, rows, nrows, cap, cur, nb, exp)
   local rk = K .. ':rows'
-  local n, kept = rows_head(rk)
-  local total, ring = n + nrows, {}
-  if nb > 0 then
-    local prefix = string.match(K, '^(.*:)%-?%d+$')
-    total = nrows
-    for b = cur - nb + 1, cur + nb do
-      local k = prefix .. string.format('%d', b)
-      total = total + rows_head(k .. ':rows')
-      ring[#ring + 1] = k
+  if nb == 0 then  -- the cumulative log: its header
+    if nrows == 0 then return true end
+    local n, kept = 0, 1
+    local h = redis.call('GETRANGE', rk, 0, 15)
+    if #h == 16 then n, kept = struct.unpack('<dd', h) end
+    if kept == 0 then R_kept[K] = 0 return true end  -- dropped for good: nothing to write
+    if n + nrows > cap then
+      R_kept[K] = 0
+      rows_set(rk, n + nrows, 0, exp)
+    else
+      if not rows then return false end
+      rows_set(rk, n + nrows, 1, exp)
+      R_data[rk] = (R_data[rk] or '') .. rows
     end
+    return true
   end
-  if total > cap then  -- past the cap: rows dropped for good (every bucket of the ring)
-    for _, k in ipairs(ring) do
-      local rk2 = k .. ':rows'
-      local m, on = rows_head(rk2)
-      if on == 1 and rk2 ~= rk and (R_head[rk2] or redis.call('EXISTS', rk2) == 1
-                                    or redis.call('EXISTS', k) == 1) then
-        rows_set(rk2, m, 0, nil)
+  local ring, bid = ring_of(K, cur, nb, exp)
+  local f = ring.fields[bid]
+  if not f then  -- a new bucket (as the engine's ring, it keeps rows unless this passes the cap)
+    f = {0, 1}
+    ring.fields[bid] = f
+    ring.changed[bid] = true
+  end
+  if nrows == 0 then return true end
+  local total = nrows
+  for b, g in pairs(ring.fields) do
+    if b > cur - nb and b <= cur + nb then total = total + g[1] end
+  end
+  local kept = f[2]
+  if total > cap then  -- past the ring's cap: every bucket's rows go for good
+    for b, g in pairs(ring.fields) do
+      if g[2] == 1 and b > cur - nb and b <= cur + nb then
+        g[2] = 0
+        ring.changed[b] = true
+        if b ~= bid then rows_set(ring.prefix .. string.format('%d', b) .. ':rows', g[1], 0) end
       end
     end
-    rows_set(rk, n + nrows, 0, exp)
-  elseif kept == 0 then
-    rows_set(rk, n + nrows, 0, exp)
-  else
+    if kept == 1 then rows_set(rk, f[1] + nrows, 0, exp) end
+    kept = 0
+  elseif kept == 1 then
     if not rows then return false end
-    rows_set(rk, n + nrows, 1, exp)
+    rows_set(rk, f[1] + nrows, 1, exp)
     R_data[rk] = (R_data[rk] or '') .. rows
   end
+  f[1], f[2] = f[1] + nrows, kept
+  ring.changed[bid] = true
+  R_kept[K] = kept
   return true
 end
 
--- writes every planned header and row; a key created here expires with its log (exp, or the
--- log's entry in the buckets zset), and is listed there so reset and delete find it
+-- writes every planned header and row and the rings; a key created here expires with its log
+-- (exp, or the log's entry in the buckets zset) and is listed there, so reset and delete find it
 local function rows_apply(zset)
   for _, rk in ipairs(R_order) do
     local s = R_head[rk]
     local head = struct.pack('<dd', s[1], s[2])
-    local existed = redis.call('EXISTS', rk) == 1
-    if s[2] == 1 and existed then
+    local new
+    if s[2] == 1 then
+      local data = R_data[rk] or ''
       redis.call('SETRANGE', rk, 0, head)
-      if R_data[rk] then redis.call('APPEND', rk, R_data[rk]) end
-    elseif existed then
-      redis.call('SET', rk, head .. (R_data[rk] or ''), 'KEEPTTL')
-    else
-      redis.call('SET', rk, head .. (R_data[rk] or ''))
+      new = redis.call('APPEND', rk, data) == 16 + #data
+    else  -- dropped now: the header alone
+      new = redis.call('EXISTS', rk) == 0
+      redis.call('SET', rk, head, 'KEEPTTL')
     end
-    local exp = R_exp[rk]
-    if not exp and not existed then
-      exp = tonumber(redis.call('ZSCORE', zset, string.sub(rk, 1, -6)))
+    if new then
+      local exp = R_exp[rk] or tonumber(redis.call('ZSCORE', zset, string.sub(rk, 1, -6)))
+      if exp and exp > 0 then
+        redis.call('EXPIREAT', rk, exp)
+        redis.call('ZADD', zset, exp, rk)
+      end
     end
-    if exp and exp > 0 then
-      redis.call('EXPIREAT', rk, exp)
-      redis.call('ZADD', zset, exp, rk)
+  end
+  for _, hk in ipairs(R_ring_order) do
+    local ring, h = R_rings[hk], {}
+    for b, _ in pairs(ring.changed) do
+      local g = ring.fields[b]
+      h[#h + 1], h[#h + 2] = string.format('%d', b), 2 * g[1] + g[2]
+    end
+    if #h > 0 then redis.call('HSET', hk, unpack(h)) end
+    if #ring.stale > 0 then redis.call('HDEL', hk, unpack(ring.stale)) end
+    if ring.exp > ring.expires then  -- lives as long as its last bucket
+      redis.call('HSET', hk, 'e', ring.exp)
+      redis.call('EXPIREAT', hk, ring.exp)
+      redis.call('ZADD', zset, ring.exp, hk)
     end
   end
 end
 
 local function rows_kept(K)
-  local s = R_head[K .. ':rows']
-  if s then return s[2] end
-  return 1
+  return R_kept[K] or 1
 end
 
 local function sample_append(K, data, exp, zset)
   if #data == 0 then return 0 end
   local sk = K .. ':smp'
   local len = redis.call('APPEND', sk, data)
-  if exp > 0 then
+  if len == #data and exp > 0 then  -- created now
     redis.call('EXPIREAT', sk, exp)
     redis.call('ZADD', zset, exp, sk)
   end

@@ -113,7 +113,7 @@ local first = 9 + 5 * n
 local function arg(t, j) return tonumber(ARGV[first + 11 * (t - 8) + j]) end
 for t = 8, #KEYS do  -- the rows first, without writing: left-out rows may be needed
   local nrows = arg(t, 5)
-  if nrows > 0 then
+  if nrows > 0 or arg(t, 10) > 0 then  -- rows, or a window bucket (the ring lists it)
     local rows = false
     if arg(t, 4) > 0 then rows = data(arg(t, 3), arg(t, 4)) end
     if not rows_plan(KEYS[t], rows, nrows, arg(t, 8), arg(t, 9), arg(t, 10), arg(t, 2)) then
