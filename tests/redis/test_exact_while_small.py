@@ -326,6 +326,10 @@ def test_compaction_keeps_a_small_stream_exact(redis_server):
         fresh = _store(redis_server.url, lambda: feed.now[0])
         try:
             got = fresh.report("s", CUMULATIVE)
+            state = fresh.state("s", CUMULATIVE)
+            # the replica's cache of merged states (bounded by cache_bytes) charges the rows
+            assert state.exact is not None and state.exact.n == 500
+            assert fresh.reads.cache._bytes >= state.exact.nbytes + state.sample.nbytes
         finally:
             fresh.close()
         assert got["resolution"]["exact"] is True

@@ -14,10 +14,10 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..engine.row_sample import RowSample
+from ..engine import StreamSpec
 from ..engine.state import small_rows, window_rows
 from .base import OUTCOME_MEMORY, BatchOutcome
-from .redis_rows import pack_sample
+from .redis_rows import merge_samples, pack_sample
 from .redis_scripts import Keys
 from .sparse_log import MaxCells, Part, encode_chunk, reduce_parts
 
@@ -51,13 +51,13 @@ class Entry:
     # leaves them out once the key's rows are dropped, so most batches are never packed
     rows: Callable[[], bytes] | None = None
     rows_bytes: int = 0  # what the batch behind ``rows`` holds
-    sample: RowSample | None = None  # the batch's own row sample
+    sample: bytes = b""  # the records of the batch's own row sample (``redis_rows``)
+    spec: StreamSpec | None = None  # the stream's (a commit merges its batches' samples)
 
     @property
     def nbytes(self) -> int:
         parts = sum(i.nbytes + (0 if v is None else v.nbytes) for i, v in self.parts)
-        sample = self.sample.nbytes if self.sample is not None else 0
-        return parts + self.rows_bytes + sample + 200
+        return parts + self.rows_bytes + len(self.sample) + 200
 
 
 @dataclass
@@ -137,16 +137,16 @@ class Commit:
                     if group not in rows_at:
                         rows_at[group] = place(b"".join(r() for r in rows if r is not None))
                     target.rows_offset, target.rows_length = rows_at[group]
-            samples = [self.entries[i].sample for i in group]
-            if any(smp is not None for smp in samples):
+            samples = [self.entries[i].sample for i in group if self.entries[i].sample]
+            if samples:
                 if group not in sample_at:
-                    kept = [smp for smp in samples if smp is not None]
-                    merged = kept[0]
-                    if len(kept) > 1:  # the group's sample: the smallest keys of them all
-                        merged = merged.copy()
-                        for smp in kept[1:]:
-                            merged.merge_from(smp)
-                    sample_at[group] = place(pack_sample(merged))
+                    records = samples[0]
+                    spec = self.entries[group[0]].spec
+                    if len(samples) > 1 and spec is not None:  # the smallest keys of them all
+                        records = pack_sample(merge_samples(spec, samples))
+                    elif len(samples) > 1:
+                        records = b"".join(samples)  # merged when read
+                    sample_at[group] = place(records)
                 target.sample_offset, target.sample_length = sample_at[group]
             self.targets.append(target)
         self.payload = b"".join(chunks)

@@ -183,4 +183,6 @@ class Ingestion:
         held = batch.scores.nbytes + batch.labels.nbytes
         held += 0 if batch.weights is None else batch.weights.nbytes
         sample = batch_sample(spec, batch)
-        return Entry(producer, sequence, outcome, parts, targets, now, batch.n, rows, held, sample)
+        return Entry(
+            producer, sequence, outcome, parts, targets, now, batch.n, rows, held, sample, spec
+        )

@@ -46,7 +46,7 @@ from .redis_catalogue import CachedStream, StreamCatalogue
 from .redis_commits import CommitBuffer
 from .redis_connection import RedisConnection, text
 from .redis_join_scripts import TTL_MARGIN, pack_ids
-from .redis_rows import batch_sample, pack_rows, pack_sample, sample_key
+from .redis_rows import batch_sample, pack_rows, sample_key
 from .redis_scripts import Keys
 from .redis_sequences import Sequences
 from .sparse_log import encode_chunk, reduce_parts
@@ -340,7 +340,7 @@ class JoinTable:
                 rows = rows_at[id(pairs)]
             if pairs is not None and has_sample(spec):
                 if id(pairs) not in sample_at:
-                    sample_at[id(pairs)] = place(pack_sample(batch_sample(spec, pairs)))
+                    sample_at[id(pairs)] = place(batch_sample(spec, pairs))
                 samples = sample_at[id(pairs)]
             sent.append(
                 (key, [start, length, expireat, *rows, n_rows, *samples, cap, current, buckets])

@@ -15,11 +15,16 @@ batch skipped as a duplicate or a failed commit adds no rows):
                     (``redis_compaction``) replaces the chunks by that merge.
 
 The script appends rows while the key (the cumulative log) or the window's ring (the buckets
-``cur - n + 1 .. cur + n`` at the commit's time, as ``WindowRing`` counts them) stays within its
-cap; the commit that passes it drops the rows of the key, or of every bucket of the ring, for
-good: ``State.join_rows``'s rule. A reader trusts a key's rows only when its header says kept and
-the rows, the header and the count log's sample count (field ``n``) agree: a log written before
-rows were kept (or by an older replica) has samples without rows and stays binned.
+``cur - n + 1 .. cur + n`` at the commit's time, as ``WindowRing`` counts them; their sample
+counts and kept flags in one hash per window, ``P:{s}:w:<seconds>:ring``) stays within its cap;
+the commit that passes it drops the rows of the key, or of every bucket of the ring, for good:
+``State.join_rows``'s rule. A replica whose last commit found a key's rows dropped leaves them
+out of its next commits (``CommitBuffer.dropped``); the script answers ``rows`` if they are
+needed after all (a reset since), before writing anything.
+
+A reader trusts a key's rows only when its header says kept and the rows, the header and the
+count log's sample count (field ``n``) agree: a log written before rows were kept (or by an older
+replica) has samples without rows and stays binned.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import functools
 import numpy as np
 
 from ..engine import Batch, StreamSpec
-from ..engine.row_sample import SAMPLE_ROWS, RowSample, has_sample
+from ..engine.row_sample import SAMPLE_ROWS, RowSample, _batch_entries, has_sample
 from ..engine.state import ExactScores
 
 __all__ = [
@@ -157,13 +162,16 @@ def merge_samples(spec: StreamSpec, blobs: list[bytes], into: RowSample | None =
     return out
 
 
-def batch_sample(spec: StreamSpec, batch: Batch) -> RowSample | None:
-    """The batch's own row sample (None for a spec without one: binary, exact)."""
-    if not has_sample(spec):
-        return None
-    sample = RowSample(spec, SAMPLE_ROWS)
-    sample.add(batch)
-    return sample
+def batch_sample(spec: StreamSpec, batch: Batch) -> bytes:
+    """The records of the batch's own row sample (what ``RowSample.add`` keeps of it in an empty
+    sample; empty for a spec without one: binary, exact), without allocating a ``RowSample``:
+    that costs more than the sample of a small batch."""
+    if not has_sample(spec) or batch.n == 0:
+        return b""
+    keys, bins, labels, wsq = _batch_entries(batch, spec, SAMPLE_ROWS)
+    out = np.empty(keys.size, sample_dtype(spec))
+    out["k"], out["b"], out["y"], out["q"] = keys, bins, labels, wsq
+    return out.tobytes()
 
 
 # Shared by the commit scripts (``redis_scripts._COMMIT``, ``redis_join_scripts``). ``rows_plan``

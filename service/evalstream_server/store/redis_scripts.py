@@ -22,6 +22,7 @@ Keys (``P`` is the prefix, default ``evalstream``)::
     P:{s}:w:<seconds>:<bucket> STRING  sparse log of one window bucket (EXPIREAT its end)
     <log>:rows, <log>:smp      STRING  beside each log above: its raw rows while small and its
                                        row sample (``redis_rows``; a bucket's expire with it)
+    P:{s}:w:<seconds>:ring     HASH    a window's buckets: samples and rows kept (``redis_rows``)
     P:{s}:buckets              ZSET    bucket key (and its rows and sample keys) -> expiry (reset
                                        and delete find them here)
     P:{s}:stage:<replica>:<n>  STRING  a large commit's payload, staged in chunks (EXPIRE 600)
