@@ -22,6 +22,7 @@ import io
 import pstats
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -80,10 +81,25 @@ def _feed(eng: StreamEngine, wl: Workload, start: int, stop: int) -> None:
         eng.update(wl.labels[s:e], wl.scores[s:e])
 
 
-def _report_times(eng: StreamEngine, repeats: int) -> list[float]:
+def _report_times(eng: StreamEngine, repeats: int) -> tuple[list[float], list[float]]:
+    """Report times as the engine computes them, and, interleaved with them, with every
+    same-bin pair of a mixed bin one half (``within.slopes`` off: the point values before the
+    within-bin slopes), the reference for what the slopes cost."""
+    from unittest import mock
+
+    from evalstream_server.engine import intervals, ranking
+
     eng.report()  # warm-up: cached bin edges and atomic masks
     gc.collect()
-    return [time_once(eng.report) for _ in range(repeats)]
+    times: tuple[list[float], list[float]] = ([], [])
+    for i in range(2 * repeats):
+        even = i % 2 == 1
+        with (
+            mock.patch.object(ranking, "slopes", lambda *a: None) if even else nullcontext(),
+            mock.patch.object(intervals, "slopes", lambda *a: None) if even else nullcontext(),
+        ):
+            times[int(even)].append(time_once(eng.report))
+    return times
 
 
 def _sklearn(wl: Workload, repeats: int) -> tuple[dict[str, float], float, float]:
@@ -211,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     # -- query time
-    t_report = _report_times(binned, report_repeats)
+    t_report, t_even = _report_times(binned, report_repeats)
     report = binned.report()
     t_exact = [time_once(exact.report) for _ in range(1 if quick else 3)]
     exact_report = exact.report()
@@ -235,6 +251,14 @@ def main(argv: list[str] | None = None) -> int:
             fmt_seconds(p99),
             ratio(p50),
             f"{verdict} the {TARGET_S * 1e3:.0f} ms target (p50); state is constant in N",
+        ],
+        [
+            "the same, each same-bin pair one half",
+            "evalstream binned, `within.slopes` off (interleaved with the row above)",
+            fmt_seconds(percentile(t_even, 50)),
+            fmt_seconds(percentile(t_even, 99)),
+            ratio(percentile(t_even, 50)),
+            f"the slopes cost {p50 / percentile(t_even, 50):.2f}x (p50)",
         ],
         [
             "full report (all metrics, bounds, CIs)",
