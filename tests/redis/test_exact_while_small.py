@@ -15,9 +15,10 @@ from evalstream_server.engine import state as state_module
 from evalstream_server.store import MemoryStore
 from evalstream_server.store.redis_store import RedisStore
 
-from ..engine.oracle import compare_report, expected
+from ..engine import test_sklearn_cases as sklearn_cases
+from ..engine.oracle import compare_report, expected, leaf
 from ..engine.test_merge_properties import small_cap
-from .conftest import CLASSES, counted, make_batches
+from .conftest import CLASSES, RedisServer, counted, make_batches
 
 T0 = float(int(time.time()) // 25 * 25)  # now (bucket keys expire on Redis's clock), 25 s aligned
 
@@ -336,3 +337,57 @@ def test_compaction_keeps_a_small_stream_exact(redis_server):
         _same_report(got, feed.memory.report("s", CUMULATIVE))
     finally:
         feed.close()
+
+
+@pytest.fixture(scope="module")
+def shared_redis(tmp_path_factory):
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("name", list(sklearn_cases._MAKERS))
+def test_sklearn_own_cases_through_two_replicas(shared_redis, name):
+    """scikit-learn's own metric test cases (``tests/engine/test_sklearn_cases.py``: their
+    inputs and seeds), half of each through one replica and half through another, in the
+    default (binned) resolution: every leaf of the oracle equals sklearn to 1e-12 on both
+    replicas, ranking leaves included, as the engine's does."""
+    case = sklearn_cases._case(name)
+    C = case.p.shape[1]
+    classes = ["neg", "pos"] if case.task == "binary" else [f"c{i}" for i in range(C)]
+    stream = f"case{list(sklearn_cases._MAKERS).index(name)}"
+    spec = StreamSpec(task=case.task, classes=tuple(classes), top_k=case.top_k, name=stream)
+    a, b = (_store(shared_redis.url, time.time) for _ in range(2))
+    try:
+        a.create(spec)
+        half = len(case.y) // 2 or 1
+        for store, sl in ((a, slice(0, half)), (b, slice(half, None))):
+            if len(case.y[sl]):
+                w = None if case.w is None else case.w[sl]
+                batch = make_batch(spec, case.y[sl], case.p[sl], w)
+                assert store.ingest(stream, "", 0, batch, None).status == "accepted"
+                store.flush()
+        want = sklearn_cases._expected_of(name)
+        for store in (a, b):
+            report = store.report(stream, CUMULATIVE)
+            assert report["resolution"]["exact"] is True
+            wrong = []
+            for path, value in want.items():
+                if path in ("confusion_matrix", "multilabel_confusion_matrix"):
+                    if not np.array_equal(np.asarray(report[path], float), np.asarray(value)):
+                        wrong.append(path)
+                    continue
+                got = leaf(report, path, classes)["value"]
+                if value is None or got is None:
+                    if (value is None) != (got is None):
+                        wrong.append(f"{path}: {got} vs sklearn {value}")
+                    continue
+                tol = sklearn_cases._LOSS_RTOL * abs(value) + 1e-9
+                if path not in ("log_loss", "brier_score"):
+                    tol = sklearn_cases.TOL
+                if abs(got - value) > tol:
+                    wrong.append(f"{path}: {got} vs sklearn {value}")
+            assert wrong == []
+    finally:
+        a.close()
+        b.close()
