@@ -199,25 +199,7 @@ def test_kernel_counts_the_label_free_fields_and_score_range_as_numpy(
     fast = compute_delta(spec, batch)
     with fastcount.disabled():
         ref = compute_delta(spec, batch)
-    names = [k for k in ADDED_FIELDS if k in ref and k not in ("zero_weight_seen",)]
-    assert "pred_hist" in names and (resolution == "exact") != ("score_range" in names)
-    for name in names:
-        a, b = fast[name], ref[name]
-        if name == "score_range":
-            B = BinLayout(spec.resolution.mantissa_bits).n_bins
-            ta, tb = np.zeros((2, B), np.float32), np.zeros((2, B), np.float32)
-            a.add_to(ta)
-            b.add_to(tb)
-            np.testing.assert_array_equal(ta.view(np.uint32), tb.view(np.uint32))
-            np.testing.assert_array_equal(a.dense((2, B)), b.dense((2, B)))  # the Redis form
-        elif isinstance(b, Scatter):
-            assert isinstance(a, Scatter)
-            np.testing.assert_array_equal(a.index.reshape(-1), b.index.reshape(-1), err_msg=name)
-            wa = None if a.weights is None else np.repeat(a.weights, a.repeat)
-            wb = None if b.weights is None else np.repeat(b.weights, b.repeat)
-            np.testing.assert_array_equal(wa, wb, err_msg=name)
-        else:
-            np.testing.assert_allclose(a, b, rtol=1e-12, atol=0, err_msg=name)
+    _assert_same_label_free(spec, fast, ref)
 
 
 @needs_kernel
@@ -275,6 +257,13 @@ def test_engine_states_are_bit_identical_with_integer_weights(K, seed, weights, 
     cal_bins=st.integers(1, 30),
 )
 def test_labelwise_kernel_counts_what_numpy_counts(task, L, n, seed, weights, resolution, cal_bins):
+    spec, batch = _labelwise_batch(task, L, n, seed, weights, resolution, cal_bins)
+    fast = compute_delta(spec, batch, predictions=False)
+    ref = numpy_delta(spec, batch)
+    _assert_same_delta(spec, fast, ref, float_weights=weights == "float")
+
+
+def _labelwise_batch(task, L, n, seed, weights, resolution, cal_bins, low=0.6):
     rng = np.random.default_rng(seed)
     L = 1 if task == "binary" else L
     thresholds = tuple(float(t) for t in rng.choice([0.0, 0.25, 0.5, 0.7, 1.0, rng.random()], L))
@@ -284,6 +273,7 @@ def test_labelwise_kernel_counts_what_numpy_counts(task, L, n, seed, weights, re
         thresholds=thresholds,
         resolution=resolution,
         calibration_bins=cal_bins,
+        low_confidence=low,
     )
     # scores: smooth, on the thresholds, exact 0 and 1, both sides of 0.5, ties
     pool = np.array([0.0, 1.0, 0.5, np.nextafter(np.float32(0.5), np.float32(0)), 0.125, 0.7])
@@ -295,10 +285,54 @@ def test_labelwise_kernel_counts_what_numpy_counts(task, L, n, seed, weights, re
     y[rng.random(n) < 0.1] = False
     _, _, w = _batch_data(seed, n, 2, weights)
     labels = y[:, 0].astype(int) if task == "binary" else y.astype(int)
-    batch = make_batch(spec, labels, p[:, 0] if task == "binary" else p, w)
-    fast = compute_delta(spec, batch, predictions=False)
-    ref = numpy_delta(spec, batch)
-    _assert_same_delta(spec, fast, ref, float_weights=weights == "float")
+    return spec, make_batch(spec, labels, p[:, 0] if task == "binary" else p, w)
+
+
+def _assert_same_label_free(spec: StreamSpec, fast: dict, ref: dict) -> None:
+    """The label-free fields and the score range of two deltas of one labelled batch: the same
+    cells with the same weights, the same range bit for bit, sums to 1e-12."""
+    names = [k for k in ADDED_FIELDS if k in ref and k != "zero_weight_seen"]
+    binned = spec.resolution.kind == "bins"
+    assert "pred_hist" in names and binned == ("score_range" in names)
+    assert set(names) <= set(fast)
+    for name in names:
+        a, b = fast[name], ref[name]
+        if name == "score_range":
+            B = BinLayout(spec.resolution.mantissa_bits).n_bins
+            ta, tb = np.zeros((2, B), np.float32), np.zeros((2, B), np.float32)
+            a.add_to(ta)
+            b.add_to(tb)
+            np.testing.assert_array_equal(ta.view(np.uint32), tb.view(np.uint32))
+            np.testing.assert_array_equal(a.dense((2, B)), b.dense((2, B)))  # the Redis form
+        elif isinstance(b, Scatter):
+            assert isinstance(a, Scatter)
+            np.testing.assert_array_equal(a.index.reshape(-1), b.index.reshape(-1), err_msg=name)
+            wa = None if a.weights is None else np.repeat(a.weights, a.repeat)
+            wb = None if b.weights is None else np.repeat(b.weights, b.repeat)
+            np.testing.assert_array_equal(wa, wb, err_msg=name)
+        else:
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=0, err_msg=name)
+
+
+@needs_kernel
+@SETTINGS
+@given(
+    task=st.sampled_from(["binary", "multilabel"]),
+    L=st.integers(1, 14),
+    n=st.integers(1, 300),
+    seed=st.integers(0, 2**32 - 1),
+    weights=st.sampled_from(["none", "integer", "float"]),
+    resolution=st.sampled_from(["bins", "bins:0", "bins:1", "bins:2", "bins:4", "exact"]),
+    low=st.sampled_from([0.3, 0.6, 1.0]),
+)
+def test_labelwise_kernel_counts_the_label_free_fields_and_score_range_as_numpy(
+    task, L, n, seed, weights, resolution, low
+):
+    spec, batch = _labelwise_batch(task, L, n, seed, weights, resolution, 10, low)
+    fast = compute_delta(spec, batch)
+    with fastcount.disabled():
+        ref = compute_delta(spec, batch)
+    _assert_same_label_free(spec, fast, ref)
 
 
 @needs_kernel

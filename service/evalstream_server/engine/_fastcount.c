@@ -190,6 +190,100 @@ static inline int32_t bin_of_scalar(int32_t shift, int32_t n_bins, int32_t high_
     return high_base - (qbits >> shift);
 }
 
+/* ---- the label-free fields and the score range, shared by both counting kernels ---------- */
+
+/* counting.prediction_delta's fields and counting.RangeDelta of the rows a kernel counts, each
+ * optional (NULL: not asked for). */
+typedef struct {
+    int32_t *pred_index;       /* n * C cells of pred_hist, or NULL */
+    const int32_t *pred_table; /* coarse bin of each bin of pred_lay (or of lay when pred_reuse) */
+    layout pred_lay;           /* the fine layout the table reads when the histogram's is not */
+    int pred_reuse;            /* whether the histogram's bins index pred_table */
+    int32_t n_pred_bins;       /* coarse bins */
+    float *range;              /* 2 * n_bins: the batch's own score range, or NULL */
+    int32_t *seen;             /* n_bins scratch for the range */
+    double *conf_hist;         /* conf_bins: weight by confidence, or NULL */
+    Py_ssize_t conf_bins;
+    double low_conf;
+    double *conf_tot;          /* 2: weighted confidence, weight below low_conf */
+} label_free;
+
+/* Take the label-free arguments (pred_index, pred_table, pred_mantissa_bits, n_pred_bins,
+ * range, conf_hist, low_conf, conf_tot) of a kernel whose histogram has layout lay (binned) and
+ * n_cells scores; allocates the range's scratch. Returns -1 with an exception set. */
+static int acquire_label_free(buffers *b, label_free *lf, PyObject *o_pidx, PyObject *o_ptab,
+                              int pm, int n_pred_bins, PyObject *o_range, PyObject *o_chist,
+                              double low_conf, PyObject *o_ctot, Py_ssize_t n_cells,
+                              const layout *lay, int binned)
+{
+    int failed = 0;
+    if (pm > MAX_MANTISSA_BITS || n_pred_bins < 1) {
+        PyErr_Format(PyExc_ValueError, "pred_mantissa_bits %d or n_pred_bins %d out of range",
+                     pm, n_pred_bins);
+        return -1;
+    }
+    lf->pred_index = acquire(b, o_pidx, "pred_index", I32, n_cells, 1, 1, &failed);
+    if (!failed) {
+        lf->pred_table = acquire(b, o_ptab, "pred_table", I32, -1, 0, 1, &failed);
+    }
+    if (failed) {
+        return -1;
+    }
+    lf->n_pred_bins = n_pred_bins;
+    if (lf->pred_table) {
+        lf->pred_reuse = pm < 0;
+        if (!lf->pred_reuse) {
+            make_layout(&lf->pred_lay, pm);
+        }
+        const Py_ssize_t need = lf->pred_reuse ? (binned ? lay->n_bins : 0) : lf->pred_lay.n_bins;
+        if (items(b) != need || need == 0) {
+            PyErr_Format(PyExc_ValueError, "pred_table: expected one entry per fine bin (%zd), "
+                         "received %zd", need, items(b));
+            return -1;
+        }
+        for (Py_ssize_t j = 0; j < need; j++) {
+            if (lf->pred_table[j] < 0 || lf->pred_table[j] >= n_pred_bins) {
+                PyErr_Format(PyExc_ValueError, "pred_table: coarse bins in [0, %d), received %d "
+                             "at %zd", n_pred_bins, lf->pred_table[j], j);
+                return -1;
+            }
+        }
+    }
+    lf->range = acquire(b, o_range, "range", F32, binned ? 2 * (Py_ssize_t)lay->n_bins : 0, 1, 1,
+                        &failed);
+    if (!failed) {
+        lf->conf_hist = acquire(b, o_chist, "conf_hist", F64, -1, 1, 1, &failed);
+        if (!failed && lf->conf_hist) {
+            lf->conf_bins = items(b);
+        }
+    }
+    if (!failed) {
+        lf->conf_tot = acquire(b, o_ctot, "conf_tot", F64, 2, 1, 1, &failed);
+    }
+    if (failed) {
+        return -1;
+    }
+    lf->low_conf = low_conf;
+    if ((lf->pred_index == NULL) != (lf->pred_table == NULL) || (lf->range && !binned) ||
+        (lf->conf_hist == NULL) != (lf->conf_tot == NULL) ||
+        (lf->conf_hist && lf->conf_bins < 1)) {
+        PyErr_SetString(PyExc_ValueError, "pred_index needs pred_table, range a histogram, "
+                        "conf_hist (at least one bin) conf_tot, and the other way round");
+        return -1;
+    }
+    if (lf->range) {
+        lf->seen = PyMem_Malloc((size_t)lay->n_bins * sizeof *lf->seen);
+        if (lf->seen == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (int32_t j = 0; j < lay->n_bins; j++) {
+            lf->seen[j] = -1;
+        }
+    }
+    return 0;
+}
+
 /* ---- multiclass --------------------------------------------------------------------------- */
 
 typedef struct {
@@ -212,18 +306,7 @@ typedef struct {
     double *calibration; /* 3 * cal_bins */
     double *prob_sum;    /* K */
     double *totals;      /* weight total, log loss, Brier */
-    /* the label-free fields of the same rows (prediction_delta), each optional */
-    int32_t *pred_index;       /* n * K cells of pred_hist (pred, column, coarse bin), or NULL */
-    const int32_t *pred_table; /* coarse bin of each bin of pred_lay (or of lay when pred_reuse) */
-    layout pred_lay;           /* the fine layout the table reads when the histogram's is not */
-    int pred_reuse;            /* whether the histogram's bins index pred_table */
-    int32_t n_pred_bins;       /* coarse bins */
-    float *range;              /* 2 * n_bins: this batch's own score range, or NULL */
-    int32_t *seen;             /* n_bins scratch for the range */
-    double *conf_hist;         /* conf_bins: weight by top probability, or NULL */
-    Py_ssize_t conf_bins;
-    double low_conf;
-    double *conf_tot;          /* 2: weighted top probability, weight below low_conf */
+    label_free lf; /* the label-free fields of the same rows */
     /* error report */
     Py_ssize_t bad_row;
     int bad_what; /* 1: label out of range, 2: score outside [0, 1] */
@@ -271,24 +354,19 @@ static int multiclass_loop(mc_args *a)
     const int32_t row_stride = a->full_ovo ? K * B : 0;
     const double lo = a->log_eps, hi = 1.0 - a->log_eps, nb = (double)cal_bins;
     double wsum = 0.0, ll = 0.0, brier = 0.0;
-    int32_t *restrict pred_index = a->pred_index;
-    const int32_t *restrict pred_table = a->pred_table;
-    const int pred_reuse = a->pred_reuse;
-    const int32_t pshift = a->pred_lay.shift, pB = a->pred_lay.n_bins;
-    const int32_t phigh = a->pred_lay.high_base, Bc = a->n_pred_bins;
-    float *restrict r_high = a->range;
-    float *restrict r_low = a->range ? a->range + B : NULL;
-    int32_t *restrict seen = a->seen;
-    double *restrict conf_hist = a->conf_hist;
-    const Py_ssize_t conf_bins = a->conf_bins;
-    const double cnb = (double)conf_bins, low_conf = a->low_conf;
+    int32_t *restrict pred_index = a->lf.pred_index;
+    const int32_t *restrict pred_table = a->lf.pred_table;
+    const int pred_reuse = a->lf.pred_reuse;
+    const int32_t pshift = a->lf.pred_lay.shift, pB = a->lf.pred_lay.n_bins;
+    const int32_t phigh = a->lf.pred_lay.high_base, Bc = a->lf.n_pred_bins;
+    float *restrict r_high = a->lf.range;
+    float *restrict r_low = a->lf.range ? a->lf.range + B : NULL;
+    int32_t *restrict seen = a->lf.seen;
+    double *restrict conf_hist = a->lf.conf_hist;
+    const Py_ssize_t conf_bins = a->lf.conf_bins;
+    const double cnb = (double)conf_bins, low_conf = a->lf.low_conf;
     double csum = 0.0, clow = 0.0;
     int32_t fine[12] = {0}, keys[12] = {0}; /* the fused loop's bins and keys of a row */
-    if (seen) {
-        for (int32_t b = 0; b < B; b++) {
-            seen[b] = -1;
-        }
-    }
 
     for (Py_ssize_t i = 0; i < n; i++) {
         const float *restrict row = scores + i * K;
@@ -451,8 +529,8 @@ static int multiclass_loop(mc_args *a)
     a->totals[1] += ll;
     a->totals[2] += brier;
     if (conf_hist) {
-        a->conf_tot[0] += csum;
-        a->conf_tot[1] += clow;
+        a->lf.conf_tot[0] += csum;
+        a->lf.conf_tot[1] += clow;
     }
     return 0;
 }
@@ -489,10 +567,9 @@ static PyObject *multiclass(PyObject *self, PyObject *args)
                           &n_pred_bins, &o_range, &o_chist, &low_conf, &o_ctot)) {
         return NULL;
     }
-    if (K < 1 || m > MAX_MANTISSA_BITS || pm > MAX_MANTISSA_BITS || n_pred_bins < 1) {
-        return PyErr_Format(PyExc_ValueError, "n_classes %d, mantissa_bits %d, "
-                            "pred_mantissa_bits %d or n_pred_bins %d out of range",
-                            K, m, pm, n_pred_bins);
+    if (K < 1 || m > MAX_MANTISSA_BITS) {
+        return PyErr_Format(PyExc_ValueError, "n_classes %d or mantissa_bits %d out of range",
+                            K, m);
     }
     mc_args a;
     memset(&a, 0, sizeof a);
@@ -547,53 +624,8 @@ static PyObject *multiclass(PyObject *self, PyObject *args)
     if (!failed) {
         a.totals = acquire(&b, o_tot, "totals", F64, 3, 1, 0, &failed);
     }
-    if (!failed) {
-        a.pred_index = acquire(&b, o_pidx, "pred_index", I32, nK, 1, 1, &failed);
-    }
-    if (!failed) {
-        a.pred_table = acquire(&b, o_ptab, "pred_table", I32, -1, 0, 1, &failed);
-        if (!failed && a.pred_table) {
-            a.pred_reuse = pm < 0;
-            if (!a.pred_reuse) {
-                make_layout(&a.pred_lay, pm);
-            }
-            const Py_ssize_t need = a.pred_reuse ? a.lay.n_bins : a.pred_lay.n_bins;
-            if (items(&b) != need || (a.pred_reuse && !a.binned)) {
-                PyErr_Format(PyExc_ValueError, "pred_table: expected one entry per fine bin "
-                             "(%zd), received %zd", need, items(&b));
-                goto fail;
-            }
-            for (Py_ssize_t j = 0; j < need; j++) {
-                if (a.pred_table[j] < 0 || a.pred_table[j] >= n_pred_bins) {
-                    PyErr_Format(PyExc_ValueError, "pred_table: coarse bins in [0, %d), "
-                                 "received %d at %zd", n_pred_bins, a.pred_table[j], j);
-                    goto fail;
-                }
-            }
-        }
-        a.n_pred_bins = n_pred_bins;
-    }
-    if (!failed) {
-        a.range = acquire(&b, o_range, "range", F32, a.binned ? 2 * (Py_ssize_t)a.lay.n_bins : 0,
-                          1, 1, &failed);
-    }
-    if (!failed) {
-        a.conf_hist = acquire(&b, o_chist, "conf_hist", F64, -1, 1, 1, &failed);
-        if (!failed && a.conf_hist) {
-            a.conf_bins = items(&b);
-        }
-    }
-    if (!failed) {
-        a.conf_tot = acquire(&b, o_ctot, "conf_tot", F64, 2, 1, 1, &failed);
-    }
-    if (failed) {
-        goto fail;
-    }
-    a.low_conf = low_conf;
-    if ((a.pred_index == NULL) != (a.pred_table == NULL) || (a.range && !a.binned) ||
-        (a.conf_hist == NULL) != (a.conf_tot == NULL) || (a.conf_hist && a.conf_bins < 1)) {
-        PyErr_SetString(PyExc_ValueError, "pred_index needs pred_table, range a histogram, "
-                        "conf_hist (at least one bin) conf_tot, and the other way round");
+    if (failed || acquire_label_free(&b, &a.lf, o_pidx, o_ptab, pm, n_pred_bins, o_range,
+                                     o_chist, low_conf, o_ctot, nK, &a.lay, a.binned) != 0) {
         goto fail;
     }
     if (a.binned && (a.index == NULL || (!full_ovo && a.pos_index == NULL))) {
@@ -611,19 +643,12 @@ static PyObject *multiclass(PyObject *self, PyObject *args)
         a.pos_index = NULL;
     }
 
-    if (a.range) {
-        a.seen = PyMem_Malloc((size_t)a.lay.n_bins * sizeof *a.seen);
-        if (a.seen == NULL) {
-            PyErr_NoMemory();
-            goto fail;
-        }
-    }
     int rc;
     Py_BEGIN_ALLOW_THREADS
     rc = multiclass_loop(&a);
     Py_END_ALLOW_THREADS
-    PyMem_Free(a.seen);
-    a.seen = NULL;
+    PyMem_Free(a.lf.seen);
+    a.lf.seen = NULL;
     if (rc != 0) {
         if (a.bad_what == 1) {
             PyErr_Format(PyExc_ValueError, "labels: class indices in [0, %d), received %lld at row %zd",
@@ -638,6 +663,7 @@ static PyObject *multiclass(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 
 fail:
+    PyMem_Free(a.lf.seen);
     release_all(&b);
     return NULL;
 }
@@ -665,6 +691,7 @@ typedef struct {
     double *totals;       /* weight total, log loss, Brier */
     double *samples_out;  /* 9: precision, recall, f1, subset, mismatches; auc, auc weight;
                              ap, ap weight */
+    label_free lf;        /* the label-free fields of the same rows */
     Py_ssize_t bad_row;
 } lw_args;
 
@@ -687,6 +714,18 @@ static int labelwise_loop(lw_args *a)
     double wsum = 0.0, ll = 0.0, brier = 0.0;
     double prf[5] = {0.0, 0.0, 0.0, 0.0, 0.0}, auc = 0.0, auc_w = 0.0, ap = 0.0, ap_w = 0.0;
     Py_ssize_t n_pos = 0;
+    int32_t *restrict pred_index = a->lf.pred_index;
+    const int32_t *restrict pred_table = a->lf.pred_table;
+    const int pred_reuse = a->lf.pred_reuse;
+    const int32_t pshift = a->lf.pred_lay.shift, pB = a->lf.pred_lay.n_bins;
+    const int32_t phigh = a->lf.pred_lay.high_base, Bc = a->lf.n_pred_bins;
+    float *restrict r_high = a->lf.range;
+    float *restrict r_low = a->lf.range ? a->lf.range + B : NULL;
+    int32_t *restrict seen = a->lf.seen;
+    double *restrict conf_hist = a->lf.conf_hist;
+    const Py_ssize_t conf_bins = a->lf.conf_bins;
+    const double cnb = (double)conf_bins, low_conf = a->lf.low_conf;
+    double csum = 0.0, clow = 0.0;
 
     for (Py_ssize_t i = 0; i < n; i++) {
         const float *restrict row = scores + i * C;
@@ -706,8 +745,10 @@ static int labelwise_loop(lw_args *a)
             const float p = row[c];
             const int y = yrow[c];
             const int pred = p >= thresholds[c];
+            int32_t fb = 0;
             if (all_index) {
-                const int32_t cell = c * B + bin_of_scalar(shift, B, high_base, key_of(p));
+                fb = bin_of_scalar(shift, B, high_base, key_of(p));
+                const int32_t cell = c * B + fb;
                 all_index[i * C + c] = cell;
                 if (y) {
                     pos_index[n_pos] = cell;
@@ -716,6 +757,26 @@ static int labelwise_loop(lw_args *a)
                     }
                     n_pos++;
                 }
+            }
+            if (r_high) {
+                const int32_t k = key_of(p), v = seen[fb];
+                if ((v != k) & (v != -2)) {
+                    range_note(r_high, r_low, seen, fb, k);
+                }
+            }
+            if (pred_index) {
+                /* (column, predicted side, coarse bin): counting._pred_hist_delta */
+                const int32_t pb = pred_reuse ? fb : bin_of_scalar(pshift, pB, phigh, key_of(p));
+                pred_index[i * C + c] = (2 * c + pred) * Bc + pred_table[pb];
+            }
+            if (conf_hist) {
+                /* the probability of the predicted side: counting.confidence_of */
+                const double pf = (double)p, conf = pf > 1.0 - pf ? pf : 1.0 - pf;
+                Py_ssize_t qb = (Py_ssize_t)(conf * cnb);
+                qb = qb > conf_bins - 1 ? conf_bins - 1 : qb;
+                conf_hist[qb] += w;
+                csum += w * conf;
+                clow += conf < low_conf ? w : 0.0;
             }
             counts[c * 4 + y * 2 + pred] += w;
             tp += pred & y;
@@ -780,6 +841,10 @@ static int labelwise_loop(lw_args *a)
         }
     }
     a->n_pos = n_pos;
+    if (conf_hist) {
+        a->lf.conf_tot[0] += csum;
+        a->lf.conf_tot[1] += clow;
+    }
     a->totals[0] += wsum;
     a->totals[1] += ll;
     a->totals[2] += brier;
@@ -798,7 +863,8 @@ static int labelwise_loop(lw_args *a)
 PyDoc_STRVAR(labelwise_doc,
 "labelwise(scores, labels, weights, thresholds, mantissa_bits, binary, samples, log_eps,\n"
 "          all_index, pos_index, pos_weights, label_counts, calibration, prob_sum, totals,\n"
-"          samples_out) -> n_pos\n"
+"          samples_out, pred_index, pred_table, pred_mantissa_bits, n_pred_bins, range,\n"
+"          conf_hist, low_conf, conf_tot) -> n_pos\n"
 "--\n\n"
 "Count one binary or multilabel batch. scores: float32 (n * C); labels: bool (n * C); weights:\n"
 "float64 (n) or None; thresholds: float32 (C); mantissa_bits < 0: no histogram (the three\n"
@@ -806,18 +872,21 @@ PyDoc_STRVAR(labelwise_doc,
 "of the positive entries, in order, into pos_index (int32, n * C) with their weights into\n"
 "pos_weights (float64, n * C; None for unweighted batches); returns how many. Adds into\n"
 "label_counts (C * 4), calibration (3 * bins), prob_sum (C), totals (weight total, log loss\n"
-"and Brier when binary) and samples_out (9 sums for average='samples'; None unless samples).");
+"and Brier when binary) and samples_out (9 sums for average='samples'; None unless samples).\n"
+"The label-free fields as multiclass takes them, each None to skip: pred_index's cells are\n"
+"(column * 2 + predicted side) * n_pred_bins + coarse bin, the confidence max(p, 1 - p).");
 
 static PyObject *labelwise(PyObject *self, PyObject *args)
 {
     (void)self;
     PyObject *o_scores, *o_labels, *o_weights, *o_thr, *o_all, *o_pos, *o_posw, *o_counts,
-        *o_cal, *o_prob, *o_tot, *o_samples;
-    int m, binary, samples;
-    double log_eps;
-    if (!PyArg_ParseTuple(args, "OOOOippdOOOOOOOO:labelwise", &o_scores, &o_labels, &o_weights,
-                          &o_thr, &m, &binary, &samples, &log_eps, &o_all, &o_pos, &o_posw,
-                          &o_counts, &o_cal, &o_prob, &o_tot, &o_samples)) {
+        *o_cal, *o_prob, *o_tot, *o_samples, *o_pidx, *o_ptab, *o_range, *o_chist, *o_ctot;
+    int m, binary, samples, pm, n_pred_bins;
+    double log_eps, low_conf;
+    if (!PyArg_ParseTuple(args, "OOOOippdOOOOOOOOOOiiOOdO:labelwise", &o_scores, &o_labels,
+                          &o_weights, &o_thr, &m, &binary, &samples, &log_eps, &o_all, &o_pos,
+                          &o_posw, &o_counts, &o_cal, &o_prob, &o_tot, &o_samples, &o_pidx,
+                          &o_ptab, &pm, &n_pred_bins, &o_range, &o_chist, &low_conf, &o_ctot)) {
         return NULL;
     }
     if (m > MAX_MANTISSA_BITS) {
@@ -886,7 +955,8 @@ static PyObject *labelwise(PyObject *self, PyObject *args)
     if (!failed) {
         a.samples_out = acquire(&b, o_samples, "samples_out", F64, 9, 1, !samples, &failed);
     }
-    if (failed) {
+    if (failed || acquire_label_free(&b, &a.lf, o_pidx, o_ptab, pm, n_pred_bins, o_range,
+                                     o_chist, low_conf, o_ctot, nC, &a.lay, a.binned) != 0) {
         goto fail;
     }
     if (a.binned && (a.all_index == NULL || a.pos_index == NULL ||
@@ -909,6 +979,8 @@ static PyObject *labelwise(PyObject *self, PyObject *args)
     Py_BEGIN_ALLOW_THREADS
     rc = labelwise_loop(&a);
     Py_END_ALLOW_THREADS
+    PyMem_Free(a.lf.seen);
+    a.lf.seen = NULL;
     if (rc != 0) {
         PyErr_Format(PyExc_ValueError,
                      "scores: probabilities in [0, 1] and labels 0 or 1, row %zd is not",
@@ -919,6 +991,7 @@ static PyObject *labelwise(PyObject *self, PyObject *args)
     return PyLong_FromSsize_t(a.n_pos);
 
 fail:
+    PyMem_Free(a.lf.seen);
     release_all(&b);
     return NULL;
 }

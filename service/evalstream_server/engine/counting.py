@@ -359,7 +359,7 @@ def compute_delta(spec: StreamSpec, batch: Batch, predictions: bool = True) -> D
     elif spec.task == "multiclass":
         out = _fast_multiclass_delta(spec, batch, predictions)
     else:
-        out = _fast_labelwise_delta(spec, batch)
+        out = _fast_labelwise_delta(spec, batch, predictions)
     if spec.resolution.kind == "bins" and "score_range" not in out:
         hist = out["hist"] if "hist" in out else out["all"]
         assert isinstance(hist, Scatter)
@@ -524,7 +524,7 @@ def _fast_multiclass_delta(spec: StreamSpec, batch: Batch, predictions: bool = F
         log_eps=LOG_EPS,
         predictions=(CONFIDENCE_BINS, spec.low_confidence) if predictions else None,
     )
-    out: Delta = {k: v for k, v in counts.items() if k in _KERNEL_DENSE}
+    out: Delta = {k: v for k, v in counts.items() if k not in _KERNEL_OUTPUTS}
     K, w = spec.n_classes, batch.weights
     if binned:
         index = counts["index"]
@@ -533,30 +533,39 @@ def _fast_multiclass_delta(spec: StreamSpec, batch: Batch, predictions: bool = F
         else:
             out["all"] = Scatter(index, w, K)
             out["pos"] = Scatter(counts["pos_index"], w)
-        out["score_range"] = RangeDelta.of_own(counts["score_range"], spec.resolution.mantissa_bits)
     if predictions:
-        tot = counts["pred_conf_tot"]
-        out.update(
-            {
-                "pred_hist": Scatter(counts["pred_index"], w, K),
-                # a labelled batch's sample count, probability sums and predicted classes are
-                # its counts' (see prediction_delta)
-                "pred_n": np.array(counts["n"], dtype=np.float64),
-                "pred_class": np.asarray(counts["confusion"]).sum(axis=0),
-                "pred_prob": np.array(counts["prob_sum"], dtype=np.float64),
-                "pred_conf": counts["pred_conf"],
-                "pred_conf_sum": tot[0:1].copy(),
-                "pred_low": tot[1:2].copy(),
-            }
-        )
+        out.update(_kernel_label_free(counts, w, K, np.asarray(counts["confusion"]).sum(axis=0)))
+    return _with_range(out, spec, counts)
+
+
+def _with_range(out: Delta, spec: StreamSpec, counts: dict[str, np.ndarray]) -> Delta:
+    """``out`` with the batch's own score range the kernel wrote (binned layouts)."""
+    if "score_range" in counts:
+        out["score_range"] = RangeDelta.of_own(counts["score_range"], spec.resolution.mantissa_bits)
     return out
 
 
-# the kernel's dense count fields (the rest are cells, turned into deltas above)
-_KERNEL_DENSE = ("n", "prob_sum", "calibration", "confusion", "rank", "log_loss", "brier")
+def _kernel_label_free(
+    counts: dict[str, np.ndarray], w: np.ndarray | None, C: int, pred_class: np.ndarray
+) -> Delta:
+    """The label-free fields of a labelled batch from a kernel's counts: its sample count,
+    probability sums and predicted classes (``pred_class``) are its counts' (see
+    ``prediction_delta``), the rest the kernel counted from the same pass."""
+    tot = counts["pred_conf_tot"]
+    return {
+        "pred_hist": Scatter(counts["pred_index"], w, C),
+        "pred_n": np.array(counts["n"], dtype=np.float64),
+        "pred_class": np.asarray(pred_class, dtype=np.float64),
+        "pred_prob": np.array(counts["prob_sum"], dtype=np.float64),
+        "pred_conf": counts["pred_conf"],
+        "pred_conf_sum": tot[0:1].copy(),
+        "pred_low": tot[1:2].copy(),
+    }
 
 
-def _fast_labelwise_delta(spec: StreamSpec, batch: Batch) -> Delta:
+def _fast_labelwise_delta(spec: StreamSpec, batch: Batch, predictions: bool = False) -> Delta:
+    """The compiled kernel's counts of a binary or multilabel batch (and, with
+    ``predictions``, its label-free fields), as ``_fast_multiclass_delta``."""
     binned = spec.resolution.kind == "bins"
     counts = fastcount.labelwise_counts(
         batch.scores,
@@ -567,14 +576,31 @@ def _fast_labelwise_delta(spec: StreamSpec, batch: Batch) -> Delta:
         binary=spec.task == "binary",
         calibration_bins=spec.calibration_bins,
         log_eps=LOG_EPS,
+        predictions=(CONFIDENCE_BINS, spec.low_confidence) if predictions else None,
     )
-    out: Delta = dict(counts)
+    out: Delta = {k: v for k, v in counts.items() if k not in _KERNEL_OUTPUTS}
+    C = spec.n_columns
     if binned:
-        out["all"] = Scatter(counts["all_index"], batch.weights, spec.n_columns)
+        out["all"] = Scatter(counts["all_index"], batch.weights, C)
         out["pos"] = Scatter(counts["pos_index"], counts.get("pos_weights"))
-        for key in ("all_index", "pos_index", "pos_weights"):
-            out.pop(key, None)
-    return out
+    if predictions:
+        tally = np.asarray(counts["label_counts"])
+        out.update(_kernel_label_free(counts, batch.weights, C, tally[:, 1] + tally[:, 3]))
+    return _with_range(out, spec, counts)
+
+
+# what the kernels return besides dense count fields: cells and label-free sums, turned into
+# fields above
+_KERNEL_OUTPUTS = (
+    "index",
+    "pos_index",
+    "all_index",
+    "pos_weights",
+    "score_range",
+    "pred_index",
+    "pred_conf",
+    "pred_conf_tot",
+)
 
 
 def numpy_delta(spec: StreamSpec, batch: Batch) -> Delta:

@@ -79,6 +79,51 @@ def disabled() -> Iterator[None]:
         _switched_on = before
 
 
+class _LabelFree:
+    """The label-free arguments both counting kernels take (``counting.prediction_delta``'s
+    fields and the batch's own score range), allocated for ``n_cells`` scores, and their
+    outputs once the kernel has run."""
+
+    __slots__ = ("args", "outputs")
+
+    def __init__(
+        self, n_cells: int, mantissa_bits: int | None, predictions: tuple[int, float] | None
+    ) -> None:
+        score_range = pred_index = pred_table = conf_hist = conf_tot = None
+        pred_m, low_conf = -1, 1.0
+        if mantissa_bits is not None:
+            score_range = np.zeros((2, BinLayout(mantissa_bits).n_bins), dtype=np.float32)
+        if predictions is not None:
+            conf_bins, low_conf = predictions
+            pred_index = np.empty(n_cells, dtype=np.int32)
+            if mantissa_bits is not None and mantissa_bits >= 2:  # the coarse layout nests
+                pred_table = pred_bin_of_fine(mantissa_bits)
+            else:
+                pred_m, pred_table = PRED_FINE_BITS, pred_fine_table()
+            conf_hist = np.zeros(conf_bins)
+            conf_tot = np.zeros(2)
+        self.args = (
+            pred_index,
+            pred_table,
+            pred_m,
+            N_PRED_BINS,
+            score_range,
+            conf_hist,
+            low_conf,
+            conf_tot,
+        )
+        self.outputs = {
+            name: arr
+            for name, arr in (
+                ("score_range", score_range),
+                ("pred_index", pred_index),
+                ("pred_conf", conf_hist),
+                ("pred_conf_tot", conf_tot),
+            )
+            if arr is not None
+        }
+
+
 def multiclass_counts(
     scores: np.ndarray,
     labels: np.ndarray,
@@ -110,20 +155,7 @@ def multiclass_counts(
     binned = mantissa_bits is not None
     index = np.empty(n * K, dtype=np.int32) if binned else None
     pos_index = np.empty(n, dtype=np.int32) if binned and not full_ovo else None
-    score_range = None
-    if mantissa_bits is not None:
-        score_range = np.zeros((2, BinLayout(mantissa_bits).n_bins), dtype=np.float32)
-    pred_index = pred_table = conf_hist = conf_tot = None
-    pred_m, low_conf = -1, 1.0
-    if predictions is not None:
-        conf_bins, low_conf = predictions
-        pred_index = np.empty(n * K, dtype=np.int32)
-        if mantissa_bits is not None and mantissa_bits >= 2:  # the coarse layout nests in it
-            pred_table = pred_bin_of_fine(mantissa_bits)
-        else:
-            pred_m, pred_table = PRED_FINE_BITS, pred_fine_table()
-        conf_hist = np.zeros(conf_bins)
-        conf_tot = np.zeros(2)
+    label_free = _LabelFree(n * K, mantissa_bits, predictions)
     confusion = np.zeros((K, K))
     rank = np.zeros(rank_len)
     calibration = np.zeros((3, calibration_bins))
@@ -145,14 +177,7 @@ def multiclass_counts(
         calibration,
         prob_sum,
         totals,
-        pred_index,
-        pred_table,
-        pred_m,
-        N_PRED_BINS,
-        score_range,
-        conf_hist,
-        low_conf,
-        conf_tot,
+        *label_free.args,
     )
     out = {
         "n": np.array([float(n), totals[0]]),
@@ -163,16 +188,11 @@ def multiclass_counts(
         "log_loss": totals[1:2].copy(),
         "brier": totals[2:3].copy(),
     }
-    for name, arr in (
-        ("index", index),
-        ("pos_index", pos_index),
-        ("score_range", score_range),
-        ("pred_index", pred_index),
-        ("pred_conf", conf_hist),
-        ("pred_conf_tot", conf_tot),
-    ):
-        if arr is not None:
-            out[name] = arr
+    if index is not None:
+        out["index"] = index
+    if pos_index is not None:
+        out["pos_index"] = pos_index
+    out.update(label_free.outputs)
     return out
 
 
@@ -186,13 +206,16 @@ def labelwise_counts(
     binary: bool,
     calibration_bins: int,
     log_eps: float,
+    predictions: tuple[int, float] | None = None,
 ) -> dict[str, np.ndarray]:
     """Counts of one validated binary or multilabel batch in one pass.
 
     Returns the dense fields of ``counting.field_shapes`` and, when ``mantissa_bits`` is not
     None, the int32 cells ``all_index`` (n * C, row-major) into ``ALL`` (C, B) and
     ``pos_index`` into ``POS`` (C, B): the cells of the positive entries in row-major order,
-    with their weights in ``pos_weights`` for a weighted batch.
+    with their weights in ``pos_weights`` for a weighted batch, and the batch's own
+    ``score_range``. ``predictions``: as ``multiclass_counts`` (the confidence is the
+    probability of the predicted side, ``max(p, 1 - p)``).
     """
     assert _kernel is not None, "fastcount.labelwise_counts without the compiled kernel"
     n, C = scores.shape
@@ -205,6 +228,7 @@ def labelwise_counts(
     prob_sum = np.zeros(C)
     totals = np.zeros(3)  # weight total, log loss, Brier
     samples = None if binary else np.zeros(9)
+    label_free = _LabelFree(n * C, mantissa_bits, predictions)
     n_pos = _kernel.labelwise(
         np.ascontiguousarray(scores, dtype=np.float32),
         np.ascontiguousarray(labels, dtype=bool),
@@ -222,6 +246,7 @@ def labelwise_counts(
         prob_sum,
         totals,
         samples,
+        *label_free.args,
     )
     out = {
         "n": np.array([float(n), totals[0]]),
@@ -242,6 +267,7 @@ def labelwise_counts(
         out["pos_index"] = pos_index[:n_pos]
         if pos_weights is not None:
             out["pos_weights"] = pos_weights[:n_pos]
+    out.update(label_free.outputs)
     return out
 
 
