@@ -20,8 +20,6 @@ from ..engine.oracle import compare_report, expected, leaf
 from ..engine.test_merge_properties import small_cap
 from .conftest import CLASSES, RedisServer, counted, make_batches
 
-T0 = float(int(time.time()) // 25 * 25)  # now (bucket keys expire on Redis's clock), 25 s aligned
-
 
 def _store(url: str, clock, **options) -> RedisStore:
     """A replica without its background flusher: the tests decide when batches are committed."""
@@ -63,7 +61,8 @@ class _Feed:
     """Two replicas and an in-memory store fed the same batches at the same (test) times."""
 
     def __init__(self, url: str, spec: StreamSpec, **options) -> None:
-        self.now = [T0]
+        # now, 25 s aligned: bucket keys expire on Redis's clock, so the test clock starts at it
+        self.now = [float(int(time.time()) // 25 * 25)]
         clock = lambda: self.now[0]  # noqa: E731
         self.spec = spec
         self.replicas = [_store(url, clock, **options), _store(url, clock, **options)]
