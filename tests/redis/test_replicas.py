@@ -6,6 +6,7 @@ the streams, and a replica that leaves hands its share over."""
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -259,13 +260,22 @@ def _exported(
     ),
 ) -> dict[str, float]:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(EvalstreamCollector(store))
+    # every report computed on this scrape: with the default 1 s budget a loaded machine left
+    # the last streams' report series out of a scrape (their counters stay), which read as a
+    # replica not exporting its share
+    registry.register(EvalstreamCollector(store, scrape_budget=math.inf))
     out = {}
     for line in generate_latest(registry).decode().splitlines():
         if line.startswith(prefixes):
             series, value = line.rsplit(" ", 1)
             out[series] = float(value)
     return out
+
+
+def _redis_ms(client) -> int:
+    """Redis's clock in milliseconds (the announcements' expiry times are on it)."""
+    seconds, micros = client.time()
+    return int(seconds) * 1000 + int(micros) // 1000
 
 
 def _series_per_stream(scrapes: list[dict[str, float]]) -> Counter:
@@ -284,8 +294,9 @@ def test_replicas_share_the_export_and_hand_it_over(redis_server):
     that stops (close) or crashes (stops announcing) hands its share to the live ones."""
     names = [f"s{i:02d}" for i in range(12)]
     url = redis_server.url
+    lease = 3600  # seconds: no announcement expires during the test unless the test expires it
     stores = [  # fixed ids: the shares are the same on every run
-        RedisStore.from_url(url, replica=f"replica-{i}", background=False, lease_seconds=30)
+        RedisStore.from_url(url, replica=f"replica-{i}", background=False, lease_seconds=lease)
         for i in range(2)
     ]
     crashing: RedisStore | None = None
@@ -316,13 +327,24 @@ def test_replicas_share_the_export_and_hand_it_over(redis_server):
             return scrapes
 
         two = check(stores)
+        # A crash is a replica that stops announcing: its announcement expires lease_seconds
+        # after the last one, on Redis's clock. The test once waited out a 0.3 s lease in real
+        # time, which raced the scrapes of the joined check below (under load one replica saw
+        # the newcomer expired while the newcomer still exported its share: a stream exported
+        # twice). Now every lease outlasts the test, the lease's length is checked on Redis's
+        # clock, and the crash moves the newcomer's expiry to Redis's present.
+        client, replicas = stores[0].conn.client, stores[0].conn.keys.replicas
+        started = _redis_ms(client)
         crashing = RedisStore.from_url(
-            url, replica="replica-2", background=False, lease_seconds=0.3
+            url, replica="replica-2", background=False, lease_seconds=lease
         )
+        announced = client.zscore(replicas, "replica-2")
+        assert started + lease * 1000 <= announced <= _redis_ms(client) + lease * 1000
         three = check([*stores, crashing])  # joined: it announced itself when it started
         for before, after in zip(two, three, strict=False):
             assert set(after) <= set(before)  # the newcomer took streams from the others only
-        time.sleep(0.4)  # `crashing` stops announcing: its announcement expires
+        # `crashing` stops announcing, and its announcement's lease runs out
+        assert client.zadd(replicas, {"replica-2": _redis_ms(client)}, xx=True, ch=True) == 1
         check(stores)
         stores[0].close()  # graceful: leaves the set at once
         (alone,) = check(stores[1:])
