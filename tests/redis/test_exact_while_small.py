@@ -10,7 +10,14 @@ import time
 
 import numpy as np
 import pytest
-from evalstream_server.engine import CUMULATIVE, StreamSpec, build_report, make_batch
+from evalstream_server.engine import (
+    CUMULATIVE,
+    StreamSpec,
+    build_report,
+    make_batch,
+    make_label_batch,
+    make_prediction_batch,
+)
 from evalstream_server.engine import state as state_module
 from evalstream_server.store import MemoryStore
 from evalstream_server.store.redis_store import RedisStore
@@ -390,3 +397,52 @@ def test_sklearn_own_cases_through_two_replicas(shared_redis, name):
     finally:
         a.close()
         b.close()
+
+
+def test_joined_pairs_keep_rows_below_the_cap_and_after_a_reset(redis_server):
+    """Delayed labels: pairs joined on another replica than their predictions keep raw rows while
+    the stream is under the cap (300 here), as the in-memory store's; past it the rows go and the
+    joining replica leaves them out of its next commits; after a reset its first commit finds
+    them needed, sends them, and the stream is exact again."""
+    spec = StreamSpec(task="multiclass", classes=CLASSES["multiclass"], windows=("5m",), name="s")
+    with small_cap(300):
+        feed = _Feed(redis_server.url, spec)
+        a, b = feed.replicas
+        seq = {"P": 0, "L": 0}
+
+        def send(store, producer, record):
+            seq[producer] += 1
+            got = store.ingest("s", producer, seq[producer], record, None)
+            assert got == feed.memory.ingest("s", producer, seq[producer], record, None)
+
+        def rounds(start: int, count: int, seed: int) -> None:
+            for k, (y, p) in enumerate(make_batches("multiclass", count, 100, seed=seed)):
+                ids = [f"r{start + k}-{i}" for i in range(len(y))]
+                send(a, "P", make_prediction_batch(spec, ids, p))
+                send(b, "L", make_label_batch(spec, ids, y))
+                feed.now[0] += 10.0
+
+        try:
+            rounds(0, 2, seed=30)
+            for window in (CUMULATIVE, "5m"):
+                (got_a, got_b), want = feed.reports(window)
+                assert want["resolution"]["exact"] is True
+                _same_report(got_a, want)
+                _same_report(got_b, want)
+            rounds(2, 3, seed=31)  # 500 pairs: past the cap
+            assert b.keys.of("s", "cum") in b.buffer.dropped
+            for got in feed.reports(CUMULATIVE)[0]:
+                assert got["resolution"]["exact"] is False
+                _same_report(got, feed.memory.report("s", CUMULATIVE))
+            a.reset("s", forget_producers=True)
+            feed.memory.reset("s", forget_producers=True)
+            seq.update(P=0, L=0)
+            rounds(5, 1, seed=32)  # b left the rows out: Redis asks for them
+            assert b.keys.of("s", "cum") not in b.buffer.dropped
+            for window in (CUMULATIVE, "5m"):
+                (got_a, got_b), want = feed.reports(window)
+                assert want["resolution"]["exact"] is True
+                _same_report(got_a, want)
+                _same_report(got_b, want)
+        finally:
+            feed.close()

@@ -143,17 +143,27 @@ class JoinTable:
             if status == "ok":
                 self.stats["commits"] += 1
                 n = len(sent)
-                replies = zip(sent, res[6 : 6 + n], res[6 + 2 * n :], strict=True)
-                for key, length, samples in replies:
+                lengths, kept, samples = res[6 : 6 + n], res[6 + n : 6 + 2 * n], res[6 + 2 * n :]
+                for (key, expireat), length, on, smp in zip(
+                    sent, lengths, kept, samples, strict=True
+                ):
                     self.note_length(name, key, int(length))
-                    if int(samples):
-                        self.note_length(name, sample_key(key), int(samples))
+                    if int(smp):
+                        self.note_length(name, sample_key(key), int(smp))
+                    if int(on):  # the next commits leave dropped rows out (redis_rows)
+                        self.buffer.dropped.pop(key, None)
+                    else:
+                        self.buffer.dropped[key] = expireat
                 join = dict(zip(JOIN_FIELDS, map(int, res[1:6]), strict=True))
                 return BatchOutcome(
                     "accepted", samples=batch.n, join=join, expected_sequence=seq + 1 if seq else 0
                 )
             if status == "gone":
                 self._gone(name)
+            if status == "rows":  # rows left out are needed (a reset since): send them
+                for key, _ in sent:
+                    self.buffer.dropped.pop(key, None)
+                continue
             if status == "seq":  # another replica took this number meanwhile, or a reset
                 answer = self.sequences.resolve(name, producer, seq, True)
                 if answer is not None:
@@ -304,8 +314,9 @@ class JoinTable:
         now: float,
         targets: list[Target],
         op_args: list[Any],
-    ) -> tuple[Any, list[str]]:
-        """Run the commit script; returns its reply and the log keys it appended to."""
+    ) -> tuple[Any, list[tuple[str, int]]]:
+        """Run the commit script; returns its reply and the log keys it appended to (with their
+        expiry)."""
         spec = cached.record.spec
         name = cached.record.name  # the store's key (stream_key)
         k = self.keys
@@ -334,7 +345,8 @@ class JoinTable:
             rows, samples = (0, 0), (0, 0)
             n_rows = 0 if pairs is None else pairs.n
             cap = window_rows() if buckets else small_rows()
-            if pairs is not None and n_rows <= cap:  # the joined pairs' raw rows (redis_rows)
+            dropped = key in self.buffer.dropped  # its last commit dropped them: left out
+            if pairs is not None and n_rows <= cap and not dropped:  # raw rows (redis_rows)
                 if id(pairs) not in rows_at:
                     rows_at[id(pairs)] = place(pack_rows(spec, pairs))
                 rows = rows_at[id(pairs)]
@@ -363,9 +375,9 @@ class JoinTable:
         ]
         for _key, target_args in sent:
             args += target_args
-        logs = [s[0] for s in sent]
+        logs = [(key, target_args[2]) for key, target_args in sent]
         keys = [k.of(name, w) for w in ("meta", "prod", "out", "commits", "buckets")]
-        keys += [*k.join(name), k.of(name, "seen"), *logs]
+        keys += [*k.join(name), k.of(name, "seen"), *(key for key, _ in logs)]
         res = self.conn.call("join commit", script, keys, args + op_args)
         return res, logs
 

@@ -167,9 +167,9 @@ end
 #       8 producer ('' unsequenced), 9 seq, 10 outcome field, 11 trimmed outcome field or '',
 #       12 payload, 13 number of targets, then per target (offset, length, expireat, rows offset,
 #       rows length, samples, sample offset, sample length, rows cap, current bucket, buckets) as
-#       in the ``commit`` script (the replica never leaves rows out here), then the operation's
-#       arguments. Reply: {'ok', five join counts, each target's log length..., 1/0 rows kept...,
-#       sample log length...}.
+#       in the ``commit`` script, then the operation's arguments. Reply: {'ok', five join counts,
+#       each target's log length..., 1/0 rows kept..., sample log length...}, or {'rows'} (rows
+#       left out are needed: nothing but expiry written) and the other refusals.
 _COMMIT_HEAD = """
 local T = {meta = KEYS[1], pend = KEYS[6], pq = KEYS[7], done = KEYS[8], dq = KEYS[9],
            jc = KEYS[10]}
@@ -186,6 +186,18 @@ local now, retention, max, ttl = tonumber(now_s), tonumber(ARGV[5]), tonumber(AR
 local n_targets = tonumber(ARGV[13])
 local a = 14 + 11 * n_targets
 expire(T, now, now_s, retention, max)
+local function arg(t, j) return tonumber(ARGV[14 + 11 * (t - 1) + j]) end
+local function data(off, len) return string.sub(ARGV[12], off + 1, off + len) end
+for t = 1, n_targets do  -- the rows first, before the operation writes: left-out rows may be needed
+  if arg(t, 5) > 0 or arg(t, 10) > 0 then
+    local rows = false
+    if arg(t, 4) > 0 then rows = data(arg(t, 3), arg(t, 4)) end
+    if not rows_plan(KEYS[11 + t], rows, arg(t, 5), arg(t, 8), arg(t, 9), arg(t, 10), arg(t, 2))
+    then
+      return {'rows'}
+    end
+  end
+end
 
 local function finish(counts, rows)
   local outcome = string.format('["a",%d,[%d,%d,%d,%d,%d]]', rows, counts[1], counts[2],
@@ -197,15 +209,6 @@ local function finish(counts, rows)
     if ARGV[11] ~= '' then redis.call('HDEL', KEYS[3], ARGV[11]) end
   end
   local reply = {'ok', counts[1], counts[2], counts[3], counts[4], counts[5]}
-  local function arg(t, j) return tonumber(ARGV[14 + 11 * (t - 1) + j]) end
-  local function data(off, len) return string.sub(ARGV[12], off + 1, off + len) end
-  for t = 1, n_targets do  -- rows are always sent (or past the cap): the plan cannot refuse
-    if arg(t, 5) > 0 or arg(t, 10) > 0 then
-      local rows = false
-      if arg(t, 4) > 0 then rows = data(arg(t, 3), arg(t, 4)) end
-      rows_plan(KEYS[11 + t], rows, arg(t, 5), arg(t, 8), arg(t, 9), arg(t, 10), arg(t, 2))
-    end
-  end
   rows_apply(KEYS[5])
   local kept, samples = {}, {}
   for t = 1, n_targets do
