@@ -87,7 +87,7 @@ def _report_times(eng: StreamEngine, repeats: int) -> tuple[list[float], list[fl
     within-bin slopes), the reference for what the slopes cost."""
     from unittest import mock
 
-    from evalstream_server.engine import intervals, ranking
+    from evalstream_server.engine import ranking, views
 
     eng.report()  # warm-up: cached bin edges and atomic masks
     gc.collect()
@@ -96,7 +96,7 @@ def _report_times(eng: StreamEngine, repeats: int) -> tuple[list[float], list[fl
         even = i % 2 == 1
         with (
             mock.patch.object(ranking, "slopes", lambda *a: None) if even else nullcontext(),
-            mock.patch.object(intervals, "slopes", lambda *a: None) if even else nullcontext(),
+            mock.patch.object(views, "slopes", lambda *a: None) if even else nullcontext(),
         ):
             times[int(even)].append(time_once(eng.report))
     return times

@@ -119,8 +119,8 @@ def engine_stats(spec: StreamSpec, y: np.ndarray, p: np.ndarray) -> tuple[dict, 
         state.update(make_batch(spec, y[start : start + 4096], p[start : start + 4096]))
     view = "exact" if state.is_exact else "bins"
     problem = view_of(state).ovr()  # one Problem (bins) or one per class (exact)
-    aucs = [auc_stats(q.pos, q.neg, q.atomic, q.span) for q in problem]
-    aps = [ap_stats(q.pos, q.neg, q.atomic, span=q.span) for q in problem]
+    aucs = [auc_stats(q.pos, q.neg, q.atomic, q.slope) for q in problem]
+    aps = [ap_stats(q.pos, q.neg, q.atomic, slope=q.slope) for q in problem]
     for a, q in zip(aps, problem, strict=True):  # the reference: each same-bin pair one half
         a["even"] = ap_stats(q.pos, q.neg, q.atomic, bounds=False)["value"]
     cat = {k: np.concatenate([a[k] for a in aucs]) for k in aucs[0]}

@@ -253,9 +253,9 @@ def test_slopes_keep_the_bounds_and_sklearn_inside_them(d: dict, scale: float) -
     problems = [(view.ovr()[0], scaled.ovr()[0], None), (view.micro(), scaled.micro(), 3)]
     for q, qs, repeat in problems:
         for fn, sk in (
-            (lambda q, u: auc_stats(q.pos, q.neg, q.atomic, q.span), skm.roc_auc_score),
+            (lambda q, u: auc_stats(q.pos, q.neg, q.atomic, q.slope), skm.roc_auc_score),
             (
-                lambda q, u: ap_stats(q.pos, q.neg, q.atomic, unit=u, span=q.span),
+                lambda q, u: ap_stats(q.pos, q.neg, q.atomic, unit=u, slope=q.slope),
                 skm.average_precision_score,
             ),
         ):

@@ -72,7 +72,7 @@ from __future__ import annotations
 import numpy as np
 
 from .confusion import wilson
-from .within import pair_share, slopes
+from .within import Slopes, pair_share
 
 __all__ = [
     "auc_influence",
@@ -185,15 +185,14 @@ def average_auc_intervals(
 
 
 def _bin_placements(
-    pos: np.ndarray, neg: np.ndarray, atomic: np.ndarray | None, span: np.ndarray | None
+    pos: np.ndarray, neg: np.ndarray, slope: Slopes | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per row of (R, B) bin counts: ``v10``, ``v01`` per bin, the AUC, ``P`` and ``N`` (NaN
     AUC where a row lacks positives or negatives). Same-bin pairs count as in
-    ``ranking.auc_stats`` (``within.pair_share``; 1/2 without ``span``)."""
+    ``ranking.auc_stats`` (``within.pair_share``; 1/2 without ``slope``)."""
     P, N = pos.sum(axis=1), neg.sum(axis=1)
     ok = (P > 0) & (N > 0)
     Ps, Ns = np.where(ok, P, 1.0)[:, None], np.where(ok, N, 1.0)[:, None]
-    slope = None if atomic is None else slopes(pos, neg, atomic, span)
     share = pair_share(slope, pos.shape)
     v10 = (np.cumsum(neg, axis=1) - (1.0 - share) * neg) / Ns
     v01 = (P[:, None] - np.cumsum(pos, axis=1) + share * pos) / Ps
@@ -222,8 +221,8 @@ def sampled_average_auc_variances(
     index: np.ndarray,
     wsq: np.ndarray,
     unit: float,
-    atomic: np.ndarray | None = None,
-    span: np.ndarray | None = None,
+    slope: Slopes | None = None,
+    micro_slope: Slopes | None = None,
 ) -> dict[str, tuple[float, float]]:
     """The macro, weighted and micro one-vs-rest ROC AUC of a binned state and the variances of
     their estimates: ``{"macro": (value, variance), "weighted": .., "micro": ..}``, ``(nan,
@@ -232,9 +231,10 @@ def sampled_average_auc_variances(
     ``pos``, ``neg`` (C, B): each column's positive and negative weight per bin (one bin axis
     for every column); ``onehot``, ``index`` (r, C): the rows' positives and bins, ``wsq`` (r,)
     the squared weight each row stands for: the row sample (``row_sample``), or every row of a
-    state that keeps them; ``unit``: the mean weight of a sample; ``atomic`` (B,) and ``span``
-    (2, B): the bins' tie groups and score intervals, for the same-bin pairs' share (as
-    ``ranking.auc_stats``; without them each pair counts one half).
+    state that keeps them; ``unit``: the mean weight of a sample; ``slope``, ``micro_slope``:
+    the density slopes inside mixed bins of the columns and of the pooled problem
+    (``within.slopes``), for the same-bin pairs' share as in ``ranking.auc_stats`` (without
+    them each pair counts one half).
 
     The covariance of the per-sample influences is written ``D R D``. ``D``: each term's
     standard deviation from the histograms, ``Var_c = unit * sum_b (pos_b psi_pos_b**2 +
@@ -254,14 +254,14 @@ def sampled_average_auc_variances(
         return out
     u = float(unit) if unit > 0 else 1.0
     cols = np.arange(C)[None, :]
-    v10, v01, A, P, N = _bin_placements(pos, neg, atomic, span)
+    v10, v01, A, P, N = _bin_placements(pos, neg, slope)
     psi_pos, psi_neg = _psi_of_bins(v10, v01, A, P, N)
     var_cols = u * np.einsum("cb,cb->c", pos, psi_pos**2) + u * np.einsum(
         "cb,cb->c", neg, psi_neg**2
     )
     psi = np.where(onehot, psi_pos[cols, index], psi_neg[cols, index])  # (r, C)
     mv10, mv01, mA, mP, mN = _bin_placements(
-        pos.sum(axis=0)[None], neg.sum(axis=0)[None], atomic, span
+        pos.sum(axis=0)[None], neg.sum(axis=0)[None], micro_slope
     )
     mpos, mneg = _psi_of_bins(mv10, mv01, mA, mP, mN)
     var_micro = u * (pos @ mpos[0] ** 2 + neg @ mneg[0] ** 2)  # (C,): column c's items
@@ -311,14 +311,14 @@ def sampled_average_auc_intervals(
     index: np.ndarray,
     wsq: np.ndarray,
     unit: float,
-    atomic: np.ndarray | None = None,
-    span: np.ndarray | None = None,
+    slope: Slopes | None = None,
+    micro_slope: Slopes | None = None,
 ) -> dict[str, list[float] | None]:
     """ci95 of the macro, weighted and micro one-vs-rest ROC AUC of a binned state (arguments
     and variances: ``sampled_average_auc_variances``); ``None`` where undefined."""
     out: dict[str, list[float] | None] = {}
     for avg, (value, var) in sampled_average_auc_variances(
-        pos, neg, onehot, index, wsq, unit, atomic, span
+        pos, neg, onehot, index, wsq, unit, slope, micro_slope
     ).items():
         out[avg] = None if np.isnan(var) else _interval(value, _Z95 * float(np.sqrt(var)))
     return out

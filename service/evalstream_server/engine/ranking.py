@@ -2,11 +2,11 @@
 
 Every function takes ``pos`` and ``neg`` of shape (R, B): R binary problems over B bins in ascending
 score order, ``atomic``, a boolean mask broadcastable to (R, B) of bins that hold a single score
-value, and ``span``, the (2, B) score interval of each bin (None: one bin per value). With one bin
-per distinct score (the exact resolution) the results equal sklearn's to float rounding: the only
-error of the binned layout is quantisation, and the bounds enclose it. Inside a mixed bin the point
-values take the order that the neighbouring bins' densities imply (``within.py``); the bounds take
-every order.
+value, and ``slope``, the density slopes inside mixed bins (``within.slopes``; None: none). With
+one bin per distinct score (the exact resolution) the results equal sklearn's to float rounding:
+the only error of the binned layout is quantisation, and the bounds enclose it. Inside a mixed bin
+the point values take the order that the neighbouring bins' densities imply (``within.py``); the
+bounds take every order.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from __future__ import annotations
 import numpy as np
 
 from .intervals import logit_interval
-from .within import dense, negatives_above, pair_share, slopes
+from .within import Slopes, dense, negatives_above, pair_share, slopes
 
 __all__ = ["auc_stats", "ap_stats", "roc_points", "pr_points", "digamma", "thin_indices"]
 
 
 def auc_stats(
-    pos: np.ndarray, neg: np.ndarray, atomic: np.ndarray, span: np.ndarray | None = None
+    pos: np.ndarray, neg: np.ndarray, atomic: np.ndarray, slope: Slopes | None = None
 ) -> dict[str, np.ndarray]:
     """ROC AUC, its guaranteed bounds and the DeLong variance, per row.
 
@@ -40,7 +40,7 @@ def auc_stats(
     ties = pos * neg
     ties_atomic = np.where(atomic, ties, 0.0).sum(axis=1)
     ties_other = ties.sum(axis=1) - ties_atomic
-    share = pair_share(slopes(pos, neg, atomic, span), pos.shape)
+    share = pair_share(slope, pos.shape)
     with np.errstate(divide="ignore", invalid="ignore"):
         denom = np.where((P > 0) & (N > 0), P * N, np.nan)
         value = (wins + np.sum(share * ties, axis=1)) / denom
@@ -88,7 +88,7 @@ def ap_stats(
     atomic: np.ndarray,
     bounds: bool = True,
     unit: float = 1.0,
-    span: np.ndarray | None = None,
+    slope: Slopes | None = None,
 ) -> dict[str, np.ndarray]:
     """Average precision (sklearn's step definition), with guaranteed bounds, per row.
 
@@ -118,7 +118,7 @@ def ap_stats(
     """
     u = float(unit) if unit > 0 else 1.0
     pos = np.asarray(pos, dtype=np.float64)
-    slope = dense(slopes(pos, neg, atomic, span), pos.shape)
+    bent = dense(slope, pos.shape)
     pos = pos[:, ::-1]
     neg = np.asarray(neg, dtype=np.float64)[:, ::-1]
     atom = np.broadcast_to(atomic, pos.shape)[:, ::-1]
@@ -138,15 +138,18 @@ def ap_stats(
             beta = (pp + nn + 1.0) / (pp + 1.0)
             cb = cc / beta
             sums = (pp + (aa - cb) * (digamma(cb + pp + 1.0) - digamma(cb + 1.0))) / beta
-            if slope is not None:
+            if bent is not None:
                 sums += _sloped_order(
-                    pp, nn, aa, cc, slope[0][:, ::-1][need], slope[1][:, ::-1][need]
+                    pp, nn, aa, cc, bent[0][:, ::-1][need], bent[1][:, ::-1][need]
                 )
-            pw, aw, mw = pos[need], a[need], (c + neg)[need]
-            # m == 0: the top bin without negatives, every precision is 1 (a = 0 there)
-            ratio = np.where(mw > 0, pw / np.where(mw > 0, mw, 1.0), 0.0)
-            low[need] = pw - (mw - aw) * np.log1p(ratio)
-            point[need] = np.clip(u * sums, low[need], up[need])
+            point[need] = u * sums
+            if bounds or bent is not None:
+                pw, aw, mw = pos[need], a[need], (c + neg)[need]
+                # m == 0: the top bin without negatives, every precision is 1 (a = 0 there)
+                ratio = np.where(mw > 0, pw / np.where(mw > 0, mw, 1.0), 0.0)
+                low[need] = pw - (mw - aw) * np.log1p(ratio)
+            if bent is not None:  # the even spread lies between the bounds; a bent one, kept so
+                point[need] = np.clip(point[need], low[need], up[need])
         denom = np.where(P > 0, P, np.nan)
         value = point.sum(axis=1) / denom
         if not bounds:  # the point value only (the exporter's light report)
@@ -161,7 +164,8 @@ def ap_stats(
     }
 
 
-_NODES, _NODE_WEIGHTS = np.polynomial.legendre.leggauss(8)
+# 4 nodes: within 6e-12 of 16 on the bench's flat and peaky data at 1M, at half the cost of 8
+_NODES, _NODE_WEIGHTS = np.polynomial.legendre.leggauss(4)
 
 
 def _sloped_order(
@@ -253,9 +257,10 @@ def pairwise_auc(
     slope = slopes(pos[None, :, :], hist, atomic, span)
     if slope is not None:
         at, a_pos, a_neg = slope
-        j, i, b = np.unravel_index(at, hist.shape)
-        term = pos[i, b] * hist.reshape(-1)[at] * (a_pos - a_neg) / 12.0
-        shared += np.bincount(i * K + j, weights=term, minlength=K * K).reshape(K, K)
+        B = hist.shape[2]
+        row, b = np.divmod(at, B)  # row = j K + i
+        term = pos.reshape(-1)[row % K * B + b] * hist.reshape(-1)[at] * (a_pos - a_neg) / 12.0
+        shared += np.bincount(row, weights=term, minlength=K * K).reshape(K, K).T
     P = pos.sum(axis=1)
     N = hist.sum(axis=2).T  # N[i, j] = samples of class j (scored in column i)
     with np.errstate(divide="ignore", invalid="ignore"):

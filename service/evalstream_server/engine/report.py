@@ -161,10 +161,10 @@ def _ranking_groups(
     unit = state.weight_total / state.n_samples if state.n_samples > 0 else 1.0
 
     def auc_of(p: Problem) -> Stats:
-        return auc_stats(p.pos, p.neg, p.atomic, p.span)
+        return auc_stats(p.pos, p.neg, p.atomic, p.slope)
 
     def ap_of(p: Problem) -> Stats:
-        return ap_stats(p.pos, p.neg, p.atomic, bounds=intervals, unit=unit, span=p.span)
+        return ap_stats(p.pos, p.neg, p.atomic, bounds=intervals, unit=unit, slope=p.slope)
 
     ovr_auc = _stack(view.ovr(), auc_of)
     ovr_ap = _stack(view.ovr(), ap_of)
@@ -214,7 +214,7 @@ def _ranking_groups(
     if sampled is not None:  # binned: the covariances across classes from the row sample
         (problem,) = view.ovr()
         for avg, ci in sampled_average_auc_intervals(
-            problem.pos, problem.neg, *sampled, unit, problem.atomic, problem.span
+            problem.pos, problem.neg, *sampled, unit, problem.slope, micro.slope
         ).items():
             if ci is not None and auc[avg]["value"] is not None:
                 auc[avg]["ci95"] = ci

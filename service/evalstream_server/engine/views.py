@@ -18,6 +18,7 @@ from .layout import BinLayout
 from .ranking import auc_stats, pairwise_auc
 from .row_sample import occupied_index
 from .state import State
+from .within import Slopes, slopes
 
 __all__ = ["Problem", "ScoreView", "view_of"]
 
@@ -29,6 +30,11 @@ class Problem:
     atomic: np.ndarray  # broadcastable to (R, B)
     edges: np.ndarray  # (B,) smallest score of each bin
     span: np.ndarray | None = None  # (2, B) each bin's score interval; None: one bin per value
+
+    @functools.cached_property
+    def slope(self) -> Slopes | None:
+        """The density slopes inside mixed bins (``within.slopes``), computed once a problem."""
+        return slopes(self.pos, self.neg, self.atomic, self.span)
 
 
 class ScoreView:
@@ -70,7 +76,7 @@ class ScoreView:
     def ovo_matrix(self, K: int) -> dict[str, np.ndarray]:
         """(K, K) arrays ``value``, ``lower``, ``upper`` of ``A(i|j)`` (NaN where undefined)."""
         pairs = [(i, j) for i in range(K) for j in range(K) if i != j]
-        parts = [auc_stats(p.pos, p.neg, p.atomic, p.span) for p in self.ovo(pairs)]
+        parts = [auc_stats(p.pos, p.neg, p.atomic, p.slope) for p in self.ovo(pairs)]
         out = {}
         for key in ("value", "lower", "upper"):
             m = np.full((K, K), np.nan)
@@ -128,10 +134,12 @@ class _BinnedView(ScoreView):
     def has_ovo(self) -> bool:
         return self._hist is not None
 
-    def ovr(self) -> list[Problem]:
-        return [Problem(self._pos, self._neg, self._atomic, self._edges, self._span)]
+    @functools.cached_property
+    def _ovr(self) -> Problem:  # one object a view: its slopes are computed once
+        return Problem(self._pos, self._neg, self._atomic, self._edges, self._span)
 
-    def micro(self) -> Problem:
+    @functools.cached_property
+    def _micro(self) -> Problem:
         return Problem(
             self._pos.sum(axis=0, keepdims=True),
             self._neg.sum(axis=0, keepdims=True),
@@ -139,6 +147,12 @@ class _BinnedView(ScoreView):
             self._edges,
             self._span,
         )
+
+    def ovr(self) -> list[Problem]:
+        return [self._ovr]
+
+    def micro(self) -> Problem:
+        return self._micro
 
     def ovo_matrix(self, K: int) -> dict[str, np.ndarray]:
         if self._hist is None:
