@@ -241,7 +241,11 @@ static int acquire_label_free(buffers *b, label_free *lf, PyObject *o_pidx, PyOb
                          "received %zd", need, items(b));
             return -1;
         }
+        uint32_t outside_any = 0; /* one unsigned compare an entry: vector code */
         for (Py_ssize_t j = 0; j < need; j++) {
+            outside_any |= (uint32_t)((uint32_t)lf->pred_table[j] >= (uint32_t)n_pred_bins);
+        }
+        for (Py_ssize_t j = 0; outside_any && j < need; j++) {
             if (lf->pred_table[j] < 0 || lf->pred_table[j] >= n_pred_bins) {
                 PyErr_Format(PyExc_ValueError, "pred_table: coarse bins in [0, %d), received %d "
                              "at %zd", n_pred_bins, lf->pred_table[j], j);
@@ -475,22 +479,32 @@ static int multiclass_loop(mc_args *a)
                     pred_reuse ? fine[c] : bin_of_scalar(pshift, pB, phigh, key_of(row[c]));
                 pcells[c] = (prow + c) * Bc + pred_table[pb];
             }
-        } else if (!fused && (pred_index || r_high)) {
-            /* the histogram's bin of each score is in its cell (minus the row's and column's
-             * offsets) */
-            const int32_t *restrict cells = index ? index + i * K : NULL;
+        } else if (!fused && pred_index) {
+            /* the histogram's bin of each score is in its cell, less the row's and column's
+             * offsets (the coarse layout nests in it), else the scores are binned here */
+            const int32_t *restrict cells = index + i * K;
             const int32_t base = y * row_stride;
-            int32_t *restrict pcells = pred_index ? pred_index + i * K : NULL;
+            int32_t *restrict pcells = pred_index + i * K;
             const int32_t prow = pred * K;
-            for (int c = 0; c < K; c++) {
-                const int32_t fb = cells ? cells[c] - base - c * B : 0;
-                if (pcells) {
-                    const int32_t pb =
-                        pred_reuse ? fb : bin_of_scalar(pshift, pB, phigh, key_of(row[c]));
+            if (pred_reuse) {
+                for (int c = 0; c < K; c++) {
+                    pcells[c] = (prow + c) * Bc + pred_table[cells[c] - base - c * B];
+                }
+            } else {
+                for (int c = 0; c < K; c++) {
+                    const int32_t pb = bin_of_scalar(pshift, pB, phigh, key_of(row[c]));
                     pcells[c] = (prow + c) * Bc + pred_table[pb];
                 }
-                if (r_high) {
-                    range_note(r_high, r_low, seen, fb, key_of(row[c]));
+            }
+        }
+        if (!fused && r_high) {
+            const int32_t *restrict cells = index + i * K;
+            const int32_t base = y * row_stride;
+            for (int c = 0; c < K; c++) {
+                const int32_t fb = cells[c] - base - c * B, k = key_of(row[c]);
+                const int32_t v = seen[fb];
+                if ((v != k) & (v != -2)) {
+                    range_note(r_high, r_low, seen, fb, k);
                 }
             }
         }
