@@ -38,6 +38,7 @@ __all__ = [
     "sample_row_bytes",
     "has_sample",
     "occupied_index",
+    "batch_entries",
 ]
 
 # 64 rows (2.1 KiB a state at K = 10: 33 bytes a row). Measured (bench/interval_coverage.py):
@@ -155,6 +156,12 @@ def _batch_entries(batch: Batch, spec: StreamSpec, capacity: int) -> Entries:
     entries = (uniq[:take], bins, np.asarray(batch.labels)[rows], wsq[:take])
     object.__setattr__(batch, "_row_entries", ((spec.resolution.mantissa_bits, capacity), entries))
     return entries
+
+
+def batch_entries(batch: Batch, spec: StreamSpec) -> Entries:
+    """``(keys, bins, labels, wsq)`` of the batch's own sample of ``SAMPLE_ROWS`` rows: what an
+    empty ``RowSample`` keeps of it (the Redis store sends these, ``store/redis_rows.py``)."""
+    return _batch_entries(batch, spec, SAMPLE_ROWS)
 
 
 def has_sample(spec: StreamSpec) -> bool:

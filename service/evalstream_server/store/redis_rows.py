@@ -34,7 +34,7 @@ import functools
 import numpy as np
 
 from ..engine import Batch, StreamSpec
-from ..engine.row_sample import SAMPLE_ROWS, RowSample, _batch_entries, has_sample
+from ..engine.row_sample import RowSample, batch_entries, has_sample
 from ..engine.state import ExactScores
 
 __all__ = [
@@ -168,7 +168,7 @@ def batch_sample(spec: StreamSpec, batch: Batch) -> bytes:
     that costs more than the sample of a small batch."""
     if not has_sample(spec) or batch.n == 0:
         return b""
-    keys, bins, labels, wsq = _batch_entries(batch, spec, SAMPLE_ROWS)
+    keys, bins, labels, wsq = batch_entries(batch, spec)
     out = np.empty(keys.size, sample_dtype(spec))
     out["k"], out["b"], out["y"], out["q"] = keys, bins, labels, wsq
     return out.tobytes()
