@@ -321,3 +321,41 @@ def test_a_query_reads_again_when_another_commit_failed_after_its_read(tmp_path)
     assert store.state("s", "cumulative").n_samples == acked
     store.flush = real
     store.close()
+
+
+def test_a_statement_failing_during_an_ingest_shows_at_the_commit(tmp_path):
+    """The writer thread runs an ingest's statements while the ingest still queues the rest. The
+    batch's row fails there (past the pages left); here the writer runs it before the ingest
+    queues its producer row (a barrier after the row: the interleaving a loaded machine made
+    now and then). Before, the ingest then raised, while with the other interleaving it returned
+    and the flush failed, so the page_limit cases of this file failed under load; now the
+    failure shows at the commit either way, and nothing of the batch is kept."""
+    disk = _PageLimit(tmp_path)
+    store = DurableStore(disk.data_dir, snapshot_every=10_000)
+    store.create(SPEC)
+    rng = np.random.default_rng(7)
+    y, s = _batch(rng)
+    assert store.ingest("s", "p", 1, store.get("s").engine.validate(y, s), None).status == (
+        "accepted"
+    )
+    store.flush()
+    acked = len(y)
+    disk.fill(store)
+    real = store._put
+
+    def row_runs_first(table, values):
+        real(table, values)
+        if table == "batches":  # everything queued so far has run on the writer thread
+            store._writer.call(lambda db: None).result()
+
+    store._put = row_runs_first
+    y, s = _batch(rng, 20_000)  # 800 KiB of scores: past the 8 pages left
+    out = store.ingest("s", "p", 2, store.get("s").engine.validate(y, s), None)
+    store._put = real
+    assert store.broken is not None  # the batch's row failed during the ingest
+    assert out.status == "accepted"  # not acknowledged: that is the commit's
+    with pytest.raises(StoreUnavailableError):
+        store.flush()
+    assert store.state("s", "cumulative").n_samples == acked
+    assert store.expected_sequence("s", "p") == 2  # its sequence was not consumed
+    store.close()

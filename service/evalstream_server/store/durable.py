@@ -138,11 +138,15 @@ class DurableStore(MemoryStore):
 
     def _exec(self, sql: str, params: tuple[Any, ...] = (), checksum: str | None = None) -> None:
         """Queue a statement for the writer thread (it runs in the open transaction); with
-        ``checksum``, the CRC-32 of the row of that table is appended to ``params``."""
-        if self._writer.broken is not None:
-            raise StoreUnavailableError(
-                f"store unavailable after a failed commit: {self._writer.broken}"
-            )
+        ``checksum``, the CRC-32 of the row of that table is appended to ``params``.
+
+        Every write checks ``writable`` before it changes memory. The writer thread runs the
+        statements as they are queued, so one of this very write's may fail there (a full disk)
+        before the write has queued the rest: they are queued anyway (the broken writer drops
+        them) and the failure shows where a write is acknowledged, at the commit (``flush``),
+        which rolls memory back. Raising here instead made a write's outcome depend on the
+        threads' timing: the ingest raised when the writer had already run its batch's row, and
+        returned for the flush to fail when it had not."""
         self._queued += 1
         self._writer.put(("sql", sql, params, checksum))
 
