@@ -20,7 +20,9 @@ samples of each mixed bin are ordered at random inside it (Mann-Whitney's varian
 the counts): the realised order is not in the counts, so an estimate from them is typically that
 far from sklearn's value even when it has no bias (engine/within.py). ``even spread``: the
 errors of the same counts with every same-bin pair counted one half and AP's bins interleaved at
-random (the point values before the within-bin slopes), the reference of the same run.
+random (the point values before the within-bin slopes), the reference of the same run. ``AUC
+bias``: the mean over the classes of the signed AUC error in those standard deviations (about 0
+for an estimate without bias, whatever its noise).
 
 Run: ``python bench/truth.py [--quick] [--kinds flat,bf16] [--resolution bins:6] [--seed 1]``
 (about a minute; ``--quick``: N up to 10k).
@@ -54,6 +56,7 @@ HEADER = [
     "sklearn inside bounds",
     "AUC order noise",
     "even spread: AUC / AP error",
+    "AUC bias: mean error / order noise (even spread)",
 ]
 
 
@@ -162,6 +165,11 @@ def row(kind: str, n: int, spec: StreamSpec, seed: int = 0) -> list[str]:
     noise = float(np.max(auc["noise"][ok]))
     even_auc = float(np.max(np.abs(auc["even"][ok] - sk_auc[ok])))
     even_ap = float(np.max(np.abs(ap["even"][ok] - sk_ap[ok])))
+    bias = "-"
+    if np.all(auc["noise"][ok] > 0):  # signed errors in standard deviations of the order
+        z = (auc["value"][ok] - sk_auc[ok]) / auc["noise"][ok]
+        z_even = (auc["even"][ok] - sk_auc[ok]) / auc["noise"][ok]
+        bias = f"{z.mean():+.2f} ({z_even.mean():+.2f})"
     return [
         kind,
         f"{n:,}",
@@ -171,6 +179,7 @@ def row(kind: str, n: int, spec: StreamSpec, seed: int = 0) -> list[str]:
         "yes" if inside else "**no**",
         f"{noise:.1e}",
         f"{even_auc:.1e} / {even_ap:.1e}",
+        bias,
     ]
 
 
