@@ -16,12 +16,21 @@ For K = 3, 10 and 100 classes, batches of 4096, imbalanced labels and peaky floa
   subset; rate extrapolated), when installed (``bash scripts/bench-venv.sh``).
 
 Run: ``python bench/engine_ingest.py [--quick]``. Every ratio is measured in the same run.
+
+``--baseline DIR [--rounds R]``: instead, ``StreamEngine.update`` of this checkout against the
+one in DIR (a ``git worktree`` of another commit, its kernel compiled in place by this script),
+alternating fresh processes R times (default 5) per K; prints the median and range of the ratio
+of samples/s by CPU time. Issue 12's ingest target is read this way against eee38b9.
 """
 
 from __future__ import annotations
 
 import gc
+import os
+import statistics
+import subprocess
 import sys
+import sysconfig
 import time
 from pathlib import Path
 
@@ -157,6 +166,80 @@ def river_rate(wl: Workload, n_sub: int) -> tuple[float | str, int]:
     return sub.n / (time.perf_counter() - t0), sub.n
 
 
+# -- against another checkout of evalstream (--baseline) -------------------------------------
+# One process times ``StreamEngine.update`` of the checkout whose ``service`` directory is first on
+# its path: the CPU time of the best of 5 passes over the workload (CPU time, not wall time: the
+# shared machine's other jobs move wall time by 1.5x between runs).
+_TIMER = """
+import sys, time
+sys.path[:0] = [sys.argv[1], sys.argv[2]]
+from evalstream_server.engine import StreamEngine, StreamSpec
+from harness import make_workload
+K, n_batches = int(sys.argv[3]), int(sys.argv[4])
+spec = StreamSpec(task="multiclass", classes=tuple(f"c{i}" for i in range(K)))
+wl = make_workload(n_batches * 4096, K, seed=K)
+best = float("inf")
+for _ in range(5):
+    t0 = time.process_time()
+    eng = StreamEngine(spec)
+    for y, p in wl.batches():
+        eng.update(y, p)
+    best = min(best, time.process_time() - t0)
+print(wl.n / best)
+"""
+
+
+def build_kernel(checkout: Path) -> None:
+    """Compile ``checkout``'s C kernel in place with the flags of pyproject.toml (the baseline is
+    a plain ``git worktree``, never installed)."""
+    src = checkout / "service/evalstream_server/engine/_fastcount.c"
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    out = src.with_name("_fastcount" + suffix)
+    if out.exists() and out.stat().st_mtime >= src.stat().st_mtime:
+        return
+    cc = (sysconfig.get_config_var("CC") or "cc").split()
+    includes = [sysconfig.get_paths()["include"], np.get_include()]
+    flags = ["-O3", "-fno-wrapv", "-fno-strict-aliasing", "-shared", "-fPIC"]
+    cmd = [*cc, *flags, *(f"-I{d}" for d in includes), str(src), "-o", str(out)]
+    subprocess.run(cmd, check=True, timeout=300)
+
+
+def baseline_rows(baseline: Path, rounds: int, quick: bool) -> list[list[str]]:
+    """``update`` of this checkout against ``baseline``'s, alternating processes ``rounds``
+    times per K: the ratio of samples/s (> 1: this checkout is faster), median and range."""
+    here = Path(__file__).resolve().parent.parent
+    build_kernel(baseline)
+    rows = []
+    for K in CLASS_COUNTS:
+        n_batches = 2 if quick else (32 if K > 32 else 128)
+        ratios = []
+        for _ in range(rounds):
+            rate = {}
+            for name, root in (("baseline", baseline), ("this", here)):
+                argv = [str(root / "service"), str(here / "bench"), str(K), str(n_batches)]
+                out = subprocess.run(
+                    [sys.executable, "-c", _TIMER, *argv],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                    timeout=600,
+                    env={**os.environ, "PYTHONPATH": ""},
+                )
+                rate[name] = float(out.stdout.split()[-1])
+            ratios.append(rate["this"] / rate["baseline"])
+        ratios.sort()
+        rows.append(
+            [
+                str(K),
+                f"{statistics.median(ratios):.2f}x",
+                f"{ratios[0]:.2f}x - {ratios[-1]:.2f}x",
+                str(rounds),
+            ]
+        )
+        print(f"  K = {K} done", file=sys.stderr)
+    return rows
+
+
 # -- the run ---------------------------------------------------------------------------------
 def measure(K: int, n_batches: int, repeats: int, quick: bool) -> list[list[str]]:
     spec = _spec(K)
@@ -272,7 +355,10 @@ def measure(K: int, n_batches: int, repeats: int, quick: bool) -> list[list[str]
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = quick_parser(__doc__.splitlines()[0]).parse_args(argv)
+    parser = quick_parser(__doc__.splitlines()[0])
+    parser.add_argument("--baseline", help="another checkout to compare update with (A/B)")
+    parser.add_argument("--rounds", type=int, default=5, help="alternations per K (--baseline)")
+    args = parser.parse_args(argv)
     repeats = 1 if args.quick else 7
     extra = {}
     torch = optional_import("torch")
@@ -297,6 +383,12 @@ def main(argv: list[str] | None = None) -> int:
         f"B = {BinLayout().n_bins} bins; best of {repeats} interleaved repeats."
     )
     print()
+    if args.baseline is not None:
+        print(f"`StreamEngine.update` of this checkout against {args.baseline} (CPU time).")
+        print()
+        rows = baseline_rows(Path(args.baseline).resolve(), args.rounds, args.quick)
+        print(markdown_table(["K", "this ÷ baseline (median)", "range", "rounds"], rows))
+        return 0
     rows = []
     t0 = time.perf_counter()
     for K in CLASS_COUNTS:

@@ -86,3 +86,20 @@ def test_benchmark_quick_run_prints_its_table(
         assert found, f"no table header {head} in:\n{proc.stdout[-2000:]}"
         # a Markdown table: the header is followed by its separator line
         assert set(lines[found[0] + 1]) <= set("|- ")
+
+
+def test_engine_ingest_against_a_baseline_checkout_prints_its_ratios() -> None:
+    """``--baseline DIR``: this checkout's update against DIR's (here itself), one alternation."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "engine_ingest.py"), "--quick"]
+        + ["--baseline", str(ROOT), "--rounds", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("|")]
+    assert _cells(lines[0]) == ["K", "this ÷ baseline (median)", "range", "rounds"]
+    ratios = [float(_cells(line)[1].rstrip("x")) for line in lines[2:]]
+    assert len(ratios) == 3 and all(r > 0 for r in ratios)
