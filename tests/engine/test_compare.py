@@ -235,3 +235,35 @@ def test_binary_and_multilabel_differences_are_sklearns(task: str) -> None:
         assert doc["recall"]["macro"]["significant"] and doc["recall"]["macro"]["value"] < 0
     else:
         assert "macro" not in doc["roc_auc"]  # one class: the per-class leaf is the figure
+
+
+@pytest.mark.parametrize("scores", ["flat", "fp16"])
+def test_each_sides_auc_is_the_reports(scores: str) -> None:
+    """A comparison's window and reference AUC (per class, macro, weighted, micro) are the values
+    each side's own report gives: tie groups stepped and same-bin pairs shared as the report's
+    binned view does (within.slopes), not one half each."""
+    from evalstream_server.engine.report import build_report
+
+    rng = np.random.default_rng(11)
+    states = []
+    for n, signal in ((6000, (0.6, 0.6, 0.4)), (9000, (0.6, 0.6, 0.6))):
+        y = rng.choice(3, n, p=[0.6, 0.3, 0.1])
+        z = rng.normal(0.0, 1.0, (n, 3))
+        z[np.arange(n), y] += np.asarray(signal)[y]
+        p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)  # weak logits: flat scores
+        if scores == "fp16":  # tie groups next to mixed bins: no slope across them
+            p = p.astype(np.float16).astype(np.float64)
+            p /= p.sum(axis=1, keepdims=True)
+            p = p.astype(np.float16)
+        s = state_of(y, p.astype(np.float32))
+        assert not s.is_exact  # past the cap: binned
+        states.append(s)
+    doc = compare(*states, "independent")
+    reports = [build_report(s) for s in states]
+    for side, report in zip(("window", "reference"), reports, strict=True):
+        for c in ("a", "b", "c"):
+            got = doc["roc_auc"]["per_class"][c][side]
+            assert got == pytest.approx(report["roc_auc"]["per_class"][c]["value"], abs=1e-12)
+        for avg in ("macro", "weighted", "micro"):
+            got = doc["roc_auc"][avg][side]
+            assert got == pytest.approx(report["roc_auc"][avg]["value"], abs=1e-12)

@@ -25,7 +25,9 @@ Dependence, which decides the variance of a difference:
 Variances, per side, from the counts (binned or exact states alike; an exact state's scores are
 binned with the default layout first):
 
-* per-class AUC: DeLong's variance from the bins (``auc_stats``);
+* per-class AUC: DeLong's variance from the bins (``auc_stats``); each side's values are its
+  report's: tie groups (bins that held one value) stepped, the other same-bin pairs shared by
+  the density slopes (``within.slopes``), as the report's binned view does;
 * macro, weighted and micro AUC: the classes' AUCs are dependent (one sample is a positive of
   one class and a negative of the others, and the K items of the micro average are one sample's
   columns). The variance is the report's (``intervals.sampled_average_auc_variances``, the same
@@ -53,6 +55,7 @@ from typing import Any
 
 import numpy as np
 
+from .counting import single_valued
 from .errors import InvalidInputError, quoted
 from .intervals import macro_prf_variances, sampled_average_auc_variances
 from .layout import BinLayout
@@ -60,6 +63,7 @@ from .ranking import ap_stats, auc_stats
 from .row_sample import occupied_index, row_keys
 from .spec import StreamSpec, parse_duration
 from .state import State
+from .within import Slopes, slopes
 
 __all__ = [
     "RELATIONS",
@@ -95,10 +99,25 @@ class _Side:
         n: float,
         W: float,
         rows: Rows | None = None,
+        span: np.ndarray | None = None,
     ) -> None:
         self.task, self.pos, self.neg, self.atomic = task, pos, np.maximum(every - pos, 0.0), atomic
         self.cm, self.label_counts, self.n, self.W = cm, label_counts, n, W
         self.rows = rows
+        self.span = span  # (2, B) each bin's score interval (within.slopes)
+        self._slopes: tuple[Slopes | None, Slopes | None] | None = None
+
+    def slopes(self) -> tuple[Slopes | None, Slopes | None]:
+        """The density slopes inside mixed bins of the columns and of the pooled (micro)
+        problem, so that same-bin pairs count as in the report (``ranking.auc_stats``);
+        computed once, after ``compare`` has dropped the empty bins."""
+        if self._slopes is None:
+            pooled = (self.pos.sum(0, keepdims=True), self.neg.sum(0, keepdims=True))
+            self._slopes = (
+                slopes(self.pos, self.neg, self.atomic, self.span),
+                slopes(*pooled, self.atomic, self.span),
+            )
+        return self._slopes
 
     @property
     def per_weight(self) -> float:
@@ -149,6 +168,8 @@ def _side(state: State, rows: str | None = None) -> _Side:
     spec, c = state.spec, state.counts
     layout = BinLayout(spec.resolution.mantissa_bits if spec.resolution.kind == "bins" else 5)
     atomic = layout.atomic
+    if "score_range" in c:  # tie groups: bins that held one value (as the report's views)
+        atomic = atomic | single_valued(c["score_range"])
     if "hist" in c:
         K = c["hist"].shape[0]
         idx = np.arange(K)
@@ -175,6 +196,7 @@ def _side(state: State, rows: str | None = None) -> _Side:
         float(c["n"][0]),
         float(c["n"][1]),
         None if rows is None else _rows(state, layout, rows == "all"),
+        layout.spans,
     )
 
 
@@ -210,6 +232,7 @@ def _less(a: _Side, b: _Side) -> _Side:
         max(a.n - b.n, 0.0),
         max(a.W - b.W, 0.0),
         _rest_rows(a.rows, b.rows),
+        a.span,
     )
 
 
@@ -245,7 +268,10 @@ def _test(d: float, var: float, alpha: float) -> dict[str, Any]:
 
 
 def _ranking(a: _Side, b: _Side) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    return auc_stats(a.pos, a.neg, a.atomic), auc_stats(b.pos, b.neg, b.atomic)
+    return (
+        auc_stats(a.pos, a.neg, a.atomic, a.slopes()[0]),
+        auc_stats(b.pos, b.neg, b.atomic, b.slopes()[0]),
+    )
 
 
 def _cells(s: _Side) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -290,10 +316,13 @@ def _auc_averages(s: _Side, stats: dict[str, np.ndarray]) -> dict[str, tuple[flo
     covariance (``intervals.sampled_average_auc_variances``) from the side's rows; the bounds
     where it has none (or too few to give the correlations)."""
     out: dict[str, tuple[float, float]] = {}
+    slope, micro_slope = s.slopes()
     if s.rows is not None:
         _, onehot, index, wsq = s.rows
         unit = s.W / s.n if s.n > 0 else 1.0
-        got = sampled_average_auc_variances(s.pos, s.neg, onehot, index, wsq, unit)
+        got = sampled_average_auc_variances(
+            s.pos, s.neg, onehot, index, wsq, unit, slope, micro_slope
+        )
         out = {avg: pair for avg, pair in got.items() if not math.isnan(pair[1])}
     K = s.pos.shape[0]
     if "macro" not in out:
@@ -301,7 +330,9 @@ def _auc_averages(s: _Side, stats: dict[str, np.ndarray]) -> dict[str, tuple[flo
     if "weighted" not in out:
         out["weighted"] = _bounded_mean(stats["value"], stats["variance"], _support(s))
     if "micro" not in out:
-        pooled = auc_stats(s.pos.sum(0, keepdims=True), s.neg.sum(0, keepdims=True), s.atomic)
+        pooled = auc_stats(
+            s.pos.sum(0, keepdims=True), s.neg.sum(0, keepdims=True), s.atomic, micro_slope
+        )
         out["micro"] = (float(pooled["value"][0]), K * float(pooled["variance"][0]))
     return out
 
@@ -369,6 +400,8 @@ def compare(
     for side in (a, b):
         side.pos, side.neg = side.pos[:, occupied], side.neg[:, occupied]
         side.atomic = np.asarray(side.atomic)[occupied]
+        if side.span is not None:
+            side.span = side.span[:, occupied]
         if side.rows is not None:
             keys, onehot, bins, wsq = side.rows
             index, keep = occupied_index(occupied, bins)
