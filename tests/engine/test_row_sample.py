@@ -168,3 +168,35 @@ def test_compiled_row_keys_equal_the_numpy_keys(multiclass: bool) -> None:
         assert compiled.dtype == np.uint64
         np.testing.assert_array_equal(compiled, reference)
         np.testing.assert_array_equal(row_keys(labels, scores), reference)
+
+
+@pytest.mark.parametrize("task", ["multiclass", "multilabel"])
+@pytest.mark.parametrize("seed", range(40))
+def test_a_few_entries_into_a_full_sample_as_the_sorting_merge(task, seed, monkeypatch):
+    """``_insert_few`` (a full sample takes a few entries one by one) leaves the arrays the
+    sort-based merge leaves: the smallest distinct keys, kept rows first on equal keys, their
+    squared weights summed, float32 rounding included."""
+    rng = np.random.default_rng(seed)
+    spec = SPEC if task == "multiclass" else StreamSpec(task="multilabel", classes=("a", "b", "c"))
+    cap = int(rng.integers(1, 12))
+    kept = np.sort(rng.choice(2**20, cap, replace=False)).astype(np.uint64)
+    m = int(rng.integers(1, row_sample._FEW + 1))
+    pool = np.concatenate([kept, rng.integers(0, 2**20 + 5, 3 * m).astype(np.uint64)])
+    new = np.unique(rng.choice(pool, m))  # some equal to kept keys, some past the largest
+    samples = []
+    for few in (row_sample._FEW, 0):  # 0: every entry through the sort
+        monkeypatch.setattr(row_sample, "_FEW", few)
+        s = row_sample.RowSample(spec, capacity=cap)
+        r2 = np.random.default_rng(seed + 1000)  # the same entries for both
+
+        def labels(k, r2=r2):
+            return r2.integers(0, 3, k) if task == "multiclass" else r2.random((k, 3)) < 0.5
+
+        s._merge(kept, r2.integers(0, 4000, (cap, 3)), labels(cap), r2.random(cap) * 3)
+        s._merge(
+            new, r2.integers(0, 4000, (new.size, 3)), labels(new.size), r2.random(new.size) * 3
+        )
+        samples.append(s)
+    fast, sort = samples
+    assert fast == sort
+    np.testing.assert_array_equal(fast.wsq.view(np.uint32), sort.wsq.view(np.uint32))

@@ -129,6 +129,7 @@ def occupied_index(occupied: np.ndarray, bins: np.ndarray) -> tuple[np.ndarray, 
 
 
 Entries = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # keys, bins, labels, wsq
+_FEW = 8  # entries a full sample takes one by one (RowSample._insert_few) instead of by a sort
 
 
 def _batch_entries(batch: Batch, spec: StreamSpec, capacity: int) -> Entries:
@@ -260,6 +261,9 @@ class RowSample:
             self.labels[:take], self.wsq[:take] = labels[:take], wsq[:take]
             self.size = take
             return
+        if n == cap and m <= _FEW:
+            self._insert_few(keys, bins, labels, wsq)
+            return
         all_keys = np.concatenate([self.keys[:n], keys])
         order = np.argsort(all_keys, kind="stable")
         ordered = all_keys[order]
@@ -277,6 +281,27 @@ class RowSample:
         self.labels[:take] = all_labels[src]
         self.wsq[:take] = all_wsq[:take]
         self.size = take
+
+    def _insert_few(
+        self, keys: np.ndarray, bins: np.ndarray, labels: np.ndarray, wsq: np.ndarray
+    ) -> None:
+        """``_merge`` into a full sample of a few entries (the common case in a long stream):
+        each inserted in place, the largest kept entry dropped, a key already kept summing the
+        squared weights (the same arrays as the sort-based merge, without its dozen calls)."""
+        cap = self.capacity
+        for j in range(keys.size):  # ascending: an entry past the largest kept key ends it
+            k = keys[j]
+            if k > self.keys[cap - 1]:
+                return
+            at = int(np.searchsorted(self.keys, k))
+            if self.keys[at] == k:
+                self.wsq[at] = np.float64(self.wsq[at]) + wsq[j]
+                continue
+            for arr, value in ((self.keys, k), (self.bins, bins[j]), (self.labels, labels[j])):
+                arr[at + 1 :] = arr[at:-1]  # numpy copies overlapping slices correctly
+                arr[at] = value
+            self.wsq[at + 1 :] = self.wsq[at:-1]
+            self.wsq[at] = wsq[j]
 
     # -- reading -------------------------------------------------------------------------------
     def rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
