@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Estimated", "ESTIMATED_METRICS"]
+__all__ = ["Estimated", "ESTIMATED_METRICS", "METRIC_ALIASES"]
 
 ESTIMATED_METRICS = ("precision", "recall", "f1", "accuracy", "roc_auc", "average_precision")
-_ALIASES = {
+# sklearn's function names for the report's metrics (Report.metric takes them too)
+METRIC_ALIASES = {
     "roc_auc_score": "roc_auc",
     "auc": "roc_auc",
     "average_precision_score": "average_precision",
@@ -21,8 +22,8 @@ _ALIASES = {
     "precision_score": "precision",
     "recall_score": "recall",
     "f1_score": "f1",
-    "accuracy_score": "accuracy",
 }
+_ALIASES = {**METRIC_ALIASES, "accuracy_score": "accuracy"}
 _RANKING = ("roc_auc", "average_precision")
 
 

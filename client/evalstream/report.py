@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from .estimated import METRIC_ALIASES as _METRIC_ALIASES
 from .estimated import Estimated
 from .text import classification_report, format_report
 
@@ -25,15 +26,6 @@ __all__ = ["Report", "Curve"]
 
 _Metric = float | dict[str, float | None] | None  # a value, a dict by class, or undefined
 _AVERAGES = (None, "micro", "macro", "weighted", "samples", "binary")
-_METRIC_ALIASES = {
-    "roc_auc_score": "roc_auc",
-    "auc": "roc_auc",
-    "average_precision_score": "average_precision",
-    "ap": "average_precision",
-    "precision_score": "precision",
-    "recall_score": "recall",
-    "f1_score": "f1",
-}
 _TARGET = {"multiclass": "multiclass", "multilabel": "multilabel-indicator", "binary": "binary"}
 
 
