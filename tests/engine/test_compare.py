@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 from evalstream_server.engine import State, StreamSpec, make_batch
 from evalstream_server.engine.compare import benjamini_hochberg, compare, subtract
+from evalstream_server.engine.layout import BinLayout
 from evalstream_server.engine.row_sample import row_keys
 from sklearn.metrics import roc_auc_score
 
@@ -237,11 +238,12 @@ def test_binary_and_multilabel_differences_are_sklearns(task: str) -> None:
         assert "macro" not in doc["roc_auc"]  # one class: the per-class leaf is the figure
 
 
-@pytest.mark.parametrize("scores", ["flat", "fp16"])
+@pytest.mark.parametrize("scores", ["flat", "bin edges"])
 def test_each_sides_auc_is_the_reports(scores: str) -> None:
     """A comparison's window and reference AUC (per class, macro, weighted, micro) are the values
     each side's own report gives: tie groups stepped and same-bin pairs shared as the report's
-    binned view does (within.slopes), not one half each."""
+    binned view does (within.slopes), not one half each. Flat scores need the slopes; scores at
+    their bins' lower edges need the tie groups (slopes across them would move the value)."""
     from evalstream_server.engine.report import build_report
 
     rng = np.random.default_rng(11)
@@ -251,10 +253,10 @@ def test_each_sides_auc_is_the_reports(scores: str) -> None:
         z = rng.normal(0.0, 1.0, (n, 3))
         z[np.arange(n), y] += np.asarray(signal)[y]
         p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)  # weak logits: flat scores
-        if scores == "fp16":  # tie groups next to mixed bins: no slope across them
-            p = p.astype(np.float16).astype(np.float64)
-            p /= p.sum(axis=1, keepdims=True)
-            p = p.astype(np.float16)
+        if scores == "bin edges":  # one value a bin: tie groups side by side, stepped, no slope
+            layout = BinLayout()
+            p[:, 1:] = layout.lower_edges[layout.bin_of(p[:, 1:].astype(np.float32))]
+            p[:, 0] = 1.0 - p[:, 1:].sum(axis=1)  # the first column keeps the row's sum
         s = state_of(y, p.astype(np.float32))
         assert not s.is_exact  # past the cap: binned
         states.append(s)
