@@ -3,8 +3,9 @@
 For K = 10 classes and batches of 4096 rows (imbalanced labels; peaky softmax scores, and the same
 rounded to 0.05 steps), ``StreamEngine.update`` per batch on a stream without windows:
 
-* **with the score range**: the engine as it is (``compute_delta`` hands the cumulative state a
-  ``RangeDelta``, applied in one compiled pass over the batch's histogram cells);
+* **with the score range**: the engine as it is (the counting kernel notes the batch's own range
+  in the pass that bins the scores; ``compute_delta`` hands the cumulative state that
+  ``RangeDelta``, joined as one maximum);
 * **without** (the named reference of the ratio): the same engine with the ``score_range`` entry
   dropped from every delta before it is counted, i.e. the engine before tie groups.
 

@@ -1161,127 +1161,6 @@ fail:
     return NULL;
 }
 
-/* ---- score range -------------------------------------------------------------------------- */
-
-PyDoc_STRVAR(range_max_doc,
-"range_max(target, scores, index, n_columns, n_bins, labels)\n"
-"--\n\n"
-"The bins' score range (counting.RangeDelta, applied). scores: float32 in [0, 1], row-major\n"
-"(n, n_columns); index: their histogram cells (int32, as many), cell j of row i and column c\n"
-"being bin + c * n_bins, plus labels[i] * n_columns * n_bins when labels (int64, n) is given\n"
-"(the full one-vs-one layout). target (C-contiguous float32, 2 * n_bins) holds per bin b, as\n"
-"bit patterns, (target[b], target[n_bins + b]): (0, 0) empty, (v, 0x7F7FFFFF - v) for the one\n"
-"score whose bits are v (-0.0 as 0.0), both 0x7F7FFFFF (FLT_MAX) mixed; every bin ends as\n"
-"counting.normalise_range writes the maximum of its entries and the scores' entries. A cell\n"
-"outside its column's bins raises ValueError, the scores before it counted.");
-
-static PyObject *range_max(PyObject *self, PyObject *args)
-{
-    (void)self;
-    PyObject *o_target, *o_scores, *o_index, *o_labels;
-    Py_ssize_t n_cols, n_bins;
-    if (!PyArg_ParseTuple(args, "OOOnnO:range_max", &o_target, &o_scores, &o_index, &n_cols,
-                          &n_bins, &o_labels)) {
-        return NULL;
-    }
-    if (n_cols < 1 || n_bins < 1 || n_cols * n_bins >= INT32_MAX) {
-        return PyErr_Format(PyExc_ValueError, "n_columns, n_bins: expected >= 1 and a product "
-                            "below 2**31, received %zd, %zd", n_cols, n_bins);
-    }
-    buffers b = {.count = 0};
-    int failed = 0;
-    int32_t *seen = NULL;
-    float *target = acquire(&b, o_target, "target", F32, 2 * n_bins, 1, 0, &failed);
-    if (failed) {
-        goto fail;
-    }
-    const float *scores = acquire(&b, o_scores, "scores", F32, -1, 0, 0, &failed);
-    if (failed) {
-        goto fail;
-    }
-    const Py_ssize_t n_cells = items(&b);
-    if (n_cells % n_cols != 0) {
-        PyErr_Format(PyExc_ValueError, "scores: %zd items is not a multiple of n_columns %zd",
-                     n_cells, n_cols);
-        goto fail;
-    }
-    const Py_ssize_t n = n_cells / n_cols;
-    const int32_t *index = acquire(&b, o_index, "index", I32, n_cells, 0, 0, &failed);
-    if (failed) {
-        goto fail;
-    }
-    const int64_t *labels = acquire(&b, o_labels, "labels", I64, n, 0, 1, &failed);
-    if (failed) {
-        goto fail;
-    }
-    const int32_t nb = (int32_t)n_bins, nc = (int32_t)n_cols;
-    /* Each bin's state as one int32 (-1 empty, -2 mixed, else the one key seen), so that the
-     * common case, a score whose bin holds its value already or is mixed, costs one load and one
-     * well-predicted compare; the float64 entries are written only when a bin changes. */
-    seen = PyMem_Malloc((size_t)nb * sizeof *seen);
-    if (seen == NULL) {
-        PyErr_NoMemory();
-        goto fail;
-    }
-    int bad = 0;
-    Py_BEGIN_ALLOW_THREADS
-    float *high = target, *low = target + nb;
-    const int32_t top = 0x7F7FFFFF; /* counting._RANGE_TOP: bits of FLT_MAX */
-    float mixed;
-    memcpy(&mixed, &top, sizeof mixed);
-    for (int32_t i = 0; i < nb; i++) {
-        int32_t h, l;
-        memcpy(&h, high + i, sizeof h);
-        memcpy(&l, low + i, sizeof l);
-        seen[i] = h == 0 ? -1 : ((int64_t)h + l == top ? h : -2);
-        if (seen[i] == -2) {
-            high[i] = low[i] = mixed; /* written as counting.RANGE_MIXED */
-        }
-    }
-    for (Py_ssize_t i = 0; i < n && !bad; i++) {
-        const int32_t base = labels ? (int32_t)(labels[i] * nc) * nb : 0;
-        for (int32_t c = 0; c < nc; c++) {
-            const Py_ssize_t j = i * nc + c;
-            const int32_t bin = index[j] - base - c * nb;
-            const int32_t k = key_of(scores[j]);
-            if ((uint32_t)bin >= (uint32_t)nb) {
-                bad = 1; /* cells this kernel's callers never pass */
-                break;
-            }
-            const int32_t v = seen[bin];
-            /* one branch, nearly always taken (two would mispredict on the mix of single-valued
-             * and mixed bins) */
-            if ((v == k) | (v == -2)) {
-                continue;
-            }
-            /* empty: now this value; one other value: now mixed (counting.normalise_range) */
-            if (v == -1) {
-                const int32_t down = top - k;
-                memcpy(high + bin, &k, sizeof k);
-                memcpy(low + bin, &down, sizeof down);
-                seen[bin] = k;
-            } else {
-                high[bin] = low[bin] = mixed;
-                seen[bin] = -2;
-            }
-        }
-    }
-    Py_END_ALLOW_THREADS
-    PyMem_Free(seen);
-    if (bad) {
-        PyErr_SetString(PyExc_ValueError, "index: cells outside the bins of their column");
-        goto fail_released;
-    }
-    release_all(&b);
-    Py_RETURN_NONE;
-
-fail:
-    PyMem_Free(seen);
-fail_released:
-    release_all(&b);
-    return NULL;
-}
-
 /* ---- row keys ----------------------------------------------------------------------------- */
 
 PyDoc_STRVAR(row_keys_doc,
@@ -1384,7 +1263,6 @@ static PyMethodDef methods[] = {
     {"labelwise", labelwise, METH_VARARGS, labelwise_doc},
     {"scatter_add", scatter_add, METH_VARARGS, scatter_add_doc},
     {"count16", count16, METH_VARARGS, count16_doc},
-    {"range_max", range_max, METH_VARARGS, range_max_doc},
     {"row_keys", row_keys, METH_VARARGS, row_keys_doc},
     {NULL, NULL, 0, NULL},
 };

@@ -41,7 +41,7 @@ __all__ = [
     "numpy_delta",
     "prediction_delta",
     "zero_weight_delta",
-    "range_delta",
+    "range_scatter",
     "single_valued",
     "normalise_range",
 ]
@@ -160,64 +160,23 @@ Delta = dict[str, np.ndarray | Scatter | ScatterMax]
 
 
 class RangeDelta(ScatterMax):
-    """The ``score_range`` delta of a batch: either the batch's own (2, B) range, which the
-    compiled multiclass kernel writes while it counts (``own``), or its float32 scores (n, C) and
-    their histogram cells (``index``: ``bin + c * B``, plus ``label * C * B`` in the full
-    one-vs-one layout, given ``labels``), applied in one compiled pass (``fastcount.range_max``).
-    Its ``index`` and ``values`` (the ``ScatterMax`` form, which the Redis store's flat log reads)
-    are built only when read."""
+    """The ``score_range`` delta of a batch as the compiled kernels write it: the batch's own
+    (2, B) float32 range (``own``, what ``normalise_range`` describes), joined into a state as
+    one maximum. Its ``index`` and ``values`` (the ``ScatterMax`` form, which the Redis store's
+    flat log reads: at most 2 B entries a batch) are built only when read."""
 
-    __slots__ = ("scores", "hist_cells", "labels", "mantissa_bits", "own", "_pair")
+    __slots__ = ("own", "mantissa_bits", "_pair")
 
-    def __init__(
-        self,
-        scores: np.ndarray | None,
-        cells: np.ndarray | None,
-        mantissa_bits: int,
-        labels: np.ndarray | None = None,
-        own: np.ndarray | None = None,
-    ) -> None:
-        self.scores = None if scores is None else np.ascontiguousarray(scores, dtype=np.float32)
-        self.hist_cells = cells
-        self.labels = labels
-        self.mantissa_bits = mantissa_bits
+    def __init__(self, own: np.ndarray, mantissa_bits: int) -> None:
         self.own = own
+        self.mantissa_bits = mantissa_bits
         self._pair: tuple[np.ndarray, np.ndarray] | None = None
-
-    @classmethod
-    def of_own(cls, own: np.ndarray, mantissa_bits: int) -> RangeDelta:
-        """The delta of a batch whose own (2, B) float32 range is ``own``."""
-        return cls(None, None, mantissa_bits, own=own)
-
-    def _own(self) -> np.ndarray | None:
-        """The batch's own (2, B) range (computed once from the scores when not given)."""
-        if self.own is None and self.scores is not None and fastcount.enabled():
-            B = BinLayout(self.mantissa_bits).n_bins
-            own = np.zeros((2, B), dtype=np.float32)
-            assert self.hist_cells is not None
-            if fastcount.range_max(own, self.scores, self.hist_cells, B, self.labels):
-                self.own = own
-        return self.own
 
     def _scatter(self) -> tuple[np.ndarray, np.ndarray]:
         if self._pair is None:
-            own = self._own()
-            if own is not None:
-                # one entry per occupied bin and row (the Redis store's log then takes at most
-                # 2 B entries a batch instead of two a score)
-                flat = own.reshape(-1)
-                index = np.flatnonzero(flat).astype(np.int32)
-                self._pair = (index, flat[index].astype(np.float64))
-        if self._pair is None:
-            assert self.scores is not None
-            layout = BinLayout(self.mantissa_bits)
-            flat = self.scores.reshape(-1)
-            bins = layout.bin_of(flat)
-            bits = flat.view(np.int32) & np.int32(0x7FFFFFFF)  # -0.0 counts as 0.0
-            index = np.concatenate([bins, bins + np.int32(layout.n_bins)])
-            low = (np.int32(_RANGE_TOP) - bits).view(np.float32)
-            values = np.concatenate([bits.view(np.float32), low]).astype(np.float64)
-            self._pair = (index, values)
+            flat = self.own.reshape(-1)
+            index = np.flatnonzero(flat).astype(np.int32)
+            self._pair = (index, flat[index].astype(np.float64))
         return self._pair
 
     @property
@@ -229,29 +188,25 @@ class RangeDelta(ScatterMax):
         return self._scatter()[1]
 
     def add_to(self, target: np.ndarray) -> None:
-        B = BinLayout(self.mantissa_bits).n_bins
-        if self.own is not None and target.dtype == np.float32:
+        if target.dtype == np.float32:
             # non-negative float32 bit patterns order as their values: the join is the maximum,
             # then normalised
             np.maximum(target, self.own.reshape(target.shape), out=target)
-            normalise_range(target.reshape(2, B))
-            return
-        if (
-            self.scores is not None
-            and self.hist_cells is not None
-            and fastcount.range_max(target, self.scores, self.hist_cells, B, self.labels)
-        ):
-            return
-        super().add_to(target)
-        normalise_range(target.reshape(2, B))
+        else:
+            super().add_to(target)
+        normalise_range(target.reshape(2, -1))
 
 
-def range_delta(
-    scores: np.ndarray, cells: np.ndarray, mantissa_bits: int, labels: np.ndarray | None = None
-) -> RangeDelta:
-    """The ``score_range`` delta of float32 ``scores`` (n, C) whose histogram cells are
-    ``cells`` (see ``RangeDelta``)."""
-    return RangeDelta(scores, cells, mantissa_bits, labels)
+def range_scatter(scores: np.ndarray, mantissa_bits: int) -> ScatterMax:
+    """The ``score_range`` delta of float32 ``scores`` (n, C) in numpy (the kernels' fallback):
+    two entries a score, its bits as the high end and their complement as the low end."""
+    layout = BinLayout(mantissa_bits)
+    flat = np.ascontiguousarray(scores, dtype=np.float32).reshape(-1)
+    bins = layout.bin_of(flat)
+    bits = flat.view(np.int32) & np.int32(0x7FFFFFFF)  # -0.0 counts as 0.0
+    index = np.concatenate([bins, bins + np.int32(layout.n_bins)])
+    low = (np.int32(_RANGE_TOP) - bits).view(np.float32)
+    return ScatterMax(index, np.concatenate([bits.view(np.float32), low]).astype(np.float64))
 
 
 def _range_bits(score_range: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -360,13 +315,8 @@ def compute_delta(spec: StreamSpec, batch: Batch, predictions: bool = True) -> D
         out = _fast_multiclass_delta(spec, batch, predictions)
     else:
         out = _fast_labelwise_delta(spec, batch, predictions)
-    if spec.resolution.kind == "bins" and "score_range" not in out:
-        hist = out["hist"] if "hist" in out else out["all"]
-        assert isinstance(hist, Scatter)
-        labels = batch.labels if "hist" in out else None  # the (K, K, B) layout's row offsets
-        out["score_range"] = range_delta(
-            batch.scores, hist.index, spec.resolution.mantissa_bits, labels
-        )
+    if spec.resolution.kind == "bins" and "score_range" not in out:  # the numpy kernel
+        out["score_range"] = range_scatter(batch.scores, spec.resolution.mantissa_bits)
     if predictions and "pred_hist" not in out:
         fine = None
         if spec.resolution.kind == "bins":
@@ -541,7 +491,7 @@ def _fast_multiclass_delta(spec: StreamSpec, batch: Batch, predictions: bool = F
 def _with_range(out: Delta, spec: StreamSpec, counts: dict[str, np.ndarray]) -> Delta:
     """``out`` with the batch's own score range the kernel wrote (binned layouts)."""
     if "score_range" in counts:
-        out["score_range"] = RangeDelta.of_own(counts["score_range"], spec.resolution.mantissa_bits)
+        out["score_range"] = RangeDelta(counts["score_range"], spec.resolution.mantissa_bits)
     return out
 
 

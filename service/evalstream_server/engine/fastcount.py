@@ -32,7 +32,6 @@ __all__ = [
     "labelwise_counts",
     "scatter_add",
     "count16",
-    "range_max",
     "row_keys",
 ]
 
@@ -306,37 +305,6 @@ def count16(target: np.ndarray, index: np.ndarray) -> np.ndarray | None:
     wrapped = np.empty(flat.size, dtype=np.int32)
     n = _kernel.count16(target, flat, wrapped)
     return wrapped[:n].copy()
-
-
-def range_max(
-    target: np.ndarray,
-    scores: np.ndarray,
-    cells: np.ndarray,
-    n_bins: int,
-    labels: np.ndarray | None = None,
-) -> bool:
-    """Apply the bins' score range of float32 ``scores`` (n, C) whose histogram cells are
-    ``cells`` (``counting.RangeDelta``) to ``target`` ((2, n_bins) float32) in one pass. Returns
-    False, doing nothing, when the kernel is off or the arrays are not in its form."""
-    if (
-        not _kernel_target(target, np.float32)
-        or scores.dtype != np.float32
-        or scores.ndim != 2
-        or cells.dtype != np.int32
-        or cells.size != scores.size
-        or (labels is not None and labels.dtype != np.int64)
-    ):
-        return False
-    assert _kernel is not None
-    _kernel.range_max(
-        target,
-        np.ascontiguousarray(scores),
-        np.ascontiguousarray(cells).reshape(-1),
-        scores.shape[1],
-        n_bins,
-        None if labels is None else np.ascontiguousarray(labels),
-    )
-    return True
 
 
 def row_keys(scores: np.ndarray, labels: np.ndarray, constants: np.ndarray) -> np.ndarray | None:
