@@ -9,13 +9,14 @@ fallback is checked.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-from evalstream_server.engine import BinLayout, State, StreamEngine, StreamSpec, fastcount
+from evalstream_server.engine import BinLayout, State, StreamEngine, StreamSpec, compact, fastcount
 from evalstream_server.engine.batch import make_batch
 from evalstream_server.engine.counting import (
     ADDED_FIELDS,
@@ -310,6 +311,11 @@ def _assert_same_label_free(spec: StreamSpec, fast: dict, ref: dict) -> None:
             normalise_range(da)
             normalise_range(db)
             np.testing.assert_array_equal(da, db)
+        elif name == "pred_hist":
+            # the kernel adds each score's weight into the dense counts, row by row; numpy gives
+            # the cells, added in the same order (the same sums, bit for bit)
+            assert isinstance(b, Scatter) and isinstance(a, np.ndarray)
+            np.testing.assert_array_equal(a, b.dense(field_shapes(spec)[name]), err_msg=name)
         elif isinstance(b, Scatter):
             assert isinstance(a, Scatter)
             np.testing.assert_array_equal(a.index.reshape(-1), b.index.reshape(-1), err_msg=name)
@@ -524,3 +530,51 @@ def test_count16_checks_every_index_before_adding(bad):
     ):
         fastcount.count16(target, index)
     assert not target.any()  # nothing added
+
+
+@needs_kernel
+@SETTINGS
+@given(
+    size=st.integers(1, 400),
+    start=st.sampled_from([0, 1, 65_000, 65_535]),
+    big=st.sampled_from([3, 70_000, 2**40]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_add16_adds_dense_counts_as_the_numpy_path(size, start, big, seed):
+    """``add16`` (a dense integral delta into uint16 low parts) against the numpy path of
+    ``compact.add_dense`` and against int64 sums: the same low bits and the same carry."""
+    rng = np.random.default_rng(seed)
+    values = rng.integers(0, big, size).astype(np.float64)
+    values[rng.random(size) < 0.5] = 0.0
+    low = rng.integers(start, 65_536, size).astype(np.uint16)
+    exact = low.astype(np.int64) + values.astype(np.int64)
+    got: dict[str, tuple[np.ndarray, dict]] = {}
+    for kernel in ("compiled", "numpy"):
+        target, carry = low.copy(), {}
+        with contextlib.nullcontext() if kernel == "compiled" else fastcount.disabled():
+            assert compact.add_dense(target, carry, values)
+        got[kernel] = (target, carry)
+    for target, carry in got.values():
+        np.testing.assert_array_equal(target, exact % 65_536)
+        wraps = np.zeros(size, np.int64)
+        wraps[list(carry)] = list(carry.values())
+        np.testing.assert_array_equal(wraps, exact // 65_536)
+    assert got["compiled"][1] == got["numpy"][1]
+
+
+@pytest.mark.parametrize("bad", [0.5, -1.0, np.nan, np.inf, 2.0**53, -2.0**60])
+@pytest.mark.parametrize("kernel", ["compiled", "numpy"])
+def test_add16_refuses_a_delta_that_is_not_counts_and_adds_nothing(bad, kernel):
+    if kernel == "compiled" and not fastcount.enabled():
+        pytest.skip("the compiled kernel is not built here")
+    low = np.array([1, 2, 3, 65_535], np.uint16)
+    values = np.array([1.0, 70_000.0, bad, 1.0])
+    carry: dict[int, int] = {}
+    with contextlib.nullcontext() if kernel == "compiled" else fastcount.disabled():
+        assert not compact.add_dense(low, carry, values)
+    np.testing.assert_array_equal(low, [1, 2, 3, 65_535])
+    assert carry == {}
+    # -0.0 is a zero count
+    assert compact.add_dense(low, carry, np.array([-0.0, 0.0, 1.0, 1.0]))
+    np.testing.assert_array_equal(low, [1, 2, 4, 0])
+    assert carry == {3: 1}

@@ -195,7 +195,7 @@ static inline int32_t bin_of_scalar(int32_t shift, int32_t n_bins, int32_t high_
 /* counting.prediction_delta's fields and counting.RangeDelta of the rows a kernel counts, each
  * optional (NULL: not asked for). */
 typedef struct {
-    int32_t *pred_index;       /* n * C cells of pred_hist, or NULL */
+    double *pred_hist;         /* the pred_hist counts (rows * n_pred_bins), or NULL */
     const int32_t *pred_table; /* coarse bin of each bin of pred_lay (or of lay when pred_reuse) */
     layout pred_lay;           /* the fine layout the table reads when the histogram's is not */
     int pred_reuse;            /* whether the histogram's bins index pred_table */
@@ -208,12 +208,13 @@ typedef struct {
     double *conf_tot;          /* 2: weighted confidence, weight below low_conf */
 } label_free;
 
-/* Take the label-free arguments (pred_index, pred_table, pred_mantissa_bits, n_pred_bins,
+/* Take the label-free arguments (pred_hist, pred_table, pred_mantissa_bits, n_pred_bins,
  * range, conf_hist, low_conf, conf_tot) of a kernel whose histogram has layout lay (binned) and
- * n_cells scores; allocates the range's scratch. Returns -1 with an exception set. */
-static int acquire_label_free(buffers *b, label_free *lf, PyObject *o_pidx, PyObject *o_ptab,
+ * whose pred_hist has pred_rows rows of n_pred_bins; allocates the range's scratch. Returns -1
+ * with an exception set. */
+static int acquire_label_free(buffers *b, label_free *lf, PyObject *o_phist, PyObject *o_ptab,
                               int pm, int n_pred_bins, PyObject *o_range, PyObject *o_chist,
-                              double low_conf, PyObject *o_ctot, Py_ssize_t n_cells,
+                              double low_conf, PyObject *o_ctot, Py_ssize_t pred_rows,
                               const layout *lay, int binned)
 {
     int failed = 0;
@@ -222,7 +223,8 @@ static int acquire_label_free(buffers *b, label_free *lf, PyObject *o_pidx, PyOb
                      pm, n_pred_bins);
         return -1;
     }
-    lf->pred_index = acquire(b, o_pidx, "pred_index", I32, n_cells, 1, 1, &failed);
+    lf->pred_hist = acquire(b, o_phist, "pred_hist", F64, pred_rows * n_pred_bins, 1, 1,
+                            &failed);
     if (!failed) {
         lf->pred_table = acquire(b, o_ptab, "pred_table", I32, -1, 0, 1, &failed);
     }
@@ -268,10 +270,10 @@ static int acquire_label_free(buffers *b, label_free *lf, PyObject *o_pidx, PyOb
         return -1;
     }
     lf->low_conf = low_conf;
-    if ((lf->pred_index == NULL) != (lf->pred_table == NULL) || (lf->range && !binned) ||
+    if ((lf->pred_hist == NULL) != (lf->pred_table == NULL) || (lf->range && !binned) ||
         (lf->conf_hist == NULL) != (lf->conf_tot == NULL) ||
         (lf->conf_hist && lf->conf_bins < 1)) {
-        PyErr_SetString(PyExc_ValueError, "pred_index needs pred_table, range a histogram, "
+        PyErr_SetString(PyExc_ValueError, "pred_hist needs pred_table, range a histogram, "
                         "conf_hist (at least one bin) conf_tot, and the other way round");
         return -1;
     }
@@ -358,7 +360,7 @@ static int multiclass_loop(mc_args *a)
     const int32_t row_stride = a->full_ovo ? K * B : 0;
     const double lo = a->log_eps, hi = 1.0 - a->log_eps, nb = (double)cal_bins;
     double wsum = 0.0, ll = 0.0, brier = 0.0;
-    int32_t *restrict pred_index = a->lf.pred_index;
+    double *restrict pred_hist = a->lf.pred_hist;
     const int32_t *restrict pred_table = a->lf.pred_table;
     const int pred_reuse = a->lf.pred_reuse;
     const int32_t pshift = a->lf.pred_lay.shift, pB = a->lf.pred_lay.n_bins;
@@ -385,19 +387,26 @@ static int multiclass_loop(mc_args *a)
         const float sy = row[y];
         const int32_t ky = key_of(sy);
 
-        int32_t bad = 0, above = 0, tied_after = 0;
+        /* the rank of the true class, as sklearn's stable argsort reversed (later ties
+         * first): the columns c whose key k is above ky, or equal to it with c > y, i.e.
+         * k + (c > y) > ky (unsigned: a key is at most 0x7FFFFFFF) */
+        const uint32_t uky = (uint32_t)ky;
+        int32_t bad = 0, above = 0;
         int pred = 0;
         double sq;
         if (fused) {
             /* few columns: one scalar loop (vector code would not pay for its set-up) */
             int32_t kmax = -1;
+            uint32_t sign = 0; /* the row's sign bits: a negative score, or -0.0 */
             int32_t *restrict cells = index ? index + i * K : NULL;
             const int32_t base = y * row_stride;
             sq = 0.0;
             for (int c = 0; c < K; c++) {
                 const float p = row[c];
                 const int32_t k = key_of(p);
-                bad |= outside(p);
+                uint32_t bits;
+                memcpy(&bits, &p, 4);
+                sign |= bits;
                 if (cells) {
                     const int32_t fb = bin_of_scalar(shift, B, high_base, k);
                     cells[c] = base + c * B + fb;
@@ -408,11 +417,17 @@ static int multiclass_loop(mc_args *a)
                     kmax = k;
                     pred = c;
                 }
-                above += k > ky;
-                tied_after += (k == ky) & (c > y);
+                above += (uint32_t)k + (uint32_t)(c > y) > uky;
                 const double pd = (double)p;
                 sq += pd * pd;
                 prob_sum[c] += w * pd;
+            }
+            /* outside [0, 1] (NaN included) shows in the largest key or a sign bit; only then
+             * is the row checked score by score (-0.0 is inside) */
+            if ((kmax > ONE_BITS) | (sign >> 31)) {
+                for (int c = 0; c < K; c++) {
+                    bad |= outside(row[c]);
+                }
             }
         } else {
             /* integer pass: range check, cells, maximum key, rank terms */
@@ -428,8 +443,7 @@ static int multiclass_loop(mc_args *a)
                 const int32_t k = key_of(row[c]);
                 bad |= outside(row[c]);
                 kmax = k > kmax ? k : kmax;
-                above += k > ky;
-                tied_after += (k == ky) & (c > y);
+                above += (uint32_t)k + (uint32_t)(c > y) > uky;
             }
             /* the first maximal score, as numpy.argmax */
             while (key_of(row[pred]) != kmax) {
@@ -469,31 +483,29 @@ static int multiclass_loop(mc_args *a)
                 }
             }
         }
-        if (fused && pred_index) {
+        if (fused && pred_hist) {
             /* the fused loop kept each score's bin in fine[] (the histogram's; the coarse layout
              * nests in it: pred_bins.pred_bin_of_fine) */
-            int32_t *restrict pcells = pred_index + i * K;
-            const int32_t prow = pred * K;
+            double *restrict prow = pred_hist + (Py_ssize_t)pred * K * Bc;
             for (int c = 0; c < K; c++) {
                 const int32_t pb =
                     pred_reuse ? fine[c] : bin_of_scalar(pshift, pB, phigh, key_of(row[c]));
-                pcells[c] = (prow + c) * Bc + pred_table[pb];
+                prow[c * Bc + pred_table[pb]] += w;
             }
-        } else if (!fused && pred_index) {
+        } else if (!fused && pred_hist) {
             /* the histogram's bin of each score is in its cell, less the row's and column's
              * offsets (the coarse layout nests in it), else the scores are binned here */
             const int32_t *restrict cells = index + i * K;
             const int32_t base = y * row_stride;
-            int32_t *restrict pcells = pred_index + i * K;
-            const int32_t prow = pred * K;
+            double *restrict prow = pred_hist + (Py_ssize_t)pred * K * Bc;
             if (pred_reuse) {
                 for (int c = 0; c < K; c++) {
-                    pcells[c] = (prow + c) * Bc + pred_table[cells[c] - base - c * B];
+                    prow[c * Bc + pred_table[cells[c] - base - c * B]] += w;
                 }
             } else {
                 for (int c = 0; c < K; c++) {
                     const int32_t pb = bin_of_scalar(pshift, pB, phigh, key_of(row[c]));
-                    pcells[c] = (prow + c) * Bc + pred_table[pb];
+                    prow[c * Bc + pred_table[pb]] += w;
                 }
             }
         }
@@ -513,8 +525,7 @@ static int multiclass_loop(mc_args *a)
         }
         confusion[y * K + pred] += w;
         if (do_rank) {
-            /* sklearn's stable argsort, reversed, puts later ties first */
-            const Py_ssize_t r = (Py_ssize_t)above + tied_after;
+            const Py_ssize_t r = (Py_ssize_t)above;
             if (r < k_len) {
                 rank[r] += w;
             }
@@ -552,7 +563,7 @@ static int multiclass_loop(mc_args *a)
 PyDoc_STRVAR(multiclass_doc,
 "multiclass(scores, labels, weights, n_classes, mantissa_bits, full_ovo, do_rank, log_eps,\n"
 "           index, pos_index, confusion, rank, calibration, prob_sum, totals,\n"
-"           pred_index, pred_table, pred_mantissa_bits, n_pred_bins, range, conf_hist,\n"
+"           pred_hist, pred_table, pred_mantissa_bits, n_pred_bins, range, conf_hist,\n"
 "           low_conf, conf_tot)\n"
 "--\n\n"
 "Count one multiclass batch. scores: float32 (n * K); labels: int64 (n); weights: float64 (n)\n"
@@ -561,11 +572,11 @@ PyDoc_STRVAR(multiclass_doc,
 "cells into pos_index (int32, n); adds into the float64 arrays confusion (K * K), rank,\n"
 "calibration (3 * bins), prob_sum (K) and totals (weight total, log loss, Brier).\n\n"
 "The label-free fields of the same rows (counting.prediction_delta), each None to skip:\n"
-"pred_index (int32, n * K) gets the pred_hist cells (predicted class * K + column) *\n"
-"n_pred_bins + pred_table[fine bin], the fine bin being the histogram's when\n"
-"pred_mantissa_bits < 0 and else the bin of that layout; range (float32, 2 * n_bins, zeros)\n"
-"gets the batch's own score range (counting.RangeDelta; histogram required); conf_hist\n"
-"(float64, bins) and conf_tot (float64, 2) add the weight by top probability, the weighted\n"
+"pred_hist (float64, K * K * n_pred_bins, zeros) adds each score's weight at (predicted\n"
+"class * K + column) * n_pred_bins + pred_table[fine bin], the fine bin being the\n"
+"histogram's when pred_mantissa_bits < 0 and else the bin of that layout; range (float32,\n"
+"2 * n_bins, zeros) gets the batch's own score range (counting.RangeDelta; histogram\n"
+"required); conf_hist (float64, bins) and conf_tot (float64, 2) add the weight by top probability, the weighted\n"
 "top probability and the weight whose top probability is below low_conf.");
 
 static PyObject *multiclass(PyObject *self, PyObject *args)
@@ -639,7 +650,8 @@ static PyObject *multiclass(PyObject *self, PyObject *args)
         a.totals = acquire(&b, o_tot, "totals", F64, 3, 1, 0, &failed);
     }
     if (failed || acquire_label_free(&b, &a.lf, o_pidx, o_ptab, pm, n_pred_bins, o_range,
-                                     o_chist, low_conf, o_ctot, nK, &a.lay, a.binned) != 0) {
+                                     o_chist, low_conf, o_ctot, (Py_ssize_t)K * K, &a.lay,
+                                     a.binned) != 0) {
         goto fail;
     }
     if (a.binned && (a.index == NULL || (!full_ovo && a.pos_index == NULL))) {
@@ -728,7 +740,7 @@ static int labelwise_loop(lw_args *a)
     double wsum = 0.0, ll = 0.0, brier = 0.0;
     double prf[5] = {0.0, 0.0, 0.0, 0.0, 0.0}, auc = 0.0, auc_w = 0.0, ap = 0.0, ap_w = 0.0;
     Py_ssize_t n_pos = 0;
-    int32_t *restrict pred_index = a->lf.pred_index;
+    double *restrict pred_hist = a->lf.pred_hist;
     const int32_t *restrict pred_table = a->lf.pred_table;
     const int pred_reuse = a->lf.pred_reuse;
     const int32_t pshift = a->lf.pred_lay.shift, pB = a->lf.pred_lay.n_bins;
@@ -778,10 +790,10 @@ static int labelwise_loop(lw_args *a)
                     range_note(r_high, r_low, seen, fb, k);
                 }
             }
-            if (pred_index) {
+            if (pred_hist) {
                 /* (column, predicted side, coarse bin): counting._pred_hist_delta */
                 const int32_t pb = pred_reuse ? fb : bin_of_scalar(pshift, pB, phigh, key_of(p));
-                pred_index[i * C + c] = (2 * c + pred) * Bc + pred_table[pb];
+                pred_hist[(2 * c + pred) * Bc + pred_table[pb]] += w;
             }
             if (conf_hist) {
                 /* the probability of the predicted side: counting.confidence_of */
@@ -877,7 +889,7 @@ static int labelwise_loop(lw_args *a)
 PyDoc_STRVAR(labelwise_doc,
 "labelwise(scores, labels, weights, thresholds, mantissa_bits, binary, samples, log_eps,\n"
 "          all_index, pos_index, pos_weights, label_counts, calibration, prob_sum, totals,\n"
-"          samples_out, pred_index, pred_table, pred_mantissa_bits, n_pred_bins, range,\n"
+"          samples_out, pred_hist, pred_table, pred_mantissa_bits, n_pred_bins, range,\n"
 "          conf_hist, low_conf, conf_tot) -> n_pos\n"
 "--\n\n"
 "Count one binary or multilabel batch. scores: float32 (n * C); labels: bool (n * C); weights:\n"
@@ -887,8 +899,9 @@ PyDoc_STRVAR(labelwise_doc,
 "pos_weights (float64, n * C; None for unweighted batches); returns how many. Adds into\n"
 "label_counts (C * 4), calibration (3 * bins), prob_sum (C), totals (weight total, log loss\n"
 "and Brier when binary) and samples_out (9 sums for average='samples'; None unless samples).\n"
-"The label-free fields as multiclass takes them, each None to skip: pred_index's cells are\n"
-"(column * 2 + predicted side) * n_pred_bins + coarse bin, the confidence max(p, 1 - p).");
+"The label-free fields as multiclass takes them, each None to skip: pred_hist (float64,\n"
+"C * 2 * n_pred_bins) adds at (column * 2 + predicted side) * n_pred_bins + coarse bin, the\n"
+"confidence max(p, 1 - p).");
 
 static PyObject *labelwise(PyObject *self, PyObject *args)
 {
@@ -970,7 +983,8 @@ static PyObject *labelwise(PyObject *self, PyObject *args)
         a.samples_out = acquire(&b, o_samples, "samples_out", F64, 9, 1, !samples, &failed);
     }
     if (failed || acquire_label_free(&b, &a.lf, o_pidx, o_ptab, pm, n_pred_bins, o_range,
-                                     o_chist, low_conf, o_ctot, nC, &a.lay, a.binned) != 0) {
+                                     o_chist, low_conf, o_ctot, 2 * C, &a.lay,
+                                     a.binned) != 0) {
         goto fail;
     }
     if (a.binned && (a.all_index == NULL || a.pos_index == NULL ||
@@ -1161,17 +1175,80 @@ fail:
     return NULL;
 }
 
+PyDoc_STRVAR(add16_doc,
+"add16(target, values, cells, wraps)\n"
+"--\n\n"
+"target += values, target a C-contiguous uint16 array of low 16 bits and values float64 counts\n"
+"of the same size (a dense delta); each cell whose sum passes 65535 keeps the low 16 bits and\n"
+"writes its index and the number of wraps into cells and wraps (int64, as many items as\n"
+"target); returns how many. Returns -1, target unchanged, unless every value is a non-negative\n"
+"integer below 2**53 (such a delta needs float64 cells).");
+
+static PyObject *add16(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *o_target, *o_values, *o_cells, *o_wraps;
+    if (!PyArg_ParseTuple(args, "OOOO:add16", &o_target, &o_values, &o_cells, &o_wraps)) {
+        return NULL;
+    }
+    buffers b = {.count = 0};
+    int failed = 0;
+    uint16_t *target = acquire(&b, o_target, "target", U16, -1, 1, 0, &failed);
+    if (failed) {
+        goto fail;
+    }
+    const Py_ssize_t size = items(&b);
+    const double *values = acquire(&b, o_values, "values", F64, size, 0, 0, &failed);
+    int64_t *cells = NULL, *wraps = NULL;
+    if (!failed) {
+        cells = acquire(&b, o_cells, "cells", I64, size, 1, 0, &failed);
+    }
+    if (!failed) {
+        wraps = acquire(&b, o_wraps, "wraps", I64, size, 1, 0, &failed);
+    }
+    if (failed) {
+        goto fail;
+    }
+    Py_ssize_t n_wrapped = 0;
+    int integral = 1;
+    Py_BEGIN_ALLOW_THREADS
+    /* every value checked before any is added: a value outside [0, 2**53) (NaN included)
+     * is cast as 0, which it does not equal (but -0.0, a zero count) */
+    for (Py_ssize_t j = 0; j < size; j++) {
+        const double v = values[j];
+        const double inside = (v >= 0.0) & (v < 9007199254740992.0) ? v : 0.0;
+        integral &= (double)(uint64_t)inside == v;
+    }
+    if (integral) {
+        for (Py_ssize_t j = 0; j < size; j++) {
+            const uint64_t total = (uint64_t)target[j] + (uint64_t)values[j];
+            target[j] = (uint16_t)total;
+            if (total >> 16) {
+                cells[n_wrapped] = j;
+                wraps[n_wrapped++] = (int64_t)(total >> 16);
+            }
+        }
+    }
+    Py_END_ALLOW_THREADS
+    release_all(&b);
+    return PyLong_FromSsize_t(integral ? n_wrapped : -1);
+
+fail:
+    release_all(&b);
+    return NULL;
+}
+
 /* ---- row keys ----------------------------------------------------------------------------- */
 
 PyDoc_STRVAR(row_keys_doc,
 "row_keys(out, scores, n_columns, constants, labels, multihot)\n--\n\n"
 "The row sample's 64-bit keys (row_sample.row_keys, the same values) of float32 scores\n"
 "(C-contiguous, n * n_columns) into out (uint64, n), in one pass: the scores' bits, two\n"
-"columns to a little-endian 64-bit word, times constants[j] for word j, plus the last column's\n"
-"bits times the next constant when n_columns is odd, plus the label's share (labels: int64 (n)\n"
-"class indices times the next constant; or multihot: bool (n * n_columns), the sum of the next\n"
-"n_columns constants over the row's true columns), summed with wrapping, then mixed (xor-shift\n"
-"32, times 0xBF58476D1CE4E5B9, xor-shift 29).");
+"columns to a native 64-bit word (as numpy's view), times constants[j] for word j, plus the\n"
+"last column's bits times the next constant when n_columns is odd, plus the label's share\n"
+"(labels: int64 (n) class indices times the next constant; or multihot: bool (n * n_columns),\n"
+"the sum of the next n_columns constants over the row's true columns), summed with wrapping,\n"
+"then mixed (xor-shift 32, times 0xBF58476D1CE4E5B9, xor-shift 29).");
 
 static PyObject *row_keys(PyObject *self, PyObject *args)
 {
@@ -1225,10 +1302,9 @@ static PyObject *row_keys(PyObject *self, PyObject *args)
         const float *row = scores + i * n_cols;
         uint64_t h = 0;
         for (Py_ssize_t j = 0; j < pairs; j++) {
-            uint32_t lo, hi;
-            memcpy(&lo, row + 2 * j, sizeof lo);
-            memcpy(&hi, row + 2 * j + 1, sizeof hi);
-            h += ((uint64_t)hi << 32 | lo) * k[j];
+            uint64_t word; /* two columns in one native load, as numpy's .view(uint64) */
+            memcpy(&word, row + 2 * j, sizeof word);
+            h += word * k[j];
         }
         if (odd) {
             uint32_t last;
@@ -1263,6 +1339,7 @@ static PyMethodDef methods[] = {
     {"labelwise", labelwise, METH_VARARGS, labelwise_doc},
     {"scatter_add", scatter_add, METH_VARARGS, scatter_add_doc},
     {"count16", count16, METH_VARARGS, count16_doc},
+    {"add16", add16, METH_VARARGS, add16_doc},
     {"row_keys", row_keys, METH_VARARGS, row_keys_doc},
     {NULL, NULL, 0, NULL},
 };

@@ -21,6 +21,7 @@ __all__ = [
     "CARRY_ENTRY_BYTES",
     "WRAP",
     "add_counts",
+    "add_dense",
     "add_unit_cells",
     "carry_add",
     "integral",
@@ -64,6 +65,23 @@ def add_counts(low: np.ndarray, carry: Carry, cells: np.ndarray, values: np.ndar
     over = np.flatnonzero(high)
     if over.size:
         carry_add(carry, np.asarray(cells)[over].astype(np.int64), high[over].astype(np.int64))
+
+
+def add_dense(low: np.ndarray, carry: Carry, values: np.ndarray) -> bool:
+    """Add a dense delta of ``low``'s shape if its values are all non-negative integers (the
+    compact form holds them); returns whether it did (else nothing changed)."""
+    got = fastcount.add16(low, values)
+    if got is None:
+        if not integral(values):
+            return False
+        cells = np.flatnonzero(values)
+        add_counts(low, carry, cells, values.reshape(-1)[cells])
+        return True
+    if got is False:
+        return False
+    cells, wraps = got
+    carry_add(carry, cells, wraps)
+    return True
 
 
 def nonzero_values(low: np.ndarray, carry: Carry) -> tuple[np.ndarray, np.ndarray]:

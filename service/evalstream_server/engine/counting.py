@@ -503,7 +503,7 @@ def _kernel_label_free(
     ``prediction_delta``), the rest the kernel counted from the same pass."""
     tot = counts["pred_conf_tot"]
     return {
-        "pred_hist": Scatter(counts["pred_index"], w, C),
+        "pred_hist": counts["pred_hist"],
         "pred_n": np.array(counts["n"], dtype=np.float64),
         "pred_class": np.asarray(pred_class, dtype=np.float64),
         "pred_prob": np.array(counts["prob_sum"], dtype=np.float64),
@@ -547,7 +547,7 @@ _KERNEL_OUTPUTS = (
     "all_index",
     "pos_weights",
     "score_range",
-    "pred_index",
+    "pred_hist",
     "pred_conf",
     "pred_conf_tot",
 )

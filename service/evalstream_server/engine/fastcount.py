@@ -80,21 +80,24 @@ def disabled() -> Iterator[None]:
 
 class _LabelFree:
     """The label-free arguments both counting kernels take (``counting.prediction_delta``'s
-    fields and the batch's own score range), allocated for ``n_cells`` scores, and their
-    outputs once the kernel has run."""
+    fields and the batch's own score range), ``pred_hist`` of ``pred_shape`` (its dense counts,
+    which the kernel adds into), and their outputs once the kernel has run."""
 
     __slots__ = ("args", "outputs")
 
     def __init__(
-        self, n_cells: int, mantissa_bits: int | None, predictions: tuple[int, float] | None
+        self,
+        pred_shape: tuple[int, int],
+        mantissa_bits: int | None,
+        predictions: tuple[int, float] | None,
     ) -> None:
-        score_range = pred_index = pred_table = conf_hist = conf_tot = None
+        score_range = pred_hist = pred_table = conf_hist = conf_tot = None
         pred_m, low_conf = -1, 1.0
         if mantissa_bits is not None:
             score_range = np.zeros((2, BinLayout(mantissa_bits).n_bins), dtype=np.float32)
         if predictions is not None:
             conf_bins, low_conf = predictions
-            pred_index = np.empty(n_cells, dtype=np.int32)
+            pred_hist = np.zeros((*pred_shape, N_PRED_BINS))
             if mantissa_bits is not None and mantissa_bits >= 2:  # the coarse layout nests
                 pred_table = pred_bin_of_fine(mantissa_bits)
             else:
@@ -102,7 +105,7 @@ class _LabelFree:
             conf_hist = np.zeros(conf_bins)
             conf_tot = np.zeros(2)
         self.args = (
-            pred_index,
+            pred_hist,
             pred_table,
             pred_m,
             N_PRED_BINS,
@@ -115,7 +118,7 @@ class _LabelFree:
             name: arr
             for name, arr in (
                 ("score_range", score_range),
-                ("pred_index", pred_index),
+                ("pred_hist", pred_hist),
                 ("pred_conf", conf_hist),
                 ("pred_conf_tot", conf_tot),
             )
@@ -145,8 +148,8 @@ def multiclass_counts(
     batch's own ``score_range`` ((2, B) float32, ``counting.RangeDelta``'s form).
 
     ``predictions``: ``(confidence bins, low-confidence threshold)`` to count the label-free
-    fields of the same rows too (``counting.prediction_delta``): ``pred_index`` (n * K int32
-    cells of ``pred_hist``), ``pred_conf`` and ``pred_conf_tot`` (the weighted top probability
+    fields of the same rows too (``counting.prediction_delta``): ``pred_hist`` (the
+    (K, K, bins) float64 counts), ``pred_conf`` and ``pred_conf_tot`` (the weighted top probability
     and the weight below the threshold).
     """
     assert _kernel is not None, "fastcount.multiclass_counts without the compiled kernel"
@@ -154,7 +157,7 @@ def multiclass_counts(
     binned = mantissa_bits is not None
     index = np.empty(n * K, dtype=np.int32) if binned else None
     pos_index = np.empty(n, dtype=np.int32) if binned and not full_ovo else None
-    label_free = _LabelFree(n * K, mantissa_bits, predictions)
+    label_free = _LabelFree((K, K), mantissa_bits, predictions)
     confusion = np.zeros((K, K))
     rank = np.zeros(rank_len)
     calibration = np.zeros((3, calibration_bins))
@@ -227,7 +230,7 @@ def labelwise_counts(
     prob_sum = np.zeros(C)
     totals = np.zeros(3)  # weight total, log loss, Brier
     samples = None if binary else np.zeros(9)
-    label_free = _LabelFree(n * C, mantissa_bits, predictions)
+    label_free = _LabelFree((C, 2), mantissa_bits, predictions)
     n_pos = _kernel.labelwise(
         np.ascontiguousarray(scores, dtype=np.float32),
         np.ascontiguousarray(labels, dtype=bool),
@@ -305,6 +308,26 @@ def count16(target: np.ndarray, index: np.ndarray) -> np.ndarray | None:
     wrapped = np.empty(flat.size, dtype=np.int32)
     n = _kernel.count16(target, flat, wrapped)
     return wrapped[:n].copy()
+
+
+def add16(target: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | bool | None:
+    """``target += values`` on a uint16 array of low bits and float64 counts of its shape (a
+    dense delta); returns the cells that passed 65,535 and how many times they wrapped (int64
+    arrays), False, doing nothing, unless every value is a non-negative integer below 2**53,
+    and None, doing nothing, when the kernel is off or the arrays are not in its form."""
+    if (
+        not _kernel_target(target, np.uint16)
+        or values.dtype != np.float64
+        or values.shape != target.shape
+    ):
+        return None
+    assert _kernel is not None
+    cells = np.empty(target.size, dtype=np.int64)
+    wraps = np.empty(target.size, dtype=np.int64)
+    n = _kernel.add16(target, np.ascontiguousarray(values), cells, wraps)
+    if n < 0:
+        return False
+    return cells[:n].copy(), wraps[:n].copy()
 
 
 def row_keys(scores: np.ndarray, labels: np.ndarray, constants: np.ndarray) -> np.ndarray | None:

@@ -159,6 +159,28 @@ def _batch_entries(batch: Batch, spec: StreamSpec, capacity: int) -> Entries:
     return entries
 
 
+def _few_distinct(
+    keys: np.ndarray, idx: np.ndarray, w: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``np.unique``'s distinct keys (ascending), first row and summed squared weight of the
+    rows ``idx`` (a few), in Python: the same arrays, without its sorts."""
+    first: dict[int, int] = {}
+    wsq: dict[int, float] = {}
+    weights = None if w is None else np.asarray(w, np.float64)[idx].tolist()
+    for j, (row, key) in enumerate(zip(idx.tolist(), keys[idx].tolist(), strict=True)):
+        sq = 1.0 if weights is None else weights[j] ** 2
+        if key in first:
+            wsq[key] += sq
+        else:
+            first[key], wsq[key] = row, sq
+    uniq = sorted(first)
+    return (
+        np.array(uniq, dtype=np.uint64),
+        np.array([first[k] for k in uniq], dtype=np.int64),
+        np.array([wsq[k] for k in uniq], dtype=np.float64),
+    )
+
+
 def batch_entries(batch: Batch, spec: StreamSpec) -> Entries:
     """``(keys, bins, labels, wsq)`` of the batch's own sample of ``SAMPLE_ROWS`` rows: what an
     empty ``RowSample`` keeps of it (the Redis store sends these, ``store/redis_rows.py``)."""
@@ -233,10 +255,13 @@ class RowSample:
             idx = idx[w[idx] > 0]
         if idx.size == 0:
             return
-        uniq, first, inverse = np.unique(keys[idx], return_index=True, return_inverse=True)
-        sq = np.ones(idx.size) if w is None else np.asarray(w, np.float64)[idx] ** 2
-        wsq = np.bincount(inverse.ravel(), weights=sq, minlength=uniq.size)
-        rows = idx[first]
+        if idx.size <= _FEW:  # the common case in a long stream: a few rows, without sorts
+            uniq, rows, wsq = _few_distinct(keys, idx, w)
+        else:
+            uniq, first, inverse = np.unique(keys[idx], return_index=True, return_inverse=True)
+            sq = np.ones(idx.size) if w is None else np.asarray(w, np.float64)[idx] ** 2
+            wsq = np.bincount(inverse.ravel(), weights=sq, minlength=uniq.size)
+            rows = idx[first]
         bins = BinLayout(self.spec.resolution.mantissa_bits).bin_of(batch.scores[rows])
         self._merge(uniq, bins, np.asarray(batch.labels)[rows], wsq)
 

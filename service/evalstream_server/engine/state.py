@@ -266,9 +266,9 @@ class State:
                 compact.add_unit_cells(arr, self.carry.setdefault(name, {}), d.index)
                 self._check_carry(name)
                 return
-            if not isinstance(d, Scatter) and compact.integral(d):
-                cells = np.flatnonzero(d)
-                compact.add_counts(arr, self.carry.setdefault(name, {}), cells, d.ravel()[cells])
+            if not isinstance(d, Scatter) and compact.add_dense(
+                arr, self.carry.setdefault(name, {}), np.asarray(d)
+            ):
                 self._check_carry(name)
                 return
             arr = self._widen(name)
