@@ -562,7 +562,7 @@ def test_add16_adds_dense_counts_as_the_numpy_path(size, start, big, seed):
     assert got["compiled"][1] == got["numpy"][1]
 
 
-@pytest.mark.parametrize("bad", [0.5, -1.0, np.nan, np.inf, 2.0**53, -2.0**60])
+@pytest.mark.parametrize("bad", [0.5, -1.0, np.nan, np.inf, 2.0**53, -(2.0**60)])
 @pytest.mark.parametrize("kernel", ["compiled", "numpy"])
 def test_add16_refuses_a_delta_that_is_not_counts_and_adds_nothing(bad, kernel):
     if kernel == "compiled" and not fastcount.enabled():

@@ -14,6 +14,7 @@ from evalstream_server.engine import (
     row_sample,
 )
 from evalstream_server.engine.bucket_bytes import bucket_from_bytes, bucket_to_bytes
+from evalstream_server.engine.counting import compute_delta
 from evalstream_server.engine.errors import InvalidInputError
 from evalstream_server.engine.layout import BinLayout
 from evalstream_server.engine.row_sample import SAMPLE_ROWS, row_keys
@@ -200,3 +201,70 @@ def test_a_few_entries_into_a_full_sample_as_the_sorting_merge(task, seed, monke
     fast, sort = samples
     assert fast == sort
     np.testing.assert_array_equal(fast.wsq.view(np.uint32), sort.wsq.view(np.uint32))
+
+
+@pytest.mark.parametrize("task", ["multiclass", "multilabel"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_the_counting_kernels_key_the_rows_as_row_keys(task, weighted):
+    """Both counting kernels hash the rows in their pass (the batch keeps the keys for the
+    sample): the very keys of the numpy ``row_keys``, odd and even column counts, -0.0."""
+    if not fastcount.available():
+        pytest.skip("compiled kernel not built")
+    rng = np.random.default_rng(11)
+    for C in (2, 3, 10, 11, 16):
+        classes = tuple(f"c{i}" for i in range(C))
+        spec = StreamSpec(task=task, classes=classes)
+        scores = rng.dirichlet(np.ones(C), 257).astype(np.float32)
+        scores[::9] = 0.0
+        scores[::9, 1] = 1.0
+        scores[::9, 0] = -0.0  # a row of probabilities still
+        if task == "multiclass":
+            labels = rng.integers(0, C, 257)
+        else:
+            scores = rng.random((257, C)).astype(np.float32)
+            labels = (rng.random((257, C)) < 0.3).astype(int)
+        w = rng.random(257) * 2 if weighted else None
+        batch = make_batch(spec, labels, scores, w)
+        compute_delta(spec, batch)
+        kept = batch.__dict__.get("_row_keys")
+        assert kept is not None, "the kernel keyed the rows"
+        with fastcount.disabled():
+            np.testing.assert_array_equal(kept, row_keys(batch.labels, batch.scores))
+
+
+@pytest.mark.parametrize("task", ["multiclass", "multilabel"])
+@pytest.mark.parametrize("seed", range(20))
+def test_a_few_rows_into_a_full_sample_as_through_unique(task, seed, monkeypatch):
+    """A full sample offered a batch whose few candidate rows repeat (``_few_distinct``, no
+    sort) keeps what the ``np.unique`` path keeps: keys, bins, labels, summed squared weights."""
+    rng = np.random.default_rng(seed)
+    spec = SPEC if task == "multiclass" else StreamSpec(task="multilabel", classes=("a", "b", "c"))
+    C = spec.n_columns
+
+    def batch(n, low_weight, repeat=False):
+        p = rng.dirichlet(np.ones(C), n).astype(np.float32)
+        y = rng.integers(0, C, n) if task == "multiclass" else (rng.random((n, C)) < 0.5) * 1
+        if repeat:  # every row three times
+            p, y = np.repeat(p, 3, axis=0), np.repeat(y, 3, axis=0)
+        w = None if seed % 2 else rng.integers(low_weight, 4, len(p)).astype(float)
+        return make_batch(spec, y, p, w)
+
+    first, later = batch(20, 0), batch(2, 1, repeat=True)  # 6 rows, at most _FEW
+    cap = int(rng.integers(4, 12))
+    calls: list[int] = []
+    few_distinct = row_sample._few_distinct
+    monkeypatch.setattr(row_sample, "_few_distinct", lambda *a: calls.append(1) or few_distinct(*a))
+    samples = []
+    for few in (row_sample._FEW, 0):
+        monkeypatch.setattr(row_sample, "_FEW", few)
+        s = row_sample.RowSample(spec, capacity=cap)
+        s.add(first)
+        s.add(later)
+        samples.append(s)
+    fast, slow = samples
+    assert fast.size == slow.size
+    for name in ("keys", "bins", "labels", "wsq"):
+        np.testing.assert_array_equal(getattr(fast, name), getattr(slow, name), err_msg=name)
+    later_keys = row_keys(later.labels, later.scores)
+    if fast.size == cap and np.any(np.isin(later_keys, fast.keys)):
+        assert calls, "a full sample took the batch's rows one by one"

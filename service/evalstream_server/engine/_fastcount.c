@@ -290,6 +290,69 @@ static int acquire_label_free(buffers *b, label_free *lf, PyObject *o_phist, PyO
     return 0;
 }
 
+/* ---- the row sample's keys ---------------------------------------------------------------- */
+
+/* The key of one row (row_sample.row_keys): the scores' bits, two columns to a native 64-bit word
+ * (as numpy's view), times constants k[j] for word j, plus the odd last column's bits times the
+ * next constant, plus the label's share, summed with wrapping, then mixed. */
+static inline uint64_t row_key(const float *row, Py_ssize_t n_cols, const uint64_t *k,
+                               uint64_t label_share)
+{
+    const Py_ssize_t pairs = n_cols / 2;
+    uint64_t h = label_share;
+    for (Py_ssize_t j = 0; j < pairs; j++) {
+        uint64_t word;
+        memcpy(&word, row + 2 * j, sizeof word);
+        h += word * k[j];
+    }
+    if (n_cols % 2) {
+        uint32_t last;
+        memcpy(&last, row + n_cols - 1, sizeof last);
+        h += (uint64_t)last * k[pairs];
+    }
+    h ^= h >> 32;
+    h *= UINT64_C(0xBF58476D1CE4E5B9);
+    return h ^ (h >> 29);
+}
+
+/* The label's share of a multi-hot row's key: the sum of its true columns' constants. */
+static inline uint64_t multihot_share(const uint8_t *hot, Py_ssize_t n_cols, const uint64_t *k)
+{
+    uint64_t h = 0;
+    for (Py_ssize_t c = 0; c < n_cols; c++) {
+        h += hot[c] ? k[c] : 0;
+    }
+    return h;
+}
+
+/* A counting kernel's optional row keys: out (uint64, n) and the constants (uint64, the score
+ * words', the odd column's, then label_consts for the label). */
+typedef struct {
+    uint64_t *out;
+    const uint64_t *k;
+    const uint64_t *k_label;
+} key_args;
+
+static int acquire_keys(buffers *b, key_args *ka, PyObject *o_out, PyObject *o_consts,
+                        Py_ssize_t n, Py_ssize_t n_cols, Py_ssize_t label_consts)
+{
+    int failed = 0;
+    const Py_ssize_t words = n_cols / 2 + n_cols % 2;
+    ka->out = acquire(b, o_out, "row_keys", U64, n, 1, 1, &failed);
+    if (!failed) {
+        ka->k = acquire(b, o_consts, "key_constants", U64, words + label_consts, 0, 1, &failed);
+    }
+    if (failed) {
+        return -1;
+    }
+    if ((ka->out == NULL) != (ka->k == NULL)) {
+        PyErr_SetString(PyExc_ValueError, "row_keys and key_constants: both or neither");
+        return -1;
+    }
+    ka->k_label = ka->k ? ka->k + words : NULL;
+    return 0;
+}
+
 /* ---- multiclass --------------------------------------------------------------------------- */
 
 typedef struct {
@@ -313,6 +376,7 @@ typedef struct {
     double *prob_sum;    /* K */
     double *totals;      /* weight total, log loss, Brier */
     label_free lf; /* the label-free fields of the same rows */
+    key_args keys; /* the row sample's keys of the same rows */
     /* error report */
     Py_ssize_t bad_row;
     int bad_what; /* 1: label out of range, 2: score outside [0, 1] */
@@ -373,6 +437,8 @@ static int multiclass_loop(mc_args *a)
     const double cnb = (double)conf_bins, low_conf = a->lf.low_conf;
     double csum = 0.0, clow = 0.0;
     int32_t fine[12] = {0}, keys[12] = {0}; /* the fused loop's bins and keys of a row */
+    uint64_t *restrict key_out = a->keys.out;
+    const uint64_t *restrict key_k = a->keys.k, *restrict key_label = a->keys.k_label;
 
     for (Py_ssize_t i = 0; i < n; i++) {
         const float *restrict row = scores + i * K;
@@ -471,6 +537,9 @@ static int multiclass_loop(mc_args *a)
             a->bad_row = i;
             a->bad_what = 2;
             return -1;
+        }
+        if (key_out) {
+            key_out[i] = row_key(row, K, key_k, (uint64_t)y * key_label[0]);
         }
 
         if (fused && r_high) {
@@ -583,13 +652,15 @@ static PyObject *multiclass(PyObject *self, PyObject *args)
 {
     (void)self;
     PyObject *o_scores, *o_labels, *o_weights, *o_index, *o_pos, *o_conf, *o_rank, *o_cal,
-        *o_prob, *o_tot, *o_pidx, *o_ptab, *o_range, *o_chist, *o_ctot;
+        *o_prob, *o_tot, *o_pidx, *o_ptab, *o_range, *o_chist, *o_ctot, *o_keys = Py_None,
+        *o_kconst = Py_None;
     int K, m, full_ovo, do_rank, pm, n_pred_bins;
     double log_eps, low_conf;
-    if (!PyArg_ParseTuple(args, "OOOiippdOOOOOOOOOiiOOdO:multiclass", &o_scores, &o_labels,
+    if (!PyArg_ParseTuple(args, "OOOiippdOOOOOOOOOiiOOdO|OO:multiclass", &o_scores, &o_labels,
                           &o_weights, &K, &m, &full_ovo, &do_rank, &log_eps, &o_index, &o_pos,
                           &o_conf, &o_rank, &o_cal, &o_prob, &o_tot, &o_pidx, &o_ptab, &pm,
-                          &n_pred_bins, &o_range, &o_chist, &low_conf, &o_ctot)) {
+                          &n_pred_bins, &o_range, &o_chist, &low_conf, &o_ctot, &o_keys,
+                          &o_kconst)) {
         return NULL;
     }
     if (K < 1 || m > MAX_MANTISSA_BITS) {
@@ -651,7 +722,8 @@ static PyObject *multiclass(PyObject *self, PyObject *args)
     }
     if (failed || acquire_label_free(&b, &a.lf, o_pidx, o_ptab, pm, n_pred_bins, o_range,
                                      o_chist, low_conf, o_ctot, (Py_ssize_t)K * K, &a.lay,
-                                     a.binned) != 0) {
+                                     a.binned) != 0 ||
+        acquire_keys(&b, &a.keys, o_keys, o_kconst, a.n, K, 1) != 0) {
         goto fail;
     }
     if (a.binned && (a.index == NULL || (!full_ovo && a.pos_index == NULL))) {
@@ -718,6 +790,7 @@ typedef struct {
     double *samples_out;  /* 9: precision, recall, f1, subset, mismatches; auc, auc weight;
                              ap, ap weight */
     label_free lf;        /* the label-free fields of the same rows */
+    key_args keys;        /* the row sample's keys of the same rows */
     Py_ssize_t bad_row;
 } lw_args;
 
@@ -752,6 +825,8 @@ static int labelwise_loop(lw_args *a)
     const Py_ssize_t conf_bins = a->lf.conf_bins;
     const double cnb = (double)conf_bins, low_conf = a->lf.low_conf;
     double csum = 0.0, clow = 0.0;
+    uint64_t *restrict key_out = a->keys.out;
+    const uint64_t *restrict key_k = a->keys.k, *restrict key_label = a->keys.k_label;
 
     for (Py_ssize_t i = 0; i < n; i++) {
         const float *restrict row = scores + i * C;
@@ -766,6 +841,9 @@ static int labelwise_loop(lw_args *a)
         if (bad) {
             a->bad_row = i;
             return -1;
+        }
+        if (key_out) {
+            key_out[i] = row_key(row, C, key_k, multihot_share(yrow, C, key_label));
         }
         for (int c = 0; c < C; c++) {
             const float p = row[c];
@@ -907,13 +985,15 @@ static PyObject *labelwise(PyObject *self, PyObject *args)
 {
     (void)self;
     PyObject *o_scores, *o_labels, *o_weights, *o_thr, *o_all, *o_pos, *o_posw, *o_counts,
-        *o_cal, *o_prob, *o_tot, *o_samples, *o_pidx, *o_ptab, *o_range, *o_chist, *o_ctot;
+        *o_cal, *o_prob, *o_tot, *o_samples, *o_pidx, *o_ptab, *o_range, *o_chist, *o_ctot,
+        *o_keys = Py_None, *o_kconst = Py_None;
     int m, binary, samples, pm, n_pred_bins;
     double log_eps, low_conf;
-    if (!PyArg_ParseTuple(args, "OOOOippdOOOOOOOOOOiiOOdO:labelwise", &o_scores, &o_labels,
+    if (!PyArg_ParseTuple(args, "OOOOippdOOOOOOOOOOiiOOdO|OO:labelwise", &o_scores, &o_labels,
                           &o_weights, &o_thr, &m, &binary, &samples, &log_eps, &o_all, &o_pos,
                           &o_posw, &o_counts, &o_cal, &o_prob, &o_tot, &o_samples, &o_pidx,
-                          &o_ptab, &pm, &n_pred_bins, &o_range, &o_chist, &low_conf, &o_ctot)) {
+                          &o_ptab, &pm, &n_pred_bins, &o_range, &o_chist, &low_conf, &o_ctot,
+                          &o_keys, &o_kconst)) {
         return NULL;
     }
     if (m > MAX_MANTISSA_BITS) {
@@ -984,7 +1064,8 @@ static PyObject *labelwise(PyObject *self, PyObject *args)
     }
     if (failed || acquire_label_free(&b, &a.lf, o_pidx, o_ptab, pm, n_pred_bins, o_range,
                                      o_chist, low_conf, o_ctot, 2 * C, &a.lay,
-                                     a.binned) != 0) {
+                                     a.binned) != 0 ||
+        acquire_keys(&b, &a.keys, o_keys, o_kconst, a.n, C, C) != 0) {
         goto fail;
     }
     if (a.binned && (a.all_index == NULL || a.pos_index == NULL ||
@@ -1178,11 +1259,10 @@ fail:
 PyDoc_STRVAR(add16_doc,
 "add16(target, values, cells, wraps)\n"
 "--\n\n"
-"target += values, target a C-contiguous uint16 array of low 16 bits and values float64 counts\n"
+"target += values, target a C-contiguous uint16 array of low 16 bits and values uint64 counts\n"
 "of the same size (a dense delta); each cell whose sum passes 65535 keeps the low 16 bits and\n"
 "writes its index and the number of wraps into cells and wraps (int64, as many items as\n"
-"target); returns how many. Returns -1, target unchanged, unless every value is a non-negative\n"
-"integer below 2**53 (such a delta needs float64 cells).");
+"target); returns how many.");
 
 static PyObject *add16(PyObject *self, PyObject *args)
 {
@@ -1198,7 +1278,7 @@ static PyObject *add16(PyObject *self, PyObject *args)
         goto fail;
     }
     const Py_ssize_t size = items(&b);
-    const double *values = acquire(&b, o_values, "values", F64, size, 0, 0, &failed);
+    const uint64_t *values = acquire(&b, o_values, "values", U64, size, 0, 0, &failed);
     int64_t *cells = NULL, *wraps = NULL;
     if (!failed) {
         cells = acquire(&b, o_cells, "cells", I64, size, 1, 0, &failed);
@@ -1210,18 +1290,10 @@ static PyObject *add16(PyObject *self, PyObject *args)
         goto fail;
     }
     Py_ssize_t n_wrapped = 0;
-    int integral = 1;
     Py_BEGIN_ALLOW_THREADS
-    /* every value checked before any is added: a value outside [0, 2**53) (NaN included)
-     * is cast as 0, which it does not equal (but -0.0, a zero count) */
     for (Py_ssize_t j = 0; j < size; j++) {
-        const double v = values[j];
-        const double inside = (v >= 0.0) & (v < 9007199254740992.0) ? v : 0.0;
-        integral &= (double)(uint64_t)inside == v;
-    }
-    if (integral) {
-        for (Py_ssize_t j = 0; j < size; j++) {
-            const uint64_t total = (uint64_t)target[j] + (uint64_t)values[j];
+        if (values[j]) {
+            const uint64_t total = (uint64_t)target[j] + values[j];
             target[j] = (uint16_t)total;
             if (total >> 16) {
                 cells[n_wrapped] = j;
@@ -1231,7 +1303,7 @@ static PyObject *add16(PyObject *self, PyObject *args)
     }
     Py_END_ALLOW_THREADS
     release_all(&b);
-    return PyLong_FromSsize_t(integral ? n_wrapped : -1);
+    return PyLong_FromSsize_t(n_wrapped);
 
 fail:
     release_all(&b);
@@ -1299,29 +1371,10 @@ static PyObject *row_keys(PyObject *self, PyObject *args)
     Py_BEGIN_ALLOW_THREADS
     const uint64_t *k_label = k + pairs + odd;
     for (Py_ssize_t i = 0; i < n; i++) {
-        const float *row = scores + i * n_cols;
-        uint64_t h = 0;
-        for (Py_ssize_t j = 0; j < pairs; j++) {
-            uint64_t word; /* two columns in one native load, as numpy's .view(uint64) */
-            memcpy(&word, row + 2 * j, sizeof word);
-            h += word * k[j];
-        }
-        if (odd) {
-            uint32_t last;
-            memcpy(&last, row + n_cols - 1, sizeof last);
-            h += (uint64_t)last * k[pairs];
-        }
-        if (labels) {
-            h += (uint64_t)labels[i] * k_label[0];
-        } else {
-            const char *hot = multihot + i * n_cols;
-            for (Py_ssize_t c = 0; c < n_cols; c++) {
-                h += hot[c] ? k_label[c] : 0;
-            }
-        }
-        h ^= h >> 32;
-        h *= UINT64_C(0xBF58476D1CE4E5B9);
-        out[i] = h ^ (h >> 29);
+        const uint64_t share = labels ? (uint64_t)labels[i] * k_label[0]
+                                      : multihot_share((const uint8_t *)multihot + i * n_cols,
+                                                       n_cols, k_label);
+        out[i] = row_key(scores + i * n_cols, n_cols, k, share);
     }
     Py_END_ALLOW_THREADS
     release_all(&b);

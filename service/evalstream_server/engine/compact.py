@@ -69,16 +69,18 @@ def add_counts(low: np.ndarray, carry: Carry, cells: np.ndarray, values: np.ndar
 
 def add_dense(low: np.ndarray, carry: Carry, values: np.ndarray) -> bool:
     """Add a dense delta of ``low``'s shape if its values are all non-negative integers (the
-    compact form holds them); returns whether it did (else nothing changed)."""
-    got = fastcount.add16(low, values)
-    if got is None:
-        if not integral(values):
+    compact form holds them; unsigned integer deltas are, float deltas are checked); returns
+    whether it did (else nothing changed)."""
+    v = np.asarray(values)
+    if v.dtype.kind != "u":
+        if not integral(v):
             return False
-        cells = np.flatnonzero(values)
-        add_counts(low, carry, cells, values.reshape(-1)[cells])
+    v = v.astype(np.uint64, copy=False)
+    got = fastcount.add16(low, v)
+    if got is None:
+        cells = np.flatnonzero(v)
+        add_counts(low, carry, cells, v.reshape(-1)[cells])
         return True
-    if got is False:
-        return False
     cells, wraps = got
     carry_add(carry, cells, wraps)
     return True

@@ -19,6 +19,7 @@ from . import fastcount
 from .batch import Batch
 from .layout import BinLayout
 from .pred_bins import N_PRED_BINS, pred_bin_of, pred_bin_of_fine
+from .row_sample import key_constants, remember_keys
 from .spec import StreamSpec
 
 __all__ = [
@@ -473,7 +474,9 @@ def _fast_multiclass_delta(spec: StreamSpec, batch: Batch, predictions: bool = F
         calibration_bins=spec.calibration_bins,
         log_eps=LOG_EPS,
         predictions=(CONFIDENCE_BINS, spec.low_confidence) if predictions else None,
+        key_constants=key_constants(spec),
     )
+    _remember_keys(batch, counts)
     out: Delta = {k: v for k, v in counts.items() if k not in _KERNEL_OUTPUTS}
     K, w = spec.n_classes, batch.weights
     if binned:
@@ -486,6 +489,13 @@ def _fast_multiclass_delta(spec: StreamSpec, batch: Batch, predictions: bool = F
     if predictions:
         out.update(_kernel_label_free(counts, w, K, np.asarray(counts["confusion"]).sum(axis=0)))
     return _with_range(out, spec, counts)
+
+
+def _remember_keys(batch: Batch, counts: dict[str, np.ndarray]) -> None:
+    """Keep the row sample's keys a kernel computed in its pass on the batch (``batch_keys``
+    reads them instead of hashing the rows a second time)."""
+    if "row_keys" in counts:
+        remember_keys(batch, counts["row_keys"])
 
 
 def _with_range(out: Delta, spec: StreamSpec, counts: dict[str, np.ndarray]) -> Delta:
@@ -502,8 +512,10 @@ def _kernel_label_free(
     probability sums and predicted classes (``pred_class``) are its counts' (see
     ``prediction_delta``), the rest the kernel counted from the same pass."""
     tot = counts["pred_conf_tot"]
+    hist = counts["pred_hist"]
     return {
-        "pred_hist": counts["pred_hist"],
+        # an unweighted batch's counts as integers: a compact state adds them unchecked
+        "pred_hist": hist if w is not None else hist.astype(np.uint64),
         "pred_n": np.array(counts["n"], dtype=np.float64),
         "pred_class": np.asarray(pred_class, dtype=np.float64),
         "pred_prob": np.array(counts["prob_sum"], dtype=np.float64),
@@ -527,7 +539,9 @@ def _fast_labelwise_delta(spec: StreamSpec, batch: Batch, predictions: bool = Fa
         calibration_bins=spec.calibration_bins,
         log_eps=LOG_EPS,
         predictions=(CONFIDENCE_BINS, spec.low_confidence) if predictions else None,
+        key_constants=key_constants(spec),
     )
+    _remember_keys(batch, counts)
     out: Delta = {k: v for k, v in counts.items() if k not in _KERNEL_OUTPUTS}
     C = spec.n_columns
     if binned:
@@ -550,6 +564,7 @@ _KERNEL_OUTPUTS = (
     "pred_hist",
     "pred_conf",
     "pred_conf_tot",
+    "row_keys",
 )
 
 

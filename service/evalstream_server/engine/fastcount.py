@@ -126,6 +126,18 @@ class _LabelFree:
         }
 
 
+class _Keys:
+    """The row sample's keys (``row_sample.row_keys``) both counting kernels compute in their
+    pass when given the constants (``row_sample.key_constants``): ``row_keys`` (n,) uint64."""
+
+    __slots__ = ("args", "outputs")
+
+    def __init__(self, n: int, constants: np.ndarray | None) -> None:
+        out = None if constants is None else np.empty(n, dtype=np.uint64)
+        self.args = (out, constants)
+        self.outputs = {} if out is None else {"row_keys": out}
+
+
 def multiclass_counts(
     scores: np.ndarray,
     labels: np.ndarray,
@@ -138,6 +150,7 @@ def multiclass_counts(
     calibration_bins: int,
     log_eps: float,
     predictions: tuple[int, float] | None = None,
+    key_constants: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Counts of one validated multiclass batch in one pass.
 
@@ -149,8 +162,9 @@ def multiclass_counts(
 
     ``predictions``: ``(confidence bins, low-confidence threshold)`` to count the label-free
     fields of the same rows too (``counting.prediction_delta``): ``pred_hist`` (the
-    (K, K, bins) float64 counts), ``pred_conf`` and ``pred_conf_tot`` (the weighted top probability
-    and the weight below the threshold).
+    (K, K, bins) float64 counts), ``pred_conf`` and ``pred_conf_tot`` (the weighted top
+    probability and the weight below the threshold). ``key_constants``: the row sample's
+    (``row_sample.key_constants``), to have the rows' keys as ``row_keys`` from the same pass.
     """
     assert _kernel is not None, "fastcount.multiclass_counts without the compiled kernel"
     n, K = scores.shape
@@ -158,6 +172,7 @@ def multiclass_counts(
     index = np.empty(n * K, dtype=np.int32) if binned else None
     pos_index = np.empty(n, dtype=np.int32) if binned and not full_ovo else None
     label_free = _LabelFree((K, K), mantissa_bits, predictions)
+    keys = _Keys(n, key_constants)
     confusion = np.zeros((K, K))
     rank = np.zeros(rank_len)
     calibration = np.zeros((3, calibration_bins))
@@ -180,6 +195,7 @@ def multiclass_counts(
         prob_sum,
         totals,
         *label_free.args,
+        *keys.args,
     )
     out = {
         "n": np.array([float(n), totals[0]]),
@@ -195,6 +211,7 @@ def multiclass_counts(
     if pos_index is not None:
         out["pos_index"] = pos_index
     out.update(label_free.outputs)
+    out.update(keys.outputs)
     return out
 
 
@@ -209,6 +226,7 @@ def labelwise_counts(
     calibration_bins: int,
     log_eps: float,
     predictions: tuple[int, float] | None = None,
+    key_constants: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Counts of one validated binary or multilabel batch in one pass.
 
@@ -217,7 +235,7 @@ def labelwise_counts(
     ``pos_index`` into ``POS`` (C, B): the cells of the positive entries in row-major order,
     with their weights in ``pos_weights`` for a weighted batch, and the batch's own
     ``score_range``. ``predictions``: as ``multiclass_counts`` (the confidence is the
-    probability of the predicted side, ``max(p, 1 - p)``).
+    probability of the predicted side, ``max(p, 1 - p)``); ``key_constants`` too.
     """
     assert _kernel is not None, "fastcount.labelwise_counts without the compiled kernel"
     n, C = scores.shape
@@ -231,6 +249,7 @@ def labelwise_counts(
     totals = np.zeros(3)  # weight total, log loss, Brier
     samples = None if binary else np.zeros(9)
     label_free = _LabelFree((C, 2), mantissa_bits, predictions)
+    keys = _Keys(n, key_constants)
     n_pos = _kernel.labelwise(
         np.ascontiguousarray(scores, dtype=np.float32),
         np.ascontiguousarray(labels, dtype=bool),
@@ -249,6 +268,7 @@ def labelwise_counts(
         totals,
         samples,
         *label_free.args,
+        *keys.args,
     )
     out = {
         "n": np.array([float(n), totals[0]]),
@@ -270,6 +290,7 @@ def labelwise_counts(
         if pos_weights is not None:
             out["pos_weights"] = pos_weights[:n_pos]
     out.update(label_free.outputs)
+    out.update(keys.outputs)
     return out
 
 
@@ -310,14 +331,13 @@ def count16(target: np.ndarray, index: np.ndarray) -> np.ndarray | None:
     return wrapped[:n].copy()
 
 
-def add16(target: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | bool | None:
-    """``target += values`` on a uint16 array of low bits and float64 counts of its shape (a
+def add16(target: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``target += values`` on a uint16 array of low bits and uint64 counts of its shape (a
     dense delta); returns the cells that passed 65,535 and how many times they wrapped (int64
-    arrays), False, doing nothing, unless every value is a non-negative integer below 2**53,
-    and None, doing nothing, when the kernel is off or the arrays are not in its form."""
+    arrays), or None, doing nothing, when the kernel is off or the arrays are not in its form."""
     if (
         not _kernel_target(target, np.uint16)
-        or values.dtype != np.float64
+        or values.dtype != np.uint64
         or values.shape != target.shape
     ):
         return None
@@ -325,8 +345,6 @@ def add16(target: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarra
     cells = np.empty(target.size, dtype=np.int64)
     wraps = np.empty(target.size, dtype=np.int64)
     n = _kernel.add16(target, np.ascontiguousarray(values), cells, wraps)
-    if n < 0:
-        return False
     return cells[:n].copy(), wraps[:n].copy()
 
 

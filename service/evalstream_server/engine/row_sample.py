@@ -35,6 +35,8 @@ __all__ = [
     "SAMPLE_ROWS",
     "RowSample",
     "row_keys",
+    "key_constants",
+    "remember_keys",
     "sample_row_bytes",
     "has_sample",
     "occupied_index",
@@ -82,6 +84,19 @@ def _all_constants(C: int, multiclass: bool) -> np.ndarray:
     return out
 
 
+def key_constants(spec: StreamSpec) -> np.ndarray | None:
+    """The constants ``row_keys`` multiplies a row's words by, for the counting kernels to key
+    the rows in their pass (``remember_keys``); None for a spec whose states keep no sample."""
+    if not has_sample(spec):
+        return None
+    return _all_constants(spec.n_columns, spec.task == "multiclass")
+
+
+def remember_keys(batch: Batch, keys: np.ndarray) -> None:
+    """Keep ``row_keys`` of ``batch``, computed by a counting kernel, for ``batch_keys``."""
+    object.__setattr__(batch, "_row_keys", keys)
+
+
 def row_keys(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """A 64-bit hash of each row's float32 scores and label, (n,) uint64; equal rows, equal keys.
 
@@ -114,7 +129,7 @@ def batch_keys(batch: Batch) -> np.ndarray:
     keys = batch.__dict__.get("_row_keys")
     if keys is None:
         keys = row_keys(batch.labels, batch.scores)
-        object.__setattr__(batch, "_row_keys", keys)
+        remember_keys(batch, keys)
     return np.asarray(keys)
 
 
