@@ -196,6 +196,7 @@ static inline int32_t bin_of_scalar(int32_t shift, int32_t n_bins, int32_t high_
  * optional (NULL: not asked for). */
 typedef struct {
     double *pred_hist;         /* the pred_hist counts (rows * n_pred_bins), or NULL */
+    int32_t *pred_index;       /* else its cell of each score (n * C), or NULL */
     const int32_t *pred_table; /* coarse bin of each bin of pred_lay (or of lay when pred_reuse) */
     layout pred_lay;           /* the fine layout the table reads when the histogram's is not */
     int pred_reuse;            /* whether the histogram's bins index pred_table */
@@ -208,14 +209,15 @@ typedef struct {
     double *conf_tot;          /* 2: weighted confidence, weight below low_conf */
 } label_free;
 
-/* Take the label-free arguments (pred_hist, pred_table, pred_mantissa_bits, n_pred_bins,
- * range, conf_hist, low_conf, conf_tot) of a kernel whose histogram has layout lay (binned) and
- * whose pred_hist has pred_rows rows of n_pred_bins; allocates the range's scratch. Returns -1
- * with an exception set. */
-static int acquire_label_free(buffers *b, label_free *lf, PyObject *o_phist, PyObject *o_ptab,
+/* Take the label-free arguments (pred_out, pred_table, pred_mantissa_bits, n_pred_bins, range,
+ * conf_hist, low_conf, conf_tot) of a kernel of n_cells scores whose histogram has layout lay
+ * (binned) and whose pred_hist has pred_rows rows of n_pred_bins; pred_out is pred_hist's dense
+ * counts (float64) or each score's cell (int32, n_cells). Allocates the range's scratch.
+ * Returns -1 with an exception set. */
+static int acquire_label_free(buffers *b, label_free *lf, PyObject *o_pout, PyObject *o_ptab,
                               int pm, int n_pred_bins, PyObject *o_range, PyObject *o_chist,
-                              double low_conf, PyObject *o_ctot, Py_ssize_t pred_rows,
-                              const layout *lay, int binned)
+                              double low_conf, PyObject *o_ctot, Py_ssize_t n_cells,
+                              Py_ssize_t pred_rows, const layout *lay, int binned)
 {
     int failed = 0;
     if (pm > MAX_MANTISSA_BITS || n_pred_bins < 1) {
@@ -223,8 +225,21 @@ static int acquire_label_free(buffers *b, label_free *lf, PyObject *o_phist, PyO
                      pm, n_pred_bins);
         return -1;
     }
-    lf->pred_hist = acquire(b, o_phist, "pred_hist", F64, pred_rows * n_pred_bins, 1, 1,
-                            &failed);
+    int dense = 0;
+    if (o_pout != Py_None) {
+        Py_buffer probe;
+        if (PyObject_GetBuffer(o_pout, &probe, PyBUF_FORMAT | PyBUF_ND) != 0) {
+            return -1;
+        }
+        dense = probe.format != NULL && probe.format[0] == 'd';
+        PyBuffer_Release(&probe);
+    }
+    if (dense) {
+        lf->pred_hist = acquire(b, o_pout, "pred_out", F64, pred_rows * n_pred_bins, 1, 1,
+                                &failed);
+    } else {
+        lf->pred_index = acquire(b, o_pout, "pred_out", I32, n_cells, 1, 1, &failed);
+    }
     if (!failed) {
         lf->pred_table = acquire(b, o_ptab, "pred_table", I32, -1, 0, 1, &failed);
     }
@@ -270,10 +285,10 @@ static int acquire_label_free(buffers *b, label_free *lf, PyObject *o_phist, PyO
         return -1;
     }
     lf->low_conf = low_conf;
-    if ((lf->pred_hist == NULL) != (lf->pred_table == NULL) || (lf->range && !binned) ||
+    if ((lf->pred_hist == NULL && lf->pred_index == NULL) != (lf->pred_table == NULL) || (lf->range && !binned) ||
         (lf->conf_hist == NULL) != (lf->conf_tot == NULL) ||
         (lf->conf_hist && lf->conf_bins < 1)) {
-        PyErr_SetString(PyExc_ValueError, "pred_hist needs pred_table, range a histogram, "
+        PyErr_SetString(PyExc_ValueError, "pred_out needs pred_table, range a histogram, "
                         "conf_hist (at least one bin) conf_tot, and the other way round");
         return -1;
     }
@@ -404,9 +419,15 @@ static inline void range_note(float *restrict high, float *restrict low, int32_t
     }
 }
 
+/* Rows whose log loss an unweighted batch takes as one log of their product (log is most of a
+ * row's cost at few columns; the product of 16 rounded products is within 16 ulp, 2e-15 on the
+ * log, against the 1e-12 the tests hold the sum to). */
+#define LOG_GROUP 16
+
 /* Everything is copied to locals first: stores through the output pointers could otherwise
- * alias the arguments, and the compiler would reload them in the inner loops. */
-static int multiclass_loop(mc_args *a)
+ * alias the arguments, and the compiler would reload them in the inner loops. K_const is the
+ * number of columns when the caller knows it at compile time (multiclass_loop), else 0. */
+static inline __attribute__((always_inline)) int multiclass_loop_k(mc_args *a, const int K_const)
 {
     const float *restrict scores = a->scores;
     const int64_t *restrict labels = a->labels;
@@ -418,13 +439,18 @@ static int multiclass_loop(mc_args *a)
     double *restrict cal = a->calibration;
     double *restrict prob_sum = a->prob_sum;
     const Py_ssize_t n = a->n, k_len = a->k_len, cal_bins = a->cal_bins;
-    const int K = a->K, do_rank = a->do_rank;
+    const int K = K_const ? K_const : a->K, do_rank = a->do_rank;
     const int fused = K < 12; /* measured: the split, vectorised loops win from 10 to 16 columns */
     const int32_t shift = a->lay.shift, B = a->lay.n_bins, high_base = a->lay.high_base;
     const int32_t row_stride = a->full_ovo ? K * B : 0;
     const double lo = a->log_eps, hi = 1.0 - a->log_eps, nb = (double)cal_bins;
     double wsum = 0.0, ll = 0.0, brier = 0.0;
+    /* the product of LOG_GROUP probabilities of at least lo stays a normal double */
+    const int log_group = lo >= 1e-19 ? LOG_GROUP : 1;
+    double ll_prod = 1.0;
+    int ll_rows = 0;
     double *restrict pred_hist = a->lf.pred_hist;
+    int32_t *restrict pred_index = a->lf.pred_index;
     const int32_t *restrict pred_table = a->lf.pred_table;
     const int pred_reuse = a->lf.pred_reuse;
     const int32_t pshift = a->lf.pred_lay.shift, pB = a->lf.pred_lay.n_bins;
@@ -455,18 +481,20 @@ static int multiclass_loop(mc_args *a)
 
         /* the rank of the true class, as sklearn's stable argsort reversed (later ties
          * first): the columns c whose key k is above ky, or equal to it with c > y, i.e.
-         * k + (c > y) > ky (unsigned: a key is at most 0x7FFFFFFF) */
+         * k + (c > y) > ky (unsigned: a key is at most 0x7FFFFFFF); the fused loop counts the
+         * keys above and below ky and looks for the ties only when there are some */
         const uint32_t uky = (uint32_t)ky;
         int32_t bad = 0, above = 0;
         int pred = 0;
         double sq;
         if (fused) {
             /* few columns: one scalar loop (vector code would not pay for its set-up) */
-            int32_t kmax = -1;
+            int32_t kmax = -1, higher = 0, lower = 0;
             uint32_t sign = 0; /* the row's sign bits: a negative score, or -0.0 */
             int32_t *restrict cells = index ? index + i * K : NULL;
             const int32_t base = y * row_stride;
             sq = 0.0;
+            _Pragma("GCC unroll 12")
             for (int c = 0; c < K; c++) {
                 const float p = row[c];
                 const int32_t k = key_of(p);
@@ -483,7 +511,8 @@ static int multiclass_loop(mc_args *a)
                     kmax = k;
                     pred = c;
                 }
-                above += (uint32_t)k + (uint32_t)(c > y) > uky;
+                higher += uky < (uint32_t)k;
+                lower += (uint32_t)k < uky;
                 const double pd = (double)p;
                 sq += pd * pd;
                 prob_sum[c] += w * pd;
@@ -493,6 +522,12 @@ static int multiclass_loop(mc_args *a)
             if ((kmax > ONE_BITS) | (sign >> 31)) {
                 for (int c = 0; c < K; c++) {
                     bad |= outside(row[c]);
+                }
+            }
+            above = higher;
+            if (higher + lower < K - 1) { /* another column ties with the true class's */
+                for (int c = y + 1; c < K; c++) {
+                    above += key_of(row[c]) == ky;
                 }
             }
         } else {
@@ -545,6 +580,7 @@ static int multiclass_loop(mc_args *a)
         if (fused && r_high) {
             /* after the row's check (a bad score has no bin): the range of the bins the fused
              * loop kept in fine[], with their keys */
+            _Pragma("GCC unroll 12")
             for (int c = 0; c < K; c++) {
                 const int32_t v = seen[fine[c]];
                 if ((v != keys[c]) & (v != -2)) {
@@ -556,25 +592,28 @@ static int multiclass_loop(mc_args *a)
             /* the fused loop kept each score's bin in fine[] (the histogram's; the coarse layout
              * nests in it: pred_bins.pred_bin_of_fine) */
             double *restrict prow = pred_hist + (Py_ssize_t)pred * K * Bc;
+            _Pragma("GCC unroll 12")
             for (int c = 0; c < K; c++) {
                 const int32_t pb =
                     pred_reuse ? fine[c] : bin_of_scalar(pshift, pB, phigh, key_of(row[c]));
                 prow[c * Bc + pred_table[pb]] += w;
             }
-        } else if (!fused && pred_hist) {
-            /* the histogram's bin of each score is in its cell, less the row's and column's
-             * offsets (the coarse layout nests in it), else the scores are binned here */
-            const int32_t *restrict cells = index + i * K;
-            const int32_t base = y * row_stride;
-            double *restrict prow = pred_hist + (Py_ssize_t)pred * K * Bc;
-            if (pred_reuse) {
-                for (int c = 0; c < K; c++) {
-                    prow[c * Bc + pred_table[cells[c] - base - c * B]] += w;
-                }
-            } else {
-                for (int c = 0; c < K; c++) {
-                    const int32_t pb = bin_of_scalar(pshift, pB, phigh, key_of(row[c]));
-                    prow[c * Bc + pred_table[pb]] += w;
+        } else if (pred_table) {
+            /* each score's cell (many columns, or a dense table larger than the batch); the
+             * histogram's bin of each score is in fine[] (fused) or in its cell, less the row's
+             * and column's offsets (the coarse layout nests in it), else binned here */
+            const int32_t first = pred * K, base = y * row_stride;
+            const int32_t *restrict cells = index ? index + i * K : NULL;
+            double *restrict prow = pred_hist ? pred_hist + (Py_ssize_t)first * Bc : NULL;
+            for (int c = 0; c < K; c++) {
+                const int32_t pb = !pred_reuse ? bin_of_scalar(pshift, pB, phigh, key_of(row[c]))
+                                   : fused     ? fine[c]
+                                               : cells[c] - base - c * B;
+                const int32_t cell = c * Bc + pred_table[pb];
+                if (prow) {
+                    prow[cell] += w;
+                } else {
+                    pred_index[i * K + c] = first * Bc + cell;
                 }
             }
         }
@@ -601,7 +640,16 @@ static int multiclass_loop(mc_args *a)
         }
         double pt = (double)sy;
         pt = pt < lo ? lo : (pt > hi ? hi : pt);
-        ll += w * -log(pt);
+        if (weights) {
+            ll += w * -log(pt);
+        } else { /* one log for up to LOG_GROUP rows: the log of their product */
+            ll_prod *= pt;
+            if (++ll_rows == log_group) {
+                ll -= log(ll_prod);
+                ll_prod = 1.0;
+                ll_rows = 0;
+            }
+        }
         sq += 1.0 - 2.0 * (double)sy;
         brier += w * sq;
         wsum += w;
@@ -619,6 +667,9 @@ static int multiclass_loop(mc_args *a)
             clow += conf < low_conf ? w : 0.0;
         }
     }
+    if (ll_rows) {
+        ll -= log(ll_prod);
+    }
     a->totals[0] += wsum;
     a->totals[1] += ll;
     a->totals[2] += brier;
@@ -629,10 +680,40 @@ static int multiclass_loop(mc_args *a)
     return 0;
 }
 
+/* multiclass_loop_k with the column count as a constant for the fused (few columns) loops: the
+ * compiler unrolls their columns and keeps a row's bins and keys in registers. */
+static int multiclass_loop(mc_args *a)
+{
+    switch (a->K) {
+    case 2:
+        return multiclass_loop_k(a, 2);
+    case 3:
+        return multiclass_loop_k(a, 3);
+    case 4:
+        return multiclass_loop_k(a, 4);
+    case 5:
+        return multiclass_loop_k(a, 5);
+    case 6:
+        return multiclass_loop_k(a, 6);
+    case 7:
+        return multiclass_loop_k(a, 7);
+    case 8:
+        return multiclass_loop_k(a, 8);
+    case 9:
+        return multiclass_loop_k(a, 9);
+    case 10:
+        return multiclass_loop_k(a, 10);
+    case 11:
+        return multiclass_loop_k(a, 11);
+    default:
+        return multiclass_loop_k(a, 0);
+    }
+}
+
 PyDoc_STRVAR(multiclass_doc,
 "multiclass(scores, labels, weights, n_classes, mantissa_bits, full_ovo, do_rank, log_eps,\n"
 "           index, pos_index, confusion, rank, calibration, prob_sum, totals,\n"
-"           pred_hist, pred_table, pred_mantissa_bits, n_pred_bins, range, conf_hist,\n"
+"           pred_out, pred_table, pred_mantissa_bits, n_pred_bins, range, conf_hist,\n"
 "           low_conf, conf_tot)\n"
 "--\n\n"
 "Count one multiclass batch. scores: float32 (n * K); labels: int64 (n); weights: float64 (n)\n"
@@ -641,12 +722,13 @@ PyDoc_STRVAR(multiclass_doc,
 "cells into pos_index (int32, n); adds into the float64 arrays confusion (K * K), rank,\n"
 "calibration (3 * bins), prob_sum (K) and totals (weight total, log loss, Brier).\n\n"
 "The label-free fields of the same rows (counting.prediction_delta), each None to skip:\n"
-"pred_hist (float64, K * K * n_pred_bins, zeros) adds each score's weight at (predicted\n"
-"class * K + column) * n_pred_bins + pred_table[fine bin], the fine bin being the\n"
-"histogram's when pred_mantissa_bits < 0 and else the bin of that layout; range (float32,\n"
-"2 * n_bins, zeros) gets the batch's own score range (counting.RangeDelta; histogram\n"
-"required); conf_hist (float64, bins) and conf_tot (float64, 2) add the weight by top probability, the weighted\n"
-"top probability and the weight whose top probability is below low_conf.");
+"pred_out takes each score's pred_hist cell, (predicted class * K + column) * n_pred_bins +\n"
+"pred_table[fine bin], the fine bin being the histogram's when pred_mantissa_bits < 0 and else\n"
+"the bin of that layout: as the dense counts (float64, K * K * n_pred_bins, zeros: the weight\n"
+"added) or as the cells (int32, n * K); range (float32, 2 * n_bins, zeros) gets the batch's own\n"
+"score range (counting.RangeDelta; histogram required); conf_hist (float64, bins) and conf_tot\n"
+"(float64, 2) add the weight by top probability, the weighted top probability and the weight\n"
+"whose top probability is below low_conf.");
 
 static PyObject *multiclass(PyObject *self, PyObject *args)
 {
@@ -721,8 +803,8 @@ static PyObject *multiclass(PyObject *self, PyObject *args)
         a.totals = acquire(&b, o_tot, "totals", F64, 3, 1, 0, &failed);
     }
     if (failed || acquire_label_free(&b, &a.lf, o_pidx, o_ptab, pm, n_pred_bins, o_range,
-                                     o_chist, low_conf, o_ctot, (Py_ssize_t)K * K, &a.lay,
-                                     a.binned) != 0 ||
+                                     o_chist, low_conf, o_ctot, nK, (Py_ssize_t)K * K,
+                                     &a.lay, a.binned) != 0 ||
         acquire_keys(&b, &a.keys, o_keys, o_kconst, a.n, K, 1) != 0) {
         goto fail;
     }
@@ -814,6 +896,7 @@ static int labelwise_loop(lw_args *a)
     double prf[5] = {0.0, 0.0, 0.0, 0.0, 0.0}, auc = 0.0, auc_w = 0.0, ap = 0.0, ap_w = 0.0;
     Py_ssize_t n_pos = 0;
     double *restrict pred_hist = a->lf.pred_hist;
+    int32_t *restrict pred_index = a->lf.pred_index;
     const int32_t *restrict pred_table = a->lf.pred_table;
     const int pred_reuse = a->lf.pred_reuse;
     const int32_t pshift = a->lf.pred_lay.shift, pB = a->lf.pred_lay.n_bins;
@@ -868,10 +951,15 @@ static int labelwise_loop(lw_args *a)
                     range_note(r_high, r_low, seen, fb, k);
                 }
             }
-            if (pred_hist) {
+            if (pred_table) {
                 /* (column, predicted side, coarse bin): counting._pred_hist_delta */
                 const int32_t pb = pred_reuse ? fb : bin_of_scalar(pshift, pB, phigh, key_of(p));
-                pred_hist[(2 * c + pred) * Bc + pred_table[pb]] += w;
+                const int32_t cell = (2 * c + pred) * Bc + pred_table[pb];
+                if (pred_hist) {
+                    pred_hist[cell] += w;
+                } else {
+                    pred_index[i * C + c] = cell;
+                }
             }
             if (conf_hist) {
                 /* the probability of the predicted side: counting.confidence_of */
@@ -967,7 +1055,7 @@ static int labelwise_loop(lw_args *a)
 PyDoc_STRVAR(labelwise_doc,
 "labelwise(scores, labels, weights, thresholds, mantissa_bits, binary, samples, log_eps,\n"
 "          all_index, pos_index, pos_weights, label_counts, calibration, prob_sum, totals,\n"
-"          samples_out, pred_hist, pred_table, pred_mantissa_bits, n_pred_bins, range,\n"
+"          samples_out, pred_out, pred_table, pred_mantissa_bits, n_pred_bins, range,\n"
 "          conf_hist, low_conf, conf_tot) -> n_pos\n"
 "--\n\n"
 "Count one binary or multilabel batch. scores: float32 (n * C); labels: bool (n * C); weights:\n"
@@ -977,8 +1065,8 @@ PyDoc_STRVAR(labelwise_doc,
 "pos_weights (float64, n * C; None for unweighted batches); returns how many. Adds into\n"
 "label_counts (C * 4), calibration (3 * bins), prob_sum (C), totals (weight total, log loss\n"
 "and Brier when binary) and samples_out (9 sums for average='samples'; None unless samples).\n"
-"The label-free fields as multiclass takes them, each None to skip: pred_hist (float64,\n"
-"C * 2 * n_pred_bins) adds at (column * 2 + predicted side) * n_pred_bins + coarse bin, the\n"
+"The label-free fields as multiclass takes them, each None to skip: pred_out's cells are\n"
+"(column * 2 + predicted side) * n_pred_bins + coarse bin (dense: C * 2 * n_pred_bins), the\n"
 "confidence max(p, 1 - p).");
 
 static PyObject *labelwise(PyObject *self, PyObject *args)
@@ -1063,7 +1151,7 @@ static PyObject *labelwise(PyObject *self, PyObject *args)
         a.samples_out = acquire(&b, o_samples, "samples_out", F64, 9, 1, !samples, &failed);
     }
     if (failed || acquire_label_free(&b, &a.lf, o_pidx, o_ptab, pm, n_pred_bins, o_range,
-                                     o_chist, low_conf, o_ctot, 2 * C, &a.lay,
+                                     o_chist, low_conf, o_ctot, nC, 2 * C, &a.lay,
                                      a.binned) != 0 ||
         acquire_keys(&b, &a.keys, o_keys, o_kconst, a.n, C, C) != 0) {
         goto fail;

@@ -512,10 +512,12 @@ def _kernel_label_free(
     probability sums and predicted classes (``pred_class``) are its counts' (see
     ``prediction_delta``), the rest the kernel counted from the same pass."""
     tot = counts["pred_conf_tot"]
-    hist = counts["pred_hist"]
+    if "pred_index" in counts:  # each score's cell (many classes)
+        pred_hist: np.ndarray | Scatter = Scatter(counts["pred_index"], w, C)
+    else:  # the dense counts; an unweighted batch's as integers, which a compact state adds
+        pred_hist = counts["pred_hist"] if w is not None else counts["pred_hist"].astype(np.uint64)
     return {
-        # an unweighted batch's counts as integers: a compact state adds them unchecked
-        "pred_hist": hist if w is not None else hist.astype(np.uint64),
+        "pred_hist": pred_hist,
         "pred_n": np.array(counts["n"], dtype=np.float64),
         "pred_class": np.asarray(pred_class, dtype=np.float64),
         "pred_prob": np.array(counts["prob_sum"], dtype=np.float64),
@@ -562,6 +564,7 @@ _KERNEL_OUTPUTS = (
     "pos_weights",
     "score_range",
     "pred_hist",
+    "pred_index",
     "pred_conf",
     "pred_conf_tot",
     "row_keys",

@@ -80,24 +80,31 @@ def disabled() -> Iterator[None]:
 
 class _LabelFree:
     """The label-free arguments both counting kernels take (``counting.prediction_delta``'s
-    fields and the batch's own score range), ``pred_hist`` of ``pred_shape`` (its dense counts,
-    which the kernel adds into), and their outputs once the kernel has run."""
+    fields and the batch's own score range) for ``n_cells`` scores and a ``pred_hist`` of
+    ``pred_shape`` rows, and their outputs once the kernel has run. The kernel adds into
+    ``pred_hist``'s dense counts when it has no more cells than the batch has scores (few
+    classes: zeroing and adding them costs less than a cell a score), else it writes each
+    score's cell (``pred_index``)."""
 
     __slots__ = ("args", "outputs")
 
     def __init__(
         self,
+        n_cells: int,
         pred_shape: tuple[int, int],
         mantissa_bits: int | None,
         predictions: tuple[int, float] | None,
     ) -> None:
-        score_range = pred_hist = pred_table = conf_hist = conf_tot = None
+        score_range = pred_hist = pred_index = pred_table = conf_hist = conf_tot = None
         pred_m, low_conf = -1, 1.0
         if mantissa_bits is not None:
             score_range = np.zeros((2, BinLayout(mantissa_bits).n_bins), dtype=np.float32)
         if predictions is not None:
             conf_bins, low_conf = predictions
-            pred_hist = np.zeros((*pred_shape, N_PRED_BINS))
+            if pred_shape[0] * pred_shape[1] * N_PRED_BINS <= n_cells:
+                pred_hist = np.zeros((*pred_shape, N_PRED_BINS))
+            else:
+                pred_index = np.empty(n_cells, dtype=np.int32)
             if mantissa_bits is not None and mantissa_bits >= 2:  # the coarse layout nests
                 pred_table = pred_bin_of_fine(mantissa_bits)
             else:
@@ -105,7 +112,7 @@ class _LabelFree:
             conf_hist = np.zeros(conf_bins)
             conf_tot = np.zeros(2)
         self.args = (
-            pred_hist,
+            pred_hist if pred_hist is not None else pred_index,
             pred_table,
             pred_m,
             N_PRED_BINS,
@@ -119,6 +126,7 @@ class _LabelFree:
             for name, arr in (
                 ("score_range", score_range),
                 ("pred_hist", pred_hist),
+                ("pred_index", pred_index),
                 ("pred_conf", conf_hist),
                 ("pred_conf_tot", conf_tot),
             )
@@ -162,7 +170,8 @@ def multiclass_counts(
 
     ``predictions``: ``(confidence bins, low-confidence threshold)`` to count the label-free
     fields of the same rows too (``counting.prediction_delta``): ``pred_hist`` (the
-    (K, K, bins) float64 counts), ``pred_conf`` and ``pred_conf_tot`` (the weighted top
+    (K, K, bins) float64 counts) or ``pred_index`` (n * K int32 cells: ``_LabelFree`` says
+    which), ``pred_conf`` and ``pred_conf_tot`` (the weighted top
     probability and the weight below the threshold). ``key_constants``: the row sample's
     (``row_sample.key_constants``), to have the rows' keys as ``row_keys`` from the same pass.
     """
@@ -171,7 +180,7 @@ def multiclass_counts(
     binned = mantissa_bits is not None
     index = np.empty(n * K, dtype=np.int32) if binned else None
     pos_index = np.empty(n, dtype=np.int32) if binned and not full_ovo else None
-    label_free = _LabelFree((K, K), mantissa_bits, predictions)
+    label_free = _LabelFree(n * K, (K, K), mantissa_bits, predictions)
     keys = _Keys(n, key_constants)
     confusion = np.zeros((K, K))
     rank = np.zeros(rank_len)
@@ -248,7 +257,7 @@ def labelwise_counts(
     prob_sum = np.zeros(C)
     totals = np.zeros(3)  # weight total, log loss, Brier
     samples = None if binary else np.zeros(9)
-    label_free = _LabelFree((C, 2), mantissa_bits, predictions)
+    label_free = _LabelFree(n * C, (C, 2), mantissa_bits, predictions)
     keys = _Keys(n, key_constants)
     n_pos = _kernel.labelwise(
         np.ascontiguousarray(scores, dtype=np.float32),
