@@ -10,6 +10,7 @@ fallback is checked.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import subprocess
 import sys
@@ -581,3 +582,34 @@ def test_add16_refuses_a_delta_that_is_not_counts_and_adds_nothing(bad, kernel):
     assert compact.add_dense(low, carry, np.array([-0.0, 0.0, 1.0, 1.0]))
     np.testing.assert_array_equal(low, [1, 2, 4, 0])
     assert carry == {3: 1}
+
+
+@needs_kernel
+@pytest.mark.parametrize("case", ["confident", "near_one", "mixed", "tiny", "half"])
+def test_kernel_log_loss_keeps_its_relative_precision_on_confident_rows(case):
+    """The kernel sums an unweighted batch's log loss by groups of rows (one log a group): on
+    rows whose loss is tiny (true-class probability at 1 - eps, the clip, or just under 1) the
+    sum still equals the correctly rounded sum of each row's loss to 1e-13 (a plain product
+    of the probabilities would lose up to 1e-9 there)."""
+    rng = np.random.default_rng(5)
+    n, K = 4099, 3
+    eps = np.float32(np.finfo(np.float32).eps)
+    if case == "confident":
+        top = np.full(n, 1 - eps, np.float32)  # the clip itself
+    elif case == "near_one":
+        top = (1 - rng.random(n) * 1e-3).astype(np.float32)
+    elif case == "mixed":
+        top = rng.choice([1 - eps, 0.9999, 0.5, 0.3, 1e-6], n).astype(np.float32)
+    elif case == "tiny":
+        top = rng.choice([1e-30, 1e-9, 1e-7, 2e-7], n).astype(np.float32)
+    else:
+        top = np.full(n, 0.5, np.float32)
+    p = np.zeros((n, K), np.float32)
+    p[:, 0] = top
+    p[:, 1] = 1 - top  # a row of probabilities, the true class 0
+    y = np.zeros(n, np.int64)
+    spec = StreamSpec(task="multiclass", classes=("a", "b", "c"))
+    got = compute_delta(spec, make_batch(spec, y, p))["log_loss"][0]
+    pt = np.clip(top.astype(np.float64), float(eps), 1 - float(eps))
+    want = math.fsum(-math.log(v) for v in pt)
+    assert got == pytest.approx(want, rel=1e-13, abs=0)
