@@ -1487,6 +1487,147 @@ fail:
     return NULL;
 }
 
+/* The index of the lowest set bit of a non-zero word. */
+static inline int lowest_bit(uint64_t word)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    return __builtin_ctzll(word);
+#else
+    int b = 0;
+    while (!(word & 1)) {
+        word >>= 1;
+        b++;
+    }
+    return b;
+#endif
+}
+
+PyDoc_STRVAR(moments_doc,
+"moments(scores, labels, weights, n_columns, mantissa_bits, octaves, bits, multiclass, out)\n"
+"--\n\n"
+"counting.moment_delta's sums, added into out (2 * n_columns * width cells, width = 2 *\n"
+"(octaves << mantissa_bits) + 1): for every score p in [2**-(octaves + 1), 1 - 2**-(octaves +\n"
+"1)] (float32 n x n_columns, C order), its position inside its bin to `bits` bits (the mantissa\n"
+"bits below the bin's, of p below 0.5 and of 1 - p from 0.5) times its weight, at (0, column,\n"
+"band bin) and, for the column's positive, at (1, column, band bin). labels: int64 class per row\n"
+"(multiclass) or bool n x n_columns; weights: float64 per row or None, out int32 without weights\n"
+"(integer sums) and float64 with them. Only in-band scores are written: their cells are in range\n"
+"by the band's arithmetic.");
+
+static PyObject *moments(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *o_scores, *o_labels, *o_weights, *o_out;
+    int C, m, J, Q, multiclass;
+    if (!PyArg_ParseTuple(args, "OOOiiiiiO:moments", &o_scores, &o_labels, &o_weights, &C, &m,
+                          &J, &Q, &multiclass, &o_out)) {
+        return NULL;
+    }
+    if (C < 1 || m < 0 || m > MAX_MANTISSA_BITS || J < 0 || J > 100 || Q < 0 || Q > 23 - m) {
+        return PyErr_Format(PyExc_ValueError,
+                            "moments: expected n_columns >= 1, mantissa_bits in [0, %d], "
+                            "octaves in [0, 100], bits in [0, 23 - mantissa_bits], received "
+                            "%d, %d, %d, %d",
+                            MAX_MANTISSA_BITS, C, m, J, Q);
+    }
+    buffers b = {.count = 0};
+    int failed = 0;
+    const float *scores = acquire(&b, o_scores, "scores", F32, -1, 0, 0, &failed);
+    if (failed) {
+        goto fail;
+    }
+    const Py_ssize_t cells = items(&b);
+    if (cells % C != 0) {
+        PyErr_Format(PyExc_ValueError, "scores: %zd items is not a multiple of %d columns",
+                     cells, C);
+        goto fail;
+    }
+    const Py_ssize_t n = cells / C;
+    const void *labels = acquire(&b, o_labels, "labels", multiclass ? I64 : BOOL,
+                                 multiclass ? n : cells, 0, 0, &failed);
+    if (failed) {
+        goto fail;
+    }
+    const double *weights = acquire(&b, o_weights, "weights", F64, n, 0, 1, &failed);
+    if (failed) {
+        goto fail;
+    }
+    const int32_t reach = J << m, width = 2 * reach + 1;
+    void *out = acquire(&b, o_out, "out", weights ? F64 : I32, (Py_ssize_t)2 * C * width, 1, 0,
+                        &failed);
+    if (failed) {
+        goto fail;
+    }
+    layout lay;
+    make_layout(&lay, m);
+    const int32_t shift = lay.shift, first = 2 + ((126 - J) << m);
+    const int32_t low_mask = (1 << shift) - 1, t_shift = shift - Q;
+    const float edge = ldexpf(1.0f, -(J + 1)), top = 1.0f - edge;
+    const int32_t k_lo = key_of(edge), k_hi = key_of(top);
+    const Py_ssize_t pos_rows = (Py_ssize_t)C * width;
+    Py_BEGIN_ALLOW_THREADS
+    const uint32_t span = (uint32_t)(k_hi - k_lo);
+    int32_t *restrict counts = weights ? NULL : (int32_t *)out;
+    double *restrict sums = weights ? (double *)out : NULL;
+    const int64_t *restrict classes = multiclass ? (const int64_t *)labels : NULL;
+    const uint8_t *restrict bits_of = multiclass ? NULL : (const uint8_t *)labels;
+    enum { CHUNK = 4096 };
+    uint8_t in_band[CHUNK + 8];
+    for (Py_ssize_t s0 = 0; s0 < cells; s0 += CHUNK) {
+        const Py_ssize_t len = cells - s0 < CHUNK ? cells - s0 : CHUNK;
+        const float *restrict chunk = scores + s0;
+        /* a vectorisable pass marks the band's scores (few, for a peaky model) ... */
+        for (Py_ssize_t j = 0; j < len; j++) {
+            in_band[j] = (uint32_t)(key_of(chunk[j]) - k_lo) <= span;
+        }
+        memset(in_band + len, 0, 8);
+        /* ... and a scan by eight marks at a time visits them */
+        for (Py_ssize_t j0 = 0; j0 < len; j0 += 8) {
+            uint64_t word;
+            memcpy(&word, in_band + j0, 8);
+            while (word) { /* each mark is one bit (0x01 in its byte): lowest first */
+                const Py_ssize_t j = j0 + (lowest_bit(word) >> 3);
+                word &= word - 1;
+                const Py_ssize_t at = s0 + j, i = at / C;
+                const int c = (int)(at - i * C);
+                const int32_t k = key_of(chunk[j]);
+                int32_t bits = k, bin;
+                if (k < HALF_BITS) {
+                    bin = (k >> shift) + 2;
+                } else {
+                    const float q = 1.0f - chunk[j];
+                    memcpy(&bits, &q, 4);
+                    bin = lay.high_base - (bits >> shift);
+                }
+                const int32_t t = (bits & low_mask) >> t_shift;
+                const Py_ssize_t cell = (Py_ssize_t)c * width + (bin - first);
+                /* the positives' row: the row's class (multiclass), its label bits (else) */
+                const int positive = classes ? classes[i] == c : bits_of[at] != 0;
+                if (counts) {
+                    counts[cell] += t;
+                    if (positive) {
+                        counts[pos_rows + cell] += t;
+                    }
+                } else {
+                    const double v = weights[i] * (double)t;
+                    sums[cell] += v;
+                    if (positive) {
+                        sums[pos_rows + cell] += v;
+                    }
+                }
+            }
+        }
+    }
+    Py_END_ALLOW_THREADS
+    release_all(&b);
+    Py_RETURN_NONE;
+
+fail:
+    release_all(&b);
+    return NULL;
+}
+
+
 /* ---- module ------------------------------------------------------------------------------- */
 
 static PyMethodDef methods[] = {
@@ -1494,8 +1635,9 @@ static PyMethodDef methods[] = {
     {"labelwise", labelwise, METH_VARARGS, labelwise_doc},
     {"scatter_add", scatter_add, METH_VARARGS, scatter_add_doc},
     {"count16", count16, METH_VARARGS, count16_doc},
-    {"add16", add16, METH_VARARGS, add16_doc},
     {"row_keys", row_keys, METH_VARARGS, row_keys_doc},
+    {"moments", moments, METH_VARARGS, moments_doc},
+    {"add16", add16, METH_VARARGS, add16_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -173,8 +173,10 @@ def worst_case_memory(spec: StreamSpec, max_skew: float | None = None) -> Memory
     small_bytes = sum(v for n, v in fields.items() if n not in SCATTER_FIELDS)
     cumulative = small_bytes + cells * 8 + sample
     # window buckets leave out the cumulative-only fields (the bins' score range)
-    n_kept = sum(1 for n in shapes if n in CUMULATIVE_ONLY)
-    small_window = small - sum(math.prod(s) for n, s in shapes.items() if n in CUMULATIVE_ONLY)
+    n_kept = sum(1 for n in shapes if n in CUMULATIVE_ONLY and n not in SCATTER_FIELDS)
+    small_window = small - sum(
+        math.prod(s) for n, s in shapes.items() if n in CUMULATIVE_ONLY and n not in SCATTER_FIELDS
+    )
     # a closed bucket: per cell a column and a value (at most 8 bytes); per row its id and run
     # length (at most 4 bytes each) in each of two groups (cells holding 1, the others): rows of
     # the field's own (a uint8 column up to 256 bins, else uint16), or of 256 cells (a uint8
@@ -183,13 +185,16 @@ def worst_case_memory(spec: StreamSpec, max_skew: float | None = None) -> Memory
     # with the fields' bounds
     small_index = 2 if small_window <= 2**16 else 4
     n_small_fields = len(shapes) - len(hist) - n_kept
-    closed = sum(_packed_cells_bytes(s) for s in hist.values())
+    # window buckets keep the histograms but not the cumulative-only moments
+    in_buckets = {n: s for n, s in hist.items() if n not in CUMULATIVE_ONLY}
+    bucket_cells = sum(math.prod(s) for s in in_buckets.values())
+    closed = sum(_packed_cells_bytes(s) for s in in_buckets.values())
     closed += (small_index + 8) * small_window + 8 * (n_small_fields + 1)
     closed += sample
     # the open bucket: dense small fields, compacted entries (int32 index, value up to 8 bytes),
     # and staged deltas (int64 index and float64 weight a cell) until they pass the threshold
-    staged = 16 * max(COMPACT_AFTER, cells) if cells else 0
-    opened = 8 * small_window + 12 * cells + staged + sample
+    staged = 16 * max(COMPACT_AFTER, bucket_cells) if bucket_cells else 0
+    opened = 8 * small_window + 12 * bucket_cells + staged + sample
     held = [_buckets_held(spec, s, max_skew) for s in spec.window_seconds]
     windows = sum(opened + (h - 1) * closed for h in held)
     reports = _REPORT_COPIES * (8 * cells + small_bytes + sample)

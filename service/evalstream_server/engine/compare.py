@@ -63,7 +63,8 @@ from .ranking import ap_stats, auc_stats
 from .row_sample import occupied_index, row_keys
 from .spec import StreamSpec, parse_duration
 from .state import State
-from .within import Slopes, slopes
+from .views import Moments, moments_of
+from .within import Slopes, slopes, with_moments
 
 __all__ = [
     "RELATIONS",
@@ -100,11 +101,13 @@ class _Side:
         W: float,
         rows: Rows | None = None,
         span: np.ndarray | None = None,
+        moments: Moments | None = None,
     ) -> None:
         self.task, self.pos, self.neg, self.atomic = task, pos, np.maximum(every - pos, 0.0), atomic
         self.cm, self.label_counts, self.n, self.W = cm, label_counts, n, W
         self.rows = rows
         self.span = span  # (2, B) each bin's score interval (within.slopes)
+        self.moments = moments  # positions inside the bins (views.moments_of); None: not kept
         self._slopes: tuple[Slopes | None, Slopes | None] | None = None
 
     def slopes(self) -> tuple[Slopes | None, Slopes | None]:
@@ -113,10 +116,13 @@ class _Side:
         computed once, after ``compare`` has dropped the empty bins."""
         if self._slopes is None:
             pooled = (self.pos.sum(0, keepdims=True), self.neg.sum(0, keepdims=True))
-            self._slopes = (
-                slopes(self.pos, self.neg, self.atomic, self.span),
-                slopes(*pooled, self.atomic, self.span),
-            )
+            columns = slopes(self.pos, self.neg, self.atomic, self.span)
+            micro = slopes(*pooled, self.atomic, self.span)
+            if self.moments is not None:  # as the report's binned view (views.Problem.slope)
+                s_pos, s_neg, band = self.moments
+                columns = with_moments(columns, self.pos, self.neg, self.atomic, *self.moments)
+                micro = with_moments(micro, *pooled, self.atomic, s_pos.sum(0), s_neg.sum(0), band)
+            self._slopes = (columns, micro)
         return self._slopes
 
     @property
@@ -197,6 +203,7 @@ def _side(state: State, rows: str | None = None) -> _Side:
         float(c["n"][1]),
         None if rows is None else _rows(state, layout, rows == "all"),
         layout.spans,
+        moments_of(state) if spec.resolution.kind == "bins" else None,
     )
 
 
@@ -233,6 +240,9 @@ def _less(a: _Side, b: _Side) -> _Side:
         max(a.W - b.W, 0.0),
         _rest_rows(a.rows, b.rows),
         a.span,
+        None
+        if a.moments is None or b.moments is None
+        else (a.moments[0] - b.moments[0], a.moments[1] - b.moments[1], a.moments[2]),
     )
 
 
@@ -402,6 +412,9 @@ def compare(
         side.atomic = np.asarray(side.atomic)[occupied]
         if side.span is not None:
             side.span = side.span[:, occupied]
+        if side.moments is not None:
+            s_pos, s_neg, band = side.moments
+            side.moments = (s_pos[:, occupied], s_neg[:, occupied], band[occupied])
         if side.rows is not None:
             keys, onehot, bins, wsq = side.rows
             index, keep = occupied_index(occupied, bins)

@@ -20,7 +20,14 @@ from __future__ import annotations
 import numpy as np
 
 from .batch import Batch
-from .counting import CUMULATIVE_ONLY, SCATTER_FIELDS, Delta, Scatter, ScatterMax, field_shapes
+from .counting import (
+    CUMULATIVE_ONLY,
+    SCATTER_FIELDS,
+    Delta,
+    Scatter,
+    ScatterMax,
+    field_shapes,
+)
 from .packed import smallest_unsigned
 from .row_sample import RowSample, has_sample
 from .spec import StreamSpec
@@ -78,7 +85,9 @@ class OpenBucket:
             for k, v in shapes.items()
             if k not in SCATTER_FIELDS and k not in CUMULATIVE_ONLY
         }
-        self.shapes = {k: v for k, v in shapes.items() if k in SCATTER_FIELDS}
+        self.shapes = {
+            k: v for k, v in shapes.items() if k in SCATTER_FIELDS and k not in CUMULATIVE_ONLY
+        }
         self.entries: dict[str, Entries] = {}
         self.staged: dict[str, list[Scatter | Entries]] = {}
         self.n_staged = 0

@@ -256,7 +256,7 @@ def pairwise_auc(
     shared = 0.5 * ties
     slope = slopes(pos[None, :, :], hist, atomic, span)
     if slope is not None:
-        at, a_pos, a_neg = slope
+        at, a_pos, a_neg = slope.at, slope.a_pos, slope.a_neg
         B = hist.shape[2]
         row, b = np.divmod(at, B)  # row = j K + i
         term = pos.reshape(-1)[row % K * B + b] * hist.reshape(-1)[at] * (a_pos - a_neg) / 12.0

@@ -22,6 +22,7 @@ from .batch import (
 from .counting import (
     CUMULATIVE_ONLY,
     SCATTER_FIELDS,
+    TAKEN_FROM_CUMULATIVE,
     Delta,
     Scatter,
     compute_delta,
@@ -256,6 +257,8 @@ class StreamEngine:
         exact rows (the cumulative state's and each window's)."""
         staged = 0
         for name, d in delta.items():
+            if name in CUMULATIVE_ONLY:  # the windows leave them out
+                continue
             if isinstance(d, Scatter):
                 staged += d.index.nbytes + (0 if d.weights is None else d.weights.nbytes)
             elif name in SCATTER_FIELDS and isinstance(d, np.ndarray):
@@ -337,7 +340,7 @@ class StreamEngine:
             except (StopIteration, InvalidInputError):
                 raise UnknownWindowError(window, self.window_names()) from None
         out = ring.state(self.clock() if now is None else now)
-        for name in CUMULATIVE_ONLY:
+        for name in TAKEN_FROM_CUMULATIVE:
             # the bins' score range: the cumulative state holds every sample the window holds,
             # so a bin that held one value there held it in the window too
             if name in out.counts:

@@ -13,14 +13,42 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .counting import single_valued
+from .counting import MOMENT_BITS, moment_band, single_valued
 from .layout import BinLayout
 from .ranking import auc_stats, pairwise_auc
 from .row_sample import occupied_index
 from .state import State
-from .within import Slopes, slopes
+from .within import Slopes, slopes, with_moments
 
-__all__ = ["Problem", "ScoreView", "view_of"]
+__all__ = ["Problem", "ScoreView", "view_of", "Moments", "moments_of"]
+
+Moments = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""``(s_pos, s_neg, band)``: per (column, bin) the weighted sums of the positives' and the
+negatives' positions inside the bin (in bin widths, ascending with the score), and the (B,) bins
+whose moments are kept (``counting.moment_delta``)."""
+
+
+def moments_of(state: State) -> Moments | None:
+    """The within-bin moments of a binned state over the whole layout, or None when it keeps
+    none or when they do not cover every sample it counted (a state, bucket or snapshot written
+    before the moments existed, merged with newer ones): partial moments are never used."""
+    c = state.counts
+    if "moment" not in c or not c["n"][0] > 0 or c["moment_n"][0] != c["n"][0]:
+        return None
+    m = state.spec.resolution.mantissa_bits
+    layout = BinLayout(m)
+    first, width = moment_band(m)
+    bins = np.arange(first, first + width)
+    # the upper half's positions run from the bin's high end (its bins follow 1 - p)
+    sign = np.where(bins > layout.half_bin, -1.0, 1.0) / float(1 << MOMENT_BITS)
+    mom = state.values("moment")
+    C = mom.shape[1]
+    s_all, s_pos = np.zeros((C, layout.n_bins)), np.zeros((C, layout.n_bins))
+    s_all[:, first : first + width] = mom[0] * sign
+    s_pos[:, first : first + width] = mom[1] * sign
+    band = np.zeros(layout.n_bins, dtype=bool)
+    band[first : first + width] = True
+    return s_pos, s_all - s_pos, band
 
 
 @dataclass(frozen=True)
@@ -30,11 +58,16 @@ class Problem:
     atomic: np.ndarray  # broadcastable to (R, B)
     edges: np.ndarray  # (B,) smallest score of each bin
     span: np.ndarray | None = None  # (2, B) each bin's score interval; None: one bin per value
+    moments: Moments | None = None  # on the problem's bins (``moments_of``); None: not kept
 
     @functools.cached_property
     def slope(self) -> Slopes | None:
-        """The density slopes inside mixed bins (``within.slopes``), computed once a problem."""
-        return slopes(self.pos, self.neg, self.atomic, self.span)
+        """The density slopes inside mixed bins (``within.slopes``), and the pair shares of the
+        bins whose moments are kept (``within.with_moments``), computed once a problem."""
+        slope = slopes(self.pos, self.neg, self.atomic, self.span)
+        if self.moments is None:
+            return slope
+        return with_moments(slope, self.pos, self.neg, self.atomic, *self.moments)
 
 
 class ScoreView:
@@ -122,6 +155,11 @@ class _BinnedView(ScoreView):
         self._span = layout.spans[:, occupied]
         self._occupied = occupied
         self._sample = state.sample
+        kept = moments_of(state)
+        self._moments: Moments | None = None
+        if kept is not None:
+            s_pos, s_neg, band = kept
+            self._moments = (s_pos[:, occupied], s_neg[:, occupied], band[occupied])
 
     def sampled_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         if self._sample is None or self._sample.size == 0:
@@ -136,16 +174,21 @@ class _BinnedView(ScoreView):
 
     @functools.cached_property
     def _ovr(self) -> Problem:  # one object a view: its slopes are computed once
-        return Problem(self._pos, self._neg, self._atomic, self._edges, self._span)
+        return Problem(self._pos, self._neg, self._atomic, self._edges, self._span, self._moments)
 
     @functools.cached_property
     def _micro(self) -> Problem:
+        pooled = None
+        if self._moments is not None:  # the columns' items pooled: their positions add up
+            s_pos, s_neg, band = self._moments
+            pooled = (s_pos.sum(axis=0, keepdims=True), s_neg.sum(axis=0, keepdims=True), band)
         return Problem(
             self._pos.sum(axis=0, keepdims=True),
             self._neg.sum(axis=0, keepdims=True),
             self._atomic,
             self._edges,
             self._span,
+            pooled,
         )
 
     def ovr(self) -> list[Problem]:

@@ -30,16 +30,62 @@ counts tells it (``bench/truth.py`` prints that floor).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
-__all__ = ["Slopes", "slopes", "pair_share", "dense", "negatives_above"]
+__all__ = ["Slopes", "slopes", "pair_share", "dense", "negatives_above", "with_moments"]
 
 _MAX_SLOPE = 2.0  # a linear density over the bin stays non-negative
 
 
-Slopes = tuple[np.ndarray, np.ndarray, np.ndarray]
-"""``(at, a_pos, a_neg)``: the flat index (into the problems' (..., B) shape, C order) of every
-bin given a slope, and the relative slopes of its positives and of its negatives there."""
+class Slopes(NamedTuple):
+    """``at``: the flat index (into the problems' (..., B) shape, C order) of every bin given a
+    slope, ``a_pos``, ``a_neg``: the relative slopes of its positives and of its negatives there.
+    ``share_at``, ``share``: bins whose same-bin pair share comes from the samples' positions
+    inside the bin (``with_moments``), which take precedence over the slopes' in ``pair_share``
+    (AP keeps the slopes)."""
+
+    at: np.ndarray
+    a_pos: np.ndarray
+    a_neg: np.ndarray
+    share_at: np.ndarray | None = None
+    share: np.ndarray | None = None
+
+
+def with_moments(
+    slope: Slopes | None,
+    pos: np.ndarray,
+    neg: np.ndarray,
+    atomic: np.ndarray,
+    s_pos: np.ndarray,
+    s_neg: np.ndarray,
+    band: np.ndarray,
+) -> Slopes | None:
+    """``slope`` with the pair shares of the mixed bins of ``band`` that the moments give.
+
+    ``s_pos``, ``s_neg``: per bin of the (..., B) problems, the (weighted) sums of the positives'
+    and the negatives' positions inside the bin, in bin widths, ascending with the score (any
+    common origin); ``band`` (B,): bins whose moments were kept. The Mann-Whitney count of the
+    bin's pairs is, to its Hajek projection, ``p n / 2 + n S_pos - p S_neg``: the share of pairs
+    with the positive above is ``1/2 + S_pos / p - S_neg / n`` (the mean positive's position
+    less the mean negative's), kept in [0, 1]. The projection's error is the order of the
+    samples beyond their positions: ``1 / (p + n + 1)`` of the pair count's variance."""
+    shape = np.broadcast_shapes(np.shape(pos), np.shape(neg))
+    pos = np.broadcast_to(np.asarray(pos, dtype=np.float64), shape)
+    neg = np.broadcast_to(np.asarray(neg, dtype=np.float64), shape)
+    ok = (pos > 0) & (neg > 0) & ~np.broadcast_to(atomic, shape) & np.broadcast_to(band, shape)
+    at = np.flatnonzero(ok)
+    if at.size == 0:
+        return slope
+    p, n = pos.reshape(-1)[at], neg.reshape(-1)[at]
+    sp = np.broadcast_to(s_pos, shape).reshape(-1)[at]
+    sn = np.broadcast_to(s_neg, shape).reshape(-1)[at]
+    share = np.clip(0.5 + sp / p - sn / n, 0.0, 1.0)
+    if slope is None:
+        empty = np.zeros(0)
+        return Slopes(np.zeros(0, np.int64), empty, empty, at, share)
+    return slope._replace(share_at=at, share=share)
 
 
 def slopes(
@@ -84,29 +130,29 @@ def slopes(
         flat = np.broadcast_to(np.asarray(count, dtype=np.float64), shape).reshape(-1)
         a = (k_lo * flat[at - 1] + k_hi * flat[at + 1]) / flat[at] + k_mid
         out.append(np.clip(a, -_MAX_SLOPE, _MAX_SLOPE))
-    return at, out[0], out[1]
+    return Slopes(at, out[0], out[1])
 
 
 def pair_share(slope: Slopes | None, shape: tuple[int, ...]) -> np.ndarray:
     """``P(X > Y)`` for a positive ``X`` and a negative ``Y`` of the same bin, per bin of a
     (..., B) ``shape``: ``1/2 + (a_pos - a_neg) / 12`` (in [1/6, 5/6]) where a slope is
-    estimated, 1/2 elsewhere."""
+    estimated, 1/2 elsewhere; the moments' share where they give one (``with_moments``)."""
     if slope is None:
         return np.broadcast_to(0.5, shape)
-    at, a_pos, a_neg = slope
     out = np.full(shape, 0.5)
-    out.reshape(-1)[at] += (a_pos - a_neg) / 12.0
+    out.reshape(-1)[slope.at] += (slope.a_pos - slope.a_neg) / 12.0
+    if slope.share_at is not None and slope.share is not None:
+        out.reshape(-1)[slope.share_at] = slope.share
     return out
 
 
 def dense(slope: Slopes | None, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray] | None:
     """``(a_pos, a_neg)`` as arrays of ``shape`` (0 where no slope is estimated)."""
-    if slope is None:
+    if slope is None or slope.at.size == 0:
         return None
-    at, a_pos, a_neg = slope
     out = np.zeros(shape), np.zeros(shape)
-    out[0].reshape(-1)[at] = a_pos
-    out[1].reshape(-1)[at] = a_neg
+    out[0].reshape(-1)[slope.at] = slope.a_pos
+    out[1].reshape(-1)[slope.at] = slope.a_neg
     return out
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..engine import CUMULATIVE, State, build_report, curve
-from ..engine.counting import CUMULATIVE_ONLY
+from ..engine.counting import CUMULATIVE_ONLY, TAKEN_FROM_CUMULATIVE
 from ..engine.state import ExactScores
 from ..engine.thresholds import ThresholdGoals
 from .base import NotFoundError, StoreUnavailableError, same_window
@@ -134,7 +134,10 @@ class MergedReads:
         if ring is not None:
             # a window takes the cumulative state's score range, as the engine's windows do
             # (counting.CUMULATIVE_ONLY): the same report from every store
-            kept = [n for n in CUMULATIVE_ONLY if n in state.counts]
+            for n in CUMULATIVE_ONLY:  # the moments: the cumulative state's alone
+                if n in state.counts and n not in TAKEN_FROM_CUMULATIVE:
+                    state.counts[n][...] = 0
+            kept = [n for n in TAKEN_FROM_CUMULATIVE if n in state.counts]
             if kept:
                 cumulative = self._merged(name, CUMULATIVE, retry)[0]
                 for n in kept:
