@@ -1279,8 +1279,8 @@ PyDoc_STRVAR(moments_doc,
 "1)] (float32 n x n_columns, C order), its position inside its bin to `bits` bits (the mantissa\n"
 "bits below the bin's, of p below 0.5 and of 1 - p from 0.5) times its weight, at (0, column,\n"
 "band bin) and, for the column's positive, at (1, column, band bin). labels: int64 class per row\n"
-"(multiclass) or bool n x n_columns; weights: float64 per row or None, out int32 without weights\n"
-"(integer sums) and float64 with them. Only in-band scores are written: their cells are in range\n"
+"(multiclass) or bool n x n_columns; weights: float64 per row or None, out uint64 without\n"
+"weights (integer sums) and float64 with them. Only in-band scores are written: their cells are in range\n"
 "by the band's arithmetic.");
 
 static PyObject *moments(PyObject *self, PyObject *args)
@@ -1322,7 +1322,7 @@ static PyObject *moments(PyObject *self, PyObject *args)
         goto fail;
     }
     const int32_t reach = J << m, width = 2 * reach + 1;
-    void *out = acquire(&b, o_out, "out", weights ? F64 : I32, (Py_ssize_t)2 * C * width, 1, 0,
+    void *out = acquire(&b, o_out, "out", weights ? F64 : U64, (Py_ssize_t)2 * C * width, 1, 0,
                         &failed);
     if (failed) {
         goto fail;
@@ -1336,7 +1336,7 @@ static PyObject *moments(PyObject *self, PyObject *args)
     const Py_ssize_t pos_rows = (Py_ssize_t)C * width;
     Py_BEGIN_ALLOW_THREADS
     const uint32_t span = (uint32_t)(k_hi - k_lo);
-    int32_t *restrict counts = weights ? NULL : (int32_t *)out;
+    uint64_t *restrict counts = weights ? NULL : (uint64_t *)out;
     double *restrict sums = weights ? (double *)out : NULL;
     const int64_t *restrict classes = multiclass ? (const int64_t *)labels : NULL;
     const uint8_t *restrict bits_of = multiclass ? NULL : (const uint8_t *)labels;
@@ -1396,77 +1396,6 @@ fail:
     return NULL;
 }
 
-PyDoc_STRVAR(add16_doc,
-"add16(target, values, cells, high)\n"
-"--\n\n"
-"target.flat[j] += values[j] for every j, target a C-contiguous uint16 array of low 16 bits and\n"
-"values int32 of the same size (non-negative: checked before anything is added, ValueError);\n"
-"each cell whose sum passes 65535 is written to cells (int32) with the number of times it\n"
-"wrapped in high (int64), both at least as long as values, and their number is returned, so\n"
-"the caller carries them (compact.add_counts of a dense delta, in one pass).");
-
-static PyObject *add16(PyObject *self, PyObject *args)
-{
-    (void)self;
-    PyObject *o_target, *o_values, *o_cells, *o_high;
-    if (!PyArg_ParseTuple(args, "OOOO:add16", &o_target, &o_values, &o_cells, &o_high)) {
-        return NULL;
-    }
-    buffers b = {.count = 0};
-    int failed = 0;
-    uint16_t *target = acquire(&b, o_target, "target", U16, -1, 1, 0, &failed);
-    if (failed) {
-        goto fail;
-    }
-    const Py_ssize_t size = items(&b);
-    const int32_t *values = acquire(&b, o_values, "values", I32, size, 0, 0, &failed);
-    if (failed) {
-        goto fail;
-    }
-    int32_t *cells = acquire(&b, o_cells, "cells", I32, -1, 1, 0, &failed);
-    if (failed) {
-        goto fail;
-    }
-    const Py_ssize_t n_cells = items(&b);
-    int64_t *high = acquire(&b, o_high, "high", I64, -1, 1, 0, &failed);
-    if (failed) {
-        goto fail;
-    }
-    if (n_cells < size || items(&b) < size || size > INT32_MAX) {
-        PyErr_Format(PyExc_ValueError, "cells, high: expected at least %zd items", size);
-        goto fail;
-    }
-    int32_t lowest = 0;
-    Py_ssize_t n = 0;
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t j = 0; j < size; j++) {
-        lowest = values[j] < lowest ? values[j] : lowest;
-    }
-    if (lowest >= 0) {
-        for (Py_ssize_t j = 0; j < size; j++) {
-            const uint64_t total = (uint64_t)target[j] + (uint64_t)values[j];
-            target[j] = (uint16_t)total;
-            if (total >> 16) {
-                cells[n] = (int32_t)j;
-                high[n] = (int64_t)(total >> 16);
-                n++;
-            }
-        }
-    }
-    Py_END_ALLOW_THREADS
-    if (lowest < 0) {
-        PyErr_Format(PyExc_ValueError, "values: expected non-negative counts, received %d",
-                     lowest);
-        goto fail;
-    }
-    release_all(&b);
-    return PyLong_FromSsize_t(n);
-
-fail:
-    release_all(&b);
-    return NULL;
-}
-
 /* ---- module ------------------------------------------------------------------------------- */
 
 static PyMethodDef methods[] = {
@@ -1476,7 +1405,6 @@ static PyMethodDef methods[] = {
     {"count16", count16, METH_VARARGS, count16_doc},
     {"row_keys", row_keys, METH_VARARGS, row_keys_doc},
     {"moments", moments, METH_VARARGS, moments_doc},
-    {"add16", add16, METH_VARARGS, add16_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -34,7 +34,6 @@ __all__ = [
     "count16",
     "row_keys",
     "moments",
-    "add16",
 ]
 
 _kernel: ModuleType | None
@@ -348,7 +347,7 @@ def moments(
     bits: int,
 ) -> np.ndarray | None:
     """``counting.moment_delta``'s (2, C, width) sums of float32 ``scores`` (n, C) in one
-    compiled pass: int32 without ``weights`` (integer sums), float64 with them. ``labels``: int64
+    compiled pass: uint64 without ``weights`` (integer sums), float64 with them. ``labels``: int64
     class indices (n,) or a bool multi-hot (n, C). Returns None, doing nothing, when the kernel is
     off or the arrays are not in its form."""
     if (
@@ -364,7 +363,7 @@ def moments(
     assert _kernel is not None
     C = scores.shape[1]
     width = 2 * (octaves << mantissa_bits) + 1
-    out = np.zeros((2, C, width), dtype=np.float64 if weights is not None else np.int32)
+    out = np.zeros((2, C, width), dtype=np.float64 if weights is not None else np.uint64)
     _kernel.moments(
         np.ascontiguousarray(scores),
         np.ascontiguousarray(labels),
@@ -377,20 +376,3 @@ def moments(
         out,
     )
     return out
-
-
-def add16(target: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """``target += values`` on a uint16 array of low bits, ``values`` non-negative int32 of its
-    shape; returns the cells that passed 65,535 and how many times each wrapped (for the carry),
-    or None, doing nothing, when the kernel is off or the arrays are not in its form."""
-    if (
-        not _kernel_target(target, np.uint16)
-        or values.dtype != np.int32
-        or values.size != target.size
-    ):
-        return None
-    assert _kernel is not None
-    cells = np.empty(values.size, dtype=np.int32)
-    high = np.empty(values.size, dtype=np.int64)
-    n = _kernel.add16(target, np.ascontiguousarray(values).reshape(-1), cells, high)
-    return cells[:n].copy(), high[:n].copy()

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from . import compact, fastcount
+from . import compact
 from .batch import Batch
 from .counting import (
     ADDED_FIELDS,
@@ -266,12 +266,6 @@ class State:
                 compact.add_unit_cells(arr, self.carry.setdefault(name, {}), d.index)
                 self._check_carry(name)
                 return
-            if isinstance(d, np.ndarray) and d.dtype == np.int32:  # the kernel's moments
-                wrapped = fastcount.add16(arr, d)
-                if wrapped is not None:
-                    compact.carry_add(self.carry.setdefault(name, {}), *wrapped)
-                    self._check_carry(name)
-                    return
             if not isinstance(d, Scatter) and compact.integral(d):
                 cells = np.flatnonzero(d)
                 compact.add_counts(arr, self.carry.setdefault(name, {}), cells, d.ravel()[cells])
