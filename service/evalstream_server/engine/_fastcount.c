@@ -1510,8 +1510,8 @@ PyDoc_STRVAR(moments_doc,
 "1)] (float32 n x n_columns, C order), its position inside its bin to `bits` bits (the mantissa\n"
 "bits below the bin's, of p below 0.5 and of 1 - p from 0.5) times its weight, at (0, column,\n"
 "band bin) and, for the column's positive, at (1, column, band bin). labels: int64 class per row\n"
-"(multiclass) or bool n x n_columns; weights: float64 per row or None, out int32 without weights\n"
-"(integer sums) and float64 with them. Only in-band scores are written: their cells are in range\n"
+"(multiclass) or bool n x n_columns; weights: float64 per row or None, out uint64 without\n"
+"weights (integer sums) and float64 with them. Only in-band scores are written: their cells are in range\n"
 "by the band's arithmetic.");
 
 static PyObject *moments(PyObject *self, PyObject *args)
@@ -1553,7 +1553,7 @@ static PyObject *moments(PyObject *self, PyObject *args)
         goto fail;
     }
     const int32_t reach = J << m, width = 2 * reach + 1;
-    void *out = acquire(&b, o_out, "out", weights ? F64 : I32, (Py_ssize_t)2 * C * width, 1, 0,
+    void *out = acquire(&b, o_out, "out", weights ? F64 : U64, (Py_ssize_t)2 * C * width, 1, 0,
                         &failed);
     if (failed) {
         goto fail;
@@ -1567,7 +1567,7 @@ static PyObject *moments(PyObject *self, PyObject *args)
     const Py_ssize_t pos_rows = (Py_ssize_t)C * width;
     Py_BEGIN_ALLOW_THREADS
     const uint32_t span = (uint32_t)(k_hi - k_lo);
-    int32_t *restrict counts = weights ? NULL : (int32_t *)out;
+    uint64_t *restrict counts = weights ? NULL : (uint64_t *)out;
     double *restrict sums = weights ? (double *)out : NULL;
     const int64_t *restrict classes = multiclass ? (const int64_t *)labels : NULL;
     const uint8_t *restrict bits_of = multiclass ? NULL : (const uint8_t *)labels;
@@ -1635,9 +1635,9 @@ static PyMethodDef methods[] = {
     {"labelwise", labelwise, METH_VARARGS, labelwise_doc},
     {"scatter_add", scatter_add, METH_VARARGS, scatter_add_doc},
     {"count16", count16, METH_VARARGS, count16_doc},
+    {"add16", add16, METH_VARARGS, add16_doc},
     {"row_keys", row_keys, METH_VARARGS, row_keys_doc},
     {"moments", moments, METH_VARARGS, moments_doc},
-    {"add16", add16, METH_VARARGS, add16_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -34,7 +34,6 @@ __all__ = [
     "count16",
     "row_keys",
     "moments",
-    "add16",
 ]
 
 _kernel: ModuleType | None
@@ -398,7 +397,7 @@ def moments(
     bits: int,
 ) -> np.ndarray | None:
     """``counting.moment_delta``'s (2, C, width) sums of float32 ``scores`` (n, C) in one
-    compiled pass: int32 without ``weights`` (integer sums), float64 with them. ``labels``: int64
+    compiled pass: uint64 without ``weights`` (integer sums), float64 with them. ``labels``: int64
     class indices (n,) or a bool multi-hot (n, C). Returns None, doing nothing, when the kernel is
     off or the arrays are not in its form."""
     if (
@@ -414,7 +413,7 @@ def moments(
     assert _kernel is not None
     C = scores.shape[1]
     width = 2 * (octaves << mantissa_bits) + 1
-    out = np.zeros((2, C, width), dtype=np.float64 if weights is not None else np.int32)
+    out = np.zeros((2, C, width), dtype=np.float64 if weights is not None else np.uint64)
     _kernel.moments(
         np.ascontiguousarray(scores),
         np.ascontiguousarray(labels),
