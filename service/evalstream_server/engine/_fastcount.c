@@ -368,6 +368,52 @@ static int acquire_keys(buffers *b, key_args *ka, PyObject *o_out, PyObject *o_c
     return 0;
 }
 
+/* ---- the within-bin moments ---------------------------------------------------------------- */
+
+/* A counting kernel's optional moments (counting.moment_delta): each in-band score's position
+ * inside its bin times its weight, at (0, column, band bin) and, for the column's positive, at
+ * (1, column, band bin) of out (float64, 2 * n_cols * width; the caller makes an unweighted
+ * batch's exact sums integers). */
+typedef struct {
+    double *out; /* or NULL */
+    int32_t first, width, low_mask, t_shift;
+    Py_ssize_t pos_rows;
+} moment_args;
+
+static int acquire_moments(buffers *b, moment_args *ma, PyObject *o_out, int J, int Q,
+                           Py_ssize_t n_cols, const layout *lay, int binned)
+{
+    memset(ma, 0, sizeof *ma);
+    if (o_out == Py_None) {
+        return 0;
+    }
+    const int m = 23 - lay->shift;
+    if (!binned || J < 0 || J > 100 || Q < 0 || Q > lay->shift) {
+        PyErr_Format(PyExc_ValueError, "moments: a binned histogram, octaves in [0, 100] and "
+                     "bits in [0, 23 - mantissa_bits], received %d and %d", J, Q);
+        return -1;
+    }
+    int failed = 0;
+    ma->width = 2 * (J << m) + 1;
+    ma->first = 2 + ((126 - J) << m);
+    ma->low_mask = (1 << lay->shift) - 1;
+    ma->t_shift = lay->shift - Q;
+    ma->pos_rows = n_cols * ma->width;
+    ma->out = acquire(b, o_out, "moment", F64, 2 * ma->pos_rows, 1, 0, &failed);
+    return failed ? -1 : 0;
+}
+
+/* The position of score p (key k) inside its bin to the moments' bits: the mantissa bits below
+ * the bin's, of p below 0.5 and of 1 - p from 0.5 (where the bins follow 1 - p). */
+static inline int32_t moment_position(const moment_args *ma, int32_t k, float p)
+{
+    const float q = 1.0f - p;
+    int32_t qbits;
+    memcpy(&qbits, &q, 4);
+    const int32_t bits = k >= HALF_BITS ? qbits : k;
+    return (bits & ma->low_mask) >> ma->t_shift;
+}
+
 /* ---- multiclass --------------------------------------------------------------------------- */
 
 typedef struct {
@@ -392,6 +438,7 @@ typedef struct {
     double *totals;      /* weight total, log loss, Brier */
     label_free lf; /* the label-free fields of the same rows */
     key_args keys; /* the row sample's keys of the same rows */
+    moment_args mom; /* the within-bin moments of the same rows */
     /* error report */
     Py_ssize_t bad_row;
     int bad_what; /* 1: label out of range, 2: score outside [0, 1] */
@@ -466,6 +513,9 @@ static inline __attribute__((always_inline)) int multiclass_loop_k(mc_args *a, c
     const double cnb = (double)conf_bins, low_conf = a->lf.low_conf;
     double csum = 0.0, clow = 0.0;
     int32_t fine[12] = {0}, keys[12] = {0}; /* the fused loop's bins and keys of a row */
+    double *restrict mom_out = a->mom.out;
+    const int32_t mwidth = a->mom.width, mfirst = a->mom.first;
+    const Py_ssize_t mom_pos = a->mom.pos_rows;
     uint64_t *restrict key_out = a->keys.out;
     const uint64_t *restrict key_k = a->keys.k, *restrict key_label = a->keys.k_label;
 
@@ -588,6 +638,25 @@ static inline __attribute__((always_inline)) int multiclass_loop_k(mc_args *a, c
                 const int32_t v = seen[fine[c]];
                 if ((v != keys[c]) & (v != -2)) {
                     range_note(r_high, r_low, seen, fine[c], keys[c]);
+                }
+            }
+        }
+        if (mom_out) {
+            /* after the row's check (a bad score has no bin): the in-band scores' positions, in
+             * their columns' and (the true class's) the positives' rows */
+            const int32_t *restrict cells = index + i * K;
+            const int32_t base = y * row_stride;
+            _Pragma("GCC unroll 12")
+            for (int c = 0; c < K; c++) {
+                const int32_t fb = fused ? fine[c] : cells[c] - base - c * B;
+                const uint32_t mb = (uint32_t)(fb - mfirst);
+                if (mb < (uint32_t)mwidth) {
+                    const int32_t k = fused ? keys[c] : key_of(row[c]);
+                    const double v = w * (double)moment_position(&a->mom, k, row[c]);
+                    mom_out[c * mwidth + mb] += v;
+                    if (c == y) {
+                        mom_out[mom_pos + c * mwidth + mb] += v;
+                    }
                 }
             }
         }
@@ -749,14 +818,14 @@ static PyObject *multiclass(PyObject *self, PyObject *args)
     (void)self;
     PyObject *o_scores, *o_labels, *o_weights, *o_index, *o_pos, *o_conf, *o_rank, *o_cal,
         *o_prob, *o_tot, *o_pidx, *o_ptab, *o_range, *o_chist, *o_ctot, *o_keys = Py_None,
-        *o_kconst = Py_None;
-    int K, m, full_ovo, do_rank, pm, n_pred_bins;
+        *o_kconst = Py_None, *o_mom = Py_None;
+    int K, m, full_ovo, do_rank, pm, n_pred_bins, mom_J = 0, mom_Q = 0;
     double log_eps, low_conf;
-    if (!PyArg_ParseTuple(args, "OOOiippdOOOOOOOOOiiOOdO|OO:multiclass", &o_scores, &o_labels,
-                          &o_weights, &K, &m, &full_ovo, &do_rank, &log_eps, &o_index, &o_pos,
-                          &o_conf, &o_rank, &o_cal, &o_prob, &o_tot, &o_pidx, &o_ptab, &pm,
-                          &n_pred_bins, &o_range, &o_chist, &low_conf, &o_ctot, &o_keys,
-                          &o_kconst)) {
+    if (!PyArg_ParseTuple(args, "OOOiippdOOOOOOOOOiiOOdO|OOOii:multiclass", &o_scores,
+                          &o_labels, &o_weights, &K, &m, &full_ovo, &do_rank, &log_eps, &o_index,
+                          &o_pos, &o_conf, &o_rank, &o_cal, &o_prob, &o_tot, &o_pidx, &o_ptab,
+                          &pm, &n_pred_bins, &o_range, &o_chist, &low_conf, &o_ctot, &o_keys,
+                          &o_kconst, &o_mom, &mom_J, &mom_Q)) {
         return NULL;
     }
     if (K < 1 || m > MAX_MANTISSA_BITS) {
@@ -819,7 +888,8 @@ static PyObject *multiclass(PyObject *self, PyObject *args)
     if (failed || acquire_label_free(&b, &a.lf, o_pidx, o_ptab, pm, n_pred_bins, o_range,
                                      o_chist, low_conf, o_ctot, nK, (Py_ssize_t)K * K,
                                      &a.lay, a.binned) != 0 ||
-        acquire_keys(&b, &a.keys, o_keys, o_kconst, a.n, K, 1) != 0) {
+        acquire_keys(&b, &a.keys, o_keys, o_kconst, a.n, K, 1) != 0 ||
+        acquire_moments(&b, &a.mom, o_mom, mom_J, mom_Q, K, &a.lay, a.binned) != 0) {
         goto fail;
     }
     if (a.binned && (a.index == NULL || (!full_ovo && a.pos_index == NULL))) {
@@ -887,6 +957,7 @@ typedef struct {
                              ap, ap weight */
     label_free lf;        /* the label-free fields of the same rows */
     key_args keys;        /* the row sample's keys of the same rows */
+    moment_args mom;      /* the within-bin moments of the same rows */
     Py_ssize_t bad_row;
 } lw_args;
 
@@ -924,6 +995,9 @@ static int labelwise_loop(lw_args *a)
     double csum = 0.0, clow = 0.0;
     uint64_t *restrict key_out = a->keys.out;
     const uint64_t *restrict key_k = a->keys.k, *restrict key_label = a->keys.k_label;
+    double *restrict mom_out = a->mom.out;
+    const int32_t mwidth = a->mom.width, mfirst = a->mom.first;
+    const Py_ssize_t mom_pos = a->mom.pos_rows;
 
     for (Py_ssize_t i = 0; i < n; i++) {
         const float *restrict row = scores + i * C;
@@ -963,6 +1037,16 @@ static int labelwise_loop(lw_args *a)
                 const int32_t k = key_of(p), v = seen[fb];
                 if ((v != k) & (v != -2)) {
                     range_note(r_high, r_low, seen, fb, k);
+                }
+            }
+            if (mom_out) {
+                const uint32_t mb = (uint32_t)(fb - mfirst);
+                if (mb < (uint32_t)mwidth) {
+                    const double v = w * (double)moment_position(&a->mom, key_of(p), p);
+                    mom_out[c * mwidth + mb] += v;
+                    if (y) {
+                        mom_out[mom_pos + c * mwidth + mb] += v;
+                    }
                 }
             }
             if (pred_table) {
@@ -1088,14 +1172,14 @@ static PyObject *labelwise(PyObject *self, PyObject *args)
     (void)self;
     PyObject *o_scores, *o_labels, *o_weights, *o_thr, *o_all, *o_pos, *o_posw, *o_counts,
         *o_cal, *o_prob, *o_tot, *o_samples, *o_pidx, *o_ptab, *o_range, *o_chist, *o_ctot,
-        *o_keys = Py_None, *o_kconst = Py_None;
-    int m, binary, samples, pm, n_pred_bins;
+        *o_keys = Py_None, *o_kconst = Py_None, *o_mom = Py_None;
+    int m, binary, samples, pm, n_pred_bins, mom_J = 0, mom_Q = 0;
     double log_eps, low_conf;
-    if (!PyArg_ParseTuple(args, "OOOOippdOOOOOOOOOOiiOOdO|OO:labelwise", &o_scores, &o_labels,
-                          &o_weights, &o_thr, &m, &binary, &samples, &log_eps, &o_all, &o_pos,
-                          &o_posw, &o_counts, &o_cal, &o_prob, &o_tot, &o_samples, &o_pidx,
-                          &o_ptab, &pm, &n_pred_bins, &o_range, &o_chist, &low_conf, &o_ctot,
-                          &o_keys, &o_kconst)) {
+    if (!PyArg_ParseTuple(args, "OOOOippdOOOOOOOOOOiiOOdO|OOOii:labelwise", &o_scores,
+                          &o_labels, &o_weights, &o_thr, &m, &binary, &samples, &log_eps, &o_all,
+                          &o_pos, &o_posw, &o_counts, &o_cal, &o_prob, &o_tot, &o_samples,
+                          &o_pidx, &o_ptab, &pm, &n_pred_bins, &o_range, &o_chist, &low_conf,
+                          &o_ctot, &o_keys, &o_kconst, &o_mom, &mom_J, &mom_Q)) {
         return NULL;
     }
     if (m > MAX_MANTISSA_BITS) {
@@ -1167,7 +1251,8 @@ static PyObject *labelwise(PyObject *self, PyObject *args)
     if (failed || acquire_label_free(&b, &a.lf, o_pidx, o_ptab, pm, n_pred_bins, o_range,
                                      o_chist, low_conf, o_ctot, nC, 2 * C, &a.lay,
                                      a.binned) != 0 ||
-        acquire_keys(&b, &a.keys, o_keys, o_kconst, a.n, C, C) != 0) {
+        acquire_keys(&b, &a.keys, o_keys, o_kconst, a.n, C, C) != 0 ||
+        acquire_moments(&b, &a.mom, o_mom, mom_J, mom_Q, C, &a.lay, a.binned) != 0) {
         goto fail;
     }
     if (a.binned && (a.all_index == NULL || a.pos_index == NULL ||
@@ -1393,14 +1478,12 @@ static PyObject *add16(PyObject *self, PyObject *args)
     }
     Py_ssize_t n_wrapped = 0;
     Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t j = 0; j < size; j++) {
-        if (values[j]) {
-            const uint64_t total = (uint64_t)target[j] + values[j];
-            target[j] = (uint16_t)total;
-            if (total >> 16) {
-                cells[n_wrapped] = j;
-                wraps[n_wrapped++] = (int64_t)(total >> 16);
-            }
+    for (Py_ssize_t j = 0; j < size; j++) { /* no branch on zero values: they are random */
+        const uint64_t total = (uint64_t)target[j] + values[j];
+        target[j] = (uint16_t)total;
+        if (total >> 16) {
+            cells[n_wrapped] = j;
+            wraps[n_wrapped++] = (int64_t)(total >> 16);
         }
     }
     Py_END_ALLOW_THREADS

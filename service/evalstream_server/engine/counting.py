@@ -556,6 +556,7 @@ def _fast_multiclass_delta(spec: StreamSpec, batch: Batch, predictions: bool = F
         log_eps=LOG_EPS,
         predictions=(CONFIDENCE_BINS, spec.low_confidence) if predictions else None,
         key_constants=key_constants(spec),
+        moments=(MOMENT_OCTAVES, MOMENT_BITS) if binned else None,
     )
     _remember_keys(batch, counts)
     out: Delta = {k: v for k, v in counts.items() if k not in _KERNEL_OUTPUTS}
@@ -569,7 +570,7 @@ def _fast_multiclass_delta(spec: StreamSpec, batch: Batch, predictions: bool = F
             out["pos"] = Scatter(counts["pos_index"], w)
     if predictions:
         out.update(_kernel_label_free(counts, w, K, np.asarray(counts["confusion"]).sum(axis=0)))
-    return _with_range(out, spec, counts)
+    return _with_range(out, spec, counts, batch.weights is not None)
 
 
 def _remember_keys(batch: Batch, counts: dict[str, np.ndarray]) -> None:
@@ -579,8 +580,15 @@ def _remember_keys(batch: Batch, counts: dict[str, np.ndarray]) -> None:
         remember_keys(batch, counts["row_keys"])
 
 
-def _with_range(out: Delta, spec: StreamSpec, counts: dict[str, np.ndarray]) -> Delta:
-    """``out`` with the batch's own score range the kernel wrote (binned layouts)."""
+def _with_range(
+    out: Delta, spec: StreamSpec, counts: dict[str, np.ndarray], weighted: bool
+) -> Delta:
+    """``out`` with the batch's own score range and the moments the kernel wrote (binned
+    layouts; an unweighted batch's moments as the integers they are, as ``moment_delta``)."""
+    if "moment" in counts:
+        mom = counts["moment"]
+        out["moment"] = mom if weighted else mom.astype(np.uint64)
+        out["moment_n"] = np.array([float(counts["n"][0])])
     if "score_range" in counts:
         out["score_range"] = RangeDelta(counts["score_range"], spec.resolution.mantissa_bits)
     return out
@@ -623,6 +631,7 @@ def _fast_labelwise_delta(spec: StreamSpec, batch: Batch, predictions: bool = Fa
         log_eps=LOG_EPS,
         predictions=(CONFIDENCE_BINS, spec.low_confidence) if predictions else None,
         key_constants=key_constants(spec),
+        moments=(MOMENT_OCTAVES, MOMENT_BITS) if binned else None,
     )
     _remember_keys(batch, counts)
     out: Delta = {k: v for k, v in counts.items() if k not in _KERNEL_OUTPUTS}
@@ -633,7 +642,7 @@ def _fast_labelwise_delta(spec: StreamSpec, batch: Batch, predictions: bool = Fa
     if predictions:
         tally = np.asarray(counts["label_counts"])
         out.update(_kernel_label_free(counts, batch.weights, C, tally[:, 1] + tally[:, 3]))
-    return _with_range(out, spec, counts)
+    return _with_range(out, spec, counts, batch.weights is not None)
 
 
 # what the kernels return besides dense count fields: cells and label-free sums, turned into
@@ -649,6 +658,7 @@ _KERNEL_OUTPUTS = (
     "pred_conf",
     "pred_conf_tot",
     "row_keys",
+    "moment",
 )
 
 

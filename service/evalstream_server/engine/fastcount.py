@@ -147,6 +147,23 @@ class _Keys:
         self.outputs = {} if out is None else {"row_keys": out}
 
 
+class _Moments:
+    """The within-bin moments (``counting.moment_delta``) both counting kernels add in their
+    pass when given ``(octaves, bits)`` and a histogram: ``moment`` (2, C, width) float64 sums
+    (an unweighted batch's are exact integers)."""
+
+    __slots__ = ("args", "outputs")
+
+    def __init__(self, C: int, mantissa_bits: int | None, moments: tuple[int, int] | None) -> None:
+        self.args: tuple[object, ...] = ()
+        self.outputs: dict[str, np.ndarray] = {}
+        if moments is not None and mantissa_bits is not None:
+            octaves, bits = moments
+            out = np.zeros((2, C, 2 * (octaves << mantissa_bits) + 1))
+            self.args = (out, octaves, bits)
+            self.outputs = {"moment": out}
+
+
 def multiclass_counts(
     scores: np.ndarray,
     labels: np.ndarray,
@@ -160,6 +177,7 @@ def multiclass_counts(
     log_eps: float,
     predictions: tuple[int, float] | None = None,
     key_constants: np.ndarray | None = None,
+    moments: tuple[int, int] | None = None,
 ) -> dict[str, np.ndarray]:
     """Counts of one validated multiclass batch in one pass.
 
@@ -183,6 +201,7 @@ def multiclass_counts(
     pos_index = np.empty(n, dtype=np.int32) if binned and not full_ovo else None
     label_free = _LabelFree(n * K, (K, K), mantissa_bits, predictions)
     keys = _Keys(n, key_constants)
+    band = _Moments(K, mantissa_bits, moments)
     confusion = np.zeros((K, K))
     rank = np.zeros(rank_len)
     calibration = np.zeros((3, calibration_bins))
@@ -206,6 +225,7 @@ def multiclass_counts(
         totals,
         *label_free.args,
         *keys.args,
+        *band.args,
     )
     out = {
         "n": np.array([float(n), totals[0]]),
@@ -222,6 +242,7 @@ def multiclass_counts(
         out["pos_index"] = pos_index
     out.update(label_free.outputs)
     out.update(keys.outputs)
+    out.update(band.outputs)
     return out
 
 
@@ -237,6 +258,7 @@ def labelwise_counts(
     log_eps: float,
     predictions: tuple[int, float] | None = None,
     key_constants: np.ndarray | None = None,
+    moments: tuple[int, int] | None = None,
 ) -> dict[str, np.ndarray]:
     """Counts of one validated binary or multilabel batch in one pass.
 
@@ -260,6 +282,7 @@ def labelwise_counts(
     samples = None if binary else np.zeros(9)
     label_free = _LabelFree(n * C, (C, 2), mantissa_bits, predictions)
     keys = _Keys(n, key_constants)
+    band = _Moments(C, mantissa_bits, moments)
     n_pos = _kernel.labelwise(
         np.ascontiguousarray(scores, dtype=np.float32),
         np.ascontiguousarray(labels, dtype=bool),
@@ -279,6 +302,7 @@ def labelwise_counts(
         samples,
         *label_free.args,
         *keys.args,
+        *band.args,
     )
     out = {
         "n": np.array([float(n), totals[0]]),
@@ -301,6 +325,7 @@ def labelwise_counts(
             out["pos_weights"] = pos_weights[:n_pos]
     out.update(label_free.outputs)
     out.update(keys.outputs)
+    out.update(band.outputs)
     return out
 
 
