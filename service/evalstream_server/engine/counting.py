@@ -277,9 +277,6 @@ def moment_delta(spec: StreamSpec, batch: Batch) -> Delta:
     labels = batch.labels
     if spec.task != "multiclass":
         labels = labels.astype(bool, copy=False)
-    kernel = fastcount.moments(scores, labels, batch.weights, m, MOMENT_OCTAVES, MOMENT_BITS)
-    if kernel is not None:
-        return {"moment": kernel, "moment_n": counted}
     layout = BinLayout(m)
     first, width = moment_band(m)
     scores = np.ascontiguousarray(scores, dtype=np.float32)

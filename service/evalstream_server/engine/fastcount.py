@@ -33,7 +33,6 @@ __all__ = [
     "scatter_add",
     "count16",
     "row_keys",
-    "moments",
 ]
 
 _kernel: ModuleType | None
@@ -409,45 +408,5 @@ def row_keys(scores: np.ndarray, labels: np.ndarray, constants: np.ndarray) -> n
         np.ascontiguousarray(constants),
         lab if multiclass else None,
         None if multiclass else lab,
-    )
-    return out
-
-
-def moments(
-    scores: np.ndarray,
-    labels: np.ndarray,
-    weights: np.ndarray | None,
-    mantissa_bits: int,
-    octaves: int,
-    bits: int,
-) -> np.ndarray | None:
-    """``counting.moment_delta``'s (2, C, width) sums of float32 ``scores`` (n, C) in one
-    compiled pass: uint64 without ``weights`` (integer sums), float64 with them. ``labels``: int64
-    class indices (n,) or a bool multi-hot (n, C). Returns None, doing nothing, when the kernel is
-    off or the arrays are not in its form."""
-    if (
-        not enabled()
-        or scores.dtype != np.float32
-        or scores.ndim != 2
-        or labels.dtype not in (np.int64, np.bool_)
-        or labels.shape[0] != scores.shape[0]
-        or (labels.ndim == 2) != (labels.dtype == np.bool_)
-        or (weights is not None and weights.dtype != np.float64)
-    ):
-        return None
-    assert _kernel is not None
-    C = scores.shape[1]
-    width = 2 * (octaves << mantissa_bits) + 1
-    out = np.zeros((2, C, width), dtype=np.float64 if weights is not None else np.uint64)
-    _kernel.moments(
-        np.ascontiguousarray(scores),
-        np.ascontiguousarray(labels),
-        None if weights is None else np.ascontiguousarray(weights),
-        C,
-        mantissa_bits,
-        octaves,
-        bits,
-        labels.ndim == 1,
-        out,
     )
     return out
