@@ -11,6 +11,16 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def weak_softmax(rng: np.random.Generator, n: int, K: int) -> tuple[np.ndarray, np.ndarray]:
+    """Imbalanced labels (prior 1/k) and softmax rows of weak unit-normal logits, the true class's
+    raised by 1 (scores spread over about (0.01, 0.9)); float64 ``(y, p)``."""
+    prior = 1.0 / np.arange(1, K + 1)
+    y = rng.choice(K, n, p=prior / prior.sum())
+    z = rng.normal(0.0, 1.0, (n, K))
+    z[np.arange(n), y] += 1.0
+    return y, softmax(z)
+
+
 def multiclass(
     seed: int,
     counts=(5000, 10000, 15000),

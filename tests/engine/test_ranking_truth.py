@@ -16,6 +16,8 @@ from evalstream_server.engine import StreamEngine, StreamSpec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from .data import weak_softmax
+
 CLASSES = ("a", "b", "c")
 SLACK = 1e-12  # the report widens bounds by this much (float rounding)
 
@@ -154,12 +156,7 @@ def test_issue_example_all_weights_point_two_matches_unweighted_ap() -> None:
 def _quantised(
     rng: np.random.Generator, n: int, K: int, kind: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    prior = 1.0 / np.arange(1, K + 1)
-    y = rng.choice(K, n, p=prior / prior.sum())
-    z = rng.normal(0.0, 1.0, (n, K))
-    z[np.arange(n), y] += 1.0
-    p = np.exp(z - z.max(axis=1, keepdims=True))
-    p /= p.sum(axis=1, keepdims=True)
+    y, p = weak_softmax(rng, n, K)
     p = np.round(p, 2) if kind == "2-decimal" else np.round(p / 0.05) * 0.05
     return y, p.astype(np.float32)
 

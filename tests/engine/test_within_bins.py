@@ -22,19 +22,15 @@ from evalstream_server.engine.within import negatives_above, pair_share, slopes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from .data import weak_softmax
+
 CLASSES = ("a", "b", "c")
 SLACK = 1e-12
 
 
 def _flat(seed: int, n: int, K: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """Imbalanced labels and softmax rows of weak logits (scores spread over (0.01, 0.9))."""
-    rng = np.random.default_rng(seed)
-    prior = 1.0 / np.arange(1, K + 1)
-    y = rng.choice(K, n, p=prior / prior.sum())
-    z = rng.normal(0.0, 1.0, (n, K))
-    z[np.arange(n), y] += 1.0
-    p = np.exp(z - z.max(axis=1, keepdims=True))
-    p /= p.sum(axis=1, keepdims=True)
+    """``data.weak_softmax`` of a seed, as float32 scores."""
+    y, p = weak_softmax(np.random.default_rng(seed), n, K)
     return y, p.astype(np.float32)
 
 
