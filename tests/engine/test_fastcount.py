@@ -568,7 +568,7 @@ def test_add16_adds_dense_counts_as_the_numpy_path(size, start, big, seed):
 
 @pytest.mark.parametrize("bad", [0.5, -1.0, np.nan, np.inf, 2.0**53, -(2.0**60)])
 @pytest.mark.parametrize("kernel", ["compiled", "numpy"])
-def test_add16_refuses_a_delta_that_is_not_counts_and_adds_nothing(bad, kernel):
+def test_add_dense_refuses_a_delta_that_is_not_counts_and_adds_nothing(bad, kernel):
     if kernel == "compiled" and not fastcount.enabled():
         pytest.skip("the compiled kernel is not built here")
     low = np.array([1, 2, 3, 65_535], np.uint16)

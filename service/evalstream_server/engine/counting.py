@@ -572,7 +572,7 @@ def _fast_multiclass_delta(spec: StreamSpec, batch: Batch, predictions: bool = F
             out["pos"] = Scatter(counts["pos_index"], w)
     if predictions:
         out.update(_kernel_label_free(counts, w, K, np.asarray(counts["confusion"]).sum(axis=0)))
-    return _with_range(out, spec, counts, batch.weights is not None)
+    return _with_kernel_fields(out, spec, counts, batch.weights is not None)
 
 
 def _remember_keys(batch: Batch, counts: dict[str, np.ndarray]) -> None:
@@ -582,7 +582,7 @@ def _remember_keys(batch: Batch, counts: dict[str, np.ndarray]) -> None:
         remember_keys(batch, counts["row_keys"])
 
 
-def _with_range(
+def _with_kernel_fields(
     out: Delta, spec: StreamSpec, counts: dict[str, np.ndarray], weighted: bool
 ) -> Delta:
     """``out`` with the batch's own score range and the moments the kernel wrote (binned
@@ -644,7 +644,7 @@ def _fast_labelwise_delta(spec: StreamSpec, batch: Batch, predictions: bool = Fa
     if predictions:
         tally = np.asarray(counts["label_counts"])
         out.update(_kernel_label_free(counts, batch.weights, C, tally[:, 1] + tally[:, 3]))
-    return _with_range(out, spec, counts, batch.weights is not None)
+    return _with_kernel_fields(out, spec, counts, batch.weights is not None)
 
 
 # what the kernels return besides dense count fields: cells and label-free sums, turned into
