@@ -140,6 +140,34 @@ def _requests(work, stream: str, producer: str) -> list[pb.IngestRequest]:
     return out
 
 
+def _produce_in_parallel(
+    channels: list[grpc.Channel], requests: list[list[pb.IngestRequest]]
+) -> tuple[list[int], float]:
+    """One producer thread a channel streams its requests, all started together; returns the
+    samples each had acknowledged (the largest count its responses gave) and the seconds from
+    the start until the last finished. Closes the channels."""
+    accepted = [0] * len(channels)
+    barrier = threading.Barrier(len(channels) + 1)
+
+    def produce(i: int) -> None:
+        stub = rpc.EvalstreamServiceStub(channels[i])
+        barrier.wait()
+        for resp in stub.Ingest(iter(requests[i]), timeout=600):
+            accepted[i] = max(accepted[i], resp.accepted_samples)
+
+    threads = [threading.Thread(target=produce, args=(i,)) for i in range(len(channels))]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    for ch in channels:
+        ch.close()
+    return accepted, elapsed
+
+
 def _ingest_rate(targets: list[str], works: list, stream: str) -> float:
     """Samples/s of one producer per work, producer i streaming to targets[i % len(targets)]."""
     with grpc.insecure_channel(targets[0]) as ch:
@@ -161,25 +189,7 @@ def _ingest_rate(targets: list[str], works: list, stream: str) -> float:
         )
         for i in range(len(works))
     ]
-    accepted = [0] * len(works)
-    barrier = threading.Barrier(len(works) + 1)
-
-    def produce(i: int) -> None:
-        stub = rpc.EvalstreamServiceStub(channels[i])
-        barrier.wait()
-        for resp in stub.Ingest(iter(reqs[i]), timeout=600):
-            accepted[i] = resp.accepted_samples
-
-    threads = [threading.Thread(target=produce, args=(i,)) for i in range(len(works))]
-    for t in threads:
-        t.start()
-    barrier.wait()
-    start = time.perf_counter()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - start
-    for ch in channels:
-        ch.close()
+    accepted, elapsed = _produce_in_parallel(channels, reqs)
     total = sum(w.n for w in works)
     assert sum(accepted) == total, (accepted, total)
     return total / elapsed
@@ -270,25 +280,7 @@ def _small_streams_rate(target: str, n_streams: int, per_stream: int, prefix: st
         reqs.sort(key=lambda r: r.sequence)
     work_size = n_streams * per_stream
     channels = [grpc.insecure_channel(target) for _ in range(2)]
-    accepted = [0, 0]
-    barrier = threading.Barrier(3)
-
-    def produce(i: int) -> None:
-        stub = rpc.EvalstreamServiceStub(channels[i])
-        barrier.wait()
-        for resp in stub.Ingest(iter(per_producer[i]), timeout=600):
-            accepted[i] = max(accepted[i], resp.accepted_samples)
-
-    threads = [threading.Thread(target=produce, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    barrier.wait()
-    start = time.perf_counter()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - start
-    for ch in channels:
-        ch.close()
+    accepted, elapsed = _produce_in_parallel(channels, per_producer)
     assert sum(accepted) == work_size, (accepted, work_size)
     return work_size / elapsed
 
