@@ -146,6 +146,22 @@ def test_store_rolls_back_refuses_and_recovers_when_space_returns(disk):
     again.close()
 
 
+def _one_batch_then_full(tmp_path, seed: int):
+    """A store on a page-limited disk that acknowledged one batch, then the disk filled up:
+    ``(disk, store, rng, samples acknowledged)``."""
+    disk = _PageLimit(tmp_path)
+    store = DurableStore(disk.data_dir, snapshot_every=10_000)
+    store.create(SPEC)
+    rng = np.random.default_rng(seed)
+    y, s = _batch(rng)
+    assert store.ingest("s", "p", 1, store.get("s").engine.validate(y, s), None).status == (
+        "accepted"
+    )
+    store.flush()
+    disk.fill(store)
+    return disk, store, rng, len(y)
+
+
 def _scrape(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
         return resp.read().decode()
@@ -294,17 +310,7 @@ def test_a_query_reads_again_when_another_commit_failed_after_its_read(tmp_path)
     thread's commit of the same batches fails first (the Ingest call's own, rolling memory
     back), the query's wait finds nothing left to commit: it must read again, not return what
     it read (the unacknowledged batch)."""
-    disk = _PageLimit(tmp_path)
-    store = DurableStore(disk.data_dir, snapshot_every=10_000)
-    store.create(SPEC)
-    rng = np.random.default_rng(6)
-    y, s = _batch(rng)
-    assert store.ingest("s", "p", 1, store.get("s").engine.validate(y, s), None).status == (
-        "accepted"
-    )
-    store.flush()
-    acked = len(y)
-    disk.fill(store)
+    disk, store, rng, acked = _one_batch_then_full(tmp_path, 6)
     y, s = _batch(rng, 20_000)  # past the pages left: its commit fails
     assert store.ingest("s", "p", 2, store.get("s").engine.validate(y, s), None).status == (
         "accepted"
@@ -330,17 +336,7 @@ def test_a_statement_failing_during_an_ingest_shows_at_the_commit(tmp_path):
     now and then). Before, the ingest then raised, while with the other interleaving it returned
     and the flush failed, so the page_limit cases of this file failed under load; now the
     failure shows at the commit either way, and nothing of the batch is kept."""
-    disk = _PageLimit(tmp_path)
-    store = DurableStore(disk.data_dir, snapshot_every=10_000)
-    store.create(SPEC)
-    rng = np.random.default_rng(7)
-    y, s = _batch(rng)
-    assert store.ingest("s", "p", 1, store.get("s").engine.validate(y, s), None).status == (
-        "accepted"
-    )
-    store.flush()
-    acked = len(y)
-    disk.fill(store)
+    disk, store, rng, acked = _one_batch_then_full(tmp_path, 7)
     real = store._put
 
     def row_runs_first(table, values):
