@@ -201,8 +201,7 @@ typedef struct {
     layout pred_lay;           /* the fine layout the table reads when the histogram's is not */
     int pred_reuse;            /* whether the histogram's bins index pred_table */
     int32_t n_pred_bins;       /* coarse bins */
-    float *range;              /* 2 * n_bins: the batch's own score range, or NULL */
-    int32_t *seen;             /* n_bins scratch for the range */
+    int32_t *range;            /* 2 * n_bins: the batch's own score range (range_note), or NULL */
     double *conf_hist;         /* conf_bins: weight by confidence, or NULL */
     Py_ssize_t conf_bins;
     double low_conf;
@@ -291,16 +290,6 @@ static int acquire_label_free(buffers *b, label_free *lf, PyObject *o_pout, PyOb
         PyErr_SetString(PyExc_ValueError, "pred_out needs pred_table, range a histogram, "
                         "conf_hist (at least one bin) conf_tot, and the other way round");
         return -1;
-    }
-    if (lf->range) {
-        lf->seen = PyMem_Malloc((size_t)lay->n_bins * sizeof *lf->seen);
-        if (lf->seen == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        for (int32_t j = 0; j < lay->n_bins; j++) {
-            lf->seen[j] = -1;
-        }
     }
     return 0;
 }
@@ -410,7 +399,8 @@ static inline int32_t moment_position(const moment_args *ma, int32_t k, float p)
     const float q = 1.0f - p;
     int32_t qbits;
     memcpy(&qbits, &q, 4);
-    const int32_t bits = k >= HALF_BITS ? qbits : k;
+    const int32_t upper = -(int32_t)(k >= HALF_BITS); /* a mask: which half is random */
+    const int32_t bits = (qbits & upper) | (k & ~upper);
     return (bits & ma->low_mask) >> ma->t_shift;
 }
 
@@ -444,25 +434,28 @@ typedef struct {
     int bad_what; /* 1: label out of range, 2: score outside [0, 1] */
 } mc_args;
 
-/* Record key k in the batch's own score range of bin b (seen: -1 empty, -2 mixed, else the one
- * key; range as counting.RangeDelta: (k, FLT_MAX bits - k) for one value, both FLT_MAX mixed). */
-static inline void range_note(float *restrict high, float *restrict low, int32_t *restrict seen,
-                              int32_t b, int32_t k)
+/* Note key k in the batch's own score range of bin b without a branch (which bins a batch meets
+ * first is random: a test mispredicts): high[b] keeps the largest key + 1 and low[b] RANGE_TOP -
+ * the smallest key, both int32 maxima over the zeros the caller passes (0: empty). range_finish
+ * then writes counting.RangeDelta's form in place. */
+#define RANGE_TOP 0x7F7FFFFF /* bits of the largest finite float32 */
+static inline void range_note(int32_t *restrict high, int32_t *restrict low, int32_t b, int32_t k)
 {
-    const int32_t top = 0x7F7FFFFF;
-    const int32_t v = seen[b];
-    if ((v == k) | (v == -2)) {
-        return;
-    }
-    if (v == -1) {
-        const int32_t down = top - k;
-        memcpy(high + b, &k, sizeof k);
-        memcpy(low + b, &down, sizeof down);
-        seen[b] = k;
-    } else {
-        memcpy(high + b, &top, sizeof top);
-        memcpy(low + b, &top, sizeof top);
-        seen[b] = -2;
+    const int32_t h = k + 1, l = RANGE_TOP - k;
+    high[b] = high[b] > h ? high[b] : h;
+    low[b] = low[b] > l ? low[b] : l;
+}
+
+/* counting.RangeDelta's form of range_note's maxima over n_bins bins: (0, 0) empty, (k,
+ * RANGE_TOP - k) one key k, both RANGE_TOP (float32 max) mixed. */
+static void range_finish(int32_t *restrict high, int32_t *restrict low, int32_t n_bins)
+{
+    for (int32_t b = 0; b < n_bins; b++) {
+        const int32_t h = high[b], l = low[b];
+        const int32_t empty = -(int32_t)(l == 0), one = -(int32_t)(h - 1 + l == RANGE_TOP);
+        const int32_t mixed = ~(empty | one);
+        high[b] = ((h - 1) & one) | (RANGE_TOP & mixed);
+        low[b] = (l & one) | (RANGE_TOP & mixed);
     }
 }
 
@@ -506,9 +499,8 @@ static inline __attribute__((always_inline)) int multiclass_loop_k(mc_args *a, c
     const int pred_reuse = a->lf.pred_reuse;
     const int32_t pshift = a->lf.pred_lay.shift, pB = a->lf.pred_lay.n_bins;
     const int32_t phigh = a->lf.pred_lay.high_base, Bc = a->lf.n_pred_bins;
-    float *restrict r_high = a->lf.range;
-    float *restrict r_low = a->lf.range ? a->lf.range + B : NULL;
-    int32_t *restrict seen = a->lf.seen;
+    int32_t *restrict r_high = a->lf.range;
+    int32_t *restrict r_low = a->lf.range ? a->lf.range + B : NULL;
     double *restrict conf_hist = a->lf.conf_hist;
     const Py_ssize_t conf_bins = a->lf.conf_bins;
     const double cnb = (double)conf_bins, low_conf = a->lf.low_conf;
@@ -543,7 +535,11 @@ static inline __attribute__((always_inline)) int multiclass_loop_k(mc_args *a, c
         double sq;
         if (fused) {
             /* few columns: one scalar loop (vector code would not pay for its set-up) */
-            int32_t kmax = -1, higher = 0, lower = 0;
+            int32_t higher = 0, lower = 0;
+            /* (key << 8) | (255 - column) of each score: its maximum, taken without a branch
+             * (which column holds a row's largest score is random), is numpy.argmax's first
+             * maximal key */
+            int64_t best = INT64_MIN;
             uint32_t sign = 0; /* the row's sign bits: a negative score, or -0.0 */
             int32_t *restrict cells = index ? index + i * K : NULL;
             const int32_t base = y * row_stride;
@@ -561,16 +557,16 @@ static inline __attribute__((always_inline)) int multiclass_loop_k(mc_args *a, c
                     fine[c] = fb;
                     keys[c] = k;
                 }
-                if (k > kmax) {
-                    kmax = k;
-                    pred = c;
-                }
+                const int64_t packed = ((int64_t)k << 8) | (255 - c);
+                best = packed > best ? packed : best;
                 higher += uky < (uint32_t)k;
                 lower += (uint32_t)k < uky;
                 const double pd = (double)p;
                 sq += pd * pd;
                 prob_sum[c] += w * pd;
             }
+            const int32_t kmax = (int32_t)(best >> 8);
+            pred = 255 - (int)(best & 255);
             /* outside [0, 1] (NaN included) shows in the largest key or a sign bit; only then
              * is the row checked score by score (-0.0 is inside) */
             if ((kmax > ONE_BITS) | (sign >> 31)) {
@@ -636,10 +632,7 @@ static inline __attribute__((always_inline)) int multiclass_loop_k(mc_args *a, c
              * loop kept in fine[], with their keys */
             _Pragma("GCC unroll 12")
             for (int c = 0; c < K; c++) {
-                const int32_t v = seen[fine[c]];
-                if ((v != keys[c]) & (v != -2)) {
-                    range_note(r_high, r_low, seen, fine[c], keys[c]);
-                }
+                range_note(r_high, r_low, fine[c], keys[c]);
             }
         }
         if (mom_out) {
@@ -694,11 +687,7 @@ static inline __attribute__((always_inline)) int multiclass_loop_k(mc_args *a, c
             const int32_t *restrict cells = index + i * K;
             const int32_t base = y * row_stride;
             for (int c = 0; c < K; c++) {
-                const int32_t fb = cells[c] - base - c * B, k = key_of(row[c]);
-                const int32_t v = seen[fb];
-                if ((v != k) & (v != -2)) {
-                    range_note(r_high, r_low, seen, fb, k);
-                }
+                range_note(r_high, r_low, cells[c] - base - c * B, key_of(row[c]));
             }
         }
         if (pos_index) {
@@ -897,9 +886,10 @@ static PyObject *multiclass(PyObject *self, PyObject *args)
     int rc;
     Py_BEGIN_ALLOW_THREADS
     rc = multiclass_loop(&a);
+    if (rc == 0 && a.lf.range) {
+        range_finish(a.lf.range, a.lf.range + a.lay.n_bins, a.lay.n_bins);
+    }
     Py_END_ALLOW_THREADS
-    PyMem_Free(a.lf.seen);
-    a.lf.seen = NULL;
     if (rc != 0) {
         if (a.bad_what == 1) {
             PyErr_Format(PyExc_ValueError, "labels: class indices in [0, %d), received %lld at row %zd",
@@ -914,7 +904,6 @@ static PyObject *multiclass(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 
 fail:
-    PyMem_Free(a.lf.seen);
     release_all(&b);
     return NULL;
 }
@@ -973,9 +962,8 @@ static int labelwise_loop(lw_args *a)
     const int pred_reuse = a->lf.pred_reuse;
     const int32_t pshift = a->lf.pred_lay.shift, pB = a->lf.pred_lay.n_bins;
     const int32_t phigh = a->lf.pred_lay.high_base, Bc = a->lf.n_pred_bins;
-    float *restrict r_high = a->lf.range;
-    float *restrict r_low = a->lf.range ? a->lf.range + B : NULL;
-    int32_t *restrict seen = a->lf.seen;
+    int32_t *restrict r_high = a->lf.range;
+    int32_t *restrict r_low = a->lf.range ? a->lf.range + B : NULL;
     double *restrict conf_hist = a->lf.conf_hist;
     const Py_ssize_t conf_bins = a->lf.conf_bins;
     const double cnb = (double)conf_bins, low_conf = a->lf.low_conf;
@@ -1021,10 +1009,7 @@ static int labelwise_loop(lw_args *a)
                 }
             }
             if (r_high) {
-                const int32_t k = key_of(p), v = seen[fb];
-                if ((v != k) & (v != -2)) {
-                    range_note(r_high, r_low, seen, fb, k);
-                }
+                range_note(r_high, r_low, fb, key_of(p));
             }
             if (mom_out) {
                 const uint32_t mb = (uint32_t)(fb - mfirst);
@@ -1261,9 +1246,10 @@ static PyObject *labelwise(PyObject *self, PyObject *args)
     int rc;
     Py_BEGIN_ALLOW_THREADS
     rc = labelwise_loop(&a);
+    if (rc == 0 && a.lf.range) {
+        range_finish(a.lf.range, a.lf.range + a.lay.n_bins, a.lay.n_bins);
+    }
     Py_END_ALLOW_THREADS
-    PyMem_Free(a.lf.seen);
-    a.lf.seen = NULL;
     if (rc != 0) {
         PyErr_Format(PyExc_ValueError,
                      "scores: probabilities in [0, 1] and labels 0 or 1, row %zd is not",
@@ -1274,7 +1260,6 @@ static PyObject *labelwise(PyObject *self, PyObject *args)
     return PyLong_FromSsize_t(a.n_pos);
 
 fail:
-    PyMem_Free(a.lf.seen);
     release_all(&b);
     return NULL;
 }
