@@ -566,6 +566,40 @@ def test_add16_adds_dense_counts_as_the_numpy_path(size, start, big, seed):
     assert got["compiled"][1] == got["numpy"][1]
 
 
+@needs_kernel
+@SETTINGS
+@given(
+    m=st.sampled_from([0, 2, 5]),
+    n=st.integers(0, 60),
+    values=st.integers(1, 6),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_range_join_is_the_maximum_then_normalised(m, n, values, seed):
+    """``range_join`` (a batch's own range into a state's, one compiled pass) against
+    ``np.maximum`` then ``normalise_range``, on ranges the kernel writes: few distinct values
+    (0.0 and 1.0 among them) make bins empty, single-valued and mixed, in either argument."""
+    rng = np.random.default_rng(seed)
+    pool = np.concatenate([[0.0, 1.0, 0.5], rng.random(values)]).astype(np.float32)
+    spec = StreamSpec(task="multiclass", classes=("a", "b", "c"), resolution=f"bins:{m}")
+
+    def own_range(rows):
+        p = rng.choice(pool, (rows, 3)).astype(np.float32)
+        p[:, 2] = np.float32(1.0) - p[:, 0] - p[:, 1]
+        ok = p[:, 2] >= 0
+        if not ok.any():  # an empty range
+            return np.zeros((2, BinLayout(m).n_bins), np.float32)
+        batch = make_batch(spec, np.zeros(int(ok.sum()), np.int64), p[ok])
+        return compute_delta(spec, batch)["score_range"].own
+
+    target = own_range(n)
+    own = own_range(rng.integers(0, 60))
+    expected = target.copy()
+    np.maximum(expected, own, out=expected)
+    normalise_range(expected)
+    assert fastcount.range_join(target, own)
+    np.testing.assert_array_equal(target.view(np.uint32), expected.view(np.uint32))
+
+
 @pytest.mark.parametrize("bad", [0.5, -1.0, np.nan, np.inf, 2.0**53, -(2.0**60)])
 @pytest.mark.parametrize("kernel", ["compiled", "numpy"])
 def test_add_dense_refuses_a_delta_that_is_not_counts_and_adds_nothing(bad, kernel):

@@ -452,7 +452,9 @@ static void range_finish(int32_t *restrict high, int32_t *restrict low, int32_t 
 {
     for (int32_t b = 0; b < n_bins; b++) {
         const int32_t h = high[b], l = low[b];
-        const int32_t empty = -(int32_t)(l == 0), one = -(int32_t)(h - 1 + l == RANGE_TOP);
+        /* unsigned: the sum of two keys' terms may pass INT32_MAX */
+        const int32_t empty = -(int32_t)(l == 0);
+        const int32_t one = -(int32_t)((uint32_t)(h - 1) + (uint32_t)l == RANGE_TOP);
         const int32_t mixed = ~(empty | one);
         high[b] = ((h - 1) & one) | (RANGE_TOP & mixed);
         low[b] = (l & one) | (RANGE_TOP & mixed);
@@ -1467,6 +1469,52 @@ fail:
     return NULL;
 }
 
+PyDoc_STRVAR(range_join_doc,
+"range_join(target, own)\n"
+"--\n\n"
+"Join a batch's own score range into a state's: target and own (2, n_bins) float32 in\n"
+"counting.RangeDelta's form, target C-contiguous; the elementwise maximum of the bit patterns,\n"
+"then each bin that became mixed written as RANGE_MIXED in both rows (counting.normalise_range),\n"
+"in one pass.");
+
+static PyObject *range_join(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *o_target, *o_own;
+    if (!PyArg_ParseTuple(args, "OO:range_join", &o_target, &o_own)) {
+        return NULL;
+    }
+    buffers b = {.count = 0};
+    int failed = 0;
+    int32_t *target = acquire(&b, o_target, "target", F32, -1, 1, 0, &failed);
+    const Py_ssize_t size = failed ? 0 : items(&b);
+    const int32_t *own = failed ? NULL : acquire(&b, o_own, "own", F32, size, 0, 0, &failed);
+    if (!failed && size % 2) {
+        PyErr_Format(PyExc_ValueError, "target: expected two rows of bins, received %zd items",
+                     size);
+        failed = 1;
+    }
+    if (failed) {
+        release_all(&b);
+        return NULL;
+    }
+    const Py_ssize_t n_bins = size / 2;
+    Py_BEGIN_ALLOW_THREADS
+    int32_t *restrict high = target, *restrict low = target + n_bins;
+    const int32_t *restrict own_high = own, *restrict own_low = own + n_bins;
+    for (Py_ssize_t j = 0; j < n_bins; j++) {
+        /* non-negative float32 bits order as int32; a sum of two fits */
+        const int32_t h = high[j] > own_high[j] ? high[j] : own_high[j];
+        const int32_t l = low[j] > own_low[j] ? low[j] : own_low[j];
+        const int32_t mixed = -(int32_t)((h != 0) & ((uint32_t)h + (uint32_t)l != RANGE_TOP));
+        high[j] = (h & ~mixed) | (RANGE_TOP & mixed);
+        low[j] = (l & ~mixed) | (RANGE_TOP & mixed);
+    }
+    Py_END_ALLOW_THREADS
+    release_all(&b);
+    Py_RETURN_NONE;
+}
+
 /* ---- row keys ----------------------------------------------------------------------------- */
 
 PyDoc_STRVAR(row_keys_doc,
@@ -1550,6 +1598,7 @@ static PyMethodDef methods[] = {
     {"scatter_add", scatter_add, METH_VARARGS, scatter_add_doc},
     {"count16", count16, METH_VARARGS, count16_doc},
     {"add16", add16, METH_VARARGS, add16_doc},
+    {"range_join", range_join, METH_VARARGS, range_join_doc},
     {"row_keys", row_keys, METH_VARARGS, row_keys_doc},
     {NULL, NULL, 0, NULL},
 };

@@ -202,6 +202,8 @@ class RangeDelta(ScatterMax):
         if target.dtype == np.float32:
             # non-negative float32 bit patterns order as their values: the join is the maximum,
             # then normalised
+            if fastcount.range_join(target, self.own):
+                return
             np.maximum(target, self.own.reshape(target.shape), out=target)
         else:
             super().add_to(target)

@@ -382,6 +382,17 @@ def add16(target: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return cells[:n].copy(), wraps[:n].copy()
 
 
+def range_join(target: np.ndarray, own: np.ndarray) -> bool:
+    """Join a batch's own (2, B) float32 score range into a state's ``target`` in place, as
+    ``np.maximum`` then ``counting.normalise_range`` do, in one compiled pass; returns False,
+    doing nothing, when the kernel is off or the arrays are not in its form."""
+    if not _kernel_target(target, np.float32) or own.dtype != np.float32 or own.size != target.size:
+        return False
+    assert _kernel is not None
+    _kernel.range_join(target, np.ascontiguousarray(own))
+    return True
+
+
 def row_keys(scores: np.ndarray, labels: np.ndarray, constants: np.ndarray) -> np.ndarray | None:
     """``row_sample.row_keys`` of float32 ``scores`` (n, C) and ``labels`` (int64 class indices
     (n,) or a bool multi-hot (n, C)) in one compiled pass, the same values; ``constants``: the
