@@ -195,7 +195,8 @@ static inline int32_t bin_of_scalar(int32_t shift, int32_t n_bins, int32_t high_
 /* counting.prediction_delta's fields and counting.RangeDelta of the rows a kernel counts, each
  * optional (NULL: not asked for). */
 typedef struct {
-    double *pred_hist;         /* the pred_hist counts (rows * n_pred_bins), or NULL */
+    double *pred_hist;         /* the pred_hist counts (pred_cells: rows * n_pred_bins), or NULL */
+    Py_ssize_t pred_cells;
     int32_t *pred_index;       /* else its cell of each score (n * C), or NULL */
     const int32_t *pred_table; /* coarse bin of each bin of pred_lay (or of lay when pred_reuse) */
     layout pred_lay;           /* the fine layout the table reads when the histogram's is not */
@@ -234,8 +235,8 @@ static int acquire_label_free(buffers *b, label_free *lf, PyObject *o_pout, PyOb
         PyBuffer_Release(&probe);
     }
     if (dense) {
-        lf->pred_hist = acquire(b, o_pout, "pred_out", F64, pred_rows * n_pred_bins, 1, 1,
-                                &failed);
+        lf->pred_cells = pred_rows * n_pred_bins;
+        lf->pred_hist = acquire(b, o_pout, "pred_out", F64, lf->pred_cells, 1, 1, &failed);
     } else {
         lf->pred_index = acquire(b, o_pout, "pred_out", I32, n_cells, 1, 1, &failed);
     }
@@ -458,6 +459,32 @@ static void range_finish(int32_t *restrict high, int32_t *restrict low, int32_t 
         const int32_t mixed = ~(empty | one);
         high[b] = ((h - 1) & one) | (RANGE_TOP & mixed);
         low[b] = (l & one) | (RANGE_TOP & mixed);
+    }
+}
+
+/* Counts of a whole number of samples, float64, as uint64 in the same memory. */
+static void as_counts(double *cells, Py_ssize_t n_cells)
+{
+    for (Py_ssize_t j = 0; j < n_cells; j++) {
+        const uint64_t count = (uint64_t)(int64_t)cells[j]; /* a count is below 2**63 */
+        memcpy(cells + j, &count, sizeof count);
+    }
+}
+
+/* What a kernel does after its loop: the score range in counting.RangeDelta's form and, for an
+ * unweighted batch (whole-number counts), pred_hist's dense counts and the moments as uint64 in
+ * their own memory (fastcount reads them so), which a compact state adds as they are. */
+static void finish_outputs(label_free *lf, const moment_args *mom, const layout *lay,
+                           int weighted)
+{
+    if (lf->range) {
+        range_finish(lf->range, lf->range + lay->n_bins, lay->n_bins);
+    }
+    if (!weighted && lf->pred_hist) {
+        as_counts(lf->pred_hist, lf->pred_cells);
+    }
+    if (!weighted && mom->out) {
+        as_counts(mom->out, 2 * mom->pos_rows);
     }
 }
 
@@ -888,8 +915,8 @@ static PyObject *multiclass(PyObject *self, PyObject *args)
     int rc;
     Py_BEGIN_ALLOW_THREADS
     rc = multiclass_loop(&a);
-    if (rc == 0 && a.lf.range) {
-        range_finish(a.lf.range, a.lf.range + a.lay.n_bins, a.lay.n_bins);
+    if (rc == 0) {
+        finish_outputs(&a.lf, &a.mom, &a.lay, a.weights != NULL);
     }
     Py_END_ALLOW_THREADS
     if (rc != 0) {
@@ -1248,8 +1275,8 @@ static PyObject *labelwise(PyObject *self, PyObject *args)
     int rc;
     Py_BEGIN_ALLOW_THREADS
     rc = labelwise_loop(&a);
-    if (rc == 0 && a.lf.range) {
-        range_finish(a.lf.range, a.lf.range + a.lay.n_bins, a.lay.n_bins);
+    if (rc == 0) {
+        finish_outputs(&a.lf, &a.mom, &a.lay, a.weights != NULL);
     }
     Py_END_ALLOW_THREADS
     if (rc != 0) {
@@ -1515,6 +1542,50 @@ static PyObject *range_join(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(bins_doc,
+"bins(out, scores, mantissa_bits)\n"
+"--\n\n"
+"BinLayout(mantissa_bits).bin_of of float32 scores in [0, 1] (C-contiguous, any shape) into out\n"
+"(int32, as many items), in one pass; a score outside [0, 1] raises ValueError, out then\n"
+"partly written.");
+
+static PyObject *bins(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *o_out, *o_scores;
+    int m;
+    if (!PyArg_ParseTuple(args, "OOi:bins", &o_out, &o_scores, &m)) {
+        return NULL;
+    }
+    if (m < 0 || m > MAX_MANTISSA_BITS) {
+        PyErr_Format(PyExc_ValueError, "mantissa_bits: expected 0 to %d, received %d",
+                     MAX_MANTISSA_BITS, m);
+        return NULL;
+    }
+    buffers b = {.count = 0};
+    int failed = 0;
+    int32_t *out = acquire(&b, o_out, "out", I32, -1, 1, 0, &failed);
+    const Py_ssize_t n = failed ? 0 : items(&b);
+    const float *scores = failed ? NULL : acquire(&b, o_scores, "scores", F32, n, 0, 0, &failed);
+    if (failed) {
+        release_all(&b);
+        return NULL;
+    }
+    layout lay;
+    make_layout(&lay, m);
+    int32_t bad = 0;
+    for (Py_ssize_t j = 0; j < n; j++) {
+        bad |= outside(scores[j]);
+        out[j] = bin_of(lay.shift, lay.n_bins, lay.high_base, key_of(scores[j]));
+    }
+    release_all(&b);
+    if (bad) {
+        PyErr_SetString(PyExc_ValueError, "scores: probabilities in [0, 1]");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 /* ---- row keys ----------------------------------------------------------------------------- */
 
 PyDoc_STRVAR(row_keys_doc,
@@ -1599,6 +1670,7 @@ static PyMethodDef methods[] = {
     {"count16", count16, METH_VARARGS, count16_doc},
     {"add16", add16, METH_VARARGS, add16_doc},
     {"range_join", range_join, METH_VARARGS, range_join_doc},
+    {"bins", bins, METH_VARARGS, bins_doc},
     {"row_keys", row_keys, METH_VARARGS, row_keys_doc},
     {NULL, NULL, 0, NULL},
 };

@@ -574,7 +574,7 @@ def _fast_multiclass_delta(spec: StreamSpec, batch: Batch, predictions: bool = F
             out["pos"] = Scatter(counts["pos_index"], w)
     if predictions:
         out.update(_kernel_label_free(counts, w, K, np.asarray(counts["confusion"]).sum(axis=0)))
-    return _with_kernel_fields(out, spec, counts, batch.weights is not None)
+    return _with_kernel_fields(out, spec, counts)
 
 
 def _remember_keys(batch: Batch, counts: dict[str, np.ndarray]) -> None:
@@ -584,14 +584,12 @@ def _remember_keys(batch: Batch, counts: dict[str, np.ndarray]) -> None:
         remember_keys(batch, counts["row_keys"])
 
 
-def _with_kernel_fields(
-    out: Delta, spec: StreamSpec, counts: dict[str, np.ndarray], weighted: bool
-) -> Delta:
+def _with_kernel_fields(out: Delta, spec: StreamSpec, counts: dict[str, np.ndarray]) -> Delta:
     """``out`` with the batch's own score range and the moments the kernel wrote (binned
     layouts; an unweighted batch's moments as the integers they are, as ``moment_delta``)."""
     if "moment" in counts:
         mom = counts["moment"]
-        out["moment"] = mom if weighted else mom.astype(np.uint64)
+        out["moment"] = mom  # an unweighted batch's as uint64 (fastcount)
         out["moment_n"] = np.array([float(counts["n"][0])])
     if "score_range" in counts:
         out["score_range"] = RangeDelta(counts["score_range"], spec.resolution.mantissa_bits)
@@ -607,8 +605,8 @@ def _kernel_label_free(
     tot = counts["pred_conf_tot"]
     if "pred_index" in counts:  # each score's cell (many classes)
         pred_hist: np.ndarray | Scatter = Scatter(counts["pred_index"], w, C)
-    else:  # the dense counts; an unweighted batch's as integers, which a compact state adds
-        pred_hist = counts["pred_hist"] if w is not None else counts["pred_hist"].astype(np.uint64)
+    else:  # the dense counts; an unweighted batch's as uint64 (fastcount), which a compact
+        pred_hist = counts["pred_hist"]  # state adds as they are
     return {
         "pred_hist": pred_hist,
         "pred_n": np.array(counts["n"], dtype=np.float64),
@@ -646,7 +644,7 @@ def _fast_labelwise_delta(spec: StreamSpec, batch: Batch, predictions: bool = Fa
     if predictions:
         tally = np.asarray(counts["label_counts"])
         out.update(_kernel_label_free(counts, batch.weights, C, tally[:, 1] + tally[:, 3]))
-    return _with_kernel_fields(out, spec, counts, batch.weights is not None)
+    return _with_kernel_fields(out, spec, counts)
 
 
 # what the kernels return besides dense count fields: cells and label-free sums, turned into

@@ -242,6 +242,8 @@ def multiclass_counts(
     out.update(label_free.outputs)
     out.update(keys.outputs)
     out.update(band.outputs)
+    if weights is None:
+        _as_counts(out)
     return out
 
 
@@ -325,7 +327,17 @@ def labelwise_counts(
     out.update(label_free.outputs)
     out.update(keys.outputs)
     out.update(band.outputs)
+    if weights is None:
+        _as_counts(out)
     return out
+
+
+def _as_counts(out: dict[str, np.ndarray]) -> None:
+    """An unweighted batch's ``pred_hist`` counts and ``moment`` sums, which the kernels turn
+    into uint64 in their own memory (whole numbers: a compact state adds them as they are)."""
+    for name in ("pred_hist", "moment"):
+        if name in out:
+            out[name] = out[name].view(np.uint64)
 
 
 def scatter_add(
@@ -380,6 +392,18 @@ def add16(target: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarra
     wraps = np.empty(target.size, dtype=np.int64)
     n = _kernel.add16(target, np.ascontiguousarray(values), cells, wraps)
     return cells[:n].copy(), wraps[:n].copy()
+
+
+def bins(scores: np.ndarray, mantissa_bits: int) -> np.ndarray | None:
+    """``BinLayout(mantissa_bits).bin_of`` of float32 ``scores`` (any shape) in one compiled
+    pass, the same int32 bins; None, doing nothing, when the kernel is off or the scores are not
+    float32 (a few rows' bins cost a dozen numpy calls otherwise)."""
+    if not enabled() or scores.dtype != np.float32:
+        return None
+    assert _kernel is not None
+    out = np.empty(scores.shape, dtype=np.int32)
+    _kernel.bins(out, np.ascontiguousarray(scores), mantissa_bits)
+    return out
 
 
 def range_join(target: np.ndarray, own: np.ndarray) -> bool:
