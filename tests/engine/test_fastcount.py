@@ -377,6 +377,20 @@ def test_bins_match_bin_of_on_every_edge_and_a_sweep_of_float32(m, K):
     cells = index.reshape(n, K) - np.arange(K, dtype=np.int32) * layout.n_bins
     np.testing.assert_array_equal(cells.ravel(), layout.bin_of(p))
     np.testing.assert_array_equal(pos, layout.bin_of(p[::K]))
+    # fastcount.bins, the same function on its own (a few rows of the row sample)
+    got = fastcount.bins(p.reshape(n, K), m)
+    assert got is not None and got.shape == (n, K)
+    np.testing.assert_array_equal(got.ravel(), layout.bin_of(p))
+
+
+@needs_kernel
+@pytest.mark.parametrize("bad", [-0.5, 1.5, np.nan, np.inf])
+def test_bins_refuses_a_score_outside_0_1(bad):
+    with pytest.raises(ValueError, match=r"probabilities in \[0, 1\]"):
+        fastcount.bins(np.array([0.25, bad], np.float32), 5)
+    with pytest.raises(ValueError, match="mantissa_bits: expected 0 to 12, received 13"):
+        fastcount.bins(np.array([0.25], np.float32), 13)
+    assert fastcount.bins(np.array([0.25]), 5) is None  # float64: the numpy path's
 
 
 @needs_kernel

@@ -168,10 +168,17 @@ def _batch_entries(batch: Batch, spec: StreamSpec, capacity: int) -> Entries:
     wsq = np.bincount(inverse.ravel(), weights=sq, minlength=uniq.size)
     take = min(uniq.size, capacity)
     rows = idx[first[:take]]
-    bins = BinLayout(spec.resolution.mantissa_bits).bin_of(batch.scores[rows])
+    bins = _bins(spec, batch.scores[rows])
     entries = (uniq[:take], bins, np.asarray(batch.labels)[rows], wsq[:take])
     object.__setattr__(batch, "_row_entries", ((spec.resolution.mantissa_bits, capacity), entries))
     return entries
+
+
+def _bins(spec: StreamSpec, scores: np.ndarray) -> np.ndarray:
+    """The bins of a few rows' scores (``BinLayout.bin_of``; compiled when the kernel is on)."""
+    m = spec.resolution.mantissa_bits
+    fast = fastcount.bins(scores, m)
+    return fast if fast is not None else BinLayout(m).bin_of(scores)
 
 
 def _few_distinct(
@@ -261,7 +268,7 @@ class RowSample:
         cap = self.capacity
         idx = None
         if self.size == cap:  # full: only rows up to the largest kept key can enter
-            idx = np.flatnonzero(keys <= self.keys[cap - 1])  # few, in a long stream
+            idx = (keys <= self.keys[cap - 1]).nonzero()[0]  # few, in a long stream
         if idx is None or idx.size > 4 * cap:  # the batch's own sample, shared by the states
             self._merge(*_batch_entries(batch, self.spec, cap))
             return
@@ -277,7 +284,7 @@ class RowSample:
             sq = np.ones(idx.size) if w is None else np.asarray(w, np.float64)[idx] ** 2
             wsq = np.bincount(inverse.ravel(), weights=sq, minlength=uniq.size)
             rows = idx[first]
-        bins = BinLayout(self.spec.resolution.mantissa_bits).bin_of(batch.scores[rows])
+        bins = _bins(self.spec, batch.scores[rows])
         self._merge(uniq, bins, np.asarray(batch.labels)[rows], wsq)
 
     def merge_from(self, other: RowSample) -> None:
