@@ -362,10 +362,11 @@ static int acquire_keys(buffers *b, key_args *ka, PyObject *o_out, PyObject *o_c
 
 /* A counting kernel's optional moments (counting.moment_delta): each in-band score's position
  * inside its bin times its weight, at (0, column, band bin) and, for the column's positive, at
- * (1, column, band bin) of out (float64, 2 * n_cols * width; the caller makes an unweighted
- * batch's exact sums integers). */
+ * (1, column, band bin) of 2 * n_cols * width cells: out (float64) for a weighted batch, count
+ * (uint64, the integers an unweighted batch's sums are) for an unweighted one. */
 typedef struct {
-    double *out; /* or NULL */
+    double *out;     /* or NULL */
+    uint64_t *count; /* or NULL */
     int32_t first, width, low_mask, t_shift;
     Py_ssize_t pos_rows;
 } moment_args;
@@ -389,7 +390,17 @@ static int acquire_moments(buffers *b, moment_args *ma, PyObject *o_out, int J, 
     ma->low_mask = (1 << lay->shift) - 1;
     ma->t_shift = lay->shift - Q;
     ma->pos_rows = n_cols * ma->width;
-    ma->out = acquire(b, o_out, "moment", F64, 2 * ma->pos_rows, 1, 0, &failed);
+    Py_buffer probe;
+    if (PyObject_GetBuffer(o_out, &probe, PyBUF_FORMAT | PyBUF_ND) != 0) {
+        return -1;
+    }
+    const int sums = probe.format != NULL && probe.format[0] == 'd';
+    PyBuffer_Release(&probe);
+    if (sums) {
+        ma->out = acquire(b, o_out, "moment", F64, 2 * ma->pos_rows, 1, 0, &failed);
+    } else {
+        ma->count = acquire(b, o_out, "moment", U64, 2 * ma->pos_rows, 1, 0, &failed);
+    }
     return failed ? -1 : 0;
 }
 
@@ -403,6 +414,22 @@ static inline int32_t moment_position(const moment_args *ma, int32_t k, float p)
     const int32_t upper = -(int32_t)(k >= HALF_BITS); /* a mask: which half is random */
     const int32_t bits = (qbits & upper) | (k & ~upper);
     return (bits & ma->low_mask) >> ma->t_shift;
+}
+
+/* Note a score of bin fb (key k, weight w) in the moments' row starting at cell row, when the
+ * bin is in the band. */
+static inline void moment_note(const moment_args *ma, Py_ssize_t row, int32_t fb, int32_t k,
+                               float p, double w)
+{
+    const uint32_t mb = (uint32_t)(fb - ma->first);
+    if (mb < (uint32_t)ma->width) {
+        const int32_t pos = moment_position(ma, k, p);
+        if (ma->count) {
+            ma->count[row + mb] += (uint64_t)pos;
+        } else {
+            ma->out[row + mb] += w * (double)pos;
+        }
+    }
 }
 
 /* ---- multiclass --------------------------------------------------------------------------- */
@@ -472,19 +499,15 @@ static void as_counts(double *cells, Py_ssize_t n_cells)
 }
 
 /* What a kernel does after its loop: the score range in counting.RangeDelta's form and, for an
- * unweighted batch (whole-number counts), pred_hist's dense counts and the moments as uint64 in
- * their own memory (fastcount reads them so), which a compact state adds as they are. */
-static void finish_outputs(label_free *lf, const moment_args *mom, const layout *lay,
-                           int weighted)
+ * unweighted batch (whole-number counts), pred_hist's dense counts as uint64 in their own memory
+ * (fastcount reads them so), which a compact state adds as they are. */
+static void finish_outputs(label_free *lf, const layout *lay, int weighted)
 {
     if (lf->range) {
         range_finish(lf->range, lf->range + lay->n_bins, lay->n_bins);
     }
     if (!weighted && lf->pred_hist) {
         as_counts(lf->pred_hist, lf->pred_cells);
-    }
-    if (!weighted && mom->out) {
-        as_counts(mom->out, 2 * mom->pos_rows);
     }
 }
 
@@ -535,8 +558,8 @@ static inline __attribute__((always_inline)) int multiclass_loop_k(mc_args *a, c
     const double cnb = (double)conf_bins, low_conf = a->lf.low_conf;
     double csum = 0.0, clow = 0.0;
     int32_t fine[12] = {0}, keys[12] = {0}; /* the fused loop's bins and keys of a row */
-    double *restrict mom_out = a->mom.out;
-    const int32_t mwidth = a->mom.width, mfirst = a->mom.first;
+    const int mom_on = a->mom.out != NULL || a->mom.count != NULL;
+    const int32_t mwidth = a->mom.width;
     const Py_ssize_t mom_pos = a->mom.pos_rows;
     uint64_t *restrict key_out = a->keys.out;
     const uint64_t *restrict key_k = a->keys.k, *restrict key_label = a->keys.k_label;
@@ -664,7 +687,7 @@ static inline __attribute__((always_inline)) int multiclass_loop_k(mc_args *a, c
                 range_note(r_high, r_low, fine[c], keys[c]);
             }
         }
-        if (mom_out) {
+        if (mom_on) {
             /* after the row's check (a bad score has no bin): the in-band scores' positions, in
              * their columns' and (the true class's) the positives' rows */
             const int32_t *restrict cells = index + i * K;
@@ -672,16 +695,10 @@ static inline __attribute__((always_inline)) int multiclass_loop_k(mc_args *a, c
             _Pragma("GCC unroll 12")
             for (int c = 0; c < K; c++) {
                 const int32_t fb = fused ? fine[c] : cells[c] - base - c * B;
-                const uint32_t mb = (uint32_t)(fb - mfirst);
-                if (mb < (uint32_t)mwidth) {
-                    const int32_t k = fused ? keys[c] : key_of(row[c]);
-                    const double v = w * (double)moment_position(&a->mom, k, row[c]);
-                    mom_out[c * mwidth + mb] += v;
-                    if (c == y) {
-                        mom_out[mom_pos + c * mwidth + mb] += v;
-                    }
-                }
+                moment_note(&a->mom, c * mwidth, fb, fused ? keys[c] : key_of(row[c]), row[c], w);
             }
+            moment_note(&a->mom, mom_pos + y * mwidth, fused ? fine[y] : cells[y] - base - y * B,
+                        ky, sy, w);
         }
         if (fused && pred_hist) {
             /* the fused loop kept each score's bin in fine[] (the histogram's; the coarse layout
@@ -916,7 +933,7 @@ static PyObject *multiclass(PyObject *self, PyObject *args)
     Py_BEGIN_ALLOW_THREADS
     rc = multiclass_loop(&a);
     if (rc == 0) {
-        finish_outputs(&a.lf, &a.mom, &a.lay, a.weights != NULL);
+        finish_outputs(&a.lf, &a.lay, a.weights != NULL);
     }
     Py_END_ALLOW_THREADS
     if (rc != 0) {
@@ -999,8 +1016,8 @@ static int labelwise_loop(lw_args *a)
     double csum = 0.0, clow = 0.0;
     uint64_t *restrict key_out = a->keys.out;
     const uint64_t *restrict key_k = a->keys.k, *restrict key_label = a->keys.k_label;
-    double *restrict mom_out = a->mom.out;
-    const int32_t mwidth = a->mom.width, mfirst = a->mom.first;
+    const int mom_on = a->mom.out != NULL || a->mom.count != NULL;
+    const int32_t mwidth = a->mom.width;
     const Py_ssize_t mom_pos = a->mom.pos_rows;
 
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -1040,14 +1057,10 @@ static int labelwise_loop(lw_args *a)
             if (r_high) {
                 range_note(r_high, r_low, fb, key_of(p));
             }
-            if (mom_out) {
-                const uint32_t mb = (uint32_t)(fb - mfirst);
-                if (mb < (uint32_t)mwidth) {
-                    const double v = w * (double)moment_position(&a->mom, key_of(p), p);
-                    mom_out[c * mwidth + mb] += v;
-                    if (y) {
-                        mom_out[mom_pos + c * mwidth + mb] += v;
-                    }
+            if (mom_on) {
+                moment_note(&a->mom, c * mwidth, fb, key_of(p), p, w);
+                if (y) {
+                    moment_note(&a->mom, mom_pos + c * mwidth, fb, key_of(p), p, w);
                 }
             }
             if (pred_table) {
@@ -1276,7 +1289,7 @@ static PyObject *labelwise(PyObject *self, PyObject *args)
     Py_BEGIN_ALLOW_THREADS
     rc = labelwise_loop(&a);
     if (rc == 0) {
-        finish_outputs(&a.lf, &a.mom, &a.lay, a.weights != NULL);
+        finish_outputs(&a.lf, &a.lay, a.weights != NULL);
     }
     Py_END_ALLOW_THREADS
     if (rc != 0) {

@@ -148,17 +148,21 @@ class _Keys:
 
 class _Moments:
     """The within-bin moments (``counting.moment_delta``) both counting kernels add in their
-    pass when given ``(octaves, bits)`` and a histogram: ``moment`` (2, C, width) float64 sums
-    (an unweighted batch's are exact integers)."""
+    pass when given ``(octaves, bits)`` and a histogram: ``moment`` (2, C, width), float64 sums
+    of a weighted batch, uint64 of an unweighted one (whole numbers, which a compact state adds
+    as they are)."""
 
     __slots__ = ("args", "outputs")
 
-    def __init__(self, C: int, mantissa_bits: int | None, moments: tuple[int, int] | None) -> None:
+    def __init__(
+        self, C: int, mantissa_bits: int | None, moments: tuple[int, int] | None, weighted: bool
+    ) -> None:
         self.args: tuple[object, ...] = ()
         self.outputs: dict[str, np.ndarray] = {}
         if moments is not None and mantissa_bits is not None:
             octaves, bits = moments
-            out = np.zeros((2, C, 2 * (octaves << mantissa_bits) + 1))
+            shape = (2, C, 2 * (octaves << mantissa_bits) + 1)
+            out = np.zeros(shape, np.float64 if weighted else np.uint64)
             self.args = (out, octaves, bits)
             self.outputs = {"moment": out}
 
@@ -200,7 +204,7 @@ def multiclass_counts(
     pos_index = np.empty(n, dtype=np.int32) if binned and not full_ovo else None
     label_free = _LabelFree(n * K, (K, K), mantissa_bits, predictions)
     keys = _Keys(n, key_constants)
-    band = _Moments(K, mantissa_bits, moments)
+    band = _Moments(K, mantissa_bits, moments, weights is not None)
     confusion = np.zeros((K, K))
     rank = np.zeros(rank_len)
     calibration = np.zeros((3, calibration_bins))
@@ -283,7 +287,7 @@ def labelwise_counts(
     samples = None if binary else np.zeros(9)
     label_free = _LabelFree(n * C, (C, 2), mantissa_bits, predictions)
     keys = _Keys(n, key_constants)
-    band = _Moments(C, mantissa_bits, moments)
+    band = _Moments(C, mantissa_bits, moments, weights is not None)
     n_pos = _kernel.labelwise(
         np.ascontiguousarray(scores, dtype=np.float32),
         np.ascontiguousarray(labels, dtype=bool),
@@ -333,11 +337,10 @@ def labelwise_counts(
 
 
 def _as_counts(out: dict[str, np.ndarray]) -> None:
-    """An unweighted batch's ``pred_hist`` counts and ``moment`` sums, which the kernels turn
-    into uint64 in their own memory (whole numbers: a compact state adds them as they are)."""
-    for name in ("pred_hist", "moment"):
-        if name in out:
-            out[name] = out[name].view(np.uint64)
+    """An unweighted batch's dense ``pred_hist`` counts, which the kernels turn into uint64 in
+    their own memory (whole numbers: a compact state adds them as they are)."""
+    if "pred_hist" in out:
+        out["pred_hist"] = out["pred_hist"].view(np.uint64)
 
 
 def scatter_add(
