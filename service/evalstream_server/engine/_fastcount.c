@@ -587,7 +587,7 @@ static inline __attribute__((always_inline)) int multiclass_loop_k(mc_args *a, c
         double sq;
         if (fused) {
             /* few columns: one scalar loop (vector code would not pay for its set-up) */
-            int32_t higher = 0, lower = 0;
+            int32_t higher = 0, lower = 0, n_upper = 0;
             /* (key << 8) | (255 - column) of each score: its maximum, taken without a branch
              * (which column holds a row's largest score is random), is numpy.argmax's first
              * maximal key */
@@ -604,11 +604,13 @@ static inline __attribute__((always_inline)) int multiclass_loop_k(mc_args *a, c
                 memcpy(&bits, &p, 4);
                 sign |= bits;
                 if (cells) {
-                    const int32_t fb = bin_of_scalar(shift, B, high_base, k);
+                    /* the lower half's bin (0 for 0.0); a score from 0.5 is mended below */
+                    const int32_t fb = ((k >> shift) + 2) & -(int32_t)(k != 0);
                     cells[c] = base + c * B + fb;
                     fine[c] = fb;
                     keys[c] = k;
                 }
+                n_upper += k >= HALF_BITS;
                 const int64_t packed = ((int64_t)k << 8) | (255 - c);
                 best = packed > best ? packed : best;
                 higher += uky < (uint32_t)k;
@@ -624,6 +626,24 @@ static inline __attribute__((always_inline)) int multiclass_loop_k(mc_args *a, c
             if ((kmax > ONE_BITS) | (sign >> 31)) {
                 for (int c = 0; c < K; c++) {
                     bad |= outside(row[c]);
+                }
+            }
+            if (cells && !bad) {
+                /* scores from 0.5 take the upper half's bin: in a probability row at most the
+                 * largest (the argmax: without a branch), else (two halves) each of them */
+                if (n_upper > 1) {
+                    for (int c = 0; c < K; c++) {
+                        if (keys[c] >= HALF_BITS) {
+                            fine[c] = bin_of_scalar(shift, B, high_base, keys[c]);
+                            cells[c] = base + c * B + fine[c];
+                        }
+                    }
+                } else {
+                    const int32_t up = -(int32_t)(n_upper != 0);
+                    const int32_t upper_bin = bin_of(shift, B, high_base, kmax);
+                    const int32_t fb = (upper_bin & up) | (fine[pred] & ~up);
+                    fine[pred] = fb;
+                    cells[pred] = base + pred * B + fb;
                 }
             }
             above = higher;
