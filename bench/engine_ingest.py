@@ -19,18 +19,21 @@ Run: ``python bench/engine_ingest.py [--quick]``. Every ratio is measured in the
 
 ``--baseline DIR [--rounds R]``: instead, ``StreamEngine.update`` of this checkout against the
 one in DIR (a ``git worktree`` of another commit, its kernel compiled in place by this script),
-alternating fresh processes R times (default 5) per K; prints the median and range of the ratio
-of samples/s by CPU time. Issue 12's ingest target is read this way against eee38b9.
+both in one process pinned to one CPU, taking the batches in turns of 8, R passes (default 5)
+per K; prints the median and range of the ratio of samples/s by CPU time. Issue 12's ingest
+target is read this way against eee38b9.
 """
 
 from __future__ import annotations
 
 import gc
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import time
 from pathlib import Path
 
@@ -167,26 +170,37 @@ def river_rate(wl: Workload, n_sub: int) -> tuple[float | str, int]:
 
 
 # -- against another checkout of evalstream (--baseline) -------------------------------------
-# One process times ``StreamEngine.update`` of the checkout whose ``service`` directory is first on
-# its path: the CPU time of the best of 5 passes over the workload (CPU time, not wall time: the
-# shared machine's other jobs move wall time by 1.5x between runs).
-_TIMER = """
-import sys, time
+# Both checkouts' engines run in one process, pinned to one CPU: each engine package is copied
+# under its own name (``engine`` imports only itself, relatively), and the workload's batches go
+# to the two engines in turns of CHUNK batches (the first engine alternating), CPU time summed
+# per engine. The machine's other jobs then slow both alike: measured here, separate processes
+# gave ratios ranging 0.52x - 1.07x on one commit pair, turns of 8 batches 0.87x - 0.93x.
+# Each pass starts fresh engines; one ratio a pass.
+_INTERLEAVED = """
+import os, sys, time, importlib
 sys.path[:0] = [sys.argv[1], sys.argv[2]]
-from evalstream_server.engine import StreamEngine, StreamSpec
+if hasattr(os, "sched_setaffinity"):
+    os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
 from harness import make_workload
-K, n_batches = int(sys.argv[3]), int(sys.argv[4])
-spec = StreamSpec(task="multiclass", classes=tuple(f"c{i}" for i in range(K)))
-wl = make_workload(n_batches * 4096, K, seed=K)
-best = float("inf")
-for _ in range(5):
-    t0 = time.process_time()
-    eng = StreamEngine(spec)
-    for y, p in wl.batches():
-        eng.update(y, p)
-    best = min(best, time.process_time() - t0)
-print(wl.n / best)
+K, n_batches, passes, chunk = (int(a) for a in sys.argv[3:7])
+engines = {name: importlib.import_module(name) for name in ("ab_baseline", "ab_this")}
+raw = list(make_workload(n_batches * 4096, K, seed=K).batches())
+for p in range(passes):
+    live = {}
+    for name, m in engines.items():
+        live[name] = m.StreamEngine(m.StreamSpec(task="multiclass", classes=tuple(f"c{i}" for i in range(K))))
+    spent = dict.fromkeys(engines, 0.0)
+    for t, start in enumerate(range(0, len(raw), chunk)):
+        names = list(engines) if t % 2 == 0 else list(engines)[::-1]
+        for name in names:
+            eng = live[name]
+            t0 = time.process_time()
+            for y, s in raw[start:start + chunk]:
+                eng.update(y, s)
+            spent[name] += time.process_time() - t0
+    print(spent["ab_baseline"] / spent["ab_this"], flush=True)
 """
+TURN = 8  # batches an engine takes in a turn
 
 
 def build_kernel(checkout: Path) -> None:
@@ -205,38 +219,36 @@ def build_kernel(checkout: Path) -> None:
 
 
 def baseline_rows(baseline: Path, rounds: int, quick: bool) -> list[list[str]]:
-    """``update`` of this checkout against ``baseline``'s, alternating processes ``rounds``
-    times per K: the ratio of samples/s (> 1: this checkout is faster), median and range."""
+    """``update`` of this checkout against ``baseline``'s, interleaved in one process per K
+    (``_INTERLEAVED``), ``rounds`` passes: the ratio of samples/s by CPU time (> 1: this
+    checkout is faster), median and range."""
     here = Path(__file__).resolve().parent.parent
     build_kernel(baseline)
     rows = []
-    for K in CLASS_COUNTS:
-        n_batches = 2 if quick else (32 if K > 32 else 128)
-        ratios = []
-        for _ in range(rounds):
-            rate = {}
-            for name, root in (("baseline", baseline), ("this", here)):
-                argv = [str(root / "service"), str(here / "bench"), str(K), str(n_batches)]
-                out = subprocess.run(
-                    [sys.executable, "-c", _TIMER, *argv],
-                    check=True,
-                    capture_output=True,
-                    text=True,
-                    timeout=600,
-                    env={**os.environ, "PYTHONPATH": ""},
-                )
-                rate[name] = float(out.stdout.split()[-1])
-            ratios.append(rate["this"] / rate["baseline"])
-        ratios.sort()
-        rows.append(
-            [
-                str(K),
-                f"{statistics.median(ratios):.2f}x",
-                f"{ratios[0]:.2f}x - {ratios[-1]:.2f}x",
-                str(rounds),
-            ]
-        )
-        print(f"  K = {K} done", file=sys.stderr)
+    with tempfile.TemporaryDirectory() as packages:
+        for name, root in (("ab_baseline", baseline), ("ab_this", here)):
+            shutil.copytree(root / "service/evalstream_server/engine", Path(packages) / name)
+        for K in CLASS_COUNTS:
+            n_batches = 2 if quick else (32 if K > 32 else 128)
+            argv = [packages, str(here / "bench"), str(K), str(n_batches), str(rounds), str(TURN)]
+            out = subprocess.run(
+                [sys.executable, "-c", _INTERLEAVED, *argv],
+                check=True,
+                capture_output=True,
+                text=True,
+                timeout=1800,
+                env={**os.environ, "PYTHONPATH": ""},
+            )
+            ratios = sorted(float(line) for line in out.stdout.split())
+            rows.append(
+                [
+                    str(K),
+                    f"{statistics.median(ratios):.2f}x",
+                    f"{ratios[0]:.2f}x - {ratios[-1]:.2f}x",
+                    str(rounds),
+                ]
+            )
+            print(f"  K = {K} done", file=sys.stderr)
     return rows
 
 
@@ -357,7 +369,7 @@ def measure(K: int, n_batches: int, repeats: int, quick: bool) -> list[list[str]
 def main(argv: list[str] | None = None) -> int:
     parser = quick_parser(__doc__.splitlines()[0])
     parser.add_argument("--baseline", help="another checkout to compare update with (A/B)")
-    parser.add_argument("--rounds", type=int, default=5, help="alternations per K (--baseline)")
+    parser.add_argument("--rounds", type=int, default=5, help="passes per K (--baseline)")
     args = parser.parse_args(argv)
     repeats = 1 if args.quick else 7
     extra = {}
