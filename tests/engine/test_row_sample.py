@@ -258,8 +258,9 @@ def test_a_few_rows_into_a_full_sample_as_through_unique(task, seed, monkeypatch
     for few in (row_sample._FEW, 0):
         monkeypatch.setattr(row_sample, "_FEW", few)
         s = row_sample.RowSample(spec, capacity=cap)
-        s.add(first)
-        s.add(later)
+        with fastcount.disabled():  # the numpy paths (the compiled one: the next test)
+            s.add(first)
+            s.add(later)
         samples.append(s)
     fast, slow = samples
     assert fast.size == slow.size
@@ -268,3 +269,36 @@ def test_a_few_rows_into_a_full_sample_as_through_unique(task, seed, monkeypatch
     later_keys = row_keys(later.labels, later.scores)
     if fast.size == cap and np.any(np.isin(later_keys, fast.keys)):
         assert calls, "a full sample took the batch's rows one by one"
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_the_compiled_insert_leaves_the_numpy_paths_sample(seed):
+    """``fastcount.sample_insert`` (an unweighted multiclass batch into a full sample, one
+    compiled pass) against the numpy paths on the same stream: batches of distinct rows, of
+    repeated rows (a kept key's squared weight grows) and of rows past the largest kept key; the
+    arrays equal after every batch, and the compiled path taken once the sample is full."""
+    if not fastcount.available():
+        pytest.skip("compiled kernel not built")
+    rng = np.random.default_rng(seed)
+    K = int(rng.integers(2, 12))
+    spec = StreamSpec(task="multiclass", classes=tuple(f"c{i}" for i in range(K)))
+    cap = int(rng.integers(1, 20))
+    compiled, numpy_path = row_sample.RowSample(spec, cap), row_sample.RowSample(spec, cap)
+    taken = 0
+    for _ in range(12):
+        n = int(rng.integers(1, 300))
+        p = rng.dirichlet(np.ones(K), n).astype(np.float32)
+        p[rng.random(n) < 0.1] = np.eye(K, dtype=np.float32)[0]  # exact 0 and 1
+        y = rng.integers(0, K, n)
+        if rng.random() < 0.5:  # repeated rows
+            p, y = np.repeat(p, 3, axis=0), np.repeat(y, 3)
+        batch = make_batch(spec, y, p)
+        if compiled.size == cap and compiled._insert_compiled(batch, row_sample.batch_keys(batch)):
+            taken += 1
+        else:  # not full yet, or too many candidates: add's numpy path
+            compiled.add(batch)
+        with fastcount.disabled():
+            numpy_path.add(batch)
+        assert compiled == numpy_path
+        np.testing.assert_array_equal(compiled.wsq.view(np.uint32), numpy_path.wsq.view(np.uint32))
+    assert taken, "the compiled insert ran"

@@ -27,10 +27,10 @@
 
 /* ---- buffers ------------------------------------------------------------------------------ */
 
-enum kind { F32, F64, I32, I64, BOOL, U16, U64 };
+enum kind { F32, F64, I32, I64, BOOL, U16, U64, U8 };
 
 static const char *kind_name[] = {"float32", "float64", "int32", "int64",
-                                  "bool",    "uint16",  "uint64"};
+                                  "bool",    "uint16",  "uint64", "uint8"};
 
 static int format_matches(const char *format, enum kind kind, Py_ssize_t itemsize)
 {
@@ -58,6 +58,8 @@ static int format_matches(const char *format, enum kind kind, Py_ssize_t itemsiz
         return format[0] == 'H' && itemsize == 2;
     case U64:
         return strchr("LQ", format[0]) != NULL && itemsize == 8;
+    case U8:
+        return format[0] == 'B' && itemsize == 1;
     }
     return 0;
 }
@@ -1619,6 +1621,125 @@ static PyObject *bins(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(sample_insert_doc,
+"sample_insert(keys, wsq, bins, labels, batch_keys, scores, batch_labels, mantissa_bits, limit)\n"
+"--\n\n"
+"An unweighted multiclass batch's rows into a full row sample (row_sample.RowSample.add, the same\n"
+"arrays): keys (uint64, capacity, ascending and distinct), wsq (float32), bins (uint16, capacity\n"
+"* C) and labels (uint8) in place; the batch's row keys (uint64, n), float32 scores (n * C) and\n"
+"int64 class indices. Each row whose key is at most the largest kept one enters: a kept key adds 1\n"
+"to its squared weight, a new one is inserted in order (its scores' bins and its label) and the\n"
+"largest entry leaves. Returns how many rows entered, or -1, changing nothing, when more than\n"
+"limit rows could or a squared weight could pass 2**23 (float32 sums exact below 2**24): the\n"
+"caller's path then.");
+
+static PyObject *sample_insert(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *o_keys, *o_wsq, *o_bins, *o_labels, *o_bkeys, *o_scores, *o_blabels;
+    int m;
+    Py_ssize_t limit;
+    if (!PyArg_ParseTuple(args, "OOOOOOOin:sample_insert", &o_keys, &o_wsq, &o_bins, &o_labels,
+                          &o_bkeys, &o_scores, &o_blabels, &m, &limit)) {
+        return NULL;
+    }
+    if (m < 0 || m > MAX_MANTISSA_BITS) {
+        PyErr_Format(PyExc_ValueError, "mantissa_bits: expected 0 to %d, received %d",
+                     MAX_MANTISSA_BITS, m);
+        return NULL;
+    }
+    buffers b = {.count = 0};
+    int failed = 0;
+    uint64_t *keys = acquire(&b, o_keys, "keys", U64, -1, 1, 0, &failed);
+    const Py_ssize_t cap = failed ? 0 : items(&b);
+    float *wsq = failed ? NULL : acquire(&b, o_wsq, "wsq", F32, cap, 1, 0, &failed);
+    uint16_t *bins = failed ? NULL : acquire(&b, o_bins, "bins", U16, -1, 1, 0, &failed);
+    const Py_ssize_t C = failed || cap == 0 ? 0 : items(&b) / cap;
+    uint8_t *labels = failed ? NULL : acquire(&b, o_labels, "labels", U8, cap, 1, 0, &failed);
+    const uint64_t *bkeys = failed ? NULL : acquire(&b, o_bkeys, "batch_keys", U64, -1, 0, 0, &failed);
+    const Py_ssize_t n = failed ? 0 : items(&b);
+    const float *scores = failed ? NULL : acquire(&b, o_scores, "scores", F32, n * C, 0, 0, &failed);
+    const int64_t *blabels =
+        failed ? NULL : acquire(&b, o_blabels, "batch_labels", I64, n, 0, 0, &failed);
+    if (!failed && (cap < 1 || C < 1 || C > 256 || b.views[2].len != cap * C * 2)) {
+        PyErr_Format(PyExc_ValueError, "a sample of at least one row and 1 to 256 columns, "
+                     "received %zd rows and %zd columns", cap, C);
+        failed = 1;
+    }
+    if (failed) {
+        release_all(&b);
+        return NULL;
+    }
+    layout lay;
+    make_layout(&lay, m);
+    /* everything is checked before anything changes: the candidates (at most limit), their
+     * scores and labels, and the kept squared weights */
+    const uint64_t top = keys[cap - 1];
+    Py_ssize_t candidates = 0, bad_row = -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (bkeys[i] > top) {
+            continue;
+        }
+        candidates++;
+        int32_t bad = blabels[i] < 0 || blabels[i] >= C;
+        for (Py_ssize_t c = 0; c < C; c++) {
+            bad |= outside(scores[i * C + c]);
+        }
+        if (bad && bad_row < 0) {
+            bad_row = i;
+        }
+    }
+    float heaviest = 0.0f;
+    for (Py_ssize_t j = 0; j < cap; j++) {
+        heaviest = wsq[j] > heaviest ? wsq[j] : heaviest;
+    }
+    if (bad_row >= 0) {
+        release_all(&b);
+        PyErr_Format(PyExc_ValueError, "row %zd: probabilities in [0, 1] and a class index "
+                     "below %zd", bad_row, C);
+        return NULL;
+    }
+    if (candidates > limit || !(heaviest + (float)candidates < 8388608.0f)) {
+        release_all(&b);
+        return PyLong_FromLong(-1);
+    }
+    Py_ssize_t entered = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const uint64_t k = bkeys[i];
+        if (k > keys[cap - 1]) { /* the largest kept key only falls */
+            continue;
+        }
+        entered++;
+        Py_ssize_t lo = 0, hi = cap - 1; /* the first kept key >= k (keys[cap - 1] is) */
+        while (lo < hi) {
+            const Py_ssize_t mid = (lo + hi) / 2;
+            if (keys[mid] < k) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        if (keys[lo] == k) {
+            wsq[lo] += 1.0f;
+            continue;
+        }
+        const Py_ssize_t move = cap - 1 - lo; /* entries after the new one; the last leaves */
+        memmove(keys + lo + 1, keys + lo, (size_t)move * sizeof *keys);
+        memmove(wsq + lo + 1, wsq + lo, (size_t)move * sizeof *wsq);
+        memmove(labels + lo + 1, labels + lo, (size_t)move * sizeof *labels);
+        memmove(bins + (lo + 1) * C, bins + lo * C, (size_t)(move * C) * sizeof *bins);
+        keys[lo] = k;
+        wsq[lo] = 1.0f;
+        labels[lo] = (uint8_t)blabels[i];
+        for (Py_ssize_t c = 0; c < C; c++) {
+            bins[lo * C + c] =
+                (uint16_t)bin_of(lay.shift, lay.n_bins, lay.high_base, key_of(scores[i * C + c]));
+        }
+    }
+    release_all(&b);
+    return PyLong_FromSsize_t(entered);
+}
+
 /* ---- row keys ----------------------------------------------------------------------------- */
 
 PyDoc_STRVAR(row_keys_doc,
@@ -1704,6 +1825,7 @@ static PyMethodDef methods[] = {
     {"add16", add16, METH_VARARGS, add16_doc},
     {"range_join", range_join, METH_VARARGS, range_join_doc},
     {"bins", bins, METH_VARARGS, bins_doc},
+    {"sample_insert", sample_insert, METH_VARARGS, sample_insert_doc},
     {"row_keys", row_keys, METH_VARARGS, row_keys_doc},
     {NULL, NULL, 0, NULL},
 };

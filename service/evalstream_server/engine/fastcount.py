@@ -409,6 +409,49 @@ def bins(scores: np.ndarray, mantissa_bits: int) -> np.ndarray | None:
     return out
 
 
+def sample_insert(
+    keys: np.ndarray,
+    wsq: np.ndarray,
+    bins: np.ndarray,
+    labels: np.ndarray,
+    batch_keys: np.ndarray,
+    scores: np.ndarray,
+    batch_labels: np.ndarray,
+    mantissa_bits: int,
+    limit: int,
+) -> bool:
+    """An unweighted multiclass batch's rows into a full ``row_sample.RowSample`` (its
+    ``keys``, ``wsq``, ``bins`` and ``labels``, in place) in one compiled pass, the arrays its
+    numpy path leaves; returns False, changing nothing, when the kernel is off, the arrays are
+    not in its form (uint16 bins, uint8 labels, float32 scores, int64 class indices), more than
+    ``limit`` rows could enter, or a squared weight could pass 2**23."""
+    if not (
+        _kernel_target(keys, np.uint64)
+        and _kernel_target(wsq, np.float32)
+        and _kernel_target(bins, np.uint16)
+        and _kernel_target(labels, np.uint8)
+        and labels.ndim == 1
+        and batch_keys.dtype == np.uint64
+        and scores.dtype == np.float32
+        and batch_labels.dtype == np.int64
+        and batch_labels.ndim == 1
+    ):
+        return False
+    assert _kernel is not None
+    entered = _kernel.sample_insert(
+        keys,
+        wsq,
+        bins,
+        labels,
+        np.ascontiguousarray(batch_keys),
+        np.ascontiguousarray(scores),
+        np.ascontiguousarray(batch_labels),
+        mantissa_bits,
+        limit,
+    )
+    return bool(entered >= 0)
+
+
 def range_join(target: np.ndarray, own: np.ndarray) -> bool:
     """Join a batch's own (2, B) float32 score range into a state's ``target`` in place, as
     ``np.maximum`` then ``counting.normalise_range`` do, in one compiled pass; returns False,

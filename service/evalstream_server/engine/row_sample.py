@@ -267,6 +267,8 @@ class RowSample:
         keys = batch_keys(batch)
         cap = self.capacity
         idx = None
+        if self.size == cap and batch.weights is None and self._insert_compiled(batch, keys):
+            return
         if self.size == cap:  # full: only rows up to the largest kept key can enter
             idx = (keys <= self.keys[cap - 1]).nonzero()[0]  # few, in a long stream
         if idx is None or idx.size > 4 * cap:  # the batch's own sample, shared by the states
@@ -286,6 +288,21 @@ class RowSample:
             rows = idx[first]
         bins = _bins(self.spec, batch.scores[rows])
         self._merge(uniq, bins, np.asarray(batch.labels)[rows], wsq)
+
+    def _insert_compiled(self, batch: Batch, keys: np.ndarray) -> bool:
+        """An unweighted batch into a full sample in one compiled pass (``fastcount``), the
+        arrays the numpy path leaves; False (nothing done) when that kernel does not apply."""
+        return fastcount.sample_insert(
+            self.keys,
+            self.wsq,
+            self.bins,
+            self.labels,
+            keys,
+            batch.scores,
+            np.asarray(batch.labels),
+            self.spec.resolution.mantissa_bits,
+            4 * self.capacity,
+        )
 
     def merge_from(self, other: RowSample) -> None:
         n = other.size
