@@ -349,8 +349,14 @@ class State:
             self.join_rows(batch)
         if self.sample is not None and batch is not None:
             self.sample.add(batch)
+        counts = self.counts
         for name, d in delta.items():
-            self._add_field(name, d)
+            arr = counts[name]
+            # the common case inline (a dozen small fields a batch): a dense delta into float64
+            if type(d) is np.ndarray and arr.dtype.char == "d" and name not in MAX_FIELDS:
+                arr += d
+            else:
+                self._add_field(name, d)
 
     @property
     def is_exact(self) -> bool:
