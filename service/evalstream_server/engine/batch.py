@@ -188,7 +188,8 @@ def _labels(spec: StreamSpec, y_true: object) -> np.ndarray:
             )
         return np.fromiter((index[str(v)] for v in raw.tolist()), np.int64, raw.size)
     a = _as_numeric(raw, "y_true")
-    _check_finite(a, "y_true")
+    if a.dtype.kind == "f":  # integers and booleans are finite
+        _check_finite(a, "y_true")
     if spec.task == "multilabel":
         if a.ndim != 2 or a.shape[1] != K:
             hint = (
@@ -226,10 +227,11 @@ def _labels(spec: StreamSpec, y_true: object) -> np.ndarray:
     if np.issubdtype(a.dtype, np.floating):
         if (a != np.round(a)).any():
             raise InvalidInputError("y_true", "integer class indices", "non-integer values")
-    a = a.astype(np.int64)
+    a = a.astype(np.int64)  # a copy: the batch may outlive the caller's array
     high = 2 if spec.task == "binary" else K
-    bad = (a < 0) | (a >= high)
-    if bad.any():
+    # two reductions in the common case; the cells out of range only to report them
+    if a.size and (int(a.min()) < 0 or int(a.max()) >= high):
+        bad = (a < 0) | (a >= high)
         values = np.unique(a[bad])[:5].tolist()
         raise InvalidInputError(
             "y_true",
