@@ -614,6 +614,24 @@ def test_range_join_is_the_maximum_then_normalised(m, n, values, seed):
     np.testing.assert_array_equal(target.view(np.uint32), expected.view(np.uint32))
 
 
+@needs_kernel
+@SETTINGS
+@given(n=st.integers(0, 200), K=st.integers(1, 40), seed=st.integers(0, 2**32 - 1))
+def test_row_sums_are_numpys_float64_row_sums(n, K, seed):
+    """``row_sums`` (validation's check that rows sum to 1, one compiled pass; each column count
+    to 11 compiled on its own) against numpy's float64 sums: float32 terms are exact in any order
+    unless their exponents differ widely, so to the rounding of another order."""
+    rng = np.random.default_rng(seed)
+    a = (rng.standard_normal((n, K)) * 10.0 ** rng.integers(-30, 3, (n, K))).astype(np.float32)
+    sums = fastcount.row_sums(a)
+    assert sums is not None and sums.shape == (n,)
+    ref = a.astype(np.float64)
+    bound = 4 * K * np.finfo(np.float64).eps * np.abs(ref).sum(axis=1)
+    assert np.all(np.abs(sums - ref.sum(axis=1)) <= bound)
+    assert fastcount.row_sums(a.astype(np.float64)) is None  # numpy's product
+    assert K == 1 or n < 2 or fastcount.row_sums(a[:, ::2]) is None  # not contiguous
+
+
 @pytest.mark.parametrize("bad", [0.5, -1.0, np.nan, np.inf, 2.0**53, -(2.0**60)])
 @pytest.mark.parametrize("kernel", ["compiled", "numpy"])
 def test_add_dense_refuses_a_delta_that_is_not_counts_and_adds_nothing(bad, kernel):

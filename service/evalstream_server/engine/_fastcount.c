@@ -1740,6 +1740,70 @@ static PyObject *sample_insert(PyObject *self, PyObject *args)
     return PyLong_FromSsize_t(entered);
 }
 
+/* Row sums of n rows of K float32 scores in float64, four partial sums a row (its chain of
+ * dependent adds split four ways); K_const: K when known at compile time (the loop unrolled),
+ * else 0. */
+static inline __attribute__((always_inline)) void row_sums_k(double *restrict sums,
+                                                            const float *restrict scores,
+                                                            Py_ssize_t n, const Py_ssize_t K_const,
+                                                            Py_ssize_t K_any)
+{
+    const Py_ssize_t K = K_const ? K_const : K_any;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const float *restrict row = scores + i * K;
+        double t[4] = {0.0, 0.0, 0.0, 0.0};
+        _Pragma("GCC unroll 12")
+        for (Py_ssize_t c = 0; c < K; c++) {
+            t[c & 3] += (double)row[c];
+        }
+        sums[i] = (t[0] + t[1]) + (t[2] + t[3]);
+    }
+}
+
+PyDoc_STRVAR(row_sums_doc,
+"row_sums(sums, scores, n_columns)\n"
+"--\n\n"
+"Each row's sum in float64 of float32 scores (C-contiguous, n * n_columns items) into sums\n"
+"(float64, n items): batch validation's check that probability rows sum to 1.");
+
+static PyObject *row_sums(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *o_sums, *o_scores;
+    Py_ssize_t K;
+    if (!PyArg_ParseTuple(args, "OOn:row_sums", &o_sums, &o_scores, &K)) {
+        return NULL;
+    }
+    if (K < 1) {
+        PyErr_Format(PyExc_ValueError, "n_columns: expected at least 1, received %zd", K);
+        return NULL;
+    }
+    buffers b = {.count = 0};
+    int failed = 0;
+    double *sums = acquire(&b, o_sums, "sums", F64, -1, 1, 0, &failed);
+    const Py_ssize_t n = failed ? 0 : items(&b);
+    const float *scores = failed ? NULL : acquire(&b, o_scores, "scores", F32, n * K, 0, 0, &failed);
+    if (failed) {
+        release_all(&b);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+#define SUMS_CASE(k)                           \
+    case k:                                    \
+        row_sums_k(sums, scores, n, k, K);     \
+        break;
+    switch (K) {
+        SUMS_CASE(2) SUMS_CASE(3) SUMS_CASE(4) SUMS_CASE(5) SUMS_CASE(6)
+        SUMS_CASE(7) SUMS_CASE(8) SUMS_CASE(9) SUMS_CASE(10) SUMS_CASE(11)
+    default:
+        row_sums_k(sums, scores, n, 0, K);
+    }
+#undef SUMS_CASE
+    Py_END_ALLOW_THREADS
+    release_all(&b);
+    Py_RETURN_NONE;
+}
+
 /* ---- row keys ----------------------------------------------------------------------------- */
 
 PyDoc_STRVAR(row_keys_doc,
@@ -1825,6 +1889,7 @@ static PyMethodDef methods[] = {
     {"add16", add16, METH_VARARGS, add16_doc},
     {"range_join", range_join, METH_VARARGS, range_join_doc},
     {"bins", bins, METH_VARARGS, bins_doc},
+    {"row_sums", row_sums, METH_VARARGS, row_sums_doc},
     {"sample_insert", sample_insert, METH_VARARGS, sample_insert_doc},
     {"row_keys", row_keys, METH_VARARGS, row_keys_doc},
     {NULL, NULL, 0, NULL},

@@ -452,6 +452,24 @@ def sample_insert(
     return bool(entered >= 0)
 
 
+def row_sums(scores: np.ndarray) -> np.ndarray | None:
+    """Each row's float64 sum of a 2-D float32 score batch in one compiled pass (validation's
+    check that probability rows sum to 1); None, doing nothing, when the kernel is off or the
+    scores are not a C-contiguous float32 matrix."""
+    if (
+        not enabled()
+        or scores.dtype != np.float32
+        or scores.ndim != 2
+        or scores.shape[1] == 0
+        or not scores.flags.c_contiguous
+    ):
+        return None
+    assert _kernel is not None
+    sums = np.empty(scores.shape[0])
+    _kernel.row_sums(sums, scores, scores.shape[1])
+    return sums
+
+
 def range_join(target: np.ndarray, own: np.ndarray) -> bool:
     """Join a batch's own (2, B) float32 score range into a state's ``target`` in place, as
     ``np.maximum`` then ``counting.normalise_range`` do, in one compiled pass; returns False,
