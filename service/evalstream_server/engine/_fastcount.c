@@ -134,6 +134,17 @@ typedef struct {
     int32_t high_base; /* n_bins - 2 + (103 << m) */
 } layout;
 
+/* Whether m is a layout's mantissa bits (0 to MAX_MANTISSA_BITS); else sets ValueError. */
+static int mantissa_bits_ok(int m)
+{
+    if (m < 0 || m > MAX_MANTISSA_BITS) {
+        PyErr_Format(PyExc_ValueError, "mantissa_bits: expected 0 to %d, received %d",
+                     MAX_MANTISSA_BITS, m);
+        return 0;
+    }
+    return 1;
+}
+
 static void make_layout(layout *lay, int m)
 {
     lay->shift = 23 - m;
@@ -1592,9 +1603,7 @@ static PyObject *bins(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "OOi:bins", &o_out, &o_scores, &m)) {
         return NULL;
     }
-    if (m < 0 || m > MAX_MANTISSA_BITS) {
-        PyErr_Format(PyExc_ValueError, "mantissa_bits: expected 0 to %d, received %d",
-                     MAX_MANTISSA_BITS, m);
+    if (!mantissa_bits_ok(m)) {
         return NULL;
     }
     buffers b = {.count = 0};
@@ -1625,13 +1634,13 @@ PyDoc_STRVAR(sample_insert_doc,
 "sample_insert(keys, wsq, bins, labels, batch_keys, scores, batch_labels, mantissa_bits, limit)\n"
 "--\n\n"
 "An unweighted multiclass batch's rows into a full row sample (row_sample.RowSample.add, the same\n"
-"arrays): keys (uint64, capacity, ascending and distinct), wsq (float32), bins (uint16, capacity\n"
-"* C) and labels (uint8) in place; the batch's row keys (uint64, n), float32 scores (n * C) and\n"
-"int64 class indices. Each row whose key is at most the largest kept one enters: a kept key adds 1\n"
-"to its squared weight, a new one is inserted in order (its scores' bins and its label) and the\n"
-"largest entry leaves. Returns how many rows entered, or -1, changing nothing, when more than\n"
-"limit rows could or a squared weight could pass 2**23 (float32 sums exact below 2**24): the\n"
-"caller's path then.");
+"arrays): keys (uint64, capacity, ascending and distinct), wsq (float32), bins (uint16,\n"
+"capacity * C) and labels (uint8) in place; the batch's row keys (uint64, n), float32 scores\n"
+"(n * C) and int64 class indices. Each row whose key is at most the largest kept one enters: a\n"
+"kept key adds 1 to its squared weight, a new one is inserted in order (its scores' bins and its\n"
+"label) and the largest entry leaves. Returns how many rows entered, or -1, changing nothing,\n"
+"when more than limit rows could or a squared weight could pass 2**23 (float32 sums exact below\n"
+"2**24): the caller's path then.");
 
 static PyObject *sample_insert(PyObject *self, PyObject *args)
 {
@@ -1643,9 +1652,7 @@ static PyObject *sample_insert(PyObject *self, PyObject *args)
                           &o_bkeys, &o_scores, &o_blabels, &m, &limit)) {
         return NULL;
     }
-    if (m < 0 || m > MAX_MANTISSA_BITS) {
-        PyErr_Format(PyExc_ValueError, "mantissa_bits: expected 0 to %d, received %d",
-                     MAX_MANTISSA_BITS, m);
+    if (!mantissa_bits_ok(m)) {
         return NULL;
     }
     buffers b = {.count = 0};
@@ -1656,9 +1663,11 @@ static PyObject *sample_insert(PyObject *self, PyObject *args)
     uint16_t *bins = failed ? NULL : acquire(&b, o_bins, "bins", U16, -1, 1, 0, &failed);
     const Py_ssize_t C = failed || cap == 0 ? 0 : items(&b) / cap;
     uint8_t *labels = failed ? NULL : acquire(&b, o_labels, "labels", U8, cap, 1, 0, &failed);
-    const uint64_t *bkeys = failed ? NULL : acquire(&b, o_bkeys, "batch_keys", U64, -1, 0, 0, &failed);
+    const uint64_t *bkeys =
+        failed ? NULL : acquire(&b, o_bkeys, "batch_keys", U64, -1, 0, 0, &failed);
     const Py_ssize_t n = failed ? 0 : items(&b);
-    const float *scores = failed ? NULL : acquire(&b, o_scores, "scores", F32, n * C, 0, 0, &failed);
+    const float *scores =
+        failed ? NULL : acquire(&b, o_scores, "scores", F32, n * C, 0, 0, &failed);
     const int64_t *blabels =
         failed ? NULL : acquire(&b, o_blabels, "batch_labels", I64, n, 0, 0, &failed);
     if (!failed && (cap < 1 || C < 1 || C > 256 || b.views[2].len != cap * C * 2)) {
@@ -1782,7 +1791,8 @@ static PyObject *row_sums(PyObject *self, PyObject *args)
     int failed = 0;
     double *sums = acquire(&b, o_sums, "sums", F64, -1, 1, 0, &failed);
     const Py_ssize_t n = failed ? 0 : items(&b);
-    const float *scores = failed ? NULL : acquire(&b, o_scores, "scores", F32, n * K, 0, 0, &failed);
+    const float *scores =
+        failed ? NULL : acquire(&b, o_scores, "scores", F32, n * K, 0, 0, &failed);
     if (failed) {
         release_all(&b);
         return NULL;
