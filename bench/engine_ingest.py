@@ -173,8 +173,9 @@ def river_rate(wl: Workload, n_sub: int) -> tuple[float | str, int]:
 # Both checkouts' engines run in one process, pinned to one CPU: each engine package is copied
 # under its own name (``engine`` imports only itself, relatively), and the workload's batches go
 # to the two engines in turns of CHUNK batches (the first engine alternating), CPU time summed
-# per engine. The machine's other jobs then slow both alike: measured here, separate processes
-# gave ratios ranging 0.52x - 1.07x on one commit pair, turns of 8 batches 0.87x - 0.93x.
+# per engine. The machine's other jobs then slow both alike: measured here on one commit pair
+# (070e3e5 against eee38b9, K = 10, 9 rounds), separate processes gave ratios ranging 0.52x -
+# 1.07x, this 0.71x - 0.77x.
 # Each pass starts fresh engines; one ratio a pass.
 _INTERLEAVED = """
 import os, sys, time, importlib
