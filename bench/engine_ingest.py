@@ -188,8 +188,9 @@ engines = {name: importlib.import_module(name) for name in ("ab_baseline", "ab_t
 raw = list(make_workload(n_batches * 4096, K, seed=K).batches())
 for p in range(passes):
     live = {}
+    classes = tuple(f"c{i}" for i in range(K))
     for name, m in engines.items():
-        live[name] = m.StreamEngine(m.StreamSpec(task="multiclass", classes=tuple(f"c{i}" for i in range(K))))
+        live[name] = m.StreamEngine(m.StreamSpec(task="multiclass", classes=classes))
     spent = dict.fromkeys(engines, 0.0)
     for t, start in enumerate(range(0, len(raw), chunk)):
         names = list(engines) if t % 2 == 0 else list(engines)[::-1]
