@@ -6,6 +6,12 @@ makes one pass over a batch instead of some twenty numpy passes (and, for multil
 (n, L, L) comparison tensors), and adds histogram cells into a state with a plain loop instead of
 ``np.add.at``.
 
+Beside the two counting kernels it has the one-pass helpers around them: ``count16`` and
+``add16`` (compact 16-bit counts with their carries), ``range_join`` (a batch's score range into a
+state's), ``row_keys``, ``bins`` and ``sample_insert`` (the row sample), and ``row_sums``
+(validation). Each declines, doing nothing, when the kernel is off or the arrays are not in its
+form, and the numpy path then does the same work (tested equal).
+
 Without a C compiler at install time the extension is skipped (the build treats it as optional)
 and ``available()`` is False. ``EVALSTREAM_FASTCOUNT=0`` in the environment, or the ``disabled()``
 context, switches it off.
