@@ -458,15 +458,21 @@ def sample_insert(
     return bool(entered >= 0)
 
 
+# Columns up to which row_sums is compiled for each count and beats numpy's float64 copy and
+# matrix-vector product (4096 rows: 14 against 18 us at 10 columns; at 12 columns, the generic
+# loop, 24 against 16; at 100, 266 against 114).
+ROW_SUMS_MAX_COLUMNS = 11
+
+
 def row_sums(scores: np.ndarray) -> np.ndarray | None:
     """Each row's float64 sum of a 2-D float32 score batch in one compiled pass (validation's
-    check that probability rows sum to 1); None, doing nothing, when the kernel is off or the
-    scores are not a C-contiguous float32 matrix."""
+    check that probability rows sum to 1); None, doing nothing, when the kernel is off, the
+    scores are not a C-contiguous float32 matrix or have more than ``ROW_SUMS_MAX_COLUMNS``."""
     if (
         not enabled()
         or scores.dtype != np.float32
         or scores.ndim != 2
-        or scores.shape[1] == 0
+        or not 0 < scores.shape[1] <= ROW_SUMS_MAX_COLUMNS
         or not scores.flags.c_contiguous
     ):
         return None
