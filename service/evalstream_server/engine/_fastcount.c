@@ -487,6 +487,16 @@ static inline void range_note(int32_t *restrict high, int32_t *restrict low, int
     low[b] = low[b] > l ? low[b] : l;
 }
 
+/* range_note behind a test that skips a score whose bin already covers its key: cheaper where
+ * the test is predictable (many columns, most scores in bins the batch has seen). */
+static inline void range_note_tested(int32_t *restrict high, int32_t *restrict low, int32_t b,
+                                     int32_t k)
+{
+    if ((high[b] <= k) | (low[b] < RANGE_TOP - k)) {
+        range_note(high, low, b, k);
+    }
+}
+
 /* counting.RangeDelta's form of range_note's maxima over n_bins bins: (0, 0) empty, (k,
  * RANGE_TOP - k) one key k, both RANGE_TOP (float32 max) mixed. */
 static void range_finish(int32_t *restrict high, int32_t *restrict low, int32_t n_bins)
@@ -712,61 +722,67 @@ static inline __attribute__((always_inline)) int multiclass_loop_k(mc_args *a, c
             key_out[i] = row_key(row, K, key_k, (uint64_t)y * key_label[0]);
         }
 
-        if (fused && r_high) {
-            /* after the row's check (a bad score has no bin): the range of the bins the fused
-             * loop kept in fine[], with their keys */
-            _Pragma("GCC unroll 12")
-            for (int c = 0; c < K; c++) {
-                range_note(r_high, r_low, fine[c], keys[c]);
-            }
-        }
-        if (mom_on) {
-            /* after the row's check (a bad score has no bin): the in-band scores' positions, in
-             * their columns' and (the true class's) the positives' rows */
-            const int32_t *restrict cells = index + i * K;
-            const int32_t base = y * row_stride;
-            _Pragma("GCC unroll 12")
-            for (int c = 0; c < K; c++) {
-                const int32_t fb = fused ? fine[c] : cells[c] - base - c * B;
-                moment_note(&a->mom, c * mwidth, fb, fused ? keys[c] : key_of(row[c]), row[c], w);
-            }
-            moment_note(&a->mom, mom_pos + y * mwidth, fused ? fine[y] : cells[y] - base - y * B,
-                        ky, sy, w);
-        }
-        if (fused && pred_hist) {
-            /* the fused loop kept each score's bin in fine[] (the histogram's; the coarse layout
-             * nests in it: pred_bins.pred_bin_of_fine) */
-            double *restrict prow = pred_hist + (Py_ssize_t)pred * K * Bc;
-            _Pragma("GCC unroll 12")
-            for (int c = 0; c < K; c++) {
-                const int32_t pb =
-                    pred_reuse ? fine[c] : bin_of_scalar(pshift, pB, phigh, key_of(row[c]));
-                prow[c * Bc + pred_table[pb]] += w;
-            }
-        } else if (pred_table) {
-            /* each score's cell (many columns, or a dense table larger than the batch); the
-             * histogram's bin of each score is in fine[] (fused) or in its cell, less the row's
-             * and column's offsets (the coarse layout nests in it), else binned here */
-            const int32_t first = pred * K, base = y * row_stride;
-            const int32_t *restrict cells = index ? index + i * K : NULL;
-            double *restrict prow = pred_hist ? pred_hist + (Py_ssize_t)first * Bc : NULL;
-            for (int c = 0; c < K; c++) {
-                const int32_t pb = !pred_reuse ? bin_of_scalar(pshift, pB, phigh, key_of(row[c]))
-                                   : fused     ? fine[c]
-                                               : cells[c] - base - c * B;
-                const int32_t cell = c * Bc + pred_table[pb];
-                if (prow) {
-                    prow[cell] += w;
-                } else {
-                    pred_index[i * K + c] = first * Bc + cell;
+        if (fused) {
+            /* after the row's check (a bad score has no bin), from the bins and keys the fused
+             * loop kept in fine[] and keys[] */
+            if (r_high) { /* the score range */
+                _Pragma("GCC unroll 12")
+                for (int c = 0; c < K; c++) {
+                    range_note(r_high, r_low, fine[c], keys[c]);
                 }
             }
-        }
-        if (!fused && r_high) {
-            const int32_t *restrict cells = index + i * K;
-            const int32_t base = y * row_stride;
+            if (mom_on) { /* the in-band scores' positions: their columns' rows, the positives' */
+                _Pragma("GCC unroll 12")
+                for (int c = 0; c < K; c++) {
+                    moment_note(&a->mom, c * mwidth, fine[c], keys[c], row[c], w);
+                }
+                moment_note(&a->mom, mom_pos + y * mwidth, fine[y], ky, sy, w);
+            }
+            if (pred_hist) { /* the coarse layout nests in the fine: pred_bins.pred_bin_of_fine */
+                double *restrict prow = pred_hist + (Py_ssize_t)pred * K * Bc;
+                _Pragma("GCC unroll 12")
+                for (int c = 0; c < K; c++) {
+                    const int32_t pb =
+                        pred_reuse ? fine[c] : bin_of_scalar(pshift, pB, phigh, key_of(row[c]));
+                    prow[c * Bc + pred_table[pb]] += w;
+                }
+            } else if (pred_table) { /* each score's cell: a dense table larger than the batch */
+                const int32_t first = pred * K;
+                for (int c = 0; c < K; c++) {
+                    const int32_t k = key_of(row[c]);
+                    const int32_t pb = pred_reuse ? fine[c] : bin_of_scalar(pshift, pB, phigh, k);
+                    pred_index[i * K + c] = first * Bc + c * Bc + pred_table[pb];
+                }
+            }
+        } else if (r_high || mom_on || pred_table) {
+            /* many columns: the range, the moments and pred_hist's cells in one loop over the
+             * row, each score's bin (from its cell, less the row's and column's offsets) and key
+             * taken once; the range tested before it is written (most of many columns' scores
+             * meet a bin the batch has seen: the test is predictable there) */
+            const int32_t *restrict cells = index ? index + i * K : NULL;
+            const int32_t base = y * row_stride, first = pred * K;
+            double *restrict prow = pred_hist ? pred_hist + (Py_ssize_t)first * Bc : NULL;
             for (int c = 0; c < K; c++) {
-                range_note(r_high, r_low, cells[c] - base - c * B, key_of(row[c]));
+                const int32_t k = key_of(row[c]);
+                const int32_t fb = cells ? cells[c] - base - c * B : 0;
+                if (r_high) {
+                    range_note_tested(r_high, r_low, fb, k);
+                }
+                if (mom_on) {
+                    moment_note(&a->mom, c * mwidth, fb, k, row[c], w);
+                }
+                if (pred_table) {
+                    const int32_t pb = pred_reuse ? fb : bin_of_scalar(pshift, pB, phigh, k);
+                    const int32_t cell = c * Bc + pred_table[pb];
+                    if (prow) {
+                        prow[cell] += w;
+                    } else {
+                        pred_index[i * K + c] = first * Bc + cell;
+                    }
+                }
+            }
+            if (mom_on) {
+                moment_note(&a->mom, mom_pos + y * mwidth, cells[y] - base - y * B, ky, sy, w);
             }
         }
         if (pos_index) {
