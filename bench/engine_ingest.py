@@ -173,10 +173,10 @@ def river_rate(wl: Workload, n_sub: int) -> tuple[float | str, int]:
 # Both checkouts' engines run in one process, pinned to one CPU: each engine package is copied
 # under its own name (``engine`` imports only itself, relatively), and the workload's batches go
 # to the two engines in turns of CHUNK batches (the first engine alternating), CPU time summed
-# per engine. The machine's other jobs then slow both alike: measured here on one commit pair
-# (070e3e5 against eee38b9, K = 10, 9 rounds), separate processes gave ratios ranging 0.52x -
-# 1.07x, this 0.71x - 0.77x.
-# Each pass starts fresh engines; one ratio a pass.
+# per engine, after an untimed warm-up of two turns. The machine's other jobs then slow both
+# alike: measured here on one commit pair (070e3e5 against eee38b9, K = 10, 9 rounds), separate
+# processes gave ratios ranging 0.52x - 1.07x, this 0.71x - 0.77x. Each pass starts fresh
+# engines; one ratio a pass.
 _INTERLEAVED = """
 import os, sys, time, importlib
 sys.path[:0] = [sys.argv[1], sys.argv[2]]
@@ -186,9 +186,13 @@ from harness import make_workload
 K, n_batches, passes, chunk = (int(a) for a in sys.argv[3:7])
 engines = {name: importlib.import_module(name) for name in ("ab_baseline", "ab_this")}
 raw = list(make_workload(n_batches * 4096, K, seed=K).batches())
+classes = tuple(f"c{i}" for i in range(K))
+for name, m in engines.items():  # warm-up, untimed: imports, caches, the allocator's pools
+    warm = m.StreamEngine(m.StreamSpec(task="multiclass", classes=classes))
+    for y, s in raw[: 2 * chunk]:
+        warm.update(y, s)
 for p in range(passes):
     live = {}
-    classes = tuple(f"c{i}" for i in range(K))
     for name, m in engines.items():
         live[name] = m.StreamEngine(m.StreamSpec(task="multiclass", classes=classes))
     spent = dict.fromkeys(engines, 0.0)
