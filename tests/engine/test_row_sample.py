@@ -302,3 +302,38 @@ def test_the_compiled_insert_leaves_the_numpy_paths_sample(seed):
         assert compiled == numpy_path
         np.testing.assert_array_equal(compiled.wsq.view(np.uint32), numpy_path.wsq.view(np.uint32))
     assert taken, "the compiled insert ran"
+
+
+def test_the_compiled_insert_declines_past_its_bounds_and_changes_nothing():
+    """``sample_insert`` declines, leaving the sample as it was, when more rows could enter than
+    its limit, or when a kept squared weight could pass 2**23 (float32 sums stop being exact at
+    2**24); ``RowSample.add`` then takes its numpy path, which adds the batch as without the
+    kernel."""
+    if not fastcount.available():
+        pytest.skip("compiled kernel not built")
+    rng = np.random.default_rng(5)
+    spec = StreamSpec(task="multiclass", classes=("a", "b", "c"))
+
+    def batch(n):
+        return make_batch(
+            spec, rng.integers(0, 3, n), rng.dirichlet(np.ones(3), n).astype(np.float32)
+        )
+
+    full = row_sample.RowSample(spec, 4)
+    full.add(batch(50))
+    assert full.size == 4
+    for heavy, offered in ((False, batch(2000)), (True, batch(1))):
+        s = row_sample.RowSample(spec, 4)
+        s.merge_from(full)
+        if heavy:  # a kept row that stands for 2**23 rows
+            s.wsq[0] = np.float32(2.0**23)
+        before = [a.copy() for a in (s.keys, s.wsq, s.bins, s.labels)]
+        assert not s._insert_compiled(offered, row_sample.batch_keys(offered))
+        for a, b in zip((s.keys, s.wsq, s.bins, s.labels), before, strict=True):
+            np.testing.assert_array_equal(a, b)
+        reference = s.copy()
+        reference.wsq[: s.size] = s.wsq[: s.size]
+        with fastcount.disabled():
+            reference.add(offered)
+        s.add(offered)
+        assert s == reference

@@ -145,6 +145,9 @@ def occupied_index(occupied: np.ndarray, bins: np.ndarray) -> tuple[np.ndarray, 
 
 Entries = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # keys, bins, labels, wsq
 _FEW = 8  # entries a full sample takes one by one (RowSample._insert_few) instead of by a sort
+# candidate rows per kept row past which a full sample takes the batch's own sample (one sort)
+# instead of the candidates one by one
+_MANY = 4
 
 
 def _batch_entries(batch: Batch, spec: StreamSpec, capacity: int) -> Entries:
@@ -271,7 +274,7 @@ class RowSample:
             return
         if self.size == cap:  # full: only rows up to the largest kept key can enter
             idx = (keys <= self.keys[cap - 1]).nonzero()[0]  # few, in a long stream
-        if idx is None or idx.size > 4 * cap:  # the batch's own sample, shared by the states
+        if idx is None or idx.size > _MANY * cap:  # the batch's own sample, shared by the states
             self._merge(*_batch_entries(batch, self.spec, cap))
             return
         w = batch.weights
@@ -301,7 +304,7 @@ class RowSample:
             batch.scores,
             np.asarray(batch.labels),
             self.spec.resolution.mantissa_bits,
-            4 * self.capacity,
+            _MANY * self.capacity,  # more candidates: add's sort, as above
         )
 
     def merge_from(self, other: RowSample) -> None:
